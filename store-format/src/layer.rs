@@ -1,0 +1,482 @@
+//! Layer manifests: the record of one backup.
+//!
+//! ```text
+//! LAYER   = HEADER || BODY || FOOTER
+//! HEADER  = "STRATALY" || version:u32le (= 1)                       12 bytes
+//! BODY    = one zstd frame; decompressed: RECORD*
+//! RECORD  = len:u32le || postcard(Record)
+//! FOOTER  = META || meta_len:u32le || body_len:u64le
+//!           || entry_count:u64le || tombstone_count:u64le || checksum:[32]
+//! META    = postcard(LayerMeta)
+//! checksum = BLAKE3(every byte of the layer before it)
+//! ```
+//!
+//! The body holds all entries first, strictly increasing in path order
+//! (see [`crate::path`]), then all tombstones, also strictly increasing. The
+//! metadata sits at the end so a writer can stream entries and add the totals
+//! last; a reader checks the checksum before it trusts anything.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FormatError, Result};
+use crate::id::{BackupId, ChunkId, FileHash, ShareId};
+use crate::path;
+
+pub const LAYER_MAGIC: &[u8; 8] = b"STRATALY";
+pub const LAYER_VERSION: u32 = 1;
+const HEADER_LEN: usize = 12;
+const FOOTER_FIXED: usize = 4 + 8 + 8 + 8 + 32;
+/// Upper bound on one decoded record, so a hostile length cannot exhaust memory.
+const MAX_RECORD: u32 = 1 << 30;
+
+/// The backup's own metadata, stored at the end of its layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerMeta {
+    pub backup_id: BackupId,
+    pub share_id: ShareId,
+    pub parent_id: Option<BackupId>,
+    pub project: String,
+    pub name: String,
+    pub description: String,
+    pub share_name: String,
+    pub share_path: String,
+    /// Unix time (ns) when the backup started reading the share.
+    pub data_timestamp_ns: i64,
+    pub created_at_ns: i64,
+    pub finished_at_ns: i64,
+    pub stats: LayerStats,
+}
+
+/// What one backup saw and stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    /// Entries skipped: unreadable files, sockets, devices.
+    pub skipped: u64,
+    /// Bytes of regular-file content in the backed-up tree.
+    pub logical_bytes: u64,
+    /// Raw bytes of chunks this backup was first to store.
+    pub new_bytes: u64,
+    /// Bytes those chunks take in packs (after compression).
+    pub stored_bytes: u64,
+    pub new_chunks: u64,
+}
+
+/// A chunk of a file: its id and raw length, in file order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: ChunkId,
+    pub len: u32,
+}
+
+/// One extended attribute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// What an entry is, with what only that kind has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    File {
+        size: u64,
+        chunks: Vec<ChunkRef>,
+        hash: FileHash,
+    },
+    Dir,
+    Symlink {
+        target: Vec<u8>,
+    },
+    /// A further name of a file recorded earlier under `target`.
+    Hardlink {
+        target: Vec<u8>,
+    },
+}
+
+/// One path of the share and its metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub path: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_ns: i64,
+    /// Change-detection stamp: status-change time and inode number at backup.
+    pub ctime_ns: i64,
+    pub inode: u64,
+    /// Sorted by name.
+    pub xattrs: Vec<Xattr>,
+    pub kind: EntryKind,
+}
+
+/// A path (and everything below it) deleted since the parent layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub path: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Record {
+    Entry(Entry),
+    Tombstone(Tombstone),
+}
+
+fn check_entry(entry: &Entry) -> Result<()> {
+    path::validate(&entry.path)?;
+    let bad = |detail: String| FormatError::corrupt("layer entry", detail);
+    let shown = || String::from_utf8_lossy(&entry.path).into_owned();
+    for pair in entry.xattrs.windows(2) {
+        if pair[0].name >= pair[1].name {
+            return Err(bad(format!("{}: xattrs unsorted or repeated", shown())));
+        }
+    }
+    if entry.xattrs.iter().any(|x| x.name.is_empty() || x.name.contains(&0)) {
+        return Err(bad(format!("{}: invalid xattr name", shown())));
+    }
+    match &entry.kind {
+        EntryKind::File { size, chunks, .. } => {
+            let sum: u64 = chunks.iter().map(|c| u64::from(c.len)).sum();
+            if sum != *size || chunks.iter().any(|c| c.len == 0) {
+                return Err(bad(format!(
+                    "{}: chunks add up to {sum} bytes, size is {size}",
+                    shown()
+                )));
+            }
+        }
+        EntryKind::Symlink { target } => {
+            if target.is_empty() || target.contains(&0) {
+                return Err(bad(format!("{}: invalid symlink target", shown())));
+            }
+        }
+        EntryKind::Hardlink { target } => {
+            path::validate(target)?;
+            if path::cmp(target, &entry.path) != std::cmp::Ordering::Less {
+                return Err(bad(format!(
+                    "{}: hardlink target does not precede it",
+                    shown()
+                )));
+            }
+        }
+        EntryKind::Dir => {}
+    }
+    Ok(())
+}
+
+/// Hashes and counts every byte that passes through.
+struct Hashing<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Streams a layer to any `Write`: entries in order, then tombstones, then
+/// `finish` with the metadata. Ordering and paths are checked as they come, so
+/// a writer bug cannot produce a layer the reader would reject.
+pub struct LayerWriter<W: Write> {
+    body: zstd::Encoder<'static, Hashing<W>>,
+    last_entry: Option<Vec<u8>>,
+    last_tombstone: Option<Vec<u8>>,
+    entries: u64,
+    tombstones: u64,
+    scratch: Vec<u8>,
+}
+
+impl<W: Write> LayerWriter<W> {
+    pub fn new(out: W) -> Result<Self> {
+        let mut out = Hashing {
+            inner: out,
+            hasher: blake3::Hasher::new(),
+            written: 0,
+        };
+        out.write_all(LAYER_MAGIC)?;
+        out.write_all(&LAYER_VERSION.to_le_bytes())?;
+        let body = zstd::Encoder::new(out, 3)?;
+        Ok(LayerWriter {
+            body,
+            last_entry: None,
+            last_tombstone: None,
+            entries: 0,
+            tombstones: 0,
+            scratch: Vec::new(),
+        })
+    }
+
+    fn write_record(&mut self, record: &Record) -> Result<()> {
+        self.scratch.clear();
+        let encoded = postcard::to_extend(record, std::mem::take(&mut self.scratch))
+            .map_err(|e| FormatError::corrupt("layer record", e))?;
+        self.body.write_all(&(encoded.len() as u32).to_le_bytes())?;
+        self.body.write_all(&encoded)?;
+        self.scratch = encoded;
+        Ok(())
+    }
+
+    /// Appends an entry; its path must sort after the previous entry's.
+    pub fn add_entry(&mut self, entry: &Entry) -> Result<()> {
+        if self.tombstones > 0 {
+            return Err(FormatError::Invalid {
+                what: "layer",
+                detail: "entry after tombstones".into(),
+            });
+        }
+        check_entry(entry).map_err(invalid_from_corrupt)?;
+        check_order(self.last_entry.as_deref(), &entry.path, "entries")
+            .map_err(invalid_from_corrupt)?;
+        self.write_record(&Record::Entry(entry.clone()))?;
+        self.last_entry = Some(entry.path.clone());
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Appends a tombstone; tombstones come after every entry, in path order.
+    pub fn add_tombstone(&mut self, tombstone: &Tombstone) -> Result<()> {
+        path::validate(&tombstone.path)?;
+        check_order(self.last_tombstone.as_deref(), &tombstone.path, "tombstones")
+            .map_err(invalid_from_corrupt)?;
+        self.write_record(&Record::Tombstone(tombstone.clone()))?;
+        self.last_tombstone = Some(tombstone.path.clone());
+        self.tombstones += 1;
+        Ok(())
+    }
+
+    /// Writes the footer; returns the underlying writer and the layer's length.
+    pub fn finish(self, meta: &LayerMeta) -> Result<(W, u64)> {
+        let mut out = self.body.finish()?;
+        let body_len = out.written - HEADER_LEN as u64;
+        let meta_bytes =
+            postcard::to_stdvec(meta).map_err(|e| FormatError::corrupt("layer meta", e))?;
+        out.write_all(&meta_bytes)?;
+        out.write_all(&(meta_bytes.len() as u32).to_le_bytes())?;
+        out.write_all(&body_len.to_le_bytes())?;
+        out.write_all(&self.entries.to_le_bytes())?;
+        out.write_all(&self.tombstones.to_le_bytes())?;
+        let checksum = out.hasher.finalize();
+        let total = out.written + 32;
+        let mut inner = out.inner;
+        inner.write_all(checksum.as_bytes())?;
+        inner.flush()?;
+        Ok((inner, total))
+    }
+}
+
+fn invalid_from_corrupt(e: FormatError) -> FormatError {
+    match e {
+        FormatError::Corrupt { what, detail } => FormatError::Invalid { what, detail },
+        other => other,
+    }
+}
+
+fn check_order(prev: Option<&[u8]>, next: &[u8], what: &str) -> Result<()> {
+    if let Some(prev) = prev {
+        if path::cmp(prev, next) != std::cmp::Ordering::Less {
+            return Err(FormatError::corrupt(
+                "layer",
+                format!(
+                    "{what} out of order or repeated: {:?} then {:?}",
+                    String::from_utf8_lossy(prev),
+                    String::from_utf8_lossy(next)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A layer whose checksum and footer have been verified, ready to stream.
+pub struct Layer<'a> {
+    pub meta: LayerMeta,
+    pub entry_count: u64,
+    pub tombstone_count: u64,
+    body: &'a [u8],
+}
+
+impl<'a> Layer<'a> {
+    /// Verifies the checksum and footer of a whole layer held in memory.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self> {
+        let bad = |detail: &str| FormatError::corrupt("layer", detail);
+        if bytes.len() < HEADER_LEN + FOOTER_FIXED {
+            return Err(bad("too short"));
+        }
+        if &bytes[..8] != LAYER_MAGIC {
+            return Err(bad("bad magic"));
+        }
+        let version = u32::from_le_bytes(fixed(&bytes[8..12]));
+        if version != LAYER_VERSION {
+            return Err(FormatError::Unsupported {
+                what: "layer",
+                version,
+                supported: LAYER_VERSION,
+            });
+        }
+        let (signed, checksum) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(signed).as_bytes() != checksum {
+            return Err(bad("checksum mismatch"));
+        }
+        let f = signed.len() - (FOOTER_FIXED - 32);
+        let meta_len = u32::from_le_bytes(fixed(&signed[f..f + 4])) as usize;
+        let body_len = u64::from_le_bytes(fixed(&signed[f + 4..f + 12]));
+        let entry_count = u64::from_le_bytes(fixed(&signed[f + 12..f + 20]));
+        let tombstone_count = u64::from_le_bytes(fixed(&signed[f + 20..f + 28]));
+        let body_end = usize::try_from(body_len)
+            .ok()
+            .and_then(|b| b.checked_add(HEADER_LEN))
+            .filter(|end| end.checked_add(meta_len) == Some(f))
+            .ok_or_else(|| bad("lengths do not add up"))?;
+        let meta: LayerMeta = postcard::from_bytes(&signed[body_end..f])
+            .map_err(|e| FormatError::corrupt("layer meta", e))?;
+        Ok(Layer {
+            meta,
+            entry_count,
+            tombstone_count,
+            body: &bytes[HEADER_LEN..body_end],
+        })
+    }
+
+    /// Streams the records; each one is checked (paths, order, counts).
+    pub fn records(&self) -> Result<Records<'a>> {
+        Ok(Records {
+            body: zstd::Decoder::with_buffer(self.body)?,
+            last_entry: None,
+            last_tombstone: None,
+            entries: 0,
+            tombstones: 0,
+            expected_entries: self.entry_count,
+            expected_tombstones: self.tombstone_count,
+            done: false,
+        })
+    }
+
+    /// Decodes everything at once (tests and small layers).
+    pub fn decode_all(&self) -> Result<(Vec<Entry>, Vec<Tombstone>)> {
+        let mut entries = Vec::new();
+        let mut tombstones = Vec::new();
+        for record in self.records()? {
+            match record? {
+                LayerRecord::Entry(e) => entries.push(e),
+                LayerRecord::Tombstone(t) => tombstones.push(t),
+            }
+        }
+        Ok((entries, tombstones))
+    }
+}
+
+fn fixed<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
+}
+
+/// One decoded record of a layer body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerRecord {
+    Entry(Entry),
+    Tombstone(Tombstone),
+}
+
+/// Iterator over a layer's records; ends with an error at the first bad one.
+pub struct Records<'a> {
+    body: zstd::Decoder<'static, &'a [u8]>,
+    last_entry: Option<Vec<u8>>,
+    last_tombstone: Option<Vec<u8>>,
+    entries: u64,
+    tombstones: u64,
+    expected_entries: u64,
+    expected_tombstones: u64,
+    done: bool,
+}
+
+impl Records<'_> {
+    fn next_record(&mut self) -> Result<Option<LayerRecord>> {
+        let mut len = [0u8; 4];
+        match read_full(&mut self.body, &mut len)? {
+            0 => {
+                if self.entries != self.expected_entries
+                    || self.tombstones != self.expected_tombstones
+                {
+                    return Err(FormatError::corrupt("layer", "record counts disagree"));
+                }
+                return Ok(None);
+            }
+            4 => {}
+            _ => return Err(FormatError::corrupt("layer", "truncated record length")),
+        }
+        let len = u32::from_le_bytes(len);
+        if len > MAX_RECORD {
+            return Err(FormatError::corrupt("layer", "record too large"));
+        }
+        let mut buf = Vec::new();
+        (&mut self.body)
+            .take(u64::from(len))
+            .read_to_end(&mut buf)
+            .map_err(|e| FormatError::corrupt("layer", format!("zstd: {e}")))?;
+        if buf.len() != len as usize {
+            return Err(FormatError::corrupt("layer", "truncated record"));
+        }
+        let record: Record =
+            postcard::from_bytes(&buf).map_err(|e| FormatError::corrupt("layer record", e))?;
+        match record {
+            Record::Entry(entry) => {
+                if self.tombstones > 0 {
+                    return Err(FormatError::corrupt("layer", "entry after tombstones"));
+                }
+                check_entry(&entry)?;
+                check_order(self.last_entry.as_deref(), &entry.path, "entries")?;
+                self.last_entry = Some(entry.path.clone());
+                self.entries += 1;
+                Ok(Some(LayerRecord::Entry(entry)))
+            }
+            Record::Tombstone(t) => {
+                path::validate(&t.path)?;
+                check_order(self.last_tombstone.as_deref(), &t.path, "tombstones")?;
+                self.last_tombstone = Some(t.path.clone());
+                self.tombstones += 1;
+                Ok(Some(LayerRecord::Tombstone(t)))
+            }
+        }
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FormatError::corrupt("layer", format!("zstd: {e}"))),
+        }
+    }
+    Ok(filled)
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<LayerRecord>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let item = self.next_record().transpose();
+        if !matches!(item, Some(Ok(_))) {
+            self.done = true;
+        }
+        item
+    }
+}
