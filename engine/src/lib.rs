@@ -1,1 +1,42 @@
-//! placeholder
+//! strata-engine: backups of file shares into a content-addressed repository.
+//!
+//! The principal types and how they connect:
+//!
+//! - [`Repository`] is the directory on the export holding packs and layers
+//!   (bytes defined by `strata-format`). It never modifies an object in place.
+//! - [`Catalog`] is SQLite on local disk: shares, backups and their statuses,
+//!   and the chunk index that says which pack holds each chunk. It is a cache
+//!   of the repository plus service state.
+//! - [`backup::run`] is the backup pipeline (walk → chunk → hash → dedup →
+//!   compress → pack → index → layer); [`restore::run`] the restore pipeline
+//!   (tree → plan by pack → fetch and verify → write → metadata).
+//! - [`Engine`] puts them together with the service semantics (statuses,
+//!   busy shares, dependents) that the commands expose.
+//!
+//! ```no_run
+//! use strata_engine::{Engine, EngineConfig, Progress};
+//! let mut engine = Engine::open(EngineConfig::new("catalog.db".into(), "repo".into()))?;
+//! let (share, _) = engine.share_for_backup("/srv/share")?;
+//! let done = engine.create_backup(&share, &Default::default(), &Progress::default())?;
+//! println!("backup {} is {}", done.backup.id, done.backup.status.as_str());
+//! # Ok::<(), strata_engine::Error>(())
+//! ```
+
+pub mod backup;
+pub mod catalog;
+pub mod chunker;
+pub mod clock;
+pub mod error;
+pub mod progress;
+pub mod repository;
+pub mod restore;
+mod service;
+
+pub use catalog::Catalog;
+pub use error::{Error, Result};
+pub use progress::{Progress, ProgressSnapshot};
+pub use repository::Repository;
+pub use service::{
+    BackupResult, CreateBackup, Engine, EngineConfig, RestoreRequest,
+};
+pub use service::shares::NewShare;

@@ -1,0 +1,57 @@
+//! Stage: deduplication against the chunk index and against this run.
+//!
+//! "Known or pending" is one check under one lock, so two workers never store
+//! the same chunk twice in one run. A chunk stays pending from the moment a
+//! worker reserves it until its pack is durable and its index row committed;
+//! then the index answers for it and it leaves the pending set, which keeps
+//! the set as small as one pack's worth of chunks.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use strata_format::ChunkId;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+
+pub struct Dedup {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    pending: HashSet<ChunkId>,
+    catalog: Catalog,
+}
+
+impl Dedup {
+    pub fn new(catalog: Catalog) -> Self {
+        Dedup {
+            inner: Mutex::new(Inner {
+                pending: HashSet::new(),
+                catalog,
+            }),
+        }
+    }
+
+    /// True when the caller is the first to see `id` and must store it.
+    pub fn reserve(&self, id: ChunkId) -> Result<bool> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| Error::Bug("dedup lock poisoned".into()))?;
+        if inner.pending.contains(&id) || inner.catalog.has_chunk(&id)? {
+            return Ok(false);
+        }
+        inner.pending.insert(id);
+        Ok(true)
+    }
+
+    /// Called once the index answers for `ids`.
+    pub fn release(&self, ids: impl Iterator<Item = ChunkId>) {
+        if let Ok(mut inner) = self.inner.lock() {
+            for id in ids {
+                inner.pending.remove(&id);
+            }
+        }
+    }
+}

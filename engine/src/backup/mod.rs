@@ -1,0 +1,156 @@
+//! The backup pipeline.
+//!
+//! ```text
+//! walk ─▶ (rayon workers) read → chunk → hash → dedup → compress ─▶ packer ─▶ index
+//!                         └──────────── entries (numbered) ─────────▶ layer
+//! ```
+//!
+//! [`run`] reads top to bottom in that order; each stage is its own module.
+//! Write order, which the whole design rests on: a pack is durable before its
+//! chunks enter the index; every pack is durable and indexed before the layer
+//! is published; the layer is published before the backup is `available`.
+
+mod chunk;
+mod dedup;
+mod layer;
+mod packer;
+mod report;
+mod walk;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rayon::iter::{ParallelBridge, ParallelIterator};
+use strata_format::layer::{LayerMeta, LayerStats};
+use strata_format::{BackupId, ShareId};
+
+pub use report::Counters;
+
+use crate::catalog::{Catalog, Problem};
+use crate::clock::now_ns;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repository::Repository;
+
+/// Everything a backup needs to know before it starts.
+pub struct BackupPlan {
+    pub backup_id: BackupId,
+    pub share_id: ShareId,
+    pub share_name: String,
+    pub share_path: PathBuf,
+    pub project: String,
+    pub name: String,
+    pub description: String,
+    pub parent_id: Option<BackupId>,
+    /// zstd level for new chunks; `None` stores them raw.
+    pub zstd_level: Option<i32>,
+}
+
+/// What a finished backup reports.
+#[derive(Debug)]
+pub struct BackupOutcome {
+    pub stats: LayerStats,
+    pub problems: Vec<Problem>,
+    pub data_timestamp_ns: i64,
+    pub duration: std::time::Duration,
+}
+
+/// Runs one backup of `plan.share_path` into `repo`. On `Ok` the layer is
+/// published; on `Err` nothing references what was written (packs already
+/// published stay as unreferenced data, their chunks usable by later backups).
+pub fn run(
+    repo: &Repository,
+    catalog: &Catalog,
+    plan: &BackupPlan,
+    progress: &Progress,
+) -> Result<BackupOutcome> {
+    let started = Instant::now();
+    let data_timestamp_ns = now_ns();
+    let report = report::Report::default();
+    let counters = Counters::default();
+    let dedup = dedup::Dedup::new(catalog.reopen()?);
+    let config = repo.config();
+
+    let draft = std::thread::scope(|s| -> Result<layer::LayerDraft> {
+        let (items, walker) = walk::spawn(s, plan.share_path.clone(), &report, progress)?;
+        let (blobs, packer) = packer::spawn(s, repo, catalog.reopen()?, &dedup, &counters);
+        let (entries, assembler) = layer::spawn(s, repo, catalog.reopen()?, plan.backup_id)?;
+        let chunking = chunk::Chunking {
+            params: config.chunker,
+            zstd_level: plan.zstd_level,
+            dedup: &dedup,
+            blobs,
+            counters: &counters,
+            report: &report,
+            progress,
+        };
+        let worked = items.into_iter().par_bridge().try_for_each(|item| {
+            let entry = chunking.process(&item)?;
+            progress.add_files(1);
+            entries
+                .send((item.seq, entry))
+                .map_err(|_| Error::Bug("the layer assembler stopped".into()))
+        });
+        drop(chunking);
+        drop(entries);
+        // The first error of a stage that stopped explains the others.
+        let walked = join(walker);
+        let packed = join(packer);
+        let assembled = join(assembler);
+        first_cause([walked.err(), packed.err(), worked.err()])?;
+        assembled
+    })?;
+
+    let stats = LayerStats {
+        files: get(&counters.files),
+        dirs: get(&counters.dirs),
+        symlinks: get(&counters.symlinks),
+        hardlinks: get(&counters.hardlinks),
+        skipped: get(&report.skipped),
+        logical_bytes: get(&counters.logical_bytes),
+        new_bytes: get(&counters.new_bytes),
+        stored_bytes: get(&counters.stored_bytes),
+        new_chunks: get(&counters.new_chunks),
+    };
+    let meta = LayerMeta {
+        backup_id: plan.backup_id,
+        share_id: plan.share_id,
+        parent_id: plan.parent_id,
+        project: plan.project.clone(),
+        name: plan.name.clone(),
+        description: plan.description.clone(),
+        share_name: plan.share_name.clone(),
+        share_path: plan.share_path.display().to_string(),
+        data_timestamp_ns,
+        created_at_ns: data_timestamp_ns,
+        finished_at_ns: now_ns(),
+        stats: stats.clone(),
+    };
+    draft.commit(repo, &meta)?;
+    progress.finish();
+    Ok(BackupOutcome {
+        stats,
+        problems: report.take(),
+        data_timestamp_ns,
+        duration: started.elapsed(),
+    })
+}
+
+/// The first error that is not a knock-on "stage stopped" error, if any.
+fn first_cause<const N: usize>(errors: [Option<Error>; N]) -> Result<()> {
+    let mut errors: Vec<Error> = errors.into_iter().flatten().collect();
+    match errors.iter().position(|e| !matches!(e, Error::Bug(_))) {
+        Some(i) => Err(errors.swap_remove(i)),
+        None => errors.into_iter().next().map_or(Ok(()), Err),
+    }
+}
+
+fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(Error::Bug("a backup stage panicked".into())))
+}

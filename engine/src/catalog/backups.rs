@@ -1,0 +1,434 @@
+//! Backups: one row per backup with the fields `openstack share backup show`
+//! prints, plus Cinder's incremental fields and strata's byte counts.
+
+use rusqlite::{params, OptionalExtension, Row};
+use strata_format::{BackupId, ShareId};
+
+use super::Catalog;
+use crate::clock::now_ns;
+use crate::error::{Error, Result};
+
+/// Backup status, as Manila and Cinder name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupStatus {
+    Creating,
+    Available,
+    Restoring,
+    Deleting,
+    Error,
+    ErrorDeleting,
+}
+
+impl BackupStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupStatus::Creating => "creating",
+            BackupStatus::Available => "available",
+            BackupStatus::Restoring => "restoring",
+            BackupStatus::Deleting => "deleting",
+            BackupStatus::Error => "error",
+            BackupStatus::ErrorDeleting => "error_deleting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "creating" => BackupStatus::Creating,
+            "available" => BackupStatus::Available,
+            "restoring" => BackupStatus::Restoring,
+            "deleting" => BackupStatus::Deleting,
+            "error" => BackupStatus::Error,
+            "error_deleting" => BackupStatus::ErrorDeleting,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown backup status {other:?} (known: creating, available, restoring, \
+                     deleting, error, error_deleting)"
+                )))
+            }
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupRecord {
+    pub id: BackupId,
+    pub project: String,
+    pub share_id: ShareId,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub status: BackupStatus,
+    pub progress: u32,
+    pub restore_progress: u32,
+    pub size_gib: u64,
+    pub created_at: i64,
+    pub updated_at: Option<i64>,
+    pub host: Option<String>,
+    pub availability_zone: Option<String>,
+    pub backup_type: Option<String>,
+    pub topic: Option<String>,
+    pub is_incremental: bool,
+    pub parent_id: Option<BackupId>,
+    pub data_timestamp: Option<i64>,
+    pub fail_reason: Option<String>,
+    pub file_count: u64,
+    pub dir_count: u64,
+    pub skipped_count: u64,
+    pub logical_bytes: u64,
+    pub new_bytes: u64,
+    pub stored_bytes: u64,
+    pub duration_ms: u64,
+}
+
+/// One line of a backup's report: a path that was skipped or changed, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub problem: String,
+}
+
+const COLUMNS: &str = "id, project, share_id, name, description, status, progress, \
+    restore_progress, size_gib, created_at, updated_at, host, availability_zone, backup_type, \
+    topic, is_incremental, parent_id, data_timestamp, fail_reason, file_count, dir_count, \
+    skipped_count, logical_bytes, new_bytes, stored_bytes, duration_ms";
+
+fn parse_id<T: std::str::FromStr>(s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| Error::Bug(format!("catalog holds a malformed id {s:?}")))
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<BackupRecord>> {
+    let id: String = r.get(0)?;
+    let share_id: String = r.get(2)?;
+    let status: String = r.get(5)?;
+    let parent: Option<String> = r.get(16)?;
+    let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)?.max(0) as u64) };
+    let build = || -> Result<BackupRecord> {
+        Ok(BackupRecord {
+            id: parse_id(&id)?,
+            project: r.get(1)?,
+            share_id: parse_id(&share_id)?,
+            name: r.get(3)?,
+            description: r.get(4)?,
+            status: BackupStatus::parse(&status)?,
+            progress: n(6)? as u32,
+            restore_progress: n(7)? as u32,
+            size_gib: n(8)?,
+            created_at: r.get(9)?,
+            updated_at: r.get(10)?,
+            host: r.get(11)?,
+            availability_zone: r.get(12)?,
+            backup_type: r.get(13)?,
+            topic: r.get(14)?,
+            is_incremental: r.get(15)?,
+            parent_id: parent.as_deref().map(parse_id).transpose()?,
+            data_timestamp: r.get(17)?,
+            fail_reason: r.get(18)?,
+            file_count: n(19)?,
+            dir_count: n(20)?,
+            skipped_count: n(21)?,
+            logical_bytes: n(22)?,
+            new_bytes: n(23)?,
+            stored_bytes: n(24)?,
+            duration_ms: n(25)?,
+        })
+    };
+    Ok(build())
+}
+
+/// Filters for `list_backups`; `None` matches everything.
+#[derive(Clone, Debug, Default)]
+pub struct BackupFilter<'a> {
+    pub project: Option<&'a str>,
+    pub share_id: Option<ShareId>,
+    pub name: Option<&'a str>,
+    pub status: Option<BackupStatus>,
+}
+
+impl Catalog {
+    pub fn insert_backup(&self, b: &BackupRecord) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO backups (id, project, share_id, name, description, status, created_at,
+                host, availability_zone, backup_type, topic, is_incremental, parent_id,
+                data_timestamp)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                b.id.to_string(),
+                b.project,
+                b.share_id.to_string(),
+                b.name,
+                b.description,
+                b.status.as_str(),
+                b.created_at,
+                b.host,
+                b.availability_zone,
+                b.backup_type,
+                b.topic,
+                b.is_incremental,
+                b.parent_id.map(|p| p.to_string()),
+                b.data_timestamp
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn backup(&self, id: BackupId) -> Result<BackupRecord> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM backups WHERE id = ?1"),
+                [id.to_string()],
+                from_row,
+            )
+            .optional()?
+            .unwrap_or_else(|| {
+                Err(Error::NotFound {
+                    kind: "backup",
+                    name: id.to_string(),
+                })
+            })
+    }
+
+    /// Finds a backup by id, or by name within `project` (which must be unique).
+    pub fn find_backup(&self, project: &str, id_or_name: &str) -> Result<BackupRecord> {
+        if let Some(found) = self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM backups WHERE id = ?1"),
+                [id_or_name],
+                from_row,
+            )
+            .optional()?
+        {
+            return found;
+        }
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM backups WHERE project = ?1 AND name = ?2"
+        ))?;
+        let mut found: Vec<BackupRecord> = stmt
+            .query_map([project, id_or_name], from_row)?
+            .map(|r| r?)
+            .collect::<Result<_>>()?;
+        match found.len() {
+            0 => Err(Error::NotFound {
+                kind: "backup",
+                name: id_or_name.to_string(),
+            }),
+            1 => Ok(found.remove(0)),
+            n => Err(Error::InvalidArgument(format!(
+                "{n} backups are named {id_or_name:?}; name one by id"
+            ))),
+        }
+    }
+
+    pub fn list_backups(&self, filter: &BackupFilter<'_>) -> Result<Vec<BackupRecord>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM backups
+             WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR share_id = ?2)
+               AND (?3 IS NULL OR name = ?3) AND (?4 IS NULL OR status = ?4)
+             ORDER BY created_at, id"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                filter.project,
+                filter.share_id.map(|s| s.to_string()),
+                filter.name,
+                filter.status.map(|s| s.as_str())
+            ],
+            from_row,
+        )?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Moves a backup between statuses atomically; fails if it is not in `from`.
+    pub fn transition_backup(
+        &self,
+        id: BackupId,
+        from: &[BackupStatus],
+        to: BackupStatus,
+    ) -> Result<()> {
+        let current = self.backup(id)?;
+        if !from.contains(&current.status) {
+            return Err(Error::InvalidState(format!(
+                "backup {id} is {}, expected {}",
+                current.status.as_str(),
+                from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
+            )));
+        }
+        let changed = self.conn.execute(
+            "UPDATE backups SET status = ?1, updated_at = ?2 WHERE id = ?3 AND status = ?4",
+            params![to.as_str(), now_ns(), id.to_string(), current.status.as_str()],
+        )?;
+        if changed != 1 {
+            return Err(Error::Busy(format!("backup {id} changed status concurrently")));
+        }
+        Ok(())
+    }
+
+    /// Records a failed backup: status `error`, the reason kept for `show`.
+    pub fn fail_backup(&self, id: BackupId, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE backups SET status = 'error', fail_reason = ?1, updated_at = ?2 WHERE id = ?3",
+            params![reason, now_ns(), id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_backup_progress(&self, id: BackupId, progress: u32, restore: bool) -> Result<()> {
+        let column = if restore { "restore_progress" } else { "progress" };
+        self.conn.execute(
+            &format!("UPDATE backups SET {column} = ?1, updated_at = ?2 WHERE id = ?3"),
+            params![progress.min(100), now_ns(), id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn rename_backup(
+        &self,
+        id: BackupId,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE backups SET name = COALESCE(?1, name),
+                description = COALESCE(?2, description), updated_at = ?3 WHERE id = ?4",
+            params![name, description, now_ns(), id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a backup available with its final figures, and records its report.
+    pub fn complete_backup(&mut self, b: &BackupRecord, problems: &[Problem]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE backups SET status = 'available', progress = 100, size_gib = ?1,
+                updated_at = ?2, file_count = ?3, dir_count = ?4, skipped_count = ?5,
+                logical_bytes = ?6, new_bytes = ?7, stored_bytes = ?8, duration_ms = ?9,
+                fail_reason = ?10
+             WHERE id = ?11 AND status = 'creating'",
+            params![
+                b.size_gib as i64,
+                now_ns(),
+                b.file_count as i64,
+                b.dir_count as i64,
+                b.skipped_count as i64,
+                b.logical_bytes as i64,
+                b.new_bytes as i64,
+                b.stored_bytes as i64,
+                b.duration_ms as i64,
+                b.fail_reason,
+                b.id.to_string()
+            ],
+        )?;
+        if changed != 1 {
+            return Err(Error::InvalidState(format!(
+                "backup {} left 'creating' while it ran",
+                b.id
+            )));
+        }
+        insert_problems(&tx, b.id, problems)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn backup_problems(&self, id: BackupId) -> Result<Vec<Problem>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT path, problem FROM backup_problems WHERE backup_id = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([id.to_string()], |r| {
+            Ok(Problem {
+                path: r.get(0)?,
+                problem: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Removes a backup's row, report and chunk references.
+    pub fn remove_backup_row(&mut self, id: BackupId) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let id = id.to_string();
+        tx.execute("DELETE FROM backup_problems WHERE backup_id = ?1", [&id])?;
+        tx.execute("DELETE FROM layer_chunks WHERE backup_id = ?1", [&id])?;
+        tx.execute("DELETE FROM backups WHERE id = ?1", [&id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn count_backups_of_share(&self, share: ShareId) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM backups WHERE share_id = ?1",
+            [share.to_string()],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}
+
+fn insert_problems(
+    tx: &rusqlite::Transaction<'_>,
+    id: BackupId,
+    problems: &[Problem],
+) -> Result<()> {
+    let mut stmt =
+        tx.prepare("INSERT INTO backup_problems (backup_id, path, problem) VALUES (?1, ?2, ?3)")?;
+    let id = id.to_string();
+    for p in problems {
+        stmt.execute(params![id, p.path, p.problem])?;
+    }
+    Ok(())
+}
+
+impl Catalog {
+    /// Starts a backup in one transaction: the share must be `available`
+    /// (it becomes `backup_creating`) and the backup row is inserted `creating`.
+    pub fn begin_backup(&mut self, share: ShareId, b: &BackupRecord) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE shares SET status = 'backup_creating', updated_at = ?1
+             WHERE id = ?2 AND status = 'available'",
+            params![now_ns(), share.to_string()],
+        )?;
+        if changed != 1 {
+            return Err(Error::Busy(format!("share {share} is not available")));
+        }
+        tx.execute(
+            "INSERT INTO backups (id, project, share_id, name, description, status, created_at,
+                host, availability_zone, backup_type, topic, is_incremental, parent_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'creating', ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                b.id.to_string(),
+                b.project,
+                share.to_string(),
+                b.name,
+                b.description,
+                b.created_at,
+                b.host,
+                b.availability_zone,
+                b.backup_type,
+                b.topic,
+                b.is_incremental,
+                b.parent_id.map(|p| p.to_string())
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Backups whose parent is `id`.
+    pub fn dependents(&self, id: BackupId) -> Result<Vec<BackupId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM backups WHERE parent_id = ?1 ORDER BY created_at")?;
+        let rows = stmt.query_map([id.to_string()], |r| r.get::<_, String>(0))?;
+        rows.map(|r| parse_id(&r?)).collect()
+    }
+
+    pub fn fail_backup_deleting(&self, id: BackupId, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE backups SET fail_reason = ?1, updated_at = ?2 WHERE id = ?3",
+            params![reason, now_ns(), id.to_string()],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! The chunk index (chunk id → pack, offset, lengths), the pack list, and the
+//! backup → chunk references that decide when a pack may be removed.
+//!
+//! Everything here can be rebuilt from pack trailers and layers.
+
+use rusqlite::{params, OptionalExtension};
+use strata_format::pack::{Compression, PackEntry};
+use strata_format::{BackupId, ChunkId, PackId};
+
+use super::Catalog;
+use crate::clock::now_ns;
+use crate::error::{Error, Result};
+
+/// Where a chunk is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLocation {
+    pub pack: PackId,
+    pub entry: PackEntry,
+}
+
+fn compression_from(code: i64) -> Result<Compression> {
+    match code {
+        0 => Ok(Compression::None),
+        1 => Ok(Compression::Zstd),
+        other => Err(Error::Bug(format!("catalog holds compression code {other}"))),
+    }
+}
+
+impl Catalog {
+    /// True when the index knows `id`.
+    pub fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+        Ok(stmt.exists([&id.0[..]])?)
+    }
+
+    pub fn lookup_chunk(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT pack_id, offset, stored_len, raw_len, compression FROM chunks WHERE id = ?1",
+        )?;
+        let row = stmt
+            .query_row([&id.0[..]], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?;
+        let Some((pack, offset, stored_len, raw_len, compression)) = row else {
+            return Ok(None);
+        };
+        let pack = PackId::from_slice(&pack)
+            .ok_or_else(|| Error::Bug("catalog holds a malformed pack id".into()))?;
+        Ok(Some(ChunkLocation {
+            pack,
+            entry: PackEntry {
+                id: *id,
+                offset: offset as u64,
+                stored_len: stored_len as u32,
+                raw_len: raw_len as u32,
+                compression: compression_from(compression)?,
+            },
+        }))
+    }
+
+    /// Records a pack that is already durable in the repository, and its chunks.
+    /// A chunk the index already knows keeps its first location.
+    pub fn commit_pack(&mut self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO packs (id, size, chunk_count, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![&pack.0[..], size as i64, entries.len() as i64, now_ns()],
+        )?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO chunks (id, pack_id, offset, stored_len, raw_len, compression)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in entries {
+                stmt.execute(params![
+                    &e.id.0[..],
+                    &pack.0[..],
+                    e.offset as i64,
+                    i64::from(e.stored_len),
+                    i64::from(e.raw_len),
+                    e.compression as i64
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records that `backup`'s layer references `chunks`.
+    pub fn add_layer_refs(&mut self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO layer_chunks (backup_id, chunk_id) VALUES (?1, ?2)",
+            )?;
+            let backup = backup.to_string();
+            for c in chunks {
+                stmt.execute(params![backup, &c.0[..]])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Drops `backup`'s chunk references and forgets every pack that held some
+    /// of its chunks and now holds none that any backup references. Returns
+    /// those packs: the caller removes their files *after* this commits, so no
+    /// new backup can deduplicate against a chunk that is about to vanish.
+    pub fn drop_refs_and_collect_dead_packs(&mut self, backup: BackupId) -> Result<Vec<PackId>> {
+        let tx = self.conn.transaction()?;
+        let backup = backup.to_string();
+        let candidates: Vec<Vec<u8>> = {
+            let mut stmt = tx.prepare(
+                "SELECT DISTINCT c.pack_id FROM layer_chunks r JOIN chunks c ON c.id = r.chunk_id
+                 WHERE r.backup_id = ?1",
+            )?;
+            let rows = stmt.query_map([&backup], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        tx.execute("DELETE FROM layer_chunks WHERE backup_id = ?1", [&backup])?;
+        let mut dead = Vec::new();
+        {
+            let mut still_used = tx.prepare(
+                "SELECT EXISTS (SELECT 1 FROM chunks c JOIN layer_chunks r ON r.chunk_id = c.id
+                 WHERE c.pack_id = ?1)",
+            )?;
+            let mut drop_chunks = tx.prepare("DELETE FROM chunks WHERE pack_id = ?1")?;
+            let mut drop_pack = tx.prepare("DELETE FROM packs WHERE id = ?1")?;
+            for pack in candidates {
+                let used: bool = still_used.query_row([&pack], |r| r.get(0))?;
+                if !used {
+                    drop_chunks.execute([&pack])?;
+                    drop_pack.execute([&pack])?;
+                    if let Some(id) = PackId::from_slice(&pack) {
+                        dead.push(id);
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(dead)
+    }
+
+    /// Every pack the index knows, with its size.
+    pub fn list_packs(&self) -> Result<Vec<(PackId, u64)>> {
+        let mut stmt = self.conn.prepare("SELECT id, size FROM packs ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, size) = row?;
+            let id = PackId::from_slice(&id)
+                .ok_or_else(|| Error::Bug("catalog holds a malformed pack id".into()))?;
+            out.push((id, size as u64));
+        }
+        Ok(out)
+    }
+}

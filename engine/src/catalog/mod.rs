@@ -1,0 +1,170 @@
+//! The catalog: service state plus a rebuildable cache of what the repository
+//! holds, in SQLite on the node's local disk (never on the export, where
+//! SQLite's locking and WAL are unsafe).
+//!
+//! Tables: `shares`, `backups`, `backup_problems` (the per-path backup report),
+//! `packs`, `chunks` (the chunk index: chunk id → pack, offset, lengths) and
+//! `layer_chunks` (which backup references which chunk, for delete). The schema
+//! version is `PRAGMA user_version`; migrations below are frozen once released.
+
+mod backups;
+mod index;
+mod shares;
+
+pub use backups::{BackupRecord, BackupStatus, Problem};
+pub use index::ChunkLocation;
+pub use shares::{Share, ShareStatus};
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Each step takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE shares (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size_gib INTEGER,
+    protocol TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    UNIQUE (project, name)
+);
+CREATE TABLE backups (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    share_id TEXT NOT NULL REFERENCES shares(id),
+    name TEXT,
+    description TEXT,
+    status TEXT NOT NULL,
+    progress INTEGER NOT NULL DEFAULT 0,
+    restore_progress INTEGER NOT NULL DEFAULT 0,
+    size_gib INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    host TEXT,
+    availability_zone TEXT,
+    backup_type TEXT,
+    topic TEXT,
+    is_incremental INTEGER NOT NULL DEFAULT 0,
+    parent_id TEXT,
+    snapshot_id TEXT,
+    data_timestamp INTEGER,
+    fail_reason TEXT,
+    file_count INTEGER NOT NULL DEFAULT 0,
+    dir_count INTEGER NOT NULL DEFAULT 0,
+    skipped_count INTEGER NOT NULL DEFAULT 0,
+    logical_bytes INTEGER NOT NULL DEFAULT 0,
+    new_bytes INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
+    duration_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX backups_by_share ON backups(share_id);
+CREATE TABLE backup_problems (
+    backup_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    problem TEXT NOT NULL
+);
+CREATE INDEX backup_problems_by_backup ON backup_problems(backup_id);
+CREATE TABLE packs (
+    id BLOB PRIMARY KEY,
+    size INTEGER NOT NULL,
+    chunk_count INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE chunks (
+    id BLOB PRIMARY KEY,
+    pack_id BLOB NOT NULL,
+    offset INTEGER NOT NULL,
+    stored_len INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL,
+    compression INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX chunks_by_pack ON chunks(pack_id);
+CREATE TABLE layer_chunks (
+    backup_id TEXT NOT NULL,
+    chunk_id BLOB NOT NULL,
+    PRIMARY KEY (backup_id, chunk_id)
+) WITHOUT ROWID;
+CREATE INDEX layer_chunks_by_chunk ON layer_chunks(chunk_id);
+"#];
+
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// One connection to the catalog. Open one per thread that needs it.
+pub struct Catalog {
+    pub(crate) conn: Connection,
+    path: PathBuf,
+}
+
+impl Catalog {
+    /// Opens (creating and migrating if needed) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).at(dir)?;
+        }
+        let conn = Connection::open(path)?;
+        // Readers (progress, list) must not block the backup's writer.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Index rows must be durable before the layer that needs them is published.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Several processes and threads share the file; wait rather than fail.
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut catalog = Catalog {
+            conn,
+            path: path.to_path_buf(),
+        };
+        catalog.migrate()?;
+        Ok(catalog)
+    }
+
+    /// Another connection to the same catalog file.
+    pub fn reopen(&self) -> Result<Self> {
+        Catalog::open(&self.path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Unsupported(format!(
+                "catalog schema version {version} is newer than this build ({SCHEMA_VERSION})"
+            )));
+        }
+        for step in &MIGRATIONS[version as usize..] {
+            tx.execute_batch(step)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! The service layer: what the commands do, with the statuses of the seeds.
+//!
+//! An [`Engine`] pairs one catalog with the one repository it indexes. Each
+//! operation moves statuses in the catalog before and after the work, so
+//! other processes reading the catalog see what is running.
+
+mod backups;
+pub mod shares;
+
+use std::path::PathBuf;
+
+use strata_format::config::{CompressionSetting, RepoConfig};
+use strata_format::RepositoryId;
+
+pub use backups::{BackupResult, CreateBackup, RestoreRequest};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::repository::Repository;
+
+/// Where things live and the defaults for new objects.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub catalog_path: PathBuf,
+    pub repository_path: PathBuf,
+    pub project: String,
+    /// Overrides the repository's default compression for new chunks.
+    pub compression: Option<CompressionSetting>,
+    /// Used only when the repository is created.
+    pub new_repository: RepoConfig,
+    pub availability_zone: Option<String>,
+}
+
+impl EngineConfig {
+    pub fn new(catalog_path: PathBuf, repository_path: PathBuf) -> Self {
+        EngineConfig {
+            catalog_path,
+            repository_path,
+            project: "default".into(),
+            compression: None,
+            new_repository: RepoConfig::new(RepositoryId([0; 16])),
+            availability_zone: None,
+        }
+    }
+}
+
+pub struct Engine {
+    pub(crate) catalog: Catalog,
+    pub(crate) repo: Repository,
+    pub(crate) config: EngineConfig,
+    pub(crate) host: String,
+}
+
+impl Engine {
+    /// Opens the catalog and the repository, creating either if missing. A
+    /// catalog only ever indexes one repository: opening it with another is
+    /// refused, because its chunk index would lie about that repository.
+    pub fn open(config: EngineConfig) -> Result<Self> {
+        let repo = Repository::open_or_init(&config.repository_path, config.new_repository.clone())?;
+        let catalog = Catalog::open(&config.catalog_path)?;
+        let repo_id = repo.config().repository_id.to_string();
+        match catalog.meta("repository_id")? {
+            None => {
+                catalog.set_meta("repository_id", &repo_id)?;
+                catalog.set_meta("repository_path", &config.repository_path.display().to_string())?;
+            }
+            Some(known) if known == repo_id => {}
+            Some(known) => {
+                let path = catalog.meta("repository_path")?.unwrap_or_default();
+                return Err(Error::InvalidArgument(format!(
+                    "catalog {} indexes repository {known} at {path}, not {repo_id} at {}",
+                    config.catalog_path.display(),
+                    config.repository_path.display()
+                )));
+            }
+        }
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        Ok(Engine {
+            catalog,
+            repo,
+            config,
+            host,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    pub fn project(&self) -> &str {
+        &self.config.project
+    }
+
+    fn zstd_level(&self) -> Option<i32> {
+        self.config
+            .compression
+            .unwrap_or(self.repo.config().compression)
+            .zstd_level()
+    }
+}

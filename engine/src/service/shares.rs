@@ -1,0 +1,120 @@
+//! Share operations: create, list, show, delete, and zero-config registration.
+
+use std::path::Path;
+
+use strata_format::ShareId;
+
+use super::Engine;
+use crate::catalog::{Share, ShareStatus};
+use crate::clock::now_ns;
+use crate::error::{Error, IoContext, Result};
+use crate::repository::new_uuid;
+
+/// How `create_share` should describe the share.
+#[derive(Clone, Debug)]
+pub struct NewShare<'a> {
+    pub name: &'a str,
+    pub path: &'a Path,
+    pub size_gib: Option<u64>,
+    pub protocol: &'a str,
+}
+
+impl Engine {
+    pub fn create_share(&self, new: &NewShare<'_>) -> Result<Share> {
+        if new.name.is_empty() {
+            return Err(Error::InvalidArgument("a share needs a non-empty name".into()));
+        }
+        let path = std::fs::canonicalize(new.path).at(new.path)?;
+        if !path.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "share path {} is not a directory",
+                path.display()
+            )));
+        }
+        let protocol = new.protocol.to_ascii_uppercase();
+        if !["NFS", "CIFS", "CEPHFS", "GLUSTERFS", "HDFS", "MAPRFS"].contains(&protocol.as_str()) {
+            return Err(Error::InvalidArgument(format!("unknown share protocol {:?}", new.protocol)));
+        }
+        let share = Share {
+            id: ShareId(new_uuid()?),
+            project: self.config.project.clone(),
+            name: new.name.to_string(),
+            path: path.display().to_string(),
+            size_gib: new.size_gib,
+            protocol,
+            status: ShareStatus::Available,
+            created_at: now_ns(),
+            updated_at: None,
+        };
+        self.catalog.insert_share(&share)?;
+        Ok(share)
+    }
+
+    pub fn list_shares(&self, all_projects: bool) -> Result<Vec<Share>> {
+        let project = (!all_projects).then_some(self.config.project.as_str());
+        self.catalog.list_shares(project)
+    }
+
+    pub fn find_share(&self, id_or_name: &str) -> Result<Share> {
+        self.catalog.find_share(&self.config.project, id_or_name)
+    }
+
+    /// Finds a share by id or name; failing that, if `arg` is a directory,
+    /// the share registered for it, registering it (named after the
+    /// directory) when there is none. The flag says a share was registered.
+    pub fn share_for_backup(&self, arg: &str) -> Result<(Share, bool)> {
+        match self.find_share(arg) {
+            Err(Error::NotFound { .. }) => {}
+            other => return other.map(|s| (s, false)),
+        }
+        let path = Path::new(arg);
+        if !path.is_dir() {
+            return Err(Error::NotFound {
+                kind: "share",
+                name: format!("{arg} (neither a share id, a share name nor a directory)"),
+            });
+        }
+        let canonical = std::fs::canonicalize(path).at(path)?;
+        let canonical_str = canonical.display().to_string();
+        if let Some(share) = self.catalog.share_by_path(&self.config.project, &canonical_str)? {
+            return Ok((share, false));
+        }
+        let base = canonical
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "root".into());
+        let mut name = base.clone();
+        let mut n = 1;
+        while self.find_share(&name).is_ok() {
+            n += 1;
+            name = format!("{base}-{n}");
+        }
+        let share = self.create_share(&NewShare {
+            name: &name,
+            path: &canonical,
+            size_gib: None,
+            protocol: "NFS",
+        })?;
+        Ok((share, true))
+    }
+
+    /// Deletes a share's record (never its data). Refused while it is busy or
+    /// has backups, as Manila does.
+    pub fn delete_share(&self, share: &Share) -> Result<()> {
+        if share.status != ShareStatus::Available && share.status != ShareStatus::InUse {
+            return Err(Error::Busy(format!(
+                "share {} is {}; wait for the running operation to finish",
+                share.name,
+                share.status.as_str()
+            )));
+        }
+        let backups = self.catalog.count_backups_of_share(share.id)?;
+        if backups > 0 {
+            return Err(Error::InvalidState(format!(
+                "share {} has {backups} backup(s); delete them first",
+                share.name
+            )));
+        }
+        self.catalog.delete_share(share.id)
+    }
+}
