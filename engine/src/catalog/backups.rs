@@ -302,8 +302,8 @@ impl Catalog {
             "UPDATE backups SET status = 'available', progress = 100, size_gib = ?1,
                 updated_at = ?2, file_count = ?3, dir_count = ?4, skipped_count = ?5,
                 logical_bytes = ?6, new_bytes = ?7, stored_bytes = ?8, duration_ms = ?9,
-                fail_reason = ?10
-             WHERE id = ?11 AND status = 'creating'",
+                fail_reason = ?10, data_timestamp = ?11
+             WHERE id = ?12 AND status = 'creating'",
             params![
                 b.size_gib as i64,
                 now_ns(),
@@ -315,6 +315,7 @@ impl Catalog {
                 b.stored_bytes as i64,
                 b.duration_ms as i64,
                 b.fail_reason,
+                b.data_timestamp,
                 b.id.to_string()
             ],
         )?;

@@ -11,7 +11,7 @@ mod backups;
 mod index;
 mod shares;
 
-pub use backups::{BackupRecord, BackupStatus, Problem};
+pub use backups::{BackupFilter, BackupRecord, BackupStatus, Problem};
 pub use index::ChunkLocation;
 pub use shares::{Share, ShareStatus};
 

@@ -1,0 +1,128 @@
+//! Command-line arguments, modelled on `openstack share backup …`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strata",
+    version,
+    about = "Incremental chunked backups of file shares into a content-addressed repository",
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 backup done but some paths skipped, \
+                  4 not found, 5 busy or invalid state, 6 quota, 7 corruption, 8 I/O or no space"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// TOML config file (default: none; embedded defaults apply).
+    #[arg(long, global = true, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Catalog database (SQLite, on local disk).
+    #[arg(long, global = true, env = "STRATA_CATALOG")]
+    pub catalog: Option<PathBuf>,
+    /// Repository directory (a local path or a mounted NFS export).
+    #[arg(long, global = true, env = "STRATA_REPOSITORY")]
+    pub repository: Option<PathBuf>,
+    /// Project the command acts in.
+    #[arg(long, global = true)]
+    pub project: Option<String>,
+    /// Output format.
+    #[arg(short = 'f', long = "format", global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show only this column (repeatable).
+    #[arg(short = 'c', long = "column", global = true)]
+    pub columns: Vec<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Value,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage shares (the directory trees that get backed up).
+    #[command(subcommand)]
+    Share(ShareCommand),
+    /// Create, list, restore and delete backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ShareCommand {
+    /// Register a directory as a share.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        path: PathBuf,
+        /// Size in GiB (informational; used by target-share checks).
+        #[arg(long)]
+        size: Option<u64>,
+        #[arg(long, default_value = "NFS")]
+        protocol: String,
+    },
+    /// List shares.
+    List {
+        #[arg(long)]
+        all_projects: bool,
+    },
+    /// Show one share.
+    Show { share: String },
+    /// Delete a share's record (never its data).
+    Delete { shares: Vec<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Back up a share (id, name, or a directory, which is registered if new).
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        share: String,
+    },
+    /// List backups.
+    List {
+        #[arg(long)]
+        share: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        all_projects: bool,
+    },
+    /// Show one backup.
+    Show { backup: String },
+    /// Rename or re-describe a backup.
+    Set {
+        backup: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Restore a backup into its share, or into an empty directory.
+    Restore {
+        backup: String,
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
+    /// Delete backups.
+    Delete {
+        #[arg(required = true)]
+        backups: Vec<String>,
+    },
+}

@@ -1,0 +1,185 @@
+//! `strata backup …`
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde_json::json;
+use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus};
+use strata_engine::{CreateBackup, Engine, Progress, RestoreRequest};
+
+use super::{opt, time};
+use crate::args::{BackupCommand, Global};
+use crate::output::{self, human_bytes, Record};
+use crate::progress::Bar;
+
+/// Exit status of a backup that finished but skipped paths.
+pub const EXIT_PARTIAL: u8 = 3;
+
+pub fn record(b: &BackupRecord, has_dependents: bool) -> Record {
+    vec![
+        ("availability_zone", opt(&b.availability_zone)),
+        ("backup_type", opt(&b.backup_type)),
+        ("created_at", time(Some(b.created_at))),
+        ("data_timestamp", time(b.data_timestamp)),
+        ("description", opt(&b.description)),
+        ("fail_reason", opt(&b.fail_reason)),
+        ("has_dependent_backups", json!(has_dependents)),
+        ("host", opt(&b.host)),
+        ("id", json!(b.id.to_string())),
+        ("is_incremental", json!(b.is_incremental)),
+        ("name", opt(&b.name)),
+        ("parent_id", b.parent_id.map_or(serde_json::Value::Null, |p| json!(p.to_string()))),
+        ("progress", json!(b.progress)),
+        ("restore_progress", json!(b.restore_progress)),
+        ("share_id", json!(b.share_id.to_string())),
+        ("size", json!(b.size_gib)),
+        ("snapshot_id", serde_json::Value::Null),
+        ("status", json!(b.status.as_str())),
+        ("topic", opt(&b.topic)),
+        ("updated_at", time(b.updated_at)),
+        ("file_count", json!(b.file_count)),
+        ("dir_count", json!(b.dir_count)),
+        ("skipped_count", json!(b.skipped_count)),
+        ("logical_bytes", json!(b.logical_bytes)),
+        ("new_bytes", json!(b.new_bytes)),
+        ("stored_bytes", json!(b.stored_bytes)),
+        ("duration_ms", json!(b.duration_ms)),
+    ]
+}
+
+const LIST: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("Name", "name"),
+    ("Share ID", "share_id"),
+    ("Status", "status"),
+    ("Size", "size"),
+    ("Created At", "created_at"),
+    ("Is Incremental", "is_incremental"),
+];
+
+fn summary(b: &BackupRecord) {
+    let secs = (b.duration_ms as f64 / 1000.0).max(1e-3);
+    let dedup = if b.new_bytes > 0 {
+        b.logical_bytes as f64 / b.new_bytes as f64
+    } else {
+        f64::INFINITY
+    };
+    let compression = if b.stored_bytes > 0 {
+        b.new_bytes as f64 / b.stored_bytes as f64
+    } else {
+        1.0
+    };
+    eprintln!(
+        "backup {}: {} files, {} dirs, {} logical, {} new, {} stored; dedup {dedup:.2}x, \
+         compression {compression:.2}x; {secs:.2} s, {:.1} MB/s",
+        b.id,
+        b.file_count,
+        b.dir_count,
+        human_bytes(b.logical_bytes),
+        human_bytes(b.new_bytes),
+        human_bytes(b.stored_bytes),
+        b.logical_bytes as f64 / 1e6 / secs
+    );
+}
+
+/// Runs a backup command; returns the process exit status.
+pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> {
+    match cmd {
+        BackupCommand::Create {
+            name,
+            description,
+            share,
+        } => {
+            let (share, registered) = engine.share_for_backup(share)?;
+            if registered {
+                eprintln!(
+                    "registered {} as share {} ({})",
+                    share.path, share.name, share.id
+                );
+            }
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start(Arc::clone(&progress), "backup");
+            let req = CreateBackup {
+                name: name.clone(),
+                description: description.clone(),
+            };
+            let done = engine.create_backup(&share, &req, &progress);
+            drop(bar);
+            let done = done?;
+            for p in &done.problems {
+                eprintln!("warning: {}: {}", p.path, p.problem);
+            }
+            summary(&done.backup);
+            output::show(global.format, &global.columns, &record(&done.backup, false))?;
+            Ok(if done.backup.skipped_count > 0 { EXIT_PARTIAL } else { 0 })
+        }
+        BackupCommand::List {
+            share,
+            name,
+            status,
+            all_projects,
+        } => {
+            let share_id = match share {
+                Some(s) => Some(engine.find_share(s)?.id),
+                None => None,
+            };
+            let status = status.as_deref().map(BackupStatus::parse).transpose()?;
+            let filter = BackupFilter {
+                project: (!all_projects).then_some(engine.project()),
+                share_id,
+                name: name.as_deref(),
+                status,
+            };
+            let backups = engine.catalog().list_backups(&filter)?;
+            let records: Vec<Record> = backups.iter().map(|b| record(b, false)).collect();
+            output::list(global.format, &global.columns, LIST, &records)?;
+            Ok(0)
+        }
+        BackupCommand::Show { backup } => {
+            let b = engine.find_backup(backup)?;
+            let dependents = !engine.catalog().dependents(b.id)?.is_empty();
+            output::show(global.format, &global.columns, &record(&b, dependents))?;
+            Ok(0)
+        }
+        BackupCommand::Set {
+            backup,
+            name,
+            description,
+        } => {
+            let b = engine.find_backup(backup)?;
+            engine.rename_backup(&b, name.as_deref(), description.as_deref())?;
+            Ok(0)
+        }
+        BackupCommand::Restore { backup, target_dir } => {
+            let b = engine.find_backup(backup)?;
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start(Arc::clone(&progress), "restore");
+            let req = RestoreRequest {
+                target_dir: target_dir.clone(),
+            };
+            let started = std::time::Instant::now();
+            let done = engine.restore_backup(&b, &req, &progress);
+            drop(bar);
+            let done = done?;
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            eprintln!(
+                "restored backup {}: {} files, {} in {secs:.2} s ({:.1} MB/s), every chunk and file verified",
+                b.id,
+                done.files,
+                human_bytes(done.bytes),
+                done.bytes as f64 / 1e6 / secs
+            );
+            Ok(0)
+        }
+        BackupCommand::Delete { backups } => {
+            let found: Vec<BackupRecord> = backups
+                .iter()
+                .map(|b| engine.find_backup(b))
+                .collect::<Result<_, _>>()?;
+            for b in &found {
+                engine.delete_backup(b)?;
+            }
+            Ok(0)
+        }
+    }
+}

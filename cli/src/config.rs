@@ -1,0 +1,86 @@
+//! Settings: embedded defaults (XDG directories), an optional TOML config
+//! file, then command-line flags, each overriding the one before.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use strata_engine::EngineConfig;
+use strata_format::config::{ChunkerParams, CompressionSetting};
+
+use crate::args::Global;
+
+/// The config file. Key names follow the seeds where they exist.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub catalog: Option<PathBuf>,
+    pub repository: Option<PathBuf>,
+    pub project: Option<String>,
+    /// `zstd` or `none`.
+    pub backup_compression_algorithm: Option<String>,
+    pub backup_compression_level: Option<i32>,
+    pub availability_zone: Option<String>,
+    /// Used when a new repository is created.
+    pub chunker_min_size: Option<u32>,
+    pub chunker_avg_size: Option<u32>,
+    pub chunker_max_size: Option<u32>,
+    pub pack_target_size: Option<u64>,
+}
+
+fn xdg(var: &str, fallback: &str) -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .context("neither $HOME nor $XDG_* is set; pass --catalog and --repository")?;
+    Ok(Path::new(&home).join(fallback))
+}
+
+pub fn load(global: &Global) -> Result<EngineConfig> {
+    let file: FileConfig = match &global.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let catalog = match global.catalog.clone().or(file.catalog.clone()) {
+        Some(p) => p,
+        None => xdg("XDG_STATE_HOME", ".local/state")?.join("strata/catalog.db"),
+    };
+    let repository = match global.repository.clone().or(file.repository.clone()) {
+        Some(p) => p,
+        None => xdg("XDG_DATA_HOME", ".local/share")?.join("strata/repository"),
+    };
+    let mut config = EngineConfig::new(catalog, repository);
+    if let Some(project) = global.project.clone().or(file.project.clone()) {
+        config.project = project;
+    }
+    config.availability_zone = file.availability_zone.clone();
+    let level = file.backup_compression_level.unwrap_or(3);
+    config.compression = match file.backup_compression_algorithm.as_deref() {
+        None => file
+            .backup_compression_level
+            .map(|level| CompressionSetting::Zstd { level }),
+        Some("zstd") => Some(CompressionSetting::Zstd { level }),
+        Some("none") => Some(CompressionSetting::None),
+        Some(other) => bail!("backup_compression_algorithm must be zstd or none, not {other:?}"),
+    };
+    if let Some(c) = config.compression {
+        c.validate()?;
+        config.new_repository.compression = c;
+    }
+    let d = ChunkerParams::default();
+    config.new_repository.chunker = ChunkerParams {
+        min_size: file.chunker_min_size.unwrap_or(d.min_size),
+        avg_size: file.chunker_avg_size.unwrap_or(d.avg_size),
+        max_size: file.chunker_max_size.unwrap_or(d.max_size),
+    };
+    if let Some(size) = file.pack_target_size {
+        config.new_repository.pack_target_size = size;
+    }
+    Ok(config)
+}
