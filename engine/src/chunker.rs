@@ -146,15 +146,9 @@ mod tests {
     fn golden_boundaries() {
         let data = noise(8 << 20, 42);
         let cuts = cut_slice(&data, &ChunkerParams::default());
-        assert_eq!(cuts.iter().sum::<usize>(), data.len());
-        let digest = blake3::hash(format!("{cuts:?}").as_bytes());
         assert_eq!(
-            (cuts.len(), digest.to_hex().to_string()[..16].to_string()),
-            (GOLDEN_COUNT, GOLDEN_DIGEST.to_string()),
-            "cuts: {cuts:?}"
+            cuts,
+            [1900305, 453140, 1258038, 1669238, 1062245, 807414, 1238228]
         );
     }
-
-    const GOLDEN_COUNT: usize = 0;
-    const GOLDEN_DIGEST: &str = "";
 }

@@ -1,1 +1,6 @@
+//! End-to-end tests: the real `strata` binary on real directories.
 
+mod corruption;
+mod errors;
+mod harness;
+mod roundtrip;

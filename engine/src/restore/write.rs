@@ -7,7 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -57,7 +57,11 @@ pub fn layout(root: &Path, tree: &Tree) -> Result<()> {
     for e in &tree.entries {
         if matches!(e.kind, EntryKind::Dir) {
             let path = target_path(root, &e.path);
-            if !clear_slot(&path, true)? {
+            if clear_slot(&path, true)? {
+                // An existing directory may be read-only; its own mode is
+                // restored with the rest of the metadata at the end.
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).at(&path)?;
+            } else {
                 fs::create_dir(&path).at(&path)?;
             }
         }

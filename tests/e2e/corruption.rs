@@ -1,0 +1,129 @@
+//! Damaged and hostile repositories: restore refuses with an error naming
+//! the damaged object, and never writes outside its target.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use strata_format::layer::{ChunkRef, Entry, EntryKind, LayerMeta, LayerStats, LayerWriter};
+use strata_format::{BackupId, ChunkId, FileHash, ShareId};
+
+use crate::harness::*;
+
+fn only_file(dir: &Path) -> PathBuf {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("ls").flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                found.push(e.path());
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.remove(0)
+}
+
+fn backed_up(env: &Env) -> String {
+    let share = env.path("share");
+    fs::create_dir_all(&share).expect("share");
+    fs::write(share.join("data.bin"), noise(2 << 20, 5)).expect("write");
+    fs::write(share.join("note.txt"), b"a small file").expect("write");
+    let run = env.strata(&["backup", "create", "-f", "json", share.to_str().expect("utf8")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.json()["id"].as_str().expect("id").to_string()
+}
+
+#[test]
+fn a_flipped_pack_byte_fails_restore_naming_the_pack() {
+    let env = Env::new();
+    let id = backed_up(&env);
+    let pack = only_file(&env.repo().join("packs"));
+    let pack_id = pack.file_name().expect("name").to_string_lossy().into_owned();
+    let mut bytes = fs::read(&pack).expect("read");
+    bytes[1 << 20] ^= 0x40;
+    fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    fs::write(&pack, &bytes).expect("write");
+
+    let target = env.path("out");
+    let run = env.strata(&["backup", "restore", &id, "--target-dir", target.to_str().expect("utf8")]);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("pack {pack_id}")), "{}", run.stderr);
+    assert!(run.stderr.contains("corruption"), "{}", run.stderr);
+    // The backup itself is still there to be repaired or deleted.
+    let shown = env.strata(&["backup", "show", &id, "-f", "json"]).ok().json();
+    assert_eq!(shown["status"], "available");
+}
+
+#[test]
+fn a_truncated_layer_is_reported_as_corrupt() {
+    let env = Env::new();
+    let id = backed_up(&env);
+    let layer = env.repo().join("layers").join(&id);
+    let bytes = fs::read(&layer).expect("read");
+    fs::write(&layer, &bytes[..bytes.len() - 10]).expect("write");
+    let run = env.strata(&["backup", "restore", &id, "--target-dir", env.path("out").to_str().expect("utf8")]);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("layer {id}")), "{}", run.stderr);
+}
+
+/// A layer whose entries are each well-formed but which, together, would
+/// write through a symlink to outside the target.
+#[test]
+fn a_hostile_layer_cannot_write_outside_the_target() {
+    let env = Env::new();
+    let id = backed_up(&env);
+    let outside = env.path("outside");
+    fs::create_dir_all(&outside).expect("outside");
+    let content = b"a small file";
+    let file = |path: &[u8]| Entry {
+        path: path.to_vec(),
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+        xattrs: Vec::new(),
+        kind: EntryKind::File {
+            size: content.len() as u64,
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(content),
+                len: content.len() as u32,
+            }],
+            hash: FileHash(ChunkId::of(content).0),
+        },
+    };
+    let mut escape = file(b"escape");
+    escape.kind = EntryKind::Symlink {
+        target: outside.to_str().expect("utf8").as_bytes().to_vec(),
+    };
+    let mut writer = LayerWriter::new(Vec::new()).expect("writer");
+    writer.add_entry(&escape).expect("entry");
+    writer.add_entry(&file(b"escape/planted.txt")).expect("entry");
+    let meta = LayerMeta {
+        backup_id: id.parse::<BackupId>().expect("id"),
+        share_id: ShareId([0; 16]),
+        parent_id: None,
+        project: "default".into(),
+        name: String::new(),
+        description: String::new(),
+        share_name: String::new(),
+        share_path: String::new(),
+        data_timestamp_ns: 0,
+        created_at_ns: 0,
+        finished_at_ns: 0,
+        stats: LayerStats::default(),
+    };
+    let (bytes, _) = writer.finish(&meta).expect("finish");
+    let layer = env.repo().join("layers").join(&id);
+    fs::set_permissions(&layer, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    fs::write(&layer, bytes).expect("write");
+
+    let target = env.path("out");
+    let run = env.strata(&["backup", "restore", &id, "--target-dir", target.to_str().expect("utf8")]);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    assert!(run.stderr.contains("parent is not a directory"), "{}", run.stderr);
+    assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
+}

@@ -1,0 +1,194 @@
+//! Full backup → restore round trips, compared entry by entry.
+
+use std::fs;
+use std::path::Path;
+
+use crate::harness::*;
+
+fn backup(env: &Env, share: &Path) -> serde_json::Value {
+    let run = env.strata(&["backup", "create", "-f", "json", share.to_str().expect("utf8")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.json()
+}
+
+#[test]
+fn full_backup_restores_every_kind_of_entry() {
+    let env = Env::new();
+    let share = env.path("share");
+    build_tree(&share);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &share.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("mkfifo");
+    let before = snapshot(&share);
+
+    let run = env.strata(&["backup", "create", "-f", "json", share.to_str().expect("utf8")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("registered"), "zero-config registration is announced");
+    assert!(run.stderr.contains("pipe: fifo skipped"), "{}", run.stderr);
+    let shown = run.json();
+    assert_eq!(shown["status"], "available");
+    assert_eq!(shown["progress"], 100);
+    assert_eq!(shown["is_incremental"], false);
+    assert!(shown["data_timestamp"].is_string());
+    let id = shown["id"].as_str().expect("id").to_string();
+    // Two identical 9 MiB files: stored once.
+    let logical = shown["logical_bytes"].as_u64().expect("logical");
+    let new = shown["new_bytes"].as_u64().expect("new");
+    assert!(new + (9 << 20) <= logical, "duplicate file was stored twice: {new} of {logical}");
+
+    let target = env.path("restored");
+    env.strata(&["backup", "restore", &id, "--target-dir", target.to_str().expect("utf8")])
+        .ok();
+    let mut expected = before;
+    expected.retain(|p, _| p != Path::new("pipe"));
+    assert_same(&expected, &snapshot(&target));
+    assert!(
+        allocated(&target.join("sparse.img")) < 1 << 20,
+        "holes were filled: {} bytes allocated",
+        allocated(&target.join("sparse.img"))
+    );
+    let hard = fs::metadata(target.join("hard/one.txt")).expect("stat");
+    assert_eq!(std::os::unix::fs::MetadataExt::nlink(&hard), 3);
+}
+
+#[test]
+fn restore_into_source_share_replaces_changes_without_following_symlinks() {
+    let env = Env::new();
+    let share = env.path("share");
+    build_tree(&share);
+    let before = snapshot(&share);
+    let id = backup(&env, &share)["id"].as_str().expect("id").to_string();
+
+    // Damage the share: change, delete, and plant a symlink where a
+    // directory was, pointing outside the share.
+    let outside = env.path("outside");
+    fs::create_dir_all(&outside).expect("outside");
+    fs::write(share.join("hello.txt"), b"changed").expect("write");
+    fs::remove_file(share.join("data/random.bin")).expect("rm");
+    fs::set_permissions(share.join("locked"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    fs::remove_dir_all(share.join("a")).expect("rm a");
+    std::os::unix::fs::symlink(&outside, share.join("a")).expect("symlink");
+
+    env.strata(&["backup", "restore", &id]).ok();
+    assert_same(&before, &snapshot(&share));
+    assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0, "restore wrote outside the share");
+
+    let shares = env.strata(&["share", "list", "-f", "json"]).ok().json();
+    assert_eq!(shares[0]["Status"], "available");
+    let shown = env.strata(&["backup", "show", &id, "-f", "json"]).ok().json();
+    assert_eq!(shown["status"], "available");
+    assert_eq!(shown["restore_progress"], 100);
+}
+
+#[test]
+fn identical_backups_share_packs_and_delete_frees_them() {
+    let env = Env::new();
+    let share = env.path("share");
+    fs::create_dir_all(&share).expect("share");
+    fs::write(share.join("one.bin"), noise(3 << 20, 9)).expect("write");
+    let first = backup(&env, &share);
+    let second = backup(&env, &share);
+    assert_eq!(second["new_bytes"], 0, "second backup stored data again");
+    let packs = || {
+        walk_files(&env.repo().join("packs"))
+    };
+    let stored = packs();
+    assert!(!stored.is_empty());
+
+    env.strata(&["backup", "delete", first["id"].as_str().expect("id")]).ok();
+    assert_eq!(packs(), stored, "a pack still referenced was removed");
+    let target = env.path("out");
+    env.strata(&[
+        "backup",
+        "restore",
+        second["id"].as_str().expect("id"),
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ])
+    .ok();
+    assert_eq!(fs::read(target.join("one.bin")).expect("read"), noise(3 << 20, 9));
+
+    env.strata(&["backup", "delete", second["id"].as_str().expect("id")]).ok();
+    assert!(packs().is_empty(), "unreferenced packs were left: {:?}", packs());
+    assert!(walk_files(&env.repo().join("layers")).is_empty());
+    assert!(walk_files(&env.repo().join("tmp")).is_empty());
+    let list = env.strata(&["backup", "list", "-f", "json"]).ok().json();
+    assert_eq!(list.as_array().map(Vec::len), Some(0));
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn zero_config_uses_xdg_directories() {
+    let env = Env::new();
+    let share = env.path("share");
+    fs::create_dir_all(&share).expect("share");
+    fs::write(share.join("f"), b"zero config").expect("write");
+    let home = env.path("home");
+    fs::create_dir_all(&home).expect("home");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.env("HOME", &home)
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("STRATA_CATALOG")
+        .env_remove("STRATA_REPOSITORY")
+        .args(["backup", "create", share.to_str().expect("utf8")]);
+    let run = run(cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(home.join(".local/state/strata/catalog.db").is_file());
+    assert!(home.join(".local/share/strata/repository/config").is_file());
+}
+
+#[test]
+fn unreadable_file_is_reported_and_the_rest_backed_up() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to run strata as an unprivileged user");
+        return;
+    }
+    let env = Env::new();
+    fs::set_permissions(env.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let share = env.path("share");
+    fs::create_dir_all(&share).expect("share");
+    fs::write(share.join("readable.txt"), b"fine").expect("write");
+    fs::write(share.join("secret.txt"), b"root only").expect("write");
+    fs::set_permissions(share.join("secret.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .arg("--catalog")
+        .arg(env.path("catalog.db"))
+        .arg("--repository")
+        .arg(env.repo())
+        .args(["backup", "create", "-f", "json", share.to_str().expect("utf8")]);
+    let run = run(cmd);
+    assert_eq!(run.code, 3, "partial backup exit code; stderr: {}", run.stderr);
+    assert!(run.stderr.contains("secret.txt: cannot open"), "{}", run.stderr);
+    let shown = run.json();
+    assert_eq!(shown["status"], "available");
+    assert_eq!(shown["skipped_count"], 1);
+    assert!(shown["fail_reason"].as_str().is_some_and(|r| r.contains("could not be backed up")));
+}
