@@ -94,11 +94,28 @@ impl CompressionSetting {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoConfig {
     pub format_version: u32,
+    #[serde(with = "as_text")]
     pub repository_id: RepositoryId,
     pub chunker: ChunkerParams,
     pub compression: CompressionSetting,
     /// A pack is closed once it holds at least this many bytes.
     pub pack_target_size: u64,
+}
+
+/// The repository id as its UUID text, so the config stays readable.
+mod as_text {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use crate::id::RepositoryId;
+
+    pub fn serialize<S: Serializer>(id: &RepositoryId, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RepositoryId, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(D::Error::custom)
+    }
 }
 
 impl RepoConfig {

@@ -480,3 +480,6 @@ impl Iterator for Records<'_> {
         item
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! Layer codec tests: round trips, and hostile layers the writer would refuse.
+use super::*;
+use proptest::prelude::*;
+
+pub(crate) fn meta() -> LayerMeta {
+    LayerMeta {
+        backup_id: BackupId([7; 16]),
+        share_id: ShareId([9; 16]),
+        parent_id: None,
+        project: "default".into(),
+        name: "nightly".into(),
+        description: String::new(),
+        share_name: "projects".into(),
+        share_path: "/srv/projects".into(),
+        data_timestamp_ns: 1_700_000_000_000_000_000,
+        created_at_ns: 1_700_000_000_000_000_000,
+        finished_at_ns: 1_700_000_001_000_000_000,
+        stats: LayerStats::default(),
+    }
+}
+
+fn entry(path: &[u8], kind: EntryKind) -> Entry {
+    Entry {
+        path: path.to_vec(),
+        mode: 0o644,
+        uid: 1,
+        gid: 2,
+        mtime_ns: 3,
+        ctime_ns: 4,
+        inode: 5,
+        xattrs: Vec::new(),
+        kind,
+    }
+}
+
+/// Encodes records without any of the writer's checks, as an attacker would.
+fn encode_unchecked(records: &[Record], entries: u64, tombstones: u64) -> Vec<u8> {
+    let mut body = Vec::new();
+    for r in records {
+        let bytes = postcard::to_stdvec(r).unwrap();
+        body.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        body.extend_from_slice(&bytes);
+    }
+    let body = zstd::bulk::compress(&body, 3).unwrap();
+    let mut out = Vec::new();
+    out.extend_from_slice(LAYER_MAGIC);
+    out.extend_from_slice(&LAYER_VERSION.to_le_bytes());
+    out.extend_from_slice(&body);
+    let meta = postcard::to_stdvec(&meta()).unwrap();
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&entries.to_le_bytes());
+    out.extend_from_slice(&tombstones.to_le_bytes());
+    let sum = blake3::hash(&out);
+    out.extend_from_slice(sum.as_bytes());
+    out
+}
+
+fn decode_error(records: Vec<Record>) -> String {
+    let n = records.len() as u64;
+    let bytes = encode_unchecked(&records, n, 0);
+    let layer = Layer::decode(&bytes).unwrap();
+    match layer.decode_all() {
+        Ok(_) => panic!("hostile layer accepted"),
+        Err(e) => {
+            assert!(e.is_corruption(), "{e}");
+            e.to_string()
+        }
+    }
+}
+
+#[test]
+fn decoder_rejects_hostile_paths_and_order() {
+    let dir = |p: &[u8]| Record::Entry(entry(p, EntryKind::Dir));
+    assert!(decode_error(vec![dir(b"/etc")]).contains("absolute"));
+    assert!(decode_error(vec![dir(b"a/../../b")]).contains("'..'"));
+    assert!(decode_error(vec![dir(b"a\0b")]).contains("NUL"));
+    assert!(decode_error(vec![dir(b"b"), dir(b"a")]).contains("out of order"));
+    assert!(decode_error(vec![dir(b"a"), dir(b"a")]).contains("out of order"));
+    let link = Record::Entry(entry(b"a", EntryKind::Hardlink { target: b"b".to_vec() }));
+    assert!(decode_error(vec![link]).contains("does not precede"));
+    let lying = Record::Entry(entry(
+        b"f",
+        EntryKind::File {
+            size: 10,
+            chunks: vec![ChunkRef { id: ChunkId([0; 32]), len: 3 }],
+            hash: FileHash([0; 32]),
+        },
+    ));
+    assert!(decode_error(vec![lying]).contains("size is 10"));
+}
+
+#[test]
+fn decoder_checks_counts_and_checksum() {
+    let records = vec![Record::Entry(entry(b"a", EntryKind::Dir))];
+    let bytes = encode_unchecked(&records, 2, 0);
+    let layer = Layer::decode(&bytes).unwrap();
+    assert!(layer.decode_all().is_err(), "missing record went unnoticed");
+    let mut bytes = encode_unchecked(&records, 1, 0);
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    assert!(Layer::decode(&bytes).is_err());
+}
+
+#[test]
+fn writer_refuses_what_the_reader_would_reject() {
+    let mut w = LayerWriter::new(Vec::new()).unwrap();
+    w.add_entry(&entry(b"b", EntryKind::Dir)).unwrap();
+    assert!(w.add_entry(&entry(b"a", EntryKind::Dir)).is_err());
+    assert!(w.add_entry(&entry(b"../x", EntryKind::Dir)).is_err());
+}
+
+fn arb_kind() -> impl Strategy<Value = EntryKind> {
+    prop_oneof![
+        Just(EntryKind::Dir),
+        proptest::collection::vec(1u8..=255, 1..20).prop_map(|target| EntryKind::Symlink { target }),
+        (proptest::collection::vec((any::<[u8; 32]>(), 1u32..1 << 22), 0..5), any::<[u8; 32]>())
+            .prop_map(|(chunks, hash)| {
+                let chunks: Vec<ChunkRef> =
+                    chunks.into_iter().map(|(id, len)| ChunkRef { id: ChunkId(id), len }).collect();
+                EntryKind::File {
+                    size: chunks.iter().map(|c| u64::from(c.len)).sum(),
+                    chunks,
+                    hash: FileHash(hash),
+                }
+            }),
+    ]
+}
+
+fn arb_path() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec("[a-z0-9.é _-]{1,6}", 1..4).prop_filter_map("valid", |parts| {
+        let p = parts.join("/").into_bytes();
+        path::validate(&p).is_ok().then_some(p)
+    })
+}
+
+proptest! {
+    #[test]
+    fn layer_round_trips(
+        raw in proptest::collection::vec((arb_path(), arb_kind(), any::<u32>(), any::<i64>(),
+            proptest::collection::vec((proptest::collection::vec(1u8..=255, 1..8), proptest::collection::vec(any::<u8>(), 0..8)), 0..3)), 0..40),
+        tombs in proptest::collection::vec(arb_path(), 0..10),
+    ) {
+        let mut entries: Vec<Entry> = raw.into_iter().map(|(p, kind, mode, mtime, xattrs)| {
+            let mut e = entry(&p, kind);
+            e.mode = mode;
+            e.mtime_ns = mtime;
+            e.xattrs = xattrs.into_iter().map(|(name, value)| Xattr { name, value }).collect();
+            e.xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+            e.xattrs.dedup_by(|a, b| a.name == b.name);
+            e
+        }).collect();
+        entries.sort_by(|a, b| path::cmp(&a.path, &b.path));
+        entries.dedup_by(|a, b| a.path == b.path);
+        let mut tombstones: Vec<Tombstone> = tombs.into_iter().map(|path| Tombstone { path }).collect();
+        tombstones.sort_by(|a, b| path::cmp(&a.path, &b.path));
+        tombstones.dedup();
+
+        let mut w = LayerWriter::new(Vec::new()).unwrap();
+        for e in &entries { w.add_entry(e).unwrap(); }
+        for t in &tombstones { w.add_tombstone(t).unwrap(); }
+        let (bytes, len) = w.finish(&meta()).unwrap();
+        prop_assert_eq!(len, bytes.len() as u64);
+        let layer = Layer::decode(&bytes).unwrap();
+        prop_assert_eq!(&layer.meta, &meta());
+        let (got_entries, got_tombs) = layer.decode_all().unwrap();
+        prop_assert_eq!(got_entries, entries);
+        prop_assert_eq!(got_tombs, tombstones);
+    }
+
+    #[test]
+    fn decoder_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(layer) = Layer::decode(&bytes) {
+            let _ = layer.decode_all();
+        }
+    }
+}

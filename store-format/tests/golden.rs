@@ -1,0 +1,156 @@
+//! Golden files pin the bytes of format version 1. If one of these tests
+//! fails, the on-disk format changed: that needs a new format version, an
+//! entry in FORMAT.md's history, and a reader for the old bytes — not a
+//! re-blessed file. (`STRATA_BLESS=1` writes the files for a new version.)
+
+use std::path::PathBuf;
+
+use strata_format::config::RepoConfig;
+use strata_format::layer::{
+    ChunkRef, Entry, EntryKind, Layer, LayerMeta, LayerRecord, LayerStats, LayerWriter, Tombstone,
+    Xattr,
+};
+use strata_format::pack::{self, Compression, PackWriter};
+use strata_format::{BackupId, ChunkId, FileHash, RepositoryId, ShareId};
+
+fn golden(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+}
+
+fn check(name: &str, bytes: &[u8]) {
+    let path = golden(name);
+    if std::env::var_os("STRATA_BLESS").is_some() {
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let expected = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(expected == bytes, "{name} no longer matches its golden file");
+}
+
+fn chunks() -> Vec<Vec<u8>> {
+    vec![b"strata golden chunk one ".repeat(40), (0u8..=255).collect(), Vec::new()]
+}
+
+#[test]
+fn pack_v1_bytes_are_stable() {
+    let mut w = PackWriter::new(Vec::new()).unwrap();
+    for c in chunks() {
+        let (stored, comp) = pack::compress_chunk(&c, Some(3)).unwrap();
+        w.add(ChunkId::of(&c), &stored, c.len() as u32, comp).unwrap();
+    }
+    let (bytes, _, _) = w.finish().unwrap();
+    check("pack-v1.bin", &bytes);
+
+    let golden = std::fs::read(golden("pack-v1.bin")).unwrap();
+    let entries = pack::decode_index(&golden).unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0].compression, Compression::Zstd);
+    assert_eq!(entries[1].compression, Compression::None);
+    for (e, c) in entries.iter().zip(chunks()) {
+        let blob = &golden[e.offset as usize..][..e.stored_len as usize];
+        assert_eq!(pack::decode_chunk(e, blob).unwrap(), c);
+    }
+}
+
+fn layer_meta() -> LayerMeta {
+    LayerMeta {
+        backup_id: BackupId([0x11; 16]),
+        share_id: ShareId([0x22; 16]),
+        parent_id: Some(BackupId([0x33; 16])),
+        project: "default".into(),
+        name: "golden".into(),
+        description: "pinned bytes".into(),
+        share_name: "projects".into(),
+        share_path: "/srv/projects".into(),
+        data_timestamp_ns: 1_700_000_000_123_456_789,
+        created_at_ns: 1_700_000_000_123_456_789,
+        finished_at_ns: 1_700_000_060_000_000_000,
+        stats: LayerStats {
+            files: 1,
+            dirs: 1,
+            symlinks: 1,
+            hardlinks: 1,
+            skipped: 0,
+            logical_bytes: 5,
+            new_bytes: 5,
+            stored_bytes: 5,
+            new_chunks: 1,
+        },
+    }
+}
+
+fn layer_entries() -> Vec<Entry> {
+    let base = |path: &str, kind: EntryKind| Entry {
+        path: path.as_bytes().to_vec(),
+        mode: 0o755,
+        uid: 1000,
+        gid: 100,
+        mtime_ns: 1_600_000_000_987_654_321,
+        ctime_ns: 1_600_000_001_000_000_000,
+        inode: 42,
+        xattrs: Vec::new(),
+        kind,
+    };
+    let mut file = base(
+        "docs/a.txt",
+        EntryKind::File {
+            size: 5,
+            chunks: vec![ChunkRef {
+                id: ChunkId::of(b"hello"),
+                len: 5,
+            }],
+            hash: FileHash(ChunkId::of(b"hello").0),
+        },
+    );
+    file.xattrs = vec![Xattr {
+        name: b"user.origin".to_vec(),
+        value: b"golden".to_vec(),
+    }];
+    vec![
+        base("docs", EntryKind::Dir),
+        file,
+        base(
+            "docs/b.txt",
+            EntryKind::Hardlink {
+                target: b"docs/a.txt".to_vec(),
+            },
+        ),
+        base(
+            "link",
+            EntryKind::Symlink {
+                target: b"docs/a.txt".to_vec(),
+            },
+        ),
+    ]
+}
+
+#[test]
+fn layer_v1_bytes_are_stable() {
+    let mut w = LayerWriter::new(Vec::new()).unwrap();
+    for e in layer_entries() {
+        w.add_entry(&e).unwrap();
+    }
+    w.add_tombstone(&Tombstone {
+        path: b"old".to_vec(),
+    })
+    .unwrap();
+    let (bytes, _) = w.finish(&layer_meta()).unwrap();
+    check("layer-v1.bin", &bytes);
+
+    let golden = std::fs::read(golden("layer-v1.bin")).unwrap();
+    let layer = Layer::decode(&golden).unwrap();
+    assert_eq!(layer.meta, layer_meta());
+    let records: Vec<LayerRecord> = layer.records().unwrap().map(Result::unwrap).collect();
+    let mut expected: Vec<LayerRecord> = layer_entries().into_iter().map(LayerRecord::Entry).collect();
+    expected.push(LayerRecord::Tombstone(Tombstone {
+        path: b"old".to_vec(),
+    }));
+    assert_eq!(records, expected);
+}
+
+#[test]
+fn config_v1_bytes_are_stable() {
+    let config = RepoConfig::new(RepositoryId([0x44; 16]));
+    check("config-v1.json", &config.encode());
+    let golden = std::fs::read(golden("config-v1.json")).unwrap();
+    assert_eq!(RepoConfig::decode(&golden).unwrap(), config);
+}
