@@ -1,0 +1,73 @@
+//! One measured operation in a process of its own, so its peak RSS is its own:
+//! `strata-bench-child backup CATALOG REPO SHARE` or
+//! `strata-bench-child restore CATALOG REPO BACKUP-ID TARGET`.
+//! Prints `key=value` lines: secs, bytes, files, peak_rss_kib, id.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use strata_engine::{CreateBackup, Engine, EngineConfig, Progress, RestoreRequest};
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let [op, catalog, repo, rest @ ..] = args else {
+        return Err("usage: backup|restore CATALOG REPO ...".into());
+    };
+    let config = EngineConfig::new(PathBuf::from(catalog), PathBuf::from(repo));
+    let mut engine = Engine::open(config).map_err(|e| e.to_string())?;
+    let progress = Progress::default();
+    let started = Instant::now();
+    match (op.as_str(), rest) {
+        ("backup", [share]) => {
+            let (share, _) = engine.share_for_backup(share).map_err(|e| e.to_string())?;
+            let done = engine
+                .create_backup(&share, &CreateBackup::default(), &progress)
+                .map_err(|e| e.to_string())?;
+            let secs = started.elapsed().as_secs_f64();
+            println!("secs={secs}");
+            println!("bytes={}", done.backup.logical_bytes);
+            println!("files={}", done.backup.file_count);
+            println!("stored={}", done.backup.stored_bytes);
+            println!("id={}", done.backup.id);
+        }
+        ("restore", [id, target]) => {
+            let backup = engine.find_backup(id).map_err(|e| e.to_string())?;
+            let req = RestoreRequest {
+                target_dir: Some(PathBuf::from(target)),
+            };
+            let done = engine
+                .restore_backup(&backup, &req, &progress)
+                .map_err(|e| e.to_string())?;
+            let secs = started.elapsed().as_secs_f64();
+            println!("secs={secs}");
+            println!("bytes={}", done.bytes);
+            println!("files={}", done.files);
+        }
+        _ => return Err(format!("unknown operation {op:?}")),
+    }
+    println!("peak_rss_kib={}", peak_rss_kib());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
