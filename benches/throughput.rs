@@ -27,8 +27,22 @@ fn noise(out: &mut [u8], seed: u64) {
 /// Text-like data that compresses about 3-4x with zstd -3.
 fn text(len: usize, seed: u64) -> Vec<u8> {
     const WORDS: [&str; 16] = [
-        "backup ", "share ", "restore ", "chunk ", "pack ", "layer ", "index ", "the ",
-        "of ", "export ", "nightly ", "quota ", "status\n", "available ", "error ", "data ",
+        "backup ",
+        "share ",
+        "restore ",
+        "chunk ",
+        "pack ",
+        "layer ",
+        "index ",
+        "the ",
+        "of ",
+        "export ",
+        "nightly ",
+        "quota ",
+        "status\n",
+        "available ",
+        "error ",
+        "data ",
     ];
     let mut picks = vec![0u8; len / 4 + 16];
     noise(&mut picks, seed);
@@ -56,7 +70,7 @@ fn generate(root: &Path, total_mib: u64) -> (u64, u64) {
     while bytes < small_budget {
         seed += 1;
         let len = 1024 + (seed * 2_654_435_761 % (63 * 1024)) as usize;
-        let data = if seed % 2 == 0 {
+        let data = if seed.is_multiple_of(2) {
             text(len, seed)
         } else {
             let mut d = vec![0u8; len];
@@ -116,7 +130,8 @@ fn single_thread(root: &Path) -> (u64, f64) {
     let mut sink = 0u64;
     for p in paths {
         let data = fs::read(&p).expect("read");
-        let cdc = fastcdc::v2020::FastCDC::new(&data, params.min_size, params.avg_size, params.max_size);
+        let cdc =
+            fastcdc::v2020::FastCDC::new(&data, params.min_size, params.avg_size, params.max_size);
         for c in cdc {
             let piece = &data[c.offset..c.offset + c.length];
             let id = ChunkId::of(piece);
@@ -189,12 +204,23 @@ fn main() {
     let b = child(&["backup", &path(&catalog), &path(&repo), &path(&share)]);
     let target = work.path().join("restored");
     let id = b.get("id").cloned().unwrap_or_default();
-    let r = child(&["restore", &path(&catalog), &path(&repo), &id, &path(&target)]);
+    let r = child(&[
+        "restore",
+        &path(&catalog),
+        &path(&repo),
+        &id,
+        &path(&target),
+    ]);
 
     let b_mbs = num(&b, "bytes") / 1e6 / num(&b, "secs");
     let r_mbs = num(&r, "bytes") / 1e6 / num(&r, "secs");
     let repo_size = du(&repo);
-    println!("dataset: {} files, {:.1} MiB ({})", files, bytes as f64 / 1048576.0, share.display());
+    println!(
+        "dataset: {} files, {:.1} MiB ({})",
+        files,
+        bytes as f64 / 1048576.0,
+        share.display()
+    );
     println!("single-thread chunk+hash+compress: {st_mbs:.1} MB/s");
     println!(
         "full backup: {b_mbs:.1} MB/s, {:.0} files/s, peak RSS {:.1} MiB, {:.2} s",
@@ -225,7 +251,14 @@ fn main() {
         "restore / backup       = {ratio_restore:.2} (target >= 2.0: {})",
         verdict(ratio_restore >= 2.0)
     );
-    println!("peak RSS               = {peak:.1} MiB (target <= 256: {})", verdict(peak <= 256.0));
+    println!(
+        "peak RSS               = {peak:.1} MiB (target <= 256: {})",
+        verdict(peak <= 256.0)
+    );
     // Even the smoke run must restore what it backed up.
-    assert_eq!(num(&r, "bytes") as u64, bytes, "restore did not restore every byte");
+    assert_eq!(
+        num(&r, "bytes") as u64,
+        bytes,
+        "restore did not restore every byte"
+    );
 }

@@ -81,9 +81,16 @@ pub fn show(format: Format, columns: &[String], record: &Record) -> Result<()> {
         Format::Json => {
             let mut map = Map::new();
             for f in &chosen {
-                map.insert((*f).to_string(), value_of(f).cloned().unwrap_or(Value::Null));
+                map.insert(
+                    (*f).to_string(),
+                    value_of(f).cloned().unwrap_or(Value::Null),
+                );
             }
-            writeln!(out, "{}", serde_json::to_string_pretty(&Value::Object(map))?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&Value::Object(map))?
+            )?;
         }
         Format::Value => {
             for f in &chosen {
@@ -133,7 +140,11 @@ pub fn list(
                     Value::Object(map)
                 })
                 .collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&Value::Array(array))?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&Value::Array(array))?
+            )?;
         }
         Format::Value => {
             for r in records {

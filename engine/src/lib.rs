@@ -36,7 +36,5 @@ pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressSnapshot};
 pub use repository::Repository;
-pub use service::{
-    BackupResult, CreateBackup, Engine, EngineConfig, RestoreRequest,
-};
 pub use service::shares::NewShare;
+pub use service::{BackupResult, CreateBackup, Engine, EngineConfig, RestoreRequest};

@@ -59,8 +59,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
-    getrandom::fill(&mut out)
-        .map_err(|e| Error::Bug(format!("no randomness from the OS: {e}")))?;
+    getrandom::fill(&mut out).map_err(|e| Error::Bug(format!("no randomness from the OS: {e}")))?;
     Ok(out)
 }
 
@@ -93,7 +92,9 @@ impl Repository {
             config,
         };
         let mut tmp = repo.temp_object("config")?;
-        tmp.file()?.write_all(&repo.config.encode()).at(tmp.path())?;
+        tmp.file()?
+            .write_all(&repo.config.encode())
+            .at(tmp.path())?;
         let target = root.join("config");
         // hard_link fails if the target exists, so two racing inits cannot
         // both believe they created the repository.
@@ -114,8 +115,8 @@ impl Repository {
                 Error::io(&path, e)
             }
         })?;
-        let config = RepoConfig::decode(&bytes)
-            .map_err(|e| Error::format(path.display().to_string(), e))?;
+        let config =
+            RepoConfig::decode(&bytes).map_err(|e| Error::format(path.display().to_string(), e))?;
         for dir in ["packs", "layers", "tmp", "locks"] {
             fs::create_dir_all(root.join(dir)).at(root.join(dir))?;
         }
@@ -195,7 +196,10 @@ impl Repository {
     }
 
     pub fn pack_path(&self, id: &PackId) -> PathBuf {
-        self.root.join("packs").join(id.shard()).join(id.to_string())
+        self.root
+            .join("packs")
+            .join(id.shard())
+            .join(id.to_string())
     }
 
     pub fn layer_path(&self, id: &BackupId) -> PathBuf {

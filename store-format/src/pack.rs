@@ -214,7 +214,10 @@ pub fn decode_tail(tail: &[u8], pack_len: u64) -> Result<u32> {
         return Err(FormatError::corrupt("pack", "shorter than header and tail"));
     }
     if &tail[4..12] != PACK_END_MAGIC {
-        return Err(FormatError::corrupt("pack", "missing end magic (truncated?)"));
+        return Err(FormatError::corrupt(
+            "pack",
+            "missing end magic (truncated?)",
+        ));
     }
     let trailer_len = le_u32(&tail[0..4]);
     if u64::from(trailer_len) + HEADER_LEN + TAIL_LEN > pack_len {
@@ -255,7 +258,10 @@ pub fn decode_trailer(trailer: &[u8], blobs_end: u64) -> Result<Vec<PackEntry>> 
     }
     let count = le_u32(&body[0..4]) as usize;
     if body.len() != 4 + count.saturating_mul(ENTRY_LEN) {
-        return Err(bad(format!("{count} entries do not fit {} bytes", body.len())));
+        return Err(bad(format!(
+            "{count} entries do not fit {} bytes",
+            body.len()
+        )));
     }
     let mut entries = Vec::with_capacity(count);
     let mut expected_offset = HEADER_LEN;
@@ -299,7 +305,10 @@ pub fn decode_index(pack: &[u8]) -> Result<Vec<PackEntry>> {
     decode_header(&pack[..HEADER_LEN as usize])?;
     let trailer_len = decode_tail(&pack[(len - TAIL_LEN) as usize..], len)?;
     let blobs_end = len - TAIL_LEN - u64::from(trailer_len);
-    decode_trailer(&pack[blobs_end as usize..(len - TAIL_LEN) as usize], blobs_end)
+    decode_trailer(
+        &pack[blobs_end as usize..(len - TAIL_LEN) as usize],
+        blobs_end,
+    )
 }
 
 fn le_u32(b: &[u8]) -> u32 {
@@ -323,7 +332,8 @@ mod tests {
         let mut w = PackWriter::new(Vec::new()).unwrap();
         for c in chunks {
             let (stored, comp) = compress_chunk(c, level).unwrap();
-            w.add(ChunkId::of(c), &stored, c.len() as u32, comp).unwrap();
+            w.add(ChunkId::of(c), &stored, c.len() as u32, comp)
+                .unwrap();
         }
         let (bytes, entries, total) = w.finish().unwrap();
         assert_eq!(total, bytes.len() as u64);

@@ -92,7 +92,10 @@ mod tests {
     fn order_is_depth_first() {
         let mut paths = vec![&b"a.txt"[..], b"a/b", b"a", b"a/b/c", b"b", b"a-"];
         paths.sort_by(|x, y| cmp(x, y));
-        assert_eq!(paths, vec![&b"a"[..], b"a/b", b"a/b/c", b"a-", b"a.txt", b"b"]);
+        assert_eq!(
+            paths,
+            vec![&b"a"[..], b"a/b", b"a/b/c", b"a-", b"a.txt", b"b"]
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! entry in FORMAT.md's history, and a reader for the old bytes — not a
 //! re-blessed file. (`STRATA_BLESS=1` writes the files for a new version.)
 
+#![allow(clippy::unwrap_used)] // a test file: a failed unwrap is a failed test
+
 use std::path::PathBuf;
 
 use strata_format::config::RepoConfig;
@@ -14,7 +16,9 @@ use strata_format::pack::{self, Compression, PackWriter};
 use strata_format::{BackupId, ChunkId, FileHash, RepositoryId, ShareId};
 
 fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 fn check(name: &str, bytes: &[u8]) {
@@ -23,11 +27,18 @@ fn check(name: &str, bytes: &[u8]) {
         std::fs::write(&path, bytes).unwrap();
     }
     let expected = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(expected == bytes, "{name} no longer matches its golden file");
+    assert!(
+        expected == bytes,
+        "{name} no longer matches its golden file"
+    );
 }
 
 fn chunks() -> Vec<Vec<u8>> {
-    vec![b"strata golden chunk one ".repeat(40), (0u8..=255).collect(), Vec::new()]
+    vec![
+        b"strata golden chunk one ".repeat(40),
+        (0u8..=255).collect(),
+        Vec::new(),
+    ]
 }
 
 #[test]
@@ -35,7 +46,8 @@ fn pack_v1_bytes_are_stable() {
     let mut w = PackWriter::new(Vec::new()).unwrap();
     for c in chunks() {
         let (stored, comp) = pack::compress_chunk(&c, Some(3)).unwrap();
-        w.add(ChunkId::of(&c), &stored, c.len() as u32, comp).unwrap();
+        w.add(ChunkId::of(&c), &stored, c.len() as u32, comp)
+            .unwrap();
     }
     let (bytes, _, _) = w.finish().unwrap();
     check("pack-v1.bin", &bytes);
@@ -140,7 +152,10 @@ fn layer_v1_bytes_are_stable() {
     let layer = Layer::decode(&golden).unwrap();
     assert_eq!(layer.meta, layer_meta());
     let records: Vec<LayerRecord> = layer.records().unwrap().map(Result::unwrap).collect();
-    let mut expected: Vec<LayerRecord> = layer_entries().into_iter().map(LayerRecord::Entry).collect();
+    let mut expected: Vec<LayerRecord> = layer_entries()
+        .into_iter()
+        .map(LayerRecord::Entry)
+        .collect();
     expected.push(LayerRecord::Tombstone(Tombstone {
         path: b"old".to_vec(),
     }));

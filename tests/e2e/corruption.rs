@@ -30,7 +30,13 @@ fn backed_up(env: &Env) -> String {
     fs::create_dir_all(&share).expect("share");
     fs::write(share.join("data.bin"), noise(2 << 20, 5)).expect("write");
     fs::write(share.join("note.txt"), b"a small file").expect("write");
-    let run = env.strata(&["backup", "create", "-f", "json", share.to_str().expect("utf8")]);
+    let run = env.strata(&[
+        "backup",
+        "create",
+        "-f",
+        "json",
+        share.to_str().expect("utf8"),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     run.json()["id"].as_str().expect("id").to_string()
 }
@@ -40,19 +46,36 @@ fn a_flipped_pack_byte_fails_restore_naming_the_pack() {
     let env = Env::new();
     let id = backed_up(&env);
     let pack = only_file(&env.repo().join("packs"));
-    let pack_id = pack.file_name().expect("name").to_string_lossy().into_owned();
+    let pack_id = pack
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     let mut bytes = fs::read(&pack).expect("read");
     bytes[1 << 20] ^= 0x40;
     fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
     fs::write(&pack, &bytes).expect("write");
 
     let target = env.path("out");
-    let run = env.strata(&["backup", "restore", &id, "--target-dir", target.to_str().expect("utf8")]);
+    let run = env.strata(&[
+        "backup",
+        "restore",
+        &id,
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ]);
     assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("pack {pack_id}")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("pack {pack_id}")),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("corruption"), "{}", run.stderr);
     // The backup itself is still there to be repaired or deleted.
-    let shown = env.strata(&["backup", "show", &id, "-f", "json"]).ok().json();
+    let shown = env
+        .strata(&["backup", "show", &id, "-f", "json"])
+        .ok()
+        .json();
     assert_eq!(shown["status"], "available");
 }
 
@@ -63,9 +86,19 @@ fn a_truncated_layer_is_reported_as_corrupt() {
     let layer = env.repo().join("layers").join(&id);
     let bytes = fs::read(&layer).expect("read");
     fs::write(&layer, &bytes[..bytes.len() - 10]).expect("write");
-    let run = env.strata(&["backup", "restore", &id, "--target-dir", env.path("out").to_str().expect("utf8")]);
+    let run = env.strata(&[
+        "backup",
+        "restore",
+        &id,
+        "--target-dir",
+        env.path("out").to_str().expect("utf8"),
+    ]);
     assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("layer {id}")), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("layer {id}")),
+        "{}",
+        run.stderr
+    );
 }
 
 /// A layer whose entries are each well-formed but which, together, would
@@ -101,7 +134,9 @@ fn a_hostile_layer_cannot_write_outside_the_target() {
     };
     let mut writer = LayerWriter::new(Vec::new()).expect("writer");
     writer.add_entry(&escape).expect("entry");
-    writer.add_entry(&file(b"escape/planted.txt")).expect("entry");
+    writer
+        .add_entry(&file(b"escape/planted.txt"))
+        .expect("entry");
     let meta = LayerMeta {
         backup_id: id.parse::<BackupId>().expect("id"),
         share_id: ShareId([0; 16]),
@@ -118,12 +153,23 @@ fn a_hostile_layer_cannot_write_outside_the_target() {
     };
     let (bytes, _) = writer.finish(&meta).expect("finish");
     let layer = env.repo().join("layers").join(&id);
-    fs::set_permissions(&layer, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    fs::set_permissions(&layer, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
     fs::write(&layer, bytes).expect("write");
 
     let target = env.path("out");
-    let run = env.strata(&["backup", "restore", &id, "--target-dir", target.to_str().expect("utf8")]);
+    let run = env.strata(&[
+        "backup",
+        "restore",
+        &id,
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ]);
     assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(run.stderr.contains("parent is not a directory"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("parent is not a directory"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
 }

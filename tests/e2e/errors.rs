@@ -46,31 +46,74 @@ fn share_lifecycle_and_refusals() {
     fs::create_dir_all(&dir).expect("dir");
     fs::write(dir.join("f"), b"x").expect("write");
     let created = env
-        .strata(&["share", "create", "--name", "projects", "--path", dir.to_str().expect("utf8"), "--size", "10", "-f", "json"])
+        .strata(&[
+            "share",
+            "create",
+            "--name",
+            "projects",
+            "--path",
+            dir.to_str().expect("utf8"),
+            "--size",
+            "10",
+            "-f",
+            "json",
+        ])
         .ok()
         .json();
     assert_eq!(created["status"], "available");
     assert_eq!(created["size"], 10);
-    let dup = env.strata(&["share", "create", "--name", "projects", "--path", dir.to_str().expect("utf8")]);
+    let dup = env.strata(&[
+        "share",
+        "create",
+        "--name",
+        "projects",
+        "--path",
+        dir.to_str().expect("utf8"),
+    ]);
     assert_eq!(dup.code, 2);
     one_line_error(&dup);
 
-    let backup = env.strata(&["backup", "create", "--name", "nightly", "projects", "-f", "json"]).ok().json();
+    let backup = env
+        .strata(&[
+            "backup", "create", "--name", "nightly", "projects", "-f", "json",
+        ])
+        .ok()
+        .json();
     let refused = env.strata(&["share", "delete", "projects"]);
     assert_eq!(refused.code, 5, "{}", refused.stderr);
     assert!(refused.stderr.contains("delete them first"));
 
-    env.strata(&["backup", "set", "nightly", "--name", "renamed", "--description", "kept"]).ok();
-    let shown = env.strata(&["backup", "show", "renamed", "-f", "json"]).ok().json();
+    env.strata(&[
+        "backup",
+        "set",
+        "nightly",
+        "--name",
+        "renamed",
+        "--description",
+        "kept",
+    ])
+    .ok();
+    let shown = env
+        .strata(&["backup", "show", "renamed", "-f", "json"])
+        .ok()
+        .json();
     assert_eq!(shown["description"], "kept");
     assert_eq!(shown["id"], backup["id"]);
-    let value = env.strata(&["backup", "show", "renamed", "-f", "value", "-c", "status"]).ok();
+    let value = env
+        .strata(&["backup", "show", "renamed", "-f", "value", "-c", "status"])
+        .ok();
     assert_eq!(value.stdout.trim(), "available");
 
     let occupied = env.path("occupied");
     fs::create_dir_all(&occupied).expect("dir");
     fs::write(occupied.join("x"), b"x").expect("write");
-    let run = env.strata(&["backup", "restore", "renamed", "--target-dir", occupied.to_str().expect("utf8")]);
+    let run = env.strata(&[
+        "backup",
+        "restore",
+        "renamed",
+        "--target-dir",
+        occupied.to_str().expect("utf8"),
+    ]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("not empty"), "{}", run.stderr);
 

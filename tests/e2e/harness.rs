@@ -23,7 +23,11 @@ pub struct Run {
 
 impl Run {
     pub fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "stdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -114,7 +118,10 @@ pub fn build_tree(root: &Path) {
     fs::create_dir_all(root).expect("root");
     w("empty.txt", b"");
     w("hello.txt", b"hello, strata\n");
-    w("docs/compressible.txt", &b"all work and no play ".repeat(150_000));
+    w(
+        "docs/compressible.txt",
+        &b"all work and no play ".repeat(150_000),
+    );
     w("data/random.bin", &noise(9 << 20, 1));
     w("data/copy-of-random.bin", &noise(9 << 20, 1));
     w("data/small-random.bin", &noise(70_000, 2));
@@ -129,13 +136,16 @@ pub fn build_tree(root: &Path) {
     let sparse = fs::File::create(root.join("sparse.img")).expect("sparse");
     sparse.set_len(64 << 20).expect("set_len");
     use std::os::unix::fs::FileExt;
-    sparse.write_all_at(&noise(8192, 3), 20 << 20).expect("island");
+    sparse
+        .write_all_at(&noise(8192, 3), 20 << 20)
+        .expect("island");
     sparse.write_all_at(b"tail", (64 << 20) - 4).expect("tail");
     drop(sparse);
 
     // Modes.
     w("readonly.txt", b"read only");
-    fs::set_permissions(root.join("readonly.txt"), fs::Permissions::from_mode(0o400)).expect("chmod");
+    fs::set_permissions(root.join("readonly.txt"), fs::Permissions::from_mode(0o400))
+        .expect("chmod");
     w("tool.sh", b"#!/bin/sh\necho hi\n");
     fs::set_permissions(root.join("tool.sh"), fs::Permissions::from_mode(0o4755)).expect("chmod");
     w("locked/inside.txt", b"inside a read-only directory");
@@ -223,7 +233,9 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
                     content: ft
                         .is_file()
                         .then(|| blake3::hash(&fs::read(&path).expect("read"))),
-                    target: ft.is_symlink().then(|| fs::read_link(&path).expect("readlink")),
+                    target: ft
+                        .is_symlink()
+                        .then(|| fs::read_link(&path).expect("readlink")),
                     xattrs,
                     links: Vec::new(),
                     // (filled below)
@@ -252,7 +264,11 @@ pub fn assert_same(expected: &BTreeMap<PathBuf, Node>, actual: &BTreeMap<PathBuf
         }
     }
     for path in actual.keys() {
-        assert!(expected.contains_key(path), "{} should not exist", path.display());
+        assert!(
+            expected.contains_key(path),
+            "{} should not exist",
+            path.display()
+        );
     }
 }
 

@@ -6,7 +6,13 @@ use std::path::Path;
 use crate::harness::*;
 
 fn backup(env: &Env, share: &Path) -> serde_json::Value {
-    let run = env.strata(&["backup", "create", "-f", "json", share.to_str().expect("utf8")]);
+    let run = env.strata(&[
+        "backup",
+        "create",
+        "-f",
+        "json",
+        share.to_str().expect("utf8"),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     run.json()
 }
@@ -18,7 +24,7 @@ fn full_backup_restores_every_kind_of_entry() {
     build_tree(&share);
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &share.join("pipe"),
+        share.join("pipe"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
@@ -26,9 +32,18 @@ fn full_backup_restores_every_kind_of_entry() {
     .expect("mkfifo");
     let before = snapshot(&share);
 
-    let run = env.strata(&["backup", "create", "-f", "json", share.to_str().expect("utf8")]);
+    let run = env.strata(&[
+        "backup",
+        "create",
+        "-f",
+        "json",
+        share.to_str().expect("utf8"),
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("registered"), "zero-config registration is announced");
+    assert!(
+        run.stderr.contains("registered"),
+        "zero-config registration is announced"
+    );
     assert!(run.stderr.contains("pipe: fifo skipped"), "{}", run.stderr);
     let shown = run.json();
     assert_eq!(shown["status"], "available");
@@ -39,11 +54,20 @@ fn full_backup_restores_every_kind_of_entry() {
     // Two identical 9 MiB files: stored once.
     let logical = shown["logical_bytes"].as_u64().expect("logical");
     let new = shown["new_bytes"].as_u64().expect("new");
-    assert!(new + (9 << 20) <= logical, "duplicate file was stored twice: {new} of {logical}");
+    assert!(
+        new + (9 << 20) <= logical,
+        "duplicate file was stored twice: {new} of {logical}"
+    );
 
     let target = env.path("restored");
-    env.strata(&["backup", "restore", &id, "--target-dir", target.to_str().expect("utf8")])
-        .ok();
+    env.strata(&[
+        "backup",
+        "restore",
+        &id,
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ])
+    .ok();
     let mut expected = before;
     expected.retain(|p, _| p != Path::new("pipe"));
     assert_same(&expected, &snapshot(&target));
@@ -70,18 +94,28 @@ fn restore_into_source_share_replaces_changes_without_following_symlinks() {
     fs::create_dir_all(&outside).expect("outside");
     fs::write(share.join("hello.txt"), b"changed").expect("write");
     fs::remove_file(share.join("data/random.bin")).expect("rm");
-    fs::set_permissions(share.join("locked"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    fs::set_permissions(
+        share.join("locked"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
     fs::remove_dir_all(share.join("a")).expect("rm a");
     std::os::unix::fs::symlink(&outside, share.join("a")).expect("symlink");
 
     env.strata(&["backup", "restore", &id]).ok();
     assert_same(&before, &snapshot(&share));
-    assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0, "restore wrote outside the share");
+    assert_eq!(
+        fs::read_dir(&outside).expect("ls").count(),
+        0,
+        "restore wrote outside the share"
+    );
 
     let shares = env.strata(&["share", "list", "-f", "json"]).ok().json();
     assert_eq!(shares[0]["Status"], "available");
-    let shown = env.strata(&["backup", "show", &id, "-f", "json"]).ok().json();
+    let shown = env
+        .strata(&["backup", "show", &id, "-f", "json"])
+        .ok()
+        .json();
     assert_eq!(shown["status"], "available");
     assert_eq!(shown["restore_progress"], 100);
 }
@@ -95,13 +129,12 @@ fn identical_backups_share_packs_and_delete_frees_them() {
     let first = backup(&env, &share);
     let second = backup(&env, &share);
     assert_eq!(second["new_bytes"], 0, "second backup stored data again");
-    let packs = || {
-        walk_files(&env.repo().join("packs"))
-    };
+    let packs = || walk_files(&env.repo().join("packs"));
     let stored = packs();
     assert!(!stored.is_empty());
 
-    env.strata(&["backup", "delete", first["id"].as_str().expect("id")]).ok();
+    env.strata(&["backup", "delete", first["id"].as_str().expect("id")])
+        .ok();
     assert_eq!(packs(), stored, "a pack still referenced was removed");
     let target = env.path("out");
     env.strata(&[
@@ -112,10 +145,18 @@ fn identical_backups_share_packs_and_delete_frees_them() {
         target.to_str().expect("utf8"),
     ])
     .ok();
-    assert_eq!(fs::read(target.join("one.bin")).expect("read"), noise(3 << 20, 9));
+    assert_eq!(
+        fs::read(target.join("one.bin")).expect("read"),
+        noise(3 << 20, 9)
+    );
 
-    env.strata(&["backup", "delete", second["id"].as_str().expect("id")]).ok();
-    assert!(packs().is_empty(), "unreferenced packs were left: {:?}", packs());
+    env.strata(&["backup", "delete", second["id"].as_str().expect("id")])
+        .ok();
+    assert!(
+        packs().is_empty(),
+        "unreferenced packs were left: {:?}",
+        packs()
+    );
     assert!(walk_files(&env.repo().join("layers")).is_empty());
     assert!(walk_files(&env.repo().join("tmp")).is_empty());
     let list = env.strata(&["backup", "list", "-f", "json"]).ok().json();
@@ -126,7 +167,9 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else { continue };
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
@@ -168,14 +211,20 @@ fn unreadable_file_is_reported_and_the_rest_backed_up() {
         return;
     }
     let env = Env::new();
-    fs::set_permissions(env.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .expect("chmod");
+    fs::set_permissions(
+        env.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
     let share = env.path("share");
     fs::create_dir_all(&share).expect("share");
     fs::write(share.join("readable.txt"), b"fine").expect("write");
     fs::write(share.join("secret.txt"), b"root only").expect("write");
-    fs::set_permissions(share.join("secret.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("chmod");
+    fs::set_permissions(
+        share.join("secret.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
     let mut cmd = std::process::Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(env!("CARGO_BIN_EXE_strata"))
@@ -183,12 +232,28 @@ fn unreadable_file_is_reported_and_the_rest_backed_up() {
         .arg(env.path("catalog.db"))
         .arg("--repository")
         .arg(env.repo())
-        .args(["backup", "create", "-f", "json", share.to_str().expect("utf8")]);
+        .args([
+            "backup",
+            "create",
+            "-f",
+            "json",
+            share.to_str().expect("utf8"),
+        ]);
     let run = run(cmd);
-    assert_eq!(run.code, 3, "partial backup exit code; stderr: {}", run.stderr);
-    assert!(run.stderr.contains("secret.txt: cannot open"), "{}", run.stderr);
+    assert_eq!(
+        run.code, 3,
+        "partial backup exit code; stderr: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("secret.txt: cannot open"),
+        "{}",
+        run.stderr
+    );
     let shown = run.json();
     assert_eq!(shown["status"], "available");
     assert_eq!(shown["skipped_count"], 1);
-    assert!(shown["fail_reason"].as_str().is_some_and(|r| r.contains("could not be backed up")));
+    assert!(shown["fail_reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("could not be backed up")));
 }

@@ -28,7 +28,11 @@ pub fn record(b: &BackupRecord, has_dependents: bool) -> Record {
         ("id", json!(b.id.to_string())),
         ("is_incremental", json!(b.is_incremental)),
         ("name", opt(&b.name)),
-        ("parent_id", b.parent_id.map_or(serde_json::Value::Null, |p| json!(p.to_string()))),
+        (
+            "parent_id",
+            b.parent_id
+                .map_or(serde_json::Value::Null, |p| json!(p.to_string())),
+        ),
         ("progress", json!(b.progress)),
         ("restore_progress", json!(b.restore_progress)),
         ("share_id", json!(b.share_id.to_string())),
@@ -111,7 +115,11 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
             }
             summary(&done.backup);
             output::show(global.format, &global.columns, &record(&done.backup, false))?;
-            Ok(if done.backup.skipped_count > 0 { EXIT_PARTIAL } else { 0 })
+            Ok(if done.backup.skipped_count > 0 {
+                EXIT_PARTIAL
+            } else {
+                0
+            })
         }
         BackupCommand::List {
             share,

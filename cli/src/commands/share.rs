@@ -66,4 +66,3 @@ pub fn run(engine: &Engine, global: &Global, cmd: &ShareCommand) -> Result<()> {
         }
     }
 }
-

@@ -121,7 +121,8 @@ impl Chunking<'_> {
                     }
                 }
                 Err(e) => {
-                    self.report.problem(&item.rel, format!("cannot read symlink: {e}"));
+                    self.report
+                        .problem(&item.rel, format!("cannot read symlink: {e}"));
                     return Ok(None);
                 }
             },

@@ -23,16 +23,17 @@ pub struct LayerDraft {
 
 const REF_BATCH: usize = 8192;
 
+/// Where numbered entries go: `None` marks a walk item with nothing to record.
+pub type EntrySender = Sender<(u64, Option<Entry>)>;
+type Assembler<'scope> = std::thread::ScopedJoinHandle<'scope, Result<LayerDraft>>;
+
 /// Starts the assembler; send `(seq, entry)` for every walk item.
 pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     repo: &'scope Repository,
     mut catalog: Catalog,
     backup: BackupId,
-) -> Result<(
-    Sender<(u64, Option<Entry>)>,
-    std::thread::ScopedJoinHandle<'scope, Result<LayerDraft>>,
-)> {
+) -> Result<(EntrySender, Assembler<'scope>)> {
     let mut tmp = repo.temp_object("layer")?;
     let path = tmp.path().to_path_buf();
     let file = tmp.file()?.try_clone().at(&path)?;

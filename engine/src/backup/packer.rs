@@ -46,7 +46,10 @@ pub fn spawn<'scope>(
     catalog: Catalog,
     dedup: &'scope Dedup,
     counters: &'scope Counters,
-) -> (Sender<Blob>, std::thread::ScopedJoinHandle<'scope, Result<()>>) {
+) -> (
+    Sender<Blob>,
+    std::thread::ScopedJoinHandle<'scope, Result<()>>,
+) {
     let (tx, rx) = crossbeam_channel::bounded(16);
     let mut packer = Packer {
         repo,

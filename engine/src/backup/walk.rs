@@ -18,8 +18,8 @@ use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
 
 use super::report::Report;
-use crate::progress::Progress;
 use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
 
 /// What the walk found at one path.
 pub enum ItemKind {
@@ -62,7 +62,10 @@ pub fn spawn<'scope>(
     root: PathBuf,
     report: &'scope Report,
     progress: &'scope Progress,
-) -> Result<(Receiver<WalkItem>, std::thread::ScopedJoinHandle<'scope, Result<()>>)> {
+) -> Result<(
+    Receiver<WalkItem>,
+    std::thread::ScopedJoinHandle<'scope, Result<()>>,
+)> {
     let meta = fs::metadata(&root).at(&root)?;
     if !meta.is_dir() {
         return Err(Error::InvalidArgument(format!(
@@ -94,7 +97,8 @@ impl Walker<'_> {
         let entries = match fs::read_dir(abs) {
             Ok(entries) => entries,
             Err(e) => {
-                self.report.problem(rel, format!("cannot list directory: {e}"));
+                self.report
+                    .problem(rel, format!("cannot list directory: {e}"));
                 return None;
             }
         };
@@ -103,7 +107,8 @@ impl Walker<'_> {
             match entry {
                 Ok(entry) => names.push(entry.file_name()),
                 Err(e) => {
-                    self.report.problem(rel, format!("cannot list directory: {e}"));
+                    self.report
+                        .problem(rel, format!("cannot list directory: {e}"));
                     return None;
                 }
             }
@@ -157,7 +162,8 @@ impl Walker<'_> {
             let rel = strata_format::path::join(&top.rel, name.as_bytes());
             let abs = top.abs.join(&name);
             if name.as_bytes().contains(&b'/') || strata_format::path::validate(&rel).is_err() {
-                self.report.problem(&rel, "name cannot be stored; skipped".to_string());
+                self.report
+                    .problem(&rel, "name cannot be stored; skipped".to_string());
                 continue;
             }
             let meta = match meta {
@@ -208,7 +214,8 @@ impl Walker<'_> {
             }
             let descend = descend && meta.dev() == self.root_dev;
             if !descend && ft.is_dir() {
-                self.report.warning(&rel, "mount point: contents not backed up".to_string());
+                self.report
+                    .warning(&rel, "mount point: contents not backed up".to_string());
             }
             if !self.emit(rel.clone(), abs.clone(), Some(meta), kind) {
                 return Ok(());

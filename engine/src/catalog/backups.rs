@@ -250,15 +250,25 @@ impl Catalog {
             return Err(Error::InvalidState(format!(
                 "backup {id} is {}, expected {}",
                 current.status.as_str(),
-                from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
+                from.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             )));
         }
         let changed = self.conn.execute(
             "UPDATE backups SET status = ?1, updated_at = ?2 WHERE id = ?3 AND status = ?4",
-            params![to.as_str(), now_ns(), id.to_string(), current.status.as_str()],
+            params![
+                to.as_str(),
+                now_ns(),
+                id.to_string(),
+                current.status.as_str()
+            ],
         )?;
         if changed != 1 {
-            return Err(Error::Busy(format!("backup {id} changed status concurrently")));
+            return Err(Error::Busy(format!(
+                "backup {id} changed status concurrently"
+            )));
         }
         Ok(())
     }
@@ -273,7 +283,11 @@ impl Catalog {
     }
 
     pub fn set_backup_progress(&self, id: BackupId, progress: u32, restore: bool) -> Result<()> {
-        let column = if restore { "restore_progress" } else { "progress" };
+        let column = if restore {
+            "restore_progress"
+        } else {
+            "progress"
+        };
         self.conn.execute(
             &format!("UPDATE backups SET {column} = ?1, updated_at = ?2 WHERE id = ?3"),
             params![progress.min(100), now_ns(), id.to_string()],

@@ -22,7 +22,9 @@ fn compression_from(code: i64) -> Result<Compression> {
     match code {
         0 => Ok(Compression::None),
         1 => Ok(Compression::Zstd),
-        other => Err(Error::Bug(format!("catalog holds compression code {other}"))),
+        other => Err(Error::Bug(format!(
+            "catalog holds compression code {other}"
+        ))),
     }
 }
 
@@ -152,7 +154,9 @@ impl Catalog {
 
     /// Every pack the index knows, with its size.
     pub fn list_packs(&self) -> Result<Vec<(PackId, u64)>> {
-        let mut stmt = self.conn.prepare("SELECT id, size FROM packs ORDER BY id")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, size FROM packs ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {

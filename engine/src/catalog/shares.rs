@@ -35,7 +35,11 @@ impl ShareStatus {
             "backup_restoring" => ShareStatus::BackupRestoring,
             "backup_restoring_error" => ShareStatus::BackupRestoringError,
             "in-use" => ShareStatus::InUse,
-            other => return Err(Error::InvalidArgument(format!("unknown share status {other:?}"))),
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown share status {other:?}"
+                )))
+            }
         })
     }
 }
@@ -53,8 +57,7 @@ pub struct Share {
     pub updated_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, project, name, path, size_gib, protocol, status, created_at, updated_at";
+const COLUMNS: &str = "id, project, name, path, size_gib, protocol, status, created_at, updated_at";
 
 type RawShare = (String, String, Share);
 
@@ -195,7 +198,10 @@ impl Catalog {
                 "share {} is {}, not {}",
                 share.name,
                 share.status.as_str(),
-                from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
+                from.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             )));
         }
         let changed = self.conn.execute(

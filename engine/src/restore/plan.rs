@@ -80,6 +80,6 @@ pub fn by_pack(tree: &Tree, catalog: &Catalog) -> Result<Vec<PackPlan>> {
         plan.placements.sort_by_key(|p| p.entry.offset);
     }
     // Biggest packs first so the last one to finish is a small one.
-    plans.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    plans.sort_by_key(|p| std::cmp::Reverse(p.bytes));
     Ok(plans)
 }

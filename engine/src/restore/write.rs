@@ -186,8 +186,7 @@ pub fn links(root: &Path, tree: &Tree) -> Result<()> {
         match &e.kind {
             EntryKind::Symlink { target } => {
                 clear_slot(&path, false)?;
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path)
-                    .at(&path)?;
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path).at(&path)?;
             }
             EntryKind::Hardlink { target } => {
                 clear_slot(&path, false)?;

@@ -120,9 +120,11 @@ impl Engine {
             }
             Err(e) => Err(e),
         };
-        let released =
-            self.catalog
-                .transition_share(share.id, &[ShareStatus::BackupCreating], ShareStatus::Available);
+        let released = self.catalog.transition_share(
+            share.id,
+            &[ShareStatus::BackupCreating],
+            ShareStatus::Available,
+        );
         match finished {
             Ok(problems) => {
                 released?;
@@ -171,8 +173,11 @@ impl Engine {
             }
         };
         let chain = self.chain(backup)?;
-        self.catalog
-            .transition_backup(backup.id, &[BackupStatus::Available], BackupStatus::Restoring)?;
+        self.catalog.transition_backup(
+            backup.id,
+            &[BackupStatus::Available],
+            BackupStatus::Restoring,
+        )?;
         if let Some(share) = &share {
             if let Err(e) = self.catalog.transition_share(
                 share.id,
@@ -191,8 +196,11 @@ impl Engine {
         if result.is_ok() {
             self.catalog.set_backup_progress(backup.id, 100, true)?;
         }
-        self.catalog
-            .transition_backup(backup.id, &[BackupStatus::Restoring], BackupStatus::Available)?;
+        self.catalog.transition_backup(
+            backup.id,
+            &[BackupStatus::Restoring],
+            BackupStatus::Available,
+        )?;
         if let Some(share) = &share {
             let to = if result.is_ok() {
                 ShareStatus::Available
@@ -213,12 +221,20 @@ impl Engine {
             return Err(Error::InvalidState(format!(
                 "backup {} has dependent backups: {}",
                 backup.id,
-                dependents.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                dependents
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         self.catalog.transition_backup(
             backup.id,
-            &[BackupStatus::Available, BackupStatus::Error, BackupStatus::ErrorDeleting],
+            &[
+                BackupStatus::Available,
+                BackupStatus::Error,
+                BackupStatus::ErrorDeleting,
+            ],
             BackupStatus::Deleting,
         )?;
         let result = self.remove_backup_data(backup.id);
@@ -228,7 +244,8 @@ impl Engine {
                 &[BackupStatus::Deleting],
                 BackupStatus::ErrorDeleting,
             )?;
-            self.catalog.fail_backup_deleting(backup.id, &e.to_string())?;
+            self.catalog
+                .fail_backup_deleting(backup.id, &e.to_string())?;
         }
         result
     }
@@ -263,7 +280,11 @@ fn busy_share(e: Error, share: &Share) -> Error {
                 ShareStatus::InUse => "it is in use (pass --force to back it up anyway)",
                 _ => "it is busy",
             };
-            Error::Busy(format!("share {} is {}: {running}", share.name, share.status.as_str()))
+            Error::Busy(format!(
+                "share {} is {}: {running}",
+                share.name,
+                share.status.as_str()
+            ))
         }
         other => other,
     }

@@ -56,13 +56,17 @@ impl Engine {
     /// catalog only ever indexes one repository: opening it with another is
     /// refused, because its chunk index would lie about that repository.
     pub fn open(config: EngineConfig) -> Result<Self> {
-        let repo = Repository::open_or_init(&config.repository_path, config.new_repository.clone())?;
+        let repo =
+            Repository::open_or_init(&config.repository_path, config.new_repository.clone())?;
         let catalog = Catalog::open(&config.catalog_path)?;
         let repo_id = repo.config().repository_id.to_string();
         match catalog.meta("repository_id")? {
             None => {
                 catalog.set_meta("repository_id", &repo_id)?;
-                catalog.set_meta("repository_path", &config.repository_path.display().to_string())?;
+                catalog.set_meta(
+                    "repository_path",
+                    &config.repository_path.display().to_string(),
+                )?;
             }
             Some(known) if known == repo_id => {}
             Some(known) => {

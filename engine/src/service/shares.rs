@@ -22,7 +22,9 @@ pub struct NewShare<'a> {
 impl Engine {
     pub fn create_share(&self, new: &NewShare<'_>) -> Result<Share> {
         if new.name.is_empty() {
-            return Err(Error::InvalidArgument("a share needs a non-empty name".into()));
+            return Err(Error::InvalidArgument(
+                "a share needs a non-empty name".into(),
+            ));
         }
         let path = std::fs::canonicalize(new.path).at(new.path)?;
         if !path.is_dir() {
@@ -33,7 +35,10 @@ impl Engine {
         }
         let protocol = new.protocol.to_ascii_uppercase();
         if !["NFS", "CIFS", "CEPHFS", "GLUSTERFS", "HDFS", "MAPRFS"].contains(&protocol.as_str()) {
-            return Err(Error::InvalidArgument(format!("unknown share protocol {:?}", new.protocol)));
+            return Err(Error::InvalidArgument(format!(
+                "unknown share protocol {:?}",
+                new.protocol
+            )));
         }
         let share = Share {
             id: ShareId(new_uuid()?),
@@ -76,7 +81,10 @@ impl Engine {
         }
         let canonical = std::fs::canonicalize(path).at(path)?;
         let canonical_str = canonical.display().to_string();
-        if let Some(share) = self.catalog.share_by_path(&self.config.project, &canonical_str)? {
+        if let Some(share) = self
+            .catalog
+            .share_by_path(&self.config.project, &canonical_str)?
+        {
             return Ok((share, false));
         }
         let base = canonical

@@ -136,7 +136,11 @@ fn check_entry(entry: &Entry) -> Result<()> {
             return Err(bad(format!("{}: xattrs unsorted or repeated", shown())));
         }
     }
-    if entry.xattrs.iter().any(|x| x.name.is_empty() || x.name.contains(&0)) {
+    if entry
+        .xattrs
+        .iter()
+        .any(|x| x.name.is_empty() || x.name.contains(&0))
+    {
         return Err(bad(format!("{}: invalid xattr name", shown())));
     }
     match &entry.kind {
@@ -249,8 +253,12 @@ impl<W: Write> LayerWriter<W> {
     /// Appends a tombstone; tombstones come after every entry, in path order.
     pub fn add_tombstone(&mut self, tombstone: &Tombstone) -> Result<()> {
         path::validate(&tombstone.path)?;
-        check_order(self.last_tombstone.as_deref(), &tombstone.path, "tombstones")
-            .map_err(invalid_from_corrupt)?;
+        check_order(
+            self.last_tombstone.as_deref(),
+            &tombstone.path,
+            "tombstones",
+        )
+        .map_err(invalid_from_corrupt)?;
         self.write_record(&Record::Tombstone(tombstone.clone()))?;
         self.last_tombstone = Some(tombstone.path.clone());
         self.tombstones += 1;

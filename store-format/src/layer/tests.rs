@@ -78,13 +78,21 @@ fn decoder_rejects_hostile_paths_and_order() {
     assert!(decode_error(vec![dir(b"a\0b")]).contains("NUL"));
     assert!(decode_error(vec![dir(b"b"), dir(b"a")]).contains("out of order"));
     assert!(decode_error(vec![dir(b"a"), dir(b"a")]).contains("out of order"));
-    let link = Record::Entry(entry(b"a", EntryKind::Hardlink { target: b"b".to_vec() }));
+    let link = Record::Entry(entry(
+        b"a",
+        EntryKind::Hardlink {
+            target: b"b".to_vec(),
+        },
+    ));
     assert!(decode_error(vec![link]).contains("does not precede"));
     let lying = Record::Entry(entry(
         b"f",
         EntryKind::File {
             size: 10,
-            chunks: vec![ChunkRef { id: ChunkId([0; 32]), len: 3 }],
+            chunks: vec![ChunkRef {
+                id: ChunkId([0; 32]),
+                len: 3,
+            }],
             hash: FileHash([0; 32]),
         },
     ));
@@ -114,11 +122,20 @@ fn writer_refuses_what_the_reader_would_reject() {
 fn arb_kind() -> impl Strategy<Value = EntryKind> {
     prop_oneof![
         Just(EntryKind::Dir),
-        proptest::collection::vec(1u8..=255, 1..20).prop_map(|target| EntryKind::Symlink { target }),
-        (proptest::collection::vec((any::<[u8; 32]>(), 1u32..1 << 22), 0..5), any::<[u8; 32]>())
+        proptest::collection::vec(1u8..=255, 1..20)
+            .prop_map(|target| EntryKind::Symlink { target }),
+        (
+            proptest::collection::vec((any::<[u8; 32]>(), 1u32..1 << 22), 0..5),
+            any::<[u8; 32]>()
+        )
             .prop_map(|(chunks, hash)| {
-                let chunks: Vec<ChunkRef> =
-                    chunks.into_iter().map(|(id, len)| ChunkRef { id: ChunkId(id), len }).collect();
+                let chunks: Vec<ChunkRef> = chunks
+                    .into_iter()
+                    .map(|(id, len)| ChunkRef {
+                        id: ChunkId(id),
+                        len,
+                    })
+                    .collect();
                 EntryKind::File {
                     size: chunks.iter().map(|c| u64::from(c.len)).sum(),
                     chunks,
