@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p strata-benches` runs it on ≥ 1 GiB (`STRATA_BENCH_MIB`
 //! overrides); under `cargo test` it runs on a small dataset as a smoke test.
+//! `STRATA_BENCH_KEEP=1` keeps the dataset and repository for profiling.
 //! Reported: MB/s, files/s, peak RSS, repository size, and the ratios the
 //! targets are stated in.
 
@@ -261,4 +262,7 @@ fn main() {
         bytes,
         "restore did not restore every byte"
     );
+    if std::env::var_os("STRATA_BENCH_KEEP").is_some() {
+        println!("kept: {}", work.keep().display());
+    }
 }

@@ -1,5 +1,5 @@
-//! The restore pipeline: resolve the tree → plan by pack → lay out → fetch,
-//! verify and write → verify whole files → links → metadata.
+//! The restore pipeline: resolve the tree → plan units → lay out → fetch,
+//! verify and write → links → metadata.
 //!
 //! Every chunk is checked against its id as it is read, every file against
 //! its whole-file hash once written. Cost is proportional to the restored tree:
@@ -26,7 +26,8 @@ use crate::repository::Repository;
 pub struct RestoreOutcome {
     pub files: u64,
     pub bytes: u64,
-    pub packs: u64,
+    /// Pack units plus file units run.
+    pub units: u64,
 }
 
 /// Loads the layers of `chain` (full backup first) from the repository.
@@ -46,7 +47,7 @@ pub fn run(
     progress: &Progress,
 ) -> Result<RestoreOutcome> {
     let tree = tree::resolve(&load_chain(repo, chain)?)?;
-    let plans = plan::by_pack(&tree, catalog)?;
+    let units = plan::units(&tree, catalog)?;
     let bytes: u64 = tree
         .entries
         .iter()
@@ -57,8 +58,7 @@ pub fn run(
         .sum();
     progress.add_total(bytes);
     write::layout(target, &tree)?;
-    write::fill(repo, target, &tree, &plans, progress)?;
-    write::verify(target, &tree)?;
+    write::fill(repo, target, &tree, &units, progress)?;
     write::links(target, &tree)?;
     meta::apply_all(target, &tree)?;
     progress.add_files(tree.files.len() as u64);
@@ -66,6 +66,6 @@ pub fn run(
     Ok(RestoreOutcome {
         files: tree.files.len() as u64,
         bytes,
-        packs: plans.len() as u64,
+        units: units.len() as u64,
     })
 }

@@ -1,5 +1,12 @@
-//! Restore step 2: where every needed chunk is, grouped by pack and sorted by
-//! offset, so each pack is read once, front to back.
+//! Restore step 2: where every needed chunk is.
+//!
+//! Two kinds of unit, each file written by exactly one of them (no two
+//! threads ever write into the same file):
+//! - a **pack unit** holds the single-chunk files whose chunk is in that pack,
+//!   sorted by offset, so the pack is read once, front to back;
+//! - a **file unit** is one multi-chunk file, its chunks in file order (which
+//!   is also their order in the packs that hold them), so its whole-file hash
+//!   is computed as it is written.
 
 use std::collections::HashMap;
 
@@ -8,78 +15,120 @@ use strata_format::pack::PackEntry;
 use strata_format::{ChunkId, PackId};
 
 use super::tree::Tree;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ChunkLocation};
 use crate::error::{Error, Result};
 
-/// One chunk to fetch, and every place in the tree it goes.
+/// One chunk to fetch, and the single-chunk files made of it.
 pub struct Placement {
     pub entry: PackEntry,
-    /// (index of the file entry, offset in that file)
-    pub targets: Vec<(usize, u64)>,
+    /// Indexes of file entries in the tree.
+    pub files: Vec<usize>,
 }
 
-pub struct PackPlan {
+pub struct PackUnit {
     pub pack: PackId,
     pub placements: Vec<Placement>,
-    pub bytes: u64,
 }
 
-pub fn by_pack(tree: &Tree, catalog: &Catalog) -> Result<Vec<PackPlan>> {
-    let mut where_is: HashMap<ChunkId, (PackId, usize)> = HashMap::new();
-    let mut plans: Vec<PackPlan> = Vec::new();
-    let mut pack_slot: HashMap<PackId, usize> = HashMap::new();
+pub struct FileUnit {
+    pub file: usize,
+    pub chunks: Vec<ChunkLocation>,
+}
+
+/// The work of a restore, heaviest units first.
+pub enum Unit {
+    Pack(PackUnit),
+    File(FileUnit),
+}
+
+impl Unit {
+    fn weight(&self) -> u64 {
+        match self {
+            Unit::Pack(p) => p
+                .placements
+                .iter()
+                .map(|pl| u64::from(pl.entry.raw_len) * pl.files.len() as u64)
+                .sum(),
+            Unit::File(f) => f.chunks.iter().map(|c| u64::from(c.entry.raw_len)).sum(),
+        }
+    }
+}
+
+struct Locator<'a> {
+    catalog: &'a Catalog,
+    known: HashMap<ChunkId, ChunkLocation>,
+}
+
+impl Locator<'_> {
+    fn find(&mut self, id: ChunkId, len: u32, path: &[u8]) -> Result<ChunkLocation> {
+        if let Some(found) = self.known.get(&id) {
+            return Ok(*found);
+        }
+        let loc = self
+            .catalog
+            .lookup_chunk(&id)?
+            .ok_or_else(|| Error::Corrupt {
+                location: format!("chunk {id}"),
+                detail: format!(
+                    "needed by {} but not in the chunk index",
+                    String::from_utf8_lossy(path)
+                ),
+            })?;
+        if loc.entry.raw_len != len {
+            return Err(Error::Corrupt {
+                location: format!("chunk {id}"),
+                detail: format!("layer says {len} bytes, index says {}", loc.entry.raw_len),
+            });
+        }
+        self.known.insert(id, loc);
+        Ok(loc)
+    }
+}
+
+pub fn units(tree: &Tree, catalog: &Catalog) -> Result<Vec<Unit>> {
+    let mut locator = Locator {
+        catalog,
+        known: HashMap::new(),
+    };
+    let mut units = Vec::new();
+    let mut packs: HashMap<PackId, PackUnit> = HashMap::new();
+    let mut slot: HashMap<ChunkId, usize> = HashMap::new();
     for (i, e) in tree.entries.iter().enumerate() {
         let EntryKind::File { chunks, .. } = &e.kind else {
             continue;
         };
-        let mut offset = 0u64;
-        for c in chunks {
-            let (pack, slot) = match where_is.get(&c.id) {
-                Some(found) => *found,
-                None => {
-                    let loc = catalog.lookup_chunk(&c.id)?.ok_or_else(|| Error::Corrupt {
-                        location: format!("chunk {}", c.id),
-                        detail: format!(
-                            "needed by {} but not in the chunk index",
-                            String::from_utf8_lossy(&e.path)
-                        ),
-                    })?;
-                    if loc.entry.raw_len != c.len {
-                        return Err(Error::Corrupt {
-                            location: format!("chunk {}", c.id),
-                            detail: format!(
-                                "layer says {} bytes, index says {}",
-                                c.len, loc.entry.raw_len
-                            ),
+        match chunks.as_slice() {
+            [] => {}
+            [only] => {
+                let loc = locator.find(only.id, only.len, &e.path)?;
+                let unit = packs.entry(loc.pack).or_insert_with(|| PackUnit {
+                    pack: loc.pack,
+                    placements: Vec::new(),
+                });
+                match slot.get(&only.id) {
+                    Some(&at) => unit.placements[at].files.push(i),
+                    None => {
+                        slot.insert(only.id, unit.placements.len());
+                        unit.placements.push(Placement {
+                            entry: loc.entry,
+                            files: vec![i],
                         });
                     }
-                    let p = *pack_slot.entry(loc.pack).or_insert_with(|| {
-                        plans.push(PackPlan {
-                            pack: loc.pack,
-                            placements: Vec::new(),
-                            bytes: 0,
-                        });
-                        plans.len() - 1
-                    });
-                    plans[p].placements.push(Placement {
-                        entry: loc.entry,
-                        targets: Vec::new(),
-                    });
-                    plans[p].bytes += u64::from(loc.entry.stored_len);
-                    let found = (loc.pack, plans[p].placements.len() - 1);
-                    where_is.insert(c.id, found);
-                    found
                 }
-            };
-            let p = pack_slot[&pack];
-            plans[p].placements[slot].targets.push((i, offset));
-            offset += u64::from(c.len);
+            }
+            many => {
+                let chunks = many
+                    .iter()
+                    .map(|c| locator.find(c.id, c.len, &e.path))
+                    .collect::<Result<Vec<_>>>()?;
+                units.push(Unit::File(FileUnit { file: i, chunks }));
+            }
         }
     }
-    for plan in &mut plans {
-        plan.placements.sort_by_key(|p| p.entry.offset);
+    for (_, mut unit) in packs {
+        unit.placements.sort_by_key(|p| p.entry.offset);
+        units.push(Unit::Pack(unit));
     }
-    // Biggest packs first so the last one to finish is a small one.
-    plans.sort_by_key(|p| std::cmp::Reverse(p.bytes));
-    Ok(plans)
+    units.sort_by_key(|u| std::cmp::Reverse(u.weight()));
+    Ok(units)
 }

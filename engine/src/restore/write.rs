@@ -4,8 +4,8 @@
 //! sure are real directories, and files are opened with `O_NOFOLLOW`, so an
 //! existing symlink in the target is replaced, never followed.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use strata_format::layer::EntryKind;
 use strata_format::pack::decode_chunk;
-use strata_format::ChunkId;
+use strata_format::pack::PackEntry;
+use strata_format::{ChunkId, PackId};
 
-use super::plan::PackPlan;
+use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
-use crate::repository::Repository;
+use crate::repository::{PackFile, Repository};
 
 /// Holes are kept at this granularity: an all-zero aligned block is skipped.
 const HOLE_BLOCK: usize = 4096;
@@ -52,7 +53,8 @@ fn clear_slot(path: &Path, keep_dir: bool) -> Result<bool> {
     }
 }
 
-/// Creates directories (in order) and empty files of the right size.
+/// Creates directories (in order), clears the way for every file and
+/// creates the empty ones; other files are created by the unit that fills them.
 pub fn layout(root: &Path, tree: &Tree) -> Result<()> {
     for e in &tree.entries {
         if matches!(e.kind, EntryKind::Dir) {
@@ -67,19 +69,36 @@ pub fn layout(root: &Path, tree: &Tree) -> Result<()> {
         }
     }
     tree.entries.par_iter().try_for_each(|e| -> Result<()> {
-        let EntryKind::File { size, .. } = &e.kind else {
+        let EntryKind::File { chunks, hash, .. } = &e.kind else {
             return Ok(());
         };
         let path = target_path(root, &e.path);
         clear_slot(&path, false)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nofollow())
-            .open(&path)
-            .at(&path)?;
-        file.set_len(*size).at(&path)
+        if chunks.is_empty() {
+            check_hash(&e.path, ChunkId::of(b"").0, hash.0)?;
+            create(&path)?;
+        }
+        Ok(())
+    })
+}
+
+fn create(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nofollow())
+        .open(path)
+        .at(path)
+}
+
+fn check_hash(rel: &[u8], actual: [u8; 32], expected: [u8; 32]) -> Result<()> {
+    if actual == expected {
+        return Ok(());
+    }
+    Err(Error::Corrupt {
+        location: format!("restored file {}", String::from_utf8_lossy(rel)),
+        detail: "whole-file hash differs from the backup's".into(),
     })
 }
 
@@ -91,8 +110,7 @@ fn write_sparse(file: &File, path: &Path, data: &[u8], offset: u64) -> Result<()
         let file_pos = offset + at as u64;
         let to_boundary = HOLE_BLOCK - (file_pos % HOLE_BLOCK as u64) as usize;
         let end = (at + to_boundary).min(data.len());
-        let block = &data[at..end];
-        if block.iter().any(|&b| b != 0) {
+        if data[at..end].iter().any(|&b| b != 0) {
             // Extend the run over following non-zero blocks to write in one call.
             let mut run_end = end;
             while run_end < data.len() {
@@ -111,72 +129,115 @@ fn write_sparse(file: &File, path: &Path, data: &[u8], offset: u64) -> Result<()
     Ok(())
 }
 
-/// Fetches every chunk of every pack (packs in parallel), checks each against
-/// its id, and writes it wherever the tree needs it.
+/// Reads one blob and checks it against its id; errors name pack and offset.
+fn fetch(pack: &PackFile, entry: &PackEntry) -> Result<Vec<u8>> {
+    let stored = pack.read_at(entry.offset, entry.stored_len as usize)?;
+    decode(pack.id, entry, &stored)
+}
+
+fn decode(pack: PackId, entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
+    decode_chunk(entry, stored).map_err(|err| Error::Corrupt {
+        location: format!("pack {pack} at offset {}", entry.offset),
+        detail: err.to_string(),
+    })
+}
+
+/// Runs every unit (in parallel), so every file gets its data, every chunk
+/// is checked against its id and every file against its whole-file hash.
 pub fn fill(
     repo: &Repository,
     root: &Path,
     tree: &Tree,
-    plans: &[PackPlan],
+    units: &[Unit],
     progress: &Progress,
 ) -> Result<()> {
-    plans.par_iter().try_for_each(|plan| -> Result<()> {
-        let pack = repo.open_pack(&plan.pack)?;
-        for placement in &plan.placements {
-            let e = &placement.entry;
-            let stored = pack.read_at(e.offset, e.stored_len as usize)?;
-            let raw = decode_chunk(e, &stored).map_err(|err| Error::Corrupt {
-                location: format!("pack {} at offset {}", plan.pack, e.offset),
-                detail: err.to_string(),
-            })?;
-            for &(file, offset) in &placement.targets {
-                let path = target_path(root, &tree.entries[file].path);
-                let out = OpenOptions::new()
-                    .write(true)
-                    .custom_flags(nofollow())
-                    .open(&path)
-                    .at(&path)?;
-                write_sparse(&out, &path, &raw, offset)?;
-                progress.add_bytes(raw.len() as u64);
-            }
-        }
-        Ok(())
+    units.par_iter().try_for_each(|unit| match unit {
+        Unit::Pack(unit) => fill_pack(repo, root, tree, unit, progress),
+        Unit::File(unit) => fill_file(repo, root, tree, unit, progress),
     })
 }
 
-/// Checks every restored file's whole-file hash. A file of one chunk hashes
-/// to that chunk's id, which `fill` verified; longer files are read back.
-pub fn verify(root: &Path, tree: &Tree) -> Result<()> {
-    tree.entries.par_iter().try_for_each(|e| -> Result<()> {
-        let EntryKind::File { chunks, hash, .. } = &e.kind else {
-            return Ok(());
-        };
-        let actual = match chunks.as_slice() {
-            [] => ChunkId::of(b"").0,
-            [only] => only.id.0,
-            _ => {
-                let path = target_path(root, &e.path);
-                let mut file = File::open(&path).at(&path)?;
-                let mut hasher = blake3::Hasher::new();
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = file.read(&mut buf).at(&path)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                }
-                *hasher.finalize().as_bytes()
-            }
-        };
-        if actual != hash.0 {
-            return Err(Error::Corrupt {
-                location: format!("restored file {}", String::from_utf8_lossy(&e.path)),
-                detail: "whole-file hash differs from the backup's".into(),
-            });
+fn fill_pack(
+    repo: &Repository,
+    root: &Path,
+    tree: &Tree,
+    unit: &PackUnit,
+    progress: &Progress,
+) -> Result<()> {
+    let pack = repo.open_pack(&unit.pack)?;
+    for placement in &unit.placements {
+        let raw = fetch(&pack, &placement.entry)?;
+        for &i in &placement.files {
+            let e = &tree.entries[i];
+            let EntryKind::File { size, hash, .. } = &e.kind else {
+                return Err(Error::Bug("pack unit names a non-file".into()));
+            };
+            // A one-chunk file's content hash is its chunk id, just verified.
+            check_hash(&e.path, placement.entry.id.0, hash.0)?;
+            let path = target_path(root, &e.path);
+            let out = create(&path)?;
+            write_sparse(&out, &path, &raw, 0)?;
+            out.set_len(*size).at(&path)?;
+            progress.add_bytes(raw.len() as u64);
         }
-        Ok(())
-    })
+    }
+    Ok(())
+}
+
+/// Chunks decoded in parallel at a time within one file.
+const FILE_WINDOW: usize = 8;
+
+fn fill_file(
+    repo: &Repository,
+    root: &Path,
+    tree: &Tree,
+    unit: &FileUnit,
+    progress: &Progress,
+) -> Result<()> {
+    let e = &tree.entries[unit.file];
+    let EntryKind::File { size, hash, .. } = &e.kind else {
+        return Err(Error::Bug("file unit names a non-file".into()));
+    };
+    let path = target_path(root, &e.path);
+    let out = create(&path)?;
+    let mut packs: HashMap<PackId, PackFile> = HashMap::new();
+    let mut hasher = blake3::Hasher::new();
+    let mut offset = 0u64;
+    for window in unit.chunks.chunks(FILE_WINDOW) {
+        let mut stored = Vec::with_capacity(window.len());
+        for loc in window {
+            let pack = match packs.get(&loc.pack) {
+                Some(pack) => pack,
+                None => packs.entry(loc.pack).or_insert(repo.open_pack(&loc.pack)?),
+            };
+            stored.push(pack.read_at(loc.entry.offset, loc.entry.stored_len as usize)?);
+        }
+        let raw: Vec<Vec<u8>> = window
+            .par_iter()
+            .zip(&stored)
+            .map(|(loc, bytes)| decode(loc.pack, &loc.entry, bytes))
+            .collect::<Result<_>>()?;
+        let (_, written) = rayon::join(
+            || {
+                for r in &raw {
+                    hasher.update(r);
+                }
+            },
+            || -> Result<u64> {
+                let mut at = offset;
+                for r in &raw {
+                    write_sparse(&out, &path, r, at)?;
+                    at += r.len() as u64;
+                }
+                Ok(at)
+            },
+        );
+        let next = written?;
+        progress.add_bytes(next - offset);
+        offset = next;
+    }
+    check_hash(&e.path, *hasher.finalize().as_bytes(), hash.0)?;
+    out.set_len(*size).at(&path)
 }
 
 /// Creates symlinks and hardlinks (after file data, so link targets exist).
