@@ -10,17 +10,7 @@ use strata_format::{BackupId, ChunkId, FileHash, ShareId};
 use crate::harness::*;
 
 fn only_file(dir: &Path) -> PathBuf {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).expect("ls").flatten() {
-            if e.path().is_dir() {
-                stack.push(e.path());
-            } else {
-                found.push(e.path());
-            }
-        }
-    }
+    let mut found = walk_files(dir);
     assert_eq!(found.len(), 1, "{found:?}");
     found.remove(0)
 }
@@ -30,15 +20,7 @@ fn backed_up(env: &Env) -> String {
     fs::create_dir_all(&share).expect("share");
     fs::write(share.join("data.bin"), noise(2 << 20, 5)).expect("write");
     fs::write(share.join("note.txt"), b"a small file").expect("write");
-    let run = env.strata(&[
-        "backup",
-        "create",
-        "-f",
-        "json",
-        share.to_str().expect("utf8"),
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    run.json()["id"].as_str().expect("id").to_string()
+    backup(env, &share)["id"].as_str().expect("id").to_string()
 }
 
 #[test]
@@ -172,4 +154,44 @@ fn a_hostile_layer_cannot_write_outside_the_target() {
         run.stderr
     );
     assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
+}
+
+/// The chunks are intact but the layer's whole-file hash disagrees: the
+/// restore must say so rather than report success.
+#[test]
+fn a_whole_file_hash_mismatch_fails_the_restore() {
+    let env = Env::new();
+    let id = backed_up(&env);
+    let path = env.repo().join("layers").join(&id);
+    let bytes = fs::read(&path).expect("read");
+    let layer = strata_format::layer::Layer::decode(&bytes).expect("layer");
+    let (entries, _) = layer.decode_all().expect("entries");
+    let mut writer = LayerWriter::new(Vec::new()).expect("writer");
+    for mut e in entries {
+        if let EntryKind::File { chunks, hash, .. } = &mut e.kind {
+            if chunks.len() > 1 {
+                hash.0[0] ^= 1;
+            }
+        }
+        writer.add_entry(&e).expect("entry");
+    }
+    let (rewritten, _) = writer.finish(&layer.meta).expect("finish");
+    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    fs::write(&path, rewritten).expect("write");
+
+    let target = env.path("out");
+    let run = env.strata(&[
+        "backup",
+        "restore",
+        &id,
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ]);
+    assert_eq!(run.code, 7, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("restored file data.bin"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("whole-file hash"), "{}", run.stderr);
 }

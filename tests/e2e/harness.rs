@@ -276,3 +276,37 @@ pub fn assert_same(expected: &BTreeMap<PathBuf, Node>, actual: &BTreeMap<PathBuf
 pub fn allocated(path: &Path) -> u64 {
     fs::metadata(path).expect("stat").blocks() * 512
 }
+
+/// Backs up `share` and returns `backup show` as JSON.
+pub fn backup(env: &Env, share: &Path) -> serde_json::Value {
+    let run = env.strata(&[
+        "backup",
+        "create",
+        "-f",
+        "json",
+        share.to_str().expect("utf8"),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.json()
+}
+
+/// Every regular file below `dir`, sorted.
+pub fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

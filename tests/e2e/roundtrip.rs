@@ -5,18 +5,6 @@ use std::path::Path;
 
 use crate::harness::*;
 
-fn backup(env: &Env, share: &Path) -> serde_json::Value {
-    let run = env.strata(&[
-        "backup",
-        "create",
-        "-f",
-        "json",
-        share.to_str().expect("utf8"),
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    run.json()
-}
-
 #[test]
 fn full_backup_restores_every_kind_of_entry() {
     let env = Env::new();
@@ -161,26 +149,6 @@ fn identical_backups_share_packs_and_delete_frees_them() {
     assert!(walk_files(&env.repo().join("tmp")).is_empty());
     let list = env.strata(&["backup", "list", "-f", "json"]).ok().json();
     assert_eq!(list.as_array().map(Vec::len), Some(0));
-}
-
-fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
