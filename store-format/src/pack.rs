@@ -15,6 +15,7 @@
 //! trailer. A reader lists a pack from its tail and trailer alone, and fetches
 //! one chunk by offset; every fetched chunk is checked against its id.
 
+use std::cell::RefCell;
 use std::io::Write;
 
 use crate::error::{FormatError, Result};
@@ -61,11 +62,41 @@ pub struct PackEntry {
     pub compression: Compression,
 }
 
+thread_local! {
+    // zstd contexts are costly to set up (tables, window); each thread keeps one.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn zstd_compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some((l, c)) if *l == level => c,
+            _ => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress(raw)
+    })
+}
+
+fn zstd_decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let decompressor = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(stored, capacity)
+    })
+}
+
 /// Compresses `raw` with zstd at `level`, falling back to storing it raw when
 /// compression does not make it smaller.
 pub fn compress_chunk(raw: &[u8], level: Option<i32>) -> Result<(Vec<u8>, Compression)> {
     if let Some(level) = level {
-        let packed = zstd::bulk::compress(raw, level)?;
+        let packed = zstd_compress(raw, level)?;
         if packed.len() < raw.len() {
             return Ok((packed, Compression::Zstd));
         }
@@ -77,6 +108,12 @@ pub fn compress_chunk(raw: &[u8], level: Option<i32>) -> Result<(Vec<u8>, Compre
 ///
 /// The error names what is wrong; the caller adds the pack and offset.
 pub fn decode_chunk(entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
+    decode_chunk_owned(entry, stored.to_vec())
+}
+
+/// [`decode_chunk`] on a buffer the caller gives up: a raw blob is returned
+/// as is, without a copy.
+pub fn decode_chunk_owned(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>> {
     if stored.len() != entry.stored_len as usize {
         return Err(FormatError::corrupt(
             "chunk",
@@ -88,9 +125,9 @@ pub fn decode_chunk(entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
         ));
     }
     let raw = match entry.compression {
-        Compression::None => stored.to_vec(),
+        Compression::None => stored,
         Compression::Zstd => {
-            let raw = zstd::bulk::decompress(stored, entry.raw_len as usize)
+            let raw = zstd_decompress(&stored, entry.raw_len as usize)
                 .map_err(|e| FormatError::corrupt("chunk", format!("zstd: {e}")))?;
             if raw.len() != entry.raw_len as usize {
                 return Err(FormatError::corrupt(

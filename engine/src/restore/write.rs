@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use strata_format::layer::EntryKind;
-use strata_format::pack::decode_chunk;
+use strata_format::pack::decode_chunk_owned;
 use strata_format::pack::PackEntry;
 use strata_format::{ChunkId, PackId};
 
@@ -132,11 +132,11 @@ fn write_sparse(file: &File, path: &Path, data: &[u8], offset: u64) -> Result<()
 /// Reads one blob and checks it against its id; errors name pack and offset.
 fn fetch(pack: &PackFile, entry: &PackEntry) -> Result<Vec<u8>> {
     let stored = pack.read_at(entry.offset, entry.stored_len as usize)?;
-    decode(pack.id, entry, &stored)
+    decode(pack.id, entry, stored)
 }
 
-fn decode(pack: PackId, entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
-    decode_chunk(entry, stored).map_err(|err| Error::Corrupt {
+fn decode(pack: PackId, entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>> {
+    decode_chunk_owned(entry, stored).map_err(|err| Error::Corrupt {
         location: format!("pack {pack} at offset {}", entry.offset),
         detail: err.to_string(),
     })
@@ -214,7 +214,7 @@ fn fill_file(
         }
         let raw: Vec<Vec<u8>> = window
             .par_iter()
-            .zip(&stored)
+            .zip(stored)
             .map(|(loc, bytes)| decode(loc.pack, &loc.entry, bytes))
             .collect::<Result<_>>()?;
         let (_, written) = rayon::join(
