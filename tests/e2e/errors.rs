@@ -139,3 +139,56 @@ fn a_catalog_refuses_a_second_repository() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("indexes repository"), "{}", run.stderr);
 }
+
+#[test]
+fn projects_isolate_shares_and_backups() {
+    let env = Env::new();
+    let dir = env.path("data");
+    fs::create_dir_all(&dir).expect("dir");
+    fs::write(dir.join("f"), b"x").expect("write");
+    let path = dir.to_str().expect("utf8");
+    env.strata(&["share", "create", "--name", "mine", "--path", path])
+        .ok();
+    env.strata(&["backup", "create", "mine"]).ok();
+    let theirs = env
+        .strata(&["--project", "other", "share", "list", "-f", "json"])
+        .ok()
+        .json();
+    assert_eq!(theirs.as_array().map(Vec::len), Some(0));
+    let run = env.strata(&["--project", "other", "backup", "create", "mine"]);
+    assert_ne!(
+        run.code, 0,
+        "a share of another project was backed up by name"
+    );
+    let all = env
+        .strata(&[
+            "--project",
+            "other",
+            "backup",
+            "list",
+            "--all-projects",
+            "-f",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    let id = env
+        .strata(&["share", "show", "mine", "-f", "value", "-c", "id"])
+        .ok()
+        .stdout;
+    let by_id = env.strata(&["--project", "other", "share", "show", id.trim()]);
+    assert_eq!(by_id.code, 4, "another project's share was found by id");
+    // The same name may exist in another project.
+    env.strata(&[
+        "--project",
+        "other",
+        "share",
+        "create",
+        "--name",
+        "mine",
+        "--path",
+        path,
+    ])
+    .ok();
+}

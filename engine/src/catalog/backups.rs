@@ -187,13 +187,13 @@ impl Catalog {
             })
     }
 
-    /// Finds a backup by id, or by name within `project` (which must be unique).
+    /// Finds a backup of `project` by id, or by name (which must then be unique).
     pub fn find_backup(&self, project: &str, id_or_name: &str) -> Result<BackupRecord> {
         if let Some(found) = self
             .conn
             .query_row(
-                &format!("SELECT {COLUMNS} FROM backups WHERE id = ?1"),
-                [id_or_name],
+                &format!("SELECT {COLUMNS} FROM backups WHERE id = ?1 AND project = ?2"),
+                [id_or_name, project],
                 from_row,
             )
             .optional()?

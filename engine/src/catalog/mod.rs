@@ -2,7 +2,7 @@
 //! holds, in SQLite on the node's local disk (never on the export, where
 //! SQLite's locking and WAL are unsafe).
 //!
-//! Tables: `shares`, `backups`, `backup_problems` (the per-path backup report),
+//! Tables: `projects`, `shares`, `backups`, `backup_problems` (the per-path backup report),
 //! `packs`, `chunks` (the chunk index: chunk id → pack, offset, lengths) and
 //! `layer_chunks` (which backup references which chunk, for delete). The schema
 //! version is `PRAGMA user_version`; migrations below are frozen once released.
@@ -24,6 +24,10 @@ use crate::error::{Error, IoContext, Result};
 /// Each step takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE projects (
+    name TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+);
 CREATE TABLE shares (
     id TEXT PRIMARY KEY,
     project TEXT NOT NULL,
@@ -150,6 +154,23 @@ impl Catalog {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Records a project (idempotent).
+    pub fn ensure_project(&self, name: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO projects (name, created_at) VALUES (?1, ?2)",
+            rusqlite::params![name, crate::clock::now_ns()],
+        )?;
+        Ok(())
+    }
+
+    pub fn projects(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM projects ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {

@@ -125,13 +125,14 @@ impl Catalog {
         rows.map(|r| finish(r?)).collect()
     }
 
-    /// Finds a share by id or by name within `project`.
+    /// Finds a share of `project` by id or by name; other projects' shares
+    /// are not found, as with Manila.
     pub fn find_share(&self, project: &str, id_or_name: &str) -> Result<Share> {
         let row = self
             .conn
             .query_row(
-                &format!("SELECT {COLUMNS} FROM shares WHERE id = ?1"),
-                [id_or_name],
+                &format!("SELECT {COLUMNS} FROM shares WHERE id = ?1 AND project = ?2"),
+                [id_or_name, project],
                 from_row,
             )
             .optional()?;

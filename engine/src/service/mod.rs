@@ -78,6 +78,10 @@ impl Engine {
                 )));
             }
         }
+        if config.project.is_empty() {
+            return Err(Error::InvalidArgument("the project name is empty".into()));
+        }
+        catalog.ensure_project(&config.project)?;
         let host = rustix::system::uname()
             .nodename()
             .to_string_lossy()
