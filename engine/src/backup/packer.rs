@@ -1,12 +1,14 @@
-//! Stage: the pack writer thread. Blobs arrive compressed; they are appended
-//! to a pack under `tmp/`; a pack that reaches the target size is finished,
-//! made durable, published, and only then are its chunks entered in the index.
+//! Stage: the pack writer. Blobs arrive compressed; the packer thread appends
+//! them to a pack under `tmp/`; a pack that reaches the target size is
+//! finished and handed to the publisher thread, which makes it durable,
+//! publishes it, and only then enters its chunks in the index. The packer
+//! fills the next pack meanwhile, so workers never wait for an fsync.
 
 use std::fs::File;
 use std::io::BufWriter;
 
 use crossbeam_channel::{Receiver, Sender};
-use strata_format::pack::{Compression, PackWriter};
+use strata_format::pack::{Compression, PackEntry, PackWriter};
 use strata_format::{ChunkId, PackId};
 
 use super::dedup::Dedup;
@@ -31,12 +33,22 @@ struct OpenPack {
 
 struct Packer<'a> {
     repo: &'a Repository,
-    catalog: Catalog,
-    dedup: &'a Dedup,
     counters: &'a Counters,
     target: u64,
     open: Option<OpenPack>,
+    finished: Sender<FinishedPack>,
 }
+
+/// A pack whose bytes are all written (not yet durable).
+struct FinishedPack {
+    id: PackId,
+    tmp: TempObject,
+    entries: Vec<PackEntry>,
+    size: u64,
+}
+
+/// Packs finished but not yet published; beyond this the packer waits.
+const PUBLISH_QUEUE: usize = 2;
 
 /// Starts the pack writer; send blobs to the returned sender, drop it when
 /// done, and join the handle: `Ok` means every blob is durable and indexed.
@@ -51,16 +63,45 @@ pub fn spawn<'scope>(
     std::thread::ScopedJoinHandle<'scope, Result<()>>,
 ) {
     let (tx, rx) = crossbeam_channel::bounded(16);
-    let mut packer = Packer {
-        repo,
-        catalog,
-        dedup,
-        counters,
-        target: repo.config().pack_target_size,
-        open: None,
-    };
-    let handle = scope.spawn(move || packer.run(rx));
+    let handle = scope.spawn(move || {
+        std::thread::scope(|inner| {
+            let (finished, to_publish) = crossbeam_channel::bounded(PUBLISH_QUEUE);
+            let publisher =
+                inner.spawn(move || publish_all(repo, catalog, dedup, counters, to_publish));
+            let mut packer = Packer {
+                repo,
+                counters,
+                target: repo.config().pack_target_size,
+                open: None,
+                finished,
+            };
+            let packed = packer.run(rx);
+            drop(packer);
+            let published = publisher
+                .join()
+                .unwrap_or_else(|_| Err(Error::Bug("the pack publisher panicked".into())));
+            // The publisher's error is the cause when both failed.
+            published.and(packed)
+        })
+    });
     (tx, handle)
+}
+
+/// Pack durable → index rows committed → chunks leave the pending set.
+fn publish_all(
+    repo: &Repository,
+    mut catalog: Catalog,
+    dedup: &Dedup,
+    counters: &Counters,
+    packs: Receiver<FinishedPack>,
+) -> Result<()> {
+    for pack in packs {
+        repo.publish_pack(pack.tmp, &pack.id)?;
+        catalog.commit_pack(pack.id, pack.size, &pack.entries)?;
+        dedup.release(pack.entries.iter().map(|e| e.id));
+        Counters::add(&counters.packs, 1);
+    }
+    Ok(())
 }
 
 impl Packer<'_> {
@@ -95,7 +136,7 @@ impl Packer<'_> {
         })
     }
 
-    /// Pack durable → index rows committed → chunks leave the pending set.
+    /// Writes the trailer and hands the pack to the publisher.
     fn finish(&mut self) -> Result<()> {
         let Some(pack) = self.open.take() else {
             return Ok(());
@@ -110,11 +151,14 @@ impl Packer<'_> {
             .map_err(|e| with_path(Error::format(path.display().to_string(), e), &path))?;
         out.into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
-        self.repo.publish_pack(pack.tmp, &pack.id)?;
-        self.catalog.commit_pack(pack.id, total, &entries)?;
-        self.dedup.release(entries.iter().map(|e| e.id));
-        Counters::add(&self.counters.packs, 1);
-        Ok(())
+        self.finished
+            .send(FinishedPack {
+                id: pack.id,
+                tmp: pack.tmp,
+                entries,
+                size: total,
+            })
+            .map_err(|_| Error::Bug("the pack publisher stopped".into()))
     }
 }
 
