@@ -157,7 +157,7 @@ impl Chunking<'_> {
             .open(abs)
             .map_err(|e| skip("cannot open", e))?;
         let kind = if meta.len() <= WHOLE_READ_MAX {
-            self.small_file(&mut file)
+            self.small_file(&mut file, meta.len())
         } else {
             self.large_file(&file)
         }?;
@@ -176,8 +176,9 @@ impl Chunking<'_> {
         Ok(kind)
     }
 
-    fn small_file(&self, file: &mut File) -> Result<EntryKind, FileError> {
-        let mut data = Vec::new();
+    fn small_file(&self, file: &mut File, expected: u64) -> Result<EntryKind, FileError> {
+        // One allocation of the right size (plus one byte to see EOF).
+        let mut data = Vec::with_capacity(expected as usize + 1);
         file.read_to_end(&mut data)
             .map_err(|e| FileError::Skip(format!("cannot read: {e}")))?;
         let mut chunks = Vec::new();
