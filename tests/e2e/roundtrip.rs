@@ -193,6 +193,9 @@ fn unreadable_file_is_reported_and_the_rest_backed_up() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .expect("chmod");
+    // A second name of the unreadable file, and one of a readable file.
+    fs::hard_link(share.join("secret.txt"), share.join("secret-link.txt")).expect("link");
+    fs::hard_link(share.join("readable.txt"), share.join("readable-link.txt")).expect("link");
     let mut cmd = std::process::Command::new("setpriv");
     cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(env!("CARGO_BIN_EXE_strata"))
@@ -214,14 +217,34 @@ fn unreadable_file_is_reported_and_the_rest_backed_up() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("secret.txt: cannot open"),
+        run.stderr.contains("secret-link.txt: cannot open")
+            && run
+                .stderr
+                .contains("secret.txt: hardlink to a file that could not be read"),
         "{}",
         run.stderr
     );
     let shown = run.json();
     assert_eq!(shown["status"], "available");
-    assert_eq!(shown["skipped_count"], 1);
+    assert_eq!(shown["skipped_count"], 2);
     assert!(shown["fail_reason"]
         .as_str()
         .is_some_and(|r| r.contains("could not be backed up")));
+    // Everything that was readable restores; the backup is not poisoned.
+    let id = shown["id"].as_str().expect("id").to_string();
+    let target = env.path("out");
+    env.strata(&[
+        "backup",
+        "restore",
+        &id,
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ])
+    .ok();
+    assert_eq!(
+        fs::read(target.join("readable-link.txt")).expect("read"),
+        b"fine"
+    );
+    assert!(!target.join("secret.txt").exists());
+    assert!(!target.join("secret-link.txt").exists());
 }

@@ -2,7 +2,7 @@
 //! they are written in walk order to a layer under `tmp/`, and the chunks
 //! they reference are recorded in the catalog for delete.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::BufWriter;
 
@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use strata_format::layer::{EntryKind, LayerMeta, LayerWriter};
 use strata_format::{BackupId, ChunkId};
 
+use super::report::Report;
 use crate::catalog::Catalog;
 use crate::error::{Error, IoContext, Result};
 use crate::repository::{Repository, TempObject};
@@ -23,8 +24,18 @@ pub struct LayerDraft {
 
 const REF_BATCH: usize = 8192;
 
-/// Where numbered entries go: `None` marks a walk item with nothing to record.
-pub type EntrySender = Sender<(u64, Option<Entry>)>;
+/// What became of one walk item.
+pub enum Slot {
+    Entry(Entry),
+    /// Nothing to record (a socket, a failed stat, ...).
+    Empty,
+    /// A regular file that could not be read: later names of the same inode
+    /// must not point at it.
+    Unreadable(Vec<u8>),
+}
+
+/// Where numbered slots go, one per walk item.
+pub type EntrySender = Sender<(u64, Slot)>;
 type Assembler<'scope> = std::thread::ScopedJoinHandle<'scope, Result<LayerDraft>>;
 
 /// Starts the assembler; send `(seq, entry)` for every walk item.
@@ -33,6 +44,7 @@ pub fn spawn<'scope>(
     repo: &'scope Repository,
     mut catalog: Catalog,
     backup: BackupId,
+    report: &'scope Report,
 ) -> Result<(EntrySender, Assembler<'scope>)> {
     let mut tmp = repo.temp_object("layer")?;
     let path = tmp.path().to_path_buf();
@@ -42,26 +54,45 @@ pub fn spawn<'scope>(
     let (tx, rx) = crossbeam_channel::bounded(4096);
     let handle = scope.spawn(move || {
         let mut draft = LayerDraft { tmp, writer };
-        assemble(&rx, &mut draft, &mut catalog, backup)?;
+        assemble(&rx, &mut draft, &mut catalog, backup, report)?;
         Ok(draft)
     });
     Ok((tx, handle))
 }
 
 fn assemble(
-    rx: &Receiver<(u64, Option<Entry>)>,
+    rx: &Receiver<(u64, Slot)>,
     draft: &mut LayerDraft,
     catalog: &mut Catalog,
     backup: BackupId,
+    report: &Report,
 ) -> Result<()> {
-    let mut waiting: BTreeMap<u64, Option<Entry>> = BTreeMap::new();
+    let mut waiting: BTreeMap<u64, Slot> = BTreeMap::new();
     let mut next = 0u64;
     let mut refs: Vec<ChunkId> = Vec::with_capacity(REF_BATCH);
-    for (seq, entry) in rx {
-        waiting.insert(seq, entry);
-        while let Some(entry) = waiting.remove(&next) {
+    let mut unreadable: HashSet<Vec<u8>> = HashSet::new();
+    for (seq, slot) in rx {
+        waiting.insert(seq, slot);
+        while let Some(slot) = waiting.remove(&next) {
             next += 1;
-            let Some(entry) = entry else { continue };
+            let entry = match slot {
+                Slot::Entry(entry) => entry,
+                Slot::Empty => continue,
+                Slot::Unreadable(path) => {
+                    unreadable.insert(path);
+                    continue;
+                }
+            };
+            if let EntryKind::Hardlink { target } = &entry.kind {
+                if unreadable.contains(target) {
+                    // Its content is the unreadable file's: skipped with it.
+                    report.problem(
+                        &entry.path,
+                        "hardlink to a file that could not be read; skipped".into(),
+                    );
+                    continue;
+                }
+            }
             if let EntryKind::File { chunks, .. } = &entry.kind {
                 refs.extend(chunks.iter().map(|c| c.id));
                 if refs.len() >= REF_BATCH {

@@ -74,7 +74,8 @@ pub fn run(
     let draft = std::thread::scope(|s| -> Result<layer::LayerDraft> {
         let (items, walker) = walk::spawn(s, plan.share_path.clone(), &report, progress)?;
         let (blobs, packer) = packer::spawn(s, repo, catalog.reopen()?, &dedup, &counters);
-        let (entries, assembler) = layer::spawn(s, repo, catalog.reopen()?, plan.backup_id)?;
+        let (entries, assembler) =
+            layer::spawn(s, repo, catalog.reopen()?, plan.backup_id, &report)?;
         let chunking = chunk::Chunking {
             params: config.chunker,
             zstd_level: plan.zstd_level,
@@ -85,10 +86,16 @@ pub fn run(
             progress,
         };
         let worked = items.into_iter().par_bridge().try_for_each(|item| {
-            let entry = chunking.process(&item)?;
+            let slot = match chunking.process(&item)? {
+                Some(entry) => layer::Slot::Entry(entry),
+                None if matches!(item.kind, walk::ItemKind::File) => {
+                    layer::Slot::Unreadable(item.rel.clone())
+                }
+                None => layer::Slot::Empty,
+            };
             progress.add_files(1);
             entries
-                .send((item.seq, entry))
+                .send((item.seq, slot))
                 .map_err(|_| Error::Bug("the layer assembler stopped".into()))
         });
         drop(chunking);
