@@ -35,17 +35,10 @@ fn a_flipped_pack_byte_fails_restore_naming_the_pack() {
         .into_owned();
     let mut bytes = fs::read(&pack).expect("read");
     bytes[1 << 20] ^= 0x40;
-    fs::set_permissions(&pack, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
-    fs::write(&pack, &bytes).expect("write");
+    overwrite(&pack, &bytes);
 
     let target = env.path("out");
-    let run = env.strata(&[
-        "backup",
-        "restore",
-        &id,
-        "--target-dir",
-        target.to_str().expect("utf8"),
-    ]);
+    let run = restore_to(&env, &id, &target);
     assert_eq!(run.code, 7, "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!("pack {pack_id}")),
@@ -67,14 +60,8 @@ fn a_truncated_layer_is_reported_as_corrupt() {
     let id = backed_up(&env);
     let layer = env.repo().join("layers").join(&id);
     let bytes = fs::read(&layer).expect("read");
-    fs::write(&layer, &bytes[..bytes.len() - 10]).expect("write");
-    let run = env.strata(&[
-        "backup",
-        "restore",
-        &id,
-        "--target-dir",
-        env.path("out").to_str().expect("utf8"),
-    ]);
+    overwrite(&layer, &bytes[..bytes.len() - 10]);
+    let run = restore_to(&env, &id, &env.path("out"));
     assert_eq!(run.code, 7, "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!("layer {id}")),
@@ -135,18 +122,10 @@ fn a_hostile_layer_cannot_write_outside_the_target() {
     };
     let (bytes, _) = writer.finish(&meta).expect("finish");
     let layer = env.repo().join("layers").join(&id);
-    fs::set_permissions(&layer, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .expect("chmod");
-    fs::write(&layer, bytes).expect("write");
+    overwrite(&layer, &bytes);
 
     let target = env.path("out");
-    let run = env.strata(&[
-        "backup",
-        "restore",
-        &id,
-        "--target-dir",
-        target.to_str().expect("utf8"),
-    ]);
+    let run = restore_to(&env, &id, &target);
     assert_eq!(run.code, 7, "{}", run.stderr);
     assert!(
         run.stderr.contains("parent is not a directory"),
@@ -176,17 +155,10 @@ fn a_whole_file_hash_mismatch_fails_the_restore() {
         writer.add_entry(&e).expect("entry");
     }
     let (rewritten, _) = writer.finish(&layer.meta).expect("finish");
-    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
-    fs::write(&path, rewritten).expect("write");
+    overwrite(&path, &rewritten);
 
     let target = env.path("out");
-    let run = env.strata(&[
-        "backup",
-        "restore",
-        &id,
-        "--target-dir",
-        target.to_str().expect("utf8"),
-    ]);
+    let run = restore_to(&env, &id, &target);
     assert_eq!(run.code, 7, "{}", run.stderr);
     assert!(
         run.stderr.contains("restored file data.bin"),

@@ -107,13 +107,7 @@ fn share_lifecycle_and_refusals() {
     let occupied = env.path("occupied");
     fs::create_dir_all(&occupied).expect("dir");
     fs::write(occupied.join("x"), b"x").expect("write");
-    let run = env.strata(&[
-        "backup",
-        "restore",
-        "renamed",
-        "--target-dir",
-        occupied.to_str().expect("utf8"),
-    ]);
+    let run = restore_to(&env, "renamed", &occupied);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("not empty"), "{}", run.stderr);
 

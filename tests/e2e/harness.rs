@@ -310,3 +310,19 @@ pub fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// Runs `backup restore BACKUP --target-dir TARGET`.
+pub fn restore_to(env: &Env, backup: &str, target: &Path) -> Run {
+    env.strata(&[
+        "backup",
+        "restore",
+        backup,
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ])
+}
+
+/// Replaces a repository object's bytes, as damage or an attacker would.
+pub fn overwrite(path: &Path, bytes: &[u8]) {
+    fs::write(path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}

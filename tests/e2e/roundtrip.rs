@@ -48,14 +48,7 @@ fn full_backup_restores_every_kind_of_entry() {
     );
 
     let target = env.path("restored");
-    env.strata(&[
-        "backup",
-        "restore",
-        &id,
-        "--target-dir",
-        target.to_str().expect("utf8"),
-    ])
-    .ok();
+    restore_to(&env, &id, &target).ok();
     let mut expected = before;
     expected.retain(|p, _| p != Path::new("pipe"));
     assert_same(&expected, &snapshot(&target));
@@ -125,14 +118,7 @@ fn identical_backups_share_packs_and_delete_frees_them() {
         .ok();
     assert_eq!(packs(), stored, "a pack still referenced was removed");
     let target = env.path("out");
-    env.strata(&[
-        "backup",
-        "restore",
-        second["id"].as_str().expect("id"),
-        "--target-dir",
-        target.to_str().expect("utf8"),
-    ])
-    .ok();
+    restore_to(&env, second["id"].as_str().expect("id"), &target).ok();
     assert_eq!(
         fs::read(target.join("one.bin")).expect("read"),
         noise(3 << 20, 9)
@@ -233,14 +219,7 @@ fn unreadable_file_is_reported_and_the_rest_backed_up() {
     // Everything that was readable restores; the backup is not poisoned.
     let id = shown["id"].as_str().expect("id").to_string();
     let target = env.path("out");
-    env.strata(&[
-        "backup",
-        "restore",
-        &id,
-        "--target-dir",
-        target.to_str().expect("utf8"),
-    ])
-    .ok();
+    restore_to(&env, &id, &target).ok();
     assert_eq!(
         fs::read(target.join("readable-link.txt")).expect("read"),
         b"fine"

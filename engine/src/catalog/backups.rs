@@ -145,32 +145,6 @@ pub struct BackupFilter<'a> {
 }
 
 impl Catalog {
-    pub fn insert_backup(&self, b: &BackupRecord) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO backups (id, project, share_id, name, description, status, created_at,
-                host, availability_zone, backup_type, topic, is_incremental, parent_id,
-                data_timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            params![
-                b.id.to_string(),
-                b.project,
-                b.share_id.to_string(),
-                b.name,
-                b.description,
-                b.status.as_str(),
-                b.created_at,
-                b.host,
-                b.availability_zone,
-                b.backup_type,
-                b.topic,
-                b.is_incremental,
-                b.parent_id.map(|p| p.to_string()),
-                b.data_timestamp
-            ],
-        )?;
-        Ok(())
-    }
-
     pub fn backup(&self, id: BackupId) -> Result<BackupRecord> {
         self.conn
             .query_row(
