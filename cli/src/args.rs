@@ -91,6 +91,16 @@ pub enum BackupCommand {
         name: Option<String>,
         #[arg(long)]
         description: Option<String>,
+        /// Record only what changed since the share's latest available backup.
+        #[arg(long)]
+        incremental: bool,
+        /// Build the incremental on this backup (id or name) instead.
+        #[arg(long, requires = "incremental")]
+        parent: Option<String>,
+        /// Read and hash every file instead of trusting unchanged metadata
+        /// (for servers whose ctime or inode numbers are unstable).
+        #[arg(long, requires = "incremental")]
+        rehash: bool,
         share: String,
     },
     /// List backups.

@@ -9,6 +9,11 @@ pub fn now_ns() -> i64 {
     }
 }
 
+/// A file timestamp (seconds and nanoseconds, as `stat` gives them) in Unix ns.
+pub fn stamp_ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
 /// `2024-03-21T12:49:35.719214`, UTC, microseconds, as the OpenStack CLIs print.
 pub fn iso8601(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);

@@ -31,6 +31,7 @@ pub mod progress;
 pub mod repository;
 pub mod restore;
 mod service;
+pub mod view;
 
 pub use catalog::Catalog;
 pub use error::{Error, Result};

@@ -48,6 +48,9 @@ pub fn record(b: &BackupRecord, has_dependents: bool) -> Record {
         ("new_bytes", json!(b.new_bytes)),
         ("stored_bytes", json!(b.stored_bytes)),
         ("duration_ms", json!(b.duration_ms)),
+        ("read_bytes", json!(b.read_bytes)),
+        ("changed_count", json!(b.changed_count)),
+        ("deleted_count", json!(b.deleted_count)),
     ]
 }
 
@@ -84,6 +87,14 @@ fn summary(b: &BackupRecord) {
         human_bytes(b.stored_bytes),
         b.logical_bytes as f64 / 1e6 / secs
     );
+    if let Some(parent) = b.parent_id {
+        eprintln!(
+            "incremental on {parent}: {} changed, {} deleted, {} read",
+            b.changed_count,
+            b.deleted_count,
+            human_bytes(b.read_bytes)
+        );
+    }
 }
 
 /// Runs a backup command; returns the process exit status.
@@ -92,6 +103,9 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
         BackupCommand::Create {
             name,
             description,
+            incremental,
+            parent,
+            rehash,
             share,
         } => {
             let (share, registered) = engine.share_for_backup(share)?;
@@ -106,6 +120,9 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
             let req = CreateBackup {
                 name: name.clone(),
                 description: description.clone(),
+                incremental: *incremental,
+                parent: parent.clone(),
+                rehash: *rehash,
             };
             let done = engine.create_backup(&share, &req, &progress);
             drop(bar);

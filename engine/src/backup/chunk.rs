@@ -19,9 +19,12 @@ use strata_format::pack::compress_chunk;
 use strata_format::{ChunkId, FileHash};
 
 use super::dedup::Dedup;
+use super::diff;
+use super::layer::Slot;
 use super::packer::Blob;
 use super::report::{Counters, Report};
 use super::walk::{ItemKind, WalkItem};
+use crate::clock::stamp_ns;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -33,6 +36,10 @@ const WINDOW: usize = 16 << 20;
 pub struct Chunking<'a> {
     pub params: ChunkerParams,
     pub zstd_level: Option<i32>,
+    /// Read every file, even those whose `lstat` matches the parent.
+    pub rehash: bool,
+    /// Parent entries stamped at or after this are re-read (see [`diff::RACY_WINDOW_NS`]).
+    pub racy_from: i64,
     pub dedup: &'a Dedup,
     pub blobs: Sender<Blob>,
     pub counters: &'a Counters,
@@ -54,10 +61,6 @@ impl From<Error> for FileError {
     }
 }
 
-fn nanos(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
-}
-
 /// Entry fields every kind shares, from `lstat` and the xattrs.
 fn base_entry(item: &WalkItem, meta: &Metadata, kind: EntryKind, report: &Report) -> Entry {
     Entry {
@@ -65,8 +68,8 @@ fn base_entry(item: &WalkItem, meta: &Metadata, kind: EntryKind, report: &Report
         mode: meta.mode() & 0o7777,
         uid: meta.uid(),
         gid: meta.gid(),
-        mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
-        ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
+        mtime_ns: stamp_ns(meta.mtime(), meta.mtime_nsec()),
+        ctime_ns: stamp_ns(meta.ctime(), meta.ctime_nsec()),
         inode: meta.ino(),
         xattrs: read_xattrs(&item.abs, &item.rel, report),
         kind,
@@ -102,78 +105,112 @@ fn read_xattrs(abs: &Path, rel: &[u8], report: &Report) -> Vec<Xattr> {
 }
 
 impl Chunking<'_> {
-    /// Turns one walk item into its layer entry (`None`: nothing to record).
-    pub fn process(&self, item: &WalkItem) -> Result<Option<Entry>> {
+    /// Turns one walk item into what its layer slot holds.
+    pub fn process(&self, item: &WalkItem) -> Result<Slot> {
         let Some(meta) = item.meta.as_ref() else {
-            return Ok(None);
+            return Ok(Slot::Empty);
         };
-        let kind = match &item.kind {
-            ItemKind::Nothing => return Ok(None),
-            ItemKind::Dir => {
-                Counters::add(&self.counters.dirs, 1);
-                EntryKind::Dir
+        if let Some(parent) = &item.parent {
+            if !self.rehash && diff::unchanged(&item.kind, meta, parent, self.racy_from) {
+                self.count(&parent.kind);
+                if let EntryKind::File { size, .. } = parent.kind {
+                    self.progress.add_bytes(size);
+                }
+                return Ok(Slot::Unchanged);
             }
+        }
+        let (kind, meta) = match &item.kind {
+            ItemKind::Nothing => return Ok(Slot::Empty),
+            ItemKind::Dir => (EntryKind::Dir, meta.clone()),
             ItemKind::Symlink => match std::fs::read_link(&item.abs) {
                 Ok(target) => {
-                    Counters::add(&self.counters.symlinks, 1);
-                    EntryKind::Symlink {
-                        target: target.as_os_str().as_bytes().to_vec(),
-                    }
+                    let target = target.as_os_str().as_bytes().to_vec();
+                    (EntryKind::Symlink { target }, meta.clone())
                 }
                 Err(e) => {
                     self.report
                         .problem(&item.rel, format!("cannot read symlink: {e}"));
-                    return Ok(None);
+                    return Ok(Slot::Empty);
                 }
             },
-            ItemKind::Hardlink(target) => {
-                Counters::add(&self.counters.hardlinks, 1);
+            ItemKind::Hardlink(target) => (
                 EntryKind::Hardlink {
                     target: target.clone(),
-                }
-            }
-            ItemKind::File => match self.file(&item.abs, meta) {
-                Ok(kind) => {
-                    Counters::add(&self.counters.files, 1);
-                    kind
-                }
+                },
+                meta.clone(),
+            ),
+            ItemKind::File => match self.file(item) {
+                Ok(read) => read,
                 Err(FileError::Skip(why)) => {
                     self.report.problem(&item.rel, why);
-                    return Ok(None);
+                    return Ok(Slot::Unreadable(item.rel.clone()));
                 }
                 Err(FileError::Fatal(e)) => return Err(e),
             },
         };
-        Ok(Some(base_entry(item, meta, kind, self.report)))
+        self.count(&kind);
+        let entry = base_entry(item, &meta, kind, self.report);
+        match &item.parent {
+            Some(parent) if diff::same(&entry, parent, self.rehash) => Ok(Slot::Unchanged),
+            _ => Ok(Slot::Entry(entry)),
+        }
     }
 
-    fn file(&self, abs: &Path, meta: &Metadata) -> Result<EntryKind, FileError> {
-        let skip = |what: &str, e: std::io::Error| FileError::Skip(format!("{what}: {e}"));
-        // O_NOFOLLOW: the walk saw a regular file; never follow a symlink
-        // swapped in since then.
-        let mut file = OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(abs)
-            .map_err(|e| skip("cannot open", e))?;
-        let kind = if meta.len() <= WHOLE_READ_MAX {
-            self.small_file(&mut file, meta.len())
-        } else {
-            self.large_file(&file)
-        }?;
-        // A file written while we read it is kept as read, and reported.
-        if let Ok(after) = file.metadata() {
-            if after.len() != meta.len()
-                || after.mtime() != meta.mtime()
-                || after.mtime_nsec() != meta.mtime_nsec()
-            {
-                self.report.warning(
-                    abs.as_os_str().as_bytes(),
-                    "changed during backup".to_string(),
-                );
+    /// Counts an entry of the backup's tree (recorded or inherited).
+    fn count(&self, kind: &EntryKind) {
+        let c = self.counters;
+        match kind {
+            EntryKind::File { size, .. } => {
+                Counters::add(&c.files, 1);
+                Counters::add(&c.logical_bytes, *size);
             }
+            EntryKind::Dir => Counters::add(&c.dirs, 1),
+            EntryKind::Symlink { .. } => Counters::add(&c.symlinks, 1),
+            EntryKind::Hardlink { .. } => Counters::add(&c.hardlinks, 1),
         }
-        Ok(kind)
+    }
+
+    /// Reads a regular file: its content, and the `fstat` taken before the
+    /// read that goes with it. A file that changes while it is read (size or
+    /// mtime differ after) is read once more; if it changes again, the second
+    /// read is kept and reported.
+    fn file(&self, item: &WalkItem) -> Result<(EntryKind, Metadata), FileError> {
+        let skip = |what: &str, e: std::io::Error| FileError::Skip(format!("{what}: {e}"));
+        for attempt in 0..2 {
+            // O_NOFOLLOW: the walk saw a regular file; never follow a symlink
+            // swapped in since then.
+            let mut file = OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(&item.abs)
+                .map_err(|e| skip("cannot open", e))?;
+            let before = file.metadata().map_err(|e| skip("cannot stat", e))?;
+            let kind = if before.len() <= WHOLE_READ_MAX {
+                self.small_file(&mut file, before.len())
+            } else {
+                self.large_file(&file)
+            }?;
+            let stable = file.metadata().is_ok_and(|after| {
+                after.len() == before.len()
+                    && after.mtime() == before.mtime()
+                    && after.mtime_nsec() == before.mtime_nsec()
+            });
+            if stable {
+                return Ok((kind, before));
+            }
+            if attempt == 1 {
+                self.report.warning(
+                    &item.rel,
+                    "changed during backup: it changed while read twice; \
+                     the second read is kept and may mix old and new content"
+                        .to_string(),
+                );
+                return Ok((kind, before));
+            }
+            // Read again; its bytes count once more toward the progress total.
+            self.progress.add_total(before.len());
+        }
+        Err(FileError::Fatal(Error::Bug("file read loop ended".into())))
     }
 
     fn small_file(&self, file: &mut File, expected: u64) -> Result<EntryKind, FileError> {
@@ -232,7 +269,7 @@ impl Chunking<'_> {
     }
 
     fn account(&self, bytes: u64) {
-        Counters::add(&self.counters.logical_bytes, bytes);
+        Counters::add(&self.counters.read_bytes, bytes);
         self.progress.add_bytes(bytes);
     }
 

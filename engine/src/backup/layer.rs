@@ -1,13 +1,18 @@
 //! Stage: assemble the layer. Entries arrive numbered, possibly out of order;
 //! they are written in walk order to a layer under `tmp/`, and the chunks
-//! they reference are recorded in the catalog for delete.
+//! they reference are recorded in the catalog for delete. Tombstones (paths
+//! of the parent that are gone, or that this backup could not read) are
+//! kept aside and written after the entries, as the format requires.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::BufWriter;
 
 use crossbeam_channel::{Receiver, Sender};
-use strata_format::layer::{EntryKind, LayerMeta, LayerWriter};
+use std::cmp::Ordering;
+
+use strata_format::layer::{EntryKind, LayerMeta, LayerWriter, Tombstone};
+use strata_format::path;
 use strata_format::{BackupId, ChunkId};
 
 use super::report::Report;
@@ -16,10 +21,13 @@ use crate::error::{Error, IoContext, Result};
 use crate::repository::{Repository, TempObject};
 use strata_format::layer::Entry;
 
-/// A layer written up to its footer; `commit` finishes and publishes it.
+/// A layer written up to its tombstones; `commit` finishes and publishes it.
 pub struct LayerDraft {
     tmp: TempObject,
     writer: LayerWriter<BufWriter<File>>,
+    /// Paths of the parent this backup could not read, in path order.
+    tombstones: Vec<Vec<u8>>,
+    pub entries: u64,
 }
 
 const REF_BATCH: usize = 8192;
@@ -27,6 +35,8 @@ const REF_BATCH: usize = 8192;
 /// What became of one walk item.
 pub enum Slot {
     Entry(Entry),
+    /// The parent's entry stands as it is (incremental backups).
+    Unchanged,
     /// Nothing to record (a socket, a failed stat, ...).
     Empty,
     /// A regular file that could not be read: later names of the same inode
@@ -34,11 +44,20 @@ pub enum Slot {
     Unreadable(Vec<u8>),
 }
 
+/// One walk item's slot, numbered in walk order.
+pub struct Numbered {
+    pub seq: u64,
+    pub slot: Slot,
+    /// The parent chain has an entry at this path: if nothing is recorded
+    /// for it now, it must be tombstoned.
+    pub in_parent: bool,
+}
+
 /// Where numbered slots go, one per walk item.
-pub type EntrySender = Sender<(u64, Slot)>;
+pub type EntrySender = Sender<Numbered>;
 type Assembler<'scope> = std::thread::ScopedJoinHandle<'scope, Result<LayerDraft>>;
 
-/// Starts the assembler; send `(seq, entry)` for every walk item.
+/// Starts the assembler; send a [`Numbered`] slot for every walk item.
 pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     repo: &'scope Repository,
@@ -53,7 +72,12 @@ pub fn spawn<'scope>(
         .map_err(|e| Error::format(path.display().to_string(), e))?;
     let (tx, rx) = crossbeam_channel::bounded(4096);
     let handle = scope.spawn(move || {
-        let mut draft = LayerDraft { tmp, writer };
+        let mut draft = LayerDraft {
+            tmp,
+            writer,
+            tombstones: Vec::new(),
+            entries: 0,
+        };
         assemble(&rx, &mut draft, &mut catalog, backup, report)?;
         Ok(draft)
     });
@@ -61,24 +85,31 @@ pub fn spawn<'scope>(
 }
 
 fn assemble(
-    rx: &Receiver<(u64, Slot)>,
+    rx: &Receiver<Numbered>,
     draft: &mut LayerDraft,
     catalog: &mut Catalog,
     backup: BackupId,
     report: &Report,
 ) -> Result<()> {
-    let mut waiting: BTreeMap<u64, Slot> = BTreeMap::new();
+    let mut waiting: BTreeMap<u64, Numbered> = BTreeMap::new();
     let mut next = 0u64;
     let mut refs: Vec<ChunkId> = Vec::with_capacity(REF_BATCH);
     let mut unreadable: HashSet<Vec<u8>> = HashSet::new();
-    for (seq, slot) in rx {
-        waiting.insert(seq, slot);
-        while let Some(slot) = waiting.remove(&next) {
+    for done in rx {
+        waiting.insert(done.seq, done);
+        while let Some(Numbered {
+            slot, in_parent, ..
+        }) = waiting.remove(&next)
+        {
             next += 1;
             let entry = match slot {
                 Slot::Entry(entry) => entry,
+                Slot::Unchanged => continue,
                 Slot::Empty => continue,
                 Slot::Unreadable(path) => {
+                    if in_parent {
+                        draft.tombstones.push(path.clone());
+                    }
                     unreadable.insert(path);
                     continue;
                 }
@@ -90,6 +121,9 @@ fn assemble(
                         &entry.path,
                         "hardlink to a file that could not be read; skipped".into(),
                     );
+                    if in_parent {
+                        draft.tombstones.push(entry.path);
+                    }
                     continue;
                 }
             }
@@ -104,6 +138,7 @@ fn assemble(
                 .writer
                 .add_entry(&entry)
                 .map_err(|e| Error::format(draft.tmp.path().display().to_string(), e))?;
+            draft.entries += 1;
         }
     }
     if !waiting.is_empty() {
@@ -116,15 +151,48 @@ fn assemble(
 }
 
 impl LayerDraft {
-    /// Writes the footer and publishes the layer: the backup's commit point.
-    pub fn commit(self, repo: &Repository, meta: &LayerMeta) -> Result<()> {
+    /// Writes the tombstones (`gone`, the parent paths the walk did not
+    /// find, and those this backup could not read) and the footer, then
+    /// publishes the layer: the backup's commit point. Returns the number of
+    /// tombstones written.
+    pub fn commit(self, repo: &Repository, meta: &LayerMeta, gone: Vec<Vec<u8>>) -> Result<u64> {
         let path = self.tmp.path().to_path_buf();
-        let (out, _) = self
-            .writer
+        let mut writer = self.writer;
+        let tombstones = merge_sorted(gone, self.tombstones);
+        for t in &tombstones {
+            writer
+                .add_tombstone(&Tombstone { path: t.clone() })
+                .map_err(|e| Error::format(path.display().to_string(), e))?;
+        }
+        let (out, _) = writer
             .finish(meta)
             .map_err(|e| Error::format(path.display().to_string(), e))?;
         out.into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
-        repo.publish_layer(self.tmp, &meta.backup_id)
+        repo.publish_layer(self.tmp, &meta.backup_id)?;
+        Ok(tombstones.len() as u64)
     }
+}
+
+/// Merges two path-ordered lists, dropping repeats.
+fn merge_sorted(a: Vec<Vec<u8>>, b: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (Some(x), Some(y)) => match path::cmp(x, y) {
+                Ordering::Less => a.next(),
+                Ordering::Greater => b.next(),
+                Ordering::Equal => {
+                    b.next();
+                    a.next()
+                }
+            },
+        };
+        out.extend(next);
+    }
+    out
 }

@@ -1,8 +1,10 @@
 //! The backup pipeline.
 //!
 //! ```text
-//! walk ─▶ (rayon workers) read → chunk → hash → dedup → compress ─▶ packer ─▶ index
-//!                         └──────────── entries (numbered) ─────────▶ layer
+//! walk (+ parent view) ─▶ (rayon workers) diff → read → chunk → hash → dedup
+//!     │                     → compress ─▶ packer ─▶ index
+//!     │                     └──── entries (numbered) ────▶ layer
+//!     └────────────── tombstones (paths gone) ────────────▶ layer
 //! ```
 //!
 //! [`run`] reads top to bottom in that order; each stage is its own module.
@@ -12,6 +14,7 @@
 
 mod chunk;
 mod dedup;
+mod diff;
 mod layer;
 mod packer;
 mod report;
@@ -41,15 +44,26 @@ pub struct BackupPlan {
     pub project: String,
     pub name: String,
     pub description: String,
-    pub parent_id: Option<BackupId>,
+    /// The parent's chain, full backup first, parent last; empty for a
+    /// full backup.
+    pub parent_chain: Vec<BackupId>,
+    /// Read every file, even those whose metadata matches the parent.
+    pub rehash: bool,
     /// zstd level for new chunks; `None` stores them raw.
     pub zstd_level: Option<i32>,
 }
 
+pub use diff::RACY_WINDOW_NS;
+
 /// What a finished backup reports.
 #[derive(Debug)]
 pub struct BackupOutcome {
+    /// Totals of the backup's whole tree (inherited entries included).
     pub stats: LayerStats,
+    pub read_bytes: u64,
+    /// Entries and tombstones the layer records.
+    pub changed: u64,
+    pub deleted: u64,
     pub problems: Vec<Problem>,
     pub data_timestamp_ns: i64,
     pub duration: std::time::Duration,
@@ -70,15 +84,29 @@ pub fn run(
     let counters = Counters::default();
     let dedup = dedup::Dedup::new(catalog.reopen()?);
     let config = repo.config();
+    let parent_layers = crate::view::load_chain(repo, &plan.parent_chain)?;
+    let parent_view = match parent_layers.is_empty() {
+        true => None,
+        false => Some(crate::view::MergedView::new(&parent_layers)?),
+    };
+    let racy_from = parent_view
+        .as_ref()
+        .and_then(|v| v.newest())
+        .map_or(i64::MIN, |m| {
+            m.data_timestamp_ns.saturating_sub(RACY_WINDOW_NS)
+        });
+    let parent = parent_view.map(diff::ParentCursor::new).transpose()?;
 
-    let draft = std::thread::scope(|s| -> Result<layer::LayerDraft> {
-        let (items, walker) = walk::spawn(s, plan.share_path.clone(), &report, progress)?;
+    let (draft, gone) = std::thread::scope(|s| -> Result<_> {
+        let (items, walker) = walk::spawn(s, plan.share_path.clone(), parent, &report, progress)?;
         let (blobs, packer) = packer::spawn(s, repo, catalog.reopen()?, &dedup, &counters);
         let (entries, assembler) =
             layer::spawn(s, repo, catalog.reopen()?, plan.backup_id, &report)?;
         let chunking = chunk::Chunking {
             params: config.chunker,
             zstd_level: plan.zstd_level,
+            rehash: plan.rehash,
+            racy_from,
             dedup: &dedup,
             blobs,
             counters: &counters,
@@ -86,16 +114,15 @@ pub fn run(
             progress,
         };
         let worked = items.into_iter().par_bridge().try_for_each(|item| {
-            let slot = match chunking.process(&item)? {
-                Some(entry) => layer::Slot::Entry(entry),
-                None if matches!(item.kind, walk::ItemKind::File) => {
-                    layer::Slot::Unreadable(item.rel.clone())
-                }
-                None => layer::Slot::Empty,
-            };
+            let slot = chunking.process(&item)?;
             progress.add_files(1);
+            let done = layer::Numbered {
+                seq: item.seq,
+                slot,
+                in_parent: item.parent.is_some(),
+            };
             entries
-                .send((item.seq, slot))
+                .send(done)
                 .map_err(|_| Error::Bug("the layer assembler stopped".into()))
         });
         drop(chunking);
@@ -104,8 +131,12 @@ pub fn run(
         let walked = join(walker);
         let packed = join(packer);
         let assembled = join(assembler);
-        first_cause([walked.err(), packed.err(), worked.err()])?;
-        assembled
+        let (walked, walk_error) = match walked {
+            Ok(gone) => (gone, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        first_cause([walk_error, packed.err(), worked.err()])?;
+        Ok((assembled?, walked))
     })?;
 
     let stats = LayerStats {
@@ -122,7 +153,7 @@ pub fn run(
     let meta = LayerMeta {
         backup_id: plan.backup_id,
         share_id: plan.share_id,
-        parent_id: plan.parent_id,
+        parent_id: plan.parent_chain.last().copied(),
         project: plan.project.clone(),
         name: plan.name.clone(),
         description: plan.description.clone(),
@@ -133,10 +164,14 @@ pub fn run(
         finished_at_ns: now_ns(),
         stats: stats.clone(),
     };
-    draft.commit(repo, &meta)?;
+    let changed = draft.entries;
+    let deleted = draft.commit(repo, &meta, gone)?;
     progress.finish();
     Ok(BackupOutcome {
         stats,
+        read_bytes: get(&counters.read_bytes),
+        changed,
+        deleted,
         problems: report.take(),
         data_timestamp_ns,
         duration: started.elapsed(),

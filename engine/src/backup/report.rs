@@ -57,6 +57,8 @@ pub struct Counters {
     pub symlinks: AtomicU64,
     pub hardlinks: AtomicU64,
     pub logical_bytes: AtomicU64,
+    /// Bytes read from the share (files re-read count twice).
+    pub read_bytes: AtomicU64,
     pub new_bytes: AtomicU64,
     pub stored_bytes: AtomicU64,
     pub new_chunks: AtomicU64,

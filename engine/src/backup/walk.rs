@@ -17,6 +17,9 @@ use std::path::PathBuf;
 use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
 
+use strata_format::layer::Entry;
+
+use super::diff::ParentCursor;
 use super::report::Report;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
@@ -38,6 +41,8 @@ pub struct WalkItem {
     pub abs: PathBuf,
     pub meta: Option<Metadata>,
     pub kind: ItemKind,
+    /// The parent chain's entry at this path (incremental backups).
+    pub parent: Option<Entry>,
 }
 
 struct DirCursor {
@@ -48,6 +53,7 @@ struct DirCursor {
 
 pub struct Walker<'a> {
     tx: Sender<WalkItem>,
+    parent: Option<ParentCursor<'a>>,
     report: &'a Report,
     progress: &'a Progress,
     pool: rayon::ThreadPool,
@@ -56,16 +62,18 @@ pub struct Walker<'a> {
     root_dev: u64,
 }
 
-/// Starts a walk of `root` on a thread of `scope`; items arrive on the receiver.
+/// The walk thread; it returns the tombstones of the paths that are gone.
+pub type WalkHandle<'scope> = std::thread::ScopedJoinHandle<'scope, Result<Vec<Vec<u8>>>>;
+
+/// Starts a walk of `root` on a thread of `scope`; items arrive on the
+/// receiver. With a `parent` view, each item carries its parent entry.
 pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     root: PathBuf,
+    parent: Option<ParentCursor<'scope>>,
     report: &'scope Report,
     progress: &'scope Progress,
-) -> Result<(
-    Receiver<WalkItem>,
-    std::thread::ScopedJoinHandle<'scope, Result<()>>,
-)> {
+) -> Result<(Receiver<WalkItem>, WalkHandle<'scope>)> {
     let meta = fs::metadata(&root).at(&root)?;
     if !meta.is_dir() {
         return Err(Error::InvalidArgument(format!(
@@ -81,6 +89,7 @@ pub fn spawn<'scope>(
         .map_err(|e| Error::Bug(format!("cannot start the walk pool: {e}")))?;
     let mut walker = Walker {
         tx,
+        parent,
         report,
         progress,
         pool,
@@ -88,7 +97,13 @@ pub fn spawn<'scope>(
         links: HashMap::new(),
         root_dev: meta.dev(),
     };
-    let handle = scope.spawn(move || walker.run(root));
+    let handle = scope.spawn(move || {
+        walker.run(root)?;
+        match walker.parent.take() {
+            Some(parent) => parent.finish(),
+            None => Ok(Vec::new()),
+        }
+    });
     Ok((rx, handle))
 }
 
@@ -130,17 +145,28 @@ impl Walker<'_> {
         })
     }
 
-    /// Sends one item; `false` when the consumers have gone (the backup stopped).
-    fn emit(&mut self, rel: Vec<u8>, abs: PathBuf, meta: Option<Metadata>, kind: ItemKind) -> bool {
+    /// Sends one item; `Ok(false)` when the consumers have gone (the backup stopped).
+    fn emit(
+        &mut self,
+        rel: Vec<u8>,
+        abs: PathBuf,
+        meta: Option<Metadata>,
+        kind: ItemKind,
+    ) -> Result<bool> {
+        let parent = match &mut self.parent {
+            Some(cursor) => cursor.take(&rel, matches!(kind, ItemKind::Dir))?,
+            None => None,
+        };
         let item = WalkItem {
             seq: self.seq,
             rel,
             abs,
             meta,
             kind,
+            parent,
         };
         self.seq += 1;
-        self.tx.send(item).is_ok()
+        Ok(self.tx.send(item).is_ok())
     }
 
     fn run(&mut self, root: PathBuf) -> Result<()> {
@@ -170,7 +196,7 @@ impl Walker<'_> {
                 Ok(meta) => meta,
                 Err(e) => {
                     self.report.problem(&rel, format!("cannot stat: {e}"));
-                    if !self.emit(rel, abs, None, ItemKind::Nothing) {
+                    if !self.emit(rel, abs, None, ItemKind::Nothing)? {
                         return Ok(());
                     }
                     continue;
@@ -217,7 +243,7 @@ impl Walker<'_> {
                 self.report
                     .warning(&rel, "mount point: contents not backed up".to_string());
             }
-            if !self.emit(rel.clone(), abs.clone(), Some(meta), kind) {
+            if !self.emit(rel.clone(), abs.clone(), Some(meta), kind)? {
                 return Ok(());
             }
             if descend {

@@ -77,6 +77,12 @@ pub struct BackupRecord {
     pub new_bytes: u64,
     pub stored_bytes: u64,
     pub duration_ms: u64,
+    /// Bytes read from the share (an incremental skips unchanged files).
+    pub read_bytes: u64,
+    /// Entries the backup's layer records (all of them for a full backup).
+    pub changed_count: u64,
+    /// Tombstones the backup's layer records.
+    pub deleted_count: u64,
 }
 
 /// One line of a backup's report: a path that was skipped or changed, and why.
@@ -89,7 +95,8 @@ pub struct Problem {
 const COLUMNS: &str = "id, project, share_id, name, description, status, progress, \
     restore_progress, size_gib, created_at, updated_at, host, availability_zone, backup_type, \
     topic, is_incremental, parent_id, data_timestamp, fail_reason, file_count, dir_count, \
-    skipped_count, logical_bytes, new_bytes, stored_bytes, duration_ms";
+    skipped_count, logical_bytes, new_bytes, stored_bytes, duration_ms, read_bytes, changed_count, \
+    deleted_count";
 
 fn parse_id<T: std::str::FromStr>(s: &str) -> Result<T> {
     s.parse()
@@ -130,6 +137,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<BackupRecord>> {
             new_bytes: n(23)?,
             stored_bytes: n(24)?,
             duration_ms: n(25)?,
+            read_bytes: n(26)?,
+            changed_count: n(27)?,
+            deleted_count: n(28)?,
         })
     };
     Ok(build())
@@ -290,8 +300,9 @@ impl Catalog {
             "UPDATE backups SET status = 'available', progress = 100, size_gib = ?1,
                 updated_at = ?2, file_count = ?3, dir_count = ?4, skipped_count = ?5,
                 logical_bytes = ?6, new_bytes = ?7, stored_bytes = ?8, duration_ms = ?9,
-                fail_reason = ?10, data_timestamp = ?11
-             WHERE id = ?12 AND status = 'creating'",
+                fail_reason = ?10, data_timestamp = ?11, read_bytes = ?12, changed_count = ?13,
+                deleted_count = ?14
+             WHERE id = ?15 AND status = 'creating'",
             params![
                 b.size_gib as i64,
                 now_ns(),
@@ -304,6 +315,9 @@ impl Catalog {
                 b.duration_ms as i64,
                 b.fail_reason,
                 b.data_timestamp,
+                b.read_bytes as i64,
+                b.changed_count as i64,
+                b.deleted_count as i64,
                 b.id.to_string()
             ],
         )?;
@@ -352,6 +366,71 @@ impl Catalog {
     }
 }
 
+/// Which backup an incremental builds on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParentChoice {
+    /// A full backup.
+    None,
+    /// The `available` backup of the share with the latest data timestamp.
+    Latest,
+    /// This backup, which must be an `available` backup of the share.
+    Explicit(BackupId),
+}
+
+fn choose_parent(
+    tx: &rusqlite::Transaction<'_>,
+    share: ShareId,
+    choice: ParentChoice,
+) -> Result<Option<BackupId>> {
+    match choice {
+        ParentChoice::None => Ok(None),
+        ParentChoice::Latest => {
+            let id: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM backups WHERE share_id = ?1 AND status = 'available'
+                     ORDER BY data_timestamp DESC, created_at DESC LIMIT 1",
+                    [share.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match id {
+                Some(id) => Ok(Some(parse_id(&id)?)),
+                None => Err(Error::InvalidState(format!(
+                    "share {share} has no available backup to build an incremental on; \
+                     its first backup must be a full backup"
+                ))),
+            }
+        }
+        ParentChoice::Explicit(id) => {
+            let row: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT share_id, status FROM backups WHERE id = ?1",
+                    [id.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((of_share, status)) = row else {
+                return Err(Error::NotFound {
+                    kind: "backup",
+                    name: id.to_string(),
+                });
+            };
+            if of_share != share.to_string() {
+                return Err(Error::InvalidArgument(format!(
+                    "backup {id} is a backup of another share (share {of_share}); \
+                     an incremental's parent must be a backup of the same share"
+                )));
+            }
+            if status != BackupStatus::Available.as_str() {
+                return Err(Error::InvalidState(format!(
+                    "backup {id} is {status}; an incremental's parent must be available"
+                )));
+            }
+            Ok(Some(id))
+        }
+    }
+}
+
 fn insert_problems(
     tx: &rusqlite::Transaction<'_>,
     id: BackupId,
@@ -368,8 +447,15 @@ fn insert_problems(
 
 impl Catalog {
     /// Starts a backup in one transaction: the share must be `available`
-    /// (it becomes `backup_creating`) and the backup row is inserted `creating`.
-    pub fn begin_backup(&mut self, share: ShareId, b: &BackupRecord) -> Result<()> {
+    /// (it becomes `backup_creating`), the parent is chosen as `parent` says
+    /// (so it cannot be deleted between the choice and the insert), and the
+    /// backup row is inserted `creating`. Returns the parent chosen.
+    pub fn begin_backup(
+        &mut self,
+        share: ShareId,
+        b: &BackupRecord,
+        parent: ParentChoice,
+    ) -> Result<Option<BackupId>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -381,6 +467,7 @@ impl Catalog {
         if changed != 1 {
             return Err(Error::Busy(format!("share {share} is not available")));
         }
+        let parent_id = choose_parent(&tx, share, parent)?;
         tx.execute(
             "INSERT INTO backups (id, project, share_id, name, description, status, created_at,
                 host, availability_zone, backup_type, topic, is_incremental, parent_id)
@@ -396,12 +483,12 @@ impl Catalog {
                 b.availability_zone,
                 b.backup_type,
                 b.topic,
-                b.is_incremental,
-                b.parent_id.map(|p| p.to_string())
+                parent_id.is_some(),
+                parent_id.map(|p| p.to_string())
             ],
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(parent_id)
     }
 
     /// Backups whose parent is `id`.

@@ -11,7 +11,7 @@ mod backups;
 mod index;
 mod shares;
 
-pub use backups::{BackupFilter, BackupRecord, BackupStatus, Problem};
+pub use backups::{BackupFilter, BackupRecord, BackupStatus, ParentChoice, Problem};
 pub use index::ChunkLocation;
 pub use shares::{Share, ShareStatus};
 
@@ -22,7 +22,8 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{Error, IoContext, Result};
 
 /// Each step takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE projects (
     name TEXT PRIMARY KEY,
@@ -97,7 +98,14 @@ CREATE TABLE layer_chunks (
     PRIMARY KEY (backup_id, chunk_id)
 ) WITHOUT ROWID;
 CREATE INDEX layer_chunks_by_chunk ON layer_chunks(chunk_id);
-"#];
+"#,
+    r#"
+ALTER TABLE backups ADD COLUMN read_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE backups ADD COLUMN changed_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE backups ADD COLUMN deleted_count INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX backups_by_parent ON backups(parent_id);
+"#,
+];
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 

@@ -30,14 +30,6 @@ pub struct RestoreOutcome {
     pub units: u64,
 }
 
-/// Loads the layers of `chain` (full backup first) from the repository.
-pub fn load_chain(repo: &Repository, chain: &[BackupId]) -> Result<Vec<(String, Vec<u8>)>> {
-    chain
-        .iter()
-        .map(|id| Ok((format!("layer {id}"), repo.load_layer(id)?)))
-        .collect()
-}
-
 /// Restores the backup whose chain is `chain` into `target` (an existing directory).
 pub fn run(
     repo: &Repository,
@@ -46,7 +38,7 @@ pub fn run(
     target: &Path,
     progress: &Progress,
 ) -> Result<RestoreOutcome> {
-    let tree = tree::resolve(&load_chain(repo, chain)?)?;
+    let tree = tree::resolve(&crate::view::load_chain(repo, chain)?)?;
     let units = plan::units(&tree, catalog)?;
     let bytes: u64 = tree
         .entries

@@ -1,19 +1,17 @@
 //! Restore step 1: the tree to restore, from the layers of a backup chain.
 //!
-//! Layers are applied in order: a later entry replaces an earlier one at the
-//! same path; a tombstone removes a path and everything below it. The result
-//! is then checked as a whole, because a restore must never be steered out of
-//! its target: every entry's parent must be a directory of the tree (so no
-//! entry can sit below a symlink), and every hardlink must name a regular file
-//! of the tree.
+//! The chain's merged view ([`MergedView`]) is collected, then checked as a
+//! whole, because a restore must never be steered out of its target: every
+//! entry's parent must be a directory of the tree (so no entry can sit below
+//! a symlink), and every hardlink must name a regular file of the tree.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use strata_format::layer::{Entry, EntryKind, Layer, LayerRecord};
+use strata_format::layer::{Entry, EntryKind};
 use strata_format::path;
 
 use crate::error::{Error, Result};
+use crate::view::MergedView;
 
 /// The final tree: entries in path order, and the index of each regular file.
 pub struct Tree {
@@ -21,62 +19,9 @@ pub struct Tree {
     pub files: HashMap<Vec<u8>, usize>,
 }
 
-/// Applies `layer` on top of `base` (both in path order).
-fn apply(base: Vec<Entry>, layer: &Layer<'_>, location: &str) -> Result<Vec<Entry>> {
-    let mut upper = Vec::new();
-    let mut tombstones = Vec::new();
-    for record in layer.records().map_err(|e| Error::format(location, e))? {
-        match record.map_err(|e| Error::format(location, e))? {
-            LayerRecord::Entry(e) => upper.push(e),
-            LayerRecord::Tombstone(t) => tombstones.push(t.path),
-        }
-    }
-    let mut out = Vec::with_capacity(base.len() + upper.len());
-    let mut t = 0;
-    let mut lower = base.into_iter().peekable();
-    let mut upper = upper.into_iter().peekable();
-    loop {
-        let take_upper = match (lower.peek(), upper.peek()) {
-            (None, None) => break,
-            (Some(_), None) => false,
-            (None, Some(_)) => true,
-            (Some(l), Some(u)) => match path::cmp(&l.path, &u.path) {
-                Ordering::Less => false,
-                Ordering::Greater => true,
-                Ordering::Equal => {
-                    lower.next();
-                    true
-                }
-            },
-        };
-        if take_upper {
-            if let Some(u) = upper.next() {
-                out.push(u);
-            }
-            continue;
-        }
-        let Some(l) = lower.next() else { break };
-        while t < tombstones.len()
-            && path::cmp(&tombstones[t], &l.path) == Ordering::Less
-            && !path::is_within(&l.path, &tombstones[t])
-        {
-            t += 1;
-        }
-        if t < tombstones.len() && path::is_within(&l.path, &tombstones[t]) {
-            continue;
-        }
-        out.push(l);
-    }
-    Ok(out)
-}
-
 /// Resolves a chain of layers (full first) into a checked tree.
 pub fn resolve(layers: &[(String, Vec<u8>)]) -> Result<Tree> {
-    let mut entries = Vec::new();
-    for (location, bytes) in layers {
-        let layer = Layer::decode(bytes).map_err(|e| Error::format(location.as_str(), e))?;
-        entries = apply(entries, &layer, location)?;
-    }
+    let entries = MergedView::new(layers)?.collect::<Result<Vec<Entry>>>()?;
     let files = check(&entries)?;
     Ok(Tree { entries, files })
 }

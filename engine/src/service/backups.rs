@@ -1,5 +1,5 @@
 //! Backup operations with their status transitions:
-//! create (`creating → available | error`), restore (`available → restoring →
+//! create (`creating → available | error`; full, or incremental on a parent), restore (`available → restoring →
 //! available`, target share `backup_restoring → available |
 //! backup_restoring_error`) and delete (`available|error → deleting →
 //! deleted | error_deleting`).
@@ -10,7 +10,7 @@ use strata_format::BackupId;
 
 use super::Engine;
 use crate::backup::{self, BackupPlan};
-use crate::catalog::{BackupRecord, BackupStatus, Problem, Share, ShareStatus};
+use crate::catalog::{BackupRecord, BackupStatus, ParentChoice, Problem, Share, ShareStatus};
 use crate::clock::now_ns;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
@@ -23,6 +23,12 @@ const GIB: u64 = 1 << 30;
 pub struct CreateBackup {
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Build on the share's latest available backup instead of a full backup.
+    pub incremental: bool,
+    /// Build on this backup (id or name); implies `incremental`.
+    pub parent: Option<String>,
+    /// Read and hash every file, trusting no metadata (incremental only).
+    pub rehash: bool,
 }
 
 /// A finished backup: its record and its report.
@@ -79,10 +85,35 @@ impl Engine {
             new_bytes: 0,
             stored_bytes: 0,
             duration_ms: 0,
+            read_bytes: 0,
+            changed_count: 0,
+            deleted_count: 0,
         };
-        self.catalog
-            .begin_backup(share.id, &record)
+        let choice = match (&req.parent, req.incremental) {
+            (Some(parent), _) => ParentChoice::Explicit(self.find_backup(parent)?.id),
+            (None, true) => ParentChoice::Latest,
+            (None, false) => ParentChoice::None,
+        };
+        let parent = self
+            .catalog
+            .begin_backup(share.id, &record, choice)
             .map_err(|e| busy_share(e, share))?;
+        let parent_chain = match parent {
+            Some(id) => self.catalog.backup(id).and_then(|p| self.chain(&p)),
+            None => Ok(Vec::new()),
+        };
+        let parent_chain = match parent_chain {
+            Ok(chain) => chain,
+            Err(e) => {
+                self.catalog.fail_backup(record.id, &e.to_string())?;
+                self.catalog.transition_share(
+                    share.id,
+                    &[ShareStatus::BackupCreating],
+                    ShareStatus::Available,
+                )?;
+                return Err(e);
+            }
+        };
         let plan = BackupPlan {
             backup_id: record.id,
             share_id: share.id,
@@ -91,7 +122,8 @@ impl Engine {
             project: record.project.clone(),
             name: req.name.clone().unwrap_or_default(),
             description: req.description.clone().unwrap_or_default(),
-            parent_id: None,
+            parent_chain,
+            rehash: req.rehash,
             zstd_level: self.zstd_level(),
         };
         let outcome = backup::run(&self.repo, &self.catalog, &plan, progress);
@@ -107,6 +139,9 @@ impl Engine {
                 done.new_bytes = s.new_bytes;
                 done.stored_bytes = s.stored_bytes;
                 done.duration_ms = outcome.duration.as_millis() as u64;
+                done.read_bytes = outcome.read_bytes;
+                done.changed_count = outcome.changed;
+                done.deleted_count = outcome.deleted;
                 done.data_timestamp = Some(outcome.data_timestamp_ns);
                 if s.skipped > 0 {
                     done.fail_reason = Some(format!(
