@@ -31,7 +31,9 @@ fn run(args: &[String]) -> Result<(), String> {
     let started = Instant::now();
     match (op.as_str(), rest) {
         ("backup", [share]) => {
-            let (share, _) = engine.share_for_backup(share).map_err(|e| e.to_string())?;
+            let (share, _) = engine
+                .share_for_backup(share, false)
+                .map_err(|e| e.to_string())?;
             let done = engine
                 .create_backup(&share, &CreateBackup::default(), &progress)
                 .map_err(|e| e.to_string())?;

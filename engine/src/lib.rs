@@ -16,7 +16,7 @@
 //! ```no_run
 //! use strata_engine::{Engine, EngineConfig, Progress};
 //! let mut engine = Engine::open(EngineConfig::new("catalog.db".into(), "repo".into()))?;
-//! let (share, _) = engine.share_for_backup("/srv/share")?;
+//! let (share, _) = engine.share_for_backup("/srv/share", false)?;
 //! let done = engine.create_backup(&share, &Default::default(), &Progress::default())?;
 //! println!("backup {} is {}", done.backup.id, done.backup.status.as_str());
 //! # Ok::<(), strata_engine::Error>(())

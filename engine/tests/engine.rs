@@ -46,7 +46,9 @@ fn a_chunk_seen_twice_in_one_run_is_stored_once() {
         fs::write(share.join(format!("copy{i:02}.bin")), &data).unwrap();
     }
     let mut engine = engine(tmp.path());
-    let (s, _) = engine.share_for_backup(share.to_str().unwrap()).unwrap();
+    let (s, _) = engine
+        .share_for_backup(share.to_str().unwrap(), false)
+        .unwrap();
     let done = engine
         .create_backup(&s, &CreateBackup::default(), &Progress::default())
         .unwrap();
@@ -84,7 +86,9 @@ fn a_failed_backup_ends_in_error_and_releases_the_share() {
     let share = tmp.path().join("share");
     fs::create_dir_all(&share).unwrap();
     let mut engine = engine(tmp.path());
-    let (s, _) = engine.share_for_backup(share.to_str().unwrap()).unwrap();
+    let (s, _) = engine
+        .share_for_backup(share.to_str().unwrap(), false)
+        .unwrap();
     fs::remove_dir(&share).unwrap();
     let err = engine
         .create_backup(&s, &CreateBackup::default(), &Progress::default())
@@ -120,7 +124,9 @@ fn many_small_files_share_packs_and_delete_removes_them() {
         }
     }
     let mut engine = engine(tmp.path());
-    let (s, _) = engine.share_for_backup(share.to_str().unwrap()).unwrap();
+    let (s, _) = engine
+        .share_for_backup(share.to_str().unwrap(), false)
+        .unwrap();
     let done = engine
         .create_backup(&s, &CreateBackup::default(), &Progress::default())
         .unwrap();

@@ -3,4 +3,6 @@
 mod corruption;
 mod errors;
 mod harness;
+mod incremental;
+mod mutations;
 mod roundtrip;

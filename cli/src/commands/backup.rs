@@ -108,7 +108,8 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
             rehash,
             share,
         } => {
-            let (share, registered) = engine.share_for_backup(share)?;
+            let (share, registered) =
+                engine.share_for_backup(share, *incremental || parent.is_some())?;
             if registered {
                 eprintln!(
                     "registered {} as share {} ({})",

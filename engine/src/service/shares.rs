@@ -67,7 +67,9 @@ impl Engine {
     /// Finds a share by id or name; failing that, if `arg` is a directory,
     /// the share registered for it, registering it (named after the
     /// directory) when there is none. The flag says a share was registered.
-    pub fn share_for_backup(&self, arg: &str) -> Result<(Share, bool)> {
+    /// An incremental backup passes `incremental`: a directory that is not
+    /// a share yet has no backup to build on, and is not registered.
+    pub fn share_for_backup(&self, arg: &str, incremental: bool) -> Result<(Share, bool)> {
         match self.find_share(arg) {
             Err(Error::NotFound { .. }) => {}
             other => return other.map(|s| (s, false)),
@@ -86,6 +88,12 @@ impl Engine {
             .share_by_path(&self.config.project, &canonical_str)?
         {
             return Ok((share, false));
+        }
+        if incremental {
+            return Err(Error::InvalidState(format!(
+                "{canonical_str} is not a share yet and has no backup; its first backup must \
+                 be a full backup"
+            )));
         }
         let base = canonical
             .file_name()
