@@ -1,6 +1,8 @@
 //! Incremental backups through the CLI: parent choice, refusals, what is
 //! read and what is recorded, and files that change while they are read.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

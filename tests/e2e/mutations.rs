@@ -5,6 +5,8 @@
 //! Seeded, so a failure names the seed that reproduces it
 //! (`STRATA_MUTATION_SEED=<seed> cargo test ... mutation_rounds`).
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
