@@ -1,7 +1,9 @@
 //! One measured operation in a process of its own, so its peak RSS is its own:
-//! `strata-bench-child backup CATALOG REPO SHARE` or
-//! `strata-bench-child restore CATALOG REPO BACKUP-ID TARGET`.
-//! Prints `key=value` lines: secs, bytes, files, peak_rss_kib, id.
+//! `strata-bench-child backup CATALOG REPO SHARE [incremental]`,
+//! `strata-bench-child restore CATALOG REPO BACKUP-ID TARGET`, or
+//! `strata-bench-child idle CATALOG REPO` (opens the engine, does nothing:
+//! the baseline RSS). Prints `key=value` lines: secs, bytes, files,
+//! peak_rss_kib, id, and for backups read, new, changed, deleted.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,12 +32,17 @@ fn run(args: &[String]) -> Result<(), String> {
     let progress = Progress::default();
     let started = Instant::now();
     match (op.as_str(), rest) {
-        ("backup", [share]) => {
+        ("backup", [share, mode @ ..]) => {
+            let incremental = mode.iter().any(|m| m == "incremental");
             let (share, _) = engine
-                .share_for_backup(share, false)
+                .share_for_backup(share, incremental)
                 .map_err(|e| e.to_string())?;
+            let req = CreateBackup {
+                incremental,
+                ..CreateBackup::default()
+            };
             let done = engine
-                .create_backup(&share, &CreateBackup::default(), &progress)
+                .create_backup(&share, &req, &progress)
                 .map_err(|e| e.to_string())?;
             let secs = started.elapsed().as_secs_f64();
             println!("secs={secs}");
@@ -43,7 +50,12 @@ fn run(args: &[String]) -> Result<(), String> {
             println!("files={}", done.backup.file_count);
             println!("stored={}", done.backup.stored_bytes);
             println!("id={}", done.backup.id);
+            println!("read={}", done.backup.read_bytes);
+            println!("new={}", done.backup.new_bytes);
+            println!("changed={}", done.backup.changed_count);
+            println!("deleted={}", done.backup.deleted_count);
         }
+        ("idle", []) => println!("secs=0"),
         ("restore", [id, target]) => {
             let backup = engine.find_backup(id).map_err(|e| e.to_string())?;
             let req = RestoreRequest {

@@ -9,107 +9,18 @@
 //! targets are stated in. Each measure is the fastest of `RUNS` runs; peak
 //! RSS is the highest of all runs.
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
+
+use common::{child, du, generate, num, settle};
 
 use strata_format::config::ChunkerParams;
 use strata_format::pack::compress_chunk;
 use strata_format::ChunkId;
-
-fn noise(out: &mut [u8], seed: u64) {
-    blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(out);
-}
-
-/// Text-like data that compresses about 3-4x with zstd -3.
-fn text(len: usize, seed: u64) -> Vec<u8> {
-    const WORDS: [&str; 16] = [
-        "backup ",
-        "share ",
-        "restore ",
-        "chunk ",
-        "pack ",
-        "layer ",
-        "index ",
-        "the ",
-        "of ",
-        "export ",
-        "nightly ",
-        "quota ",
-        "status\n",
-        "available ",
-        "error ",
-        "data ",
-    ];
-    let mut picks = vec![0u8; len / 4 + 16];
-    noise(&mut picks, seed);
-    let mut out = Vec::with_capacity(len + 16);
-    let mut i = 0;
-    while out.len() < len {
-        out.extend_from_slice(WORDS[(picks[i % picks.len()] % 16) as usize].as_bytes());
-        if picks[(i * 7) % picks.len()] < 8 {
-            out.extend_from_slice(format!("{i} ").as_bytes());
-        }
-        i += 1;
-    }
-    out.truncate(len);
-    out
-}
-
-/// Writes the dataset; returns (bytes, files).
-fn generate(root: &Path, total_mib: u64) -> (u64, u64) {
-    let total = total_mib << 20;
-    let small_budget = total / 4;
-    let mut bytes = 0u64;
-    let mut files = 0u64;
-    let mut seed = 0u64;
-    // Many small files (1-64 KiB), half text, half random, in 100 directories.
-    while bytes < small_budget {
-        seed += 1;
-        let len = 1024 + (seed * 2_654_435_761 % (63 * 1024)) as usize;
-        let data = if seed.is_multiple_of(2) {
-            text(len, seed)
-        } else {
-            let mut d = vec![0u8; len];
-            noise(&mut d, seed);
-            d
-        };
-        let dir = root.join(format!("small/d{:03}", seed % 100));
-        fs::create_dir_all(&dir).expect("mkdir");
-        fs::write(dir.join(format!("f{seed}.dat")), &data).expect("write");
-        bytes += len as u64;
-        files += 1;
-    }
-    // Large files: random and compressible, in 8 MiB pieces.
-    fs::create_dir_all(root.join("large")).expect("mkdir");
-    let large = total - bytes;
-    let per_file = (large / 4).max(1 << 20);
-    for (i, compressible) in [false, true, false, true].into_iter().enumerate() {
-        let mut out = fs::File::create(root.join(format!("large/file{i}.bin"))).expect("create");
-        let mut written = 0u64;
-        while written < per_file {
-            let len = (8u64 << 20).min(per_file - written) as usize;
-            seed += 1;
-            let piece = if compressible {
-                text(len, seed)
-            } else {
-                let mut d = vec![0u8; len];
-                noise(&mut d, seed);
-                d
-            };
-            std::io::Write::write_all(&mut out, &piece).expect("write");
-            written += len as u64;
-        }
-        bytes += written;
-        files += 1;
-    }
-    (bytes, files)
-}
 
 /// Chunk + hash + compress on one thread over every file: the work a backup
 /// cannot avoid, without I/O, dedup, packing or parallelism.
@@ -144,50 +55,6 @@ fn single_thread(root: &Path) -> (u64, f64) {
     }
     std::hint::black_box(sink);
     (bytes, started.elapsed().as_secs_f64())
-}
-
-/// Flushes dirty pages so one measured run does not pay for the writeback
-/// of the one before it.
-fn settle() {
-    let _ = Command::new("sync").status();
-}
-
-fn child(args: &[&str]) -> HashMap<String, String> {
-    settle();
-    let out = Command::new(env!("CARGO_BIN_EXE_strata-bench-child"))
-        .args(args)
-        .output()
-        .expect("run child");
-    assert!(
-        out.status.success(),
-        "child {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn num(m: &HashMap<String, String>, k: &str) -> f64 {
-    m.get(k).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-}
-
-fn du(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(p),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
 }
 
 /// Each measure is taken this many times; the fastest run counts.
