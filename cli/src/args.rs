@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about = "Incremental chunked backups of file shares into a content-addressed repository",
     after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 backup done but some paths skipped, \
-                  4 not found, 5 busy or invalid state, 6 quota, 7 corruption, 8 I/O or no space"
+                  4 not found, 5 busy or invalid state, 6 quota, 7 corruption, 8 I/O or no space, \
+                  9 cancelled"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -56,6 +57,29 @@ pub enum Command {
     /// Create, list, restore and delete backups.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Show and set per-project quotas.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+    /// Clean up after operations whose process died, and remove packs
+    /// nothing references (waits for running backups to finish).
+    Cleanup {
+        /// Seconds to wait for running backups before skipping pack removal.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaCommand {
+    /// Limits and usage of the project.
+    Show,
+    /// Set the project's limits (-1: unlimited).
+    Set {
+        #[arg(long, allow_negative_numbers = true)]
+        backups: Option<i64>,
+        #[arg(long, allow_negative_numbers = true)]
+        backup_gigabytes: Option<i64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -79,6 +103,13 @@ pub enum ShareCommand {
     },
     /// Show one share.
     Show { share: String },
+    /// Set a share's status (`in-use` marks it busy for everything but
+    /// `backup create --force`; any status resets it, as an administrator).
+    Set {
+        share: String,
+        #[arg(long)]
+        status: String,
+    },
     /// Delete a share's record (never its data).
     Delete { shares: Vec<String> },
 }
@@ -101,6 +132,9 @@ pub enum BackupCommand {
         /// (for servers whose ctime or inode numbers are unstable).
         #[arg(long, requires = "incremental")]
         rehash: bool,
+        /// Back up a share marked in-use (crash-consistent).
+        #[arg(long)]
+        force: bool,
         share: String,
     },
     /// List backups.
@@ -123,6 +157,9 @@ pub enum BackupCommand {
         name: Option<String>,
         #[arg(long)]
         description: Option<String>,
+        /// Reset the status (administrator; stops a running restore or backup).
+        #[arg(long)]
+        state: Option<String>,
     },
     /// Restore a backup into its share, or into an empty directory.
     Restore {
@@ -134,5 +171,8 @@ pub enum BackupCommand {
     Delete {
         #[arg(required = true)]
         backups: Vec<String>,
+        /// Also delete a backup being created: its process stops and cleans up.
+        #[arg(long)]
+        force: bool,
     },
 }

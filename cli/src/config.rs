@@ -26,6 +26,9 @@ pub struct FileConfig {
     pub chunker_avg_size: Option<u32>,
     pub chunker_max_size: Option<u32>,
     pub pack_target_size: Option<u64>,
+    /// Default quotas of projects without their own (unset: unlimited).
+    pub quota_backups: Option<u64>,
+    pub quota_backup_gigabytes: Option<u64>,
 }
 
 fn xdg(var: &str, fallback: &str) -> Result<PathBuf> {
@@ -60,6 +63,10 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         config.project = project;
     }
     config.availability_zone = file.availability_zone.clone();
+    config.default_quota = strata_engine::catalog::Quota {
+        backups: file.quota_backups,
+        backup_gigabytes: file.quota_backup_gigabytes,
+    };
     let level = file.backup_compression_level.unwrap_or(3);
     config.compression = match file.backup_compression_algorithm.as_deref() {
         None => file

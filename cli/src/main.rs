@@ -25,6 +25,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         Some(Error::NotFound { .. }) => 4,
         Some(Error::Busy(_) | Error::InvalidState(_)) => 5,
         Some(Error::Quota(_)) => 6,
+        Some(Error::Cancelled) => 9,
         Some(Error::Corrupt { .. }) => 7,
         Some(Error::Io { .. } | Error::NoSpace { .. }) => 8,
         Some(Error::InvalidArgument(_) | Error::Unsupported(_)) => 2,
@@ -38,6 +39,10 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Share(cmd) => commands::share::run(&engine, &cli.global, cmd).map(|()| 0),
         Command::Backup(cmd) => commands::backup::run(&mut engine, &cli.global, cmd),
+        Command::Quota(cmd) => commands::quota::run(&engine, &cli.global, cmd).map(|()| 0),
+        Command::Cleanup { wait } => {
+            commands::quota::cleanup(&mut engine, &cli.global, *wait).map(|()| 0)
+        }
     }
 }
 

@@ -27,6 +27,8 @@ pub enum Error {
     InvalidState(String),
     #[error("{0}")]
     InvalidArgument(String),
+    #[error("cancelled")]
+    Cancelled,
     #[error("quota exceeded: {0}")]
     Quota(String),
     #[error("unsupported: {0}")]

@@ -27,6 +27,8 @@ pub mod catalog;
 pub mod chunker;
 pub mod clock;
 pub mod error;
+pub mod locks;
+pub mod process;
 pub mod progress;
 pub mod repository;
 pub mod restore;
@@ -38,4 +40,6 @@ pub use error::{Error, Result};
 pub use progress::{Progress, ProgressSnapshot};
 pub use repository::Repository;
 pub use service::shares::NewShare;
-pub use service::{BackupResult, CreateBackup, Engine, EngineConfig, RestoreRequest};
+pub use service::{
+    BackupResult, CleanupReport, CreateBackup, Engine, EngineConfig, RestoreRequest,
+};

@@ -1,4 +1,6 @@
-//! Live counters of a running backup or restore, read by whoever shows progress.
+//! Live counters of a running backup or restore, read by whoever shows
+//! progress (the terminal bar, the heartbeat that writes it to the catalog),
+//! and the flag that tells the pipeline to stop.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
@@ -8,6 +10,8 @@ pub struct Progress {
     files_done: AtomicU64,
     bytes_total: AtomicU64,
     finished: AtomicBool,
+    /// Set when the operation must stop (cancelled from another process).
+    cancelled: AtomicBool,
 }
 
 /// A consistent-enough copy of the counters.
@@ -31,6 +35,34 @@ impl Progress {
 
     pub fn add_total(&self, n: u64) {
         self.bytes_total.fetch_add(n, Relaxed);
+    }
+
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Relaxed)
+    }
+
+    /// `Err(Cancelled)` once the operation has been told to stop.
+    pub fn check(&self) -> crate::Result<()> {
+        if self.is_cancelled() {
+            return Err(crate::Error::Cancelled);
+        }
+        Ok(())
+    }
+
+    /// Percent done by bytes, 0–100 (99 until finished).
+    pub fn percent(&self) -> u32 {
+        let s = self.snapshot();
+        if s.finished {
+            return 100;
+        }
+        match s.bytes_total {
+            0 => 0,
+            total => (s.bytes_done.saturating_mul(100) / total).min(99) as u32,
+        }
     }
 
     pub fn finish(&self) {

@@ -151,7 +151,13 @@ impl Repository {
 
     /// Creates a new empty file under `tmp/` (exclusive create, random name).
     pub fn temp_object(&self, kind: &str) -> Result<TempObject> {
-        let name = format!("{kind}-{}", PackId(random_bytes()?));
+        // Named after the process, so cleanup knows whose it is once that
+        // process is gone.
+        let name = format!(
+            "{}~{kind}-{}",
+            crate::process::owner_tag(),
+            PackId(random_bytes()?)
+        );
         let path = self.root.join("tmp").join(name);
         let file = OpenOptions::new()
             .write(true)
@@ -263,6 +269,43 @@ impl Repository {
             Some(dir) => sync_dir(dir),
             None => Ok(()),
         }
+    }
+
+    /// Every pack file under `packs/` (names that are not pack ids are skipped).
+    pub fn list_pack_files(&self) -> Result<Vec<PackId>> {
+        let mut out = Vec::new();
+        let packs = self.root.join("packs");
+        for fan in fs::read_dir(&packs).at(&packs)? {
+            let fan = fan.at(&packs)?.path();
+            if !fan.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(&fan).at(&fan)? {
+                let name = f.at(&fan)?.file_name();
+                if let Some(id) = name.to_str().and_then(|n| n.parse::<PackId>().ok()) {
+                    out.push(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of the files under `tmp/`.
+    pub fn list_temp(&self) -> Result<Vec<String>> {
+        let tmp = self.root.join("tmp");
+        let mut out = Vec::new();
+        for f in fs::read_dir(&tmp).at(&tmp)? {
+            out.push(f.at(&tmp)?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Removes `tmp/<name>` (a leftover of a process that is gone).
+    pub fn remove_temp(&self, name: &str) -> Result<()> {
+        if name.contains('/') {
+            return Err(Error::Bug(format!("temp name {name:?} has a slash")));
+        }
+        self.remove(&self.root.join("tmp").join(name))
     }
 
     pub fn remove_pack(&self, id: &PackId) -> Result<()> {

@@ -134,7 +134,7 @@ fn many_small_files_share_packs_and_delete_removes_them() {
     assert_eq!(done.backup.dir_count, 10);
     let packs = engine.catalog().list_packs().unwrap();
     assert_eq!(packs.len(), 1, "1,000 small files belong in one pack");
-    engine.delete_backup(&done.backup).unwrap();
+    engine.delete_backup(&done.backup, false).unwrap();
     assert!(engine.catalog().list_packs().unwrap().is_empty());
     assert_eq!(count_files(&engine.repository().root().join("packs")), 0);
 }

@@ -106,6 +106,7 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
             incremental,
             parent,
             rehash,
+            force,
             share,
         } => {
             let (share, registered) =
@@ -124,6 +125,7 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
                 incremental: *incremental,
                 parent: parent.clone(),
                 rehash: *rehash,
+                force: *force,
             };
             let done = engine.create_backup(&share, &req, &progress);
             drop(bar);
@@ -171,9 +173,22 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
             backup,
             name,
             description,
+            state,
         } => {
             let b = engine.find_backup(backup)?;
-            engine.rename_backup(&b, name.as_deref(), description.as_deref())?;
+            let state = state.as_deref().map(BackupStatus::parse).transpose()?;
+            if name.is_some() || description.is_some() {
+                engine.rename_backup(&b, name.as_deref(), description.as_deref())?;
+            }
+            if let Some(to) = state {
+                let before = engine.reset_backup_state(&b, to)?;
+                eprintln!(
+                    "backup {}: status {} -> {}",
+                    b.id,
+                    before.as_str(),
+                    to.as_str()
+                );
+            }
             Ok(0)
         }
         BackupCommand::Restore { backup, target_dir } => {
@@ -197,13 +212,13 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
             );
             Ok(0)
         }
-        BackupCommand::Delete { backups } => {
+        BackupCommand::Delete { backups, force } => {
             let found: Vec<BackupRecord> = backups
                 .iter()
                 .map(|b| engine.find_backup(b))
                 .collect::<Result<_, _>>()?;
             for b in &found {
-                engine.delete_backup(b)?;
+                engine.delete_backup(b, *force)?;
             }
             Ok(0)
         }

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde_json::{json, Value};
-use strata_engine::catalog::Share;
+use strata_engine::catalog::{Share, ShareStatus};
 use strata_engine::{Engine, NewShare};
 
 use super::time;
@@ -56,6 +56,18 @@ pub fn run(engine: &Engine, global: &Global, cmd: &ShareCommand) -> Result<()> {
         ShareCommand::Show { share } => {
             let share = engine.find_share(share)?;
             output::show(global.format, &global.columns, &record(&share))
+        }
+        ShareCommand::Set { share, status } => {
+            let share = engine.find_share(share)?;
+            let to = ShareStatus::parse(status)?;
+            let before = engine.set_share_status(&share, to)?;
+            eprintln!(
+                "share {}: status {} -> {}",
+                share.name,
+                before.as_str(),
+                to.as_str()
+            );
+            Ok(())
         }
         ShareCommand::Delete { shares } => {
             for name in shares {

@@ -107,6 +107,7 @@ fn read_xattrs(abs: &Path, rel: &[u8], report: &Report) -> Vec<Xattr> {
 impl Chunking<'_> {
     /// Turns one walk item into what its layer slot holds.
     pub fn process(&self, item: &WalkItem) -> Result<Slot> {
+        self.progress.check()?;
         let Some(meta) = item.meta.as_ref() else {
             return Ok(Slot::Empty);
         };
@@ -242,6 +243,7 @@ impl Chunking<'_> {
         let mut chunks = Vec::new();
         let mut size = 0u64;
         loop {
+            self.progress.check()?;
             let batch = match stream.next_batch() {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break,

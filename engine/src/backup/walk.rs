@@ -181,6 +181,7 @@ impl Walker<'_> {
             }
         }
         while let Some(top) = stack.last_mut() {
+            self.progress.check()?;
             let Some((name, meta)) = top.children.next() else {
                 stack.pop();
                 continue;

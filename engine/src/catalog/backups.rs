@@ -4,7 +4,7 @@
 use rusqlite::{params, OptionalExtension, Row};
 use strata_format::{BackupId, ShareId};
 
-use super::Catalog;
+use super::{Catalog, Quota};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 
@@ -366,6 +366,44 @@ impl Catalog {
     }
 }
 
+/// What `begin_backup` checks and decides.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupStart {
+    pub parent: ParentChoice,
+    /// Back up a share marked `in-use` (crash-consistently).
+    pub force: bool,
+    pub quota: Quota,
+    /// The size the quota check counts for the new backup.
+    pub estimate_gib: u64,
+}
+
+fn check_quota(
+    tx: &rusqlite::Transaction<'_>,
+    project: &str,
+    quota: &Quota,
+    estimate_gib: u64,
+) -> Result<()> {
+    let used = super::quotas::usage(tx, project)?;
+    if let Some(limit) = quota.backups {
+        if used.backups + 1 > limit {
+            return Err(Error::Quota(format!(
+                "project {project}: backups quota is {limit}, {} in use; one more would exceed it",
+                used.backups
+            )));
+        }
+    }
+    if let Some(limit) = quota.backup_gigabytes {
+        if used.backup_gigabytes + estimate_gib > limit {
+            return Err(Error::Quota(format!(
+                "project {project}: backup_gigabytes quota is {limit} GiB, {} GiB in use; \
+                 this backup ({estimate_gib} GiB estimated) would exceed it",
+                used.backup_gigabytes
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Which backup an incremental builds on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParentChoice {
@@ -447,27 +485,41 @@ fn insert_problems(
 
 impl Catalog {
     /// Starts a backup in one transaction: the share must be `available`
-    /// (it becomes `backup_creating`), the parent is chosen as `parent` says
-    /// (so it cannot be deleted between the choice and the insert), and the
-    /// backup row is inserted `creating`. Returns the parent chosen.
+    /// (or `in-use` with `force`) and becomes `backup_creating`; the quota
+    /// must allow one more backup of `estimate_gib`; the parent is chosen as
+    /// `parent` says (so it cannot be deleted between the choice and the
+    /// insert); the backup row is inserted `creating`. Returns the parent
+    /// chosen and the share's status before, to give back afterwards.
     pub fn begin_backup(
         &mut self,
-        share: ShareId,
         b: &BackupRecord,
-        parent: ParentChoice,
-    ) -> Result<Option<BackupId>> {
+        start: &BackupStart,
+    ) -> Result<(Option<BackupId>, String)> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
-            "UPDATE shares SET status = 'backup_creating', updated_at = ?1
-             WHERE id = ?2 AND status = 'available'",
-            params![now_ns(), share.to_string()],
-        )?;
-        if changed != 1 {
-            return Err(Error::Busy(format!("share {share} is not available")));
+        let share = b.share_id.to_string();
+        let before: Option<String> = tx
+            .query_row("SELECT status FROM shares WHERE id = ?1", [&share], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(before) = before else {
+            return Err(Error::NotFound {
+                kind: "share",
+                name: share,
+            });
+        };
+        let allowed = before == "available" || (start.force && before == "in-use");
+        if !allowed {
+            return Err(Error::Busy(format!("share {share} is {before}")));
         }
-        let parent_id = choose_parent(&tx, share, parent)?;
+        check_quota(&tx, &b.project, &start.quota, start.estimate_gib)?;
+        tx.execute(
+            "UPDATE shares SET status = 'backup_creating', updated_at = ?1 WHERE id = ?2",
+            params![now_ns(), share],
+        )?;
+        let parent_id = choose_parent(&tx, b.share_id, start.parent)?;
         tx.execute(
             "INSERT INTO backups (id, project, share_id, name, description, status, created_at,
                 host, availability_zone, backup_type, topic, is_incremental, parent_id)
@@ -475,7 +527,7 @@ impl Catalog {
             params![
                 b.id.to_string(),
                 b.project,
-                share.to_string(),
+                share,
                 b.name,
                 b.description,
                 b.created_at,
@@ -488,7 +540,7 @@ impl Catalog {
             ],
         )?;
         tx.commit()?;
-        Ok(parent_id)
+        Ok((parent_id, before))
     }
 
     /// Backups whose parent is `id`.
@@ -506,5 +558,18 @@ impl Catalog {
             params![reason, now_ns(), id.to_string()],
         )?;
         Ok(())
+    }
+}
+
+impl Catalog {
+    /// Sets a backup's status unconditionally (an administrator's reset);
+    /// returns the status it had.
+    pub fn reset_backup_status(&self, id: BackupId, to: BackupStatus) -> Result<BackupStatus> {
+        let before = self.backup(id)?.status;
+        self.conn.execute(
+            "UPDATE backups SET status = ?1, updated_at = ?2 WHERE id = ?3",
+            params![to.as_str(), now_ns(), id.to_string()],
+        )?;
+        Ok(before)
     }
 }

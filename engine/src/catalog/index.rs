@@ -117,42 +117,6 @@ impl Catalog {
     /// of its chunks and now holds none that any backup references. Returns
     /// those packs: the caller removes their files *after* this commits, so no
     /// new backup can deduplicate against a chunk that is about to vanish.
-    pub fn drop_refs_and_collect_dead_packs(&mut self, backup: BackupId) -> Result<Vec<PackId>> {
-        let tx = self.conn.transaction()?;
-        let backup = backup.to_string();
-        let candidates: Vec<Vec<u8>> = {
-            let mut stmt = tx.prepare(
-                "SELECT DISTINCT c.pack_id FROM layer_chunks r JOIN chunks c ON c.id = r.chunk_id
-                 WHERE r.backup_id = ?1",
-            )?;
-            let rows = stmt.query_map([&backup], |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        tx.execute("DELETE FROM layer_chunks WHERE backup_id = ?1", [&backup])?;
-        let mut dead = Vec::new();
-        {
-            let mut still_used = tx.prepare(
-                "SELECT EXISTS (SELECT 1 FROM chunks c JOIN layer_chunks r ON r.chunk_id = c.id
-                 WHERE c.pack_id = ?1)",
-            )?;
-            let mut drop_chunks = tx.prepare("DELETE FROM chunks WHERE pack_id = ?1")?;
-            let mut drop_pack = tx.prepare("DELETE FROM packs WHERE id = ?1")?;
-            for pack in candidates {
-                let used: bool = still_used.query_row([&pack], |r| r.get(0))?;
-                if !used {
-                    drop_chunks.execute([&pack])?;
-                    drop_pack.execute([&pack])?;
-                    if let Some(id) = PackId::from_slice(&pack) {
-                        dead.push(id);
-                    }
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(dead)
-    }
-
-    /// Every pack the index knows, with its size.
     pub fn list_packs(&self) -> Result<Vec<(PackId, u64)>> {
         let mut stmt = self
             .conn
@@ -166,5 +130,39 @@ impl Catalog {
             out.push((id, size as u64));
         }
         Ok(out)
+    }
+}
+
+impl Catalog {
+    /// Forgets every pack none of whose chunks any backup references, and
+    /// returns them (their files are the caller's to remove). Only safe under
+    /// the repository's exclusive lock: a running backup deduplicates
+    /// against chunks it has not referenced yet.
+    pub fn take_unreferenced_packs(&mut self) -> Result<Vec<PackId>> {
+        let tx = self.conn.transaction()?;
+        let dead: Vec<Vec<u8>> = {
+            let mut stmt = tx.prepare(
+                "SELECT p.id FROM packs p WHERE NOT EXISTS (
+                    SELECT 1 FROM chunks c JOIN layer_chunks r ON r.chunk_id = c.id
+                    WHERE c.pack_id = p.id)",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        {
+            let mut drop_chunks = tx.prepare("DELETE FROM chunks WHERE pack_id = ?1")?;
+            let mut drop_pack = tx.prepare("DELETE FROM packs WHERE id = ?1")?;
+            for pack in &dead {
+                drop_chunks.execute([pack])?;
+                drop_pack.execute([pack])?;
+            }
+        }
+        tx.commit()?;
+        dead.iter()
+            .map(|p| {
+                PackId::from_slice(p)
+                    .ok_or_else(|| Error::Bug("catalog holds a malformed pack id".into()))
+            })
+            .collect()
     }
 }

@@ -4,15 +4,21 @@
 //!
 //! Tables: `projects`, `shares`, `backups`, `backup_problems` (the per-path backup report),
 //! `packs`, `chunks` (the chunk index: chunk id → pack, offset, lengths) and
-//! `layer_chunks` (which backup references which chunk, for delete). The schema
+//! `layer_chunks` (which backup references which chunk, for delete),
+//! `operations` (what is running, by which process, for cleanup after a
+//! crash) and `quotas` (per-project limits). The schema
 //! version is `PRAGMA user_version`; migrations below are frozen once released.
 
 mod backups;
 mod index;
+mod operations;
+mod quotas;
 mod shares;
 
-pub use backups::{BackupFilter, BackupRecord, BackupStatus, ParentChoice, Problem};
+pub use backups::{BackupFilter, BackupRecord, BackupStart, BackupStatus, ParentChoice, Problem};
 pub use index::ChunkLocation;
+pub use operations::{OpKind, Operation};
+pub use quotas::{Quota, QuotaUsage};
 pub use shares::{Share, ShareStatus};
 
 use std::path::{Path, PathBuf};
@@ -104,6 +110,26 @@ ALTER TABLE backups ADD COLUMN read_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE backups ADD COLUMN changed_count INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE backups ADD COLUMN deleted_count INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX backups_by_parent ON backups(parent_id);
+"#,
+    r#"
+CREATE TABLE operations (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    backup_id TEXT,
+    share_id TEXT,
+    share_status_before TEXT,
+    pid INTEGER NOT NULL,
+    process_start INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+);
+CREATE TABLE quotas (
+    project TEXT PRIMARY KEY,
+    backups INTEGER,
+    backup_gigabytes INTEGER
+);
 "#,
 ];
 

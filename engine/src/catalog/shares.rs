@@ -224,3 +224,16 @@ impl Catalog {
         Ok(())
     }
 }
+
+impl Catalog {
+    /// Sets a share's status unconditionally (an administrator's reset, or
+    /// marking it `in-use`); returns the status it had.
+    pub fn reset_share_status(&self, id: ShareId, to: ShareStatus) -> Result<ShareStatus> {
+        let before = self.share(id)?.status;
+        self.conn.execute(
+            "UPDATE shares SET status = ?1, updated_at = ?2 WHERE id = ?3",
+            params![to.as_str(), now_ns(), id.to_string()],
+        )?;
+        Ok(before)
+    }
+}

@@ -166,6 +166,7 @@ fn fill_pack(
 ) -> Result<()> {
     let pack = repo.open_pack(&unit.pack)?;
     for placement in &unit.placements {
+        progress.check()?;
         let raw = fetch(&pack, &placement.entry)?;
         for &i in &placement.files {
             let e = &tree.entries[i];
@@ -204,6 +205,7 @@ fn fill_file(
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0u64;
     for window in unit.chunks.chunks(FILE_WINDOW) {
+        progress.check()?;
         let mut stored = Vec::with_capacity(window.len());
         for loc in window {
             let pack = match packs.get(&loc.pack) {

@@ -5,19 +5,21 @@
 //! deleted | error_deleting`).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use strata_format::BackupId;
 
+use super::operations::OpTarget;
 use super::Engine;
-use crate::backup::{self, BackupPlan};
-use crate::catalog::{BackupRecord, BackupStatus, ParentChoice, Problem, Share, ShareStatus};
-use crate::clock::now_ns;
+use crate::catalog::{BackupRecord, BackupStatus, OpKind, Problem, Share, ShareStatus};
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
-use crate::repository::new_uuid;
 use crate::restore::{self, RestoreOutcome};
 
-const GIB: u64 = 1 << 30;
+/// How long `delete --force` waits for a running backup to stop.
+const CANCEL_WAIT: Duration = Duration::from_secs(60);
+/// How long a delete waits for the exclusive lock to collect packs.
+const GC_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug, Default)]
 pub struct CreateBackup {
@@ -29,6 +31,8 @@ pub struct CreateBackup {
     pub parent: Option<String>,
     /// Read and hash every file, trusting no metadata (incremental only).
     pub rehash: bool,
+    /// Back up a share marked `in-use` (crash-consistent).
+    pub force: bool,
 }
 
 /// A finished backup: its record and its report.
@@ -47,132 +51,6 @@ pub struct RestoreRequest {
 impl Engine {
     pub fn find_backup(&self, id_or_name: &str) -> Result<BackupRecord> {
         self.catalog.find_backup(&self.config.project, id_or_name)
-    }
-
-    /// Backs up `share`. The share is `backup_creating` while this runs and
-    /// `available` afterwards, whatever happens; a failure is recorded on
-    /// the backup (`error`, with `fail_reason`).
-    pub fn create_backup(
-        &mut self,
-        share: &Share,
-        req: &CreateBackup,
-        progress: &Progress,
-    ) -> Result<BackupResult> {
-        let record = BackupRecord {
-            id: BackupId(new_uuid()?),
-            project: self.config.project.clone(),
-            share_id: share.id,
-            name: req.name.clone(),
-            description: req.description.clone(),
-            status: BackupStatus::Creating,
-            progress: 0,
-            restore_progress: 0,
-            size_gib: 0,
-            created_at: now_ns(),
-            updated_at: None,
-            host: Some(self.host.clone()),
-            availability_zone: self.config.availability_zone.clone(),
-            backup_type: None,
-            topic: Some("strata-data".into()),
-            is_incremental: false,
-            parent_id: None,
-            data_timestamp: None,
-            fail_reason: None,
-            file_count: 0,
-            dir_count: 0,
-            skipped_count: 0,
-            logical_bytes: 0,
-            new_bytes: 0,
-            stored_bytes: 0,
-            duration_ms: 0,
-            read_bytes: 0,
-            changed_count: 0,
-            deleted_count: 0,
-        };
-        let choice = match (&req.parent, req.incremental) {
-            (Some(parent), _) => ParentChoice::Explicit(self.find_backup(parent)?.id),
-            (None, true) => ParentChoice::Latest,
-            (None, false) => ParentChoice::None,
-        };
-        let parent = self
-            .catalog
-            .begin_backup(share.id, &record, choice)
-            .map_err(|e| busy_share(e, share))?;
-        let parent_chain = match parent {
-            Some(id) => self.catalog.backup(id).and_then(|p| self.chain(&p)),
-            None => Ok(Vec::new()),
-        };
-        let parent_chain = match parent_chain {
-            Ok(chain) => chain,
-            Err(e) => {
-                self.catalog.fail_backup(record.id, &e.to_string())?;
-                self.catalog.transition_share(
-                    share.id,
-                    &[ShareStatus::BackupCreating],
-                    ShareStatus::Available,
-                )?;
-                return Err(e);
-            }
-        };
-        let plan = BackupPlan {
-            backup_id: record.id,
-            share_id: share.id,
-            share_name: share.name.clone(),
-            share_path: PathBuf::from(&share.path),
-            project: record.project.clone(),
-            name: req.name.clone().unwrap_or_default(),
-            description: req.description.clone().unwrap_or_default(),
-            parent_chain,
-            rehash: req.rehash,
-            zstd_level: self.zstd_level(),
-        };
-        let outcome = backup::run(&self.repo, &self.catalog, &plan, progress);
-        let finished = match outcome {
-            Ok(outcome) => {
-                let s = &outcome.stats;
-                let mut done = record.clone();
-                done.size_gib = s.logical_bytes.div_ceil(GIB);
-                done.file_count = s.files + s.hardlinks;
-                done.dir_count = s.dirs;
-                done.skipped_count = s.skipped;
-                done.logical_bytes = s.logical_bytes;
-                done.new_bytes = s.new_bytes;
-                done.stored_bytes = s.stored_bytes;
-                done.duration_ms = outcome.duration.as_millis() as u64;
-                done.read_bytes = outcome.read_bytes;
-                done.changed_count = outcome.changed;
-                done.deleted_count = outcome.deleted;
-                done.data_timestamp = Some(outcome.data_timestamp_ns);
-                if s.skipped > 0 {
-                    done.fail_reason = Some(format!(
-                        "{} path(s) could not be backed up; see the report",
-                        s.skipped
-                    ));
-                }
-                self.catalog
-                    .complete_backup(&done, &outcome.problems)
-                    .map(|()| outcome.problems)
-            }
-            Err(e) => Err(e),
-        };
-        let released = self.catalog.transition_share(
-            share.id,
-            &[ShareStatus::BackupCreating],
-            ShareStatus::Available,
-        );
-        match finished {
-            Ok(problems) => {
-                released?;
-                Ok(BackupResult {
-                    backup: self.catalog.backup(record.id)?,
-                    problems,
-                })
-            }
-            Err(e) => {
-                self.catalog.fail_backup(record.id, &e.to_string())?;
-                Err(e)
-            }
-        }
     }
 
     /// The chain of layers to apply for `backup`: its full ancestor first.
@@ -208,12 +86,33 @@ impl Engine {
             }
         };
         let chain = self.chain(backup)?;
+        let op = self.begin_operation(&OpTarget {
+            kind: OpKind::Restore,
+            backup: backup.id,
+            share: share.as_ref().map(|s| s.id),
+            share_status_before: None,
+        })?;
+        let result =
+            self.restore_supervised(backup, share.as_ref(), &chain, &target, &op, progress);
+        self.end_operation(&op)?;
+        result
+    }
+
+    fn restore_supervised(
+        &mut self,
+        backup: &BackupRecord,
+        share: Option<&Share>,
+        chain: &[BackupId],
+        target: &Path,
+        op: &str,
+        progress: &Progress,
+    ) -> Result<RestoreOutcome> {
         self.catalog.transition_backup(
             backup.id,
             &[BackupStatus::Available],
             BackupStatus::Restoring,
         )?;
-        if let Some(share) = &share {
+        if let Some(share) = share {
             if let Err(e) = self.catalog.transition_share(
                 share.id,
                 &[ShareStatus::Available, ShareStatus::BackupRestoringError],
@@ -227,16 +126,28 @@ impl Engine {
                 return Err(busy_share(e, share));
             }
         }
-        let result = restore::run(&self.repo, &self.catalog, &chain, &target, progress);
+        let result = self.supervise(
+            op,
+            backup.id,
+            BackupStatus::Restoring,
+            &[],
+            progress,
+            || restore::run(&self.repo, &self.catalog, chain, target, progress),
+        );
         if result.is_ok() {
             self.catalog.set_backup_progress(backup.id, 100, true)?;
         }
-        self.catalog.transition_backup(
+        // An administrator may have moved the backup meanwhile (that is how a
+        // restore is stopped): then their status stands.
+        match self.catalog.transition_backup(
             backup.id,
             &[BackupStatus::Restoring],
             BackupStatus::Available,
-        )?;
-        if let Some(share) = &share {
+        ) {
+            Ok(()) | Err(Error::InvalidState(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(share) = share {
             let to = if result.is_ok() {
                 ShareStatus::Available
             } else {
@@ -248,9 +159,20 @@ impl Engine {
         result
     }
 
-    /// Deletes a backup: its layer, its chunk references, and every pack left
-    /// holding no referenced chunk.
-    pub fn delete_backup(&mut self, backup: &BackupRecord) -> Result<()> {
+    /// Deletes a backup: its layer, its chunk references, and (when no
+    /// backup is running) every pack left holding no referenced chunk. A
+    /// backup being created is only deleted with `force`: its process is
+    /// told to stop, and cleans up after itself.
+    pub fn delete_backup(&mut self, backup: &BackupRecord, force: bool) -> Result<()> {
+        if backup.status == BackupStatus::Creating {
+            if !force {
+                return Err(Error::InvalidState(format!(
+                    "backup {} is creating; `backup delete --force` stops and deletes it",
+                    backup.id
+                )));
+            }
+            return self.cancel_creating(backup.id);
+        }
         let dependents = self.catalog.dependents(backup.id)?;
         if !dependents.is_empty() {
             return Err(Error::InvalidState(format!(
@@ -272,6 +194,12 @@ impl Engine {
             ],
             BackupStatus::Deleting,
         )?;
+        let op = self.begin_operation(&OpTarget {
+            kind: OpKind::Delete,
+            backup: backup.id,
+            share: None,
+            share_status_before: None,
+        })?;
         let result = self.remove_backup_data(backup.id);
         if let Err(e) = &result {
             self.catalog.transition_backup(
@@ -282,18 +210,64 @@ impl Engine {
             self.catalog
                 .fail_backup_deleting(backup.id, &e.to_string())?;
         }
+        self.end_operation(&op)?;
         result
     }
 
-    /// Layer first (the backup stops existing in the repository), then the
-    /// index rows of dead packs, then the pack files.
-    fn remove_backup_data(&mut self, id: BackupId) -> Result<()> {
-        self.repo.remove_layer(&id)?;
-        let dead = self.catalog.drop_refs_and_collect_dead_packs(id)?;
-        for pack in &dead {
-            self.repo.remove_pack(pack)?;
+    /// `creating → deleting`, then waits for the backup's process to notice
+    /// (within a heartbeat), stop and remove it. If that process is gone,
+    /// cleans up in its place.
+    fn cancel_creating(&mut self, id: BackupId) -> Result<()> {
+        self.catalog
+            .transition_backup(id, &[BackupStatus::Creating], BackupStatus::Deleting)?;
+        let deadline = Instant::now() + CANCEL_WAIT;
+        loop {
+            match self.catalog.backup(id) {
+                Err(Error::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            if !self.operation_alive(id)? {
+                self.cleanup(None)?;
+                if let Ok(b) = self.catalog.backup(id) {
+                    // No operation recorded it: remove it here.
+                    if b.status == BackupStatus::Deleting {
+                        self.remove_backup_data(id)?;
+                    }
+                }
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Busy(format!(
+                    "backup {id} is deleting but its process has not stopped yet; \
+                     `strata cleanup` finishes it once that process is gone"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        self.catalog.remove_backup_row(id)
+    }
+
+    /// Layer first (the backup stops existing in the repository), then its
+    /// row and chunk references; then, if no backup is running, the packs
+    /// nothing references any more (otherwise `cleanup` collects them).
+    pub(crate) fn remove_backup_data(&mut self, id: BackupId) -> Result<()> {
+        self.repo.remove_layer(&id)?;
+        self.catalog.remove_backup_row(id)?;
+        match self.collect_packs(GC_WAIT) {
+            Ok(_) | Err(Error::Busy(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An administrator's reset of a backup's status (as `cinder
+    /// backup-reset-state`). A running restore or backup whose status is
+    /// moved this way stops at its next heartbeat. Returns the old status.
+    pub fn reset_backup_state(
+        &self,
+        backup: &BackupRecord,
+        to: BackupStatus,
+    ) -> Result<BackupStatus> {
+        self.catalog.reset_backup_status(backup.id, to)
     }
 
     pub fn rename_backup(
@@ -306,7 +280,7 @@ impl Engine {
     }
 }
 
-fn busy_share(e: Error, share: &Share) -> Error {
+pub(super) fn busy_share(e: Error, share: &Share) -> Error {
     match e {
         Error::Busy(_) => {
             let running = match share.status {

@@ -5,6 +5,9 @@
 //! other processes reading the catalog see what is running.
 
 mod backups;
+mod cleanup;
+mod create;
+mod operations;
 pub mod shares;
 
 use std::path::PathBuf;
@@ -13,8 +16,9 @@ use strata_format::config::{CompressionSetting, RepoConfig};
 use strata_format::RepositoryId;
 
 pub use backups::{BackupResult, CreateBackup, RestoreRequest};
+pub use cleanup::CleanupReport;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Quota, QuotaUsage};
 use crate::error::{Error, Result};
 use crate::repository::Repository;
 
@@ -29,6 +33,8 @@ pub struct EngineConfig {
     /// Used only when the repository is created.
     pub new_repository: RepoConfig,
     pub availability_zone: Option<String>,
+    /// Quota of projects that have none of their own.
+    pub default_quota: Quota,
 }
 
 impl EngineConfig {
@@ -40,6 +46,7 @@ impl EngineConfig {
             compression: None,
             new_repository: RepoConfig::new(RepositoryId([0; 16])),
             availability_zone: None,
+            default_quota: Quota::default(),
         }
     }
 }
@@ -86,12 +93,16 @@ impl Engine {
             .nodename()
             .to_string_lossy()
             .into_owned();
-        Ok(Engine {
+        let mut engine = Engine {
             catalog,
             repo,
             config,
             host,
-        })
+        };
+        // Whatever a dead process left running is put right before anything
+        // else looks at the catalog.
+        engine.cleanup(None)?;
+        Ok(engine)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -104,6 +115,22 @@ impl Engine {
 
     pub fn project(&self) -> &str {
         &self.config.project
+    }
+
+    /// The project's quota: its own limits, else the configured default.
+    pub fn effective_quota(&self) -> Result<Quota> {
+        Ok(self
+            .catalog
+            .quota(&self.config.project)?
+            .unwrap_or(self.config.default_quota))
+    }
+
+    pub fn quota_usage(&self) -> Result<QuotaUsage> {
+        self.catalog.quota_usage(&self.config.project)
+    }
+
+    pub fn set_quota(&self, quota: &Quota) -> Result<()> {
+        self.catalog.set_quota(&self.config.project, quota)
     }
 
     fn zstd_level(&self) -> Option<i32> {

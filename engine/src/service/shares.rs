@@ -114,6 +114,12 @@ impl Engine {
         Ok((share, true))
     }
 
+    /// Sets a share's status (`in-use`, or an administrator's reset).
+    /// Returns the old status.
+    pub fn set_share_status(&self, share: &Share, to: ShareStatus) -> Result<ShareStatus> {
+        self.catalog.reset_share_status(share.id, to)
+    }
+
     /// Deletes a share's record (never its data). Refused while it is busy or
     /// has backups, as Manila does.
     pub fn delete_share(&self, share: &Share) -> Result<()> {

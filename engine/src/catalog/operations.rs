@@ -1,0 +1,161 @@
+//! Running operations: one row per backup, restore or delete in progress,
+//! with the process that runs it and its heartbeat, so another process can
+//! tell a running operation from one whose process died.
+
+use rusqlite::{params, OptionalExtension};
+use strata_format::{BackupId, ShareId};
+
+use super::Catalog;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Backup,
+    Restore,
+    Delete,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Backup => "backup",
+            OpKind::Restore => "restore",
+            OpKind::Delete => "delete",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "backup" => Ok(OpKind::Backup),
+            "restore" => Ok(OpKind::Restore),
+            "delete" => Ok(OpKind::Delete),
+            other => Err(Error::Bug(format!(
+                "catalog holds operation kind {other:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operation {
+    pub id: String,
+    pub kind: OpKind,
+    pub backup_id: Option<BackupId>,
+    /// The share it holds busy, and the status to give it back.
+    pub share_id: Option<ShareId>,
+    pub share_status_before: Option<String>,
+    pub pid: u32,
+    /// The process's start time (clock ticks since boot), so a reused pid
+    /// is not mistaken for the operation's process.
+    pub process_start: u64,
+    pub host: String,
+    pub boot_id: String,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+}
+
+const COLUMNS: &str = "id, kind, backup_id, share_id, share_status_before, pid, process_start, \
+    host, boot_id, started_at, heartbeat_at";
+
+fn parse_opt<T: std::str::FromStr>(s: Option<String>) -> Result<Option<T>> {
+    s.map(|s| {
+        s.parse()
+            .map_err(|_| Error::Bug(format!("catalog holds a malformed id {s:?}")))
+    })
+    .transpose()
+}
+
+impl Catalog {
+    pub fn insert_operation(&self, op: &Operation) -> Result<()> {
+        self.conn.execute(
+            &format!("INSERT INTO operations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+            params![
+                op.id,
+                op.kind.as_str(),
+                op.backup_id.map(|b| b.to_string()),
+                op.share_id.map(|s| s.to_string()),
+                op.share_status_before,
+                op.pid,
+                op.process_start as i64,
+                op.host,
+                op.boot_id,
+                op.started_at,
+                op.heartbeat_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_operation_share_status(&self, id: &str, status: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE operations SET share_status_before = ?1 WHERE id = ?2",
+            params![status, id],
+        )?;
+        Ok(())
+    }
+
+    pub fn heartbeat(&self, id: &str, now: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE operations SET heartbeat_at = ?1 WHERE id = ?2",
+            params![now, id],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_operation(&self, id: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM operations WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    pub fn operations(&self) -> Result<Vec<Operation>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM operations ORDER BY started_at"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, i64>(10)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, kind, backup, share, before, pid, start, host, boot, started, beat) = row?;
+            out.push(Operation {
+                id,
+                kind: OpKind::parse(&kind)?,
+                backup_id: parse_opt(backup)?,
+                share_id: parse_opt(share)?,
+                share_status_before: before,
+                pid: pid as u32,
+                process_start: start as u64,
+                host,
+                boot_id: boot,
+                started_at: started,
+                heartbeat_at: beat,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The operation running on `backup`, if any.
+    pub fn operation_on(&self, backup: BackupId) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM operations WHERE backup_id = ?1",
+                [backup.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}

@@ -1,0 +1,68 @@
+//! This process and others, as the operations table records them: pid,
+//! start time and boot id tell a live process from a dead one whose pid was
+//! reused or whose machine rebooted.
+
+use std::sync::OnceLock;
+
+/// The kernel's id of this boot (changes at every reboot).
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// When process `pid` started, in clock ticks since boot (`None`: no such process).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip past its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+pub fn this_pid() -> u32 {
+    std::process::id()
+}
+
+pub fn this_start() -> u64 {
+    static START: OnceLock<u64> = OnceLock::new();
+    *START.get_or_init(|| start_time(this_pid()).unwrap_or(0))
+}
+
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether the process recorded as (`host`, `boot`, `pid`, `start`) still
+/// runs. Only answerable for this host; other hosts answer `None`.
+pub fn is_alive(host: &str, boot: &str, pid: u32, start: u64) -> Option<bool> {
+    if host != host_name() {
+        return None;
+    }
+    if boot != boot_id() {
+        return Some(false);
+    }
+    Some(start_time(pid) == Some(start))
+}
+
+/// The owner tag of this process's temporary files: `host~pid~start`
+/// (host names may hold dots, never `~`).
+pub fn owner_tag() -> String {
+    tag(&host_name(), this_pid(), this_start())
+}
+
+pub fn tag(host: &str, pid: u32, start: u64) -> String {
+    format!("{host}~{pid}~{start}")
+}
+
+/// The (host, pid, start) of a temporary file's name, if it has a tag.
+pub fn parse_tag(name: &str) -> Option<(&str, u32, u64)> {
+    let mut parts = name.splitn(4, '~');
+    let host = parts.next()?;
+    let pid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    parts.next()?;
+    Some((host, pid, start))
+}

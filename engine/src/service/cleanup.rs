@@ -1,0 +1,234 @@
+//! Cleanup after processes that died mid-operation, and pack collection.
+//!
+//! Every command start runs [`Engine::cleanup`] without waiting; `strata
+//! cleanup` runs it waiting for the exclusive lock. A dead operation's
+//! backup and share get the statuses the seeds prescribe (`creating →
+//! error`, `restoring → available` with the target share
+//! `backup_restoring_error`, `deleting →` finished or `error_deleting`), its
+//! temporary files and lock are removed, and packs nothing references are
+//! removed under the exclusive lock. A backup whose layer was published
+//! before its process died is committed (the layer is the commit point) and
+//! is completed from the layer's own metadata, never thrown away.
+
+use std::time::Duration;
+
+use strata_format::layer::Layer;
+use strata_format::BackupId;
+
+use super::Engine;
+use crate::catalog::{BackupStatus, OpKind, Operation, ShareStatus};
+use crate::clock::now_ns;
+use crate::error::{Error, Result};
+use crate::{locks, process};
+
+/// What a cleanup did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// One line per dead operation handled.
+    pub operations: Vec<String>,
+    pub temp_files: u64,
+    pub packs_removed: u64,
+    /// Why packs were not collected (the exclusive lock was busy), if so.
+    pub packs_skipped: Option<String>,
+}
+
+impl Engine {
+    fn is_dead(op: &Operation) -> bool {
+        match process::is_alive(&op.host, &op.boot_id, op.pid, op.process_start) {
+            Some(alive) => !alive,
+            None => now_ns() - op.heartbeat_at > locks::STALE_AFTER.as_nanos() as i64,
+        }
+    }
+
+    /// Whether the operation running on `backup` (if any) is alive.
+    pub(crate) fn operation_alive(&self, backup: BackupId) -> Result<bool> {
+        Ok(self
+            .catalog
+            .operations()?
+            .iter()
+            .any(|op| op.backup_id == Some(backup) && !Self::is_dead(op)))
+    }
+
+    /// Cleans up after dead operations; collects unreferenced packs when
+    /// `gc_wait` is set (waiting that long for the exclusive lock) or when a
+    /// dead backup may have left some (then without waiting).
+    pub fn cleanup(&mut self, gc_wait: Option<Duration>) -> Result<CleanupReport> {
+        let mut report = CleanupReport::default();
+        let mut wrote_packs = false;
+        for op in self.catalog.operations()? {
+            if !Self::is_dead(&op) {
+                continue;
+            }
+            let what = self.clean_operation(&op)?;
+            wrote_packs |= op.kind != OpKind::Restore;
+            report.operations.push(format!(
+                "{} of backup {} (pid {} on {}): {what}",
+                op.kind.as_str(),
+                op.backup_id.map(|b| b.to_string()).unwrap_or_default(),
+                op.pid,
+                op.host
+            ));
+            let _ = std::fs::remove_file(
+                self.repo
+                    .root()
+                    .join("locks")
+                    .join(format!("shared-{}", op.id)),
+            );
+            for name in self.repo.list_temp()? {
+                let owner = process::parse_tag(&name);
+                if owner == Some((op.host.as_str(), op.pid, op.process_start)) {
+                    self.repo.remove_temp(&name)?;
+                    report.temp_files += 1;
+                }
+            }
+            self.catalog.remove_operation(&op.id)?;
+        }
+        if gc_wait.is_some() {
+            report.temp_files += self.sweep_orphan_temp()?;
+        }
+        if gc_wait.is_some() || wrote_packs {
+            match self.collect_packs(gc_wait.unwrap_or(Duration::ZERO)) {
+                Ok(n) => report.packs_removed = n,
+                Err(Error::Busy(why)) => report.packs_skipped = Some(why),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Temporary files of this host's processes that are gone.
+    fn sweep_orphan_temp(&self) -> Result<u64> {
+        let host = process::host_name();
+        let boot = process::boot_id();
+        let mut removed = 0;
+        for name in self.repo.list_temp()? {
+            let Some((h, pid, start)) = process::parse_tag(&name) else {
+                continue;
+            };
+            if h == host && process::is_alive(h, &boot, pid, start) == Some(false) {
+                self.repo.remove_temp(&name)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn clean_operation(&mut self, op: &Operation) -> Result<String> {
+        let Some(id) = op.backup_id else {
+            return Ok("nothing to do".into());
+        };
+        let status = match self.catalog.backup(id) {
+            Ok(b) => b.status,
+            Err(Error::NotFound { .. }) => return Ok("backup already gone".into()),
+            Err(e) => return Err(e),
+        };
+        let what = match (op.kind, status) {
+            (OpKind::Backup, BackupStatus::Creating) => {
+                if self.complete_from_layer(id)? {
+                    "its layer was published: completed from the layer".to_string()
+                } else {
+                    self.catalog
+                        .fail_backup(id, "interrupted: the process running it is gone")?;
+                    "creating -> error (interrupted)".to_string()
+                }
+            }
+            (OpKind::Backup | OpKind::Delete, BackupStatus::Deleting) => {
+                match self.remove_backup_data(id) {
+                    Ok(()) => "deleting -> deleted".to_string(),
+                    Err(e) => {
+                        self.catalog.transition_backup(
+                            id,
+                            &[BackupStatus::Deleting],
+                            BackupStatus::ErrorDeleting,
+                        )?;
+                        self.catalog.fail_backup_deleting(id, &e.to_string())?;
+                        format!("deleting -> error_deleting ({e})")
+                    }
+                }
+            }
+            (OpKind::Restore, BackupStatus::Restoring) => {
+                self.catalog.transition_backup(
+                    id,
+                    &[BackupStatus::Restoring],
+                    BackupStatus::Available,
+                )?;
+                "restoring -> available".to_string()
+            }
+            (_, other) => format!("backup left {}", other.as_str()),
+        };
+        if let Some(share) = op.share_id {
+            let (busy, back) = match op.kind {
+                OpKind::Restore => (
+                    ShareStatus::BackupRestoring,
+                    ShareStatus::BackupRestoringError,
+                ),
+                _ => (
+                    ShareStatus::BackupCreating,
+                    op.share_status_before
+                        .as_deref()
+                        .and_then(|s| ShareStatus::parse(s).ok())
+                        .unwrap_or(ShareStatus::Available),
+                ),
+            };
+            if self.catalog.share(share).is_ok_and(|s| s.status == busy) {
+                self.catalog.transition_share(share, &[busy], back)?;
+            }
+        }
+        Ok(what)
+    }
+
+    /// Completes a `creating` backup whose layer is in the repository.
+    fn complete_from_layer(&mut self, id: BackupId) -> Result<bool> {
+        let bytes = match self.repo.load_layer(&id) {
+            Ok(bytes) => bytes,
+            Err(Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let Ok(layer) = Layer::decode(&bytes) else {
+            return Ok(false);
+        };
+        let s = &layer.meta.stats;
+        let mut done = self.catalog.backup(id)?;
+        done.size_gib = s.logical_bytes.div_ceil(1 << 30);
+        done.file_count = s.files + s.hardlinks;
+        done.dir_count = s.dirs;
+        done.skipped_count = s.skipped;
+        done.logical_bytes = s.logical_bytes;
+        done.new_bytes = s.new_bytes;
+        done.stored_bytes = s.stored_bytes;
+        done.data_timestamp = Some(layer.meta.data_timestamp_ns);
+        done.changed_count = layer.entry_count;
+        done.deleted_count = layer.tombstone_count;
+        done.duration_ms =
+            ((layer.meta.finished_at_ns - layer.meta.created_at_ns).max(0) / 1_000_000) as u64;
+        self.catalog.complete_backup(&done, &[])?;
+        Ok(true)
+    }
+
+    /// Removes packs no backup references (and pack files the index does
+    /// not know: written by a process that died before indexing them),
+    /// under the exclusive lock.
+    pub(crate) fn collect_packs(&mut self, wait: Duration) -> Result<u64> {
+        let owner = format!("gc-{}", process::owner_tag());
+        let lock = locks::exclusive(&self.repo.root().join("locks"), &owner, wait)?;
+        let dead = self.catalog.take_unreferenced_packs()?;
+        for pack in &dead {
+            self.repo.remove_pack(pack)?;
+        }
+        let known: std::collections::HashSet<_> = self
+            .catalog
+            .list_packs()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let mut removed = dead.len() as u64;
+        for pack in self.repo.list_pack_files()? {
+            if !known.contains(&pack) {
+                self.repo.remove_pack(&pack)?;
+                removed += 1;
+            }
+        }
+        drop(lock);
+        Ok(removed)
+    }
+}

@@ -1,0 +1,198 @@
+//! `backup create`: `creating → available | error`, the share
+//! `backup_creating` meanwhile and given back its status afterwards, whatever
+//! happens. Full, or incremental on a parent; refused up front by a busy
+//! share or an exceeded quota; cancelled by `backup delete --force` from
+//! another process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use strata_format::BackupId;
+
+use super::backups::busy_share;
+use super::operations::OpTarget;
+use super::{BackupResult, CreateBackup, Engine};
+use crate::backup::{self, BackupPlan};
+use crate::catalog::{
+    BackupRecord, BackupStart, BackupStatus, OpKind, ParentChoice, Share, ShareStatus,
+};
+use crate::clock::now_ns;
+use crate::error::{Error, Result};
+use crate::locks;
+use crate::progress::Progress;
+use crate::repository::new_uuid;
+
+const GIB: u64 = 1 << 30;
+/// How long a backup waits for a pack removal (delete, cleanup) to finish.
+const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+fn new_record(engine: &Engine, share: &Share, req: &CreateBackup) -> Result<BackupRecord> {
+    Ok(BackupRecord {
+        id: BackupId(new_uuid()?),
+        project: engine.config.project.clone(),
+        share_id: share.id,
+        name: req.name.clone(),
+        description: req.description.clone(),
+        status: BackupStatus::Creating,
+        progress: 0,
+        restore_progress: 0,
+        size_gib: 0,
+        created_at: now_ns(),
+        updated_at: None,
+        host: Some(engine.host.clone()),
+        availability_zone: engine.config.availability_zone.clone(),
+        backup_type: None,
+        topic: Some("strata-data".into()),
+        is_incremental: false,
+        parent_id: None,
+        data_timestamp: None,
+        fail_reason: None,
+        file_count: 0,
+        dir_count: 0,
+        skipped_count: 0,
+        logical_bytes: 0,
+        new_bytes: 0,
+        stored_bytes: 0,
+        duration_ms: 0,
+        read_bytes: 0,
+        changed_count: 0,
+        deleted_count: 0,
+    })
+}
+
+impl Engine {
+    /// Backs up `share`. A failure is recorded on the backup (`error`, with
+    /// `fail_reason`); a backup deleted with `--force` while it runs stops,
+    /// removes what it wrote, and leaves no row.
+    pub fn create_backup(
+        &mut self,
+        share: &Share,
+        req: &CreateBackup,
+        progress: &Progress,
+    ) -> Result<BackupResult> {
+        let record = new_record(self, share, req)?;
+        let parent = match (&req.parent, req.incremental) {
+            (Some(parent), _) => ParentChoice::Explicit(self.find_backup(parent)?.id),
+            (None, true) => ParentChoice::Latest,
+            (None, false) => ParentChoice::None,
+        };
+        let last_size = self
+            .catalog
+            .list_backups(&crate::catalog::BackupFilter {
+                share_id: Some(share.id),
+                ..Default::default()
+            })?
+            .last()
+            .map(|b| b.size_gib);
+        let start = BackupStart {
+            parent,
+            force: req.force,
+            quota: self.effective_quota()?,
+            estimate_gib: share.size_gib.or(last_size).unwrap_or(0).max(1),
+        };
+        let op = self.begin_operation(&OpTarget {
+            kind: OpKind::Backup,
+            backup: record.id,
+            share: Some(share.id),
+            share_status_before: None,
+        })?;
+        let (parent, before) = match self.catalog.begin_backup(&record, &start) {
+            Ok(begun) => begun,
+            Err(e) => {
+                self.end_operation(&op)?;
+                return Err(busy_share(e, share));
+            }
+        };
+        self.catalog.set_operation_share_status(&op, &before)?;
+        let result = self.run_backup(&record, share, req, parent, &op, progress);
+        let give_back = ShareStatus::parse(&before).unwrap_or(ShareStatus::Available);
+        let released =
+            self.catalog
+                .transition_share(share.id, &[ShareStatus::BackupCreating], give_back);
+        let result = match result {
+            Ok(done) => released.map(|()| done),
+            Err(e) => self.after_failed_backup(record.id, e),
+        };
+        self.end_operation(&op)?;
+        result
+    }
+
+    fn run_backup(
+        &mut self,
+        record: &BackupRecord,
+        share: &Share,
+        req: &CreateBackup,
+        parent: Option<BackupId>,
+        op: &str,
+        progress: &Progress,
+    ) -> Result<BackupResult> {
+        let parent_chain = match parent {
+            Some(id) => self.chain(&self.catalog.backup(id)?)?,
+            None => Vec::new(),
+        };
+        let lock = locks::shared(&self.repo.root().join("locks"), op, SHARED_LOCK_WAIT)?;
+        let plan = BackupPlan {
+            backup_id: record.id,
+            share_id: share.id,
+            share_name: share.name.clone(),
+            share_path: PathBuf::from(&share.path),
+            project: record.project.clone(),
+            name: req.name.clone().unwrap_or_default(),
+            description: req.description.clone().unwrap_or_default(),
+            parent_chain,
+            rehash: req.rehash,
+            zstd_level: self.zstd_level(),
+        };
+        let outcome = self.supervise(
+            op,
+            record.id,
+            BackupStatus::Creating,
+            &[&lock],
+            progress,
+            || backup::run(&self.repo, &self.catalog, &plan, progress),
+        )?;
+        let s = &outcome.stats;
+        let mut done = record.clone();
+        done.size_gib = s.logical_bytes.div_ceil(GIB);
+        done.file_count = s.files + s.hardlinks;
+        done.dir_count = s.dirs;
+        done.skipped_count = s.skipped;
+        done.logical_bytes = s.logical_bytes;
+        done.new_bytes = s.new_bytes;
+        done.stored_bytes = s.stored_bytes;
+        done.duration_ms = outcome.duration.as_millis() as u64;
+        done.data_timestamp = Some(outcome.data_timestamp_ns);
+        done.read_bytes = outcome.read_bytes;
+        done.changed_count = outcome.changed;
+        done.deleted_count = outcome.deleted;
+        if s.skipped > 0 {
+            done.fail_reason = Some(format!(
+                "{} path(s) could not be backed up; see the report",
+                s.skipped
+            ));
+        }
+        self.catalog.complete_backup(&done, &outcome.problems)?;
+        drop(lock);
+        Ok(BackupResult {
+            backup: self.catalog.backup(record.id)?,
+            problems: outcome.problems,
+        })
+    }
+
+    /// Records why a backup failed; one deleted while it ran (`deleting`)
+    /// is removed instead, with whatever it wrote.
+    fn after_failed_backup(&mut self, id: BackupId, e: Error) -> Result<BackupResult> {
+        match self.catalog.backup(id).map(|b| b.status) {
+            Ok(BackupStatus::Deleting) => {
+                self.remove_backup_data(id)?;
+                Err(Error::Cancelled)
+            }
+            Ok(BackupStatus::Creating) => {
+                self.catalog.fail_backup(id, &e.to_string())?;
+                Err(e)
+            }
+            // Moved by an administrator (`backup set --state`): keep theirs.
+            _ => Err(e),
+        }
+    }
+}
