@@ -60,6 +60,8 @@ pub enum Command {
     /// Show and set per-project quotas.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Check that the catalog and the repository agree (reads no pack data).
+    Check,
     /// Clean up after operations whose process died, and remove packs
     /// nothing references (waits for running backups to finish).
     Cleanup {

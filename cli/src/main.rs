@@ -40,6 +40,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Share(cmd) => commands::share::run(&engine, &cli.global, cmd).map(|()| 0),
         Command::Backup(cmd) => commands::backup::run(&mut engine, &cli.global, cmd),
         Command::Quota(cmd) => commands::quota::run(&engine, &cli.global, cmd).map(|()| 0),
+        Command::Check => commands::quota::check(&engine, &cli.global),
         Command::Cleanup { wait } => {
             commands::quota::cleanup(&mut engine, &cli.global, *wait).map(|()| 0)
         }

@@ -41,5 +41,5 @@ pub use progress::{Progress, ProgressSnapshot};
 pub use repository::Repository;
 pub use service::shares::NewShare;
 pub use service::{
-    BackupResult, CleanupReport, CreateBackup, Engine, EngineConfig, RestoreRequest,
+    BackupResult, CheckReport, CleanupReport, CreateBackup, Engine, EngineConfig, RestoreRequest,
 };

@@ -6,3 +6,4 @@ mod harness;
 mod incremental;
 mod mutations;
 mod roundtrip;
+mod service;

@@ -59,6 +59,8 @@ const LIST: &[(&str, &str)] = &[
     ("Name", "name"),
     ("Share ID", "share_id"),
     ("Status", "status"),
+    ("Progress", "progress"),
+    ("Restore Progress", "restore_progress"),
     ("Size", "size"),
     ("Created At", "created_at"),
     ("Is Incremental", "is_incremental"),

@@ -1,4 +1,4 @@
-//! `strata quota …` and `strata cleanup`.
+//! `strata quota …`, `strata check` and `strata cleanup`.
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -69,4 +69,19 @@ pub fn cleanup(engine: &mut Engine, global: &Global, wait: u64) -> Result<()> {
         ("packs_skipped", json!(report.packs_skipped)),
     ];
     output::show(global.format, &global.columns, &rec)
+}
+
+/// Exit status of `strata check`: 0 when clean, 7 (corruption) otherwise.
+pub fn check(engine: &Engine, global: &Global) -> Result<u8> {
+    let report = engine.check()?;
+    let rec: Record = vec![
+        ("clean", json!(report.is_clean())),
+        ("bad_packs", json!(report.bad_packs)),
+        ("unindexed_packs", json!(report.unindexed_packs)),
+        ("missing_layers", json!(report.missing_layers)),
+        ("temp_files", json!(report.temp_files)),
+        ("dead_operations", json!(report.dead_operations)),
+    ];
+    output::show(global.format, &global.columns, &rec)?;
+    Ok(if report.is_clean() { 0 } else { 7 })
 }

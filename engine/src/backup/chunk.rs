@@ -255,13 +255,17 @@ impl Chunking<'_> {
                 || {
                     pieces
                         .par_iter()
-                        .map(|piece| self.chunk(piece))
+                        .map(|piece| {
+                            let chunk = self.chunk(piece);
+                            // Progress moves chunk by chunk, not window by window.
+                            self.account(piece.len() as u64);
+                            chunk
+                        })
                         .collect::<Result<Vec<_>>>()
                 },
             );
             chunks.extend(refs?);
             size += batch.data.len() as u64;
-            self.account(batch.data.len() as u64);
         }
         Ok(EntryKind::File {
             size,
@@ -280,6 +284,8 @@ impl Chunking<'_> {
         let id = ChunkId::of(data);
         let len = data.len() as u32;
         if self.dedup.reserve(id)? {
+            // Compressing is the slowest step: stop before it when cancelled.
+            self.progress.check()?;
             let (stored, compression) = compress_chunk(data, self.zstd_level)
                 .map_err(|e| Error::Bug(format!("compressing a chunk: {e}")))?;
             Counters::add(&self.counters.new_bytes, u64::from(len));

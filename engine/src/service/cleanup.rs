@@ -232,3 +232,67 @@ impl Engine {
         Ok(removed)
     }
 }
+
+/// Whether the catalog and the repository agree (what `strata check` prints).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Packs the index names that are missing or of the wrong size.
+    pub bad_packs: Vec<String>,
+    /// Pack files the index does not name (collected by `cleanup`).
+    pub unindexed_packs: u64,
+    /// Available backups whose layer (or an ancestor's) is missing.
+    pub missing_layers: Vec<String>,
+    pub temp_files: u64,
+    /// Operations recorded as running whose process is gone.
+    pub dead_operations: u64,
+}
+
+impl CheckReport {
+    /// True when nothing points at anything missing and nothing is left over.
+    pub fn is_clean(&self) -> bool {
+        self.bad_packs.is_empty()
+            && self.unindexed_packs == 0
+            && self.missing_layers.is_empty()
+            && self.temp_files == 0
+            && self.dead_operations == 0
+    }
+}
+
+impl Engine {
+    /// Compares the catalog with the repository, reading no pack content.
+    pub fn check(&self) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        let files: std::collections::HashSet<_> =
+            self.repo.list_pack_files()?.into_iter().collect();
+        let indexed = self.catalog.list_packs()?;
+        for (pack, size) in &indexed {
+            let on_disk = std::fs::metadata(self.repo.pack_path(pack)).map(|m| m.len());
+            if on_disk.ok() != Some(*size) {
+                report.bad_packs.push(pack.to_string());
+            }
+        }
+        let known: std::collections::HashSet<_> = indexed.iter().map(|(p, _)| *p).collect();
+        report.unindexed_packs = files.iter().filter(|p| !known.contains(p)).count() as u64;
+        let filter = crate::catalog::BackupFilter::default();
+        for b in self.catalog.list_backups(&filter)? {
+            if b.status != BackupStatus::Available {
+                continue;
+            }
+            for id in self.chain(&b)? {
+                if !self.repo.layer_path(&id).exists() {
+                    report
+                        .missing_layers
+                        .push(format!("{id} (needed by {})", b.id));
+                }
+            }
+        }
+        report.temp_files = self.repo.list_temp()?.len() as u64;
+        report.dead_operations = self
+            .catalog
+            .operations()?
+            .iter()
+            .filter(|op| Self::is_dead(op))
+            .count() as u64;
+        Ok(report)
+    }
+}

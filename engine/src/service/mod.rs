@@ -16,7 +16,7 @@ use strata_format::config::{CompressionSetting, RepoConfig};
 use strata_format::RepositoryId;
 
 pub use backups::{BackupResult, CreateBackup, RestoreRequest};
-pub use cleanup::CleanupReport;
+pub use cleanup::{CheckReport, CleanupReport};
 
 use crate::catalog::{Catalog, Quota, QuotaUsage};
 use crate::error::{Error, Result};
