@@ -62,14 +62,31 @@ fn is_live(path: &Path) -> bool {
     }
 }
 
+/// Creates the lock file with its content in one step: the content is
+/// written to a file under the repository's `tmp/` (named after this
+/// process, so cleanup finds it if we die), then hard-linked into place,
+/// which fails if the lock exists (atomic on NFS, like `O_EXCL`).
 fn create(path: &Path, owner: &str) -> std::io::Result<Held> {
-    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-    let held = Held {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir
+        .parent()
+        .unwrap_or(dir)
+        .join("tmp")
+        .join(format!("{}~lock-{owner}", crate::process::owner_tag()));
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        writeln!(f, "{owner}")?;
+        f.sync_all()?;
+        fs::hard_link(&tmp, path)
+    })();
+    let _ = fs::remove_file(&tmp);
+    written.map(|()| Held {
         path: path.to_path_buf(),
-    };
-    writeln!(f, "{owner}")?;
-    f.sync_all()?;
-    Ok(held)
+    })
 }
 
 /// Live shared locks other than `mine`; stale ones are removed on the way.
@@ -172,36 +189,52 @@ pub fn exclusive(dir: &Path, owner: &str, wait: Duration) -> Result<Held> {
 mod tests {
     use super::*;
 
+    /// A repository-like root with `tmp/` and `locks/`; returns `locks/`.
+    fn lock_dir() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("tmp")).unwrap();
+        let dir = root.path().join("locks");
+        fs::create_dir(&dir).unwrap();
+        (root, dir)
+    }
+
     #[test]
     fn shared_and_exclusive_exclude_each_other() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = shared(dir.path(), "a", Duration::ZERO).unwrap();
-        let b = shared(dir.path(), "b", Duration::ZERO).unwrap();
-        let e = exclusive(dir.path(), "x", Duration::from_millis(200));
+        let (_root, dir) = lock_dir();
+        let a = shared(&dir, "a", Duration::ZERO).unwrap();
+        let b = shared(&dir, "b", Duration::ZERO).unwrap();
+        let e = exclusive(&dir, "x", Duration::from_millis(200));
         assert!(matches!(e, Err(Error::Busy(_))), "{e:?}");
         // A refused exclusive lock leaves nothing behind.
-        assert!(!dir.path().join("exclusive").exists());
+        assert!(!dir.join("exclusive").exists());
         drop((a, b));
-        let e = exclusive(dir.path(), "x", Duration::ZERO).unwrap();
+        let e = exclusive(&dir, "x", Duration::ZERO).unwrap();
+        assert_eq!(fs::read_to_string(e.path()).unwrap(), "x\n");
         assert!(matches!(
-            shared(dir.path(), "c", Duration::from_millis(200)),
+            shared(&dir, "c", Duration::from_millis(200)),
             Err(Error::Busy(_))
         ));
         drop(e);
-        shared(dir.path(), "c", Duration::ZERO).unwrap();
+        shared(&dir, "c", Duration::ZERO).unwrap();
+        assert_eq!(
+            fs::read_dir(dir.parent().unwrap().join("tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[test]
     fn a_stale_lock_is_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
+        let (_root, dir) = lock_dir();
         let old = SystemTime::now() - STALE_AFTER - Duration::from_secs(5);
         for name in ["exclusive", "shared-dead"] {
-            let f = fs::File::create(dir.path().join(name)).unwrap();
+            let f = fs::File::create(dir.join(name)).unwrap();
             f.set_modified(old).unwrap();
         }
-        let e = exclusive(dir.path(), "x", Duration::ZERO).unwrap();
-        assert!(!dir.path().join("shared-dead").exists());
+        let e = exclusive(&dir, "x", Duration::ZERO).unwrap();
+        assert!(!dir.join("shared-dead").exists());
         drop(e);
-        assert!(!dir.path().join("exclusive").exists());
+        assert!(!dir.join("exclusive").exists());
     }
 }

@@ -86,6 +86,7 @@ impl Engine {
         if gc_wait.is_some() {
             report.temp_files += self.sweep_orphan_temp()?;
         }
+        self.release_dead_exclusive_lock();
         if gc_wait.is_some() || wrote_packs {
             match self.collect_packs(gc_wait.unwrap_or(Duration::ZERO)) {
                 Ok(n) => report.packs_removed = n,
@@ -94,6 +95,22 @@ impl Engine {
             }
         }
         Ok(report)
+    }
+
+    /// Removes the exclusive lock if its holder, on this host, is gone (it
+    /// would otherwise block backups until it goes stale).
+    fn release_dead_exclusive_lock(&self) {
+        let path = self.repo.root().join("locks").join("exclusive");
+        let Ok(owner) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let Some((host, pid, start)) = process::parse_tag(owner.trim().trim_start_matches("gc-"))
+        else {
+            return;
+        };
+        if process::is_alive(host, &process::boot_id(), pid, start) == Some(false) {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 
     /// Temporary files of this host's processes that are gone.
@@ -209,7 +226,8 @@ impl Engine {
     /// not know: written by a process that died before indexing them),
     /// under the exclusive lock.
     pub(crate) fn collect_packs(&mut self, wait: Duration) -> Result<u64> {
-        let owner = format!("gc-{}", process::owner_tag());
+        // The trailing `~` makes it parse as a tag (see `release_dead_exclusive_lock`).
+        let owner = format!("gc-{}~", process::owner_tag());
         let lock = locks::exclusive(&self.repo.root().join("locks"), &owner, wait)?;
         let dead = self.catalog.take_unreferenced_packs()?;
         for pack in &dead {
