@@ -288,3 +288,50 @@ fn two_backups_into_one_repository_at_once_deduplicate_against_each_other() {
         assert!(fs::read(target.join("data.txt")).unwrap() == data);
     }
 }
+
+#[test]
+fn an_admin_reset_stops_a_running_restore() {
+    let env = Env::new();
+    let share = env.path("share");
+    for d in 0..100 {
+        let dir = share.join(format!("d{d}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..150 {
+            fs::write(dir.join(format!("f{f}")), noise(2000, d * 1000 + f)).unwrap();
+        }
+    }
+    let id = backup(&env, &share)["id"].as_str().unwrap().to_string();
+    let running = env.spawn(&["backup", "restore", &id]);
+    wait_for(Duration::from_secs(30), || {
+        let b = env.strata(&["backup", "show", "-f", "json", &id]).json();
+        (b["status"] == "restoring").then_some(())
+    });
+    let reset = env.strata(&["backup", "set", "--state", "error", &id]).ok();
+    assert!(
+        reset.stderr.contains("restoring -> error"),
+        "{}",
+        reset.stderr
+    );
+    let out = running.wait_with_output().unwrap();
+    let b = env
+        .strata(&["backup", "show", "-f", "json", &id])
+        .ok()
+        .json();
+    assert_eq!(b["status"], "error", "the administrator's status stands");
+    let s = env
+        .strata(&["share", "show", "-f", "json", "share"])
+        .ok()
+        .json();
+    if out.status.code() == Some(9) {
+        assert_eq!(s["status"], "backup_restoring_error");
+    } else {
+        // It finished before its heartbeat saw the reset.
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bad = env.strata(&["backup", "set", "--state", "sleeping", &id]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
