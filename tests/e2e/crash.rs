@@ -140,7 +140,7 @@ fn kill_9_during_backup_restore_and_delete_loses_nothing() {
         assert_same(want, &got);
         fs::remove_dir_all(&target).unwrap();
     }
-    backup(&env, &share);
+    let latest = backup(&env, &share)["id"].as_str().unwrap().to_string();
 
     // Restores into a directory, killed at points across a restore.
     let span = timed(
@@ -175,13 +175,26 @@ fn kill_9_during_backup_restore_and_delete_loses_nothing() {
         assert_eq!(b["status"], "available", "restore killed at {at:?}");
     }
     // Into the source share: the share is left backup_restoring_error.
-    let mut child = env.spawn(&["backup", "restore", "base"]);
-    wait_for(Duration::from_secs(30), || {
-        let s = env.strata(&["share", "show", "-f", "json", "share"]).json();
-        (s["status"] == "backup_restoring").then_some(())
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // The latest backup is the biggest (about 240 MiB): its restore lasts
+    // long enough to be caught; a restore that ends first is tried again.
+    let mut caught = false;
+    for _ in 0..5 {
+        let mut child = env.spawn(&["backup", "restore", &latest]);
+        let seen = wait_for(Duration::from_secs(60), || {
+            if child.try_wait().unwrap().is_some() {
+                return Some(false);
+            }
+            let s = env.strata(&["share", "show", "-f", "json", "share"]).json();
+            (s["status"] == "backup_restoring").then_some(true)
+        });
+        let _ = child.kill();
+        child.wait().unwrap();
+        if seen {
+            caught = true;
+            break;
+        }
+    }
+    assert!(caught, "no restore into the share was caught running");
     cleanup_and_check(&env, "restore into the share killed");
     let s = env
         .strata(&["share", "show", "-f", "json", "share"])
