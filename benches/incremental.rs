@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{child, generate, noise, num, text};
+use common::{child, files_below, generate, noise, num, text};
 
 /// Files changed within this long before a backup started are re-read by
 /// the next incremental (the engine's racy window, plus a margin).
@@ -75,23 +75,6 @@ fn fastest(runs: Vec<Run>) -> (Run, f64) {
         .min_by(|a, b| num(a, "secs").total_cmp(&num(b, "secs")))
         .expect("runs");
     (best, rss)
-}
-
-fn files_below(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).expect("ls").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// `count` small text files of 0.5–8 KiB, 100 to a directory.

@@ -16,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{child, du, generate, num, settle};
+use common::{child, du, files_below, generate, num, settle};
 
 use strata_format::config::ChunkerParams;
 use strata_format::pack::compress_chunk;
@@ -26,18 +26,7 @@ use strata_format::ChunkId;
 /// cannot avoid, without I/O, dedup, packing or parallelism.
 fn single_thread(root: &Path) -> (u64, f64) {
     let params = ChunkerParams::default();
-    let mut paths = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).expect("ls").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                paths.push(p);
-            }
-        }
-    }
+    let paths = files_below(root);
     let started = Instant::now();
     let mut bytes = 0u64;
     let mut sink = 0u64;

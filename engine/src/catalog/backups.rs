@@ -85,6 +85,27 @@ pub struct BackupRecord {
     pub deleted_count: u64,
 }
 
+impl BackupRecord {
+    /// Takes the figures of a finished backup from its layer's statistics:
+    /// size (logical bytes, rounded up to GiB), counts, and a `fail_reason`
+    /// when paths were skipped.
+    pub fn set_layer_stats(&mut self, s: &strata_format::layer::LayerStats) {
+        self.size_gib = s.logical_bytes.div_ceil(1 << 30);
+        self.file_count = s.files + s.hardlinks;
+        self.dir_count = s.dirs;
+        self.skipped_count = s.skipped;
+        self.logical_bytes = s.logical_bytes;
+        self.new_bytes = s.new_bytes;
+        self.stored_bytes = s.stored_bytes;
+        if s.skipped > 0 {
+            self.fail_reason = Some(format!(
+                "{} path(s) could not be backed up; see the report",
+                s.skipped
+            ));
+        }
+    }
+}
+
 /// One line of a backup's report: a path that was skipped or changed, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {

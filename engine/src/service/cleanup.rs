@@ -204,15 +204,8 @@ impl Engine {
         let Ok(layer) = Layer::decode(&bytes) else {
             return Ok(false);
         };
-        let s = &layer.meta.stats;
         let mut done = self.catalog.backup(id)?;
-        done.size_gib = s.logical_bytes.div_ceil(1 << 30);
-        done.file_count = s.files + s.hardlinks;
-        done.dir_count = s.dirs;
-        done.skipped_count = s.skipped;
-        done.logical_bytes = s.logical_bytes;
-        done.new_bytes = s.new_bytes;
-        done.stored_bytes = s.stored_bytes;
+        done.set_layer_stats(&layer.meta.stats);
         done.data_timestamp = Some(layer.meta.data_timestamp_ns);
         done.changed_count = layer.entry_count;
         done.deleted_count = layer.tombstone_count;

@@ -22,7 +22,6 @@ use crate::locks;
 use crate::progress::Progress;
 use crate::repository::new_uuid;
 
-const GIB: u64 = 1 << 30;
 /// How long a backup waits for a pack removal (delete, cleanup) to finish.
 const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
 
@@ -151,26 +150,13 @@ impl Engine {
             progress,
             || backup::run(&self.repo, &self.catalog, &plan, progress),
         )?;
-        let s = &outcome.stats;
         let mut done = record.clone();
-        done.size_gib = s.logical_bytes.div_ceil(GIB);
-        done.file_count = s.files + s.hardlinks;
-        done.dir_count = s.dirs;
-        done.skipped_count = s.skipped;
-        done.logical_bytes = s.logical_bytes;
-        done.new_bytes = s.new_bytes;
-        done.stored_bytes = s.stored_bytes;
+        done.set_layer_stats(&outcome.stats);
         done.duration_ms = outcome.duration.as_millis() as u64;
         done.data_timestamp = Some(outcome.data_timestamp_ns);
         done.read_bytes = outcome.read_bytes;
         done.changed_count = outcome.changed;
         done.deleted_count = outcome.deleted;
-        if s.skipped > 0 {
-            done.fail_reason = Some(format!(
-                "{} path(s) could not be backed up; see the report",
-                s.skipped
-            ));
-        }
         self.catalog.complete_backup(&done, &outcome.problems)?;
         drop(lock);
         Ok(BackupResult {
