@@ -1,5 +1,6 @@
 //! One measured operation in a process of its own, so its peak RSS is its own:
-//! `strata-bench-child backup CATALOG REPO SHARE [incremental]`,
+//! `strata-bench-child backup CATALOG REPO SHARE [incremental]` (REPO a
+//! directory or an `nfs://` URL),
 //! `strata-bench-child restore CATALOG REPO BACKUP-ID TARGET`, or
 //! `strata-bench-child idle CATALOG REPO` (opens the engine, does nothing:
 //! the baseline RSS). Prints `key=value` lines: secs, bytes, files,
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use strata_engine::backend::Location;
 use strata_engine::{CreateBackup, Engine, EngineConfig, Progress, RestoreRequest};
 
 fn peak_rss_kib() -> u64 {
@@ -27,7 +29,10 @@ fn run(args: &[String]) -> Result<(), String> {
     let [op, catalog, repo, rest @ ..] = args else {
         return Err("usage: backup|restore CATALOG REPO ...".into());
     };
-    let config = EngineConfig::new(PathBuf::from(catalog), PathBuf::from(repo));
+    let config = EngineConfig::new(
+        PathBuf::from(catalog),
+        Location::parse(repo).map_err(|e| e.to_string())?,
+    );
     let mut engine = Engine::open(config).map_err(|e| e.to_string())?;
     let progress = Progress::default();
     let started = Instant::now();

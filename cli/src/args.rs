@@ -28,9 +28,10 @@ pub struct Global {
     /// Catalog database (SQLite, on local disk).
     #[arg(long, global = true, env = "STRATA_CATALOG")]
     pub catalog: Option<PathBuf>,
-    /// Repository directory (a local path or a mounted NFS export).
+    /// Repository: a directory (a mounted NFS export is one) or an export
+    /// reached directly, `nfs://HOST/EXPORT/PATH?version=3|4.1`.
     #[arg(long, global = true, env = "STRATA_REPOSITORY")]
-    pub repository: Option<PathBuf>,
+    pub repository: Option<String>,
     /// Project the command acts in.
     #[arg(long, global = true)]
     pub project: Option<String>,

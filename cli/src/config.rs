@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use strata_engine::backend::Location;
 use strata_engine::EngineConfig;
 use strata_format::config::{ChunkerParams, CompressionSetting};
 
@@ -15,7 +16,14 @@ use crate::args::Global;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub catalog: Option<PathBuf>,
-    pub repository: Option<PathBuf>,
+    /// A directory or an `nfs://` URL.
+    pub repository: Option<String>,
+    /// `posix` (the default) or `nfs`: with `nfs`, the repository is the
+    /// export `backup_mount_export` (`HOST:/PATH`), reached with the
+    /// options in `backup_mount_options` (`vers=4.1`, `vers=3`, `port=N`).
+    pub backup_driver: Option<String>,
+    pub backup_mount_export: Option<String>,
+    pub backup_mount_options: Option<String>,
     pub project: Option<String>,
     /// `zstd` or `none`.
     pub backup_compression_algorithm: Option<String>,
@@ -41,6 +49,32 @@ fn xdg(var: &str, fallback: &str) -> Result<PathBuf> {
     Ok(Path::new(&home).join(fallback))
 }
 
+/// The flag wins, then the config file's driver keys, then its
+/// `repository`, then the embedded default.
+fn repository_location(global: &Global, file: &FileConfig) -> Result<Location> {
+    if let Some(s) = &global.repository {
+        return Ok(Location::parse(s)?);
+    }
+    match file.backup_driver.as_deref() {
+        None | Some("posix") => {}
+        Some("nfs") => {
+            let export = file
+                .backup_mount_export
+                .as_deref()
+                .context("backup_driver = nfs needs backup_mount_export = HOST:/PATH")?;
+            let options = file.backup_mount_options.as_deref().unwrap_or("");
+            return Ok(Location::from_mount_export(export, options)?);
+        }
+        Some(other) => bail!("backup_driver must be posix or nfs, not {other:?}"),
+    }
+    match &file.repository {
+        Some(s) => Ok(Location::parse(s)?),
+        None => Ok(Location::Posix(
+            xdg("XDG_DATA_HOME", ".local/share")?.join("strata/repository"),
+        )),
+    }
+}
+
 pub fn load(global: &Global) -> Result<EngineConfig> {
     let file: FileConfig = match &global.config {
         Some(path) => {
@@ -54,10 +88,7 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         Some(p) => p,
         None => xdg("XDG_STATE_HOME", ".local/state")?.join("strata/catalog.db"),
     };
-    let repository = match global.repository.clone().or(file.repository.clone()) {
-        Some(p) => p,
-        None => xdg("XDG_DATA_HOME", ".local/share")?.join("strata/repository"),
-    };
+    let repository = repository_location(global, &file)?;
     let mut config = EngineConfig::new(catalog, repository);
     if let Some(project) = global.project.clone().or(file.project.clone()) {
         config.project = project;

@@ -45,7 +45,7 @@ impl Error {
     /// Wraps an I/O error with the path it happened on; ENOSPC becomes `NoSpace`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
-        if source.raw_os_error() == Some(28) {
+        if source.raw_os_error() == Some(28) || source.kind() == std::io::ErrorKind::StorageFull {
             return Error::NoSpace { path };
         }
         Error::Io { path, source }
@@ -54,10 +54,7 @@ impl Error {
     /// A format error found in the object named by `location`.
     pub fn format(location: impl Into<String>, e: FormatError) -> Self {
         match e {
-            FormatError::Io(source) => Error::Io {
-                path: PathBuf::from(location.into()),
-                source,
-            },
+            FormatError::Io(source) => Error::io(location.into(), source),
             FormatError::Invalid { what, detail } => {
                 Error::InvalidArgument(format!("invalid {what}: {detail}"))
             }

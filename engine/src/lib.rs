@@ -2,8 +2,9 @@
 //!
 //! The principal types and how they connect:
 //!
-//! - [`Repository`] is the directory on the export holding packs and layers
-//!   (bytes defined by `strata-format`). It never modifies an object in place.
+//! - [`Repository`] holds packs and layers (bytes defined by `strata-format`)
+//!   in a [`backend::Backend`]: a directory, or an NFS export reached with a
+//!   userspace client. It never modifies an object in place.
 //! - [`Catalog`] is SQLite on local disk: shares, backups and their statuses,
 //!   and the chunk index that says which pack holds each chunk. It is a cache
 //!   of the repository plus service state.
@@ -14,14 +15,15 @@
 //!   busy shares, dependents) that the commands expose.
 //!
 //! ```no_run
-//! use strata_engine::{Engine, EngineConfig, Progress};
-//! let mut engine = Engine::open(EngineConfig::new("catalog.db".into(), "repo".into()))?;
+//! use strata_engine::{backend::Location, Engine, EngineConfig, Progress};
+//! let mut engine = Engine::open(EngineConfig::new("catalog.db".into(), Location::Posix("repo".into())))?;
 //! let (share, _) = engine.share_for_backup("/srv/share", false)?;
 //! let done = engine.create_backup(&share, &Default::default(), &Progress::default())?;
 //! println!("backup {} is {}", done.backup.id, done.backup.status.as_str());
 //! # Ok::<(), strata_engine::Error>(())
 //! ```
 
+pub mod backend;
 pub mod backup;
 pub mod catalog;
 pub mod chunker;

@@ -14,97 +14,97 @@
 //! so at least one of two racing processes sees the other and backs off.
 //! A lock whose mtime is older than [`STALE_AFTER`] belongs to a dead holder.
 
-use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::error::{Error, IoContext, Result};
+use crate::backend::{io_kind, Backend};
+use crate::error::{Error, Result};
 
 /// A holder touches its lock every second; one untouched this long is dead.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
+const EXCLUSIVE: &str = "locks/exclusive";
 
 /// A lock this process holds; released (removed) on drop.
-#[derive(Debug)]
 pub struct Held {
-    path: PathBuf,
+    backend: Arc<dyn Backend>,
+    key: String,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").field("key", &self.key).finish()
+    }
 }
 
 impl Held {
     /// Proves the holder alive. Called by the operation's heartbeat.
     pub fn touch(&self) -> Result<()> {
-        let now = fs::File::options()
-            .write(true)
-            .open(&self.path)
-            .and_then(|f| f.set_modified(SystemTime::now()));
-        now.at(&self.path)
+        self.backend.touch(&self.key)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The lock's key in the repository (`locks/...`).
+    pub fn key(&self) -> &str {
+        &self.key
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let _ = self.backend.remove(&self.key);
     }
 }
 
-fn is_live(path: &Path) -> bool {
-    match fs::metadata(path).and_then(|m| m.modified()) {
-        Ok(mtime) => match SystemTime::now().duration_since(mtime) {
+fn is_live(backend: &dyn Backend, key: &str) -> bool {
+    match backend.stat(key) {
+        Ok(Some(meta)) => match SystemTime::now().duration_since(meta.mtime) {
             Ok(age) => age < STALE_AFTER,
             Err(_) => true, // touched "in the future": clocks differ; assume alive
         },
-        Err(_) => false,
+        Ok(None) => false,
+        // Unknown (the export is unreachable): assume the holder is alive.
+        Err(_) => true,
     }
 }
 
-/// Creates the lock file with its content in one step: the content is
-/// written to a file under the repository's `tmp/` (named after this
-/// process, so cleanup finds it if we die), then hard-linked into place,
-/// which fails if the lock exists (atomic on NFS, like `O_EXCL`).
-fn create(path: &Path, owner: &str) -> std::io::Result<Held> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir
-        .parent()
-        .unwrap_or(dir)
-        .join("tmp")
-        .join(format!("{}~lock-{owner}", crate::process::owner_tag()));
+/// Creates the lock object with its content in one step: the content is
+/// written under the repository's `tmp/` (named after this process, so
+/// cleanup finds it if we die), then published exclusively, which fails
+/// if the lock exists (a hard link: atomic on NFS, like `O_EXCL`).
+fn create(backend: &Arc<dyn Backend>, key: &str, owner: &str) -> Result<Held> {
+    let tmp = format!("tmp/{}~lock-{owner}", crate::process::owner_tag());
     let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        writeln!(f, "{owner}")?;
-        f.sync_all()?;
-        fs::hard_link(&tmp, path)
+        let mut w = backend.create(&tmp)?;
+        writeln!(w, "{owner}").map_err(|e| Error::io(&tmp, e))?;
+        w.finish()?;
+        backend.publish(&tmp, key, true)
     })();
-    let _ = fs::remove_file(&tmp);
+    if written.is_err() {
+        let _ = backend.remove(&tmp);
+    }
     written.map(|()| Held {
-        path: path.to_path_buf(),
+        backend: backend.clone(),
+        key: key.to_string(),
     })
 }
 
+fn already_exists(e: &Error) -> bool {
+    io_kind(e) == Some(std::io::ErrorKind::AlreadyExists)
+}
+
 /// Live shared locks other than `mine`; stale ones are removed on the way.
-fn live_shared(dir: &Path, mine: Option<&Path>) -> Result<Vec<PathBuf>> {
+fn live_shared(backend: &dyn Backend, mine: Option<&str>) -> Result<Vec<String>> {
     let mut live = Vec::new();
-    for entry in fs::read_dir(dir).at(dir)? {
-        let path = entry.at(dir)?.path();
-        let is_shared = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("shared-"));
-        if !is_shared || Some(path.as_path()) == mine {
+    for name in backend.list("locks")? {
+        let key = format!("locks/{name}");
+        if !name.starts_with("shared-") || Some(key.as_str()) == mine {
             continue;
         }
-        if is_live(&path) {
-            live.push(path);
+        if is_live(backend, &key) {
+            live.push(key);
         } else {
-            let _ = fs::remove_file(&path);
+            let _ = backend.remove(&key);
         }
     }
     Ok(live)
@@ -113,64 +113,62 @@ fn live_shared(dir: &Path, mine: Option<&Path>) -> Result<Vec<PathBuf>> {
 /// Removes a stale exclusive lock. Renaming it away first means two takers
 /// cannot both remove it; if the one renamed turns out live (its holder
 /// re-created it meanwhile), it is put back.
-fn take_over(exclusive: &Path, dir: &Path) {
-    let aside = dir.join(format!("stale-{}", crate::process::owner_tag()));
-    if fs::rename(exclusive, &aside).is_ok() {
-        if is_live(&aside) {
-            let _ = fs::hard_link(&aside, exclusive);
+fn take_over(backend: &dyn Backend) {
+    let aside = format!("locks/stale-{}", crate::process::owner_tag());
+    if backend.rename(EXCLUSIVE, &aside).is_ok() {
+        if is_live(backend, &aside) {
+            let _ = backend.publish(&aside, EXCLUSIVE, true);
         }
-        let _ = fs::remove_file(&aside);
+        let _ = backend.remove(&aside);
     }
 }
 
-/// Takes a shared lock in `dir`, waiting up to `wait` while the exclusive
-/// lock is held.
-pub fn shared(dir: &Path, owner: &str, wait: Duration) -> Result<Held> {
+/// Takes a shared lock, waiting up to `wait` while the exclusive lock is
+/// held.
+pub fn shared(backend: &Arc<dyn Backend>, owner: &str, wait: Duration) -> Result<Held> {
     let deadline = Instant::now() + wait;
-    let exclusive = dir.join("exclusive");
-    let path = dir.join(format!("shared-{owner}"));
+    let key = format!("locks/shared-{owner}");
     loop {
-        let held = create(&path, owner).at(&path)?;
-        if !is_live(&exclusive) {
+        let held = create(backend, &key, owner)?;
+        if !is_live(backend.as_ref(), EXCLUSIVE) {
             return Ok(held);
         }
         drop(held);
         if Instant::now() >= deadline {
             return Err(Error::Busy(format!(
-                "the repository is locked exclusively ({}): a delete or cleanup is removing packs",
-                exclusive.display()
+                "the repository is locked exclusively ({}/{EXCLUSIVE}): a delete or cleanup is removing packs",
+                backend.location()
             )));
         }
         std::thread::sleep(POLL);
     }
 }
 
-/// Takes the exclusive lock in `dir`, waiting up to `wait` for it and for
-/// every live shared lock to go.
-pub fn exclusive(dir: &Path, owner: &str, wait: Duration) -> Result<Held> {
+/// Takes the exclusive lock, waiting up to `wait` for it and for every
+/// live shared lock to go.
+pub fn exclusive(backend: &Arc<dyn Backend>, owner: &str, wait: Duration) -> Result<Held> {
     let deadline = Instant::now() + wait;
-    let path = dir.join("exclusive");
     let held = loop {
-        match create(&path, owner) {
+        match create(backend, EXCLUSIVE, owner) {
             Ok(held) => break held,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if !is_live(&path) {
-                    take_over(&path, dir);
+            Err(e) if already_exists(&e) => {
+                if !is_live(backend.as_ref(), EXCLUSIVE) {
+                    take_over(backend.as_ref());
                     continue;
                 }
                 if Instant::now() >= deadline {
                     return Err(Error::Busy(format!(
-                        "the repository is locked exclusively by another process ({})",
-                        path.display()
+                        "the repository is locked exclusively by another process ({}/{EXCLUSIVE})",
+                        backend.location()
                     )));
                 }
                 std::thread::sleep(POLL);
             }
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(e) => return Err(e),
         }
     };
     loop {
-        let others = live_shared(dir, None)?;
+        let others = live_shared(backend.as_ref(), None)?;
         if others.is_empty() {
             return Ok(held);
         }
@@ -185,56 +183,73 @@ pub fn exclusive(dir: &Path, owner: &str, wait: Duration) -> Result<Held> {
     }
 }
 
+/// The owner written in the exclusive lock, if it is held.
+pub fn exclusive_owner(backend: &dyn Backend) -> Option<String> {
+    let bytes = backend.read(EXCLUSIVE).ok()?;
+    Some(String::from_utf8_lossy(&bytes).trim().to_string())
+}
+
+/// Removes the exclusive lock whatever its state (its holder is known dead).
+pub fn break_exclusive(backend: &dyn Backend) {
+    let _ = backend.remove(EXCLUSIVE);
+}
+
+/// Removes the shared lock of operation `owner` (its process is gone).
+pub fn break_shared(backend: &dyn Backend, owner: &str) {
+    let _ = backend.remove(&format!("locks/shared-{owner}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::PosixBackend;
+    use std::fs;
 
-    /// A repository-like root with `tmp/` and `locks/`; returns `locks/`.
-    fn lock_dir() -> (tempfile::TempDir, PathBuf) {
+    /// A repository-like root with `tmp/` and `locks/`.
+    fn lock_dir() -> (tempfile::TempDir, Arc<dyn Backend>) {
         let root = tempfile::tempdir().unwrap();
         fs::create_dir(root.path().join("tmp")).unwrap();
-        let dir = root.path().join("locks");
-        fs::create_dir(&dir).unwrap();
-        (root, dir)
+        fs::create_dir(root.path().join("locks")).unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(PosixBackend::new(root.path()).unwrap());
+        (root, backend)
     }
 
     #[test]
     fn shared_and_exclusive_exclude_each_other() {
-        let (_root, dir) = lock_dir();
-        let a = shared(&dir, "a", Duration::ZERO).unwrap();
-        let b = shared(&dir, "b", Duration::ZERO).unwrap();
-        let e = exclusive(&dir, "x", Duration::from_millis(200));
+        let (root, b) = lock_dir();
+        let a = shared(&b, "a", Duration::ZERO).unwrap();
+        let bb = shared(&b, "b", Duration::ZERO).unwrap();
+        let e = exclusive(&b, "x", Duration::from_millis(200));
         assert!(matches!(e, Err(Error::Busy(_))), "{e:?}");
         // A refused exclusive lock leaves nothing behind.
-        assert!(!dir.join("exclusive").exists());
-        drop((a, b));
-        let e = exclusive(&dir, "x", Duration::ZERO).unwrap();
-        assert_eq!(fs::read_to_string(e.path()).unwrap(), "x\n");
+        assert!(!root.path().join(EXCLUSIVE).exists());
+        drop((a, bb));
+        let e = exclusive(&b, "x", Duration::ZERO).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.path().join(e.key())).unwrap(),
+            "x\n"
+        );
+        assert_eq!(exclusive_owner(b.as_ref()).as_deref(), Some("x"));
         assert!(matches!(
-            shared(&dir, "c", Duration::from_millis(200)),
+            shared(&b, "c", Duration::from_millis(200)),
             Err(Error::Busy(_))
         ));
         drop(e);
-        shared(&dir, "c", Duration::ZERO).unwrap();
-        assert_eq!(
-            fs::read_dir(dir.parent().unwrap().join("tmp"))
-                .unwrap()
-                .count(),
-            0
-        );
+        shared(&b, "c", Duration::ZERO).unwrap();
+        assert_eq!(fs::read_dir(root.path().join("tmp")).unwrap().count(), 0);
     }
 
     #[test]
     fn a_stale_lock_is_taken_over() {
-        let (_root, dir) = lock_dir();
+        let (root, b) = lock_dir();
         let old = SystemTime::now() - STALE_AFTER - Duration::from_secs(5);
         for name in ["exclusive", "shared-dead"] {
-            let f = fs::File::create(dir.join(name)).unwrap();
+            let f = fs::File::create(root.path().join("locks").join(name)).unwrap();
             f.set_modified(old).unwrap();
         }
-        let e = exclusive(&dir, "x", Duration::ZERO).unwrap();
-        assert!(!dir.join("shared-dead").exists());
+        let e = exclusive(&b, "x", Duration::ZERO).unwrap();
+        assert!(!root.path().join("locks/shared-dead").exists());
         drop(e);
-        assert!(!dir.join("exclusive").exists());
+        assert!(!root.path().join(EXCLUSIVE).exists());
     }
 }

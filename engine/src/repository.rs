@@ -1,60 +1,86 @@
-//! The repository on a POSIX directory (a mounted NFS export is one).
+//! The repository: packs, layers and the config, stored through a
+//! [`Backend`] (a directory, or an NFS export).
 //!
 //! ```text
 //! <root>/config              repository config (JSON), written once
 //! <root>/packs/<xx>/<id>     packs, sharded by the first byte of the id
 //! <root>/layers/<backup-id>  one layer per backup
 //! <root>/tmp/                objects being written
+//! <root>/locks/              lock files (see `locks`)
 //! ```
 //!
-//! Nothing is modified in place: an object is written under `tmp/`, fsynced,
-//! renamed into place, and the directory fsynced. A `TempObject` that is
-//! dropped without being published removes its file.
+//! Nothing is modified in place: an object is written under `tmp/`, made
+//! durable, then published under its name. A `TempObject` that is dropped
+//! without being published removes itself.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use strata_format::config::RepoConfig;
 use strata_format::{BackupId, PackId, RepositoryId};
 
-use crate::error::{Error, IoContext, Result};
+use crate::backend::{
+    io_kind, Backend, Location, NfsBackend, ObjectReader, ObjectWriter, PosixBackend,
+};
+use crate::error::{Error, Result};
 
 pub struct Repository {
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
     config: RepoConfig,
 }
 
-/// A file under `tmp/`, removed on drop unless published.
+/// An object being written under `tmp/`, removed on drop unless published.
 pub struct TempObject {
-    file: Option<File>,
-    path: PathBuf,
+    writer: Option<Box<dyn ObjectWriter>>,
+    key: String,
+    backend: Arc<dyn Backend>,
 }
 
 impl TempObject {
-    pub fn file(&mut self) -> Result<&mut File> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| Error::Bug("temporary object used after publish".into()))
+    /// The object's name in messages.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.backend.location(), self.key)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn writer(&mut self) -> std::io::Result<&mut Box<dyn ObjectWriter>> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("temporary object used after publish"))
+    }
+}
+
+impl Write for TempObject {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer()?.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.writer()?.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer()?.flush()
     }
 }
 
 impl Drop for TempObject {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.path);
+        if self.writer.take().is_some() {
+            let _ = self.backend.remove(&self.key);
         }
     }
 }
 
-/// fsyncs a directory so a rename or create inside it is durable.
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+/// The backend for a location: a directory, or a connection to an export.
+pub fn connect(location: &Location) -> Result<Arc<dyn Backend>> {
+    Ok(match location {
+        Location::Posix(dir) => Arc::new(PosixBackend::new(dir)?),
+        Location::Nfs(url) => Arc::new(NfsBackend::connect(url)?),
+    })
+}
+
+fn is_not_found(e: &Error) -> bool {
+    io_kind(e) == Some(std::io::ErrorKind::NotFound)
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N]> {
@@ -76,64 +102,55 @@ pub fn new_uuid() -> Result<[u8; 16]> {
     Ok(b)
 }
 
+const DIRS: [&str; 4] = ["packs", "layers", "tmp", "locks"];
+
 impl Repository {
-    /// Creates a repository at `root` with `config` (whose id is replaced by a
-    /// fresh one). Fails if one already exists there.
-    pub fn init(root: &Path, mut config: RepoConfig) -> Result<Self> {
+    /// Creates a repository in `backend` with `config` (whose id is
+    /// replaced by a fresh one). Fails if one already exists there.
+    pub fn init(backend: Arc<dyn Backend>, mut config: RepoConfig) -> Result<Self> {
         config.repository_id = RepositoryId(new_uuid()?);
         config
             .validate()
-            .map_err(|e| Error::format(root.display().to_string(), e))?;
-        for dir in ["packs", "layers", "tmp", "locks"] {
-            fs::create_dir_all(root.join(dir)).at(root.join(dir))?;
+            .map_err(|e| Error::format(backend.location().to_string(), e))?;
+        for dir in DIRS {
+            backend.create_dir(dir)?;
         }
-        let repo = Repository {
-            root: root.to_path_buf(),
-            config,
-        };
+        let repo = Repository { backend, config };
         let mut tmp = repo.temp_object("config")?;
-        tmp.file()?
-            .write_all(&repo.config.encode())
-            .at(tmp.path())?;
-        let target = root.join("config");
-        // hard_link fails if the target exists, so two racing inits cannot
-        // both believe they created the repository.
-        repo.publish(tmp, &target, true)?;
-        sync_dir(root)?;
+        tmp.write_all(&repo.config.encode())
+            .map_err(|e| Error::io(tmp.name(), e))?;
+        // Exclusive, so two racing inits cannot both believe they created
+        // the repository.
+        repo.publish(tmp, "config", true)?;
         Ok(repo)
     }
 
-    pub fn open(root: &Path) -> Result<Self> {
-        let path = root.join("config");
-        let bytes = fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+    pub fn open(backend: Arc<dyn Backend>) -> Result<Self> {
+        let bytes = backend.read("config").map_err(|e| {
+            if is_not_found(&e) {
                 Error::NotFound {
                     kind: "repository",
-                    name: root.display().to_string(),
+                    name: backend.location().to_string(),
                 }
             } else {
-                Error::io(&path, e)
+                e
             }
         })?;
-        let config =
-            RepoConfig::decode(&bytes).map_err(|e| Error::format(path.display().to_string(), e))?;
-        for dir in ["packs", "layers", "tmp", "locks"] {
-            fs::create_dir_all(root.join(dir)).at(root.join(dir))?;
+        let location = format!("{}/config", backend.location());
+        let config = RepoConfig::decode(&bytes).map_err(|e| Error::format(location, e))?;
+        for dir in DIRS {
+            backend.create_dir(dir)?;
         }
-        Ok(Repository {
-            root: root.to_path_buf(),
-            config,
-        })
+        Ok(Repository { backend, config })
     }
 
-    /// Opens the repository at `root`, creating it with `config` if there is none.
-    pub fn open_or_init(root: &Path, config: RepoConfig) -> Result<Self> {
-        match Repository::open(root) {
-            Err(Error::NotFound { .. }) => match Repository::init(root, config) {
-                Err(Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::AlreadyExists =>
-                {
-                    Repository::open(root)
+    /// Opens the repository in `backend`, creating it with `config` if there
+    /// is none.
+    pub fn open_or_init(backend: Arc<dyn Backend>, config: RepoConfig) -> Result<Self> {
+        match Repository::open(backend.clone()) {
+            Err(Error::NotFound { .. }) => match Repository::init(backend.clone(), config) {
+                Err(e) if io_kind(&e) == Some(std::io::ErrorKind::AlreadyExists) => {
+                    Repository::open(backend)
                 }
                 other => other,
             },
@@ -145,144 +162,117 @@ impl Repository {
         &self.config
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
-    /// Creates a new empty file under `tmp/` (exclusive create, random name).
+    /// Where the repository is, for messages.
+    pub fn location(&self) -> &str {
+        self.backend.location()
+    }
+
+    /// Creates a new empty object under `tmp/`, with a unique name.
     pub fn temp_object(&self, kind: &str) -> Result<TempObject> {
         // Named after the process, so cleanup knows whose it is once that
         // process is gone.
-        let name = format!(
-            "{}~{kind}-{}",
+        let key = format!(
+            "tmp/{}~{kind}-{}",
             crate::process::owner_tag(),
             PackId(random_bytes()?)
         );
-        let path = self.root.join("tmp").join(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-            .at(&path)?;
+        let writer = self.backend.create(&key)?;
         Ok(TempObject {
-            file: Some(file),
-            path,
+            writer: Some(writer),
+            key,
+            backend: self.backend.clone(),
         })
     }
 
-    /// Makes a temporary object durable and visible at `target`:
-    /// fsync the file, link or rename it into place, fsync the directory.
-    fn publish(&self, mut tmp: TempObject, target: &Path, exclusive: bool) -> Result<()> {
-        let path = tmp.path.clone();
-        let file = tmp.file()?;
-        file.flush().at(&path)?;
-        // The data must be on disk before the name that makes it reachable.
-        file.sync_all().at(&path)?;
-        let dir = target
-            .parent()
-            .ok_or_else(|| Error::Bug(format!("{} has no parent", target.display())))?;
-        if !dir.exists() {
-            fs::create_dir_all(dir).at(dir)?;
-            if let Some(up) = dir.parent() {
-                sync_dir(up)?;
-            }
+    /// Makes a temporary object durable, then visible at `target`.
+    fn publish(&self, mut tmp: TempObject, target: &str, exclusive: bool) -> Result<()> {
+        let writer = tmp
+            .writer
+            .take()
+            .ok_or_else(|| Error::Bug("temporary object published twice".into()))?;
+        let finished = writer.finish().and_then(|()| {
+            // The data must be durable before the name that makes it reachable.
+            self.backend.publish(&tmp.key, target, exclusive)
+        });
+        if finished.is_err() {
+            let _ = self.backend.remove(&tmp.key);
         }
-        if exclusive {
-            fs::hard_link(&tmp.path, target).at(target)?;
-            fs::remove_file(&tmp.path).at(&tmp.path)?;
-        } else {
-            fs::rename(&tmp.path, target).at(target)?;
-        }
-        tmp.file = None;
-        // The new name must be durable before anyone records that it exists.
-        sync_dir(dir)?;
-        sync_dir(&self.root.join("tmp"))
+        finished
     }
 
-    pub fn pack_path(&self, id: &PackId) -> PathBuf {
-        self.root
-            .join("packs")
-            .join(id.shard())
-            .join(id.to_string())
+    pub fn pack_key(id: &PackId) -> String {
+        format!("packs/{}/{id}", id.shard())
     }
 
-    pub fn layer_path(&self, id: &BackupId) -> PathBuf {
-        self.root.join("layers").join(id.to_string())
+    pub fn layer_key(id: &BackupId) -> String {
+        format!("layers/{id}")
     }
 
     /// Publishes a finished pack. Durable when this returns.
     pub fn publish_pack(&self, tmp: TempObject, id: &PackId) -> Result<()> {
-        self.publish(tmp, &self.pack_path(id), true)
+        self.publish(tmp, &Self::pack_key(id), true)
     }
 
     /// Publishes a finished layer: the commit point of a backup. Durable when
     /// this returns.
     pub fn publish_layer(&self, tmp: TempObject, id: &BackupId) -> Result<()> {
-        self.publish(tmp, &self.layer_path(id), true)
+        self.publish(tmp, &Self::layer_key(id), true)
     }
 
     pub fn load_layer(&self, id: &BackupId) -> Result<Vec<u8>> {
-        let path = self.layer_path(id);
-        fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+        let key = Self::layer_key(id);
+        self.backend.read(&key).map_err(|e| {
+            if is_not_found(&e) {
                 Error::NotFound {
                     kind: "layer",
-                    name: path.display().to_string(),
+                    name: format!("{}/{key}", self.location()),
                 }
             } else {
-                Error::io(&path, e)
+                e
             }
         })
     }
 
+    pub fn has_layer(&self, id: &BackupId) -> Result<bool> {
+        Ok(self.backend.stat(&Self::layer_key(id))?.is_some())
+    }
+
+    /// The size of a pack in the repository, if it is there.
+    pub fn pack_size(&self, id: &PackId) -> Result<Option<u64>> {
+        Ok(self.backend.stat(&Self::pack_key(id))?.map(|m| m.len))
+    }
+
     pub fn open_pack(&self, id: &PackId) -> Result<PackFile> {
-        let path = self.pack_path(id);
-        let file = File::open(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
+        let reader = self.backend.open(&Self::pack_key(id)).map_err(|e| {
+            if is_not_found(&e) {
                 Error::Corrupt {
                     location: format!("pack {id}"),
                     detail: "pack file is missing from the repository".into(),
                 }
             } else {
-                Error::io(&path, e)
+                e
             }
         })?;
-        let len = file.metadata().at(&path)?.len();
         Ok(PackFile {
             id: *id,
-            file,
-            len,
-            path,
+            len: reader.len(),
+            reader,
         })
     }
 
-    /// Removes an object; a missing one is not an error. Durable on return.
-    fn remove(&self, path: &Path) -> Result<()> {
-        match fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(path, e)),
-        }
-        match path.parent() {
-            Some(dir) => sync_dir(dir),
-            None => Ok(()),
-        }
-    }
-
-    /// Every pack file under `packs/` (names that are not pack ids are skipped).
+    /// Every pack under `packs/` (names that are not pack ids are skipped).
     pub fn list_pack_files(&self) -> Result<Vec<PackId>> {
         let mut out = Vec::new();
-        let packs = self.root.join("packs");
-        for fan in fs::read_dir(&packs).at(&packs)? {
-            let fan = fan.at(&packs)?.path();
-            if !fan.is_dir() {
+        for shard in self.backend.list("packs")? {
+            if shard.len() != 2 || !shard.bytes().all(|b| b.is_ascii_hexdigit()) {
                 continue;
             }
-            for f in fs::read_dir(&fan).at(&fan)? {
-                let name = f.at(&fan)?.file_name();
-                if let Some(id) = name.to_str().and_then(|n| n.parse::<PackId>().ok()) {
+            for name in self.backend.list(&format!("packs/{shard}"))? {
+                if let Ok(id) = name.parse::<PackId>() {
                     out.push(id);
                 }
             }
@@ -290,14 +280,9 @@ impl Repository {
         Ok(out)
     }
 
-    /// Names of the files under `tmp/`.
+    /// Names of the objects under `tmp/`.
     pub fn list_temp(&self) -> Result<Vec<String>> {
-        let tmp = self.root.join("tmp");
-        let mut out = Vec::new();
-        for f in fs::read_dir(&tmp).at(&tmp)? {
-            out.push(f.at(&tmp)?.file_name().to_string_lossy().into_owned());
-        }
-        Ok(out)
+        self.backend.list("tmp")
     }
 
     /// Removes `tmp/<name>` (a leftover of a process that is gone).
@@ -305,24 +290,23 @@ impl Repository {
         if name.contains('/') {
             return Err(Error::Bug(format!("temp name {name:?} has a slash")));
         }
-        self.remove(&self.root.join("tmp").join(name))
+        self.backend.remove(&format!("tmp/{name}"))
     }
 
     pub fn remove_pack(&self, id: &PackId) -> Result<()> {
-        self.remove(&self.pack_path(id))
+        self.backend.remove(&Self::pack_key(id))
     }
 
     pub fn remove_layer(&self, id: &BackupId) -> Result<()> {
-        self.remove(&self.layer_path(id))
+        self.backend.remove(&Self::layer_key(id))
     }
 }
 
 /// An open pack, read by byte range.
 pub struct PackFile {
     pub id: PackId,
-    file: File,
+    reader: Box<dyn ObjectReader>,
     pub len: u64,
-    path: PathBuf,
 }
 
 impl PackFile {
@@ -334,13 +318,28 @@ impl PackFile {
     }
 
     pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        match self.file.read_exact_at(buf, offset) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::Corrupt {
-                location: format!("pack {} at offset {offset}", self.id),
-                detail: format!("pack is truncated ({} bytes)", self.len),
-            }),
-            Err(e) => Err(Error::io(&self.path, e)),
+        match self.reader.read_at(offset, buf) {
+            Err(e) if io_kind(&e) == Some(std::io::ErrorKind::UnexpectedEof) => {
+                Err(Error::Corrupt {
+                    location: format!("pack {} at offset {offset}", self.id),
+                    detail: format!("pack is truncated ({} bytes)", self.len),
+                })
+            }
+            other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend;
+
+    #[test]
+    fn posix_backend_keeps_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = PosixBackend::new(dir.path()).unwrap();
+        backend::conformance::run(&b).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -4,11 +4,16 @@
 use std::fs;
 use std::path::Path;
 
+use strata_engine::backend::Location;
 use strata_engine::catalog::{BackupStatus, ShareStatus};
 use strata_engine::{CreateBackup, Engine, EngineConfig, Error, Progress, RestoreRequest};
 
 fn engine(dir: &Path) -> Engine {
-    Engine::open(EngineConfig::new(dir.join("catalog.db"), dir.join("repo"))).unwrap()
+    Engine::open(EngineConfig::new(
+        dir.join("catalog.db"),
+        Location::Posix(dir.join("repo")),
+    ))
+    .unwrap()
 }
 
 fn noise(len: usize, seed: u8) -> Vec<u8> {
@@ -105,8 +110,8 @@ fn a_failed_backup_ends_in_error_and_releases_the_share() {
         engine.find_share(&s.name).unwrap().status,
         ShareStatus::Available
     );
-    assert_eq!(count_files(&engine.repository().root().join("tmp")), 0);
-    assert_eq!(count_files(&engine.repository().root().join("layers")), 0);
+    assert_eq!(count_files(&tmp.path().join("repo").join("tmp")), 0);
+    assert_eq!(count_files(&tmp.path().join("repo").join("layers")), 0);
 }
 
 #[test]
@@ -136,5 +141,5 @@ fn many_small_files_share_packs_and_delete_removes_them() {
     assert_eq!(packs.len(), 1, "1,000 small files belong in one pack");
     engine.delete_backup(&done.backup, false).unwrap();
     assert!(engine.catalog().list_packs().unwrap().is_empty());
-    assert_eq!(count_files(&engine.repository().root().join("packs")), 0);
+    assert_eq!(count_files(&tmp.path().join("repo").join("packs")), 0);
 }

@@ -5,8 +5,6 @@
 //! kept aside and written after the entries, as the format requires.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::io::BufWriter;
 
 use crossbeam_channel::{Receiver, Sender};
 use std::cmp::Ordering;
@@ -17,14 +15,14 @@ use strata_format::{BackupId, ChunkId};
 
 use super::report::Report;
 use crate::catalog::Catalog;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::repository::{Repository, TempObject};
 use strata_format::layer::Entry;
 
 /// A layer written up to its tombstones; `commit` finishes and publishes it.
 pub struct LayerDraft {
-    tmp: TempObject,
-    writer: LayerWriter<BufWriter<File>>,
+    name: String,
+    writer: LayerWriter<TempObject>,
     /// Paths of the parent this backup could not read, in path order.
     tombstones: Vec<Vec<u8>>,
     pub entries: u64,
@@ -65,15 +63,13 @@ pub fn spawn<'scope>(
     backup: BackupId,
     report: &'scope Report,
 ) -> Result<(EntrySender, Assembler<'scope>)> {
-    let mut tmp = repo.temp_object("layer")?;
-    let path = tmp.path().to_path_buf();
-    let file = tmp.file()?.try_clone().at(&path)?;
-    let writer = LayerWriter::new(BufWriter::with_capacity(1 << 20, file))
-        .map_err(|e| Error::format(path.display().to_string(), e))?;
+    let tmp = repo.temp_object("layer")?;
+    let name = tmp.name();
+    let writer = LayerWriter::new(tmp).map_err(|e| Error::format(name.as_str(), e))?;
     let (tx, rx) = crossbeam_channel::bounded(4096);
     let handle = scope.spawn(move || {
         let mut draft = LayerDraft {
-            tmp,
+            name,
             writer,
             tombstones: Vec::new(),
             entries: 0,
@@ -137,7 +133,7 @@ fn assemble(
             draft
                 .writer
                 .add_entry(&entry)
-                .map_err(|e| Error::format(draft.tmp.path().display().to_string(), e))?;
+                .map_err(|e| Error::format(draft.name.as_str(), e))?;
             draft.entries += 1;
         }
     }
@@ -156,20 +152,18 @@ impl LayerDraft {
     /// publishes the layer: the backup's commit point. Returns the number of
     /// tombstones written.
     pub fn commit(self, repo: &Repository, meta: &LayerMeta, gone: Vec<Vec<u8>>) -> Result<u64> {
-        let path = self.tmp.path().to_path_buf();
+        let name = self.name;
         let mut writer = self.writer;
         let tombstones = merge_sorted(gone, self.tombstones);
         for t in &tombstones {
             writer
                 .add_tombstone(&Tombstone { path: t.clone() })
-                .map_err(|e| Error::format(path.display().to_string(), e))?;
+                .map_err(|e| Error::format(name.as_str(), e))?;
         }
-        let (out, _) = writer
+        let (tmp, _) = writer
             .finish(meta)
-            .map_err(|e| Error::format(path.display().to_string(), e))?;
-        out.into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
-        repo.publish_layer(self.tmp, &meta.backup_id)?;
+            .map_err(|e| Error::format(name.as_str(), e))?;
+        repo.publish_layer(tmp, &meta.backup_id)?;
         Ok(tombstones.len() as u64)
     }
 }

@@ -4,9 +4,6 @@
 //! publishes it, and only then enters its chunks in the index. The packer
 //! fills the next pack meanwhile, so workers never wait for an fsync.
 
-use std::fs::File;
-use std::io::BufWriter;
-
 use crossbeam_channel::{Receiver, Sender};
 use strata_format::pack::{Compression, PackEntry, PackWriter};
 use strata_format::{ChunkId, PackId};
@@ -14,7 +11,7 @@ use strata_format::{ChunkId, PackId};
 use super::dedup::Dedup;
 use super::report::Counters;
 use crate::catalog::Catalog;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::repository::{new_pack_id, Repository, TempObject};
 
 /// A new chunk, compressed, on its way into a pack.
@@ -27,8 +24,9 @@ pub struct Blob {
 
 struct OpenPack {
     id: PackId,
-    tmp: TempObject,
-    writer: PackWriter<BufWriter<File>>,
+    /// The temporary object's name, for messages.
+    name: String,
+    writer: PackWriter<TempObject>,
 }
 
 struct Packer<'a> {
@@ -113,8 +111,7 @@ impl Packer<'_> {
             };
             pack.writer
                 .add(blob.id, &blob.stored, blob.raw_len, blob.compression)
-                .map_err(|e| Error::format(pack.tmp.path().display().to_string(), e))
-                .map_err(|e| with_path(e, pack.tmp.path()))?;
+                .map_err(|e| Error::format(pack.name.as_str(), e))?;
             Counters::add(&self.counters.stored_bytes, blob.stored.len() as u64);
             if pack.writer.len() >= self.target {
                 self.finish()?;
@@ -124,14 +121,12 @@ impl Packer<'_> {
     }
 
     fn start(&self) -> Result<OpenPack> {
-        let mut tmp = self.repo.temp_object("pack")?;
-        let path = tmp.path().to_path_buf();
-        let file = tmp.file()?.try_clone().at(&path)?;
-        let writer = PackWriter::new(BufWriter::with_capacity(1 << 20, file))
-            .map_err(|e| with_path(Error::format(path.display().to_string(), e), &path))?;
+        let tmp = self.repo.temp_object("pack")?;
+        let name = tmp.name();
+        let writer = PackWriter::new(tmp).map_err(|e| Error::format(name.as_str(), e))?;
         Ok(OpenPack {
             id: new_pack_id()?,
-            tmp,
+            name,
             writer,
         })
     }
@@ -144,28 +139,17 @@ impl Packer<'_> {
         if pack.writer.is_empty() {
             return Ok(());
         }
-        let path = pack.tmp.path().to_path_buf();
-        let (out, entries, total) = pack
+        let (tmp, entries, total) = pack
             .writer
             .finish()
-            .map_err(|e| with_path(Error::format(path.display().to_string(), e), &path))?;
-        out.into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
+            .map_err(|e| Error::format(pack.name.as_str(), e))?;
         self.finished
             .send(FinishedPack {
                 id: pack.id,
-                tmp: pack.tmp,
+                tmp,
                 entries,
                 size: total,
             })
             .map_err(|_| Error::Bug("the pack publisher stopped".into()))
-    }
-}
-
-/// Format-level I/O errors carry no path; give them the pack's.
-fn with_path(e: Error, path: &std::path::Path) -> Error {
-    match e {
-        Error::Io { source, .. } => Error::io(path, source),
-        other => other,
     }
 }

@@ -68,12 +68,7 @@ impl Engine {
                 op.pid,
                 op.host
             ));
-            let _ = std::fs::remove_file(
-                self.repo
-                    .root()
-                    .join("locks")
-                    .join(format!("shared-{}", op.id)),
-            );
+            locks::break_shared(self.repo.backend().as_ref(), &op.id);
             for name in self.repo.list_temp()? {
                 let owner = process::parse_tag(&name);
                 if owner == Some((op.host.as_str(), op.pid, op.process_start)) {
@@ -100,8 +95,8 @@ impl Engine {
     /// Removes the exclusive lock if its holder, on this host, is gone (it
     /// would otherwise block backups until it goes stale).
     fn release_dead_exclusive_lock(&self) {
-        let path = self.repo.root().join("locks").join("exclusive");
-        let Ok(owner) = std::fs::read_to_string(&path) else {
+        let backend = self.repo.backend().as_ref();
+        let Some(owner) = locks::exclusive_owner(backend) else {
             return;
         };
         let Some((host, pid, start)) = process::parse_tag(owner.trim().trim_start_matches("gc-"))
@@ -109,7 +104,7 @@ impl Engine {
             return;
         };
         if process::is_alive(host, &process::boot_id(), pid, start) == Some(false) {
-            let _ = std::fs::remove_file(&path);
+            locks::break_exclusive(backend);
         }
     }
 
@@ -221,7 +216,7 @@ impl Engine {
     pub(crate) fn collect_packs(&mut self, wait: Duration) -> Result<u64> {
         // The trailing `~` makes it parse as a tag (see `release_dead_exclusive_lock`).
         let owner = format!("gc-{}~", process::owner_tag());
-        let lock = locks::exclusive(&self.repo.root().join("locks"), &owner, wait)?;
+        let lock = locks::exclusive(self.repo.backend(), &owner, wait)?;
         let dead = self.catalog.take_unreferenced_packs()?;
         for pack in &dead {
             self.repo.remove_pack(pack)?;
@@ -277,8 +272,7 @@ impl Engine {
             self.repo.list_pack_files()?.into_iter().collect();
         let indexed = self.catalog.list_packs()?;
         for (pack, size) in &indexed {
-            let on_disk = std::fs::metadata(self.repo.pack_path(pack)).map(|m| m.len());
-            if on_disk.ok() != Some(*size) {
+            if self.repo.pack_size(pack)? != Some(*size) {
                 report.bad_packs.push(pack.to_string());
             }
         }
@@ -290,7 +284,7 @@ impl Engine {
                 continue;
             }
             for id in self.chain(&b)? {
-                if !self.repo.layer_path(&id).exists() {
+                if !self.repo.has_layer(&id)? {
                     report
                         .missing_layers
                         .push(format!("{id} (needed by {})", b.id));

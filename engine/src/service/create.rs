@@ -129,7 +129,7 @@ impl Engine {
             Some(id) => self.chain(&self.catalog.backup(id)?)?,
             None => Vec::new(),
         };
-        let lock = locks::shared(&self.repo.root().join("locks"), op, SHARED_LOCK_WAIT)?;
+        let lock = locks::shared(self.repo.backend(), op, SHARED_LOCK_WAIT)?;
         let plan = BackupPlan {
             backup_id: record.id,
             share_id: share.id,

@@ -18,6 +18,7 @@ use strata_format::RepositoryId;
 pub use backups::{BackupResult, CreateBackup, RestoreRequest};
 pub use cleanup::{CheckReport, CleanupReport};
 
+use crate::backend::Location;
 use crate::catalog::{Catalog, Quota, QuotaUsage};
 use crate::error::{Error, Result};
 use crate::repository::Repository;
@@ -26,7 +27,8 @@ use crate::repository::Repository;
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub catalog_path: PathBuf,
-    pub repository_path: PathBuf,
+    /// A directory or an `nfs://` export.
+    pub repository: Location,
     pub project: String,
     /// Overrides the repository's default compression for new chunks.
     pub compression: Option<CompressionSetting>,
@@ -38,10 +40,10 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
-    pub fn new(catalog_path: PathBuf, repository_path: PathBuf) -> Self {
+    pub fn new(catalog_path: PathBuf, repository: Location) -> Self {
         EngineConfig {
             catalog_path,
-            repository_path,
+            repository,
             project: "default".into(),
             compression: None,
             new_repository: RepoConfig::new(RepositoryId([0; 16])),
@@ -63,17 +65,14 @@ impl Engine {
     /// catalog only ever indexes one repository: opening it with another is
     /// refused, because its chunk index would lie about that repository.
     pub fn open(config: EngineConfig) -> Result<Self> {
-        let repo =
-            Repository::open_or_init(&config.repository_path, config.new_repository.clone())?;
+        let backend = crate::repository::connect(&config.repository)?;
+        let repo = Repository::open_or_init(backend, config.new_repository.clone())?;
         let catalog = Catalog::open(&config.catalog_path)?;
         let repo_id = repo.config().repository_id.to_string();
         match catalog.meta("repository_id")? {
             None => {
                 catalog.set_meta("repository_id", &repo_id)?;
-                catalog.set_meta(
-                    "repository_path",
-                    &config.repository_path.display().to_string(),
-                )?;
+                catalog.set_meta("repository_path", &config.repository.to_string())?;
             }
             Some(known) if known == repo_id => {}
             Some(known) => {
@@ -81,7 +80,7 @@ impl Engine {
                 return Err(Error::InvalidArgument(format!(
                     "catalog {} indexes repository {known} at {path}, not {repo_id} at {}",
                     config.catalog_path.display(),
-                    config.repository_path.display()
+                    config.repository
                 )));
             }
         }

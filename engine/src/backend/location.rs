@@ -1,0 +1,294 @@
+//! Where a repository is: a directory, or an export reached over NFS.
+//!
+//! An NFS location is written `nfs://HOST[:PORT]/PATH[?version=3|4.1&...]`,
+//! or given as the seeds' `backup_mount_export = HOST:/PATH` with
+//! `backup_mount_options = vers=4.1`. Over NFSv4 `PATH` is a path in the
+//! server's pseudo filesystem, over NFSv3 the exported directory; either
+//! may continue below the export into the repository's own directory.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// A repository location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Posix(PathBuf),
+    Nfs(NfsUrl),
+}
+
+/// A parsed `nfs://` location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NfsUrl {
+    pub host: String,
+    pub port: Option<u16>,
+    /// Absolute path on the server, without a trailing slash.
+    pub path: String,
+    /// `3`, `4.0`, `4.1` or `4.2`.
+    pub version: String,
+    /// Further client options passed through (`uid`, `gid`, `nfsport`,
+    /// `mountport`, `noresvport`), in the order given.
+    pub options: Vec<(String, String)>,
+}
+
+const VERSIONS: [&str; 4] = ["3", "4.0", "4.1", "4.2"];
+const PASSED_THROUGH: [&str; 5] = ["uid", "gid", "nfsport", "mountport", "noresvport"];
+/// Used when a location names no version: needs no rpcbind on the server.
+pub const DEFAULT_NFS_VERSION: &str = "4.1";
+
+fn invalid(what: &str, detail: impl fmt::Display) -> Error {
+    Error::InvalidArgument(format!("invalid repository location {what:?}: {detail}"))
+}
+
+impl Location {
+    /// Parses a `--repository` value: an `nfs://` URL or a directory.
+    pub fn parse(s: &str) -> Result<Location> {
+        if let Some(rest) = s.strip_prefix("nfs://") {
+            return NfsUrl::parse(s, rest).map(Location::Nfs);
+        }
+        if s.contains("://") {
+            return Err(invalid(s, "only directories and nfs:// URLs are supported"));
+        }
+        if s.is_empty() {
+            return Err(invalid(s, "empty"));
+        }
+        Ok(Location::Posix(PathBuf::from(s)))
+    }
+
+    /// The seeds' form: `backup_mount_export = HOST:/PATH` and
+    /// `backup_mount_options` (comma-separated; `vers`/`nfsvers`, `port` and
+    /// `mountport` are used, kernel-only options such as `hard` ignored).
+    pub fn from_mount_export(export: &str, options: &str) -> Result<Location> {
+        let (host, path) = export
+            .split_once(":/")
+            .ok_or_else(|| invalid(export, "expected HOST:/PATH"))?;
+        let mut url = format!("nfs://{host}/{path}");
+        let mut query = Vec::new();
+        for opt in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
+            match k {
+                "vers" | "nfsvers" => query.push(format!("version={v}")),
+                "port" => query.push(format!("nfsport={v}")),
+                "mountport" => query.push(format!("mountport={v}")),
+                _ => {}
+            }
+        }
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        Location::parse(&url)
+    }
+}
+
+impl NfsUrl {
+    fn parse(whole: &str, rest: &str) -> Result<NfsUrl> {
+        let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = main
+            .split_once('/')
+            .ok_or_else(|| invalid(whole, "no export path after the host"))?;
+        // An IPv6 host is bracketed: `[::1]:2049`.
+        let split_at = match authority.find(']') {
+            Some(end) if authority.starts_with('[') => authority[end..].find(':').map(|i| end + i),
+            _ => authority.rfind(':'),
+        };
+        let (host, port) = match split_at {
+            Some(i) => {
+                let p = &authority[i + 1..];
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| invalid(whole, format!("bad port {p:?}")))?;
+                (authority[..i].to_string(), Some(port))
+            }
+            None => (authority.to_string(), None),
+        };
+        if host.is_empty() {
+            return Err(invalid(whole, "no host"));
+        }
+        let parts: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        if parts.is_empty() {
+            return Err(invalid(whole, "the export path must not be /"));
+        }
+        if parts.iter().any(|c| *c == "." || *c == "..") {
+            return Err(invalid(whole, "`.` and `..` are not allowed in the path"));
+        }
+        let mut url = NfsUrl {
+            host,
+            port,
+            path: format!("/{}", parts.join("/")),
+            version: DEFAULT_NFS_VERSION.to_string(),
+            options: Vec::new(),
+        };
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "version" | "vers" => {
+                    if !VERSIONS.contains(&v) {
+                        return Err(invalid(
+                            whole,
+                            format!("version must be 3 or 4.1, not {v:?}"),
+                        ));
+                    }
+                    url.version = v.to_string();
+                }
+                k if PASSED_THROUGH.contains(&k) => {
+                    url.options.push((k.to_string(), v.to_string()));
+                }
+                other => return Err(invalid(whole, format!("unknown option {other:?}"))),
+            }
+        }
+        Ok(url)
+    }
+
+    /// The same location with `path` extended by `below` (a relative path).
+    pub fn join(&self, below: &str) -> NfsUrl {
+        let mut out = self.clone();
+        for c in below.split('/').filter(|c| !c.is_empty()) {
+            out.path.push('/');
+            out.path.push_str(c);
+        }
+        out
+    }
+
+    /// The same location one directory up, if the path has more than one
+    /// component.
+    pub fn parent(&self) -> Option<(NfsUrl, String)> {
+        let (up, name) = self.path.rsplit_once('/')?;
+        if up.is_empty() {
+            return None;
+        }
+        let mut out = self.clone();
+        out.path = up.to_string();
+        Some((out, name.to_string()))
+    }
+
+    /// The URL handed to the NFS client: non-privileged source ports unless
+    /// the location asks otherwise.
+    pub fn client_url(&self) -> String {
+        let mut s = self.without_options();
+        s.push_str(&format!("?version={}", self.version));
+        if !self.options.iter().any(|(k, _)| k == "noresvport") {
+            s.push_str("&noresvport=true");
+        }
+        for (k, v) in &self.options {
+            s.push_str(&format!("&{k}={v}"));
+        }
+        s
+    }
+
+    /// `nfs://host[:port]/path`, as shown in messages.
+    pub fn without_options(&self) -> String {
+        match self.port {
+            Some(p) => format!("nfs://{}:{p}{}", self.host, self.path),
+            None => format!("nfs://{}{}", self.host, self.path),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Posix(p) => write!(f, "{}", p.display()),
+            Location::Nfs(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+impl fmt::Display for NfsUrl {
+    /// The canonical URL, which [`Location::parse`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}?version={}", self.without_options(), self.version)?;
+        for (k, v) in &self.options {
+            write!(f, "&{k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn urls_and_mount_exports() {
+        let Location::Nfs(u) = Location::parse("nfs://127.0.0.1/export/repo?version=3").unwrap()
+        else {
+            panic!("not nfs")
+        };
+        assert_eq!(
+            (u.host.as_str(), u.path.as_str(), u.version.as_str()),
+            ("127.0.0.1", "/export/repo", "3")
+        );
+        assert_eq!(
+            u.client_url(),
+            "nfs://127.0.0.1/export/repo?version=3&noresvport=true"
+        );
+        let seeds =
+            Location::from_mount_export("nas:/srv/backups", "vers=4.1,hard,port=2050").unwrap();
+        assert_eq!(
+            seeds.to_string(),
+            "nfs://nas/srv/backups?version=4.1&nfsport=2050"
+        );
+        let Location::Nfs(d) = Location::parse("nfs://h:2049/e").unwrap() else {
+            panic!("not nfs")
+        };
+        assert_eq!(
+            (d.port, d.version.as_str()),
+            (Some(2049), DEFAULT_NFS_VERSION)
+        );
+        assert_eq!(d.join("a/b").path, "/e/a/b");
+        assert!(d.parent().is_none());
+        let Location::Nfs(v6) = Location::parse("nfs://[::1]:20490/e").unwrap() else {
+            panic!("not nfs")
+        };
+        assert_eq!((v6.host.as_str(), v6.port), ("[::1]", Some(20490)));
+        assert_eq!(
+            Location::parse("/srv/r").unwrap(),
+            Location::Posix("/srv/r".into())
+        );
+    }
+
+    #[test]
+    fn bad_locations_are_refused() {
+        for bad in [
+            "nfs://host",
+            "nfs:///export",
+            "nfs://host/",
+            "nfs://host/e?version=4",
+            "nfs://host/e?rsize=1",
+            "nfs://host:x/e",
+            "nfs://host/e/../f",
+            "s3://bucket/x",
+            "",
+        ] {
+            assert!(
+                matches!(Location::parse(bad), Err(Error::InvalidArgument(_))),
+                "{bad}"
+            );
+        }
+        assert!(Location::from_mount_export("nas/srv", "").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn display_parses_back(
+            host in "[a-z][a-z0-9.-]{0,12}",
+            port in proptest::option::of(1u16..),
+            path in proptest::collection::vec("[a-zA-Z0-9_-]{1,8}", 1..4),
+            version in proptest::sample::select(VERSIONS.to_vec()),
+            uid in proptest::option::of(0u32..70000),
+        ) {
+            let url = NfsUrl {
+                host,
+                port,
+                path: format!("/{}", path.join("/")),
+                version: version.to_string(),
+                options: uid.map(|u| vec![("uid".to_string(), u.to_string())]).unwrap_or_default(),
+            };
+            let back = Location::parse(&url.to_string()).unwrap();
+            prop_assert_eq!(back, Location::Nfs(url));
+        }
+    }
+}

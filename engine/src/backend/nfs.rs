@@ -1,0 +1,120 @@
+//! The repository on an NFS export, reached with a userspace client (no
+//! kernel NFS client, no mount, no root).
+//!
+//! Every call runs on a small private async runtime and is retried, with
+//! backoff and a fresh connection, on transient failures (dropped or
+//! refused connections, timeouts, NFS delay/jukebox/grace, stale handles
+//! or sessions after a server restart) until [`NfsBackend::retry_budget`]
+//! runs out. Objects are addressed by path on every call, so a new
+//! connection looks them up again.
+//!
+//! Durability: object data is written UNSTABLE, in pieces of up to 16 MiB
+//! sent concurrently, and each piece is COMMITted (the server's write
+//! verifier checked) before it counts as written; [`ObjectWriter::finish`]
+//! returns once the last piece is committed. A server restart can lose
+//! only uncommitted pieces, which are sent again. Namespace operations
+//! (CREATE, LINK, RENAME, REMOVE) are synchronous in the NFS protocol: the
+//! server makes them stable before it replies.
+
+mod client;
+mod errors;
+mod object;
+
+use std::sync::Arc;
+
+use super::location::NfsUrl;
+use super::{check_key, Backend, ObjectMeta, ObjectReader, ObjectWriter, Space};
+use crate::error::Result;
+use client::Client;
+pub use client::DEFAULT_RETRY_BUDGET;
+
+/// A repository on an NFS export. Cheap to share between threads.
+#[derive(Debug, Clone)]
+pub struct NfsBackend {
+    client: Arc<Client>,
+}
+
+impl NfsBackend {
+    /// Connects to `url`, creating the repository's directory below the
+    /// export if it is missing.
+    pub fn connect(url: &NfsUrl) -> Result<NfsBackend> {
+        Ok(NfsBackend {
+            client: Arc::new(Client::connect(url)?),
+        })
+    }
+
+    /// How long a failing call keeps retrying before it reports the error.
+    pub fn retry_budget(&self) -> std::time::Duration {
+        self.client.budget()
+    }
+
+    /// The largest single READ and WRITE the server accepts.
+    pub fn io_sizes(&self) -> (u32, u32) {
+        self.client.io_sizes()
+    }
+}
+
+impl Backend for NfsBackend {
+    fn location(&self) -> &str {
+        self.client.location()
+    }
+
+    fn create_dir(&self, dir: &str) -> Result<()> {
+        check_key(dir)?;
+        self.client.create_dir(dir)
+    }
+
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        check_key(key)?;
+        Ok(Box::new(object::NfsWriter::create(
+            self.client.clone(),
+            key,
+        )?))
+    }
+
+    fn publish(&self, from: &str, to: &str, exclusive: bool) -> Result<()> {
+        check_key(from)?;
+        check_key(to)?;
+        self.client.publish(from, to, exclusive)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        check_key(from)?;
+        check_key(to)?;
+        self.client.rename(from, to)
+    }
+
+    fn open(&self, key: &str) -> Result<Box<dyn ObjectReader>> {
+        check_key(key)?;
+        Ok(Box::new(object::NfsReader::open(self.client.clone(), key)?))
+    }
+
+    fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        check_key(key)?;
+        self.client.stat(key)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        check_key(dir)?;
+        self.client.list(dir)
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.client.remove(key)
+    }
+
+    fn remove_dir(&self, dir: &str) -> Result<()> {
+        check_key(dir)?;
+        self.client.remove_dir(dir)
+    }
+
+    fn touch(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.client.touch(key)
+    }
+
+    fn space(&self) -> Result<Space> {
+        self.client.space()
+    }
+}

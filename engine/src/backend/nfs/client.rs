@@ -1,0 +1,367 @@
+//! One connection to the export, replaced when it fails, and the retry
+//! loop every call goes through.
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use nfs_rs::{Mount, Nfs4ErrorCode, NfsError, Time};
+
+use super::errors::{is_transient, to_io};
+use crate::backend::location::NfsUrl;
+use crate::backend::{io_error, ObjectMeta, Space};
+use crate::error::Result;
+
+/// How long a call keeps retrying transient failures: long enough for a
+/// server to restart or fail over. `STRATA_NFS_RETRY_SECS` overrides it.
+pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+type Conn = (u64, Arc<dyn Mount>);
+
+pub struct Client {
+    url: NfsUrl,
+    location: String,
+    rt: tokio::runtime::Runtime,
+    conn: RwLock<Conn>,
+    reconnecting: tokio::sync::Mutex<()>,
+    budget: Duration,
+    io_sizes: (u32, u32),
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+fn budget_from_env() -> Duration {
+    std::env::var("STRATA_NFS_RETRY_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_RETRY_BUDGET)
+}
+
+/// Whether a transient failure is the connection's (so a new one may help)
+/// rather than the server asking us to wait.
+fn wants_new_connection(e: &NfsError) -> bool {
+    !(e.is_server_busy() || matches!(e, NfsError::Nfs4(Nfs4ErrorCode::NFS4ERR_GRACE)))
+}
+
+async fn mount_url(url: &NfsUrl) -> nfs_rs::Result<Arc<dyn Mount>> {
+    nfs_rs::parse_url_and_mount(&url.client_url())
+        .await
+        .map(Arc::from)
+}
+
+/// Mounts `url`, retrying transient failures for `budget`; when the path
+/// does not exist yet, mounts its parent and creates it first.
+async fn mount_creating(url: &NfsUrl, budget: Duration) -> nfs_rs::Result<Arc<dyn Mount>> {
+    let start = Instant::now();
+    let mut delay = FIRST_BACKOFF;
+    loop {
+        match mount_url(url).await {
+            Ok(m) => return Ok(m),
+            Err(e) if is_transient(&e) && start.elapsed() < budget => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                let Some((parent, name)) = url.parent() else {
+                    return Err(e);
+                };
+                let Ok(up) = Box::pin(mount_creating(&parent, budget)).await else {
+                    return Err(e);
+                };
+                let made = up.mkdir_path(&name, 0o755).await;
+                let _ = up.umount().await;
+                match made {
+                    Ok(_) => {}
+                    Err(m) if m.is_exist() => {}
+                    Err(_) => return Err(e),
+                }
+                return mount_url(url).await;
+            }
+        }
+    }
+}
+
+impl Client {
+    pub fn connect(url: &NfsUrl) -> Result<Client> {
+        let location = url.without_options();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("strata-nfs")
+            .enable_all()
+            .build()
+            .map_err(|e| io_error(&location, "", e))?;
+        let budget = budget_from_env();
+        let mount = rt
+            .block_on(mount_creating(url, budget.min(Duration::from_secs(15))))
+            .map_err(|e| io_error(&location, "", to_io(&e)))?;
+        let info = rt
+            .block_on(mount.fsinfo())
+            .map_err(|e| io_error(&location, "", to_io(&e)))?;
+        Ok(Client {
+            url: url.clone(),
+            location,
+            rt,
+            conn: RwLock::new((0, mount)),
+            reconnecting: tokio::sync::Mutex::new(()),
+            budget,
+            io_sizes: (info.rtmax, info.wtmax),
+        })
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    pub fn io_sizes(&self) -> (u32, u32) {
+        self.io_sizes
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    fn current(&self) -> Conn {
+        let conn = self.conn.read().unwrap_or_else(|p| p.into_inner());
+        (conn.0, conn.1.clone())
+    }
+
+    /// Replaces connection `seen` with a new one, unless another call did
+    /// already. A failed attempt leaves the old one for the next retry.
+    async fn reconnect(&self, seen: u64) {
+        let _one_at_a_time = self.reconnecting.lock().await;
+        if self.current().0 != seen {
+            return;
+        }
+        if let Ok(mount) = mount_url(&self.url).await {
+            let mut conn = self.conn.write().unwrap_or_else(|p| p.into_inner());
+            *conn = (seen + 1, mount);
+        }
+    }
+
+    /// Runs `op` on the current connection, retrying transient failures
+    /// with backoff (and a new connection where that may help) until the
+    /// retry budget is spent. The error names `key`.
+    pub async fn call<T, F, Fut>(&self, key: &str, op: F) -> Result<T>
+    where
+        F: Fn(Arc<dyn Mount>, String) -> Fut,
+        Fut: Future<Output = nfs_rs::Result<T>>,
+    {
+        let start = Instant::now();
+        let mut delay = FIRST_BACKOFF;
+        loop {
+            let (generation, mount) = self.current();
+            match op(mount, key.to_string()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if is_transient(&e) && start.elapsed() < self.budget => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                    if wants_new_connection(&e) {
+                        self.reconnect(generation).await;
+                    }
+                }
+                Err(e) => return Err(io_error(&self.location, key, to_io(&e))),
+            }
+        }
+    }
+
+    /// [`Client::call`], waited for on this thread.
+    pub fn block_call<T, F, Fut>(&self, key: &str, op: F) -> Result<T>
+    where
+        F: Fn(Arc<dyn Mount>, String) -> Fut,
+        Fut: Future<Output = nfs_rs::Result<T>>,
+    {
+        self.rt.block_on(self.call(key, op))
+    }
+
+    pub fn create_dir(&self, dir: &str) -> Result<()> {
+        let mut prefix = String::new();
+        for part in dir.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            self.block_call(&prefix, |m, k| async move {
+                match m.mkdir_path(&k, 0o755).await {
+                    Err(e) if e.is_exist() => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.block_call(key, |m, k| async move {
+            match m.getattr_path(&k).await {
+                Ok(a) => Ok(Some(ObjectMeta {
+                    len: a.filesize,
+                    mtime: a.mtime.to_system_time(),
+                })),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// The server's id of the object at `key`, if there is one.
+    fn file_id(&self, key: &str) -> Result<Option<u64>> {
+        self.block_call(key, |m, k| async move {
+            match m.getattr_path(&k).await {
+                Ok(a) => Ok(Some(a.fileid)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn parent_missing(&self, key: &str) -> Result<Option<String>> {
+        match key.rsplit_once('/') {
+            Some((dir, _)) if self.stat(dir)?.is_none() => Ok(Some(dir.to_string())),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn publish(&self, from: &str, to: &str, exclusive: bool) -> Result<()> {
+        if !exclusive {
+            return self.rename_creating(from, to, true);
+        }
+        loop {
+            let linked = self.block_call(to, |m, k| {
+                let from = from.to_string();
+                async move { m.link_path(&from, &k).await.map(|_| ()) }
+            });
+            match linked {
+                Ok(()) => break,
+                Err(e) => match crate::backend::io_kind(&e) {
+                    // A LINK whose reply was lost and that was sent again
+                    // finds its own work done: the same file on both names.
+                    Some(std::io::ErrorKind::AlreadyExists) => {
+                        let ours = self.file_id(from)?;
+                        if ours.is_none() || ours != self.file_id(to)? {
+                            return Err(e);
+                        }
+                        break;
+                    }
+                    Some(std::io::ErrorKind::NotFound) => match self.parent_missing(to)? {
+                        Some(dir) => self.create_dir(&dir)?,
+                        None => return Err(e),
+                    },
+                    _ => return Err(e),
+                },
+            }
+        }
+        self.remove(from)
+    }
+
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.rename_creating(from, to, false)
+    }
+
+    fn rename_creating(&self, from: &str, to: &str, create_parent: bool) -> Result<()> {
+        loop {
+            let renamed = self.block_call(from, |m, k| {
+                let to = to.to_string();
+                async move { m.rename_path(&k, &to).await }
+            });
+            match renamed {
+                Ok(()) => return Ok(()),
+                Err(e) if crate::backend::io_kind(&e) == Some(std::io::ErrorKind::NotFound) => {
+                    if create_parent {
+                        if let Some(dir) = self.parent_missing(to)? {
+                            self.create_dir(&dir)?;
+                            continue;
+                        }
+                    }
+                    // A RENAME sent again after a lost reply: already done.
+                    if self.stat(from)?.is_none() && self.stat(to)?.is_some() {
+                        return Ok(());
+                    }
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+        self.block_call(dir, |m, k| async move {
+            let mut names = Vec::new();
+            let mut entries = m.readdir_path(&k).await?;
+            while let Some(entry) = entries.next().await {
+                let name = entry?.file_name;
+                if name != "." && name != ".." {
+                    names.push(name);
+                }
+            }
+            Ok(names)
+        })
+    }
+
+    pub fn remove(&self, key: &str) -> Result<()> {
+        self.block_call(key, |m, k| async move {
+            match m.remove_path(&k).await {
+                Err(e) if e.is_not_found() => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    pub fn remove_dir(&self, dir: &str) -> Result<()> {
+        self.block_call(dir, |m, k| async move {
+            match m.rmdir_path(&k).await {
+                Err(e) if e.is_not_found() => Ok(()),
+                other => other,
+            }
+        })
+    }
+
+    pub fn touch(&self, key: &str) -> Result<()> {
+        self.block_call(key, |m, k| async move {
+            let now = Time::from_system_time(SystemTime::now());
+            m.setattr_path(
+                &k,
+                false,
+                None,
+                None,
+                None,
+                None,
+                Some(now.clone()),
+                Some(now),
+            )
+            .await
+        })
+    }
+
+    pub fn space(&self) -> Result<Space> {
+        self.block_call("", |m, _| async move { m.fsstat().await })
+            .map(|s| Space {
+                available: s.abytes,
+                total: s.tbytes,
+            })
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let (_, mount) = self.current();
+        // Releases the client's state on the server; best effort, bounded.
+        let _ = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(2), mount.umount()).await });
+    }
+}

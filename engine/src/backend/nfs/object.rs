@@ -1,0 +1,239 @@
+//! Objects on the export: written in pipelined, committed pieces; read by
+//! range in pieces the server accepts.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use nfs_rs::Mount;
+use tokio::task::JoinHandle;
+
+use super::client::Client;
+use crate::backend::{ObjectReader, ObjectWriter};
+use crate::error::{Error, Result};
+
+/// Bytes sent as one WRITE batch and COMMIT.
+const PIECE: usize = 8 << 20;
+/// Pieces on the wire at once; the next waits for the oldest.
+const IN_FLIGHT: usize = 3;
+
+/// A file handle looked up once and forgotten when a call fails, so the
+/// retry looks the path up again (on a new connection, if one was made).
+#[derive(Clone, Default)]
+struct Handle(Arc<Mutex<Option<Bytes>>>);
+
+impl Handle {
+    async fn get(&self, m: &Arc<dyn Mount>, key: &str) -> nfs_rs::Result<Bytes> {
+        let cached = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match cached {
+            Some(fh) => Ok(fh),
+            None => {
+                let fh = m.lookup_path(key).await?.fh;
+                *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(fh.clone());
+                Ok(fh)
+            }
+        }
+    }
+
+    fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Runs `f` with the handle; forgets it if `f` fails.
+    async fn with<T, F, Fut>(&self, m: Arc<dyn Mount>, key: &str, f: F) -> nfs_rs::Result<T>
+    where
+        F: FnOnce(Arc<dyn Mount>, Bytes) -> Fut,
+        Fut: std::future::Future<Output = nfs_rs::Result<T>>,
+    {
+        let fh = self.get(&m, key).await?;
+        let out = f(m, fh).await;
+        if out.is_err() {
+            self.forget();
+        }
+        out
+    }
+}
+
+pub struct NfsWriter {
+    client: Arc<Client>,
+    key: String,
+    handle: Handle,
+    buf: Vec<u8>,
+    offset: u64,
+    in_flight: VecDeque<JoinHandle<Result<()>>>,
+}
+
+impl NfsWriter {
+    pub fn create(client: Arc<Client>, key: &str) -> Result<NfsWriter> {
+        let fh = client.block_call(key, |m, k| async move {
+            let made = m.create_path(&k, Some(0o644)).await?;
+            // Writes go by handle with no open state to lose on a restart.
+            m.close(made.fh.clone()).await?;
+            Ok(made.fh)
+        })?;
+        Ok(NfsWriter {
+            client,
+            key: key.to_string(),
+            handle: Handle(Arc::new(Mutex::new(Some(fh)))),
+            buf: Vec::with_capacity(PIECE),
+            offset: 0,
+            in_flight: VecDeque::new(),
+        })
+    }
+
+    /// Sends the buffered bytes as one piece, in the background.
+    fn send(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
+        let at = self.offset;
+        self.offset += data.len() as u64;
+        let (client, key, handle) = (self.client.clone(), self.key.clone(), self.handle.clone());
+        let task = self.client.runtime().spawn(async move {
+            let wanted = data.len() as u64;
+            let written = client
+                .call(&key, |m, k| {
+                    let (data, handle) = (data.clone(), handle.clone());
+                    async move {
+                        handle
+                            .with(m, &k, |m, fh| async move {
+                                nfs_rs::write_all(&*m, fh, at, data).await
+                            })
+                            .await
+                    }
+                })
+                .await?;
+            if written != wanted {
+                return Err(Error::Bug(format!(
+                    "{key}: wrote {written} of {wanted} bytes"
+                )));
+            }
+            Ok(())
+        });
+        self.in_flight.push_back(task);
+        while self.in_flight.len() > IN_FLIGHT {
+            self.wait_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<()> {
+        let Some(task) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        match self.client.runtime().block_on(task) {
+            Ok(done) => done,
+            Err(e) => Err(Error::Bug(format!("NFS write task failed: {e}"))),
+        }
+    }
+}
+
+fn to_io_error(e: Error) -> std::io::Error {
+    match e {
+        Error::Io { source, .. } => source,
+        Error::NoSpace { path } => std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("no space left on the export writing {}", path.display()),
+        ),
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+impl Write for NfsWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(PIECE - self.buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == PIECE {
+            self.send().map_err(to_io_error)?;
+        }
+        Ok(n)
+    }
+
+    /// Buffered bytes are sent by [`ObjectWriter::finish`], not here.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for NfsWriter {
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.send()?;
+        let mut first = Ok(());
+        while !self.in_flight.is_empty() {
+            let done = self.wait_oldest();
+            if first.is_ok() {
+                first = done;
+            }
+        }
+        first
+    }
+}
+
+impl Drop for NfsWriter {
+    fn drop(&mut self) {
+        // An abandoned object's pieces must not keep retrying.
+        for task in &self.in_flight {
+            task.abort();
+        }
+    }
+}
+
+pub struct NfsReader {
+    client: Arc<Client>,
+    key: String,
+    handle: Handle,
+    len: u64,
+}
+
+impl NfsReader {
+    pub fn open(client: Arc<Client>, key: &str) -> Result<NfsReader> {
+        let (fh, len) = client.block_call(key, |m, k| async move {
+            let found = m.lookup_path(&k).await?;
+            let len = match found.attr {
+                Some(a) => a.filesize,
+                None => m.getattr(found.fh.clone()).await?.filesize,
+            };
+            Ok((found.fh, len))
+        })?;
+        Ok(NfsReader {
+            client,
+            key: key.to_string(),
+            handle: Handle(Arc::new(Mutex::new(Some(fh)))),
+            len,
+        })
+    }
+}
+
+impl ObjectReader for NfsReader {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let want = u32::try_from(buf.len())
+            .map_err(|_| Error::Bug(format!("read of {} bytes at once", buf.len())))?;
+        let handle = &self.handle;
+        let got = self.client.block_call(&self.key, |m, k| async move {
+            handle
+                .with(m.clone(), &k, |m, fh| async move {
+                    // Concurrent READs, each no larger than the server takes.
+                    nfs_rs::BufferedFile::new(m, fh).read_at(offset, want).await
+                })
+                .await
+        })?;
+        if got.len() != buf.len() {
+            return Err(crate::backend::io_error(
+                self.client.location(),
+                &self.key,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("object ends before byte {}", offset + buf.len() as u64),
+                ),
+            ));
+        }
+        buf.copy_from_slice(&got);
+        Ok(())
+    }
+}

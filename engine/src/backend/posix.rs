@@ -1,0 +1,234 @@
+//! The repository in a directory. Durability comes from fsync: of a file
+//! before its name is published, and of the directory after a name in it
+//! is created, renamed or removed. A locally mounted NFS export is such a
+//! directory (the kernel client turns fsync into COMMIT).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::{check_key, io_error, Backend, ObjectMeta, ObjectReader, ObjectWriter, Space};
+use crate::error::Result;
+
+#[derive(Debug)]
+pub struct PosixBackend {
+    root: PathBuf,
+    location: String,
+}
+
+impl PosixBackend {
+    /// A backend on directory `root`, created if missing.
+    pub fn new(root: &Path) -> Result<PosixBackend> {
+        let location = root.display().to_string();
+        fs::create_dir_all(root).map_err(|e| io_error(&location, "", e))?;
+        Ok(PosixBackend {
+            root: root.to_path_buf(),
+            location,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn err(&self, key: &str) -> impl FnOnce(std::io::Error) -> crate::error::Error + '_ {
+        let key = key.to_string();
+        move |e| io_error(&self.location, &key, e)
+    }
+
+    /// fsyncs the directory holding `path`, so a name change in it is durable.
+    fn sync_parent(&self, path: &Path) -> Result<()> {
+        let dir = path.parent().unwrap_or(&self.root);
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error(&self.location, &dir.display().to_string(), e))
+    }
+}
+
+struct PosixWriter {
+    out: BufWriter<File>,
+    location: String,
+    key: String,
+}
+
+impl Write for PosixWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl ObjectWriter for PosixWriter {
+    fn finish(self: Box<Self>) -> Result<()> {
+        let PosixWriter { out, location, key } = *self;
+        let file = out
+            .into_inner()
+            .map_err(|e| io_error(&location, &key, e.into_error()))?;
+        // The data must be on disk before the name that makes it reachable.
+        file.sync_all().map_err(|e| io_error(&location, &key, e))
+    }
+}
+
+struct PosixReader {
+    file: File,
+    len: u64,
+    location: String,
+    key: String,
+}
+
+impl ObjectReader for PosixReader {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| io_error(&self.location, &self.key, e))
+    }
+}
+
+impl Backend for PosixBackend {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn create_dir(&self, dir: &str) -> Result<()> {
+        let path = self.path(dir)?;
+        if path.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(&path).map_err(self.err(dir))?;
+        self.sync_parent(&path)
+    }
+
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        let path = self.path(key)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(self.err(key))?;
+        Ok(Box::new(PosixWriter {
+            out: BufWriter::with_capacity(1 << 20, file),
+            location: self.location.clone(),
+            key: key.to_string(),
+        }))
+    }
+
+    fn publish(&self, from: &str, to: &str, exclusive: bool) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        if let Some(dir) = dst.parent() {
+            if !dir.is_dir() {
+                fs::create_dir_all(dir).map_err(self.err(to))?;
+                self.sync_parent(dir)?;
+            }
+        }
+        if exclusive {
+            // link(2) fails if the target exists: atomic, on NFS too.
+            fs::hard_link(&src, &dst).map_err(self.err(to))?;
+            fs::remove_file(&src).map_err(self.err(from))?;
+        } else {
+            fs::rename(&src, &dst).map_err(self.err(to))?;
+        }
+        // The new name must be durable before anyone records that it exists.
+        self.sync_parent(&dst)?;
+        self.sync_parent(&src)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        fs::rename(&src, &dst).map_err(self.err(from))?;
+        self.sync_parent(&dst)?;
+        if src.parent() != dst.parent() {
+            self.sync_parent(&src)?;
+        }
+        Ok(())
+    }
+
+    fn open(&self, key: &str) -> Result<Box<dyn ObjectReader>> {
+        let path = self.path(key)?;
+        let file = File::open(&path).map_err(self.err(key))?;
+        let len = file.metadata().map_err(self.err(key))?.len();
+        Ok(Box::new(PosixReader {
+            file,
+            len,
+            location: self.location.clone(),
+            key: key.to_string(),
+        }))
+    }
+
+    fn read(&self, key: &str) -> Result<Vec<u8>> {
+        fs::read(self.path(key)?).map_err(self.err(key))
+    }
+
+    fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        match fs::symlink_metadata(self.path(key)?) {
+            Ok(m) => Ok(Some(ObjectMeta {
+                len: m.len(),
+                mtime: m.modified().map_err(self.err(key))?,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(key)(e)),
+        }
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.path(dir)?).map_err(self.err(dir))? {
+            let entry = entry.map_err(self.err(dir))?;
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => self.sync_parent(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err(key)(e)),
+        }
+    }
+
+    fn remove_dir(&self, dir: &str) -> Result<()> {
+        let path = self.path(dir)?;
+        match fs::remove_dir(&path) {
+            Ok(()) => self.sync_parent(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err(dir)(e)),
+        }
+    }
+
+    fn touch(&self, key: &str) -> Result<()> {
+        OpenOptions::new()
+            .write(true)
+            .open(self.path(key)?)
+            .and_then(|f| f.set_modified(SystemTime::now()))
+            .map_err(self.err(key))
+    }
+
+    fn space(&self) -> Result<Space> {
+        let st =
+            rustix::fs::statvfs(&self.root).map_err(|e| io_error(&self.location, "", e.into()))?;
+        Ok(Space {
+            available: st.f_bavail.saturating_mul(st.f_frsize),
+            total: st.f_blocks.saturating_mul(st.f_frsize),
+        })
+    }
+}
