@@ -13,6 +13,8 @@ use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// `--repository`: `<dir>/repo` unless a test points it elsewhere.
+    pub repository: String,
 }
 
 pub struct Run {
@@ -39,9 +41,9 @@ impl Run {
 
 impl Env {
     pub fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repository = dir.path().join("repo").display().to_string();
+        Env { dir, repository }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -58,7 +60,7 @@ impl Env {
         cmd.arg("--catalog")
             .arg(self.path("catalog.db"))
             .arg("--repository")
-            .arg(self.repo())
+            .arg(&self.repository)
             .args(args);
         run(cmd)
     }

@@ -3,8 +3,10 @@
 mod corruption;
 mod crash;
 mod errors;
+mod ganesha;
 mod harness;
 mod incremental;
 mod mutations;
+mod nfs;
 mod roundtrip;
 mod service;

@@ -118,6 +118,10 @@ pub trait ObjectWriter: Write + Send {
 pub trait ObjectReader: Send + Sync {
     fn len(&self) -> u64;
 
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Fills `buf` from `offset`. Reading past the end is `Error::Io` of
     /// kind `UnexpectedEof`: the object is shorter than its reader expects.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;

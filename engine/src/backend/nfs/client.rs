@@ -333,17 +333,8 @@ impl Client {
     pub fn touch(&self, key: &str) -> Result<()> {
         self.block_call(key, |m, k| async move {
             let now = Time::from_system_time(SystemTime::now());
-            m.setattr_path(
-                &k,
-                false,
-                None,
-                None,
-                None,
-                None,
-                Some(now.clone()),
-                Some(now),
-            )
-            .await
+            m.setattr_path(&k, false, None, None, None, None, Some(now), Some(now))
+                .await
         })
     }
 

@@ -1,0 +1,312 @@
+//! The repository on a real NFS server (nfs-ganesha, started per test),
+//! reached with strata's userspace client: the backend contract, full and
+//! incremental backups and restores, a full export, and a server crash in
+//! the middle of a backup.
+#![allow(clippy::unwrap_used)] // a test file: a failed unwrap is a failed test
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_engine::backend::{conformance, Location, NfsBackend};
+
+use crate::ganesha::Ganesha;
+use crate::harness::*;
+
+/// Every pack under `repo/packs` decodes, and each chunk matches its id.
+fn verify_packs(repo: &Path) -> usize {
+    let mut packs = 0;
+    for path in walk_files(&repo.join("packs")) {
+        let bytes = fs::read(&path).unwrap();
+        let entries = strata_format::pack::decode_index(&bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for entry in entries {
+            let at = entry.offset as usize;
+            let stored = &bytes[at..at + entry.stored_len as usize];
+            strata_format::pack::decode_chunk(&entry, stored)
+                .unwrap_or_else(|e| panic!("{} at {at}: {e}", path.display()));
+        }
+        packs += 1;
+    }
+    packs
+}
+
+/// Files of `mib` MiB of incompressible data in total, aged past the racy
+/// window so an incremental can trust their timestamps.
+fn random_share(root: &Path, files: usize, mib: usize, seed: u64) {
+    fs::create_dir_all(root).unwrap();
+    for i in 0..files {
+        let len = mib * (1 << 20) / files;
+        fs::write(
+            root.join(format!("f{i}")),
+            noise(len, seed * 1000 + i as u64),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn nfs_backend_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(g) = Ganesha::start("nfs_backend_keeps_the_contract", &dir.path().join("export"))
+    else {
+        return;
+    };
+    let Location::Nfs(url) = Location::parse(&g.url("deep/repo")).unwrap() else {
+        panic!("not an nfs location");
+    };
+    // The repository's directories below the export are created on connect.
+    let backend = NfsBackend::connect(&url).unwrap();
+    assert!(g.export.join("deep/repo").is_dir());
+    conformance::run(&backend).unwrap();
+}
+
+#[test]
+fn full_and_incremental_backups_restore_from_nfs() {
+    let env = Env::new();
+    let Some(g) = Ganesha::start(
+        "full_and_incremental_backups_restore_from_nfs",
+        &env.path("export"),
+    ) else {
+        return;
+    };
+    let env = Env {
+        repository: g.url("repo"),
+        ..env
+    };
+    let share = env.path("share");
+    build_tree(&share);
+    random_share(&share.join("big"), 3, 24, 1);
+    std::thread::sleep(Duration::from_millis(2100));
+    let full_tree = snapshot(&share);
+    let full = backup(&env, &share);
+    assert_eq!(full["status"], "available");
+
+    fs::write(share.join("big/f0"), noise(5 << 20, 99)).unwrap();
+    fs::remove_file(share.join("big/f1")).unwrap();
+    fs::write(share.join("new-file"), b"after the full backup").unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let incr_tree = snapshot(&share);
+    let share_arg = share.to_str().unwrap();
+    let incr = env
+        .strata(&["backup", "create", "--incremental", "-f", "json", share_arg])
+        .ok()
+        .json();
+    assert_eq!(incr["is_incremental"], true);
+    assert_eq!(incr["status"], "available");
+
+    for (backup, tree, name) in [(&full, &full_tree, "full"), (&incr, &incr_tree, "incr")] {
+        let target = env.path(&format!("restored-{name}"));
+        restore_to(&env, backup["id"].as_str().unwrap(), &target).ok();
+        assert_same(tree, &snapshot(&target));
+    }
+    let listed = env.strata(&["backup", "list", "-f", "json"]).ok().json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    assert!(verify_packs(&g.export.join("repo")) > 0);
+    env.strata(&["check"]).ok();
+
+    for b in [&incr, &full] {
+        env.strata(&["backup", "delete", b["id"].as_str().unwrap()])
+            .ok();
+    }
+    assert!(
+        walk_files(&g.export.join("repo/packs")).is_empty(),
+        "packs remain after deleting every backup"
+    );
+    assert!(walk_files(&g.export.join("repo/layers")).is_empty());
+}
+
+#[test]
+fn seeds_config_keys_reach_the_export() {
+    let env = Env::new();
+    let Some(g) = Ganesha::start("seeds_config_keys_reach_the_export", &env.path("export")) else {
+        return;
+    };
+    let config = env.path("strata.toml");
+    fs::write(
+        &config,
+        format!(
+            "backup_driver = \"nfs\"\nbackup_mount_export = \"127.0.0.1:/export/seeds\"\nbackup_mount_options = \"vers=4.1,port={}\"\n",
+            g.port
+        ),
+    )
+    .unwrap();
+    let share = env.path("share");
+    random_share(&share, 4, 2, 7);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("--catalog")
+        .arg(env.path("catalog.db"))
+        .arg("--config")
+        .arg(&config);
+    cmd.args(["backup", "create", "-f", "json", share.to_str().unwrap()]);
+    let run = run(cmd);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(g.export.join("seeds/config").is_file());
+    assert!(verify_packs(&g.export.join("seeds")) > 0);
+}
+
+/// Unmounts a tmpfs when the test ends, however it ends.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_export_fails_the_backup_and_loses_nothing() {
+    let env = Env::new();
+    let test = "a_full_export_fails_the_backup_and_loses_nothing";
+    if !crate::ganesha::available(test) {
+        return;
+    }
+    let export = env.path("export");
+    let _tmpfs = Tmpfs::mount(&export, "24m");
+    let Some(g) = Ganesha::start(test, &export) else {
+        return;
+    };
+    let env = Env {
+        repository: g.url("repo"),
+        ..env
+    };
+    let small = env.path("small");
+    random_share(&small, 4, 4, 3);
+    let before = snapshot(&small);
+    let first = backup(&env, &small);
+
+    let big = env.path("big");
+    random_share(&big, 6, 48, 4);
+    let run = env.strata(&["backup", "create", "-f", "json", big.to_str().unwrap()]);
+    assert_eq!(
+        run.code, 8,
+        "a full export is an I/O failure: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.to_lowercase().contains("no space"),
+        "{}",
+        run.stderr
+    );
+    let failed = env
+        .strata(&["backup", "list", "--status", "error", "-f", "json"])
+        .ok()
+        .json();
+    let failed = &failed.as_array().unwrap()[0];
+    let shown = env
+        .strata(&[
+            "backup",
+            "show",
+            "-f",
+            "json",
+            failed["ID"].as_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    assert_eq!(shown["status"], "error");
+    let reason = shown["fail_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(reason.contains("no space"), "fail_reason: {reason}");
+
+    // Nothing partial was published, nothing is left in tmp/, and what
+    // was there before still restores.
+    verify_packs(&export.join("repo"));
+    assert!(walk_files(&export.join("repo/tmp")).is_empty());
+    env.strata(&["check"]).ok();
+    let target = env.path("restored");
+    restore_to(&env, first["id"].as_str().unwrap(), &target).ok();
+    assert_same(&before, &snapshot(&target));
+}
+
+#[test]
+fn a_server_crash_mid_backup_completes_or_fails_cleanly() {
+    let env = Env::new();
+    let Some(mut g) = Ganesha::start(
+        "a_server_crash_mid_backup_completes_or_fails_cleanly",
+        &env.path("export"),
+    ) else {
+        return;
+    };
+    let env = Env {
+        repository: g.url("repo"),
+        ..env
+    };
+    let share = env.path("share");
+    random_share(&share, 40, 320, 5);
+    let tree = snapshot(&share);
+    // Small packs, so the crash finds packs both published and in flight.
+    let config = env.path("strata.toml");
+    fs::write(&config, "pack_target_size = 4194304\n").unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--catalog")
+        .arg(env.path("catalog.db"))
+        .arg("--repository")
+        .arg(&env.repository)
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "create", "-f", "json", share.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let packs = g.export.join("repo/packs");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while walk_files(&packs).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the backup never published a pack"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before the crash"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    g.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    g.restart();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "backup across a server crash: {:?}\n{stderr}",
+        out.status.code()
+    );
+
+    let listed = env.strata(&["backup", "list", "-f", "json"]).ok().json();
+    let b = &listed.as_array().unwrap()[0];
+    let id = b["ID"].as_str().unwrap();
+    if out.status.success() {
+        assert_eq!(b["Status"], "available");
+        let target = env.path("restored");
+        restore_to(&env, id, &target).ok();
+        assert_same(&tree, &snapshot(&target));
+    } else {
+        assert_eq!(b["Status"], "error", "a failed backup ends in error");
+    }
+    // No published pack fails verification, nothing is left over, and
+    // the share backs up and restores again.
+    verify_packs(&g.export.join("repo"));
+    env.strata(&["cleanup"]).ok();
+    env.strata(&["check"]).ok();
+    let again = backup(&env, &share);
+    let target = env.path("restored-again");
+    restore_to(&env, again["id"].as_str().unwrap(), &target).ok();
+    assert_same(&tree, &snapshot(&target));
+}
