@@ -63,6 +63,11 @@ pub enum Command {
     Quota(QuotaCommand),
     /// Check that the catalog and the repository agree (reads no pack data).
     Check,
+    /// Measure what bounds a backup of a share to the repository (share
+    /// walk and read, export writes and small operations, CPU), and
+    /// estimate the time of a full and of an incremental backup. Writes
+    /// only under a temporary prefix in the repository, and removes it.
+    Bench(BenchArgs),
     /// Clean up after operations whose process died, and remove packs
     /// nothing references (waits for running backups to finish).
     Cleanup {
@@ -70,6 +75,22 @@ pub enum Command {
         #[arg(long, default_value_t = 60)]
         wait: u64,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The share (a directory) to measure.
+    #[arg(long)]
+    pub share: PathBuf,
+    /// Read at most this many MiB of the share.
+    #[arg(long, default_value_t = 512)]
+    pub read_mib: u64,
+    /// Write this many MiB to the repository, in pack-sized objects.
+    #[arg(long, default_value_t = 512)]
+    pub write_mib: u64,
+    /// Fraction of the share a typical incremental backup reads.
+    #[arg(long, default_value_t = 0.05)]
+    pub change_rate: f64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -35,12 +35,17 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let config = config::load(&cli.global)?;
+    if let Command::Bench(args) = &cli.command {
+        // Needs no catalog, and creates no repository.
+        return commands::bench::run(&config, &cli.global, args).map(|()| 0);
+    }
     let mut engine = Engine::open(config)?;
     match &cli.command {
         Command::Share(cmd) => commands::share::run(&engine, &cli.global, cmd).map(|()| 0),
         Command::Backup(cmd) => commands::backup::run(&mut engine, &cli.global, cmd),
         Command::Quota(cmd) => commands::quota::run(&engine, &cli.global, cmd).map(|()| 0),
         Command::Check => commands::quota::check(&engine, &cli.global),
+        Command::Bench(_) => Err(Error::Bug("bench runs without the engine".into()).into()),
         Command::Cleanup { wait } => {
             commands::quota::cleanup(&mut engine, &cli.global, *wait).map(|()| 0)
         }

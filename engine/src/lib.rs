@@ -35,6 +35,7 @@ pub mod progress;
 pub mod repository;
 pub mod restore;
 mod service;
+pub mod sizing;
 pub mod view;
 
 pub use catalog::Catalog;

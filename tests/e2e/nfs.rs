@@ -310,3 +310,94 @@ fn a_server_crash_mid_backup_completes_or_fails_cleanly() {
     restore_to(&env, again["id"].as_str().unwrap(), &target).ok();
     assert_same(&tree, &snapshot(&target));
 }
+
+/// `strata bench` against a directory and against the export: every figure
+/// measured, a bound named, and nothing left in the repository.
+#[test]
+fn bench_measures_every_stage_and_leaves_nothing() {
+    let env = Env::new();
+    let share = env.path("share");
+    random_share(&share, 8, 16, 11);
+    build_tree(&share.join("tree"));
+    let mut locations = vec![(env.repository.clone(), env.repo())];
+    let ganesha = Ganesha::start(
+        "bench_measures_every_stage_and_leaves_nothing",
+        &env.path("export"),
+    );
+    if let Some(g) = &ganesha {
+        locations.push((g.url("repo"), g.export.join("repo")));
+    }
+    for (location, dir) in locations {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("--repository")
+            .arg(&location)
+            .arg("--catalog")
+            .arg(env.path("unused.db"));
+        cmd.args(["bench", "--share", share.to_str().unwrap()]);
+        cmd.args(["--read-mib", "8", "--write-mib", "64", "-f", "json"]);
+        let r = run(cmd).ok().json();
+        for key in [
+            "walk_files_per_s",
+            "share_read_mb_per_s",
+            "export_write_mb_per_s",
+            "export_read_mb_per_s",
+            "export_create_ms",
+            "export_rename_ms",
+            "export_remove_ms",
+            "export_list_ms",
+            "cpu_mb_per_s_one_core",
+            "cpu_mb_per_s_all_cores",
+            "full_backup_secs",
+        ] {
+            assert!(
+                r[key].as_f64().unwrap() > 0.0,
+                "{location}: {key} = {}",
+                r[key]
+            );
+        }
+        assert_eq!(
+            r["share_bytes"].as_u64(),
+            Some(fs_bytes(&share)),
+            "{location}"
+        );
+        assert!(r["share_read_sample_bytes"].as_u64().unwrap() <= 8 << 20);
+        let bound = r["bound"].as_str().unwrap();
+        assert!(
+            ["share walk", "share read", "cpu", "export write"].contains(&bound),
+            "{bound}"
+        );
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{location}: bench left {left:?}");
+        assert!(!env.path("unused.db").exists(), "bench needs no catalog");
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("--repository").arg(env.repo());
+    cmd.args(["bench", "--share", env.path("missing").to_str().unwrap()]);
+    let missing = run(cmd);
+    assert_eq!(missing.code, 8, "{}", missing.stderr);
+    assert!(missing.stderr.contains("missing"), "{}", missing.stderr);
+}
+
+/// Bytes in the regular files below `dir`, each inode once (a hardlink
+/// is not more data).
+fn fs_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let meta = fs::symlink_metadata(e.path()).unwrap();
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if meta.is_file() && seen.insert(meta.ino()) {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}

@@ -2,6 +2,7 @@
 //! calls and engine results into output records.
 
 pub mod backup;
+pub mod bench;
 pub mod quota;
 pub mod share;
 

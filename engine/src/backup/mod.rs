@@ -17,8 +17,8 @@ mod dedup;
 mod diff;
 mod layer;
 mod packer;
-mod report;
-mod walk;
+pub(crate) mod report;
+pub(crate) mod walk;
 
 use std::path::PathBuf;
 use std::time::Instant;
