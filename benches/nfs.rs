@@ -1,0 +1,154 @@
+//! Backup and restore through a real NFS server (nfs-ganesha on loopback,
+//! NFSv4.1, reached with strata's userspace client), against the raw
+//! throughput of the export as `strata bench` measures it and against the
+//! same backup and restore on a local directory.
+//!
+//! `cargo bench -p strata-benches --bench nfs` runs it on the foundation
+//! dataset (≥ 1 GiB; `STRATA_BENCH_MIB` overrides); under `cargo test` it
+//! is a smoke test on a small dataset. Needs `ganesha.nfsd` and root, like
+//! the NFS tests. Targets: backup to `nfs://` ≥ 80% of the lower of (raw
+//! NFS write, local backup); restore from `nfs://` ≥ 80% of the lower of
+//! (raw NFS read, local restore).
+
+mod common;
+#[path = "../tests/e2e/ganesha.rs"]
+#[allow(dead_code)]
+mod ganesha;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{child, generate, num};
+use strata_engine::backend::{Backend, Location};
+use strata_engine::sizing::{self, SizingOptions};
+
+const RUNS: usize = 2;
+
+fn fastest(runs: Vec<HashMap<String, String>>) -> HashMap<String, String> {
+    runs.into_iter()
+        .min_by(|a, b| num(a, "secs").total_cmp(&num(b, "secs")))
+        .expect("runs")
+}
+
+fn mbs(r: &HashMap<String, String>) -> f64 {
+    num(r, "bytes") / 1e6 / num(r, "secs")
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let mib: u64 = std::env::var("STRATA_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if benching { 1100 } else { 24 });
+    let work = match std::env::var_os("STRATA_BENCH_DIR") {
+        Some(b) => tempfile::tempdir_in(b),
+        None => tempfile::tempdir(),
+    }
+    .expect("tempdir");
+    let Some(server) = ganesha::Ganesha::start("the nfs benchmark", &work.path().join("export"))
+    else {
+        return;
+    };
+    let share = work.path().join("share");
+    let (bytes, files) = generate(&share, mib);
+    let path = |p: &Path| p.to_str().expect("utf8").to_string();
+
+    // The export's raw figures, as an operator would measure them.
+    let Location::Nfs(url) = Location::parse(&server.url("raw")).expect("url") else {
+        panic!("not an nfs url");
+    };
+    let backend: Arc<dyn Backend> =
+        Arc::new(strata_engine::backend::NfsBackend::connect(&url).expect("connect"));
+    let opts = SizingOptions {
+        read_sample: 64 << 20,
+        cpu_sample: 32 << 20,
+        write_bytes: if benching { 1024 << 20 } else { 64 << 20 },
+        ..SizingOptions::default()
+    };
+    let raw = sizing::run(&share, &backend, &opts).expect("strata bench");
+    drop(backend);
+
+    let mut results = HashMap::new();
+    for (kind, make_repo) in [
+        (
+            "local",
+            Box::new(|i: usize| path(&work.path().join(format!("repo{i}"))))
+                as Box<dyn Fn(usize) -> String>,
+        ),
+        ("nfs", Box::new(|i: usize| server.url(&format!("repo{i}")))),
+    ] {
+        let backups: Vec<_> = (0..RUNS)
+            .map(|i| {
+                let catalog = work.path().join(format!("{kind}-catalog{i}.db"));
+                let repo = make_repo(i);
+                let mut b = child(&["backup", &path(&catalog), &repo, &path(&share)]);
+                b.insert("catalog".into(), path(&catalog));
+                b.insert("repo".into(), repo);
+                b
+            })
+            .collect();
+        let rss = backups
+            .iter()
+            .map(|r| num(r, "peak_rss_kib"))
+            .fold(0.0, f64::max);
+        let b = fastest(backups);
+        let restores: Vec<_> = (0..RUNS)
+            .map(|i| {
+                let target = work.path().join(format!("{kind}-restored{i}"));
+                child(&[
+                    "restore",
+                    &b["catalog"],
+                    &b["repo"],
+                    &b["id"],
+                    &path(&target),
+                ])
+            })
+            .collect();
+        let r = fastest(restores);
+        assert_eq!(
+            num(&r, "bytes") as u64,
+            bytes,
+            "{kind} restore did not restore every byte"
+        );
+        results.insert(kind, (mbs(&b), mbs(&r), rss));
+    }
+    let (local_b, local_r, _) = results["local"];
+    let (nfs_b, nfs_r, nfs_rss) = results["nfs"];
+    println!(
+        "dataset: {files} files, {:.1} MiB",
+        bytes as f64 / 1048576.0
+    );
+    println!(
+        "raw export (strata bench): write {:.1} MB/s, read {:.1} MB/s; create {:.2} ms, rename {:.2} ms, remove {:.2} ms, list {:.2} ms",
+        raw.export_write_mb_per_s,
+        raw.export_read_mb_per_s,
+        raw.export_latency.create_ms,
+        raw.export_latency.rename_ms,
+        raw.export_latency.remove_ms,
+        raw.export_latency.list_ms
+    );
+    println!("local:  backup {local_b:.1} MB/s, restore {local_r:.1} MB/s");
+    println!(
+        "nfs://: backup {nfs_b:.1} MB/s, restore {nfs_r:.1} MB/s, peak RSS {:.1} MiB",
+        nfs_rss / 1024.0
+    );
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let b_floor = raw.export_write_mb_per_s.min(local_b);
+    let r_floor = raw.export_read_mb_per_s.min(local_r);
+    println!(
+        "nfs backup  / min(raw write {:.1}, local backup {local_b:.1}) = {:.2} (target >= 0.80: {})",
+        raw.export_write_mb_per_s,
+        nfs_b / b_floor,
+        verdict(nfs_b >= 0.8 * b_floor)
+    );
+    println!(
+        "nfs restore / min(raw read {:.1}, local restore {local_r:.1}) = {:.2} (target >= 0.80: {})",
+        raw.export_read_mb_per_s,
+        nfs_r / r_floor,
+        verdict(nfs_r >= 0.8 * r_floor)
+    );
+    if std::env::var_os("STRATA_BENCH_KEEP").is_some() {
+        println!("kept: {}", work.keep().display());
+    }
+}
