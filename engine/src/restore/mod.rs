@@ -5,6 +5,7 @@
 //! its whole-file hash once written. Cost is proportional to the restored tree:
 //! each file is written once, each pack read once, front to back.
 
+mod fetch;
 mod meta;
 mod plan;
 mod tree;

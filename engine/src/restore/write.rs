@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use strata_format::layer::EntryKind;
-use strata_format::pack::decode_chunk_owned;
 use strata_format::pack::PackEntry;
 use strata_format::{ChunkId, PackId};
+
+use super::fetch::{decode, read_span, spans};
 
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
@@ -129,19 +130,6 @@ fn write_sparse(file: &File, path: &Path, data: &[u8], offset: u64) -> Result<()
     Ok(())
 }
 
-/// Reads one blob and checks it against its id; errors name pack and offset.
-fn fetch(pack: &PackFile, entry: &PackEntry) -> Result<Vec<u8>> {
-    let stored = pack.read_at(entry.offset, entry.stored_len as usize)?;
-    decode(pack.id, entry, stored)
-}
-
-fn decode(pack: PackId, entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>> {
-    decode_chunk_owned(entry, stored).map_err(|err| Error::Corrupt {
-        location: format!("pack {pack} at offset {}", entry.offset),
-        detail: err.to_string(),
-    })
-}
-
 /// Runs every unit (in parallel), so every file gets its data, every chunk
 /// is checked against its id and every file against its whole-file hash.
 pub fn fill(
@@ -165,21 +153,25 @@ fn fill_pack(
     progress: &Progress,
 ) -> Result<()> {
     let pack = repo.open_pack(&unit.pack)?;
-    for placement in &unit.placements {
+    let entries: Vec<&PackEntry> = unit.placements.iter().map(|p| &p.entry).collect();
+    for span in spans(&entries) {
         progress.check()?;
-        let raw = fetch(&pack, &placement.entry)?;
-        for &i in &placement.files {
-            let e = &tree.entries[i];
-            let EntryKind::File { size, hash, .. } = &e.kind else {
-                return Err(Error::Bug("pack unit names a non-file".into()));
-            };
-            // A one-chunk file's content hash is its chunk id, just verified.
-            check_hash(&e.path, placement.entry.id.0, hash.0)?;
-            let path = target_path(root, &e.path);
-            let out = create(&path)?;
-            write_sparse(&out, &path, &raw, 0)?;
-            out.set_len(*size).at(&path)?;
-            progress.add_bytes(raw.len() as u64);
+        let stored = read_span(&pack, &entries[span.clone()])?;
+        for (placement, stored) in unit.placements[span].iter().zip(stored) {
+            let raw = decode(pack.id, &placement.entry, stored)?;
+            for &i in &placement.files {
+                let e = &tree.entries[i];
+                let EntryKind::File { size, hash, .. } = &e.kind else {
+                    return Err(Error::Bug("pack unit names a non-file".into()));
+                };
+                // A one-chunk file's content hash is its chunk id, just verified.
+                check_hash(&e.path, placement.entry.id.0, hash.0)?;
+                let path = target_path(root, &e.path);
+                let out = create(&path)?;
+                write_sparse(&out, &path, &raw, 0)?;
+                out.set_len(*size).at(&path)?;
+                progress.add_bytes(raw.len() as u64);
+            }
         }
     }
     Ok(())
@@ -207,12 +199,18 @@ fn fill_file(
     for window in unit.chunks.chunks(FILE_WINDOW) {
         progress.check()?;
         let mut stored = Vec::with_capacity(window.len());
-        for loc in window {
-            let pack = match packs.get(&loc.pack) {
+        // Neighbouring chunks in the same pack are read at once.
+        for run in window.chunk_by(|a, b| a.pack == b.pack) {
+            let pack = match packs.get(&run[0].pack) {
                 Some(pack) => pack,
-                None => packs.entry(loc.pack).or_insert(repo.open_pack(&loc.pack)?),
+                None => packs
+                    .entry(run[0].pack)
+                    .or_insert(repo.open_pack(&run[0].pack)?),
             };
-            stored.push(pack.read_at(loc.entry.offset, loc.entry.stored_len as usize)?);
+            let entries: Vec<&PackEntry> = run.iter().map(|loc| &loc.entry).collect();
+            for span in spans(&entries) {
+                stored.extend(read_span(pack, &entries[span])?);
+            }
         }
         let raw: Vec<Vec<u8>> = window
             .par_iter()

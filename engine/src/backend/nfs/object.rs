@@ -14,9 +14,9 @@ use crate::backend::{ObjectReader, ObjectWriter};
 use crate::error::{Error, Result};
 
 /// Bytes sent as one WRITE batch and COMMIT.
-const PIECE: usize = 8 << 20;
+const PIECE: usize = 16 << 20;
 /// Pieces on the wire at once; the next waits for the oldest.
-const IN_FLIGHT: usize = 3;
+const IN_FLIGHT: usize = 2;
 
 /// A file handle looked up once and forgotten when a call fails, so the
 /// retry looks the path up again (on a new connection, if one was made).
