@@ -56,6 +56,39 @@ pub fn read_span(pack: &PackFile, entries: &[&PackEntry]) -> Result<Vec<Vec<u8>>
         .collect())
 }
 
+/// Reads this many results ahead of the work that uses them.
+const AHEAD: usize = 2;
+
+/// Runs `read` on each job on a thread of its own, up to [`AHEAD`] results
+/// ahead of `consume`, so the next read (on NFS, a round trip) overlaps the
+/// work on the current one. The first error stops both sides.
+pub fn read_ahead<J, T>(
+    jobs: impl IntoIterator<Item = J> + Send,
+    mut read: impl FnMut(J) -> Result<T> + Send,
+    mut consume: impl FnMut(T) -> Result<()>,
+) -> Result<()>
+where
+    T: Send,
+{
+    std::thread::scope(|scope| {
+        let (tx, rx) = crossbeam_channel::bounded(AHEAD);
+        scope.spawn(move || {
+            for job in jobs {
+                let result = read(job);
+                let failed = result.is_err();
+                // A closed channel: the consumer stopped.
+                if tx.send(result).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for result in rx {
+            consume(result?)?;
+        }
+        Ok(())
+    })
+}
+
 /// Turns a stored blob into its chunk, checked against its id; the error
 /// names the pack and offset.
 pub fn decode(pack: PackId, entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>> {

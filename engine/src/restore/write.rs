@@ -15,10 +15,11 @@ use strata_format::layer::EntryKind;
 use strata_format::pack::PackEntry;
 use strata_format::{ChunkId, PackId};
 
-use super::fetch::{decode, read_span, spans};
+use super::fetch::{decode, read_ahead, read_span, spans};
 
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
+use crate::catalog::ChunkLocation;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 use crate::repository::{PackFile, Repository};
@@ -154,27 +155,30 @@ fn fill_pack(
 ) -> Result<()> {
     let pack = repo.open_pack(&unit.pack)?;
     let entries: Vec<&PackEntry> = unit.placements.iter().map(|p| &p.entry).collect();
-    for span in spans(&entries) {
-        progress.check()?;
-        let stored = read_span(&pack, &entries[span.clone()])?;
-        for (placement, stored) in unit.placements[span].iter().zip(stored) {
-            let raw = decode(pack.id, &placement.entry, stored)?;
-            for &i in &placement.files {
-                let e = &tree.entries[i];
-                let EntryKind::File { size, hash, .. } = &e.kind else {
-                    return Err(Error::Bug("pack unit names a non-file".into()));
-                };
-                // A one-chunk file's content hash is its chunk id, just verified.
-                check_hash(&e.path, placement.entry.id.0, hash.0)?;
-                let path = target_path(root, &e.path);
-                let out = create(&path)?;
-                write_sparse(&out, &path, &raw, 0)?;
-                out.set_len(*size).at(&path)?;
-                progress.add_bytes(raw.len() as u64);
+    read_ahead(
+        spans(&entries),
+        |span| Ok((span.clone(), read_span(&pack, &entries[span])?)),
+        |(span, stored)| {
+            progress.check()?;
+            for (placement, stored) in unit.placements[span].iter().zip(stored) {
+                let raw = decode(pack.id, &placement.entry, stored)?;
+                for &i in &placement.files {
+                    let e = &tree.entries[i];
+                    let EntryKind::File { size, hash, .. } = &e.kind else {
+                        return Err(Error::Bug("pack unit names a non-file".into()));
+                    };
+                    // A one-chunk file's content hash is its chunk id, just verified.
+                    check_hash(&e.path, placement.entry.id.0, hash.0)?;
+                    let path = target_path(root, &e.path);
+                    let out = create(&path)?;
+                    write_sparse(&out, &path, &raw, 0)?;
+                    out.set_len(*size).at(&path)?;
+                    progress.add_bytes(raw.len() as u64);
+                }
             }
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+    )
 }
 
 /// Chunks decoded in parallel at a time within one file.
@@ -196,8 +200,7 @@ fn fill_file(
     let mut packs: HashMap<PackId, PackFile> = HashMap::new();
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0u64;
-    for window in unit.chunks.chunks(FILE_WINDOW) {
-        progress.check()?;
+    let mut read_window = |window: &'_ [ChunkLocation]| -> Result<Vec<Vec<u8>>> {
         let mut stored = Vec::with_capacity(window.len());
         // Neighbouring chunks in the same pack are read at once.
         for run in window.chunk_by(|a, b| a.pack == b.pack) {
@@ -212,30 +215,39 @@ fn fill_file(
                 stored.extend(read_span(pack, &entries[span])?);
             }
         }
-        let raw: Vec<Vec<u8>> = window
-            .par_iter()
-            .zip(stored)
-            .map(|(loc, bytes)| decode(loc.pack, &loc.entry, bytes))
-            .collect::<Result<_>>()?;
-        let (_, written) = rayon::join(
-            || {
-                for r in &raw {
-                    hasher.update(r);
-                }
-            },
-            || -> Result<u64> {
-                let mut at = offset;
-                for r in &raw {
-                    write_sparse(&out, &path, r, at)?;
-                    at += r.len() as u64;
-                }
-                Ok(at)
-            },
-        );
-        let next = written?;
-        progress.add_bytes(next - offset);
-        offset = next;
-    }
+        Ok(stored)
+    };
+    read_ahead(
+        unit.chunks.chunks(FILE_WINDOW),
+        |window| Ok((window, read_window(window)?)),
+        |(window, stored)| {
+            progress.check()?;
+            let raw: Vec<Vec<u8>> = window
+                .par_iter()
+                .zip(stored)
+                .map(|(loc, bytes)| decode(loc.pack, &loc.entry, bytes))
+                .collect::<Result<_>>()?;
+            let (_, written) = rayon::join(
+                || {
+                    for r in &raw {
+                        hasher.update(r);
+                    }
+                },
+                || -> Result<u64> {
+                    let mut at = offset;
+                    for r in &raw {
+                        write_sparse(&out, &path, r, at)?;
+                        at += r.len() as u64;
+                    }
+                    Ok(at)
+                },
+            );
+            let next = written?;
+            progress.add_bytes(next - offset);
+            offset = next;
+            Ok(())
+        },
+    )?;
     check_hash(&e.path, *hasher.finalize().as_bytes(), hash.0)?;
     out.set_len(*size).at(&path)
 }
