@@ -248,7 +248,7 @@ fn a_server_crash_mid_backup_completes_or_fails_cleanly() {
         ..env
     };
     let share = env.path("share");
-    random_share(&share, 40, 320, 5);
+    random_share(&share, 40, 160, 5);
     let tree = snapshot(&share);
     // Small packs, so the crash finds packs both published and in flight.
     let config = env.path("strata.toml");
