@@ -99,6 +99,18 @@ pub fn generate(root: &Path, total_mib: u64) -> (u64, u64) {
     (bytes, files)
 }
 
+/// Whether this is a real benchmark run (`cargo bench`), and the dataset
+/// size in MiB: `STRATA_BENCH_MIB`, else 1100 when benching and 24 as a
+/// smoke test under `cargo test`.
+pub fn dataset_mib() -> (bool, u64) {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let mib = std::env::var("STRATA_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if benching { 1100 } else { 24 });
+    (benching, mib)
+}
+
 /// Flushes dirty pages so one measured run does not pay for the writeback
 /// of the one before it.
 pub fn settle() {

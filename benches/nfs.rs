@@ -36,11 +36,7 @@ fn mbs(r: &HashMap<String, String>) -> f64 {
 }
 
 fn main() {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mib: u64 = std::env::var("STRATA_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if benching { 1100 } else { 24 });
+    let (benching, mib) = common::dataset_mib();
     let work = match std::env::var_os("STRATA_BENCH_DIR") {
         Some(b) => tempfile::tempdir_in(b),
         None => tempfile::tempdir(),

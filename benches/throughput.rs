@@ -50,11 +50,7 @@ fn single_thread(root: &Path) -> (u64, f64) {
 const RUNS: usize = 2;
 
 fn main() {
-    let benching = std::env::args().any(|a| a == "--bench");
-    let mib: u64 = std::env::var("STRATA_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if benching { 1100 } else { 24 });
+    let (_, mib) = common::dataset_mib();
     let base = std::env::var_os("STRATA_BENCH_DIR").map(PathBuf::from);
     let work = match &base {
         Some(b) => tempfile::tempdir_in(b),

@@ -46,6 +46,18 @@ fn random_share(root: &Path, files: usize, mib: usize, seed: u64) {
     }
 }
 
+/// An environment whose repository is `repo` on a private server, or
+/// `None` when the NFS tests skip here.
+fn nfs_env(test: &str) -> Option<(Env, Ganesha)> {
+    let env = Env::new();
+    let g = Ganesha::start(test, &env.path("export"))?;
+    let env = Env {
+        repository: g.url("repo"),
+        ..env
+    };
+    Some((env, g))
+}
+
 #[test]
 fn nfs_backend_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,16 +76,8 @@ fn nfs_backend_keeps_the_contract() {
 
 #[test]
 fn full_and_incremental_backups_restore_from_nfs() {
-    let env = Env::new();
-    let Some(g) = Ganesha::start(
-        "full_and_incremental_backups_restore_from_nfs",
-        &env.path("export"),
-    ) else {
+    let Some((env, g)) = nfs_env("full_and_incremental_backups_restore_from_nfs") else {
         return;
-    };
-    let env = Env {
-        repository: g.url("repo"),
-        ..env
     };
     let share = env.path("share");
     build_tree(&share);
@@ -236,16 +240,8 @@ fn a_full_export_fails_the_backup_and_loses_nothing() {
 
 #[test]
 fn a_server_crash_mid_backup_completes_or_fails_cleanly() {
-    let env = Env::new();
-    let Some(mut g) = Ganesha::start(
-        "a_server_crash_mid_backup_completes_or_fails_cleanly",
-        &env.path("export"),
-    ) else {
+    let Some((env, mut g)) = nfs_env("a_server_crash_mid_backup_completes_or_fails_cleanly") else {
         return;
-    };
-    let env = Env {
-        repository: g.url("repo"),
-        ..env
     };
     let share = env.path("share");
     random_share(&share, 40, 160, 5);
