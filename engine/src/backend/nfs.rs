@@ -47,11 +47,6 @@ impl NfsBackend {
     pub fn retry_budget(&self) -> std::time::Duration {
         self.client.budget()
     }
-
-    /// The largest single READ and WRITE the server accepts.
-    pub fn io_sizes(&self) -> (u32, u32) {
-        self.client.io_sizes()
-    }
 }
 
 impl Backend for NfsBackend {

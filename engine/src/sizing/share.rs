@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::{mb_per_s, SizingOptions};
 use crate::backup::report::Report;
 use crate::backup::walk::{self, ItemKind};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 
 /// Files kept as candidates for the read sample.
@@ -89,16 +89,18 @@ pub fn measure(share: &Path, opts: &SizingOptions) -> Result<ShareFigures> {
                 return Ok(0);
             }
             let mut buf = Vec::with_capacity(want as usize);
-            std::fs::File::open(path)
-                .and_then(|f| f.take(want).read_to_end(&mut buf))
-                .at(path)?;
+            match std::fs::File::open(path).and_then(|f| f.take(want).read_to_end(&mut buf)) {
+                Ok(_) => {}
+                // Gone since the walk: the share is live.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(Error::io(path, e)),
+            }
             let mut kept = sample.lock().unwrap_or_else(|p| p.into_inner());
             let room = opts.cpu_sample.saturating_sub(kept.len());
             kept.extend_from_slice(&buf[..room.min(buf.len())]);
             Ok(buf.len() as u64)
         })
-        .filter_map(|r| r.ok())
-        .sum();
+        .sum::<Result<u64>>()?;
     let read_secs = started.elapsed().as_secs_f64();
     Ok(ShareFigures {
         files,

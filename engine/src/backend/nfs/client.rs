@@ -28,7 +28,6 @@ pub struct Client {
     conn: RwLock<Conn>,
     reconnecting: tokio::sync::Mutex<()>,
     budget: Duration,
-    io_sizes: (u32, u32),
 }
 
 impl std::fmt::Debug for Client {
@@ -105,9 +104,6 @@ impl Client {
         let mount = rt
             .block_on(mount_creating(url, budget.min(Duration::from_secs(15))))
             .map_err(|e| io_error(&location, "", to_io(&e)))?;
-        let info = rt
-            .block_on(mount.fsinfo())
-            .map_err(|e| io_error(&location, "", to_io(&e)))?;
         Ok(Client {
             url: url.clone(),
             location,
@@ -115,7 +111,6 @@ impl Client {
             conn: RwLock::new((0, mount)),
             reconnecting: tokio::sync::Mutex::new(()),
             budget,
-            io_sizes: (info.rtmax, info.wtmax),
         })
     }
 
@@ -125,10 +120,6 @@ impl Client {
 
     pub fn budget(&self) -> Duration {
         self.budget
-    }
-
-    pub fn io_sizes(&self) -> (u32, u32) {
-        self.io_sizes
     }
 
     pub fn runtime(&self) -> &tokio::runtime::Runtime {
@@ -205,28 +196,27 @@ impl Client {
         Ok(())
     }
 
-    pub fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+    /// The attributes of `key`, or `None` when there is no such object.
+    fn attributes(&self, key: &str) -> Result<Option<nfs_rs::Attr>> {
         self.block_call(key, |m, k| async move {
             match m.getattr_path(&k).await {
-                Ok(a) => Ok(Some(ObjectMeta {
-                    len: a.filesize,
-                    mtime: a.mtime.to_system_time(),
-                })),
+                Ok(a) => Ok(Some(a)),
                 Err(e) if e.is_not_found() => Ok(None),
                 Err(e) => Err(e),
             }
         })
     }
 
+    pub fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        Ok(self.attributes(key)?.map(|a| ObjectMeta {
+            len: a.filesize,
+            mtime: a.mtime.to_system_time(),
+        }))
+    }
+
     /// The server's id of the object at `key`, if there is one.
     fn file_id(&self, key: &str) -> Result<Option<u64>> {
-        self.block_call(key, |m, k| async move {
-            match m.getattr_path(&k).await {
-                Ok(a) => Ok(Some(a.fileid)),
-                Err(e) if e.is_not_found() => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
+        Ok(self.attributes(key)?.map(|a| a.fileid))
     }
 
     fn parent_missing(&self, key: &str) -> Result<Option<String>> {
