@@ -100,6 +100,11 @@ fn a_running_backup_shows_progress_keeps_its_share_busy_and_stops_when_deleted()
     // Another process sees the backup creating, and its progress move.
     let (id, progress) = wait_for(Duration::from_secs(60), || {
         let b = env.backups().into_iter().next()?;
+        let status = b["Status"].as_str().unwrap_or_default();
+        assert!(
+            status == "creating",
+            "the backup ended ({status}) before it was seen running: {b}"
+        );
         let p = b["Progress"].as_u64()?;
         (b["Status"] == "creating" && p > 0).then(|| (b["ID"].as_str().unwrap().to_string(), p))
     });
