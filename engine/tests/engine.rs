@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use strata_engine::backend::Location;
-use strata_engine::catalog::{BackupStatus, ShareStatus};
+use strata_engine::catalog::{BackupFilter, BackupStatus, ShareStatus};
 use strata_engine::{CreateBackup, Engine, EngineConfig, Error, Progress, RestoreRequest};
 
 fn engine(dir: &Path) -> Engine {
@@ -142,4 +142,55 @@ fn many_small_files_share_packs_and_delete_removes_them() {
     engine.delete_backup(&done.backup, false).unwrap();
     assert!(engine.catalog().list_packs().unwrap().is_empty());
     assert_eq!(count_files(&tmp.path().join("repo").join("packs")), 0);
+}
+
+/// Processes started together (two cron jobs, a backup and a `list` that
+/// watches it) open a new catalog and repository at once, and then write to
+/// them at once. None of them may fail with "database is locked".
+#[test]
+fn engines_opened_at_once_on_a_new_catalog_all_work() {
+    const N: usize = 6;
+    for round in 0..4u8 {
+        let tmp = tempfile::tempdir().unwrap();
+        let start = std::sync::Barrier::new(N);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..N)
+                .map(|i| {
+                    let (tmp, start) = (tmp.path(), &start);
+                    s.spawn(move || {
+                        let share = tmp.join(format!("share{i}"));
+                        fs::create_dir_all(&share).unwrap();
+                        fs::write(share.join("f"), noise(4096, i as u8 + round)).unwrap();
+                        start.wait();
+                        let mut engine = Engine::open(EngineConfig::new(
+                            tmp.join("catalog.db"),
+                            Location::Posix(tmp.join("repo")),
+                        ))
+                        .map_err(|e| format!("open: {e}"))?;
+                        let (s, _) = engine
+                            .share_for_backup(share.to_str().unwrap(), false)
+                            .map_err(|e| format!("share: {e}"))?;
+                        engine
+                            .create_backup(&s, &CreateBackup::default(), &Progress::default())
+                            .map_err(|e| format!("backup: {e}"))?;
+                        engine
+                            .catalog()
+                            .list_backups(&BackupFilter::default())
+                            .map(drop)
+                            .map_err(|e| format!("list: {e}"))
+                    })
+                })
+                .collect();
+            for (i, w) in workers.into_iter().enumerate() {
+                if let Err(e) = w.join().unwrap() {
+                    panic!("round {round}, engine {i}: {e}");
+                }
+            }
+        });
+        let listed = engine(tmp.path())
+            .catalog()
+            .list_backups(&BackupFilter::default())
+            .unwrap();
+        assert_eq!(listed.len(), N);
+    }
 }

@@ -79,6 +79,17 @@ pub fn wait_for<T>(limit: Duration, mut what: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Fails the test, with the child's stderr, if it has exited.
+pub fn assert_running(child: &mut Child) {
+    if let Some(status) = child.try_wait().unwrap() {
+        let mut err = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut pipe, &mut err).unwrap();
+        }
+        panic!("the process ended early ({status}): {err}");
+    }
+}
+
 fn share_with(env: &Env, name: &str, bytes: &[u8]) -> PathBuf {
     let share = env.path(name);
     fs::create_dir_all(&share).unwrap();
@@ -95,10 +106,11 @@ fn a_running_backup_shows_progress_keeps_its_share_busy_and_stops_when_deleted()
     let env = Env::new();
     let share = share_with(&env, "share", &words(24 << 20, 1));
     let config = env.slow_config();
-    let running = env.spawn(&["--config", s(&config), "backup", "create", s(&share)]);
+    let mut running = env.spawn(&["--config", s(&config), "backup", "create", s(&share)]);
 
     // Another process sees the backup creating, and its progress move.
     let (id, progress) = wait_for(Duration::from_secs(60), || {
+        assert_running(&mut running);
         let b = env.backups().into_iter().next()?;
         let status = b["Status"].as_str().unwrap_or_default();
         assert!(
@@ -245,7 +257,7 @@ fn two_backups_into_one_repository_at_once_deduplicate_against_each_other() {
     let common = &long[..8 << 20];
     let one = share_with(&env, "one", &long);
     let two = share_with(&env, "two", common);
-    let a = env.spawn(&[
+    let mut a = env.spawn(&[
         "--config",
         s(&config),
         "backup",
@@ -256,6 +268,7 @@ fn two_backups_into_one_repository_at_once_deduplicate_against_each_other() {
     ]);
     // Once the first has indexed a few packs, start the second beside it.
     wait_for(Duration::from_secs(60), || {
+        assert_running(&mut a);
         (walk_files(&env.repo().join("packs")).len() >= 12).then_some(())
     });
     let b = env.spawn(&[
@@ -306,8 +319,9 @@ fn an_admin_reset_stops_a_running_restore() {
         }
     }
     let id = backup(&env, &share)["id"].as_str().unwrap().to_string();
-    let running = env.spawn(&["backup", "restore", &id]);
+    let mut running = env.spawn(&["backup", "restore", &id]);
     wait_for(Duration::from_secs(30), || {
+        assert_running(&mut running);
         let b = env.strata(&["backup", "show", "-f", "json", &id]).json();
         (b["status"] == "restoring").then_some(())
     });

@@ -316,7 +316,7 @@ impl Catalog {
 
     /// Marks a backup available with its final figures, and records its report.
     pub fn complete_backup(&mut self, b: &BackupRecord, problems: &[Problem]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         let changed = tx.execute(
             "UPDATE backups SET status = 'available', progress = 100, size_gib = ?1,
                 updated_at = ?2, file_count = ?3, dir_count = ?4, skipped_count = ?5,
@@ -368,7 +368,7 @@ impl Catalog {
 
     /// Removes a backup's row, report and chunk references.
     pub fn remove_backup_row(&mut self, id: BackupId) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         let id = id.to_string();
         tx.execute("DELETE FROM backup_problems WHERE backup_id = ?1", [&id])?;
         tx.execute("DELETE FROM layer_chunks WHERE backup_id = ?1", [&id])?;
@@ -516,9 +516,7 @@ impl Catalog {
         b: &BackupRecord,
         start: &BackupStart,
     ) -> Result<(Option<BackupId>, String)> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.write_tx()?;
         let share = b.share_id.to_string();
         let before: Option<String> = tx
             .query_row("SELECT status FROM shares WHERE id = ?1", [&share], |r| {

@@ -72,7 +72,7 @@ impl Catalog {
     /// Records a pack that is already durable in the repository, and its chunks.
     /// A chunk the index already knows keeps its first location.
     pub fn commit_pack(&mut self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT OR IGNORE INTO packs (id, size, chunk_count, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![&pack.0[..], size as i64, entries.len() as i64, now_ns()],
@@ -99,7 +99,7 @@ impl Catalog {
 
     /// Records that `backup`'s layer references `chunks`.
     pub fn add_layer_refs(&mut self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO layer_chunks (backup_id, chunk_id) VALUES (?1, ?2)",
@@ -139,7 +139,7 @@ impl Catalog {
     /// the repository's exclusive lock: a running backup deduplicates
     /// against chunks it has not referenced yet.
     pub fn take_unreferenced_packs(&mut self) -> Result<Vec<PackId>> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_tx()?;
         let dead: Vec<Vec<u8>> = {
             let mut stmt = tx.prepare(
                 "SELECT p.id FROM packs p WHERE NOT EXISTS (

@@ -135,10 +135,42 @@ CREATE TABLE quotas (
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// How long a connection waits for another one's write lock before failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One connection to the catalog. Open one per thread that needs it.
 pub struct Catalog {
     pub(crate) conn: Connection,
     path: PathBuf,
+}
+
+/// Puts the catalog in WAL mode, so that readers (progress, list) never block
+/// the backup's writer. Several processes opening a new catalog at once all
+/// try the switch; SQLite answers "busy" at once to all but one, without
+/// waiting (its busy handler is not called there), so the wait is ours.
+fn use_wal(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        let mode: rusqlite::Result<String> =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0));
+        match mode {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(Error::Unsupported(format!(
+                    "the catalog's file system does not support WAL (journal mode {mode})"
+                )));
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 impl Catalog {
@@ -148,12 +180,11 @@ impl Catalog {
             std::fs::create_dir_all(dir).at(dir)?;
         }
         let conn = Connection::open(path)?;
-        // Readers (progress, list) must not block the backup's writer.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Several processes and threads share the file; wait rather than fail.
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        use_wal(&conn)?;
         // Index rows must be durable before the layer that needs them is published.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        // Several processes and threads share the file; wait rather than fail.
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut catalog = Catalog {
             conn,
@@ -172,10 +203,18 @@ impl Catalog {
         &self.path
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let tx = self
+    /// A transaction that holds the write lock from its start. Every
+    /// transaction that writes must be one: a deferred transaction that reads
+    /// and then writes fails at once with "database is locked" (no wait) when
+    /// another connection committed in between.
+    pub(crate) fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
+        Ok(self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self.write_tx()?;
         let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(Error::Unsupported(format!(
