@@ -185,7 +185,16 @@ impl Engine {
                     .join(", ")
             )));
         }
-        self.catalog.transition_backup(
+        // The operation is recorded before the status moves: a process
+        // killed in between must leave `deleting` with an operation that
+        // `cleanup` finds dead and finishes, never an orphan `deleting`.
+        let op = self.begin_operation(&OpTarget {
+            kind: OpKind::Delete,
+            backup: backup.id,
+            share: None,
+            share_status_before: None,
+        })?;
+        if let Err(e) = self.catalog.transition_backup(
             backup.id,
             &[
                 BackupStatus::Available,
@@ -193,13 +202,10 @@ impl Engine {
                 BackupStatus::ErrorDeleting,
             ],
             BackupStatus::Deleting,
-        )?;
-        let op = self.begin_operation(&OpTarget {
-            kind: OpKind::Delete,
-            backup: backup.id,
-            share: None,
-            share_status_before: None,
-        })?;
+        ) {
+            self.end_operation(&op)?;
+            return Err(e);
+        }
         let result = self.remove_backup_data(backup.id);
         if let Err(e) = &result {
             self.catalog.transition_backup(
