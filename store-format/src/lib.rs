@@ -24,7 +24,7 @@
 //! let entries = pack::decode_index(&bytes).unwrap();
 //! let e = &entries[0];
 //! let blob = &bytes[e.offset as usize..][..e.stored_len as usize];
-//! assert_eq!(pack::decode_chunk(e, blob).unwrap(), chunk);
+//! assert_eq!(&pack::decode_chunk(e, blob).unwrap()[..], &chunk[..]);
 //! ```
 
 pub mod config;

@@ -15,6 +15,7 @@
 //! trailer. A reader lists a pack from its tail and trailer alone, and fetches
 //! one chunk by offset; every fetched chunk is checked against its id.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::Write;
 
@@ -105,15 +106,10 @@ pub fn compress_chunk(raw: &[u8], level: Option<i32>) -> Result<(Vec<u8>, Compre
 }
 
 /// Turns a stored blob back into the chunk and checks it against its id.
+/// A raw blob is the chunk itself: it is checked and lent back, not copied.
 ///
 /// The error names what is wrong; the caller adds the pack and offset.
-pub fn decode_chunk(entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
-    decode_chunk_owned(entry, stored.to_vec())
-}
-
-/// [`decode_chunk`] on a buffer the caller gives up: a raw blob is returned
-/// as is, without a copy.
-pub fn decode_chunk_owned(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>> {
+pub fn decode_chunk<'a>(entry: &PackEntry, stored: &'a [u8]) -> Result<Cow<'a, [u8]>> {
     if stored.len() != entry.stored_len as usize {
         return Err(FormatError::corrupt(
             "chunk",
@@ -125,9 +121,9 @@ pub fn decode_chunk_owned(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>>
         ));
     }
     let raw = match entry.compression {
-        Compression::None => stored,
+        Compression::None => Cow::Borrowed(stored),
         Compression::Zstd => {
-            let raw = zstd_decompress(&stored, entry.raw_len as usize)
+            let raw = zstd_decompress(stored, entry.raw_len as usize)
                 .map_err(|e| FormatError::corrupt("chunk", format!("zstd: {e}")))?;
             if raw.len() != entry.raw_len as usize {
                 return Err(FormatError::corrupt(
@@ -135,7 +131,7 @@ pub fn decode_chunk_owned(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>>
                     format!("{} bytes where {} were expected", raw.len(), entry.raw_len),
                 ));
             }
-            raw
+            Cow::Owned(raw)
         }
     };
     let actual = ChunkId::of(&raw);
@@ -389,7 +385,7 @@ mod tests {
             for (entry, chunk) in listed.iter().zip(&chunks) {
                 let start = entry.offset as usize;
                 let stored = &bytes[start..start + entry.stored_len as usize];
-                prop_assert_eq!(&decode_chunk(entry, stored).unwrap(), chunk);
+                prop_assert_eq!(&decode_chunk(entry, stored).unwrap()[..], &chunk[..]);
             }
         }
 
@@ -406,7 +402,7 @@ mod tests {
                 Err(_) => true,
                 Ok(entries) => entries.iter().zip(&chunks).any(|(e, c)| {
                     let s = e.offset as usize;
-                    decode_chunk(e, &bytes[s..s + e.stored_len as usize]).map_or(true, |d| &d != c)
+                    decode_chunk(e, &bytes[s..s + e.stored_len as usize]).map_or(true, |d| d[..] != c[..])
                 }),
             };
             prop_assert!(detected, "flip at {} went unnoticed", at);

@@ -2,9 +2,10 @@
 //! restore makes few large reads instead of one per chunk (on NFS, each read
 //! is a round trip; a large one is split into concurrent READs).
 
+use std::borrow::Cow;
 use std::ops::Range;
 
-use strata_format::pack::{decode_chunk_owned, PackEntry};
+use strata_format::pack::{decode_chunk, PackEntry};
 use strata_format::PackId;
 
 use crate::error::{Error, Result};
@@ -38,22 +39,42 @@ pub fn spans(entries: &[&PackEntry]) -> Vec<Range<usize>> {
     out
 }
 
+/// The stored blobs of one span, read at once.
+pub struct Span {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Span {
+    /// The stored blob of `entry`, one of the entries this span was read for.
+    pub fn blob(&self, entry: &PackEntry) -> Result<&[u8]> {
+        let at = entry
+            .offset
+            .checked_sub(self.start)
+            .and_then(|at| usize::try_from(at).ok());
+        at.and_then(|at| {
+            self.bytes
+                .get(at..at.checked_add(entry.stored_len as usize)?)
+        })
+        .ok_or_else(|| Error::Bug(format!("blob at {} is not in its span", entry.offset)))
+    }
+}
+
 /// Reads the stored blobs of `entries` (one span of [`spans`]) in one read.
-pub fn read_span(pack: &PackFile, entries: &[&PackEntry]) -> Result<Vec<Vec<u8>>> {
+pub fn read_span(pack: &PackFile, entries: &[&PackEntry]) -> Result<Span> {
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-        return Ok(Vec::new());
+        return Ok(Span {
+            start: 0,
+            bytes: Vec::new(),
+        });
     };
     let start = first.offset;
     let len = usize::try_from(last.offset + u64::from(last.stored_len) - start)
         .map_err(|_| Error::Bug("span too large".into()))?;
-    let bytes = pack.read_at(start, len)?;
-    Ok(entries
-        .iter()
-        .map(|e| {
-            let at = (e.offset - start) as usize;
-            bytes[at..at + e.stored_len as usize].to_vec()
-        })
-        .collect())
+    Ok(Span {
+        start,
+        bytes: pack.read_at(start, len)?,
+    })
 }
 
 /// Reads this many results ahead of the work that uses them.
@@ -89,10 +110,10 @@ where
     })
 }
 
-/// Turns a stored blob into its chunk, checked against its id; the error
-/// names the pack and offset.
-pub fn decode(pack: PackId, entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>> {
-    decode_chunk_owned(entry, stored).map_err(|err| Error::Corrupt {
+/// Turns a stored blob into its chunk, checked against its id (a raw blob
+/// is lent back, not copied); the error names the pack and offset.
+pub fn decode<'a>(pack: PackId, entry: &PackEntry, stored: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+    decode_chunk(entry, stored).map_err(|err| Error::Corrupt {
         location: format!("pack {pack} at offset {}", entry.offset),
         detail: err.to_string(),
     })

@@ -4,6 +4,7 @@
 //! sure are real directories, and files are opened with `O_NOFOLLOW`, so an
 //! existing symlink in the target is replaced, never followed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
@@ -15,7 +16,7 @@ use strata_format::layer::EntryKind;
 use strata_format::pack::PackEntry;
 use strata_format::{ChunkId, PackId};
 
-use super::fetch::{decode, read_ahead, read_span, spans};
+use super::fetch::{decode, read_ahead, read_span, spans, Span};
 
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
@@ -160,8 +161,8 @@ fn fill_pack(
         |span| Ok((span.clone(), read_span(&pack, &entries[span])?)),
         |(span, stored)| {
             progress.check()?;
-            for (placement, stored) in unit.placements[span].iter().zip(stored) {
-                let raw = decode(pack.id, &placement.entry, stored)?;
+            for placement in &unit.placements[span] {
+                let raw = decode(pack.id, &placement.entry, stored.blob(&placement.entry)?)?;
                 for &i in &placement.files {
                     let e = &tree.entries[i];
                     let EntryKind::File { size, hash, .. } = &e.kind else {
@@ -200,8 +201,10 @@ fn fill_file(
     let mut packs: HashMap<PackId, PackFile> = HashMap::new();
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0u64;
-    let mut read_window = |window: &'_ [ChunkLocation]| -> Result<Vec<Vec<u8>>> {
-        let mut stored = Vec::with_capacity(window.len());
+    // A window's chunks, read as spans: (the spans, each chunk's span).
+    let mut read_window = |window: &[ChunkLocation]| -> Result<(Vec<Span>, Vec<usize>)> {
+        let mut read = Vec::new();
+        let mut of_chunk = Vec::with_capacity(window.len());
         // Neighbouring chunks in the same pack are read at once.
         for run in window.chunk_by(|a, b| a.pack == b.pack) {
             let pack = match packs.get(&run[0].pack) {
@@ -212,20 +215,27 @@ fn fill_file(
             };
             let entries: Vec<&PackEntry> = run.iter().map(|loc| &loc.entry).collect();
             for span in spans(&entries) {
-                stored.extend(read_span(pack, &entries[span])?);
+                of_chunk.extend(std::iter::repeat_n(read.len(), span.len()));
+                read.push(read_span(pack, &entries[span])?);
             }
         }
-        Ok(stored)
+        Ok((read, of_chunk))
     };
     read_ahead(
         unit.chunks.chunks(FILE_WINDOW),
         |window| Ok((window, read_window(window)?)),
-        |(window, stored)| {
+        |(window, (read, of_chunk))| {
             progress.check()?;
-            let raw: Vec<Vec<u8>> = window
+            let raw: Vec<Cow<[u8]>> = window
                 .par_iter()
-                .zip(stored)
-                .map(|(loc, bytes)| decode(loc.pack, &loc.entry, bytes))
+                .zip(of_chunk)
+                .map(|(loc, span)| {
+                    let stored = read
+                        .get(span)
+                        .ok_or_else(|| Error::Bug("chunk outside its window".into()))?
+                        .blob(&loc.entry)?;
+                    decode(loc.pack, &loc.entry, stored)
+                })
                 .collect::<Result<_>>()?;
             let (_, written) = rayon::join(
                 || {

@@ -212,28 +212,83 @@ impl ObjectReader for NfsReader {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let want = u32::try_from(buf.len())
-            .map_err(|_| Error::Bug(format!("read of {} bytes at once", buf.len())))?;
+        let len = buf.len();
         let handle = &self.handle;
-        let got = self.client.block_call(&self.key, |m, k| async move {
+        let pieces = self.client.block_call(&self.key, |m, k| async move {
             handle
-                .with(m.clone(), &k, |m, fh| async move {
-                    // Concurrent READs, each no larger than the server takes.
-                    nfs_rs::BufferedFile::new(m, fh).read_at(offset, want).await
-                })
+                .with(m, &k, |m, fh| read_pieces(m, fh, offset, len))
                 .await
         })?;
-        if got.len() != buf.len() {
+        // The one copy of the bytes: from the server's replies into `buf`.
+        let mut at = 0;
+        for piece in pieces {
+            let Some(slot) = buf.get_mut(at..at + piece.len()) else {
+                break;
+            };
+            slot.copy_from_slice(&piece);
+            at += piece.len();
+        }
+        if at != len {
             return Err(crate::backend::io_error(
                 self.client.location(),
                 &self.key,
                 std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!("object ends before byte {}", offset + buf.len() as u64),
+                    format!("object ends before byte {}", offset + len as u64),
                 ),
             ));
         }
-        buf.copy_from_slice(&got);
         Ok(())
     }
+}
+
+/// READs on the wire at once for one read.
+const READS_IN_FLIGHT: usize = 8;
+
+/// Reads `len` bytes at `offset` as the server's replies, in order: up to
+/// [`READS_IN_FLIGHT`] READs at once, each no larger than the server
+/// accepts. A short reply is continued; an empty one is the end of the file,
+/// and the pieces then hold fewer than `len` bytes.
+async fn read_pieces(
+    m: Arc<dyn Mount>,
+    fh: Bytes,
+    offset: u64,
+    len: usize,
+) -> nfs_rs::Result<Vec<Bytes>> {
+    use futures::StreamExt;
+    let size = (m.get_max_read_size() as usize).max(4096);
+    let mut reads = futures::stream::iter((0..len).step_by(size))
+        .map(|start| {
+            let (m, fh) = (m.clone(), fh.clone());
+            async move {
+                let want = size.min(len - start);
+                let mut got = Vec::new();
+                let mut n = 0;
+                while n < want {
+                    let at = offset + (start + n) as u64;
+                    let data = m.read(fh.clone(), at, (want - n) as u32).await?;
+                    if data.is_empty() {
+                        break;
+                    }
+                    if data.len() > want - n {
+                        return Err(nfs_rs::NfsError::Rpc(
+                            "the server returned more than was asked".into(),
+                        ));
+                    }
+                    n += data.len();
+                    got.push(data);
+                }
+                Ok((n == want, got))
+            }
+        })
+        .buffered(READS_IN_FLIGHT);
+    let mut out = Vec::new();
+    while let Some(read) = reads.next().await {
+        let (whole, got) = read?;
+        out.extend(got);
+        if !whole {
+            break;
+        }
+    }
+    Ok(out)
 }
