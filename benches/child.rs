@@ -4,7 +4,9 @@
 //! `strata-bench-child restore CATALOG REPO BACKUP-ID TARGET`, or
 //! `strata-bench-child idle CATALOG REPO` (opens the engine, does nothing:
 //! the baseline RSS). Prints `key=value` lines: secs, bytes, files,
-//! peak_rss_kib, id, and for backups read, new, changed, deleted.
+//! peak_rss_kib, cpu_secs, id, and for backups read, new, changed, deleted.
+
+mod procstat;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,18 +14,6 @@ use std::time::Instant;
 
 use strata_engine::backend::Location;
 use strata_engine::{CreateBackup, Engine, EngineConfig, Progress, RestoreRequest};
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 fn run(args: &[String]) -> Result<(), String> {
     let [op, catalog, repo, rest @ ..] = args else {
@@ -76,7 +66,8 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         _ => return Err(format!("unknown operation {op:?}")),
     }
-    println!("peak_rss_kib={}", peak_rss_kib());
+    println!("peak_rss_kib={}", procstat::peak_rss_kib());
+    println!("cpu_secs={}", procstat::cpu_secs(std::process::id()));
     Ok(())
 }
 

@@ -172,3 +172,89 @@ pub fn files_below(root: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// Where a benchmark puts its dataset, repositories and restores.
+///
+/// A real run (`cargo bench`) as root, with `mkfs.ext4` at hand, gets a
+/// fresh ext4 file system of its own on a loop device, like a new share.
+/// Otherwise (or with `STRATA_BENCH_FRESH_FS=0`) a temporary directory,
+/// under `STRATA_BENCH_DIR` if set. Why: on a file system where thousands
+/// of files were deleted in the last minutes (by tests, by other benches),
+/// ext4 without a journal skips each recently freed inode when it creates
+/// a file, and a restore (which creates every file) then spends half its
+/// CPU in the kernel's inode search; how much varies from run to run.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    mount: Option<std::path::PathBuf>,
+}
+
+impl Workspace {
+    /// `gib`: the space the benchmark needs (the image is sparse).
+    pub fn new(benching: bool, gib: u64) -> Workspace {
+        let dir = match std::env::var_os("STRATA_BENCH_DIR") {
+            Some(b) => tempfile::tempdir_in(b),
+            None => tempfile::tempdir(),
+        }
+        .expect("tempdir");
+        let wanted = benching
+            && std::env::var("STRATA_BENCH_FRESH_FS").map_or(true, |v| v != "0")
+            && rustix::process::geteuid().is_root();
+        let mount = if wanted {
+            fresh_fs(dir.path(), gib)
+        } else {
+            None
+        };
+        match &mount {
+            Some(m) => println!("workspace: a fresh ext4 file system at {}", m.display()),
+            None => println!("workspace: {}", dir.path().display()),
+        }
+        Workspace { dir, mount }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.mount.as_deref().unwrap_or(self.dir.path())
+    }
+
+    /// Keeps the files (and the mount) for profiling; returns where they are.
+    pub fn keep(mut self) -> std::path::PathBuf {
+        let kept = self.path().to_path_buf();
+        self.mount = None;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let _ = dir.keep();
+        kept
+    }
+}
+
+/// Makes and mounts an ext4 image of `gib` GiB under `dir`; `None` (with a
+/// note) if any step fails.
+fn fresh_fs(dir: &Path, gib: u64) -> Option<std::path::PathBuf> {
+    let image = dir.join("fs.img");
+    let mount = dir.join("fs");
+    let run = |cmd: &mut Command| {
+        cmd.stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let made = fs::File::create(&image)
+        .and_then(|f| f.set_len(gib << 30))
+        .is_ok()
+        && fs::create_dir(&mount).is_ok()
+        && run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))
+        && run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mount));
+    if !made {
+        println!("workspace: could not make a fresh ext4 file system; using a directory");
+        return None;
+    }
+    Some(mount)
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        if let Some(m) = &self.mount {
+            let _ = Command::new("umount").arg(m).status();
+        }
+    }
+}

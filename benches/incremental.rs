@@ -244,12 +244,8 @@ fn main() {
     let mib = env_num("STRATA_BENCH_MIB", 1100, 24);
     let small = env_num("STRATA_BENCH_SMALL_FILES", 100_000, 2_000);
     let big_mib = if benching { 1024 } else { 64 };
-    let base = std::env::var_os("STRATA_BENCH_DIR").map(PathBuf::from);
-    let work = match &base {
-        Some(b) => tempfile::tempdir_in(b),
-        None => tempfile::tempdir(),
-    }
-    .expect("tempdir");
+    // Each dataset, its repositories and restores.
+    let work = common::Workspace::new(benching, (mib + big_mib) * 6 / 1024 + 4);
     let w = work.path();
     generate(&w.join("mixed"), mib);
     small_files(&w.join("small"), small);

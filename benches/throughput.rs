@@ -50,13 +50,9 @@ fn single_thread(root: &Path) -> (u64, f64) {
 const RUNS: usize = 2;
 
 fn main() {
-    let (_, mib) = common::dataset_mib();
-    let base = std::env::var_os("STRATA_BENCH_DIR").map(PathBuf::from);
-    let work = match &base {
-        Some(b) => tempfile::tempdir_in(b),
-        None => tempfile::tempdir(),
-    }
-    .expect("tempdir");
+    let (benching, mib) = common::dataset_mib();
+    // The share, two repositories and two restores.
+    let work = common::Workspace::new(benching, mib * 6 / 1024 + 2);
     let share = work.path().join("share");
     let (bytes, files) = generate(&share, mib);
     // Best of two runs of each measure: this machine's neighbours and ext4's

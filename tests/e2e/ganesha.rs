@@ -119,6 +119,13 @@ LOG {{ Default_Log_Level = EVENT; }}
         format!("nfs://127.0.0.1:{}/export/{path}?version=4.1", self.port)
     }
 
+    /// The server's process id, while it runs (the NFS benchmark reads
+    /// the CPU time it uses).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
