@@ -13,8 +13,12 @@ use super::client::Client;
 use crate::backend::{ObjectReader, ObjectWriter};
 use crate::error::{Error, Result};
 
-/// Bytes sent as one WRITE batch and COMMIT.
-const PIECE: usize = 16 << 20;
+/// Bytes sent as one WRITE batch and COMMIT. A writer holds up to one
+/// piece filling and [`IN_FLIGHT`] sent; a backup has up to four packs
+/// open or being published, so this sets most of its memory over NFS
+/// (8 MiB: about 170 MiB peak RSS; 16 MiB: about 250 MiB, and only ~7%
+/// faster on loopback).
+const PIECE: usize = 8 << 20;
 /// Pieces on the wire at once; the next waits for the oldest.
 const IN_FLIGHT: usize = 2;
 
