@@ -79,7 +79,10 @@ fn main() {
             .map(|i| {
                 let catalog = work.path().join(format!("{kind}-catalog{i}.db"));
                 let repo = make_repo(i);
+                let server_before = server_cpu();
                 let mut b = child(&["backup", &path(&catalog), &repo, &path(&share)]);
+                let server = server_cpu() - server_before;
+                b.insert("server_cpu_secs".into(), server.to_string());
                 b.insert("catalog".into(), path(&catalog));
                 b.insert("repo".into(), repo);
                 b
@@ -112,9 +115,15 @@ fn main() {
             bytes,
             "{kind} restore did not restore every byte"
         );
-        // CPU seconds per GB restored: the restore's own, and the server's.
-        let per_gb = |k: &str| num(&r, k) / (num(&r, "bytes") / 1e9);
-        cpu.insert(kind, (per_gb("cpu_secs"), per_gb("server_cpu_secs")));
+        // CPU seconds per GB: strata's own, and the server's.
+        let per_gb = |m: &HashMap<String, String>, k: &str| num(m, k) / (num(m, "bytes") / 1e9);
+        cpu.insert(
+            kind,
+            [
+                (per_gb(&b, "cpu_secs"), per_gb(&b, "server_cpu_secs")),
+                (per_gb(&r, "cpu_secs"), per_gb(&r, "server_cpu_secs")),
+            ],
+        );
         results.insert(kind, (mbs(&b), mbs(&r), rss));
     }
     let (local_b, local_r, _) = results["local"];
@@ -152,16 +161,18 @@ fn main() {
         nfs_r / r_floor,
         verdict(nfs_r >= 0.8 * r_floor)
     );
-    // Both restores are CPU-bound on the same 2 cores; from `nfs://`, the
-    // server and the protocol add their CPU to the restore's. This bounds
-    // the ratio the restore can reach here, whatever the client does.
-    let (local_cpu, _) = cpu["local"];
-    let (client_cpu, server_cpu) = cpu["nfs"];
-    println!(
-        "restore CPU per GB: local {local_cpu:.2} s; nfs:// {client_cpu:.2} s (strata) + {server_cpu:.2} s (server) \
-         = at most {:.2} of the local restore's speed with both on these cores",
-        local_cpu / (client_cpu + server_cpu)
-    );
+    // Both sides are CPU-bound on the same 2 cores; over `nfs://`, the
+    // server and the protocol add their CPU to strata's. This bounds the
+    // ratio reachable here, whatever the client does.
+    for (i, what) in ["backup", "restore"].into_iter().enumerate() {
+        let (local, _) = cpu["local"][i];
+        let (client, server) = cpu["nfs"][i];
+        println!(
+            "{what} CPU per GB: local {local:.2} s; nfs:// {client:.2} s (strata) + {server:.2} s (server) \
+             = at most {:.2} of the local {what}'s speed with both on these cores",
+            local / (client + server)
+        );
+    }
     if std::env::var_os("STRATA_BENCH_KEEP").is_some() {
         println!("kept: {}", work.keep().display());
     }
