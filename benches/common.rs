@@ -176,7 +176,8 @@ pub fn files_below(root: &Path) -> Vec<std::path::PathBuf> {
 /// Where a benchmark puts its dataset, repositories and restores.
 ///
 /// A real run (`cargo bench`) as root, with `mkfs.ext4` at hand, gets a
-/// fresh ext4 file system of its own on a loop device, like a new share.
+/// fresh ext4 file system of its own on a loop device, like a new share
+/// (without a journal, like the development machines' root file system).
 /// Otherwise (or with `STRATA_BENCH_FRESH_FS=0`) a temporary directory,
 /// under `STRATA_BENCH_DIR` if set. Why: on a file system where thousands
 /// of files were deleted in the last minutes (by tests, by other benches),
@@ -185,7 +186,7 @@ pub fn files_below(root: &Path) -> Vec<std::path::PathBuf> {
 /// CPU in the kernel's inode search; how much varies from run to run.
 pub struct Workspace {
     dir: tempfile::TempDir,
-    mount: Option<std::path::PathBuf>,
+    fresh: Option<FreshFs>,
 }
 
 impl Workspace {
@@ -199,26 +200,30 @@ impl Workspace {
         let wanted = benching
             && std::env::var("STRATA_BENCH_FRESH_FS").map_or(true, |v| v != "0")
             && rustix::process::geteuid().is_root();
-        let mount = if wanted {
+        let fresh = if wanted {
             fresh_fs(dir.path(), gib)
         } else {
             None
         };
-        match &mount {
-            Some(m) => println!("workspace: a fresh ext4 file system at {}", m.display()),
+        match &fresh {
+            Some(f) => println!(
+                "workspace: a fresh ext4 file system at {}",
+                f.mount.display()
+            ),
             None => println!("workspace: {}", dir.path().display()),
         }
-        Workspace { dir, mount }
+        Workspace { dir, fresh }
     }
 
     pub fn path(&self) -> &Path {
-        self.mount.as_deref().unwrap_or(self.dir.path())
+        self.fresh.as_ref().map_or(self.dir.path(), |f| &f.mount)
     }
 
     /// Keeps the files (and the mount) for profiling; returns where they are.
     pub fn keep(mut self) -> std::path::PathBuf {
         let kept = self.path().to_path_buf();
-        self.mount = None;
+        // Left mounted: the caller profiles it, then unmounts it.
+        std::mem::forget(self.fresh.take());
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
         let _ = dir.keep();
         kept
@@ -226,8 +231,10 @@ impl Workspace {
 }
 
 /// Makes and mounts an ext4 image of `gib` GiB under `dir`; `None` (with a
-/// note) if any step fails.
-fn fresh_fs(dir: &Path, gib: u64) -> Option<std::path::PathBuf> {
+/// note) if any step fails. The loop device does direct I/O to the image:
+/// its writes are not copied once more through the page cache, so an fsync
+/// costs about what it costs on the machine's own disk.
+fn fresh_fs(dir: &Path, gib: u64) -> Option<FreshFs> {
     let image = dir.join("fs.img");
     let mount = dir.join("fs");
     let run = |cmd: &mut Command| {
@@ -239,22 +246,42 @@ fn fresh_fs(dir: &Path, gib: u64) -> Option<std::path::PathBuf> {
         .and_then(|f| f.set_len(gib << 30))
         .is_ok()
         && fs::create_dir(&mount).is_ok()
-        && run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))
-        && run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(&mount));
-    if !made {
+        // No journal, like the root file system of the machines this runs on.
+        && run(Command::new("mkfs.ext4").args(["-q", "-F", "-O", "^has_journal"]).arg(&image));
+    let device = made
+        .then(|| {
+            Command::new("losetup")
+                .args(["--find", "--show", "--direct-io=on"])
+                .arg(&image)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        })
+        .flatten()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(device) = device else {
         println!("workspace: could not make a fresh ext4 file system; using a directory");
         return None;
+    };
+    if !run(Command::new("mount").arg(&device).arg(&mount)) {
+        let _ = Command::new("losetup").arg("-d").arg(&device).status();
+        println!("workspace: could not mount a fresh ext4 file system; using a directory");
+        return None;
     }
-    Some(mount)
+    Some(FreshFs { device, mount })
+}
+
+/// A mounted fresh file system and its loop device.
+struct FreshFs {
+    device: String,
+    mount: std::path::PathBuf,
 }
 
 impl Drop for Workspace {
     fn drop(&mut self) {
-        if let Some(m) = &self.mount {
-            let _ = Command::new("umount").arg(m).status();
+        if let Some(f) = &self.fresh {
+            let _ = Command::new("umount").arg(&f.mount).status();
+            let _ = Command::new("losetup").arg("-d").arg(&f.device).status();
         }
     }
 }
