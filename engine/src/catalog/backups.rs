@@ -509,12 +509,14 @@ impl Catalog {
     /// (or `in-use` with `force`) and becomes `backup_creating`; the quota
     /// must allow one more backup of `estimate_gib`; the parent is chosen as
     /// `parent` says (so it cannot be deleted between the choice and the
-    /// insert); the backup row is inserted `creating`. Returns the parent
-    /// chosen and the share's status before, to give back afterwards.
+    /// insert); the backup row is inserted `creating`; operation `op`
+    /// records the share's status before, so a cleanup after a crash gives
+    /// back the right one. Returns the parent chosen and that status.
     pub fn begin_backup(
         &mut self,
         b: &BackupRecord,
         start: &BackupStart,
+        op: &str,
     ) -> Result<(Option<BackupId>, String)> {
         let tx = self.write_tx()?;
         let share = b.share_id.to_string();
@@ -537,6 +539,10 @@ impl Catalog {
         tx.execute(
             "UPDATE shares SET status = 'backup_creating', updated_at = ?1 WHERE id = ?2",
             params![now_ns(), share],
+        )?;
+        tx.execute(
+            "UPDATE operations SET share_status_before = ?1 WHERE id = ?2",
+            params![before, op],
         )?;
         let parent_id = choose_parent(&tx, b.share_id, start.parent)?;
         tx.execute(

@@ -86,14 +86,6 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn set_operation_share_status(&self, id: &str, status: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE operations SET share_status_before = ?1 WHERE id = ?2",
-            params![status, id],
-        )?;
-        Ok(())
-    }
-
     pub fn heartbeat(&self, id: &str, now: i64) -> Result<()> {
         self.conn.execute(
             "UPDATE operations SET heartbeat_at = ?1 WHERE id = ?2",

@@ -95,14 +95,13 @@ impl Engine {
             share: Some(share.id),
             share_status_before: None,
         })?;
-        let (parent, before) = match self.catalog.begin_backup(&record, &start) {
+        let (parent, before) = match self.catalog.begin_backup(&record, &start, &op) {
             Ok(begun) => begun,
             Err(e) => {
                 self.end_operation(&op)?;
                 return Err(busy_share(e, share));
             }
         };
-        self.catalog.set_operation_share_status(&op, &before)?;
         let result = self.run_backup(&record, share, req, parent, &op, progress);
         let give_back = ShareStatus::parse(&before).unwrap_or(ShareStatus::Available);
         let released =
