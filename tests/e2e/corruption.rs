@@ -39,12 +39,7 @@ fn a_flipped_pack_byte_fails_restore_naming_the_pack() {
 
     let target = env.path("out");
     let run = restore_to(&env, &id, &target);
-    assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(&format!("pack {pack_id}")),
-        "{}",
-        run.stderr
-    );
+    run.fails(7, &format!("pack {pack_id}"));
     assert!(run.stderr.contains("corruption"), "{}", run.stderr);
     // The backup itself is still there to be repaired or deleted.
     let shown = env
@@ -62,12 +57,7 @@ fn a_truncated_layer_is_reported_as_corrupt() {
     let bytes = fs::read(&layer).expect("read");
     overwrite(&layer, &bytes[..bytes.len() - 10]);
     let run = restore_to(&env, &id, &env.path("out"));
-    assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(&format!("layer {id}")),
-        "{}",
-        run.stderr
-    );
+    run.fails(7, &format!("layer {id}"));
 }
 
 /// A layer whose entries are each well-formed but which, together, would
@@ -126,12 +116,7 @@ fn a_hostile_layer_cannot_write_outside_the_target() {
 
     let target = env.path("out");
     let run = restore_to(&env, &id, &target);
-    assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("parent is not a directory"),
-        "{}",
-        run.stderr
-    );
+    run.fails(7, "parent is not a directory");
     assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
 }
 
@@ -159,11 +144,6 @@ fn a_whole_file_hash_mismatch_fails_the_restore() {
 
     let target = env.path("out");
     let run = restore_to(&env, &id, &target);
-    assert_eq!(run.code, 7, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("restored file data.bin"),
-        "{}",
-        run.stderr
-    );
+    run.fails(7, "restored file data.bin");
     assert!(run.stderr.contains("whole-file hash"), "{}", run.stderr);
 }

@@ -80,8 +80,7 @@ fn share_lifecycle_and_refusals() {
         .ok()
         .json();
     let refused = env.strata(&["share", "delete", "projects"]);
-    assert_eq!(refused.code, 5, "{}", refused.stderr);
-    assert!(refused.stderr.contains("delete them first"));
+    refused.fails(5, "delete them first");
 
     env.strata(&[
         "backup",
@@ -108,8 +107,7 @@ fn share_lifecycle_and_refusals() {
     fs::create_dir_all(&occupied).expect("dir");
     fs::write(occupied.join("x"), b"x").expect("write");
     let run = restore_to(&env, "renamed", &occupied);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("not empty"), "{}", run.stderr);
+    run.fails(2, "not empty");
 
     env.strata(&["backup", "delete", "renamed"]).ok();
     env.strata(&["share", "delete", "projects"]).ok();
@@ -130,8 +128,7 @@ fn a_catalog_refuses_a_second_repository() {
         .arg(env.path("other-repo"))
         .args(["share", "list"]);
     let run = run(cmd);
-    assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("indexes repository"), "{}", run.stderr);
+    run.fails(2, "indexes repository");
 }
 
 #[test]

@@ -33,6 +33,12 @@ impl Run {
         self
     }
 
+    /// Asserts the run exited with `code` and said `text` on stderr.
+    pub fn fails(&self, code: i32, text: &str) {
+        assert_eq!(self.code, code, "{}", self.stderr);
+        assert!(self.stderr.contains(text), "{}", self.stderr);
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))

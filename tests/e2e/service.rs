@@ -129,12 +129,7 @@ fn a_running_backup_shows_progress_keeps_its_share_busy_and_stops_when_deleted()
         .json();
     assert_eq!(shown["status"], "backup_creating");
     let again = env.strata(&["backup", "create", s(&share)]);
-    assert_eq!(again.code, 5, "{}", again.stderr);
-    assert!(
-        again.stderr.contains("a backup of it is running"),
-        "{}",
-        again.stderr
-    );
+    again.fails(5, "a backup of it is running");
     let del = env.strata(&["share", "delete", "share"]);
     assert_eq!(del.code, 5, "{}", del.stderr);
     let plain = env.strata(&["backup", "delete", &id]);
@@ -177,12 +172,7 @@ fn quotas_refuse_a_backup_before_it_reads_anything() {
     env.strata(&["quota", "set", "--backups", "1"]).ok();
     backup(&env, &share);
     let run = env.strata(&["backup", "create", s(&share)]);
-    assert_eq!(run.code, 6, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("backups quota is 1, 1 in use"),
-        "{}",
-        run.stderr
-    );
+    run.fails(6, "backups quota is 1, 1 in use");
     let q = env.strata(&["quota", "show", "-f", "json"]).ok().json();
     assert_eq!(
         (q["backups"].as_i64(), q["backups_in_use"].as_u64()),
@@ -205,12 +195,7 @@ fn quotas_refuse_a_backup_before_it_reads_anything() {
     ])
     .ok();
     let run = env.strata(&["backup", "create", "big"]);
-    assert_eq!(run.code, 6, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("backup_gigabytes quota is 3 GiB"),
-        "{}",
-        run.stderr
-    );
+    run.fails(6, "backup_gigabytes quota is 3 GiB");
     let shown = env
         .strata(&["share", "show", "-f", "json", "big"])
         .ok()
