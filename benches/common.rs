@@ -185,8 +185,9 @@ pub fn files_below(root: &Path) -> Vec<std::path::PathBuf> {
 /// a file, and a restore (which creates every file) then spends half its
 /// CPU in the kernel's inode search; how much varies from run to run.
 pub struct Workspace {
-    dir: tempfile::TempDir,
+    // Declared first: dropped (unmounted) before `dir` is removed.
     fresh: Option<FreshFs>,
+    dir: tempfile::TempDir,
 }
 
 impl Workspace {
@@ -212,7 +213,7 @@ impl Workspace {
             ),
             None => println!("workspace: {}", dir.path().display()),
         }
-        Workspace { dir, fresh }
+        Workspace { fresh, dir }
     }
 
     pub fn path(&self) -> &Path {
@@ -220,11 +221,11 @@ impl Workspace {
     }
 
     /// Keeps the files (and the mount) for profiling; returns where they are.
-    pub fn keep(mut self) -> std::path::PathBuf {
+    pub fn keep(self) -> std::path::PathBuf {
         let kept = self.path().to_path_buf();
+        let Workspace { fresh, dir } = self;
         // Left mounted: the caller profiles it, then unmounts it.
-        std::mem::forget(self.fresh.take());
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        std::mem::forget(fresh);
         let _ = dir.keep();
         kept
     }
@@ -277,11 +278,9 @@ struct FreshFs {
     mount: std::path::PathBuf,
 }
 
-impl Drop for Workspace {
+impl Drop for FreshFs {
     fn drop(&mut self) {
-        if let Some(f) = &self.fresh {
-            let _ = Command::new("umount").arg(&f.mount).status();
-            let _ = Command::new("losetup").arg("-d").arg(&f.device).status();
-        }
+        let _ = Command::new("umount").arg(&self.mount).status();
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
     }
 }

@@ -39,6 +39,17 @@ impl PosixBackend {
         move |e| io_error(&self.location, &key, e)
     }
 
+    /// Removes `key` with `remove` (a file or an empty directory): gone and
+    /// durably so when this returns; already gone is fine.
+    fn unlink(&self, key: &str, remove: impl Fn(&Path) -> std::io::Result<()>) -> Result<()> {
+        let path = self.path(key)?;
+        match remove(&path) {
+            Ok(()) => self.sync_parent(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.err(key)(e)),
+        }
+    }
+
     /// fsyncs the directory holding `path`, so a name change in it is durable.
     fn sync_parent(&self, path: &Path) -> Result<()> {
         let dir = path.parent().unwrap_or(&self.root);
@@ -194,21 +205,11 @@ impl Backend for PosixBackend {
     }
 
     fn remove(&self, key: &str) -> Result<()> {
-        let path = self.path(key)?;
-        match fs::remove_file(&path) {
-            Ok(()) => self.sync_parent(&path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.err(key)(e)),
-        }
+        self.unlink(key, |p| fs::remove_file(p))
     }
 
     fn remove_dir(&self, dir: &str) -> Result<()> {
-        let path = self.path(dir)?;
-        match fs::remove_dir(&path) {
-            Ok(()) => self.sync_parent(&path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.err(dir)(e)),
-        }
+        self.unlink(dir, |p| fs::remove_dir(p))
     }
 
     fn touch(&self, key: &str) -> Result<()> {
