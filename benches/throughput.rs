@@ -117,16 +117,18 @@ fn main() {
     );
     println!("single-thread chunk+hash+compress: {st_mbs:.1} MB/s");
     println!(
-        "full backup: {b_mbs:.1} MB/s, {:.0} files/s, peak RSS {:.1} MiB, {:.2} s",
+        "full backup: {b_mbs:.1} MB/s, {:.0} files/s, peak RSS {:.1} MiB, {:.2} s, CPU {:.2} s per GB",
         num(&b, "files") / num(&b, "secs"),
         backup_rss / 1024.0,
-        num(&b, "secs")
+        num(&b, "secs"),
+        num(&b, "cpu_secs") / (num(&b, "bytes") / 1e9)
     );
     println!(
-        "restore:     {r_mbs:.1} MB/s, {:.0} files/s, peak RSS {:.1} MiB, {:.2} s",
+        "restore:     {r_mbs:.1} MB/s, {:.0} files/s, peak RSS {:.1} MiB, {:.2} s, CPU {:.2} s per GB",
         num(&r, "files") / num(&r, "secs"),
         restore_rss / 1024.0,
-        num(&r, "secs")
+        num(&r, "secs"),
+        num(&r, "cpu_secs") / (num(&r, "bytes") / 1e9)
     );
     println!(
         "repository: {:.1} MiB ({:.2}x smaller than the data)",

@@ -28,6 +28,7 @@ pub mod backup;
 pub mod catalog;
 pub mod chunker;
 pub mod clock;
+mod direct_io;
 pub mod error;
 pub mod locks;
 pub mod process;

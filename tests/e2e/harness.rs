@@ -62,12 +62,18 @@ impl Env {
 
     /// Runs `strata` with this environment's catalog and repository.
     pub fn strata(&self, args: &[&str]) -> Run {
+        self.strata_with(args, &[])
+    }
+
+    /// [`Env::strata`] with these environment variables set.
+    pub fn strata_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
         cmd.arg("--catalog")
             .arg(self.path("catalog.db"))
             .arg("--repository")
             .arg(&self.repository)
-            .args(args);
+            .args(args)
+            .envs(vars.iter().copied());
         run(cmd)
     }
 }

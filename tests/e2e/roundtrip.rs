@@ -61,6 +61,38 @@ fn full_backup_restores_every_kind_of_entry() {
     assert_eq!(std::os::unix::fs::MetadataExt::nlink(&hard), 3);
 }
 
+/// Large files are restored with direct writes where the file system takes
+/// them, buffered where it does not (or when turned off): the same bytes,
+/// lengths and holes either way.
+#[test]
+fn direct_and_buffered_restores_write_the_same_files() {
+    let env = Env::new();
+    let share = env.path("share");
+    build_tree(&share);
+    let before = snapshot(&share);
+    let id = backup(&env, &share)["id"].as_str().expect("id").to_string();
+    for direct in ["1", "0"] {
+        let target = env.path(&format!("restored-{direct}"));
+        let run = env.strata_with(
+            &[
+                "backup",
+                "restore",
+                &id,
+                "--target-dir",
+                target.to_str().expect("utf8"),
+            ],
+            &[("STRATA_DIRECT_IO", direct)],
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_same(&before, &snapshot(&target));
+        let sparse = allocated(&target.join("sparse.img"));
+        assert!(
+            sparse < 1 << 20,
+            "holes were filled: {sparse} bytes allocated"
+        );
+    }
+}
+
 #[test]
 fn restore_into_source_share_replaces_changes_without_following_symlinks() {
     let env = Env::new();

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -21,12 +21,18 @@ use super::fetch::{decode, read_ahead, read_span, spans, Span};
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
 use crate::catalog::ChunkLocation;
+use crate::direct_io::{self, BlockWriter, Buffer};
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 use crate::repository::{PackFile, Repository};
 
-/// Holes are kept at this granularity: an all-zero aligned block is skipped.
-const HOLE_BLOCK: usize = 4096;
+/// Files at least this large are written past the page cache where the
+/// target's file system allows it (see `direct_io`); smaller ones are not
+/// worth a synchronous write each.
+const DIRECT_MIN: u64 = 256 << 10;
+/// File data goes out in writes of up to this size. Holes are kept at
+/// `direct_io::ALIGN` granularity: an all-zero aligned block is not written.
+const WRITE_PIECE: usize = 4 << 20;
 
 pub fn target_path(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(std::ffi::OsStr::from_bytes(rel))
@@ -105,31 +111,31 @@ fn check_hash(rel: &[u8], actual: [u8; 32], expected: [u8; 32]) -> Result<()> {
     })
 }
 
-/// Writes `data` at `offset`, skipping aligned all-zero blocks (left as holes).
-fn write_sparse(file: &File, path: &Path, data: &[u8], offset: u64) -> Result<()> {
-    let mut at = 0usize;
-    while at < data.len() {
-        // Run up to the next block boundary of the file.
-        let file_pos = offset + at as u64;
-        let to_boundary = HOLE_BLOCK - (file_pos % HOLE_BLOCK as u64) as usize;
-        let end = (at + to_boundary).min(data.len());
-        if data[at..end].iter().any(|&b| b != 0) {
-            // Extend the run over following non-zero blocks to write in one call.
-            let mut run_end = end;
-            while run_end < data.len() {
-                let next = (run_end + HOLE_BLOCK).min(data.len());
-                if data[run_end..next].iter().all(|&b| b == 0) {
-                    break;
-                }
-                run_end = next;
-            }
-            file.write_all_at(&data[at..run_end], file_pos).at(path)?;
-            at = run_end;
-        } else {
-            at = end;
-        }
+/// Where file data goes: the target, and whether it takes direct writes.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    root: &'a Path,
+    direct: bool,
+}
+
+impl Target<'_> {
+    /// Creates the file at `rel` for `size` bytes, written through `buf`.
+    fn writer(&self, rel: &[u8], size: u64, buf: Buffer) -> Result<(PathBuf, BlockWriter)> {
+        let path = target_path(self.root, rel);
+        let direct = self.direct && size >= DIRECT_MIN;
+        let (file, direct) = direct_io::create_new(&path, 0o600, nofollow(), direct).at(&path)?;
+        Ok((path, BlockWriter::new(file, direct, true, buf)))
     }
-    Ok(())
+}
+
+/// Writes what `out` still holds and gives the file its length.
+fn finish(out: BlockWriter, path: &Path, size: u64) -> Result<Buffer> {
+    let written = out.written();
+    let (file, buf) = out.finish().at(path)?;
+    if written != size {
+        file.set_len(size).at(path)?;
+    }
+    Ok(buf)
 }
 
 /// Runs every unit (in parallel), so every file gets its data, every chunk
@@ -141,21 +147,26 @@ pub fn fill(
     units: &[Unit],
     progress: &Progress,
 ) -> Result<()> {
+    let target = Target {
+        root,
+        direct: direct_io::supported_at(root),
+    };
     units.par_iter().try_for_each(|unit| match unit {
-        Unit::Pack(unit) => fill_pack(repo, root, tree, unit, progress),
-        Unit::File(unit) => fill_file(repo, root, tree, unit, progress),
+        Unit::Pack(unit) => fill_pack(repo, target, tree, unit, progress),
+        Unit::File(unit) => fill_file(repo, target, tree, unit, progress),
     })
 }
 
 fn fill_pack(
     repo: &Repository,
-    root: &Path,
+    target: Target,
     tree: &Tree,
     unit: &PackUnit,
     progress: &Progress,
 ) -> Result<()> {
     let pack = repo.open_pack(&unit.pack)?;
     let entries: Vec<&PackEntry> = unit.placements.iter().map(|p| &p.entry).collect();
+    let mut buf = Some(Buffer::new(WRITE_PIECE));
     read_ahead(
         spans(&entries),
         |span| Ok((span.clone(), read_span(&pack, &entries[span])?)),
@@ -170,10 +181,10 @@ fn fill_pack(
                     };
                     // A one-chunk file's content hash is its chunk id, just verified.
                     check_hash(&e.path, placement.entry.id.0, hash.0)?;
-                    let path = target_path(root, &e.path);
-                    let out = create(&path)?;
-                    write_sparse(&out, &path, &raw, 0)?;
-                    out.set_len(*size).at(&path)?;
+                    let spare = buf.take().unwrap_or_else(|| Buffer::new(WRITE_PIECE));
+                    let (path, mut out) = target.writer(&e.path, *size, spare)?;
+                    out.write(&raw).at(&path)?;
+                    buf = Some(finish(out, &path, *size)?);
                     progress.add_bytes(raw.len() as u64);
                 }
             }
@@ -187,7 +198,7 @@ const FILE_WINDOW: usize = 8;
 
 fn fill_file(
     repo: &Repository,
-    root: &Path,
+    target: Target,
     tree: &Tree,
     unit: &FileUnit,
     progress: &Progress,
@@ -196,8 +207,7 @@ fn fill_file(
     let EntryKind::File { size, hash, .. } = &e.kind else {
         return Err(Error::Bug("file unit names a non-file".into()));
     };
-    let path = target_path(root, &e.path);
-    let out = create(&path)?;
+    let (path, mut out) = target.writer(&e.path, *size, Buffer::new(WRITE_PIECE))?;
     let mut packs: HashMap<PackId, PackFile> = HashMap::new();
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0u64;
@@ -244,12 +254,10 @@ fn fill_file(
                     }
                 },
                 || -> Result<u64> {
-                    let mut at = offset;
                     for r in &raw {
-                        write_sparse(&out, &path, r, at)?;
-                        at += r.len() as u64;
+                        out.write(r).at(&path)?;
                     }
-                    Ok(at)
+                    Ok(out.written())
                 },
             );
             let next = written?;
@@ -259,7 +267,7 @@ fn fill_file(
         },
     )?;
     check_hash(&e.path, *hasher.finalize().as_bytes(), hash.0)?;
-    out.set_len(*size).at(&path)
+    finish(out, &path, *size).map(drop)
 }
 
 /// Creates symlinks and hardlinks (after file data, so link targets exist).
