@@ -349,7 +349,10 @@ impl BlockWriter {
             (None, Some(mut behind)) => {
                 let cap = self.buf.cap;
                 self.buf.len = len;
-                behind.send(self.buf, self.pos)?;
+                if let Err(stopped) = behind.send(self.buf, self.pos) {
+                    // The thread's own error says more.
+                    return Err(behind.end().err().unwrap_or(stopped));
+                }
                 let (sink, buf) = behind.end()?;
                 (sink, buf.unwrap_or_else(|| Buffer::new(cap)))
             }
@@ -428,6 +431,28 @@ mod tests {
         ) {
             let expected: Vec<u8> = pieces.concat();
             prop_assert_eq!(round_trip(&pieces, direct, sparse, piece), expected);
+        }
+    }
+
+    /// A write that fails, in the writing thread or not, fails the writer
+    /// with the file system's own error.
+    #[test]
+    fn a_failed_write_is_reported_with_its_cause() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"").expect("create");
+        for pieces in [1, 5] {
+            let read_only = File::open(&path).expect("open");
+            let mut w = BlockWriter::new(read_only, false, false, Buffer::new(ALIGN));
+            let result = (0..pieces)
+                .try_for_each(|_| w.write(&[1u8; ALIGN]))
+                .and_then(|()| w.finish().map(drop));
+            let err = result.expect_err("writing a read-only file");
+            assert_eq!(
+                err.raw_os_error(),
+                Some(rustix::io::Errno::BADF.raw_os_error()),
+                "{err}"
+            );
         }
     }
 
