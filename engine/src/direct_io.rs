@@ -331,6 +331,25 @@ impl BlockWriter {
         }
     }
 
+    /// Writes `data` as the whole file and finishes it ([`finish`]). A file
+    /// written buffered is written straight from `data`, not through the
+    /// aligned buffer (which only direct writes need).
+    ///
+    /// [`finish`]: BlockWriter::finish
+    pub fn write_whole(mut self, data: &[u8]) -> std::io::Result<(File, Buffer)> {
+        let fresh = !self.pad && self.written() == 0;
+        match self.sink.as_mut() {
+            Some(sink) if fresh => {
+                sink.put(data, 0)?;
+                // Past the last write; only `finish` follows, which needs
+                // no alignment when nothing is padded.
+                self.pos = data.len() as u64;
+            }
+            _ => self.write(data)?,
+        }
+        self.finish()
+    }
+
     /// Writes what is buffered and cuts the file to the bytes accepted
     /// (past a padded last block, or up to a trailing hole). Returns the
     /// file and a buffer, for another writer.
@@ -409,7 +428,15 @@ mod tests {
         let total: usize = pieces.iter().map(Vec::len).sum();
         assert_eq!(w.written(), total as u64);
         w.finish().expect("finish");
-        std::fs::read(path).expect("read back")
+        // The same bytes in one slice.
+        let whole_path = dir.path().join("whole");
+        let (file, direct) = open(&whole_path, direct);
+        let w = BlockWriter::new(file, direct, sparse, Buffer::new(piece));
+        w.write_whole(&pieces.concat()).expect("write whole");
+        let whole = std::fs::read(whole_path).expect("read back");
+        let written = std::fs::read(path).expect("read back");
+        assert_eq!(whole, written, "write_whole and write differ");
+        written
     }
 
     fn piece_strategy() -> impl Strategy<Value = Vec<u8>> {

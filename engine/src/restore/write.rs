@@ -128,14 +128,12 @@ impl Target<'_> {
     }
 }
 
-/// Writes what `out` still holds and gives the file its length.
-fn finish(out: BlockWriter, path: &Path, size: u64) -> Result<Buffer> {
-    let written = out.written();
-    let (file, buf) = out.finish().at(path)?;
+/// Gives a file of `written` bytes the length its entry says.
+fn set_size(file: &File, path: &Path, written: u64, size: u64) -> Result<()> {
     if written != size {
         file.set_len(size).at(path)?;
     }
-    Ok(buf)
+    Ok(())
 }
 
 /// Runs every unit (in parallel), so every file gets its data, every chunk
@@ -192,9 +190,10 @@ fn fill_pack(
                     // A one-chunk file's content hash is its chunk id, just verified.
                     check_hash(&e.path, placement.entry.id.0, hash.0)?;
                     let spare = buf.take().unwrap_or_else(|| Buffer::new(WRITE_PIECE));
-                    let (path, mut out) = target.writer(&e.path, *size, spare)?;
-                    out.write(&raw).at(&path)?;
-                    buf = Some(finish(out, &path, *size)?);
+                    let (path, out) = target.writer(&e.path, *size, spare)?;
+                    let (file, spare) = out.write_whole(&raw).at(&path)?;
+                    set_size(&file, &path, raw.len() as u64, *size)?;
+                    buf = Some(spare);
                     progress.add_bytes(raw.len() as u64);
                 }
             }
@@ -277,7 +276,9 @@ fn fill_file(
         },
     )?;
     check_hash(&e.path, *hasher.finalize().as_bytes(), hash.0)?;
-    finish(out, &path, *size).map(drop)
+    let written = out.written();
+    let (file, _) = out.finish().at(&path)?;
+    set_size(&file, &path, written, *size)
 }
 
 /// Creates symlinks and hardlinks (after file data, so link targets exist).
