@@ -1,8 +1,10 @@
 //! Decoding a blob with arbitrary trailer fields must fail cleanly or return
-//! exactly the chunk whose id was claimed.
+//! exactly the chunk whose id was claimed; expanding it without the id check
+//! (into a reused buffer) must fail cleanly or return `raw_len` bytes, and
+//! agree with the checked decode.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use strata_format::pack::{decode_chunk, Compression, PackEntry};
+use strata_format::pack::{check_chunk, decode_chunk, expand_chunk, Compression, PackEntry};
 use strata_format::ChunkId;
 
 fuzz_target!(|input: (u8, u32, [u8; 32], Vec<u8>)| {
@@ -14,7 +16,15 @@ fuzz_target!(|input: (u8, u32, [u8; 32], Vec<u8>)| {
         raw_len: raw_len % (1 << 20),
         compression: if comp % 2 == 0 { Compression::None } else { Compression::Zstd },
     };
-    if let Ok(raw) = decode_chunk(&entry, &stored) {
-        assert_eq!(ChunkId::of(&raw), entry.id);
+    let decoded = decode_chunk(&entry, &stored);
+    if let Ok(raw) = &decoded {
+        assert_eq!(ChunkId::of(raw), entry.id);
     }
+    let mut out = vec![0xAA; 100];
+    let expanded = expand_chunk(&entry, &stored, &mut out);
+    if let Ok(raw) = &expanded {
+        assert_eq!(raw.len(), entry.raw_len as usize);
+    }
+    let checked = expanded.and_then(|raw| check_chunk(&entry, raw).map(|()| raw.to_vec()));
+    assert_eq!(checked.ok(), decoded.ok().map(|raw| raw.into_owned()));
 });

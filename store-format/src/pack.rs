@@ -82,14 +82,17 @@ fn zstd_compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     })
 }
 
-fn zstd_decompress(stored: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+/// Decompresses one frame into `out` (from its start; its capacity is reused).
+fn zstd_decompress_into(stored: &[u8], capacity: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let decompressor = match slot.as_mut() {
             Some(d) => d,
             None => slot.insert(zstd::bulk::Decompressor::new()?),
         };
-        decompressor.decompress(stored, capacity)
+        out.clear();
+        out.reserve(capacity);
+        decompressor.decompress_to_buffer(stored, out).map(drop)
     })
 }
 
@@ -110,6 +113,28 @@ pub fn compress_chunk(raw: &[u8], level: Option<i32>) -> Result<(Vec<u8>, Compre
 ///
 /// The error names what is wrong; the caller adds the pack and offset.
 pub fn decode_chunk<'a>(entry: &PackEntry, stored: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+    let mut out = Vec::new();
+    expand_chunk(entry, stored, &mut out)?;
+    let raw = match entry.compression {
+        Compression::None => Cow::Borrowed(stored),
+        Compression::Zstd => Cow::Owned(out),
+    };
+    check_chunk(entry, &raw)?;
+    Ok(raw)
+}
+
+/// Turns a stored blob back into the chunk's bytes **without** checking
+/// them against the chunk id: a zstd blob is decompressed into `out` (whose
+/// capacity is reused), a raw blob is lent back. Lengths are checked.
+///
+/// The caller MUST check the bytes before trusting them: with
+/// [`check_chunk`], or through a hash that covers every byte of them (a
+/// restore checks a many-chunk file's whole-file hash; FORMAT.md section 4).
+pub fn expand_chunk<'a>(
+    entry: &PackEntry,
+    stored: &'a [u8],
+    out: &'a mut Vec<u8>,
+) -> Result<&'a [u8]> {
     if stored.len() != entry.stored_len as usize {
         return Err(FormatError::corrupt(
             "chunk",
@@ -120,28 +145,39 @@ pub fn decode_chunk<'a>(entry: &PackEntry, stored: &'a [u8]) -> Result<Cow<'a, [
             ),
         ));
     }
-    let raw = match entry.compression {
-        Compression::None => Cow::Borrowed(stored),
+    match entry.compression {
+        Compression::None if entry.raw_len != entry.stored_len => Err(FormatError::corrupt(
+            "chunk",
+            format!(
+                "raw blob of {} bytes where the trailer says {} raw",
+                entry.stored_len, entry.raw_len
+            ),
+        )),
+        Compression::None => Ok(stored),
         Compression::Zstd => {
-            let raw = zstd_decompress(stored, entry.raw_len as usize)
+            zstd_decompress_into(stored, entry.raw_len as usize, out)
                 .map_err(|e| FormatError::corrupt("chunk", format!("zstd: {e}")))?;
-            if raw.len() != entry.raw_len as usize {
+            if out.len() != entry.raw_len as usize {
                 return Err(FormatError::corrupt(
                     "chunk",
-                    format!("{} bytes where {} were expected", raw.len(), entry.raw_len),
+                    format!("{} bytes where {} were expected", out.len(), entry.raw_len),
                 ));
             }
-            Cow::Owned(raw)
+            Ok(out)
         }
-    };
-    let actual = ChunkId::of(&raw);
+    }
+}
+
+/// Checks a chunk's bytes against its id.
+pub fn check_chunk(entry: &PackEntry, raw: &[u8]) -> Result<()> {
+    let actual = ChunkId::of(raw);
     if actual != entry.id {
         return Err(FormatError::corrupt(
             "chunk",
             format!("content hashes to {actual}, expected {}", entry.id),
         ));
     }
-    Ok(raw)
+    Ok(())
 }
 
 /// Writes a pack to any `Write`, blob by blob.
@@ -382,10 +418,15 @@ mod tests {
             let (bytes, written) = build(&chunks, zstd.then_some(3));
             let listed = decode_index(&bytes).unwrap();
             prop_assert_eq!(&listed, &written);
+            // One buffer for every expansion, starting with stale bytes in it.
+            let mut reused = vec![7u8; 5000];
             for (entry, chunk) in listed.iter().zip(&chunks) {
                 let start = entry.offset as usize;
                 let stored = &bytes[start..start + entry.stored_len as usize];
                 prop_assert_eq!(&decode_chunk(entry, stored).unwrap()[..], &chunk[..]);
+                let expanded = expand_chunk(entry, stored, &mut reused).unwrap();
+                prop_assert_eq!(expanded, &chunk[..]);
+                prop_assert!(check_chunk(entry, expanded).is_ok());
             }
         }
 
@@ -406,6 +447,18 @@ mod tests {
                 }),
             };
             prop_assert!(detected, "flip at {} went unnoticed", at);
+            // Expanding without the id check, then checking, finds the same.
+            let mut out = Vec::new();
+            let found_later = match decode_index(&bytes) {
+                Err(_) => true,
+                Ok(entries) => entries.iter().zip(&chunks).any(|(e, c)| {
+                    let s = e.offset as usize;
+                    expand_chunk(e, &bytes[s..s + e.stored_len as usize], &mut out)
+                        .and_then(|raw| check_chunk(e, raw).map(|()| raw[..] != c[..]))
+                        .unwrap_or(true)
+                }),
+            };
+            prop_assert!(found_later, "flip at {} went unnoticed by check_chunk", at);
         }
 
         #[test]

@@ -49,6 +49,39 @@ fn a_flipped_pack_byte_fails_restore_naming_the_pack() {
     assert_eq!(shown["status"], "available");
 }
 
+/// A many-chunk file is checked through its whole-file hash; when that
+/// fails, the restore finds the damaged chunk and names its pack and offset,
+/// and does not leave the damaged file in the target.
+#[test]
+fn a_flipped_byte_in_a_many_chunk_file_names_the_chunk_and_leaves_no_file() {
+    let env = Env::new();
+    let share = env.path("share");
+    fs::create_dir_all(&share).expect("share");
+    fs::write(share.join("big.bin"), noise(12 << 20, 9)).expect("write");
+    let id = backup(&env, &share)["id"].as_str().expect("id").to_string();
+    let pack = only_file(&env.repo().join("packs"));
+    let pack_id = pack
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let mut bytes = fs::read(&pack).expect("read");
+    let entries = strata_format::pack::decode_index(&bytes).expect("index");
+    assert!(entries.len() >= 4, "{} chunks", entries.len());
+    // A byte in the middle of the third chunk.
+    let damaged = &entries[2];
+    bytes[(damaged.offset + u64::from(damaged.stored_len) / 2) as usize] ^= 0x01;
+    overwrite(&pack, &bytes);
+
+    let target = env.path("out");
+    let run = restore_to(&env, &id, &target);
+    run.fails(7, &format!("pack {pack_id} at offset {}", damaged.offset));
+    assert!(
+        !target.join("big.bin").exists(),
+        "the damaged file was left"
+    );
+}
+
 #[test]
 fn a_truncated_layer_is_reported_as_corrupt() {
     let env = Env::new();
@@ -146,4 +179,10 @@ fn a_whole_file_hash_mismatch_fails_the_restore() {
     let run = restore_to(&env, &id, &target);
     run.fails(7, "restored file data.bin");
     assert!(run.stderr.contains("whole-file hash"), "{}", run.stderr);
+    // Every chunk was sound, so no pack is blamed; the file is not left.
+    assert!(!run.stderr.contains("pack "), "{}", run.stderr);
+    assert!(
+        !target.join("data.bin").exists(),
+        "the mismatched file was left"
+    );
 }

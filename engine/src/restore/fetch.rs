@@ -2,10 +2,10 @@
 //! restore makes few large reads instead of one per chunk (on NFS, each read
 //! is a round trip; a large one is split into concurrent READs).
 
-use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::Mutex;
 
-use strata_format::pack::{decode_chunk, PackEntry};
+use strata_format::pack::{check_chunk, expand_chunk, PackEntry};
 use strata_format::PackId;
 
 use crate::error::{Error, Result};
@@ -39,13 +39,71 @@ pub fn spans(entries: &[&PackEntry]) -> Vec<Range<usize>> {
     out
 }
 
-/// The stored blobs of one span, read at once.
-pub struct Span {
-    start: u64,
-    bytes: Vec<u8>,
+/// Read buffers a unit reuses, so it does not pay for fresh, zeroed memory
+/// on every read: a buffer keeps the length it grew to, and only growth is
+/// zero-filled. Each unit has its own, so a unit reading small spans never
+/// holds buffers grown by one reading large spans; the pool only holds
+/// buffers no read is using, so it never holds more than were in use at once.
+pub struct Buffers {
+    free: Mutex<Vec<Vec<u8>>>,
 }
 
-impl Span {
+/// Idle buffers kept at most; more are freed.
+const POOLED: usize = 8;
+
+impl Buffers {
+    pub fn new() -> Self {
+        Buffers {
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The smallest idle buffer that holds `len` bytes, else the largest
+    /// (to be grown), so buffers keep to the sizes their reads need.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let Ok(mut free) = self.free.lock() else {
+            return Vec::new();
+        };
+        let fits = free
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.len() >= len)
+            .min_by_key(|(_, b)| b.len())
+            .map(|(i, _)| i);
+        let pick = fits.or_else(|| {
+            free.iter()
+                .enumerate()
+                .max_by_key(|(_, b)| b.len())
+                .map(|(i, _)| i)
+        });
+        pick.map(|i| free.swap_remove(i)).unwrap_or_default()
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() < POOLED {
+                free.push(buf);
+            }
+        }
+    }
+}
+
+/// The stored blobs of one span, read at once; its buffer goes back to its
+/// pool when the span is dropped.
+pub struct Span<'p> {
+    start: u64,
+    len: usize,
+    bytes: Vec<u8>,
+    pool: &'p Buffers,
+}
+
+impl Drop for Span<'_> {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.bytes));
+    }
+}
+
+impl Span<'_> {
     /// The stored blob of `entry`, one of the entries this span was read for.
     pub fn blob(&self, entry: &PackEntry) -> Result<&[u8]> {
         let at = entry
@@ -54,27 +112,41 @@ impl Span {
             .and_then(|at| usize::try_from(at).ok());
         at.and_then(|at| {
             self.bytes
+                .get(..self.len)?
                 .get(at..at.checked_add(entry.stored_len as usize)?)
         })
         .ok_or_else(|| Error::Bug(format!("blob at {} is not in its span", entry.offset)))
     }
 }
 
-/// Reads the stored blobs of `entries` (one span of [`spans`]) in one read.
-pub fn read_span(pack: &PackFile, entries: &[&PackEntry]) -> Result<Span> {
-    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-        return Ok(Span {
-            start: 0,
-            bytes: Vec::new(),
-        });
+/// Reads the stored blobs of `entries` (one span of [`spans`]) in one read,
+/// into a buffer from `pool`.
+pub fn read_span<'p>(
+    pack: &PackFile,
+    entries: &[&PackEntry],
+    pool: &'p Buffers,
+) -> Result<Span<'p>> {
+    let (start, len) = match (entries.first(), entries.last()) {
+        (Some(first), Some(last)) => (
+            first.offset,
+            usize::try_from(last.offset + u64::from(last.stored_len) - first.offset)
+                .map_err(|_| Error::Bug("span too large".into()))?,
+        ),
+        _ => (0, 0),
     };
-    let start = first.offset;
-    let len = usize::try_from(last.offset + u64::from(last.stored_len) - start)
-        .map_err(|_| Error::Bug("span too large".into()))?;
-    Ok(Span {
+    let mut span = Span {
         start,
-        bytes: pack.read_at(start, len)?,
-    })
+        len,
+        bytes: pool.take(len),
+        pool,
+    };
+    if span.bytes.len() < len {
+        // Exactly: a pooled buffer is resident up to its length.
+        span.bytes.reserve_exact(len - span.bytes.len());
+        span.bytes.resize(len, 0);
+    }
+    pack.read_into(start, &mut span.bytes[..len])?;
+    Ok(span)
 }
 
 /// Reads this many results ahead of the work that uses them.
@@ -110,11 +182,30 @@ where
     })
 }
 
-/// Turns a stored blob into its chunk, checked against its id (a raw blob
-/// is lent back, not copied); the error names the pack and offset.
-pub fn decode<'a>(pack: PackId, entry: &PackEntry, stored: &'a [u8]) -> Result<Cow<'a, [u8]>> {
-    decode_chunk(entry, stored).map_err(|err| Error::Corrupt {
-        location: format!("pack {pack} at offset {}", entry.offset),
+/// Where a blob lies, for errors.
+fn at(pack: PackId, entry: &PackEntry) -> String {
+    format!("pack {pack} at offset {}", entry.offset)
+}
+
+/// Turns a stored blob into its chunk's bytes, decompressed into `out` or
+/// lent back when stored raw, **not yet checked** against its id: the
+/// caller checks them with [`check`] or through a whole-file hash.
+pub fn expand<'a>(
+    pack: PackId,
+    entry: &PackEntry,
+    stored: &'a [u8],
+    out: &'a mut Vec<u8>,
+) -> Result<&'a [u8]> {
+    expand_chunk(entry, stored, out).map_err(|err| Error::Corrupt {
+        location: at(pack, entry),
+        detail: err.to_string(),
+    })
+}
+
+/// Checks a chunk's bytes against its id; the error names the pack and offset.
+pub fn check(pack: PackId, entry: &PackEntry, raw: &[u8]) -> Result<()> {
+    check_chunk(entry, raw).map_err(|err| Error::Corrupt {
+        location: at(pack, entry),
         detail: err.to_string(),
     })
 }
@@ -164,6 +255,23 @@ mod tests {
             }
             prop_assert_eq!(next, refs.len());
         }
+    }
+
+    #[test]
+    fn a_pool_hands_out_the_smallest_buffer_that_fits() {
+        let pool = Buffers::new();
+        for len in [100, 8 << 20, 4096] {
+            pool.give(vec![1; len]);
+        }
+        assert_eq!(pool.take(3000).len(), 4096);
+        assert_eq!(pool.take(4097).len(), 8 << 20);
+        // None fits: the largest left, to be grown.
+        assert_eq!(pool.take(1 << 20).len(), 100);
+        assert!(pool.take(1).is_empty());
+        for _ in 0..POOLED + 3 {
+            pool.give(vec![0; 10]);
+        }
+        assert_eq!(pool.free.lock().unwrap().len(), POOLED);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The restore pipeline: resolve the tree → plan units → lay out → fetch,
 //! verify and write → links → metadata.
 //!
-//! Every chunk is checked against its id as it is read, every file against
-//! its whole-file hash once written. Cost is proportional to the restored tree:
+//! Every byte written is checked: a one-chunk file's chunk against its id
+//! before it is written, a many-chunk file against its whole-file hash as it
+//! is written (and, when that fails, each of its chunks against its id, to
+//! name the damaged one). Cost is proportional to the restored tree:
 //! each file is written once, each pack read once, front to back.
 
 mod fetch;

@@ -4,19 +4,20 @@
 //! sure are real directories, and files are opened with `O_NOFOLLOW`, so an
 //! existing symlink in the target is replaced, never followed.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 use strata_format::layer::EntryKind;
 use strata_format::pack::PackEntry;
 use strata_format::{ChunkId, PackId};
 
-use super::fetch::{decode, read_ahead, read_span, spans, Span};
+use super::fetch::{check, expand, read_ahead, read_span, spans, Buffers, Span};
 
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
@@ -136,8 +137,9 @@ fn set_size(file: &File, path: &Path, written: u64, size: u64) -> Result<()> {
     Ok(())
 }
 
-/// Runs every unit (in parallel), so every file gets its data, every chunk
-/// is checked against its id and every file against its whole-file hash.
+/// Runs every unit (in parallel), so every file gets its data and every
+/// byte written is checked: a single-chunk file's chunk against its id
+/// before it is written, a many-chunk file against its whole-file hash.
 pub fn fill(
     repo: &Repository,
     root: &Path,
@@ -149,20 +151,50 @@ pub fn fill(
         root,
         direct: direct_io::supported_at(root),
     };
+    let run = |unit: &Unit| {
+        let buffers = Buffers::new();
+        match unit {
+            Unit::Pack(unit) => fill_pack(repo, target, tree, unit, &buffers, progress),
+            Unit::File(unit) => fill_file(repo, target, tree, unit, &buffers, progress),
+        }
+    };
     // One unit per core, and one more to use a core while another unit
     // waits on a read or a write (measured: 8-10% faster than one per core,
     // about 35 MiB more memory; two more gained nothing).
+    let workers = rayon::current_num_threads() + 1;
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(rayon::current_num_threads() + 1)
+        .num_threads(workers)
         .thread_name(|i| format!("strata-restore-{i}"))
         .build()
         .map_err(|e| Error::Bug(format!("restore threads: {e}")))?;
-    pool.install(|| {
-        units.par_iter().try_for_each(|unit| match unit {
-            Unit::Pack(unit) => fill_pack(repo, target, tree, unit, progress),
-            Unit::File(unit) => fill_file(repo, target, tree, unit, progress),
-        })
-    })
+    // Units are taken strictly in the plan's order (heaviest first), so the
+    // largest files start first and the restore does not end on one of them
+    // running alone.
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let stopped = || failed.lock().map_or(true, |f| f.is_some());
+    pool.scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|_| {
+                while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if stopped() {
+                        return;
+                    }
+                    if let Err(e) = run(unit) {
+                        if let Ok(mut first) = failed.lock() {
+                            first.get_or_insert(e);
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    match failed.into_inner() {
+        Ok(None) => Ok(()),
+        Ok(Some(e)) => Err(e),
+        Err(_) => Err(Error::Bug("a restore thread panicked".into())),
+    }
 }
 
 fn fill_pack(
@@ -170,28 +202,32 @@ fn fill_pack(
     target: Target,
     tree: &Tree,
     unit: &PackUnit,
+    buffers: &Buffers,
     progress: &Progress,
 ) -> Result<()> {
     let pack = repo.open_pack(&unit.pack)?;
     let entries: Vec<&PackEntry> = unit.placements.iter().map(|p| &p.entry).collect();
     let mut buf = Some(Buffer::new(WRITE_PIECE));
+    let mut expanded = Vec::new();
     read_ahead(
         spans(&entries),
-        |span| Ok((span.clone(), read_span(&pack, &entries[span])?)),
+        |span| Ok((span.clone(), read_span(&pack, &entries[span], buffers)?)),
         |(span, stored)| {
             progress.check()?;
             for placement in &unit.placements[span] {
-                let raw = decode(pack.id, &placement.entry, stored.blob(&placement.entry)?)?;
+                let entry = &placement.entry;
+                let raw = expand(pack.id, entry, stored.blob(entry)?, &mut expanded)?;
+                check(pack.id, entry, raw)?;
                 for &i in &placement.files {
                     let e = &tree.entries[i];
                     let EntryKind::File { size, hash, .. } = &e.kind else {
                         return Err(Error::Bug("pack unit names a non-file".into()));
                     };
-                    // A one-chunk file's content hash is its chunk id, just verified.
-                    check_hash(&e.path, placement.entry.id.0, hash.0)?;
+                    // A one-chunk file's content hash is its chunk id, just checked.
+                    check_hash(&e.path, entry.id.0, hash.0)?;
                     let spare = buf.take().unwrap_or_else(|| Buffer::new(WRITE_PIECE));
                     let (path, out) = target.writer(&e.path, *size, spare)?;
-                    let (file, spare) = out.write_whole(&raw).at(&path)?;
+                    let (file, spare) = out.write_whole(raw).at(&path)?;
                     set_size(&file, &path, raw.len() as u64, *size)?;
                     buf = Some(spare);
                     progress.add_bytes(raw.len() as u64);
@@ -202,24 +238,60 @@ fn fill_pack(
     )
 }
 
-/// Chunks decoded in parallel at a time within one file.
+/// Chunks expanded in parallel at a time within one file.
 const FILE_WINDOW: usize = 8;
 
+/// Writes a many-chunk file. Its chunks are not checked one by one: the
+/// whole-file hash covers every byte of every chunk, so it is one BLAKE3
+/// pass instead of two. When it does not match, each chunk is checked
+/// against its id, so the error names the damaged pack and offset (or, if
+/// every chunk is sound, the file). A file that fails is removed: bytes that
+/// are not the backup's are never left in the target.
 fn fill_file(
     repo: &Repository,
     target: Target,
     tree: &Tree,
     unit: &FileUnit,
+    buffers: &Buffers,
     progress: &Progress,
 ) -> Result<()> {
     let e = &tree.entries[unit.file];
     let EntryKind::File { size, hash, .. } = &e.kind else {
         return Err(Error::Bug("file unit names a non-file".into()));
     };
-    let (path, mut out) = target.writer(&e.path, *size, Buffer::new(WRITE_PIECE))?;
+    let (path, out) = target.writer(&e.path, *size, Buffer::new(WRITE_PIECE))?;
+    let written =
+        write_chunks(repo, unit, out, &path, buffers, progress).and_then(|(file, len, digest)| {
+            if let Err(mismatch) = check_hash(&e.path, digest, hash.0) {
+                blame(repo, unit, buffers)?;
+                return Err(mismatch);
+            }
+            Ok((file, len))
+        });
+    match written {
+        Ok((file, len)) => set_size(&file, &path, len, *size),
+        Err(err) => {
+            // The error that matters is `err`; the target is partial anyway.
+            let _ = fs::remove_file(&path);
+            Err(err)
+        }
+    }
+}
+
+/// Writes `unit`'s chunks through `out` in file order; returns the file,
+/// the bytes written and their BLAKE3.
+fn write_chunks(
+    repo: &Repository,
+    unit: &FileUnit,
+    mut out: BlockWriter,
+    path: &Path,
+    buffers: &Buffers,
+    progress: &Progress,
+) -> Result<(File, u64, [u8; 32])> {
     let mut packs: HashMap<PackId, PackFile> = HashMap::new();
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0u64;
+    let mut expanded: Vec<Vec<u8>> = std::iter::repeat_with(Vec::new).take(FILE_WINDOW).collect();
     // A window's chunks, read as spans: (the spans, each chunk's span).
     let mut read_window = |window: &[ChunkLocation]| -> Result<(Vec<Span>, Vec<usize>)> {
         let mut read = Vec::new();
@@ -235,7 +307,7 @@ fn fill_file(
             let entries: Vec<&PackEntry> = run.iter().map(|loc| &loc.entry).collect();
             for span in spans(&entries) {
                 of_chunk.extend(std::iter::repeat_n(read.len(), span.len()));
-                read.push(read_span(pack, &entries[span])?);
+                read.push(read_span(pack, &entries[span], buffers)?);
             }
         }
         Ok((read, of_chunk))
@@ -245,15 +317,16 @@ fn fill_file(
         |window| Ok((window, read_window(window)?)),
         |(window, (read, of_chunk))| {
             progress.check()?;
-            let raw: Vec<Cow<[u8]>> = window
+            let raw: Vec<&[u8]> = window
                 .par_iter()
                 .zip(of_chunk)
-                .map(|(loc, span)| {
+                .zip(expanded.par_iter_mut())
+                .map(|((loc, span), into)| {
                     let stored = read
                         .get(span)
                         .ok_or_else(|| Error::Bug("chunk outside its window".into()))?
                         .blob(&loc.entry)?;
-                    decode(loc.pack, &loc.entry, stored)
+                    expand(loc.pack, &loc.entry, stored, into)
                 })
                 .collect::<Result<_>>()?;
             let (_, written) = rayon::join(
@@ -264,7 +337,7 @@ fn fill_file(
                 },
                 || -> Result<u64> {
                     for r in &raw {
-                        out.write(r).at(&path)?;
+                        out.write(r).at(path)?;
                     }
                     Ok(out.written())
                 },
@@ -275,10 +348,27 @@ fn fill_file(
             Ok(())
         },
     )?;
-    check_hash(&e.path, *hasher.finalize().as_bytes(), hash.0)?;
     let written = out.written();
-    let (file, _) = out.finish().at(&path)?;
-    set_size(&file, &path, written, *size)
+    let (file, _) = out.finish().at(path)?;
+    Ok((file, written, *hasher.finalize().as_bytes()))
+}
+
+/// Checks each chunk of a file whose whole-file hash did not match against
+/// its id; the first that fails is the error, naming its pack and offset.
+fn blame(repo: &Repository, unit: &FileUnit, buffers: &Buffers) -> Result<()> {
+    let mut expanded = Vec::new();
+    for loc in &unit.chunks {
+        let pack = repo.open_pack(&loc.pack)?;
+        let stored = read_span(&pack, &[&loc.entry], buffers)?;
+        let raw = expand(
+            loc.pack,
+            &loc.entry,
+            stored.blob(&loc.entry)?,
+            &mut expanded,
+        )?;
+        check(loc.pack, &loc.entry, raw)?;
+    }
+    Ok(())
 }
 
 /// Creates symlinks and hardlinks (after file data, so link targets exist).
