@@ -20,7 +20,7 @@ fuzz_target!(|input: (u8, u32, [u8; 32], Vec<u8>)| {
     if let Ok(raw) = &decoded {
         assert_eq!(ChunkId::of(raw), entry.id);
     }
-    let mut out = vec![0xAA; 100];
+    let mut out = vec![0xAA; entry.raw_len as usize];
     let expanded = expand_chunk(&entry, &stored, &mut out);
     if let Ok(raw) = &expanded {
         assert_eq!(raw.len(), entry.raw_len as usize);

@@ -82,17 +82,15 @@ fn zstd_compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// Decompresses one frame into `out` (from its start; its capacity is reused).
-fn zstd_decompress_into(stored: &[u8], capacity: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// Decompresses one frame into `out`; returns the bytes written.
+fn zstd_decompress_into(stored: &[u8], out: &mut [u8]) -> std::io::Result<usize> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let decompressor = match slot.as_mut() {
             Some(d) => d,
             None => slot.insert(zstd::bulk::Decompressor::new()?),
         };
-        out.clear();
-        out.reserve(capacity);
-        decompressor.decompress_to_buffer(stored, out).map(drop)
+        decompressor.decompress_to_buffer(stored, out)
     })
 }
 
@@ -113,19 +111,22 @@ pub fn compress_chunk(raw: &[u8], level: Option<i32>) -> Result<(Vec<u8>, Compre
 ///
 /// The error names what is wrong; the caller adds the pack and offset.
 pub fn decode_chunk<'a>(entry: &PackEntry, stored: &'a [u8]) -> Result<Cow<'a, [u8]>> {
-    let mut out = Vec::new();
-    expand_chunk(entry, stored, &mut out)?;
     let raw = match entry.compression {
-        Compression::None => Cow::Borrowed(stored),
-        Compression::Zstd => Cow::Owned(out),
+        Compression::None => Cow::Borrowed(expand_chunk(entry, stored, &mut [])?),
+        Compression::Zstd => {
+            let mut out = vec![0; entry.raw_len as usize];
+            expand_chunk(entry, stored, &mut out)?;
+            Cow::Owned(out)
+        }
     };
     check_chunk(entry, &raw)?;
     Ok(raw)
 }
 
 /// Turns a stored blob back into the chunk's bytes **without** checking
-/// them against the chunk id: a zstd blob is decompressed into `out` (whose
-/// capacity is reused), a raw blob is lent back. Lengths are checked.
+/// them against the chunk id: a zstd blob is decompressed into the first
+/// `raw_len` bytes of `out` (which must hold that many), a raw blob is lent
+/// back (`out` is not used). Lengths are checked.
 ///
 /// The caller MUST check the bytes before trusting them: with
 /// [`check_chunk`], or through a hash that covers every byte of them (a
@@ -133,7 +134,7 @@ pub fn decode_chunk<'a>(entry: &PackEntry, stored: &'a [u8]) -> Result<Cow<'a, [
 pub fn expand_chunk<'a>(
     entry: &PackEntry,
     stored: &'a [u8],
-    out: &'a mut Vec<u8>,
+    out: &'a mut [u8],
 ) -> Result<&'a [u8]> {
     if stored.len() != entry.stored_len as usize {
         return Err(FormatError::corrupt(
@@ -145,6 +146,7 @@ pub fn expand_chunk<'a>(
             ),
         ));
     }
+    let raw_len = entry.raw_len as usize;
     match entry.compression {
         Compression::None if entry.raw_len != entry.stored_len => Err(FormatError::corrupt(
             "chunk",
@@ -155,12 +157,17 @@ pub fn expand_chunk<'a>(
         )),
         Compression::None => Ok(stored),
         Compression::Zstd => {
-            zstd_decompress_into(stored, entry.raw_len as usize, out)
+            let room = out.len();
+            let out = out.get_mut(..raw_len).ok_or_else(|| FormatError::Invalid {
+                what: "chunk buffer",
+                detail: format!("{room} bytes for a chunk of {raw_len}"),
+            })?;
+            let written = zstd_decompress_into(stored, out)
                 .map_err(|e| FormatError::corrupt("chunk", format!("zstd: {e}")))?;
-            if out.len() != entry.raw_len as usize {
+            if written != raw_len {
                 return Err(FormatError::corrupt(
                     "chunk",
-                    format!("{} bytes where {} were expected", out.len(), entry.raw_len),
+                    format!("{written} bytes where {raw_len} were expected"),
                 ));
             }
             Ok(out)
@@ -419,7 +426,7 @@ mod tests {
             let listed = decode_index(&bytes).unwrap();
             prop_assert_eq!(&listed, &written);
             // One buffer for every expansion, starting with stale bytes in it.
-            let mut reused = vec![7u8; 5000];
+            let mut reused = vec![7u8; 3000];
             for (entry, chunk) in listed.iter().zip(&chunks) {
                 let start = entry.offset as usize;
                 let stored = &bytes[start..start + entry.stored_len as usize];
@@ -453,6 +460,7 @@ mod tests {
                 Err(_) => true,
                 Ok(entries) => entries.iter().zip(&chunks).any(|(e, c)| {
                     let s = e.offset as usize;
+                    out.resize(e.raw_len as usize, 0);
                     expand_chunk(e, &bytes[s..s + e.stored_len as usize], &mut out)
                         .and_then(|raw| check_chunk(e, raw).map(|()| raw[..] != c[..]))
                         .unwrap_or(true)
@@ -465,6 +473,21 @@ mod tests {
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = decode_index(&bytes);
         }
+    }
+
+    #[test]
+    fn a_buffer_too_small_for_the_chunk_is_an_error_not_corruption() {
+        let chunk = vec![b'a'; 4000];
+        let (bytes, entries) = build(&[chunk], Some(3));
+        let e = &entries[0];
+        assert_eq!(e.compression, Compression::Zstd);
+        let stored = &bytes[e.offset as usize..][..e.stored_len as usize];
+        let err = expand_chunk(e, stored, &mut [0; 3999]).unwrap_err();
+        assert!(!err.is_corruption(), "{err}");
+        assert_eq!(
+            expand_chunk(e, stored, &mut [0; 5000]).unwrap(),
+            &[b'a'; 4000][..]
+        );
     }
 
     #[test]

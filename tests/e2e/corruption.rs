@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use strata_format::layer::{ChunkRef, Entry, EntryKind, LayerMeta, LayerStats, LayerWriter};
+use strata_format::pack::Compression;
 use strata_format::{BackupId, ChunkId, FileHash, ShareId};
 
 use crate::harness::*;
@@ -13,6 +14,20 @@ fn only_file(dir: &Path) -> PathBuf {
     let mut found = walk_files(dir);
     assert_eq!(found.len(), 1, "{found:?}");
     found.remove(0)
+}
+
+/// Compressible bytes that do not repeat chunk for chunk.
+fn text_bytes(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(
+            format!("line {i} of a nightly backup, {}\n", i * 7919 % 1000).as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(len);
+    out
 }
 
 fn backed_up(env: &Env) -> String {
@@ -57,7 +72,11 @@ fn a_flipped_byte_in_a_many_chunk_file_names_the_chunk_and_leaves_no_file() {
     let env = Env::new();
     let share = env.path("share");
     fs::create_dir_all(&share).expect("share");
-    fs::write(share.join("big.bin"), noise(12 << 20, 9)).expect("write");
+    // Compressible chunks first, then random ones: the damage is in a raw
+    // chunk, so finding it means expanding zstd chunks before it.
+    let mut content = text_bytes(6 << 20);
+    content.extend(noise(8 << 20, 9));
+    fs::write(share.join("big.bin"), &content).expect("write");
     let id = backup(&env, &share)["id"].as_str().expect("id").to_string();
     let pack = only_file(&env.repo().join("packs"));
     let pack_id = pack
@@ -67,9 +86,26 @@ fn a_flipped_byte_in_a_many_chunk_file_names_the_chunk_and_leaves_no_file() {
         .into_owned();
     let mut bytes = fs::read(&pack).expect("read");
     let entries = strata_format::pack::decode_index(&bytes).expect("index");
-    assert!(entries.len() >= 4, "{} chunks", entries.len());
-    // A byte in the middle of the third chunk.
-    let damaged = &entries[2];
+    // The file's chunks in file order, from the layer.
+    let layer = fs::read(env.repo().join("layers").join(&id)).expect("layer");
+    let (files, _) = strata_format::layer::Layer::decode(&layer)
+        .expect("layer")
+        .decode_all()
+        .expect("entries");
+    let EntryKind::File { chunks, .. } = &files[0].kind else {
+        panic!("not a file: {:?}", files[0]);
+    };
+    let in_pack = |c: &ChunkRef| entries.iter().find(|e| e.id == c.id).expect("in pack");
+    let first_raw = chunks
+        .iter()
+        .position(|c| in_pack(c).compression == Compression::None)
+        .expect("a raw chunk");
+    assert!(first_raw >= 2, "{chunks:?}");
+    assert!(chunks[..first_raw]
+        .iter()
+        .all(|c| in_pack(c).compression == Compression::Zstd));
+    // A byte in the middle of the first raw chunk after the zstd ones.
+    let damaged = in_pack(&chunks[first_raw]);
     bytes[(damaged.offset + u64::from(damaged.stored_len) / 2) as usize] ^= 0x01;
     overwrite(&pack, &bytes);
 

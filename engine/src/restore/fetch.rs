@@ -5,7 +5,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use strata_format::pack::{check_chunk, expand_chunk, PackEntry};
+use strata_format::pack::{check_chunk, expand_chunk, Compression, PackEntry};
 use strata_format::PackId;
 
 use crate::error::{Error, Result};
@@ -187,19 +187,39 @@ fn at(pack: PackId, entry: &PackEntry) -> String {
     format!("pack {pack} at offset {}", entry.offset)
 }
 
-/// Turns a stored blob into its chunk's bytes, decompressed into `out` or
-/// lent back when stored raw, **not yet checked** against its id: the
-/// caller checks them with [`check`] or through a whole-file hash.
+/// Turns a stored blob into its chunk's bytes, decompressed into `out` (at
+/// least `raw_len` bytes) or lent back when stored raw, **not yet checked**
+/// against its id: the caller checks them with [`check`] or through a
+/// whole-file hash.
 pub fn expand<'a>(
     pack: PackId,
     entry: &PackEntry,
     stored: &'a [u8],
-    out: &'a mut Vec<u8>,
+    out: &'a mut [u8],
 ) -> Result<&'a [u8]> {
-    expand_chunk(entry, stored, out).map_err(|err| Error::Corrupt {
-        location: at(pack, entry),
-        detail: err.to_string(),
+    expand_chunk(entry, stored, out).map_err(|err| {
+        if err.is_corruption() {
+            Error::Corrupt {
+                location: at(pack, entry),
+                detail: err.to_string(),
+            }
+        } else {
+            Error::Bug(format!("{}: {err}", at(pack, entry)))
+        }
     })
+}
+
+/// Room for a chunk of `entry` to be expanded into: `scratch`, grown when
+/// it is too small (only growth is zero-filled).
+pub fn room<'a>(scratch: &'a mut Vec<u8>, entry: &PackEntry) -> &'a mut [u8] {
+    let need = match entry.compression {
+        Compression::None => 0,
+        Compression::Zstd => entry.raw_len as usize,
+    };
+    if scratch.len() < need {
+        scratch.resize(need, 0);
+    }
+    scratch
 }
 
 /// Checks a chunk's bytes against its id; the error names the pack and offset.

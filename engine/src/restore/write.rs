@@ -14,10 +14,10 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 use strata_format::layer::EntryKind;
-use strata_format::pack::PackEntry;
+use strata_format::pack::{Compression, PackEntry};
 use strata_format::{ChunkId, PackId};
 
-use super::fetch::{check, expand, read_ahead, read_span, spans, Buffers, Span};
+use super::fetch::{check, expand, read_ahead, read_span, room, spans, Buffers, Span};
 
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
@@ -208,7 +208,7 @@ fn fill_pack(
     let pack = repo.open_pack(&unit.pack)?;
     let entries: Vec<&PackEntry> = unit.placements.iter().map(|p| &p.entry).collect();
     let mut buf = Some(Buffer::new(WRITE_PIECE));
-    let mut expanded = Vec::new();
+    let mut scratch = Vec::new();
     read_ahead(
         spans(&entries),
         |span| Ok((span.clone(), read_span(&pack, &entries[span], buffers)?)),
@@ -216,7 +216,12 @@ fn fill_pack(
             progress.check()?;
             for placement in &unit.placements[span] {
                 let entry = &placement.entry;
-                let raw = expand(pack.id, entry, stored.blob(entry)?, &mut expanded)?;
+                let raw = expand(
+                    pack.id,
+                    entry,
+                    stored.blob(entry)?,
+                    room(&mut scratch, entry),
+                )?;
                 check(pack.id, entry, raw)?;
                 for &i in &placement.files {
                     let e = &tree.entries[i];
@@ -238,8 +243,55 @@ fn fill_pack(
     )
 }
 
-/// Chunks expanded in parallel at a time within one file.
-const FILE_WINDOW: usize = 8;
+/// A many-chunk file is fetched and expanded a window of chunks at a time
+/// (in parallel within the window): at most this many raw bytes, and at
+/// least one chunk. With the read-ahead, a file unit holds at most four
+/// windows of stored bytes and one of expanded bytes, whatever its chunks.
+const WINDOW_BYTES: u64 = 8 << 20;
+
+/// Splits `chunks` into windows of at most [`WINDOW_BYTES`] raw bytes.
+fn windows(chunks: &[ChunkLocation]) -> impl Iterator<Item = &[ChunkLocation]> {
+    let mut rest = chunks;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let end = rest
+            .iter()
+            .position(|c| {
+                bytes += u64::from(c.entry.raw_len);
+                bytes > WINDOW_BYTES
+            })
+            .unwrap_or(rest.len())
+            .max(1);
+        let (window, after) = rest.split_at(end);
+        rest = after;
+        Some(window)
+    })
+}
+
+/// Carves `scratch` into room for each zstd chunk of `window` to be
+/// expanded into (a raw chunk needs none).
+fn carve<'a>(scratch: &'a mut Vec<u8>, window: &[ChunkLocation]) -> Vec<&'a mut [u8]> {
+    let need = |c: &ChunkLocation| match c.entry.compression {
+        Compression::None => 0,
+        Compression::Zstd => c.entry.raw_len as usize,
+    };
+    let total = window.iter().map(need).sum();
+    if scratch.len() < total {
+        scratch.resize(total, 0);
+    }
+    let mut rest = &mut scratch[..];
+    window
+        .iter()
+        .map(|c| {
+            let (mine, after) = std::mem::take(&mut rest).split_at_mut(need(c));
+            rest = after;
+            mine
+        })
+        .collect()
+}
 
 /// Writes a many-chunk file. Its chunks are not checked one by one: the
 /// whole-file hash covers every byte of every chunk, so it is one BLAKE3
@@ -291,7 +343,7 @@ fn write_chunks(
     let mut packs: HashMap<PackId, PackFile> = HashMap::new();
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0u64;
-    let mut expanded: Vec<Vec<u8>> = std::iter::repeat_with(Vec::new).take(FILE_WINDOW).collect();
+    let mut scratch = Vec::new();
     // A window's chunks, read as spans: (the spans, each chunk's span).
     let mut read_window = |window: &[ChunkLocation]| -> Result<(Vec<Span>, Vec<usize>)> {
         let mut read = Vec::new();
@@ -313,14 +365,14 @@ fn write_chunks(
         Ok((read, of_chunk))
     };
     read_ahead(
-        unit.chunks.chunks(FILE_WINDOW),
+        windows(&unit.chunks),
         |window| Ok((window, read_window(window)?)),
         |(window, (read, of_chunk))| {
             progress.check()?;
             let raw: Vec<&[u8]> = window
                 .par_iter()
                 .zip(of_chunk)
-                .zip(expanded.par_iter_mut())
+                .zip(carve(&mut scratch, window))
                 .map(|((loc, span), into)| {
                     let stored = read
                         .get(span)
@@ -356,16 +408,12 @@ fn write_chunks(
 /// Checks each chunk of a file whose whole-file hash did not match against
 /// its id; the first that fails is the error, naming its pack and offset.
 fn blame(repo: &Repository, unit: &FileUnit, buffers: &Buffers) -> Result<()> {
-    let mut expanded = Vec::new();
+    let mut scratch = Vec::new();
     for loc in &unit.chunks {
         let pack = repo.open_pack(&loc.pack)?;
         let stored = read_span(&pack, &[&loc.entry], buffers)?;
-        let raw = expand(
-            loc.pack,
-            &loc.entry,
-            stored.blob(&loc.entry)?,
-            &mut expanded,
-        )?;
+        let into = room(&mut scratch, &loc.entry);
+        let raw = expand(loc.pack, &loc.entry, stored.blob(&loc.entry)?, into)?;
         check(loc.pack, &loc.entry, raw)?;
     }
     Ok(())
@@ -388,4 +436,58 @@ pub fn links(root: &Path, tree: &Tree) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chunk(raw_len: u32, zstd: bool) -> ChunkLocation {
+        ChunkLocation {
+            pack: PackId([0; 32]),
+            entry: PackEntry {
+                id: ChunkId([0; 32]),
+                offset: 0,
+                stored_len: if zstd { raw_len / 3 } else { raw_len },
+                raw_len,
+                compression: if zstd {
+                    Compression::Zstd
+                } else {
+                    Compression::None
+                },
+            },
+        }
+    }
+
+    proptest! {
+        /// Windows cover every chunk once, in order; each holds at most
+        /// `WINDOW_BYTES` raw bytes, or is one chunk; each zstd chunk gets
+        /// room of its raw length.
+        #[test]
+        fn windows_cover_in_order_within_bounds(
+            lens in proptest::collection::vec((1u32..(5 << 20), any::<bool>()), 0..40),
+        ) {
+            let chunks: Vec<ChunkLocation> = lens.iter().map(|&(l, z)| chunk(l, z)).collect();
+            let mut seen = 0;
+            let mut scratch = Vec::new();
+            for w in windows(&chunks) {
+                prop_assert!(!w.is_empty());
+                prop_assert!(std::ptr::eq(&w[0], &chunks[seen]));
+                seen += w.len();
+                let bytes: u64 = w.iter().map(|c| u64::from(c.entry.raw_len)).sum();
+                prop_assert!(w.len() == 1 || bytes <= WINDOW_BYTES);
+                let rooms = carve(&mut scratch, w);
+                prop_assert_eq!(rooms.len(), w.len());
+                for (room, c) in rooms.iter().zip(w) {
+                    let want = match c.entry.compression {
+                        Compression::Zstd => c.entry.raw_len as usize,
+                        Compression::None => 0,
+                    };
+                    prop_assert_eq!(room.len(), want);
+                }
+            }
+            prop_assert_eq!(seen, chunks.len());
+        }
+    }
 }
