@@ -114,14 +114,32 @@ fn restore_into_source_share_replaces_changes_without_following_symlinks() {
     .expect("chmod");
     fs::remove_dir_all(share.join("a")).expect("rm a");
     std::os::unix::fs::symlink(&outside, share.join("a")).expect("symlink");
+    // Where files were: a symlink to a file outside (a many-chunk file's
+    // path), a dangling symlink, and a directory with a file in it.
+    let victim = outside.join("victim.txt");
+    fs::write(&victim, b"untouched").expect("victim");
+    let compressible = share.join("docs/compressible.txt");
+    fs::remove_file(&compressible).expect("rm");
+    std::os::unix::fs::symlink(&victim, &compressible).expect("symlink");
+    let small = share.join("data/small-random.bin");
+    fs::remove_file(&small).expect("rm");
+    std::os::unix::fs::symlink(outside.join("planted"), &small).expect("symlink");
+    fs::remove_file(share.join("empty.txt")).expect("rm");
+    fs::create_dir_all(share.join("empty.txt/inside")).expect("dir");
+    fs::write(share.join("empty.txt/inside/f"), b"x").expect("write");
 
     env.strata(&["backup", "restore", &id]).ok();
     assert_same(&before, &snapshot(&share));
+    let outside_now: Vec<_> = fs::read_dir(&outside)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
     assert_eq!(
-        fs::read_dir(&outside).expect("ls").count(),
-        0,
+        outside_now,
+        ["victim.txt"],
         "restore wrote outside the share"
     );
+    assert_eq!(fs::read(&victim).expect("victim"), b"untouched");
 
     let shares = env.strata(&["share", "list", "-f", "json"]).ok().json();
     assert_eq!(shares[0]["Status"], "available");

@@ -29,6 +29,17 @@ fn compression_from(code: i64) -> Result<Compression> {
 }
 
 impl Catalog {
+    /// Runs `f` in one read transaction: its lookups share one snapshot and
+    /// take the database's locks once, not once per statement (a restore
+    /// plans with one lookup per chunk). Nothing is written.
+    pub fn reading<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let out = f(self);
+        // Read-only: ending it either way releases the snapshot.
+        snapshot.rollback()?;
+        out
+    }
+
     /// True when the index knows `id`.
     pub fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
         let mut stmt = self

@@ -1,5 +1,6 @@
-//! The restore pipeline: resolve the tree → plan units → lay out → fetch,
-//! verify and write → links → metadata.
+//! The restore pipeline: resolve the tree → plan units (while the layout
+//! makes the directories) → fetch, verify and write each file, and give it
+//! its metadata → links → the metadata of everything else, directories last.
 //!
 //! Every byte written is checked: a one-chunk file's chunk against its id
 //! before it is written, a many-chunk file against its whole-file hash as it
@@ -20,7 +21,7 @@ use strata_format::BackupId;
 pub use tree::Tree;
 
 use crate::catalog::Catalog;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::Repository;
 
@@ -42,7 +43,18 @@ pub fn run(
     progress: &Progress,
 ) -> Result<RestoreOutcome> {
     let tree = tree::resolve(&crate::view::load_chain(repo, chain)?)?;
-    let units = plan::units(&tree, catalog)?;
+    // The plan (catalog lookups) and the layout (directories, empty files)
+    // need nothing of each other: the layout runs meanwhile.
+    let (units, laid) = std::thread::scope(|scope| {
+        let layout = scope.spawn(|| write::layout(target, &tree));
+        let units = plan::units(&tree, catalog);
+        let laid = layout
+            .join()
+            .unwrap_or_else(|_| Err(Error::Bug("the layout thread panicked".into())));
+        (units, laid)
+    });
+    laid?;
+    let units = units?;
     let bytes: u64 = tree
         .entries
         .iter()
@@ -52,7 +64,6 @@ pub fn run(
         })
         .sum();
     progress.add_total(bytes);
-    write::layout(target, &tree)?;
     write::fill(repo, target, &tree, &units, progress)?;
     write::links(target, &tree)?;
     meta::apply_all(target, &tree)?;

@@ -99,6 +99,10 @@ impl Locator<'_> {
 }
 
 pub fn units(tree: &Tree, catalog: &Catalog) -> Result<Vec<Unit>> {
+    catalog.reading(|catalog| locate(tree, catalog))
+}
+
+fn locate(tree: &Tree, catalog: &Catalog) -> Result<Vec<Unit>> {
     let mut locator = Locator {
         catalog,
         known: HashMap::new(),

@@ -13,12 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
-use strata_format::layer::EntryKind;
+use strata_format::layer::{Entry, EntryKind};
 use strata_format::pack::{Compression, PackEntry};
 use strata_format::{ChunkId, PackId};
 
 use super::fetch::{check, expand, read_ahead, read_span, room, spans, Buffers, Span};
 
+use super::meta;
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
 use crate::catalog::ChunkLocation;
@@ -63,8 +64,10 @@ fn clear_slot(path: &Path, keep_dir: bool) -> Result<bool> {
     }
 }
 
-/// Creates directories (in order), clears the way for every file and
-/// creates the empty ones; other files are created by the unit that fills them.
+/// Creates directories (in order) and the empty files; other files are
+/// created by the unit that fills them. A file's path is cleared only when
+/// something occupies it ([`create_fresh`]), so a restore into an empty
+/// directory does not look before each file it creates.
 pub fn layout(root: &Path, tree: &Tree) -> Result<()> {
     for e in &tree.entries {
         if matches!(e.kind, EntryKind::Dir) {
@@ -78,28 +81,39 @@ pub fn layout(root: &Path, tree: &Tree) -> Result<()> {
             }
         }
     }
+    let as_root = meta::as_root();
     tree.entries.par_iter().try_for_each(|e| -> Result<()> {
         let EntryKind::File { chunks, hash, .. } = &e.kind else {
             return Ok(());
         };
-        let path = target_path(root, &e.path);
-        clear_slot(&path, false)?;
         if chunks.is_empty() {
             check_hash(&e.path, ChunkId::of(b"").0, hash.0)?;
-            create(&path)?;
+            let path = target_path(root, &e.path);
+            let file = create_fresh(&path, || {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(nofollow())
+                    .open(&path)
+            })?;
+            meta::apply_to_file(&file, &path, e, as_root)?;
         }
         Ok(())
     })
 }
 
-fn create(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nofollow())
-        .open(path)
-        .at(path)
+/// Runs `create` (an exclusive create of `path`); when something already
+/// occupies the path (an older file, a symlink, a directory), removes it,
+/// never following it, and runs `create` again.
+fn create_fresh<T>(path: &Path, create: impl Fn() -> std::io::Result<T>) -> Result<T> {
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            clear_slot(path, false)?;
+            create().at(path)
+        }
+        other => other.at(path),
+    }
 }
 
 fn check_hash(rel: &[u8], actual: [u8; 32], expected: [u8; 32]) -> Result<()> {
@@ -112,11 +126,13 @@ fn check_hash(rel: &[u8], actual: [u8; 32], expected: [u8; 32]) -> Result<()> {
     })
 }
 
-/// Where file data goes: the target, and whether it takes direct writes.
+/// Where file data goes: the target, whether it takes direct writes, and
+/// whether files get their owners.
 #[derive(Clone, Copy)]
 struct Target<'a> {
     root: &'a Path,
     direct: bool,
+    as_root: bool,
 }
 
 impl Target<'_> {
@@ -124,8 +140,16 @@ impl Target<'_> {
     fn writer(&self, rel: &[u8], size: u64, buf: Buffer) -> Result<(PathBuf, BlockWriter)> {
         let path = target_path(self.root, rel);
         let direct = self.direct && size >= DIRECT_MIN;
-        let (file, direct) = direct_io::create_new(&path, 0o600, nofollow(), direct).at(&path)?;
+        let (file, direct) = create_fresh(&path, || {
+            direct_io::create_new(&path, 0o600, nofollow(), direct)
+        })?;
         Ok((path, BlockWriter::new(file, direct, true, buf)))
+    }
+
+    /// Ends a file whose data is written: its length, then its metadata.
+    fn done(&self, file: &File, path: &Path, e: &Entry, written: u64, size: u64) -> Result<()> {
+        set_size(file, path, written, size)?;
+        meta::apply_to_file(file, path, e, self.as_root)
     }
 }
 
@@ -150,13 +174,11 @@ pub fn fill(
     let target = Target {
         root,
         direct: direct_io::supported_at(root),
+        as_root: meta::as_root(),
     };
-    let run = |unit: &Unit| {
-        let buffers = Buffers::new();
-        match unit {
-            Unit::Pack(unit) => fill_pack(repo, target, tree, unit, &buffers, progress),
-            Unit::File(unit) => fill_file(repo, target, tree, unit, &buffers, progress),
-        }
+    let run = |unit: &Unit, kept: &mut Kept| match unit {
+        Unit::Pack(unit) => fill_pack(repo, target, tree, unit, kept, progress),
+        Unit::File(unit) => fill_file(repo, target, tree, unit, kept, progress),
     };
     // One unit per core, and one more to use a core while another unit
     // waits on a read or a write (measured: 8-10% faster than one per core,
@@ -176,11 +198,12 @@ pub fn fill(
     pool.scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|_| {
+                let mut kept = Kept::new();
                 while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
                     if stopped() {
                         return;
                     }
-                    if let Err(e) = run(unit) {
+                    if let Err(e) = run(unit, &mut kept) {
                         if let Ok(mut first) = failed.lock() {
                             first.get_or_insert(e);
                         }
@@ -197,31 +220,56 @@ pub fn fill(
     }
 }
 
+/// What a restore thread keeps from one unit to the next, so the memory of
+/// its buffers is allocated and first touched once, not once per unit.
+struct Kept {
+    /// Buffers that pack spans are read into.
+    reads: Buffers,
+    /// Room that zstd chunks are expanded into.
+    scratch: Vec<u8>,
+    /// The aligned buffer that file data is written through.
+    block: Option<Buffer>,
+}
+
+impl Kept {
+    fn new() -> Kept {
+        Kept {
+            reads: Buffers::new(),
+            scratch: Vec::new(),
+            block: None,
+        }
+    }
+
+    fn block(&mut self) -> Buffer {
+        self.block
+            .take()
+            .unwrap_or_else(|| Buffer::new(WRITE_PIECE))
+    }
+}
+
 fn fill_pack(
     repo: &Repository,
     target: Target,
     tree: &Tree,
     unit: &PackUnit,
-    buffers: &Buffers,
+    kept: &mut Kept,
     progress: &Progress,
 ) -> Result<()> {
     let pack = repo.open_pack(&unit.pack)?;
     let entries: Vec<&PackEntry> = unit.placements.iter().map(|p| &p.entry).collect();
-    let mut buf = Some(Buffer::new(WRITE_PIECE));
-    let mut scratch = Vec::new();
+    let Kept {
+        reads,
+        scratch,
+        block,
+    } = kept;
     read_ahead(
         spans(&entries),
-        |span| Ok((span.clone(), read_span(&pack, &entries[span], buffers)?)),
+        |span| Ok((span.clone(), read_span(&pack, &entries[span], reads)?)),
         |(span, stored)| {
             progress.check()?;
             for placement in &unit.placements[span] {
                 let entry = &placement.entry;
-                let raw = expand(
-                    pack.id,
-                    entry,
-                    stored.blob(entry)?,
-                    room(&mut scratch, entry),
-                )?;
+                let raw = expand(pack.id, entry, stored.blob(entry)?, room(scratch, entry))?;
                 check(pack.id, entry, raw)?;
                 for &i in &placement.files {
                     let e = &tree.entries[i];
@@ -230,11 +278,11 @@ fn fill_pack(
                     };
                     // A one-chunk file's content hash is its chunk id, just checked.
                     check_hash(&e.path, entry.id.0, hash.0)?;
-                    let spare = buf.take().unwrap_or_else(|| Buffer::new(WRITE_PIECE));
+                    let spare = block.take().unwrap_or_else(|| Buffer::new(WRITE_PIECE));
                     let (path, out) = target.writer(&e.path, *size, spare)?;
                     let (file, spare) = out.write_whole(raw).at(&path)?;
-                    set_size(&file, &path, raw.len() as u64, *size)?;
-                    buf = Some(spare);
+                    target.done(&file, &path, e, raw.len() as u64, *size)?;
+                    *block = Some(spare);
                     progress.add_bytes(raw.len() as u64);
                 }
             }
@@ -304,24 +352,24 @@ fn fill_file(
     target: Target,
     tree: &Tree,
     unit: &FileUnit,
-    buffers: &Buffers,
+    kept: &mut Kept,
     progress: &Progress,
 ) -> Result<()> {
     let e = &tree.entries[unit.file];
     let EntryKind::File { size, hash, .. } = &e.kind else {
         return Err(Error::Bug("file unit names a non-file".into()));
     };
-    let (path, out) = target.writer(&e.path, *size, Buffer::new(WRITE_PIECE))?;
+    let (path, out) = target.writer(&e.path, *size, kept.block())?;
     let written =
-        write_chunks(repo, unit, out, &path, buffers, progress).and_then(|(file, len, digest)| {
+        write_chunks(repo, unit, out, &path, kept, progress).and_then(|(file, len, digest)| {
             if let Err(mismatch) = check_hash(&e.path, digest, hash.0) {
-                blame(repo, unit, buffers)?;
+                blame(repo, unit, kept)?;
                 return Err(mismatch);
             }
             Ok((file, len))
         });
     match written {
-        Ok((file, len)) => set_size(&file, &path, len, *size),
+        Ok((file, len)) => target.done(&file, &path, e, len, *size),
         Err(err) => {
             // The error that matters is `err`; the target is partial anyway.
             let _ = fs::remove_file(&path);
@@ -337,13 +385,17 @@ fn write_chunks(
     unit: &FileUnit,
     mut out: BlockWriter,
     path: &Path,
-    buffers: &Buffers,
+    kept: &mut Kept,
     progress: &Progress,
 ) -> Result<(File, u64, [u8; 32])> {
+    let Kept {
+        reads,
+        scratch,
+        block,
+    } = kept;
     let mut packs: HashMap<PackId, PackFile> = HashMap::new();
     let mut hasher = blake3::Hasher::new();
     let mut offset = 0u64;
-    let mut scratch = Vec::new();
     // A window's chunks, read as spans: (the spans, each chunk's span).
     let mut read_window = |window: &[ChunkLocation]| -> Result<(Vec<Span>, Vec<usize>)> {
         let mut read = Vec::new();
@@ -359,7 +411,7 @@ fn write_chunks(
             let entries: Vec<&PackEntry> = run.iter().map(|loc| &loc.entry).collect();
             for span in spans(&entries) {
                 of_chunk.extend(std::iter::repeat_n(read.len(), span.len()));
-                read.push(read_span(pack, &entries[span], buffers)?);
+                read.push(read_span(pack, &entries[span], reads)?);
             }
         }
         Ok((read, of_chunk))
@@ -372,7 +424,7 @@ fn write_chunks(
             let raw: Vec<&[u8]> = window
                 .par_iter()
                 .zip(of_chunk)
-                .zip(carve(&mut scratch, window))
+                .zip(carve(scratch, window))
                 .map(|((loc, span), into)| {
                     let stored = read
                         .get(span)
@@ -401,18 +453,18 @@ fn write_chunks(
         },
     )?;
     let written = out.written();
-    let (file, _) = out.finish().at(path)?;
+    let (file, spare) = out.finish().at(path)?;
+    *block = Some(spare);
     Ok((file, written, *hasher.finalize().as_bytes()))
 }
 
 /// Checks each chunk of a file whose whole-file hash did not match against
 /// its id; the first that fails is the error, naming its pack and offset.
-fn blame(repo: &Repository, unit: &FileUnit, buffers: &Buffers) -> Result<()> {
-    let mut scratch = Vec::new();
+fn blame(repo: &Repository, unit: &FileUnit, kept: &mut Kept) -> Result<()> {
     for loc in &unit.chunks {
         let pack = repo.open_pack(&loc.pack)?;
-        let stored = read_span(&pack, &[&loc.entry], buffers)?;
-        let into = room(&mut scratch, &loc.entry);
+        let stored = read_span(&pack, &[&loc.entry], &kept.reads)?;
+        let into = room(&mut kept.scratch, &loc.entry);
         let raw = expand(loc.pack, &loc.entry, stored.blob(&loc.entry)?, into)?;
         check(loc.pack, &loc.entry, raw)?;
     }
