@@ -9,6 +9,7 @@
 //! each file is written once, each pack read once, front to back.
 
 mod fetch;
+mod fill;
 mod meta;
 mod plan;
 mod tree;
@@ -64,7 +65,7 @@ pub fn run(
         })
         .sum();
     progress.add_total(bytes);
-    write::fill(repo, target, &tree, &units, progress)?;
+    fill::fill(repo, target, &tree, &units, progress)?;
     write::links(target, &tree)?;
     meta::apply_all(target, &tree)?;
     progress.add_files(tree.files.len() as u64);
