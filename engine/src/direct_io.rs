@@ -293,6 +293,34 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// The buffer's free space, to be filled in place and then accepted with
+    /// [`filled`] (instead of handing bytes to [`write`], which copies
+    /// them in). What it holds before it is filled is unspecified.
+    ///
+    /// [`filled`]: BlockWriter::filled
+    /// [`write`]: BlockWriter::write
+    pub fn spare(&mut self) -> &mut [u8] {
+        let from = self.buf.start + self.buf.len;
+        &mut self.buf.storage[from..self.buf.start + self.buf.cap]
+    }
+
+    /// Appends the first `n` bytes of [`spare`] to the file.
+    ///
+    /// [`spare`]: BlockWriter::spare
+    pub fn filled(&mut self, n: usize) -> std::io::Result<()> {
+        if n > self.buf.cap - self.buf.len {
+            return Err(std::io::Error::other(format!(
+                "{n} bytes filled where {} were spare",
+                self.buf.cap - self.buf.len
+            )));
+        }
+        self.buf.len += n;
+        if self.buf.len == self.buf.cap {
+            self.write_full()?;
+        }
+        Ok(())
+    }
+
     /// Sends the full buffer to the writing thread (started on the first
     /// one) and goes on with an empty one.
     fn write_full(&mut self) -> std::io::Result<()> {
@@ -436,6 +464,29 @@ mod tests {
         let whole = std::fs::read(whole_path).expect("read back");
         let written = std::fs::read(path).expect("read back");
         assert_eq!(whole, written, "write_whole and write differ");
+        // The same bytes, each piece put in place as far as the buffer's
+        // spare room goes and the rest written; the buffer is reused, so its
+        // spare room starts out holding stale bytes.
+        let in_place_path = dir.path().join("in-place");
+        let (file, direct) = open(&in_place_path, direct);
+        let (_, used) = BlockWriter::new(file, direct, false, Buffer::new(piece))
+            .write_whole(&vec![0xCD; piece + 3])
+            .expect("stale");
+        std::fs::remove_file(&in_place_path).expect("rm");
+        let (file, direct) = open(&in_place_path, direct);
+        let mut w = BlockWriter::new(file, direct, sparse, used);
+        for p in pieces {
+            let spare = w.spare();
+            let n = spare.len().min(p.len());
+            spare[..n].copy_from_slice(&p[..n]);
+            w.filled(n).expect("filled");
+            w.write(&p[n..]).expect("write");
+        }
+        let room = w.spare().len();
+        assert!(w.filled(room + 1).is_err(), "filled past the spare room");
+        w.finish().expect("finish");
+        let in_place = std::fs::read(in_place_path).expect("read back");
+        assert_eq!(in_place, written, "filling in place and write differ");
         written
     }
 

@@ -157,7 +157,7 @@ fn fill_pack(
 /// (in parallel within the window): at most this many raw bytes, and at
 /// least one chunk. With the read-ahead, a file unit holds at most four
 /// windows of stored bytes and one of expanded bytes, whatever its chunks.
-const WINDOW_BYTES: u64 = 8 << 20;
+const WINDOW_BYTES: u64 = 4 << 20;
 
 /// Splits `chunks` into windows of at most [`WINDOW_BYTES`] raw bytes.
 fn windows(chunks: &[ChunkLocation]) -> impl Iterator<Item = &[ChunkLocation]> {
@@ -201,6 +201,57 @@ fn carve<'a>(scratch: &'a mut Vec<u8>, window: &[ChunkLocation]) -> Vec<&'a mut 
             mine
         })
         .collect()
+}
+
+/// Where a chunk of a window is expanded: in place in the writer's buffer,
+/// or into scratch, to be written after.
+enum Dest<'p, 's> {
+    Place(&'p mut [u8]),
+    Later(&'s mut [u8]),
+}
+
+/// How many leading chunks of `window` fit in `room` bytes, and their bytes.
+fn leading(window: &[ChunkLocation], room: usize) -> (usize, usize) {
+    let mut bytes = 0;
+    let mut n = 0;
+    for c in window {
+        let len = c.entry.raw_len as usize;
+        if bytes + len > room {
+            break;
+        }
+        bytes += len;
+        n += 1;
+    }
+    (n, bytes)
+}
+
+/// Splits `room` into one slice per chunk of `chunks`, each its raw length.
+fn split_by_len<'a>(room: &'a mut [u8], chunks: &[ChunkLocation]) -> Vec<&'a mut [u8]> {
+    let mut rest = room;
+    chunks
+        .iter()
+        .map(|c| {
+            let (mine, after) = std::mem::take(&mut rest).split_at_mut(c.entry.raw_len as usize);
+            rest = after;
+            mine
+        })
+        .collect()
+}
+
+/// Puts a chunk's bytes into `into` (exactly its raw length): expanded
+/// there, or copied there when stored raw. Not yet checked (see [`expand`]).
+fn place(pack: PackId, entry: &PackEntry, stored: &[u8], into: &mut [u8]) -> Result<()> {
+    match entry.compression {
+        Compression::Zstd => expand(pack, entry, stored, into).map(drop),
+        Compression::None => {
+            let raw = expand(pack, entry, stored, &mut [])?;
+            into.get_mut(..)
+                .filter(|into| into.len() == raw.len())
+                .ok_or_else(|| Error::Bug(format!("no room for chunk {}", entry.id)))?
+                .copy_from_slice(raw);
+            Ok(())
+        }
+    }
 }
 
 /// Writes a many-chunk file. Its chunks are not checked one by one: the
@@ -283,26 +334,44 @@ fn write_chunks(
         |window| Ok((window, read_window(window)?)),
         |(window, (read, of_chunk))| {
             progress.check()?;
-            let raw: Vec<&[u8]> = window
+            // As many leading chunks as fit go straight into the writer's
+            // spare room (expanded there, or copied there from the read);
+            // the rest are expanded into scratch and written after.
+            let spare = out.spare();
+            let (fits, placed) = leading(window, spare.len());
+            let mut dests: Vec<Dest> = split_by_len(&mut spare[..placed], &window[..fits])
+                .into_iter()
+                .map(Dest::Place)
+                .collect();
+            dests.extend(carve(scratch, &window[fits..]).into_iter().map(Dest::Later));
+            let later: Vec<Option<&[u8]>> = window
                 .par_iter()
                 .zip(of_chunk)
-                .zip(carve(scratch, window))
-                .map(|((loc, span), into)| {
+                .zip(dests)
+                .map(|((loc, span), dest)| {
                     let stored = read
                         .get(span)
                         .ok_or_else(|| Error::Bug("chunk outside its window".into()))?
                         .blob(&loc.entry)?;
-                    expand(loc.pack, &loc.entry, stored, into)
+                    match dest {
+                        Dest::Place(into) => {
+                            place(loc.pack, &loc.entry, stored, into).map(|()| None)
+                        }
+                        Dest::Later(into) => expand(loc.pack, &loc.entry, stored, into).map(Some),
+                    }
                 })
                 .collect::<Result<_>>()?;
+            // Hashed before the writer may hand the buffer to its thread.
+            hasher.update(&out.spare()[..placed]);
+            out.filled(placed).at(path)?;
             let (_, written) = rayon::join(
                 || {
-                    for r in &raw {
+                    for r in later.iter().flatten() {
                         hasher.update(r);
                     }
                 },
                 || -> Result<u64> {
-                    for r in &raw {
+                    for r in later.iter().flatten() {
                         out.write(r).at(path)?;
                     }
                     Ok(out.written())
@@ -384,6 +453,25 @@ mod tests {
                 }
             }
             prop_assert_eq!(seen, chunks.len());
+        }
+
+        /// The chunks placed in the writer's room are the longest prefix
+        /// that fits, each given exactly its raw length.
+        #[test]
+        fn leading_chunks_fill_the_room_without_overflowing(
+            lens in proptest::collection::vec((1u32..(2 << 20), any::<bool>()), 0..12),
+            room in 0usize..(12 << 20),
+        ) {
+            let chunks: Vec<ChunkLocation> = lens.iter().map(|&(l, z)| chunk(l, z)).collect();
+            let (fits, bytes) = leading(&chunks, room);
+            let lens: Vec<usize> = chunks.iter().map(|c| c.entry.raw_len as usize).collect();
+            prop_assert_eq!(bytes, lens[..fits].iter().sum::<usize>());
+            prop_assert!(bytes <= room);
+            prop_assert!(fits == chunks.len() || bytes + lens[fits] > room);
+            let mut buf = vec![0u8; room];
+            let parts = split_by_len(&mut buf[..bytes], &chunks[..fits]);
+            let got: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+            prop_assert_eq!(got, lens[..fits].to_vec());
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::error::{Error, IoContext, Result};
 const DIRECT_MIN: u64 = 256 << 10;
 /// File data goes out in writes of up to this size. Holes are kept at
 /// `direct_io::ALIGN` granularity: an all-zero aligned block is not written.
-pub(super) const WRITE_PIECE: usize = 4 << 20;
+pub(super) const WRITE_PIECE: usize = 8 << 20;
 
 pub fn target_path(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(std::ffi::OsStr::from_bytes(rel))
