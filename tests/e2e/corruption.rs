@@ -30,6 +30,17 @@ fn text_bytes(len: usize) -> Vec<u8> {
     out
 }
 
+/// The repository's one pack: its path and its id.
+fn only_pack(env: &Env) -> (PathBuf, String) {
+    let pack = only_file(&env.repo().join("packs"));
+    let id = pack
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    (pack, id)
+}
+
 fn backed_up(env: &Env) -> String {
     let share = env.path("share");
     fs::create_dir_all(&share).expect("share");
@@ -42,12 +53,7 @@ fn backed_up(env: &Env) -> String {
 fn a_flipped_pack_byte_fails_restore_naming_the_pack() {
     let env = Env::new();
     let id = backed_up(&env);
-    let pack = only_file(&env.repo().join("packs"));
-    let pack_id = pack
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let (pack, pack_id) = only_pack(&env);
     let mut bytes = fs::read(&pack).expect("read");
     bytes[1 << 20] ^= 0x40;
     overwrite(&pack, &bytes);
@@ -78,12 +84,7 @@ fn a_flipped_byte_in_a_many_chunk_file_names_the_chunk_and_leaves_no_file() {
     content.extend(noise(8 << 20, 9));
     fs::write(share.join("big.bin"), &content).expect("write");
     let id = backup(&env, &share)["id"].as_str().expect("id").to_string();
-    let pack = only_file(&env.repo().join("packs"));
-    let pack_id = pack
-        .file_name()
-        .expect("name")
-        .to_string_lossy()
-        .into_owned();
+    let (pack, pack_id) = only_pack(&env);
     let mut bytes = fs::read(&pack).expect("read");
     let entries = strata_format::pack::decode_index(&bytes).expect("index");
     // The file's chunks in file order, from the layer.
