@@ -1,7 +1,8 @@
 //! Full backup → restore round trips, compared entry by entry.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::harness::*;
 
@@ -61,16 +62,23 @@ fn full_backup_restores_every_kind_of_entry() {
     assert_eq!(std::os::unix::fs::MetadataExt::nlink(&hard), 3);
 }
 
-/// Large files are restored with direct writes where the file system takes
-/// them, buffered where it does not (or when turned off): the same bytes,
-/// lengths and holes either way.
-#[test]
-fn direct_and_buffered_restores_write_the_same_files() {
+/// A share holding [`build_tree`], backed up: the environment, the share,
+/// its snapshot and the backup id.
+fn backed_up_tree() -> (Env, PathBuf, BTreeMap<PathBuf, Node>, String) {
     let env = Env::new();
     let share = env.path("share");
     build_tree(&share);
     let before = snapshot(&share);
     let id = backup(&env, &share)["id"].as_str().expect("id").to_string();
+    (env, share, before, id)
+}
+
+/// Large files are restored with direct writes where the file system takes
+/// them, buffered where it does not (or when turned off): the same bytes,
+/// lengths and holes either way.
+#[test]
+fn direct_and_buffered_restores_write_the_same_files() {
+    let (env, _, before, id) = backed_up_tree();
     for direct in ["1", "0"] {
         let target = env.path(&format!("restored-{direct}"));
         let run = env.strata_with(
@@ -95,11 +103,7 @@ fn direct_and_buffered_restores_write_the_same_files() {
 
 #[test]
 fn restore_into_source_share_replaces_changes_without_following_symlinks() {
-    let env = Env::new();
-    let share = env.path("share");
-    build_tree(&share);
-    let before = snapshot(&share);
-    let id = backup(&env, &share)["id"].as_str().expect("id").to_string();
+    let (env, share, before, id) = backed_up_tree();
 
     // Damage the share: change, delete, and plant a symlink where a
     // directory was, pointing outside the share.

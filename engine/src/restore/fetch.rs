@@ -39,11 +39,12 @@ pub fn spans(entries: &[&PackEntry]) -> Vec<Range<usize>> {
     out
 }
 
-/// Read buffers a unit reuses, so it does not pay for fresh, zeroed memory
-/// on every read: a buffer keeps the length it grew to, and only growth is
-/// zero-filled. Each unit has its own, so a unit reading small spans never
-/// holds buffers grown by one reading large spans; the pool only holds
-/// buffers no read is using, so it never holds more than were in use at once.
+/// Read buffers reused from read to read, so a restore does not pay for
+/// fresh, zeroed memory on every read: a buffer keeps the length it grew to,
+/// and only growth is zero-filled. Each restore thread has its own pool; a
+/// read takes the smallest idle buffer that fits, so buffers keep to the
+/// sizes their reads need. The pool only holds buffers no read is using, so
+/// it never holds more than were in use at once.
 pub struct Buffers {
     free: Mutex<Vec<Vec<u8>>>,
 }
@@ -209,17 +210,26 @@ pub fn expand<'a>(
     })
 }
 
-/// Room for a chunk of `entry` to be expanded into: `scratch`, grown when
-/// it is too small (only growth is zero-filled).
-pub fn room<'a>(scratch: &'a mut Vec<u8>, entry: &PackEntry) -> &'a mut [u8] {
-    let need = match entry.compression {
+/// The room [`expand`] needs for a chunk: its raw length when it is
+/// compressed, none when it is stored raw (it is lent back).
+pub fn expanded_len(entry: &PackEntry) -> usize {
+    match entry.compression {
         Compression::None => 0,
         Compression::Zstd => entry.raw_len as usize,
-    };
-    if scratch.len() < need {
-        scratch.resize(need, 0);
+    }
+}
+
+/// `scratch`, grown to at least `len` bytes (only growth is zero-filled).
+pub fn grown(scratch: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if scratch.len() < len {
+        scratch.resize(len, 0);
     }
     scratch
+}
+
+/// Room for a chunk of `entry` to be expanded into, in `scratch`.
+pub fn room<'a>(scratch: &'a mut Vec<u8>, entry: &PackEntry) -> &'a mut [u8] {
+    grown(scratch, expanded_len(entry))
 }
 
 /// Checks a chunk's bytes against its id; the error names the pack and offset.

@@ -12,7 +12,9 @@ use strata_format::layer::EntryKind;
 use strata_format::pack::{Compression, PackEntry};
 use strata_format::PackId;
 
-use super::fetch::{check, expand, read_ahead, read_span, room, spans, Buffers, Span};
+use super::fetch::{
+    check, expand, expanded_len, grown, read_ahead, read_span, room, spans, Buffers, Span,
+};
 use super::meta;
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
@@ -101,12 +103,11 @@ impl Kept {
             block: None,
         }
     }
+}
 
-    fn block(&mut self) -> Buffer {
-        self.block
-            .take()
-            .unwrap_or_else(|| Buffer::new(WRITE_PIECE))
-    }
+/// The kept write buffer, or a new one.
+fn block_from(kept: &mut Option<Buffer>) -> Buffer {
+    kept.take().unwrap_or_else(|| Buffer::new(WRITE_PIECE))
 }
 
 fn fill_pack(
@@ -140,7 +141,7 @@ fn fill_pack(
                     };
                     // A one-chunk file's content hash is its chunk id, just checked.
                     check_hash(&e.path, entry.id.0, hash.0)?;
-                    let spare = block.take().unwrap_or_else(|| Buffer::new(WRITE_PIECE));
+                    let spare = block_from(block);
                     let (path, out) = target.writer(&e.path, *size, spare)?;
                     let (file, spare) = out.write_whole(raw).at(&path)?;
                     target.done(&file, &path, e, raw.len() as u64, *size)?;
@@ -181,26 +182,24 @@ fn windows(chunks: &[ChunkLocation]) -> impl Iterator<Item = &[ChunkLocation]> {
     })
 }
 
-/// Carves `scratch` into room for each zstd chunk of `window` to be
-/// expanded into (a raw chunk needs none).
+/// Carves `scratch` into room for each chunk of `window` to be expanded
+/// into ([`expanded_len`]: none for a raw chunk).
 fn carve<'a>(scratch: &'a mut Vec<u8>, window: &[ChunkLocation]) -> Vec<&'a mut [u8]> {
-    let need = |c: &ChunkLocation| match c.entry.compression {
-        Compression::None => 0,
-        Compression::Zstd => c.entry.raw_len as usize,
-    };
-    let total = window.iter().map(need).sum();
-    if scratch.len() < total {
-        scratch.resize(total, 0);
-    }
-    let mut rest = &mut scratch[..];
-    window
-        .iter()
-        .map(|c| {
-            let (mine, after) = std::mem::take(&mut rest).split_at_mut(need(c));
-            rest = after;
-            mine
-        })
-        .collect()
+    let lens = window.iter().map(|c| expanded_len(&c.entry));
+    let total = lens.clone().sum();
+    split(grown(scratch, total), lens)
+}
+
+/// Splits the front of `room` into consecutive slices of `lens` bytes.
+/// Callers size `room` to hold them all ([`leading`], [`grown`]).
+fn split(room: &mut [u8], lens: impl Iterator<Item = usize>) -> Vec<&mut [u8]> {
+    let mut rest = room;
+    lens.map(|len| {
+        let (mine, after) = std::mem::take(&mut rest).split_at_mut(len);
+        rest = after;
+        mine
+    })
+    .collect()
 }
 
 /// Where a chunk of a window is expanded: in place in the writer's buffer,
@@ -225,19 +224,6 @@ fn leading(window: &[ChunkLocation], room: usize) -> (usize, usize) {
     (n, bytes)
 }
 
-/// Splits `room` into one slice per chunk of `chunks`, each its raw length.
-fn split_by_len<'a>(room: &'a mut [u8], chunks: &[ChunkLocation]) -> Vec<&'a mut [u8]> {
-    let mut rest = room;
-    chunks
-        .iter()
-        .map(|c| {
-            let (mine, after) = std::mem::take(&mut rest).split_at_mut(c.entry.raw_len as usize);
-            rest = after;
-            mine
-        })
-        .collect()
-}
-
 /// Puts a chunk's bytes into `into` (exactly its raw length): expanded
 /// there, or copied there when stored raw. Not yet checked (see [`expand`]).
 fn place(pack: PackId, entry: &PackEntry, stored: &[u8], into: &mut [u8]) -> Result<()> {
@@ -245,10 +231,10 @@ fn place(pack: PackId, entry: &PackEntry, stored: &[u8], into: &mut [u8]) -> Res
         Compression::Zstd => expand(pack, entry, stored, into).map(drop),
         Compression::None => {
             let raw = expand(pack, entry, stored, &mut [])?;
-            into.get_mut(..)
-                .filter(|into| into.len() == raw.len())
-                .ok_or_else(|| Error::Bug(format!("no room for chunk {}", entry.id)))?
-                .copy_from_slice(raw);
+            if into.len() != raw.len() {
+                return Err(Error::Bug(format!("no room for chunk {}", entry.id)));
+            }
+            into.copy_from_slice(raw);
             Ok(())
         }
     }
@@ -272,7 +258,7 @@ fn fill_file(
     let EntryKind::File { size, hash, .. } = &e.kind else {
         return Err(Error::Bug("file unit names a non-file".into()));
     };
-    let (path, out) = target.writer(&e.path, *size, kept.block())?;
+    let (path, out) = target.writer(&e.path, *size, block_from(&mut kept.block))?;
     let written =
         write_chunks(repo, unit, out, &path, kept, progress).and_then(|(file, len, digest)| {
             if let Err(mismatch) = check_hash(&e.path, digest, hash.0) {
@@ -339,7 +325,8 @@ fn write_chunks(
             // the rest are expanded into scratch and written after.
             let spare = out.spare();
             let (fits, placed) = leading(window, spare.len());
-            let mut dests: Vec<Dest> = split_by_len(&mut spare[..placed], &window[..fits])
+            let raw_lens = window[..fits].iter().map(|c| c.entry.raw_len as usize);
+            let mut dests: Vec<Dest> = split(spare, raw_lens)
                 .into_iter()
                 .map(Dest::Place)
                 .collect();
@@ -469,7 +456,7 @@ mod tests {
             prop_assert!(bytes <= room);
             prop_assert!(fits == chunks.len() || bytes + lens[fits] > room);
             let mut buf = vec![0u8; room];
-            let parts = split_by_len(&mut buf[..bytes], &chunks[..fits]);
+            let parts = split(&mut buf, lens[..fits].iter().copied());
             let got: Vec<usize> = parts.iter().map(|p| p.len()).collect();
             prop_assert_eq!(got, lens[..fits].to_vec());
         }
