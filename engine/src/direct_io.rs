@@ -359,21 +359,30 @@ impl BlockWriter {
         }
     }
 
-    /// Writes `data` as the whole file and finishes it ([`finish`]). A file
-    /// written buffered is written straight from `data`, not through the
-    /// aligned buffer (which only direct writes need).
+    /// Writes `parts`, one after the other, as the whole file and finishes
+    /// it ([`finish`]). A file written buffered is written straight from
+    /// `parts`, not through the aligned buffer (which only direct writes
+    /// need).
     ///
     /// [`finish`]: BlockWriter::finish
-    pub fn write_whole(mut self, data: &[u8]) -> std::io::Result<(File, Buffer)> {
+    pub fn write_whole(mut self, parts: &[&[u8]]) -> std::io::Result<(File, Buffer)> {
         let fresh = !self.pad && self.written() == 0;
         match self.sink.as_mut() {
             Some(sink) if fresh => {
-                sink.put(data, 0)?;
+                let mut at = 0;
+                for part in parts {
+                    sink.put(part, at)?;
+                    at += part.len() as u64;
+                }
                 // Past the last write; only `finish` follows, which needs
                 // no alignment when nothing is padded.
-                self.pos = data.len() as u64;
+                self.pos = at;
             }
-            _ => self.write(data)?,
+            _ => {
+                for part in parts {
+                    self.write(part)?;
+                }
+            }
         }
         self.finish()
     }
@@ -460,17 +469,25 @@ mod tests {
         let whole_path = dir.path().join("whole");
         let (file, direct) = open(&whole_path, direct);
         let w = BlockWriter::new(file, direct, sparse, Buffer::new(piece));
-        w.write_whole(&pieces.concat()).expect("write whole");
-        let whole = std::fs::read(whole_path).expect("read back");
+        w.write_whole(&[&pieces.concat()]).expect("write whole");
+        let whole = std::fs::read(&whole_path).expect("read back");
         let written = std::fs::read(path).expect("read back");
         assert_eq!(whole, written, "write_whole and write differ");
+        // The same bytes given to write_whole in parts.
+        std::fs::remove_file(&whole_path).expect("rm");
+        let (file, direct) = open(&whole_path, direct);
+        let w = BlockWriter::new(file, direct, sparse, Buffer::new(piece));
+        let parts: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
+        w.write_whole(&parts).expect("write whole in parts");
+        let in_parts = std::fs::read(&whole_path).expect("read back");
+        assert_eq!(in_parts, written, "write_whole in parts and write differ");
         // The same bytes, each piece put in place as far as the buffer's
         // spare room goes and the rest written; the buffer is reused, so its
         // spare room starts out holding stale bytes.
         let in_place_path = dir.path().join("in-place");
         let (file, direct) = open(&in_place_path, direct);
         let (_, used) = BlockWriter::new(file, direct, false, Buffer::new(piece))
-            .write_whole(&vec![0xCD; piece + 3])
+            .write_whole(&[&vec![0xCD; piece + 3]])
             .expect("stale");
         std::fs::remove_file(&in_place_path).expect("rm");
         let (file, direct) = open(&in_place_path, direct);

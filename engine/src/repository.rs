@@ -318,7 +318,27 @@ impl PackFile {
     }
 
     pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        match self.reader.read_at(offset, buf) {
+        let read = self.reader.read_at(offset, buf);
+        self.truncated_at(offset, read)
+    }
+
+    /// The most bytes one piece of [`PackFile::read_shared`] should hold,
+    /// when the backend lends its own buffers (see
+    /// [`ObjectReader::piece_len`]).
+    pub fn piece_len(&self) -> Option<usize> {
+        self.reader.piece_len()
+    }
+
+    /// Reads `ranges` (each ending where the next starts) as the backend's
+    /// own buffers, without a copy; see [`ObjectReader::read_shared`].
+    pub fn read_shared(&self, ranges: &[std::ops::Range<u64>]) -> Result<Vec<bytes::Bytes>> {
+        let read = self.reader.read_shared(ranges);
+        self.truncated_at(ranges.first().map_or(0, |r| r.start), read)
+    }
+
+    /// A read past the pack's end means the pack is damaged.
+    fn truncated_at<T>(&self, offset: u64, read: Result<T>) -> Result<T> {
+        match read {
             Err(e) if io_kind(&e) == Some(std::io::ErrorKind::UnexpectedEof) => {
                 Err(Error::Corrupt {
                     location: format!("pack {} at offset {offset}", self.id),

@@ -89,6 +89,16 @@ impl ChunkId {
     pub fn of(data: &[u8]) -> Self {
         ChunkId(*blake3::hash(data).as_bytes())
     }
+
+    /// The id of the bytes of `parts`, one after the other: the same as
+    /// [`ChunkId::of`] their concatenation, without making it.
+    pub fn of_parts(parts: &[&[u8]]) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        ChunkId(*hasher.finalize().as_bytes())
+    }
 }
 
 impl PackId {

@@ -136,25 +136,9 @@ pub fn expand_chunk<'a>(
     stored: &'a [u8],
     out: &'a mut [u8],
 ) -> Result<&'a [u8]> {
-    if stored.len() != entry.stored_len as usize {
-        return Err(FormatError::corrupt(
-            "chunk",
-            format!(
-                "stored length {} where the trailer says {}",
-                stored.len(),
-                entry.stored_len
-            ),
-        ));
-    }
+    check_lengths(entry, stored.len())?;
     let raw_len = entry.raw_len as usize;
     match entry.compression {
-        Compression::None if entry.raw_len != entry.stored_len => Err(FormatError::corrupt(
-            "chunk",
-            format!(
-                "raw blob of {} bytes where the trailer says {} raw",
-                entry.stored_len, entry.raw_len
-            ),
-        )),
         Compression::None => Ok(stored),
         Compression::Zstd => {
             let room = out.len();
@@ -175,9 +159,40 @@ pub fn expand_chunk<'a>(
     }
 }
 
+/// Checks what [`expand_chunk`] checks before it expands: that a blob of
+/// `stored_len` bytes is the one `entry` describes, and that a raw blob is
+/// as long as its chunk. A reader that holds a raw blob in several parts
+/// (as it was received) checks this instead of expanding it.
+pub fn check_lengths(entry: &PackEntry, stored_len: usize) -> Result<()> {
+    if stored_len != entry.stored_len as usize {
+        return Err(FormatError::corrupt(
+            "chunk",
+            format!(
+                "stored length {stored_len} where the trailer says {}",
+                entry.stored_len
+            ),
+        ));
+    }
+    if entry.compression == Compression::None && entry.raw_len != entry.stored_len {
+        return Err(FormatError::corrupt(
+            "chunk",
+            format!(
+                "raw blob of {} bytes where the trailer says {} raw",
+                entry.stored_len, entry.raw_len
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a chunk's bytes against its id.
 pub fn check_chunk(entry: &PackEntry, raw: &[u8]) -> Result<()> {
-    let actual = ChunkId::of(raw);
+    check_chunk_parts(entry, &[raw])
+}
+
+/// Checks a chunk's bytes, given as consecutive parts, against its id.
+pub fn check_chunk_parts(entry: &PackEntry, parts: &[&[u8]]) -> Result<()> {
+    let actual = ChunkId::of_parts(parts);
     if actual != entry.id {
         return Err(FormatError::corrupt(
             "chunk",
@@ -469,6 +484,34 @@ mod tests {
             prop_assert!(found_later, "flip at {} went unnoticed by check_chunk", at);
         }
 
+        /// A chunk checked in parts (cut anywhere) gets the verdict it gets
+        /// in one piece, with or without a flipped byte.
+        #[test]
+        fn checking_in_parts_agrees_with_checking_whole(
+            chunk in proptest::collection::vec(any::<u8>(), 0..5000),
+            cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..4),
+            flip in proptest::option::of((any::<proptest::sample::Index>(), 0u8..8)),
+        ) {
+            let (_, entries) = build(std::slice::from_ref(&chunk), None);
+            let entry = &entries[0];
+            let mut raw = chunk.clone();
+            if let (Some((pos, bit)), false) = (flip, raw.is_empty()) {
+                let at = pos.index(raw.len());
+                raw[at] ^= 1 << bit;
+            }
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(raw.len() + 1)).collect();
+            at.push(0);
+            at.push(raw.len());
+            at.sort_unstable();
+            let parts: Vec<&[u8]> = at.windows(2).map(|w| &raw[w[0]..w[1]]).collect();
+            prop_assert_eq!(ChunkId::of_parts(&parts), ChunkId::of(&raw));
+            prop_assert_eq!(
+                check_chunk_parts(entry, &parts).is_ok(),
+                check_chunk(entry, &raw).is_ok()
+            );
+            prop_assert_eq!(check_chunk(entry, &raw).is_ok(), raw == chunk);
+        }
+
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = decode_index(&bytes);
@@ -488,6 +531,26 @@ mod tests {
             expand_chunk(e, stored, &mut [0; 5000]).unwrap(),
             &[b'a'; 4000][..]
         );
+    }
+
+    #[test]
+    fn lengths_are_checked_before_expanding() {
+        let mut noise = vec![0u8; 100];
+        blake3::Hasher::new().finalize_xof().fill(&mut noise);
+        let (_, entries) = build(&[noise, vec![b'z'; 4000]], Some(3));
+        let (raw, zstd) = (&entries[0], &entries[1]);
+        assert_eq!(raw.compression, Compression::None);
+        assert_eq!(zstd.compression, Compression::Zstd);
+        assert!(check_lengths(raw, 100).is_ok());
+        assert!(check_lengths(zstd, zstd.stored_len as usize).is_ok());
+        assert!(check_lengths(raw, 99).unwrap_err().is_corruption());
+        assert!(check_lengths(zstd, 4000).unwrap_err().is_corruption());
+        // A raw blob whose trailer claims another raw length.
+        let lying = PackEntry {
+            raw_len: 101,
+            ..*raw
+        };
+        assert!(check_lengths(&lying, 100).unwrap_err().is_corruption());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The repository on a real NFS server (nfs-ganesha, started per test),
 //! reached with strata's userspace client: the backend contract, full and
-//! incremental backups and restores, a full export, and a server crash in
-//! the middle of a backup.
+//! incremental backups and restores, damage on the export, a full export,
+//! and a server crash in the middle of a backup.
 #![allow(clippy::unwrap_used)] // a test file: a failed unwrap is a failed test
 
 use std::fs;
@@ -119,6 +119,40 @@ fn full_and_incremental_backups_restore_from_nfs() {
         "packs remain after deleting every backup"
     );
     assert!(walk_files(&g.export.join("repo/layers")).is_empty());
+}
+
+/// A byte flipped on the export, near the end of a raw chunk larger than
+/// one READ (about 1 MiB on ganesha), so it arrives in a later reply than
+/// the chunk's start: the restore through `nfs://` names the pack and the
+/// chunk's offset, and leaves no damaged file.
+#[test]
+fn a_flipped_byte_on_the_export_fails_the_restore_naming_the_chunk() {
+    let Some((env, g)) = nfs_env("a_flipped_byte_on_the_export_fails_the_restore_naming_the_chunk")
+    else {
+        return;
+    };
+    let share = env.path("share");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(share.join("big.bin"), noise(12 << 20, 3)).unwrap();
+    let id = backup(&env, &share)["id"].as_str().unwrap().to_string();
+    let packs = walk_files(&g.export.join("repo/packs"));
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let pack = &packs[0];
+    let pack_id = pack.file_name().unwrap().to_string_lossy().into_owned();
+    let mut bytes = fs::read(pack).unwrap();
+    let entries = strata_format::pack::decode_index(&bytes).unwrap();
+    let largest = entries.iter().max_by_key(|e| e.stored_len).unwrap();
+    assert!(largest.stored_len > 1 << 20, "{entries:?}");
+    bytes[(largest.offset + u64::from(largest.stored_len) - 10) as usize] ^= 0x01;
+    overwrite(pack, &bytes);
+
+    let target = env.path("out");
+    let run = restore_to(&env, &id, &target);
+    run.fails(7, &format!("pack {pack_id} at offset {}", largest.offset));
+    assert!(
+        !target.join("big.bin").exists(),
+        "the damaged file was left"
+    );
 }
 
 #[test]

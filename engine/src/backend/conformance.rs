@@ -88,6 +88,45 @@ pub fn run(b: &dyn Backend) -> Result<(), Failure> {
         "read past the end gave {k:?}"
     );
 
+    // Shared reads: the bytes of the ranges in order, each range starting
+    // a piece, whatever pieces the backend received them in.
+    let piece = r.piece_len().unwrap_or(1 << 20) as u64;
+    let from = 1_000_001u64;
+    let ends = [
+        from + 1,
+        from + piece,
+        from + piece + 7,
+        from + 4 * piece + 3,
+    ];
+    let ranges: Vec<_> = std::iter::once(from)
+        .chain(ends)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| w[0]..w[1])
+        .collect();
+    let pieces = r.read_shared(&ranges).map_err(e("read_shared"))?;
+    let end = ends[ends.len() - 1] as usize;
+    ensure!(
+        pieces.concat() == big[from as usize..end],
+        "shared read of {ranges:?} differs"
+    );
+    let mut at = from;
+    let mut starts = Vec::new();
+    for p in &pieces {
+        starts.push(at);
+        at += p.len() as u64;
+    }
+    ensure!(
+        ranges.iter().all(|r| starts.contains(&r.start)),
+        "a range does not start a piece: ranges {ranges:?}, pieces at {starts:?}"
+    );
+    let tail = big.len() as u64 - 5;
+    let k = kind_of(r.read_shared(&[tail - 100..tail, tail..tail + 10]));
+    ensure!(
+        k == Some(ErrorKind::UnexpectedEof),
+        "shared read past the end gave {k:?}"
+    );
+
     // Exclusive publish refuses an existing name and touches neither.
     write(b, &p("tmp/other"), b"other")?;
     let k = kind_of(b.publish(&p("tmp/other"), &p("packs/ab/big"), true));

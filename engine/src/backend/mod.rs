@@ -17,8 +17,11 @@
 //! server.
 
 use std::io::Write;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::SystemTime;
+
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
@@ -125,6 +128,34 @@ pub trait ObjectReader: Send + Sync {
     /// Fills `buf` from `offset`. Reading past the end is `Error::Io` of
     /// kind `UnexpectedEof`: the object is shorter than its reader expects.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// The most bytes one read of [`ObjectReader::read_shared`] should ask
+    /// for, when this backend receives data into buffers of its own and can
+    /// lend them (NFS: the largest READ the server accepts). `None` when a
+    /// read is best made into the caller's buffer with `read_at` (a local
+    /// file, read from the page cache).
+    fn piece_len(&self) -> Option<usize> {
+        None
+    }
+
+    /// Reads `ranges` (each ending where the next starts) and lends back
+    /// the bytes as they were received, without copying them: the pieces
+    /// hold every byte of the ranges, in order, and each range starts a new
+    /// piece, but a range may come in several pieces (a server may return
+    /// fewer bytes than asked). Reading past the end is `Error::Io` of kind
+    /// `UnexpectedEof`, as with `read_at`.
+    fn read_shared(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        ranges
+            .iter()
+            .map(|r| {
+                let len = usize::try_from(r.end.saturating_sub(r.start))
+                    .map_err(|_| Error::Bug(format!("a read of {r:?} does not fit in memory")))?;
+                let mut buf = vec![0; len];
+                self.read_at(r.start, &mut buf)?;
+                Ok(Bytes::from(buf))
+            })
+            .collect()
+    }
 }
 
 /// The kind of an I/O error, when `e` is one.

@@ -5,7 +5,8 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use strata_format::pack::{check_chunk, expand_chunk, Compression, PackEntry};
+use bytes::Bytes;
+use strata_format::pack::{check_chunk_parts, check_lengths, expand_chunk, Compression, PackEntry};
 use strata_format::PackId;
 
 use crate::error::{Error, Result};
@@ -89,39 +90,150 @@ impl Buffers {
     }
 }
 
-/// The stored blobs of one span, read at once; its buffer goes back to its
-/// pool when the span is dropped.
+/// The stored blobs of one span, read at once: into a buffer of its pool
+/// (given back when the span is dropped), or, where the backend lends its
+/// own buffers, as the pieces it received.
 pub struct Span<'p> {
     start: u64,
     len: usize,
-    bytes: Vec<u8>,
+    held: Held,
     pool: &'p Buffers,
+}
+
+enum Held {
+    Buffer(Vec<u8>),
+    /// In order; `starts[i]` is where `pieces[i]` starts in the pack.
+    Pieces {
+        starts: Vec<u64>,
+        pieces: Vec<Bytes>,
+    },
 }
 
 impl Drop for Span<'_> {
     fn drop(&mut self) {
-        self.pool.give(std::mem::take(&mut self.bytes));
+        if let Held::Buffer(buf) = &mut self.held {
+            self.pool.give(std::mem::take(buf));
+        }
+    }
+}
+
+/// Bytes that lie in one buffer, or in consecutive parts of several (a
+/// blob that straddles two pieces of a span; a raw chunk lent back as
+/// such a blob).
+pub enum Blob<'a> {
+    Whole(&'a [u8]),
+    Parts(Vec<&'a [u8]>),
+}
+
+impl<'a> Blob<'a> {
+    pub fn parts(&self) -> &[&'a [u8]] {
+        match self {
+            Blob::Whole(whole) => std::slice::from_ref(whole),
+            Blob::Parts(parts) => parts,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.parts().iter().map(|p| p.len()).sum()
+    }
+
+    /// Copies the bytes into `into`, which must be exactly as long.
+    pub fn copy_to(&self, into: &mut [u8]) -> Result<()> {
+        if into.len() != self.len() {
+            return Err(Error::Bug(format!(
+                "{} bytes copied into room for {}",
+                self.len(),
+                into.len()
+            )));
+        }
+        let mut rest = into;
+        for part in self.parts() {
+            let (mine, after) = std::mem::take(&mut rest).split_at_mut(part.len());
+            mine.copy_from_slice(part);
+            rest = after;
+        }
+        Ok(())
     }
 }
 
 impl Span<'_> {
     /// The stored blob of `entry`, one of the entries this span was read for.
-    pub fn blob(&self, entry: &PackEntry) -> Result<&[u8]> {
+    pub fn blob(&self, entry: &PackEntry) -> Result<Blob<'_>> {
+        let missing = || Error::Bug(format!("blob at {} is not in its span", entry.offset));
         let at = entry
             .offset
             .checked_sub(self.start)
-            .and_then(|at| usize::try_from(at).ok());
-        at.and_then(|at| {
-            self.bytes
-                .get(..self.len)?
-                .get(at..at.checked_add(entry.stored_len as usize)?)
-        })
-        .ok_or_else(|| Error::Bug(format!("blob at {} is not in its span", entry.offset)))
+            .and_then(|at| usize::try_from(at).ok())
+            .ok_or_else(missing)?;
+        let end = at
+            .checked_add(entry.stored_len as usize)
+            .filter(|&end| end <= self.len)
+            .ok_or_else(missing)?;
+        match &self.held {
+            Held::Buffer(buf) => buf.get(at..end).map(Blob::Whole).ok_or_else(missing),
+            Held::Pieces { starts, pieces } => {
+                let (from, to) = (entry.offset, entry.offset + u64::from(entry.stored_len));
+                // The last piece that starts at or before the blob.
+                let first = starts.partition_point(|&s| s <= from).saturating_sub(1);
+                let mut parts = Vec::new();
+                for (&s, piece) in starts[first..].iter().zip(&pieces[first..]) {
+                    if s >= to && !parts.is_empty() {
+                        break;
+                    }
+                    let lo = from.saturating_sub(s) as usize;
+                    let hi = ((to - s) as usize).min(piece.len());
+                    parts.push(piece.get(lo..hi).ok_or_else(missing)?);
+                }
+                match parts.len() {
+                    1 => Ok(Blob::Whole(parts[0])),
+                    _ => Ok(Blob::Parts(parts)),
+                }
+            }
+        }
     }
 }
 
-/// Reads the stored blobs of `entries` (one span of [`spans`]) in one read,
-/// into a buffer from `pool`.
+/// Cuts the bytes of a span (`entries`, as [`spans`] groups them) into
+/// reads of at most `max` bytes. A read ends where a blob starts when that
+/// keeps the blob in one read (if it fits in one), so most blobs come back
+/// whole rather than cut across two replies.
+fn reads(entries: &[&PackEntry], max: u64) -> Vec<Range<u64>> {
+    let max = max.max(1);
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Vec::new();
+    };
+    let end = last.offset + u64::from(last.stored_len);
+    let mut out = Vec::new();
+    let mut from = first.offset;
+    // Reads up to `to` (all of them `max` long but the last).
+    let mut cut_to = |from: &mut u64, to: u64| {
+        while *from < to {
+            let next = to.min(*from + max);
+            out.push(*from..next);
+            *from = next;
+        }
+    };
+    for e in entries {
+        let (start, stop) = (e.offset, e.offset + u64::from(e.stored_len));
+        if stop - from <= max {
+            continue;
+        }
+        if start > from && stop - start <= max {
+            cut_to(&mut from, start);
+        } else {
+            // The blob does not fit in one read: reads of `max` until the
+            // rest of it does.
+            let to = from + (stop - from - 1) / max * max;
+            cut_to(&mut from, to);
+        }
+    }
+    cut_to(&mut from, end);
+    out
+}
+
+/// Reads the stored blobs of `entries` (one span of [`spans`]) at once:
+/// into a buffer from `pool`, or as the backend's own pieces where it
+/// lends them.
 pub fn read_span<'p>(
     pack: &PackFile,
     entries: &[&PackEntry],
@@ -135,18 +247,44 @@ pub fn read_span<'p>(
         ),
         _ => (0, 0),
     };
+    if let Some(max) = pack.piece_len() {
+        let pieces = pack.read_shared(&reads(entries, max as u64))?;
+        let mut starts = Vec::with_capacity(pieces.len());
+        let mut at = start;
+        for piece in &pieces {
+            starts.push(at);
+            at += piece.len() as u64;
+        }
+        if at != start + len as u64 {
+            return Err(Error::Bug(format!(
+                "pack {}: read {} bytes of a span of {len}",
+                pack.id,
+                at - start
+            )));
+        }
+        return Ok(Span {
+            start,
+            len,
+            held: Held::Pieces { starts, pieces },
+            pool,
+        });
+    }
+    let mut buf = pool.take(len);
+    if buf.len() < len {
+        // Exactly: a pooled buffer is resident up to its length.
+        buf.reserve_exact(len - buf.len());
+        buf.resize(len, 0);
+    }
+    // Given back to the pool even when the read fails.
     let mut span = Span {
         start,
         len,
-        bytes: pool.take(len),
+        held: Held::Buffer(buf),
         pool,
     };
-    if span.bytes.len() < len {
-        // Exactly: a pooled buffer is resident up to its length.
-        span.bytes.reserve_exact(len - span.bytes.len());
-        span.bytes.resize(len, 0);
+    if let Held::Buffer(buf) = &mut span.held {
+        pack.read_into(start, &mut buf[..len])?;
     }
-    pack.read_into(start, &mut span.bytes[..len])?;
     Ok(span)
 }
 
@@ -195,10 +333,10 @@ fn at(pack: PackId, entry: &PackEntry) -> String {
 pub fn expand<'a>(
     pack: PackId,
     entry: &PackEntry,
-    stored: &'a [u8],
+    stored: Blob<'a>,
     out: &'a mut [u8],
-) -> Result<&'a [u8]> {
-    expand_chunk(entry, stored, out).map_err(|err| {
+) -> Result<Blob<'a>> {
+    let named = |err: strata_format::FormatError| {
         if err.is_corruption() {
             Error::Corrupt {
                 location: at(pack, entry),
@@ -207,7 +345,25 @@ pub fn expand<'a>(
         } else {
             Error::Bug(format!("{}: {err}", at(pack, entry)))
         }
-    })
+    };
+    match stored {
+        Blob::Whole(stored) => expand_chunk(entry, stored, out)
+            .map(Blob::Whole)
+            .map_err(named),
+        Blob::Parts(parts) => match entry.compression {
+            Compression::None => {
+                let len = parts.iter().map(|p| p.len()).sum();
+                check_lengths(entry, len).map_err(named)?;
+                Ok(Blob::Parts(parts))
+            }
+            // Rare: reads are cut so that most blobs come back whole.
+            Compression::Zstd => {
+                let joined = parts.concat();
+                let len = expand_chunk(entry, &joined, out).map_err(named)?.len();
+                Ok(Blob::Whole(&out[..len]))
+            }
+        },
+    }
 }
 
 /// The room [`expand`] needs for a chunk: its raw length when it is
@@ -233,8 +389,8 @@ pub fn room<'a>(scratch: &'a mut Vec<u8>, entry: &PackEntry) -> &'a mut [u8] {
 }
 
 /// Checks a chunk's bytes against its id; the error names the pack and offset.
-pub fn check(pack: PackId, entry: &PackEntry, raw: &[u8]) -> Result<()> {
-    check_chunk(entry, raw).map_err(|err| Error::Corrupt {
+pub fn check(pack: PackId, entry: &PackEntry, raw: &Blob) -> Result<()> {
+    check_chunk_parts(entry, raw.parts()).map_err(|err| Error::Corrupt {
         location: at(pack, entry),
         detail: err.to_string(),
     })
@@ -244,7 +400,6 @@ pub fn check(pack: PackId, entry: &PackEntry, raw: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use strata_format::pack::Compression;
     use strata_format::ChunkId;
 
     fn entry(offset: u64, len: u32) -> PackEntry {
@@ -285,6 +440,146 @@ mod tests {
             }
             prop_assert_eq!(next, refs.len());
         }
+    }
+
+    /// Entries laid out one after the other with the given gaps and lengths.
+    fn laid_out(gaps_and_lens: &[(u64, u32)]) -> Vec<PackEntry> {
+        let mut at = 0;
+        gaps_and_lens
+            .iter()
+            .map(|&(gap, len)| {
+                at += gap;
+                let e = entry(at, len);
+                at += u64::from(len);
+                e
+            })
+            .collect()
+    }
+
+    /// A span of `entries` held as `bytes` (the pack) cut at `cuts`, as a
+    /// backend that lends its buffers returns it.
+    fn pieces_span<'p>(
+        pack: &[u8],
+        entries: &[&PackEntry],
+        cuts: &[u64],
+        pool: &'p Buffers,
+    ) -> Span<'p> {
+        let start = entries[0].offset;
+        let last = entries[entries.len() - 1];
+        let end = last.offset + u64::from(last.stored_len);
+        let mut at: Vec<u64> = cuts.iter().map(|c| start + c % (end - start + 1)).collect();
+        at.extend([start, end]);
+        at.sort_unstable();
+        at.dedup();
+        let pieces = at
+            .windows(2)
+            .map(|w| Bytes::copy_from_slice(&pack[w[0] as usize..w[1] as usize]))
+            .collect();
+        Span {
+            start,
+            len: (end - start) as usize,
+            held: Held::Pieces {
+                starts: at[..at.len() - 1].to_vec(),
+                pieces,
+            },
+            pool,
+        }
+    }
+
+    proptest! {
+        /// Reads tile the span, each at most `max` bytes, and every blob
+        /// that fits in one read lies in one read.
+        #[test]
+        fn reads_tile_the_span_and_keep_blobs_whole(
+            lens in proptest::collection::vec((0u64..300_000, 0u32..1_500_000), 1..30),
+            max in 4096u64..1_200_000,
+        ) {
+            let entries = laid_out(&lens);
+            let refs: Vec<&PackEntry> = entries.iter().collect();
+            let reads = reads(&refs, max);
+            let (first, last) = (refs[0], refs[refs.len() - 1]);
+            let mut at = first.offset;
+            for r in &reads {
+                prop_assert_eq!(r.start, at);
+                prop_assert!(r.end > r.start && r.end - r.start <= max, "{:?}", r);
+                at = r.end;
+            }
+            prop_assert_eq!(at, last.offset + u64::from(last.stored_len));
+            for e in &refs {
+                let (s, t) = (e.offset, e.offset + u64::from(e.stored_len));
+                if t - s <= max && t > s {
+                    prop_assert!(
+                        reads.iter().any(|r| r.start <= s && t <= r.end),
+                        "blob {}..{} cut across reads {:?}", s, t, reads
+                    );
+                }
+            }
+        }
+
+        /// Whatever pieces a span came in, each blob is its bytes of the
+        /// pack: whole when it lies in one piece, in parts otherwise.
+        #[test]
+        fn blobs_come_out_of_pieces_intact(
+            lens in proptest::collection::vec((0u64..50, 0u32..400), 1..12),
+            cuts in proptest::collection::vec(any::<u64>(), 0..10),
+        ) {
+            let entries = laid_out(&lens);
+            let refs: Vec<&PackEntry> = entries.iter().collect();
+            let last = refs[refs.len() - 1];
+            let pack: Vec<u8> = (0..last.offset + u64::from(last.stored_len))
+                .map(|i| (i % 251) as u8)
+                .collect();
+            let pool = Buffers::new();
+            let span = pieces_span(&pack, &refs, &cuts, &pool);
+            for e in &refs {
+                let blob = span.blob(e).unwrap();
+                let want = &pack[e.offset as usize..][..e.stored_len as usize];
+                prop_assert_eq!(blob.parts().concat(), want.to_vec());
+                prop_assert_eq!(blob.len(), want.len());
+                prop_assert!(blob.parts().len() == 1 || matches!(blob, Blob::Parts(_)));
+                let mut copy = vec![0xEE; want.len()];
+                blob.copy_to(&mut copy).unwrap();
+                prop_assert_eq!(&copy[..], want);
+            }
+        }
+    }
+
+    #[test]
+    fn a_blob_in_parts_expands_like_a_whole_one() {
+        use strata_format::pack::{compress_chunk, PackWriter};
+        let mut noise = vec![0u8; 3000];
+        blake3::Hasher::new().finalize_xof().fill(&mut noise);
+        let chunks = [noise, b"zstd ".repeat(800)];
+        let mut w = PackWriter::new(Vec::new()).unwrap();
+        for c in &chunks {
+            let (stored, how) = compress_chunk(c, Some(3)).unwrap();
+            w.add(ChunkId::of(c), &stored, c.len() as u32, how).unwrap();
+        }
+        let (pack, entries, _) = w.finish().unwrap();
+        assert_eq!(entries[0].compression, Compression::None);
+        assert_eq!(entries[1].compression, Compression::Zstd);
+        let refs: Vec<&PackEntry> = entries.iter().collect();
+        let pool = Buffers::new();
+        // Cut inside each blob.
+        let cuts = [entries[0].offset + 1000, entries[1].offset + 7];
+        let span = pieces_span(&pack, &refs, &cuts, &pool);
+        let id = PackId([1; 32]);
+        for (e, chunk) in entries.iter().zip(&chunks) {
+            let stored = span.blob(e).unwrap();
+            assert!(matches!(stored, Blob::Parts(_)));
+            let mut out = vec![0; e.raw_len as usize];
+            let raw = expand(id, e, stored, &mut out).unwrap();
+            assert_eq!(raw.parts().concat(), *chunk);
+            check(id, e, &raw).unwrap();
+        }
+        // A raw blob whose trailer lies about its raw length is corrupt, in
+        // parts as whole.
+        let lying = PackEntry {
+            raw_len: entries[0].raw_len + 1,
+            ..entries[0]
+        };
+        let err = expand(id, &lying, span.blob(&entries[0]).unwrap(), &mut []);
+        assert!(matches!(err, Err(Error::Corrupt { .. })));
     }
 
     #[test]

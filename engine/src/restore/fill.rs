@@ -13,7 +13,7 @@ use strata_format::pack::{Compression, PackEntry};
 use strata_format::PackId;
 
 use super::fetch::{
-    check, expand, expanded_len, grown, read_ahead, read_span, room, spans, Buffers, Span,
+    check, expand, expanded_len, grown, read_ahead, read_span, room, spans, Blob, Buffers, Span,
 };
 use super::meta;
 use super::plan::{FileUnit, PackUnit, Unit};
@@ -133,7 +133,7 @@ fn fill_pack(
             for placement in &unit.placements[span] {
                 let entry = &placement.entry;
                 let raw = expand(pack.id, entry, stored.blob(entry)?, room(scratch, entry))?;
-                check(pack.id, entry, raw)?;
+                check(pack.id, entry, &raw)?;
                 for &i in &placement.files {
                     let e = &tree.entries[i];
                     let EntryKind::File { size, hash, .. } = &e.kind else {
@@ -143,7 +143,7 @@ fn fill_pack(
                     check_hash(&e.path, entry.id.0, hash.0)?;
                     let spare = block_from(block);
                     let (path, out) = target.writer(&e.path, *size, spare)?;
-                    let (file, spare) = out.write_whole(raw).at(&path)?;
+                    let (file, spare) = out.write_whole(raw.parts()).at(&path)?;
                     target.done(&file, &path, e, raw.len() as u64, *size)?;
                     *block = Some(spare);
                     progress.add_bytes(raw.len() as u64);
@@ -226,17 +226,10 @@ fn leading(window: &[ChunkLocation], room: usize) -> (usize, usize) {
 
 /// Puts a chunk's bytes into `into` (exactly its raw length): expanded
 /// there, or copied there when stored raw. Not yet checked (see [`expand`]).
-fn place(pack: PackId, entry: &PackEntry, stored: &[u8], into: &mut [u8]) -> Result<()> {
+fn place(pack: PackId, entry: &PackEntry, stored: Blob, into: &mut [u8]) -> Result<()> {
     match entry.compression {
         Compression::Zstd => expand(pack, entry, stored, into).map(drop),
-        Compression::None => {
-            let raw = expand(pack, entry, stored, &mut [])?;
-            if into.len() != raw.len() {
-                return Err(Error::Bug(format!("no room for chunk {}", entry.id)));
-            }
-            into.copy_from_slice(raw);
-            Ok(())
-        }
+        Compression::None => expand(pack, entry, stored, &mut [])?.copy_to(into),
     }
 }
 
@@ -331,7 +324,7 @@ fn write_chunks(
                 .map(Dest::Place)
                 .collect();
             dests.extend(carve(scratch, &window[fits..]).into_iter().map(Dest::Later));
-            let later: Vec<Option<&[u8]>> = window
+            let later: Vec<Option<Blob>> = window
                 .par_iter()
                 .zip(of_chunk)
                 .zip(dests)
@@ -351,14 +344,20 @@ fn write_chunks(
             // Hashed before the writer may hand the buffer to its thread.
             hasher.update(&out.spare()[..placed]);
             out.filled(placed).at(path)?;
+            let later: Vec<&[u8]> = later
+                .iter()
+                .flatten()
+                .flat_map(Blob::parts)
+                .copied()
+                .collect();
             let (_, written) = rayon::join(
                 || {
-                    for r in later.iter().flatten() {
+                    for r in &later {
                         hasher.update(r);
                     }
                 },
                 || -> Result<u64> {
-                    for r in later.iter().flatten() {
+                    for r in &later {
                         out.write(r).at(path)?;
                     }
                     Ok(out.written())
@@ -384,7 +383,7 @@ fn blame(repo: &Repository, unit: &FileUnit, kept: &mut Kept) -> Result<()> {
         let stored = read_span(&pack, &[&loc.entry], &kept.reads)?;
         let into = room(&mut kept.scratch, &loc.entry);
         let raw = expand(loc.pack, &loc.entry, stored.blob(&loc.entry)?, into)?;
-        check(loc.pack, &loc.entry, raw)?;
+        check(loc.pack, &loc.entry, &raw)?;
     }
     Ok(())
 }

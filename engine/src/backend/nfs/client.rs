@@ -122,6 +122,11 @@ impl Client {
         self.budget
     }
 
+    /// The largest READ the server accepts on the current connection.
+    pub fn max_read(&self) -> usize {
+        (self.current().1.get_max_read_size() as usize).max(4096)
+    }
+
     pub fn runtime(&self) -> &tokio::runtime::Runtime {
         &self.rt
     }

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -210,89 +211,110 @@ impl NfsReader {
     }
 }
 
+impl NfsReader {
+    /// The replies to READs of `ranges`, in order; an object that ends
+    /// before the last range does is `UnexpectedEof`.
+    fn replies(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        let handle = &self.handle;
+        let (pieces, whole) = self.client.block_call(&self.key, |m, k| {
+            let ranges = ranges.to_vec();
+            async move { handle.with(m, &k, |m, fh| read_ranges(m, fh, ranges)).await }
+        })?;
+        if !whole {
+            let end = ranges.last().map_or(0, |r| r.end);
+            return Err(crate::backend::io_error(
+                self.client.location(),
+                &self.key,
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("object ends before byte {end}"),
+                ),
+            ));
+        }
+        Ok(pieces)
+    }
+}
+
 impl ObjectReader for NfsReader {
     fn len(&self) -> u64 {
         self.len
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let len = buf.len();
-        let handle = &self.handle;
-        let pieces = self.client.block_call(&self.key, |m, k| async move {
-            handle
-                .with(m, &k, |m, fh| read_pieces(m, fh, offset, len))
-                .await
-        })?;
+        let end = offset + buf.len() as u64;
+        let pieces = self.replies(std::slice::from_ref(&(offset..end)))?;
         // The one copy of the bytes: from the server's replies into `buf`.
         let mut at = 0;
         for piece in pieces {
-            let Some(slot) = buf.get_mut(at..at + piece.len()) else {
-                break;
-            };
+            let slot = buf
+                .get_mut(at..at + piece.len())
+                .ok_or_else(|| Error::Bug(format!("{}: replies longer than asked", self.key)))?;
             slot.copy_from_slice(&piece);
             at += piece.len();
         }
-        if at != len {
-            return Err(crate::backend::io_error(
-                self.client.location(),
-                &self.key,
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("object ends before byte {}", offset + len as u64),
-                ),
-            ));
-        }
         Ok(())
+    }
+
+    fn piece_len(&self) -> Option<usize> {
+        Some(self.client.max_read())
+    }
+
+    fn read_shared(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.replies(ranges)
     }
 }
 
 /// READs on the wire at once for one read.
 const READS_IN_FLIGHT: usize = 8;
 
-/// Reads `len` bytes at `offset` as the server's replies, in order: up to
+/// Reads `ranges` as the server's replies, in order: up to
 /// [`READS_IN_FLIGHT`] READs at once, each no larger than the server
-/// accepts. A short reply is continued; an empty one is the end of the file,
-/// and the pieces then hold fewer than `len` bytes.
-async fn read_pieces(
+/// accepts (a longer range is cut). A short reply is continued; an empty
+/// one is the end of the file, and the replies before it come back with
+/// `false`.
+async fn read_ranges(
     m: Arc<dyn Mount>,
     fh: Bytes,
-    offset: u64,
-    len: usize,
-) -> nfs_rs::Result<Vec<Bytes>> {
+    ranges: Vec<Range<u64>>,
+) -> nfs_rs::Result<(Vec<Bytes>, bool)> {
     use futures::StreamExt;
-    let size = (m.get_max_read_size() as usize).max(4096);
-    let mut reads = futures::stream::iter((0..len).step_by(size))
-        .map(|start| {
+    let size = u64::from(m.get_max_read_size()).max(4096);
+    let reads = ranges.into_iter().flat_map(move |r| {
+        (r.start..r.end)
+            .step_by(size as usize)
+            .map(move |at| at..(at + size).min(r.end))
+    });
+    let mut replies = futures::stream::iter(reads)
+        .map(|read| {
             let (m, fh) = (m.clone(), fh.clone());
             async move {
-                let want = size.min(len - start);
                 let mut got = Vec::new();
-                let mut n = 0;
-                while n < want {
-                    let at = offset + (start + n) as u64;
-                    let data = m.read(fh.clone(), at, (want - n) as u32).await?;
+                let mut at = read.start;
+                while at < read.end {
+                    let want = (read.end - at) as u32;
+                    let data = m.read(fh.clone(), at, want).await?;
                     if data.is_empty() {
                         break;
                     }
-                    if data.len() > want - n {
+                    if data.len() > want as usize {
                         return Err(nfs_rs::NfsError::Rpc(
                             "the server returned more than was asked".into(),
                         ));
                     }
-                    n += data.len();
+                    at += data.len() as u64;
                     got.push(data);
                 }
-                Ok((n == want, got))
+                Ok((at == read.end, got))
             }
         })
         .buffered(READS_IN_FLIGHT);
     let mut out = Vec::new();
-    while let Some(read) = reads.next().await {
-        let (whole, got) = read?;
+    while let Some(reply) = replies.next().await {
+        let (whole, got) = reply?;
         out.extend(got);
         if !whole {
-            break;
+            return Ok((out, false));
         }
     }
-    Ok(out)
+    Ok((out, true))
 }
