@@ -1,5 +1,7 @@
 //! A private nfs-ganesha server for one test: NFSv4.1 on a free loopback
-//! port, exporting a directory of the test's, killed by PID when dropped.
+//! port, exporting a directory of the test's, killed by PID when dropped;
+//! or NFSv3 and v4 where rpcbind runs (in a private network namespace, see
+//! `nfs_v3.rs`).
 //!
 //! The server needs `ganesha.nfsd` and root. Without them the NFS tests
 //! skip with a loud message, unless `STRATA_REQUIRE_NFS=1` (set by CI),
@@ -14,6 +16,8 @@ pub struct Ganesha {
     pub export: PathBuf,
     run: tempfile::TempDir,
     pub port: u16,
+    /// Serves NFSv3 too (registered with the rpcbind of this namespace).
+    v3: bool,
     child: Option<Child>,
 }
 
@@ -34,16 +38,17 @@ pub fn available(test: &str) -> bool {
     } else {
         None
     };
-    match why {
-        None => true,
-        Some(why) if std::env::var("STRATA_REQUIRE_NFS").as_deref() == Ok("1") => {
-            panic!("{test}: NFS tests are required here, but {why}")
-        }
-        Some(why) => {
-            eprintln!("\n!!!!!!!! SKIPPED {test}: {why} !!!!!!!!\n");
-            false
-        }
+    why.is_none_or(|why| skip(test, why))
+}
+
+/// Skips `test` with a loud message (returns `false`), or panics when the
+/// NFS tests must run (`STRATA_REQUIRE_NFS=1`).
+pub fn skip(test: &str, why: &str) -> bool {
+    if std::env::var("STRATA_REQUIRE_NFS").as_deref() == Ok("1") {
+        panic!("{test}: NFS tests are required here, but {why}")
     }
+    eprintln!("\n!!!!!!!! SKIPPED {test}: {why} !!!!!!!!\n");
+    false
 }
 
 fn free_port() -> u16 {
@@ -57,6 +62,17 @@ impl Ganesha {
     /// Starts a server exporting `export` (created if missing) as
     /// `/export`, or `None` when the NFS tests skip here.
     pub fn start(test: &str, export: &Path) -> Option<Ganesha> {
+        Self::start_serving(test, export, false)
+    }
+
+    /// Like [`Ganesha::start`], serving NFSv3 as well: needs rpcbind
+    /// running in this network namespace.
+    #[allow(dead_code)]
+    pub fn start_with_v3(test: &str, export: &Path) -> Option<Ganesha> {
+        Self::start_serving(test, export, true)
+    }
+
+    fn start_serving(test: &str, export: &Path, v3: bool) -> Option<Ganesha> {
         if !available(test) {
             return None;
         }
@@ -66,6 +82,7 @@ impl Ganesha {
             export: export.to_path_buf(),
             run,
             port: free_port(),
+            v3,
             child: None,
         };
         g.write_config();
@@ -78,9 +95,9 @@ impl Ganesha {
         std::fs::create_dir_all(&recovery).expect("recovery dir");
         let config = format!(
             r#"NFS_CORE_PARAM {{
-    Bind_addr = 127.0.0.1;
+    {bind}
     NFS_Port = {port};
-    Protocols = 4;
+    Protocols = {protocols};
     Enable_NLM = false;
     Enable_RQUOTA = false;
     Enable_UDP = false;
@@ -101,13 +118,22 @@ EXPORT {{
     Access_Type = RW;
     Squash = No_Root_Squash;
     SecType = sys;
-    Protocols = 4;
+    Protocols = {protocols};
     Transports = TCP;
     FSAL {{ Name = VFS; }}
 }}
 LOG {{ Default_Log_Level = EVENT; }}
 "#,
             port = self.port,
+            protocols = if self.v3 { "3, 4" } else { "4" },
+            // With v3, the server runs in a private network namespace,
+            // where loopback is all there is (and where resolving an
+            // address for `Bind_addr` fails).
+            bind = if self.v3 {
+                ""
+            } else {
+                "Bind_addr = 127.0.0.1;"
+            },
             recovery = recovery.display(),
             export = self.export.display(),
         );
@@ -117,6 +143,13 @@ LOG {{ Default_Log_Level = EVENT; }}
     /// The repository URL for `path` below the export.
     pub fn url(&self, path: &str) -> String {
         format!("nfs://127.0.0.1:{}/export/{path}?version=4.1", self.port)
+    }
+
+    /// The NFSv3 URL for `path` below the export: v3 names the export by
+    /// its real path, and finds the server's ports through rpcbind.
+    #[allow(dead_code)]
+    pub fn url_v3(&self, path: &str) -> String {
+        format!("nfs://127.0.0.1{}/{path}?version=3", self.export.display())
     }
 
     /// The server's process id, while it runs (the NFS benchmark reads

@@ -8,5 +8,6 @@ mod harness;
 mod incremental;
 mod mutations;
 mod nfs;
+mod nfs_v3;
 mod roundtrip;
 mod service;
