@@ -304,6 +304,18 @@ pub fn backup(env: &Env, share: &Path) -> serde_json::Value {
     run.json()
 }
 
+/// Makes an incremental backup of `share` and returns it as JSON; it must
+/// succeed and be incremental.
+pub fn incremental_backup(env: &Env, share: &Path) -> serde_json::Value {
+    let share = share.to_str().expect("utf8");
+    let b = env
+        .strata(&["backup", "create", "--incremental", "-f", "json", share])
+        .ok()
+        .json();
+    assert_eq!(b["is_incremental"], true, "{b}");
+    b
+}
+
 /// Every regular file below `dir`, sorted.
 pub fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

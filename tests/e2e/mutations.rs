@@ -303,18 +303,7 @@ fn run_rounds(seed: u64, rounds: usize) {
         for _ in 0..mutations {
             m.mutate();
         }
-        let run = env
-            .strata(&[
-                "backup",
-                "create",
-                "--incremental",
-                "-f",
-                "json",
-                share.to_str().unwrap(),
-            ])
-            .ok();
-        let b = run.json();
-        assert_eq!(b["is_incremental"], true);
+        let b = incremental_backup(&env, &share);
         assert_eq!(
             b["parent_id"].as_str(),
             Some(kept.last().unwrap().0.as_str())

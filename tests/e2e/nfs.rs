@@ -92,12 +92,7 @@ fn full_and_incremental_backups_restore_from_nfs() {
     fs::write(share.join("new-file"), b"after the full backup").unwrap();
     std::thread::sleep(Duration::from_millis(2100));
     let incr_tree = snapshot(&share);
-    let share_arg = share.to_str().unwrap();
-    let incr = env
-        .strata(&["backup", "create", "--incremental", "-f", "json", share_arg])
-        .ok()
-        .json();
-    assert_eq!(incr["is_incremental"], true);
+    let incr = incremental_backup(&env, &share);
     assert_eq!(incr["status"], "available");
 
     for (backup, tree, name) in [(&full, &full_tree, "full"), (&incr, &incr_tree, "incr")] {

@@ -126,18 +126,7 @@ fn inside() {
     std::fs::write(share.join("added"), b"after the full backup").unwrap();
     std::thread::sleep(Duration::from_millis(2100));
     let incr_tree = snapshot(&share);
-    let incr = env
-        .strata(&[
-            "backup",
-            "create",
-            "--incremental",
-            "-f",
-            "json",
-            share.to_str().unwrap(),
-        ])
-        .ok()
-        .json();
-    assert_eq!(incr["is_incremental"], true);
+    let incr = incremental_backup(&env, &share);
     for (b, tree, name) in [(&full, &full_tree, "full"), (&incr, &incr_tree, "incr")] {
         let target = env.path(&format!("restored-{name}"));
         restore_to(&env, b["id"].as_str().unwrap(), &target).ok();
