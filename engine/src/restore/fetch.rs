@@ -173,21 +173,27 @@ impl Span<'_> {
             Held::Buffer(buf) => buf.get(at..end).map(Blob::Whole).ok_or_else(missing),
             Held::Pieces { starts, pieces } => {
                 let (from, to) = (entry.offset, entry.offset + u64::from(entry.stored_len));
+                // The blob's bytes in a piece that starts at `s`.
+                let within = |s: u64, len: usize| {
+                    from.saturating_sub(s) as usize..((to - s) as usize).min(len)
+                };
                 // The last piece that starts at or before the blob.
                 let first = starts.partition_point(|&s| s <= from).saturating_sub(1);
-                let mut parts = Vec::new();
-                for (&s, piece) in starts[first..].iter().zip(&pieces[first..]) {
-                    if s >= to && !parts.is_empty() {
-                        break;
-                    }
-                    let lo = from.saturating_sub(s) as usize;
-                    let hi = ((to - s) as usize).min(piece.len());
-                    parts.push(piece.get(lo..hi).ok_or_else(missing)?);
+                let Some((&s, piece)) = starts.get(first).zip(pieces.get(first)) else {
+                    // An empty span holds only empty blobs.
+                    return Ok(Blob::Whole(&[]));
+                };
+                if s + piece.len() as u64 >= to {
+                    let whole = piece.get(within(s, piece.len()));
+                    return whole.map(Blob::Whole).ok_or_else(missing);
                 }
-                match parts.len() {
-                    1 => Ok(Blob::Whole(parts[0])),
-                    _ => Ok(Blob::Parts(parts)),
-                }
+                starts[first..]
+                    .iter()
+                    .zip(&pieces[first..])
+                    .take_while(|(&s, _)| s < to)
+                    .map(|(&s, piece)| piece.get(within(s, piece.len())).ok_or_else(missing))
+                    .collect::<Result<_>>()
+                    .map(Blob::Parts)
             }
         }
     }
@@ -346,13 +352,13 @@ pub fn expand<'a>(
             Error::Bug(format!("{}: {err}", at(pack, entry)))
         }
     };
+    let len = stored.len();
     match stored {
         Blob::Whole(stored) => expand_chunk(entry, stored, out)
             .map(Blob::Whole)
             .map_err(named),
         Blob::Parts(parts) => match entry.compression {
             Compression::None => {
-                let len = parts.iter().map(|p| p.len()).sum();
                 check_lengths(entry, len).map_err(named)?;
                 Ok(Blob::Parts(parts))
             }

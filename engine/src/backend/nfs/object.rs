@@ -209,9 +209,7 @@ impl NfsReader {
             len,
         })
     }
-}
 
-impl NfsReader {
     /// The replies to READs of `ranges`, in order; an object that ends
     /// before the last range does is `UnexpectedEof`.
     fn replies(&self, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
