@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod output;
 mod progress;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -33,13 +34,35 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// The error and its causes, each said once: an engine error's text already
+/// holds its source's.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
 fn run(cli: &Cli) -> anyhow::Result<u8> {
+    validate::arguments(cli)?;
     let config = config::load(&cli.global)?;
     if let Command::Bench(args) = &cli.command {
         // Needs no catalog, and creates no repository.
         return commands::bench::run(&config, &cli.global, args).map(|()| 0);
     }
     let mut engine = Engine::open(config)?;
+    if !matches!(cli.command, Command::Check) {
+        // Whatever a dead process left running is put right before anything
+        // else looks at the catalog; `check` reports it instead.
+        engine.cleanup(None)?;
+    }
     match &cli.command {
         Command::Share(cmd) => commands::share::run(&engine, &cli.global, cmd).map(|()| 0),
         Command::Backup(cmd) => commands::backup::run(&mut engine, &cli.global, cmd),
@@ -59,7 +82,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = exit_code(&e);
             if code != 0 {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", message(&e));
             }
             ExitCode::from(code)
         }

@@ -33,8 +33,9 @@ pub enum Error {
     Quota(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The catalog database failed (not corruption: that is `Corrupt`).
     #[error("catalog: {0}")]
-    Catalog(#[from] rusqlite::Error),
+    Catalog(String),
     #[error("internal error (please report): {0}")]
     Bug(String),
 }
@@ -63,6 +64,24 @@ impl Error {
                 location: location.into(),
                 detail: other.to_string(),
             },
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, DiskFull, NotADatabase};
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, NotADatabase | DatabaseCorrupt) => {
+                Error::Corrupt {
+                    location: "the catalog database".into(),
+                    detail: e.to_string(),
+                }
+            }
+            rusqlite::Error::SqliteFailure(f, _) if f.code == DiskFull => Error::NoSpace {
+                path: "the catalog database".into(),
+            },
+            _ => Error::Catalog(e.to_string()),
         }
     }
 }

@@ -44,6 +44,21 @@ impl Held {
         self.backend.touch(&self.key)
     }
 
+    /// Fails unless the lock is still there: a holder that stalled past
+    /// [`STALE_AFTER`] may have had it taken over, and then a sweep may have
+    /// removed packs it relies on. Checked before a backup publishes its layer.
+    pub fn verify(&self) -> Result<()> {
+        match self.backend.stat(&self.key)? {
+            Some(_) => Ok(()),
+            None => Err(Error::InvalidState(format!(
+                "the repository lock {}/{} was taken over while this operation stalled; \
+                 packs it relies on may have been removed",
+                self.backend.location(),
+                self.key
+            ))),
+        }
+    }
+
     /// The lock's key in the repository (`locks/...`).
     pub fn key(&self) -> &str {
         &self.key

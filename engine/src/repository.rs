@@ -17,6 +17,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use strata_format::config::RepoConfig;
+use strata_format::pack::PackEntry;
 use strata_format::{BackupId, PackId, RepositoryId};
 
 use crate::backend::{
@@ -291,6 +292,33 @@ impl Repository {
             return Err(Error::Bug(format!("temp name {name:?} has a slash")));
         }
         self.backend.remove(&format!("tmp/{name}"))
+    }
+
+    /// Every layer under `layers/` (names that are not backup ids are skipped).
+    pub fn list_layers(&self) -> Result<Vec<BackupId>> {
+        Ok(self
+            .backend
+            .list("layers")?
+            .iter()
+            .filter_map(|name| name.parse::<BackupId>().ok())
+            .collect())
+    }
+
+    /// The chunks a pack's trailer lists, read from its tail and trailer
+    /// alone (never its body); the trailer's checksum is verified.
+    pub fn load_pack_trailer(&self, id: &PackId) -> Result<Vec<PackEntry>> {
+        use strata_format::pack::{decode_tail, decode_trailer, TAIL_LEN};
+        let pack = self.open_pack(id)?;
+        let location = format!("pack {id}");
+        let tail_at = pack.len.checked_sub(TAIL_LEN).ok_or_else(|| Error::Corrupt {
+            location: location.clone(),
+            detail: format!("pack is truncated ({} bytes)", pack.len),
+        })?;
+        let tail = pack.read_at(tail_at, TAIL_LEN as usize)?;
+        let trailer_len = decode_tail(&tail, pack.len).map_err(|e| Error::format(&location, e))?;
+        let blobs_end = tail_at - u64::from(trailer_len);
+        let trailer = pack.read_at(blobs_end, trailer_len as usize)?;
+        decode_trailer(&trailer, blobs_end).map_err(|e| Error::format(&location, e))
     }
 
     pub fn remove_pack(&self, id: &PackId) -> Result<()> {

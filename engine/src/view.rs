@@ -26,7 +26,15 @@ use crate::repository::Repository;
 pub fn load_chain(repo: &Repository, chain: &[BackupId]) -> Result<Vec<(String, Vec<u8>)>> {
     chain
         .iter()
-        .map(|id| Ok((format!("layer {id}"), repo.load_layer(id)?)))
+        .map(|id| match repo.load_layer(id) {
+            Ok(bytes) => Ok((format!("layer {id}"), bytes)),
+            // The catalog says the backup exists: a missing layer is damage.
+            Err(Error::NotFound { name, .. }) => Err(Error::Corrupt {
+                location: name,
+                detail: format!("the layer of backup {id} is missing from the repository"),
+            }),
+            Err(e) => Err(e),
+        })
         .collect()
 }
 

@@ -8,11 +8,39 @@ use strata_engine::Engine;
 use crate::args::{Global, QuotaCommand};
 use crate::output::{self, Record};
 
+pub const QUOTA_FIELDS: [&str; 5] = [
+    "project",
+    "backups",
+    "backups_in_use",
+    "backup_gigabytes",
+    "backup_gigabytes_in_use",
+];
+pub const CLEANUP_FIELDS: [&str; 4] = [
+    "operations_cleaned",
+    "temp_files_removed",
+    "packs_removed",
+    "packs_skipped",
+];
+pub const CHECK_FIELDS: [&str; 12] = [
+    "clean",
+    "bad_packs",
+    "damaged_packs",
+    "damaged_layers",
+    "index_mismatches",
+    "unindexed_chunks",
+    "garbage_packs",
+    "foreign_packs",
+    "missing_layers",
+    "foreign_layers",
+    "temp_files",
+    "dead_operations",
+];
+
 fn limit(v: Option<u64>) -> Value {
     v.map_or(json!(-1), |v| json!(v))
 }
 
-/// `-1` (or any negative) is unlimited.
+/// `-1` is unlimited (anything else negative was refused up front).
 fn parse_limit(v: i64) -> Option<u64> {
     u64::try_from(v).ok()
 }
@@ -22,13 +50,14 @@ pub fn run(engine: &Engine, global: &Global, cmd: &QuotaCommand) -> Result<()> {
         QuotaCommand::Show => {
             let quota = engine.effective_quota()?;
             let used = engine.quota_usage()?;
-            let rec: Record = vec![
-                ("project", json!(engine.project())),
-                ("backups", limit(quota.backups)),
-                ("backups_in_use", json!(used.backups)),
-                ("backup_gigabytes", limit(quota.backup_gigabytes)),
-                ("backup_gigabytes_in_use", json!(used.backup_gigabytes)),
+            let values = [
+                json!(engine.project()),
+                limit(quota.backups),
+                json!(used.backups),
+                limit(quota.backup_gigabytes),
+                json!(used.backup_gigabytes),
             ];
+            let rec: Record = QUOTA_FIELDS.into_iter().zip(values).collect();
             output::show(global.format, &global.columns, &rec)
         }
         QuotaCommand::Set {
@@ -62,26 +91,34 @@ pub fn cleanup(engine: &mut Engine, global: &Global, wait: u64) -> Result<()> {
     if let Some(why) = &report.packs_skipped {
         eprintln!("packs not collected: {why}");
     }
-    let rec: Record = vec![
-        ("operations_cleaned", json!(report.operations.len())),
-        ("temp_files_removed", json!(report.temp_files)),
-        ("packs_removed", json!(report.packs_removed)),
-        ("packs_skipped", json!(report.packs_skipped)),
+    let values = [
+        json!(report.operations.len()),
+        json!(report.temp_files),
+        json!(report.packs_removed),
+        json!(report.packs_skipped),
     ];
+    let rec: Record = CLEANUP_FIELDS.into_iter().zip(values).collect();
     output::show(global.format, &global.columns, &rec)
 }
 
 /// Exit status of `strata check`: 0 when clean, 7 (corruption) otherwise.
 pub fn check(engine: &Engine, global: &Global) -> Result<u8> {
     let report = engine.check()?;
-    let rec: Record = vec![
-        ("clean", json!(report.is_clean())),
-        ("bad_packs", json!(report.bad_packs)),
-        ("unindexed_packs", json!(report.unindexed_packs)),
-        ("missing_layers", json!(report.missing_layers)),
-        ("temp_files", json!(report.temp_files)),
-        ("dead_operations", json!(report.dead_operations)),
+    let values = [
+        json!(report.is_clean()),
+        json!(report.bad_packs),
+        json!(report.damaged_packs),
+        json!(report.damaged_layers),
+        json!(report.index_mismatches),
+        json!(report.unindexed_chunks),
+        json!(report.garbage_packs),
+        json!(report.foreign_packs),
+        json!(report.missing_layers),
+        json!(report.foreign_layers),
+        json!(report.temp_files),
+        json!(report.dead_operations),
     ];
+    let rec: Record = CHECK_FIELDS.into_iter().zip(values).collect();
     output::show(global.format, &global.columns, &rec)?;
     Ok(if report.is_clean() { 0 } else { 7 })
 }

@@ -9,21 +9,35 @@ use super::time;
 use crate::args::{Global, ShareCommand};
 use crate::output::{self, Record};
 
+/// The fields of a share, as `share show` prints them.
+pub const FIELDS: [&str; 9] = [
+    "created_at",
+    "id",
+    "name",
+    "path",
+    "project_id",
+    "share_proto",
+    "size",
+    "status",
+    "updated_at",
+];
+
 pub fn record(s: &Share) -> Record {
-    vec![
-        ("created_at", time(Some(s.created_at))),
-        ("id", json!(s.id.to_string())),
-        ("name", json!(s.name)),
-        ("path", json!(s.path)),
-        ("project_id", json!(s.project)),
-        ("share_proto", json!(s.protocol)),
-        ("size", s.size_gib.map_or(Value::Null, |v| json!(v))),
-        ("status", json!(s.status.as_str())),
-        ("updated_at", time(s.updated_at)),
-    ]
+    let values = [
+        time(Some(s.created_at)),
+        json!(s.id.to_string()),
+        json!(s.name),
+        json!(s.path),
+        json!(s.project),
+        json!(s.protocol),
+        s.size_gib.map_or(Value::Null, |v| json!(v)),
+        json!(s.status.as_str()),
+        time(s.updated_at),
+    ];
+    FIELDS.into_iter().zip(values).collect()
 }
 
-const LIST: &[(&str, &str)] = &[
+pub const LIST: &[(&str, &str)] = &[
     ("ID", "id"),
     ("Name", "name"),
     ("Size", "size"),

@@ -16,6 +16,7 @@ use strata_format::{BackupId, ChunkId};
 use super::report::Report;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::locks::Held;
 use crate::repository::{Repository, TempObject};
 use strata_format::layer::Entry;
 
@@ -151,7 +152,13 @@ impl LayerDraft {
     /// find, and those this backup could not read) and the footer, then
     /// publishes the layer: the backup's commit point. Returns the number of
     /// tombstones written.
-    pub fn commit(self, repo: &Repository, meta: &LayerMeta, gone: Vec<Vec<u8>>) -> Result<u64> {
+    pub fn commit(
+        self,
+        repo: &Repository,
+        lock: &Held,
+        meta: &LayerMeta,
+        gone: Vec<Vec<u8>>,
+    ) -> Result<u64> {
         let name = self.name;
         let mut writer = self.writer;
         let tombstones = merge_sorted(gone, self.tombstones);
@@ -163,6 +170,9 @@ impl LayerDraft {
         let (tmp, _) = writer
             .finish(meta)
             .map_err(|e| Error::format(name.as_str(), e))?;
+        // Every chunk the layer names is in a pack no sweep could remove
+        // while the shared lock stood.
+        lock.verify()?;
         repo.publish_layer(tmp, &meta.backup_id)?;
         Ok(tombstones.len() as u64)
     }

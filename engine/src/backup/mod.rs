@@ -32,6 +32,7 @@ pub use report::Counters;
 use crate::catalog::{Catalog, Problem};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
+use crate::locks::Held;
 use crate::progress::Progress;
 use crate::repository::Repository;
 
@@ -72,9 +73,11 @@ pub struct BackupOutcome {
 /// Runs one backup of `plan.share_path` into `repo`. On `Ok` the layer is
 /// published; on `Err` nothing references what was written (packs already
 /// published stay as unreferenced data, their chunks usable by later backups).
+/// `lock` is the repository's shared lock, held for the whole run.
 pub fn run(
     repo: &Repository,
     catalog: &Catalog,
+    lock: &Held,
     plan: &BackupPlan,
     progress: &Progress,
 ) -> Result<BackupOutcome> {
@@ -165,7 +168,7 @@ pub fn run(
         stats: stats.clone(),
     };
     let changed = draft.entries;
-    let deleted = draft.commit(repo, &meta, gone)?;
+    let deleted = draft.commit(repo, lock, &meta, gone)?;
     progress.finish();
     Ok(BackupOutcome {
         stats,

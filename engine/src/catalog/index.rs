@@ -124,10 +124,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Drops `backup`'s chunk references and forgets every pack that held some
-    /// of its chunks and now holds none that any backup references. Returns
-    /// those packs: the caller removes their files *after* this commits, so no
-    /// new backup can deduplicate against a chunk that is about to vanish.
+    /// Every pack the index knows, with its size.
     pub fn list_packs(&self) -> Result<Vec<(PackId, u64)>> {
         let mut stmt = self
             .conn
@@ -145,35 +142,54 @@ impl Catalog {
 }
 
 impl Catalog {
-    /// Forgets every pack none of whose chunks any backup references, and
-    /// returns them (their files are the caller's to remove). Only safe under
-    /// the repository's exclusive lock: a running backup deduplicates
-    /// against chunks it has not referenced yet.
-    pub fn take_unreferenced_packs(&mut self) -> Result<Vec<PackId>> {
+    /// Forgets `packs` and their chunks (their files are gone from the
+    /// repository). One transaction: durable when this returns.
+    pub fn forget_packs(&mut self, packs: &[PackId]) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
         let tx = self.write_tx()?;
-        let dead: Vec<Vec<u8>> = {
-            let mut stmt = tx.prepare(
-                "SELECT p.id FROM packs p WHERE NOT EXISTS (
-                    SELECT 1 FROM chunks c JOIN layer_chunks r ON r.chunk_id = c.id
-                    WHERE c.pack_id = p.id)",
-            )?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
         {
             let mut drop_chunks = tx.prepare("DELETE FROM chunks WHERE pack_id = ?1")?;
             let mut drop_pack = tx.prepare("DELETE FROM packs WHERE id = ?1")?;
-            for pack in &dead {
-                drop_chunks.execute([pack])?;
-                drop_pack.execute([pack])?;
+            for pack in packs {
+                drop_chunks.execute([&pack.0[..]])?;
+                drop_pack.execute([&pack.0[..]])?;
             }
         }
         tx.commit()?;
-        dead.iter()
-            .map(|p| {
-                PackId::from_slice(p)
-                    .ok_or_else(|| Error::Bug("catalog holds a malformed pack id".into()))
-            })
-            .collect()
+        Ok(())
+    }
+}
+
+impl Catalog {
+    /// The index rows that place chunks in `pack`, in offset order.
+    pub fn pack_chunks(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, offset, stored_len, raw_len, compression FROM chunks
+             WHERE pack_id = ?1 ORDER BY offset",
+        )?;
+        let rows = stmt.query_map([&pack.0[..]], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, offset, stored_len, raw_len, compression) = row?;
+            out.push(PackEntry {
+                id: ChunkId::from_slice(&id)
+                    .ok_or_else(|| Error::Bug("catalog holds a malformed chunk id".into()))?,
+                offset: offset as u64,
+                stored_len: stored_len as u32,
+                raw_len: raw_len as u32,
+                compression: compression_from(compression)?,
+            });
+        }
+        Ok(out)
     }
 }

@@ -33,7 +33,7 @@ pub struct CleanupReport {
 }
 
 impl Engine {
-    fn is_dead(op: &Operation) -> bool {
+    pub(super) fn is_dead(op: &Operation) -> bool {
         match process::is_alive(&op.host, &op.boot_id, op.pid, op.process_start) {
             Some(alive) => !alive,
             None => now_ns() - op.heartbeat_at > locks::STALE_AFTER.as_nanos() as i64,
@@ -83,11 +83,9 @@ impl Engine {
         }
         self.release_dead_exclusive_lock();
         if gc_wait.is_some() || wrote_packs {
-            match self.collect_packs(gc_wait.unwrap_or(Duration::ZERO)) {
-                Ok(n) => report.packs_removed = n,
-                Err(Error::Busy(why)) => report.packs_skipped = Some(why),
-                Err(e) => return Err(e),
-            }
+            let sweep = self.collect_packs(gc_wait.unwrap_or(Duration::ZERO))?;
+            report.packs_removed = sweep.removed;
+            report.packs_skipped = sweep.skipped;
         }
         Ok(report)
     }
@@ -208,96 +206,5 @@ impl Engine {
             ((layer.meta.finished_at_ns - layer.meta.created_at_ns).max(0) / 1_000_000) as u64;
         self.catalog.complete_backup(&done, &[])?;
         Ok(true)
-    }
-
-    /// Removes packs no backup references (and pack files the index does
-    /// not know: written by a process that died before indexing them),
-    /// under the exclusive lock.
-    pub(crate) fn collect_packs(&mut self, wait: Duration) -> Result<u64> {
-        // The trailing `~` makes it parse as a tag (see `release_dead_exclusive_lock`).
-        let owner = format!("gc-{}~", process::owner_tag());
-        let lock = locks::exclusive(self.repo.backend(), &owner, wait)?;
-        let dead = self.catalog.take_unreferenced_packs()?;
-        for pack in &dead {
-            self.repo.remove_pack(pack)?;
-        }
-        let known: std::collections::HashSet<_> = self
-            .catalog
-            .list_packs()?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        let mut removed = dead.len() as u64;
-        for pack in self.repo.list_pack_files()? {
-            if !known.contains(&pack) {
-                self.repo.remove_pack(&pack)?;
-                removed += 1;
-            }
-        }
-        drop(lock);
-        Ok(removed)
-    }
-}
-
-/// Whether the catalog and the repository agree (what `strata check` prints).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CheckReport {
-    /// Packs the index names that are missing or of the wrong size.
-    pub bad_packs: Vec<String>,
-    /// Pack files the index does not name (collected by `cleanup`).
-    pub unindexed_packs: u64,
-    /// Available backups whose layer (or an ancestor's) is missing.
-    pub missing_layers: Vec<String>,
-    pub temp_files: u64,
-    /// Operations recorded as running whose process is gone.
-    pub dead_operations: u64,
-}
-
-impl CheckReport {
-    /// True when nothing points at anything missing and nothing is left over.
-    pub fn is_clean(&self) -> bool {
-        self.bad_packs.is_empty()
-            && self.unindexed_packs == 0
-            && self.missing_layers.is_empty()
-            && self.temp_files == 0
-            && self.dead_operations == 0
-    }
-}
-
-impl Engine {
-    /// Compares the catalog with the repository, reading no pack content.
-    pub fn check(&self) -> Result<CheckReport> {
-        let mut report = CheckReport::default();
-        let files: std::collections::HashSet<_> =
-            self.repo.list_pack_files()?.into_iter().collect();
-        let indexed = self.catalog.list_packs()?;
-        for (pack, size) in &indexed {
-            if self.repo.pack_size(pack)? != Some(*size) {
-                report.bad_packs.push(pack.to_string());
-            }
-        }
-        let known: std::collections::HashSet<_> = indexed.iter().map(|(p, _)| *p).collect();
-        report.unindexed_packs = files.iter().filter(|p| !known.contains(p)).count() as u64;
-        let filter = crate::catalog::BackupFilter::default();
-        for b in self.catalog.list_backups(&filter)? {
-            if b.status != BackupStatus::Available {
-                continue;
-            }
-            for id in self.chain(&b)? {
-                if !self.repo.has_layer(&id)? {
-                    report
-                        .missing_layers
-                        .push(format!("{id} (needed by {})", b.id));
-                }
-            }
-        }
-        report.temp_files = self.repo.list_temp()?.len() as u64;
-        report.dead_operations = self
-            .catalog
-            .operations()?
-            .iter()
-            .filter(|op| Self::is_dead(op))
-            .count() as u64;
-        Ok(report)
     }
 }

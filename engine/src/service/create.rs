@@ -129,6 +129,10 @@ impl Engine {
             None => Vec::new(),
         };
         let lock = locks::shared(self.repo.backend(), op, SHARED_LOCK_WAIT)?;
+        // No sweep runs while the lock stands; one that ran before (maybe on
+        // another node) may have removed packs the index still names, which
+        // this backup must not deduplicate against.
+        self.forget_missing_packs()?;
         let plan = BackupPlan {
             backup_id: record.id,
             share_id: share.id,
@@ -147,7 +151,7 @@ impl Engine {
             BackupStatus::Creating,
             &[&lock],
             progress,
-            || backup::run(&self.repo, &self.catalog, &plan, progress),
+            || backup::run(&self.repo, &self.catalog, &lock, &plan, progress),
         )?;
         let mut done = record.clone();
         done.set_layer_stats(&outcome.stats);
@@ -174,6 +178,10 @@ impl Engine {
             }
             Ok(BackupStatus::Creating) => {
                 self.catalog.fail_backup(id, &e.to_string())?;
+                // The packs it published are referenced by no layer: removed
+                // now if no other backup runs (else `cleanup` removes them).
+                // The backup's own error is what the caller needs to see.
+                let _ = self.collect_packs(Duration::ZERO);
                 Err(e)
             }
             // Moved by an administrator (`backup set --state`): keep theirs.

@@ -5,8 +5,10 @@
 //! other processes reading the catalog see what is running.
 
 mod backups;
+mod check;
 mod cleanup;
 mod create;
+mod gc;
 mod operations;
 pub mod shares;
 
@@ -16,7 +18,8 @@ use strata_format::config::{CompressionSetting, RepoConfig};
 use strata_format::RepositoryId;
 
 pub use backups::{BackupResult, CreateBackup, RestoreRequest};
-pub use cleanup::{CheckReport, CleanupReport};
+pub use check::CheckReport;
+pub use cleanup::CleanupReport;
 
 use crate::backend::Location;
 use crate::catalog::{Catalog, Quota, QuotaUsage};
@@ -64,12 +67,31 @@ impl Engine {
     /// Opens the catalog and the repository, creating either if missing. A
     /// catalog only ever indexes one repository: opening it with another is
     /// refused, because its chunk index would lie about that repository.
+    /// Nothing else happens on open: cleaning up after dead processes is
+    /// [`Engine::cleanup`], which callers run when they are ready to change
+    /// things (`check` never does).
     pub fn open(config: EngineConfig) -> Result<Self> {
-        let backend = crate::repository::connect(&config.repository)?;
-        let repo = Repository::open_or_init(backend, config.new_repository.clone())?;
+        if config.project.is_empty() {
+            return Err(Error::InvalidArgument("the project name is empty".into()));
+        }
         let catalog = Catalog::open(&config.catalog_path)?;
+        let backend = crate::repository::connect(&config.repository)?;
+        let bound = catalog.meta("repository_id")?;
+        let repo = match &bound {
+            // A catalog bound to a repository never creates one elsewhere.
+            Some(known) => Repository::open(backend).map_err(|e| match e {
+                Error::NotFound { .. } => Error::InvalidArgument(format!(
+                    "catalog {} indexes repository {known} at {}; there is no repository at {}",
+                    config.catalog_path.display(),
+                    catalog.meta("repository_path").ok().flatten().unwrap_or_default(),
+                    config.repository
+                )),
+                other => other,
+            })?,
+            None => Repository::open_or_init(backend, config.new_repository.clone())?,
+        };
         let repo_id = repo.config().repository_id.to_string();
-        match catalog.meta("repository_id")? {
+        match bound {
             None => {
                 catalog.set_meta("repository_id", &repo_id)?;
                 catalog.set_meta("repository_path", &config.repository.to_string())?;
@@ -84,24 +106,27 @@ impl Engine {
                 )));
             }
         }
-        if config.project.is_empty() {
-            return Err(Error::InvalidArgument("the project name is empty".into()));
-        }
         catalog.ensure_project(&config.project)?;
         let host = rustix::system::uname()
             .nodename()
             .to_string_lossy()
             .into_owned();
-        let mut engine = Engine {
+        Ok(Engine {
             catalog,
             repo,
             config,
             host,
-        };
-        // Whatever a dead process left running is put right before anything
-        // else looks at the catalog.
-        engine.cleanup(None)?;
-        Ok(engine)
+        })
+    }
+
+    /// When this catalog knows no backup at all but the repository holds
+    /// layers: the catalog was lost, or belongs to another node. Says so.
+    pub fn unknown_layers(&self) -> Result<u64> {
+        let filter = crate::catalog::BackupFilter::default();
+        if !self.catalog.list_backups(&filter)?.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.repo.list_layers()?.len() as u64)
     }
 
     pub fn catalog(&self) -> &Catalog {

@@ -1,0 +1,159 @@
+//! Every argument is checked before anything happens: a command that will
+//! fail on a bad column, name or value must fail before it commits a backup
+//! (a script that retries would otherwise make duplicates).
+
+use strata_engine::catalog::{BackupStatus, ShareStatus};
+use strata_engine::Error;
+
+use crate::args::{BackupCommand, Cli, Command, QuotaCommand, ShareCommand};
+use crate::commands::{backup, quota, share};
+
+/// Longest name or description accepted (Manila's limit).
+const MAX_TEXT: usize = 255;
+
+fn invalid(msg: String) -> Error {
+    Error::InvalidArgument(msg)
+}
+
+/// A name must be non-empty; neither may hold control characters (a newline
+/// would break `-f value` rows) or exceed [`MAX_TEXT`] characters.
+fn text(what: &str, value: Option<&str>, may_be_empty: bool) -> Result<(), Error> {
+    let Some(value) = value else {
+        return Ok(());
+    };
+    if value.is_empty() && !may_be_empty {
+        return Err(invalid(format!("the {what} is empty")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "the {what} {value:?} holds a control character"
+        )));
+    }
+    if value.chars().count() > MAX_TEXT {
+        return Err(invalid(format!(
+            "the {what} is longer than {MAX_TEXT} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn normalise(name: &str) -> String {
+    name.to_ascii_lowercase().replace([' ', '-'], "_")
+}
+
+/// The columns `-c` may name for `command`; `None` when it prints none.
+fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
+    let headers = |spec: &[(&'static str, &'static str)]| spec.iter().map(|(h, _)| *h).collect();
+    Some(match command {
+        Command::Backup(BackupCommand::Create { .. } | BackupCommand::Show { .. }) => {
+            backup::FIELDS.to_vec()
+        }
+        Command::Backup(BackupCommand::List { .. }) => headers(backup::LIST),
+        Command::Share(ShareCommand::Create { .. } | ShareCommand::Show { .. }) => {
+            share::FIELDS.to_vec()
+        }
+        Command::Share(ShareCommand::List { .. }) => headers(share::LIST),
+        Command::Quota(QuotaCommand::Show) => quota::QUOTA_FIELDS.to_vec(),
+        Command::Check => quota::CHECK_FIELDS.to_vec(),
+        Command::Cleanup { .. } => quota::CLEANUP_FIELDS.to_vec(),
+        _ => return None,
+    })
+}
+
+fn columns(cli: &Cli) -> Result<(), Error> {
+    let asked = &cli.global.columns;
+    if asked.is_empty() {
+        return Ok(());
+    }
+    let Some(known) = columns_of(&cli.command) else {
+        return Err(invalid(
+            "this command prints no columns; -c/--column does not apply".into(),
+        ));
+    };
+    for c in asked {
+        if !known.iter().any(|k| normalise(k) == normalise(c)) {
+            return Err(invalid(format!(
+                "unknown column {c:?} (choose from: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn limit(what: &str, v: Option<i64>) -> Result<(), Error> {
+    match v {
+        Some(v) if v < -1 => Err(invalid(format!(
+            "--{what} {v}: a limit is a count of at least 0, or -1 for unlimited"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Checks every argument of `cli`; a bad one is `InvalidArgument` (exit 2).
+pub fn arguments(cli: &Cli) -> Result<(), Error> {
+    columns(cli)?;
+    text("project", cli.global.project.as_deref(), false)?;
+    match &cli.command {
+        Command::Backup(BackupCommand::Create {
+            name, description, ..
+        }) => {
+            text("backup name", name.as_deref(), false)?;
+            text("description", description.as_deref(), true)?;
+        }
+        Command::Backup(BackupCommand::Set {
+            name,
+            description,
+            state,
+            ..
+        }) => {
+            text("backup name", name.as_deref(), false)?;
+            text("description", description.as_deref(), true)?;
+            state.as_deref().map(BackupStatus::parse).transpose()?;
+        }
+        Command::Backup(BackupCommand::List { status, .. }) => {
+            status.as_deref().map(BackupStatus::parse).transpose()?;
+        }
+        Command::Share(ShareCommand::Create { name, protocol, .. }) => {
+            text("share name", Some(name), false)?;
+            text("protocol", Some(protocol), false)?;
+        }
+        Command::Share(ShareCommand::Set { status, .. }) => {
+            ShareStatus::parse(status)?;
+        }
+        Command::Quota(QuotaCommand::Set {
+            backups,
+            backup_gigabytes,
+        }) => {
+            limit("backups", *backups)?;
+            limit("backup-gigabytes", *backup_gigabytes)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_descriptions() {
+        assert!(text("n", Some("nightly"), false).is_ok());
+        assert!(text("n", Some(""), false).is_err());
+        assert!(text("n", Some(""), true).is_ok());
+        assert!(text("n", Some("a\nb"), true).is_err());
+        assert!(text("n", Some("tab\there"), true).is_err());
+        assert!(text("n", Some(&"x".repeat(256)), true).is_err());
+        assert!(text("n", Some("ünïcode ok"), false).is_ok());
+        assert!(text("n", None, false).is_ok());
+    }
+
+    #[test]
+    fn limits() {
+        assert!(limit("backups", Some(-1)).is_ok());
+        assert!(limit("backups", Some(0)).is_ok());
+        assert!(limit("backups", Some(-5)).is_err());
+        assert!(limit("backups", None).is_ok());
+    }
+}

@@ -1,0 +1,189 @@
+//! `check`: do the catalog and the repository agree, and is every layer and
+//! pack trailer intact? Reads every layer and every pack's trailer (never a
+//! pack body) and changes nothing: dead operations and leftovers are
+//! reported, not cleaned.
+
+use std::collections::HashSet;
+
+use rayon::prelude::*;
+use strata_format::pack::PackEntry;
+use strata_format::PackId;
+
+use super::gc::scan_layers;
+use super::Engine;
+use crate::catalog::{BackupFilter, BackupStatus};
+use crate::error::{Error, Result};
+
+/// What `strata check` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Packs the index names that are missing or of the wrong size.
+    pub bad_packs: Vec<String>,
+    /// Packs whose trailer cannot be read or fails its checksum.
+    pub damaged_packs: Vec<String>,
+    /// Layers that fail their checksum or cannot be decoded.
+    pub damaged_layers: Vec<String>,
+    /// Index rows that disagree with their pack's trailer, and trailer
+    /// chunks of indexed packs the index does not know.
+    pub index_mismatches: Vec<String>,
+    /// Chunks a live backup of this catalog needs that the index lacks.
+    pub unindexed_chunks: u64,
+    /// Pack files no layer references (`cleanup` removes them).
+    pub garbage_packs: u64,
+    /// Pack files this catalog does not index that layers of other
+    /// catalogs (or of a lost one) reference: not a fault.
+    pub foreign_packs: u64,
+    /// Live backups whose layer (or an ancestor's) is missing.
+    pub missing_layers: Vec<String>,
+    /// Layers in the repository this catalog has no backup for.
+    pub foreign_layers: u64,
+    pub temp_files: u64,
+    /// Operations recorded as running whose process is gone.
+    pub dead_operations: u64,
+}
+
+impl CheckReport {
+    /// True when nothing is damaged, missing or left over.
+    pub fn is_clean(&self) -> bool {
+        self.bad_packs.is_empty()
+            && self.damaged_packs.is_empty()
+            && self.damaged_layers.is_empty()
+            && self.index_mismatches.is_empty()
+            && self.unindexed_chunks == 0
+            && self.garbage_packs == 0
+            && self.missing_layers.is_empty()
+            && self.temp_files == 0
+            && self.dead_operations == 0
+    }
+}
+
+/// How many mismatches are named one by one (the count is always exact).
+const NAMED: usize = 20;
+
+fn compare_index(
+    pack: &PackId,
+    trailer: &[PackEntry],
+    rows: &[PackEntry],
+    known: impl Fn(&PackEntry) -> Result<bool>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let by_id: std::collections::HashMap<_, _> = trailer.iter().map(|e| (e.id, e)).collect();
+    for row in rows {
+        if by_id.get(&row.id) != Some(&row) {
+            out.push(format!(
+                "pack {pack}: index places chunk {} at offset {}, the trailer does not",
+                row.id, row.offset
+            ));
+        }
+    }
+    for e in trailer {
+        if !known(e)? {
+            out.push(format!(
+                "pack {pack}: chunk {} (offset {}) is not in the index",
+                e.id, e.offset
+            ));
+        }
+    }
+    Ok(out)
+}
+
+impl Engine {
+    /// Compares the catalog with the repository; reads every layer and
+    /// every pack trailer, no pack body.
+    pub fn check(&self) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        let scan = scan_layers(&self.repo)?;
+        report.damaged_layers = scan.damaged.iter().map(|(_, e)| e.to_string()).collect();
+
+        let files = self.repo.list_pack_files()?;
+        let indexed = self.catalog.list_packs()?;
+        let known: HashSet<PackId> = indexed.iter().map(|(p, _)| *p).collect();
+        for (pack, size) in &indexed {
+            if self.repo.pack_size(pack)? != Some(*size) {
+                report.bad_packs.push(pack.to_string());
+            }
+        }
+        let repo = &self.repo;
+        let trailers: Vec<(PackId, Result<Vec<PackEntry>>)> = files
+            .par_iter()
+            .map(|p| (*p, repo.load_pack_trailer(p)))
+            .collect();
+        for (pack, trailer) in trailers {
+            let trailer = match trailer {
+                Ok(t) => t,
+                Err(e @ (Error::Corrupt { .. } | Error::Unsupported(_))) => {
+                    report.damaged_packs.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if known.contains(&pack) {
+                let rows = self.catalog.pack_chunks(&pack)?;
+                let found =
+                    compare_index(&pack, &trailer, &rows, |e| self.catalog.has_chunk(&e.id))?;
+                report.index_mismatches.extend(found);
+            } else if trailer.iter().any(|e| scan.referenced.contains(&e.id)) {
+                report.foreign_packs += 1;
+            } else {
+                report.garbage_packs += 1;
+            }
+        }
+        if report.index_mismatches.len() > NAMED {
+            let more = report.index_mismatches.len() - NAMED;
+            report.index_mismatches.truncate(NAMED);
+            report.index_mismatches.push(format!("… and {more} more"));
+        }
+
+        let mut ours = HashSet::new();
+        for b in self.catalog.list_backups(&BackupFilter::default())? {
+            ours.insert(b.id);
+            if !matches!(b.status, BackupStatus::Available | BackupStatus::Restoring) {
+                continue;
+            }
+            for id in self.chain(&b)? {
+                if !self.repo.has_layer(&id)? {
+                    report
+                        .missing_layers
+                        .push(format!("{id} (needed by {})", b.id));
+                }
+            }
+            report.unindexed_chunks += self.unindexed_chunks_of(b.id)?;
+        }
+        report.foreign_layers = self
+            .repo
+            .list_layers()?
+            .iter()
+            .filter(|id| !ours.contains(id))
+            .count() as u64;
+        report.temp_files = self.repo.list_temp()?.len() as u64;
+        report.dead_operations = self
+            .catalog
+            .operations()?
+            .iter()
+            .filter(|op| Self::is_dead(op))
+            .count() as u64;
+        Ok(report)
+    }
+
+    /// Chunks `backup`'s own layer references that the index cannot place.
+    fn unindexed_chunks_of(&self, backup: strata_format::BackupId) -> Result<u64> {
+        let bytes = match self.repo.load_layer(&backup) {
+            Ok(bytes) => bytes,
+            // Reported as a missing layer.
+            Err(Error::NotFound { .. }) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut chunks = HashSet::new();
+        if super::gc::layer_chunks(&backup, &bytes, &mut chunks).is_err() {
+            // Reported as a damaged layer.
+            return Ok(0);
+        }
+        let mut missing = 0;
+        for c in &chunks {
+            if !self.catalog.has_chunk(c)? {
+                missing += 1;
+            }
+        }
+        Ok(missing)
+    }
+}

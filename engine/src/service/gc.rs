@@ -1,0 +1,166 @@
+//! Pack collection: the one place that removes packs.
+//!
+//! The rule (FORMAT.md section 7b): a pack is removed only when **no layer in
+//! the repository** references any chunk its trailer lists, and only under
+//! the repository's exclusive lock, which no running backup on any node
+//! holds a shared lock against. The local catalog is never asked what is
+//! garbage: a pack it does not know belongs to a lost catalog or to another
+//! node, and a chunk it thinks unreferenced may be referenced by another
+//! catalog's layer. A pack whose trailer cannot be read, or a repository with
+//! a layer that cannot be read, is never swept: what it references is unknown.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rayon::prelude::*;
+use strata_format::layer::{EntryKind, Layer, LayerRecord};
+use strata_format::{BackupId, ChunkId, PackId};
+
+use super::Engine;
+use crate::error::{Error, Result};
+use crate::repository::Repository;
+use crate::{locks, process};
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    pub removed: u64,
+    /// Why nothing (or not everything) was removed, if so.
+    pub skipped: Option<String>,
+}
+
+/// What the layers in the repository reference.
+pub(crate) struct LayerScan {
+    /// Every chunk any readable layer references.
+    pub referenced: HashSet<ChunkId>,
+    /// Layers that cannot be read or decoded, with why.
+    pub damaged: Vec<(BackupId, Error)>,
+    pub layers: u64,
+}
+
+/// Reads every layer in the repository (each verified against its
+/// checksum, every record decoded).
+pub(crate) fn scan_layers(repo: &Repository) -> Result<LayerScan> {
+    let mut scan = LayerScan {
+        referenced: HashSet::new(),
+        damaged: Vec::new(),
+        layers: 0,
+    };
+    for id in repo.list_layers()? {
+        let bytes = match repo.load_layer(&id) {
+            Ok(bytes) => bytes,
+            // Removed by a delete since the listing: it references nothing.
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        scan.layers += 1;
+        if let Err(e) = layer_chunks(&id, &bytes, &mut scan.referenced) {
+            match e {
+                Error::Corrupt { .. } | Error::Unsupported(_) | Error::InvalidArgument(_) => {
+                    scan.damaged.push((id, e))
+                }
+                other => return Err(other),
+            }
+        }
+    }
+    Ok(scan)
+}
+
+pub(crate) fn layer_chunks(id: &BackupId, bytes: &[u8], into: &mut HashSet<ChunkId>) -> Result<()> {
+    let location = format!("layer {id}");
+    let layer = Layer::decode(bytes).map_err(|e| Error::format(&location, e))?;
+    for record in layer.records().map_err(|e| Error::format(&location, e))? {
+        if let LayerRecord::Entry(entry) = record.map_err(|e| Error::format(&location, e))? {
+            if let EntryKind::File { chunks, .. } = entry.kind {
+                into.extend(chunks.iter().map(|c| c.id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `pack` may go: its trailer reads and none of its chunks is
+/// referenced. A pack whose trailer cannot be read is kept (and named).
+pub(crate) fn is_garbage(repo: &Repository, pack: &PackId, referenced: &HashSet<ChunkId>) -> Result<bool> {
+    match repo.load_pack_trailer(pack) {
+        Ok(entries) => Ok(!entries.iter().any(|e| referenced.contains(&e.id))),
+        // Removed by another sweep since the listing: nothing to do.
+        Err(_) if repo.pack_size(pack)?.is_none() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl Engine {
+    /// Removes every pack no layer in the repository references, waiting up
+    /// to `wait` for the exclusive lock; then forgets, in the local index,
+    /// every pack that is no longer in the repository (whoever removed it).
+    pub(crate) fn collect_packs(&mut self, wait: Duration) -> Result<Sweep> {
+        // The trailing `~` makes it parse as a tag (see `release_dead_exclusive_lock`).
+        let owner = format!("gc-{}~", process::owner_tag());
+        let lock = match locks::exclusive(self.repo.backend(), &owner, wait) {
+            Ok(lock) => lock,
+            Err(Error::Busy(why)) => {
+                return Ok(Sweep {
+                    removed: 0,
+                    skipped: Some(why),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let scan = scan_layers(&self.repo)?;
+        if let Some((_, e)) = scan.damaged.first() {
+            return Ok(Sweep {
+                removed: 0,
+                skipped: Some(format!(
+                    "no pack removed while a layer cannot be read ({e}); `strata check` lists them"
+                )),
+            });
+        }
+        let referenced = scan.referenced;
+        let packs = self.repo.list_pack_files()?;
+        let verdicts: Vec<(PackId, Result<bool>)> = packs
+            .par_iter()
+            .map(|p| (*p, is_garbage(&self.repo, p, &referenced)))
+            .collect();
+        let mut sweep = Sweep::default();
+        let mut unreadable = Vec::new();
+        for (pack, verdict) in verdicts {
+            match verdict {
+                Ok(true) => {
+                    lock.touch()?;
+                    self.repo.remove_pack(&pack)?;
+                    sweep.removed += 1;
+                }
+                Ok(false) => {}
+                Err(e @ Error::Corrupt { .. }) => unreadable.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        if !unreadable.is_empty() {
+            sweep.skipped = Some(format!(
+                "kept {} pack(s) whose trailer cannot be read: {}",
+                unreadable.len(),
+                unreadable.join("; ")
+            ));
+        }
+        self.forget_missing_packs()?;
+        drop(lock);
+        Ok(sweep)
+    }
+
+    /// Drops index rows of packs that are no longer in the repository (a
+    /// sweep, maybe another node's, removed them). Run under a lock that
+    /// keeps sweeps out (shared or exclusive), so the listing stays true.
+    pub(crate) fn forget_missing_packs(&mut self) -> Result<u64> {
+        let present: HashSet<PackId> = self.repo.list_pack_files()?.into_iter().collect();
+        let gone: Vec<PackId> = self
+            .catalog
+            .list_packs()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !present.contains(id))
+            .collect();
+        self.catalog.forget_packs(&gone)?;
+        Ok(gone.len() as u64)
+    }
+}
