@@ -159,6 +159,11 @@ pub enum BackupCommand {
         /// Back up a share marked in-use (crash-consistent).
         #[arg(long)]
         force: bool,
+        /// Accept an incremental of a share that is empty where its parent
+        /// backup had entries, or whose root is on another device than at
+        /// its parent backup (both are what an unmounted share looks like).
+        #[arg(long)]
+        allow_root_change: bool,
         share: String,
     },
     /// List backups.
@@ -173,7 +178,12 @@ pub enum BackupCommand {
         all_projects: bool,
     },
     /// Show one backup.
-    Show { backup: String },
+    Show {
+        backup: String,
+        /// List the paths the backup skipped or warned about, and why.
+        #[arg(long)]
+        problems: bool,
+    },
     /// Rename or re-describe a backup.
     Set {
         backup: String,

@@ -45,6 +45,7 @@ fn normalise(name: &str) -> String {
 fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
     let headers = |spec: &[(&'static str, &'static str)]| spec.iter().map(|(h, _)| *h).collect();
     Some(match command {
+        Command::Backup(BackupCommand::Show { problems: true, .. }) => headers(backup::PROBLEMS),
         Command::Backup(BackupCommand::Create { .. } | BackupCommand::Show { .. }) => {
             backup::FIELDS.to_vec()
         }

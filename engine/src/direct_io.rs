@@ -24,8 +24,8 @@
 //! synchronous round trip and loses the client's write-behind.
 //! `STRATA_DIRECT_IO=0` turns direct writes off everywhere.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
@@ -50,43 +50,27 @@ pub fn supported_at(dir: &Path) -> bool {
     }
 }
 
-/// The `open(2)` flag, for `OpenOptionsExt::custom_flags`.
-pub fn open_flag() -> i32 {
-    OFlags::DIRECT.bits() as i32
-}
-
 /// Whether `e` is the `EINVAL` a file system answers when it refuses
 /// direct I/O (at open, or for a write's alignment).
 pub fn refused(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
 }
 
-/// Creates the file at `path` (which must not exist) for writing, with
-/// `O_DIRECT` when `direct`; `flags` are further `open(2)` flags. Returns
-/// the file and whether it is open for direct writes.
+/// Creates a file for writing with `O_DIRECT` when `direct`, through
+/// `open(extra_flags, new)`: `new` asks for an exclusive create, otherwise
+/// the file (made by the refused first attempt) is opened and truncated.
+/// Returns the file and whether it is open for direct writes.
 pub fn create_new(
-    path: &Path,
-    mode: u32,
-    flags: i32,
+    open: impl Fn(OFlags, bool) -> std::io::Result<File>,
     direct: bool,
 ) -> std::io::Result<(File, bool)> {
-    let open = |flags: i32, new: bool| {
-        let mut opts = OpenOptions::new();
-        opts.write(true).mode(mode).custom_flags(flags);
-        if new {
-            opts.create_new(true);
-        } else {
-            opts.create(true).truncate(true);
-        }
-        opts.open(path)
-    };
     if !direct {
-        return open(flags, true).map(|f| (f, false));
+        return open(OFlags::empty(), true).map(|f| (f, false));
     }
-    match open(flags | open_flag(), true) {
+    match open(OFlags::DIRECT, true) {
         Ok(f) => Ok((f, true)),
         // The refusal may come after the file was made.
-        Err(e) if refused(&e) => open(flags, false).map(|f| (f, false)),
+        Err(e) if refused(&e) => open(OFlags::empty(), false).map(|f| (f, false)),
         Err(e) => Err(e),
     }
 }
@@ -441,11 +425,21 @@ fn write_at(file: &File, direct: &mut bool, bytes: &[u8], at: u64) -> std::io::R
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
     fn open(path: &Path, direct: bool) -> (File, bool) {
         let direct = direct && supported_at(path.parent().expect("parent"));
-        create_new(path, 0o600, 0, direct).expect("create")
+        let open = |flags: OFlags, new: bool| {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).custom_flags(flags.bits() as i32);
+            if new {
+                opts.create_new(true);
+            } else {
+                opts.create(true).truncate(true);
+            }
+            opts.open(path)
+        };
+        create_new(open, direct).expect("create")
     }
 
     /// Writes `pieces` through a writer and returns what the file holds.

@@ -25,6 +25,7 @@
 
 pub mod backend;
 pub mod backup;
+pub mod beneath;
 pub mod catalog;
 pub mod chunker;
 pub mod clock;

@@ -86,6 +86,8 @@ pub fn record(b: &BackupRecord, has_dependents: bool) -> Record {
     FIELDS.into_iter().zip(values).collect()
 }
 
+pub const PROBLEMS: &[(&str, &str)] = &[("Path", "path"), ("Problem", "problem")];
+
 pub const LIST: &[(&str, &str)] = &[
     ("ID", "id"),
     ("Name", "name"),
@@ -141,6 +143,7 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
             parent,
             rehash,
             force,
+            allow_root_change,
             share,
         } => {
             let (share, registered) =
@@ -160,6 +163,7 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
                 parent: parent.clone(),
                 rehash: *rehash,
                 force: *force,
+                allow_root_change: *allow_root_change,
             };
             let done = engine.create_backup(&share, &req, &progress);
             drop(bar);
@@ -193,11 +197,35 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
                 status,
             };
             let backups = engine.catalog().list_backups(&filter)?;
+            let unknown = engine.unknown_layers()?;
+            if unknown > 0 {
+                eprintln!(
+                    "warning: this catalog knows no backup, but the repository {} holds {unknown} \
+                     backup layer(s): the catalog was lost or belongs to another node. Use that \
+                     node's catalog, or put back a copy of this one; `strata cleanup` never \
+                     removes what those layers reference.",
+                    engine.repository().location()
+                );
+            }
             let records: Vec<Record> = backups.iter().map(|b| record(b, false)).collect();
             output::list(global.format, &global.columns, LIST, &records)?;
             Ok(0)
         }
-        BackupCommand::Show { backup } => {
+        BackupCommand::Show {
+            backup,
+            problems: true,
+        } => {
+            let b = engine.find_backup(backup)?;
+            let rows: Vec<Record> = engine
+                .catalog()
+                .backup_problems(b.id)?
+                .into_iter()
+                .map(|p| vec![("path", json!(p.path)), ("problem", json!(p.problem))])
+                .collect();
+            output::list(global.format, &global.columns, PROBLEMS, &rows)?;
+            Ok(0)
+        }
+        BackupCommand::Show { backup, .. } => {
             let b = engine.find_backup(backup)?;
             let dependents = !engine.catalog().dependents(b.id)?.is_empty();
             output::show(global.format, &global.columns, &record(&b, dependents))?;

@@ -51,6 +51,8 @@ pub struct Chunking<'a> {
 enum FileError {
     /// Skip this path, report it, go on.
     Skip(String),
+    /// It was deleted since the walk saw it.
+    Gone,
     /// Stop the backup (the packer is gone, the catalog failed, ...).
     Fatal(Error),
 }
@@ -71,7 +73,7 @@ fn base_entry(item: &WalkItem, meta: &Metadata, kind: EntryKind, report: &Report
         mtime_ns: stamp_ns(meta.mtime(), meta.mtime_nsec()),
         ctime_ns: stamp_ns(meta.ctime(), meta.ctime_nsec()),
         inode: meta.ino(),
-        xattrs: read_xattrs(&item.abs, &item.rel, report),
+        xattrs: read_xattrs(&item.at, &item.rel, report),
         kind,
     }
 }
@@ -123,7 +125,7 @@ impl Chunking<'_> {
         let (kind, meta) = match &item.kind {
             ItemKind::Nothing => return Ok(Slot::Empty),
             ItemKind::Dir => (EntryKind::Dir, meta.clone()),
-            ItemKind::Symlink => match std::fs::read_link(&item.abs) {
+            ItemKind::Symlink => match std::fs::read_link(&item.at) {
                 Ok(target) => {
                     let target = target.as_os_str().as_bytes().to_vec();
                     (EntryKind::Symlink { target }, meta.clone())
@@ -146,6 +148,7 @@ impl Chunking<'_> {
                     self.report.problem(&item.rel, why);
                     return Ok(Slot::Unreadable(item.rel.clone()));
                 }
+                Err(FileError::Gone) => return Ok(Slot::Gone(item.rel.clone())),
                 Err(FileError::Fatal(e)) => return Err(e),
             },
         };
@@ -178,13 +181,17 @@ impl Chunking<'_> {
     fn file(&self, item: &WalkItem) -> Result<(EntryKind, Metadata), FileError> {
         let skip = |what: &str, e: std::io::Error| FileError::Skip(format!("{what}: {e}"));
         for attempt in 0..2 {
-            // O_NOFOLLOW: the walk saw a regular file; never follow a symlink
-            // swapped in since then.
-            let mut file = OpenOptions::new()
+            // Through the directory's descriptor, and O_NOFOLLOW: the walk
+            // saw a regular file; never follow a symlink swapped in since.
+            let mut file = match OpenOptions::new()
                 .read(true)
                 .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(&item.abs)
-                .map_err(|e| skip("cannot open", e))?;
+                .open(&item.at)
+            {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FileError::Gone),
+                Err(e) => return Err(skip("cannot open", e)),
+            };
             let before = file.metadata().map_err(|e| skip("cannot stat", e))?;
             let kind = if before.len() <= WHOLE_READ_MAX {
                 self.small_file(&mut file, before.len())

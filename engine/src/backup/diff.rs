@@ -101,6 +101,23 @@ impl<'a> ParentCursor<'a> {
         }
     }
 
+    /// Keeps what the parent has strictly below the directory `dir`, which
+    /// the walk cannot enter: nothing there becomes a deletion.
+    pub fn keep_below(&mut self, dir: &[u8]) -> Result<()> {
+        self.skip_below(dir)
+    }
+
+    /// Keeps the parent's entry at `p` (a path the walk found but cannot
+    /// stat) and, for a directory, everything below it.
+    pub fn keep(&mut self, p: &[u8]) -> Result<()> {
+        if let Some(kept) = self.take(p, true)? {
+            if matches!(kept.kind, EntryKind::Dir) {
+                self.skip_below(p)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes every parent path the walk did not reach; returns the
     /// tombstones, in path order.
     pub fn finish(mut self) -> Result<Vec<Vec<u8>>> {

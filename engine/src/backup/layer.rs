@@ -39,8 +39,10 @@ pub enum Slot {
     /// Nothing to record (a socket, a failed stat, ...).
     Empty,
     /// A regular file that could not be read: later names of the same inode
-    /// must not point at it.
+    /// must not point at it. What the parent backup had at its path stays.
     Unreadable(Vec<u8>),
+    /// A regular file that was deleted between the walk and its read.
+    Gone(Vec<u8>),
 }
 
 /// One walk item's slot, numbered in walk order.
@@ -103,7 +105,13 @@ fn assemble(
                 Slot::Entry(entry) => entry,
                 Slot::Unchanged => continue,
                 Slot::Empty => continue,
+                // Never a deletion: the parent's entry (the last version
+                // that was read) stands, and the path is reported.
                 Slot::Unreadable(path) => {
+                    unreadable.insert(path);
+                    continue;
+                }
+                Slot::Gone(path) => {
                     if in_parent {
                         draft.tombstones.push(path.clone());
                     }
@@ -114,13 +122,11 @@ fn assemble(
             if let EntryKind::Hardlink { target } = &entry.kind {
                 if unreadable.contains(target) {
                     // Its content is the unreadable file's: skipped with it.
+                    // The parent's entry at its path, if any, stands.
                     report.problem(
                         &entry.path,
                         "hardlink to a file that could not be read; skipped".into(),
                     );
-                    if in_parent {
-                        draft.tombstones.push(entry.path);
-                    }
                     continue;
                 }
             }

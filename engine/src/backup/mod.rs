@@ -68,6 +68,8 @@ pub struct BackupOutcome {
     pub problems: Vec<Problem>,
     pub data_timestamp_ns: i64,
     pub duration: std::time::Duration,
+    /// The device of the share's root, as opened.
+    pub root_dev: u64,
 }
 
 /// Runs one backup of `plan.share_path` into `repo`. On `Ok` the layer is
@@ -100,8 +102,9 @@ pub fn run(
         });
     let parent = parent_view.map(diff::ParentCursor::new).transpose()?;
 
-    let (draft, gone) = std::thread::scope(|s| -> Result<_> {
-        let (items, walker) = walk::spawn(s, plan.share_path.clone(), parent, &report, progress)?;
+    let (draft, gone, root_dev) = std::thread::scope(|s| -> Result<_> {
+        let (items, walker, root_dev) =
+            walk::spawn(s, plan.share_path.clone(), parent, &report, progress)?;
         let (blobs, packer) = packer::spawn(s, repo, catalog.reopen()?, &dedup, &counters);
         let (entries, assembler) =
             layer::spawn(s, repo, catalog.reopen()?, plan.backup_id, &report)?;
@@ -139,7 +142,7 @@ pub fn run(
             Err(e) => (Vec::new(), Some(e)),
         };
         first_cause([walk_error, packed.err(), worked.err()])?;
-        Ok((assembled?, walked))
+        Ok((assembled?, walked, root_dev))
     })?;
 
     let stats = LayerStats {
@@ -178,6 +181,7 @@ pub fn run(
         problems: report.take(),
         data_timestamp_ns,
         duration: started.elapsed(),
+        root_dev,
     })
 }
 

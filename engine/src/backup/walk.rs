@@ -6,13 +6,24 @@
 //! stages may finish them out of order and the layer is still written sorted.
 //! Symlinks are never followed. Hardlinks are detected here, in order, so the
 //! first name of an inode is the one that carries the content.
+//!
+//! Nothing outside the share is ever read, whatever is renamed or swapped
+//! for a symlink while the walk runs: the root is opened once (and refused
+//! if it is a symlink), each directory is opened from its parent's
+//! descriptor without following a symlink and must be the very directory
+//! (device and inode) that was walked, and every later access to an item
+//! goes through its directory's descriptor ([`WalkItem::at`]).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags};
 
 use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
@@ -38,7 +49,14 @@ pub enum ItemKind {
 pub struct WalkItem {
     pub seq: u64,
     pub rel: Vec<u8>,
+    /// Where the item is, for messages only.
     pub abs: PathBuf,
+    /// The item through its directory's open descriptor (`/proc/self/fd/N/name`):
+    /// every read of it goes there, so no renamed or swapped parent can
+    /// redirect it. The last component is never followed by those reads.
+    pub at: PathBuf,
+    /// Keeps that descriptor open while the item is processed.
+    _dir: Arc<OwnedFd>,
     pub meta: Option<Metadata>,
     pub kind: ItemKind,
     /// The parent chain's entry at this path (incremental backups).
@@ -48,7 +66,49 @@ pub struct WalkItem {
 struct DirCursor {
     rel: Vec<u8>,
     abs: PathBuf,
+    fd: Arc<OwnedFd>,
     children: std::vec::IntoIter<(OsString, std::io::Result<Metadata>)>,
+}
+
+/// `name` in the directory open as `dir`, as a path through `/proc/self/fd`.
+fn through(dir: &OwnedFd, name: &std::ffi::OsStr) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    if !name.is_empty() {
+        p.push(name);
+    }
+    p
+}
+
+/// Why a directory cannot be walked into.
+enum Unlisted {
+    /// It is gone: what the parent backup had below it is deleted.
+    Gone,
+    /// It cannot be read, or is not the directory that was walked: what the
+    /// parent backup had below it is kept.
+    Kept(String),
+}
+
+/// Opens `name` below `dir` as a directory, without following a symlink,
+/// and checks it is the one `walked` describes.
+fn open_dir(dir: &OwnedFd, name: &std::ffi::OsStr, walked: &Metadata) -> Result<OwnedFd, Unlisted> {
+    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Err(Unlisted::Gone),
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+            return Err(Unlisted::Kept(
+                "replaced by something that is not a directory while the backup ran".into(),
+            ))
+        }
+        Err(e) => return Err(Unlisted::Kept(format!("cannot open directory: {}", std::io::Error::from(e)))),
+    };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) if st.st_dev == walked.dev() && st.st_ino == walked.ino() => Ok(fd),
+        Ok(_) => Err(Unlisted::Kept(
+            "replaced by another directory while the backup ran".into(),
+        )),
+        Err(e) => Err(Unlisted::Kept(format!("cannot stat directory: {}", std::io::Error::from(e)))),
+    }
 }
 
 pub struct Walker<'a> {
@@ -60,6 +120,8 @@ pub struct Walker<'a> {
     seq: u64,
     links: HashMap<(u64, u64), Vec<u8>>,
     root_dev: u64,
+    root: Arc<OwnedFd>,
+    root_path: PathBuf,
 }
 
 /// The walk thread; it returns the tombstones of the paths that are gone.
@@ -73,14 +135,13 @@ pub fn spawn<'scope>(
     parent: Option<ParentCursor<'scope>>,
     report: &'scope Report,
     progress: &'scope Progress,
-) -> Result<(Receiver<WalkItem>, WalkHandle<'scope>)> {
-    let meta = fs::metadata(&root).at(&root)?;
-    if !meta.is_dir() {
-        return Err(Error::InvalidArgument(format!(
-            "share path {} is not a directory",
-            root.display()
-        )));
-    }
+) -> Result<(Receiver<WalkItem>, WalkHandle<'scope>, u64)> {
+    // A root that is a symlink is refused.
+    let root_fd = crate::beneath::Beneath::open(&root)?.into_fd();
+    let meta = fs::File::from(root_fd.try_clone().at(&root)?)
+        .metadata()
+        .at(&root)?;
+    raise_fd_limit();
     let (tx, rx) = crossbeam_channel::bounded(1024);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(4)
@@ -96,20 +157,51 @@ pub fn spawn<'scope>(
         seq: 0,
         links: HashMap::new(),
         root_dev: meta.dev(),
+        root: Arc::new(root_fd),
+        root_path: root.clone(),
     };
+    let root_ino = meta.ino();
+    let root_dev = meta.dev();
     let handle = scope.spawn(move || {
-        walker.run(root)?;
+        walker.run(root.clone())?;
+        // A share moved away, unmounted or replaced while it was walked must
+        // not turn into a backup of whatever was walked instead (or into
+        // deletions): its root must still be the directory opened at the start.
+        match fs::symlink_metadata(&root) {
+            Ok(now) if now.is_dir() && now.dev() == walker.root_dev && now.ino() == root_ino => {}
+            _ => return Err(root_changed(&walker.root_path)),
+        }
         match walker.parent.take() {
             Some(parent) => parent.finish(),
             None => Ok(Vec::new()),
         }
     });
-    Ok((rx, handle))
+    Ok((rx, handle, root_dev))
+}
+
+fn root_changed(root: &std::path::Path) -> Error {
+    Error::InvalidState(format!(
+        "share root {} disappeared, was replaced or changed device while it was backed up \
+         (moved or unmounted?); no layer is published",
+        root.display()
+    ))
+}
+
+/// Lets the walk keep a descriptor per directory in flight: the soft limit
+/// on open files goes up to the hard one.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
+    }
 }
 
 impl Walker<'_> {
-    fn list(&self, abs: &PathBuf, rel: &[u8]) -> Option<DirCursor> {
-        let entries = match fs::read_dir(abs) {
+    fn list(&self, fd: Arc<OwnedFd>, abs: &PathBuf, rel: &[u8]) -> Option<DirCursor> {
+        let listed = through(&fd, std::ffi::OsStr::new(""));
+        let entries = match fs::read_dir(&listed) {
             Ok(entries) => entries,
             Err(e) => {
                 self.report
@@ -133,7 +225,7 @@ impl Walker<'_> {
             names
                 .into_par_iter()
                 .map(|name| {
-                    let meta = fs::symlink_metadata(abs.join(&name));
+                    let meta = fs::symlink_metadata(through(&fd, &name));
                     (name, meta)
                 })
                 .collect()
@@ -141,6 +233,7 @@ impl Walker<'_> {
         Some(DirCursor {
             rel: rel.to_vec(),
             abs: abs.clone(),
+            fd,
             children: children.into_iter(),
         })
     }
@@ -148,8 +241,7 @@ impl Walker<'_> {
     /// Sends one item; `Ok(false)` when the consumers have gone (the backup stopped).
     fn emit(
         &mut self,
-        rel: Vec<u8>,
-        abs: PathBuf,
+        (rel, abs, dir, at): (Vec<u8>, PathBuf, Arc<OwnedFd>, PathBuf),
         meta: Option<Metadata>,
         kind: ItemKind,
     ) -> Result<bool> {
@@ -161,6 +253,8 @@ impl Walker<'_> {
             seq: self.seq,
             rel,
             abs,
+            at,
+            _dir: dir,
             meta,
             kind,
             parent,
@@ -169,9 +263,19 @@ impl Walker<'_> {
         Ok(self.tx.send(item).is_ok())
     }
 
+    /// Keeps what the parent backup had below the directory `rel`, which
+    /// this walk cannot enter (an incremental never turns an unreadable
+    /// directory into deletions).
+    fn keep_below(&mut self, rel: &[u8]) -> Result<()> {
+        match &mut self.parent {
+            Some(parent) => parent.keep_below(rel),
+            None => Ok(()),
+        }
+    }
+
     fn run(&mut self, root: PathBuf) -> Result<()> {
         let mut stack: Vec<DirCursor> = Vec::new();
-        match self.list(&root, b"") {
+        match self.list(self.root.clone(), &root, b"") {
             Some(cursor) => stack.push(cursor),
             None => {
                 return Err(Error::InvalidArgument(format!(
@@ -188,6 +292,8 @@ impl Walker<'_> {
             };
             let rel = strata_format::path::join(&top.rel, name.as_bytes());
             let abs = top.abs.join(&name);
+            let dir = top.fd.clone();
+            let at = through(&dir, &name);
             if name.as_bytes().contains(&b'/') || strata_format::path::validate(&rel).is_err() {
                 self.report
                     .problem(&rel, "name cannot be stored; skipped".to_string());
@@ -195,10 +301,14 @@ impl Walker<'_> {
             }
             let meta = match meta {
                 Ok(meta) => meta,
+                // Gone since it was listed: deleted (the parent view's
+                // cursor records it so as the walk passes it).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     self.report.problem(&rel, format!("cannot stat: {e}"));
-                    if !self.emit(rel, abs, None, ItemKind::Nothing)? {
-                        return Ok(());
+                    if let Some(parent) = &mut self.parent {
+                        // What the parent backup had here stays, subtree included.
+                        parent.keep(&rel)?;
                     }
                     continue;
                 }
@@ -244,12 +354,23 @@ impl Walker<'_> {
                 self.report
                     .warning(&rel, "mount point: contents not backed up".to_string());
             }
-            if !self.emit(rel.clone(), abs.clone(), Some(meta), kind)? {
+            let opened = match descend {
+                true => Some(open_dir(&dir, &name, &meta)),
+                false => None,
+            };
+            if !self.emit((rel.clone(), abs.clone(), dir, at), Some(meta), kind)? {
                 return Ok(());
             }
-            if descend {
-                if let Some(cursor) = self.list(&abs, &rel) {
-                    stack.push(cursor);
+            match opened {
+                None => {}
+                Some(Ok(fd)) => match self.list(Arc::new(fd), &abs, &rel) {
+                    Some(cursor) => stack.push(cursor),
+                    None => self.keep_below(&rel)?,
+                },
+                Some(Err(Unlisted::Gone)) => {}
+                Some(Err(Unlisted::Kept(why))) => {
+                    self.report.problem(&rel, why);
+                    self.keep_below(&rel)?;
                 }
             }
         }

@@ -372,6 +372,7 @@ impl Catalog {
         let id = id.to_string();
         tx.execute("DELETE FROM backup_problems WHERE backup_id = ?1", [&id])?;
         tx.execute("DELETE FROM layer_chunks WHERE backup_id = ?1", [&id])?;
+        tx.execute("DELETE FROM backup_roots WHERE backup_id = ?1", [&id])?;
         tx.execute("DELETE FROM backups WHERE id = ?1", [&id])?;
         tx.commit()?;
         Ok(())
@@ -566,6 +567,37 @@ impl Catalog {
         )?;
         tx.commit()?;
         Ok((parent_id, before))
+    }
+
+    /// The parent `choice` names for a backup of `share` now, read-only (the
+    /// choice that counts is made again inside [`Catalog::begin_backup`]).
+    pub fn preview_parent(&self, share: ShareId, choice: ParentChoice) -> Result<Option<BackupId>> {
+        let tx = self.conn.unchecked_transaction()?;
+        let parent = choose_parent(&tx, share, choice);
+        tx.rollback()?;
+        parent
+    }
+
+    /// Records the device of the share's root when `backup` read it.
+    pub fn set_backup_root_dev(&self, backup: BackupId, dev: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO backup_roots (backup_id, dev) VALUES (?1, ?2)",
+            params![backup.to_string(), dev as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The device of the share's root when `backup` read it, if recorded.
+    pub fn backup_root_dev(&self, backup: BackupId) -> Result<Option<u64>> {
+        let dev: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT dev FROM backup_roots WHERE backup_id = ?1",
+                [backup.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(dev.map(|d| d as u64))
     }
 
     /// Backups whose parent is `id`.

@@ -6,7 +6,9 @@
 //! `packs`, `chunks` (the chunk index: chunk id → pack, offset, lengths) and
 //! `layer_chunks` (which backup references which chunk, for delete),
 //! `operations` (what is running, by which process, for cleanup after a
-//! crash) and `quotas` (per-project limits). The schema
+//! crash), `quotas` (per-project limits) and `backup_roots` (the device of
+//! a share's root when each backup read it: an incremental refuses a root
+//! that moved to another device, e.g. an unmounted share). The schema
 //! version is `PRAGMA user_version`; migrations below are frozen once released.
 
 mod backups;
@@ -129,6 +131,12 @@ CREATE TABLE quotas (
     project TEXT PRIMARY KEY,
     backups INTEGER,
     backup_gigabytes INTEGER
+);
+"#,
+    r#"
+CREATE TABLE backup_roots (
+    backup_id TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL
 );
 "#,
 ];

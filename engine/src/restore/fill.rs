@@ -2,7 +2,7 @@
 //! parallel; check every byte written; give each file its metadata.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -22,6 +22,7 @@ use super::write::{check_hash, Target, WRITE_PIECE};
 use crate::catalog::ChunkLocation;
 use crate::direct_io::{self, BlockWriter, Buffer};
 use crate::error::{Error, IoContext, Result};
+use crate::beneath::Beneath;
 use crate::progress::Progress;
 use crate::repository::{PackFile, Repository};
 
@@ -30,14 +31,14 @@ use crate::repository::{PackFile, Repository};
 /// before it is written, a many-chunk file against its whole-file hash.
 pub fn fill(
     repo: &Repository,
-    root: &Path,
+    root: &Beneath,
     tree: &Tree,
     units: &[Unit],
     progress: &Progress,
 ) -> Result<()> {
     let target = Target {
         root,
-        direct: direct_io::supported_at(root),
+        direct: direct_io::supported_at(root.path()),
         as_root: meta::as_root(),
     };
     let run = |unit: &Unit, kept: &mut Kept| match unit {
@@ -264,7 +265,7 @@ fn fill_file(
         Ok((file, len)) => target.done(&file, &path, e, len, *size),
         Err(err) => {
             // The error that matters is `err`; the target is partial anyway.
-            let _ = fs::remove_file(&path);
+            let _ = super::write::remove(target.root, &e.path);
             Err(err)
         }
     }

@@ -10,19 +10,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+use rustix::fs::{AtFlags, OFlags, Timespec, Timestamps};
 use strata_format::layer::{Entry, EntryKind};
 use xattr::FileExt;
 
 use super::tree::Tree;
-use super::write::target_path;
+use crate::beneath::Beneath;
 use crate::error::{Error, IoContext, Result};
 use rayon::prelude::*;
-
-fn set_times(path: &Path, mtime_ns: i64) -> Result<()> {
-    rustix::fs::utimensat(CWD, path, &timestamps(mtime_ns), AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| Error::io(path, e.into()))
-}
 
 fn timestamps(mtime_ns: i64) -> Timestamps {
     let t = Timespec {
@@ -62,24 +57,48 @@ pub fn apply_to_file(file: &File, path: &Path, e: &Entry, as_root: bool) -> Resu
     rustix::fs::futimens(file, &timestamps(e.mtime_ns)).map_err(|err| Error::io(path, err.into()))
 }
 
-fn apply(root: &Path, e: &Entry, as_root: bool) -> Result<()> {
-    let path = target_path(root, &e.path);
-    let is_symlink = matches!(e.kind, EntryKind::Symlink { .. });
+/// A directory's metadata, through a descriptor opened beneath the root.
+fn apply_to_dir(root: &Beneath, e: &Entry, as_root: bool) -> Result<()> {
+    let path = root.display(&e.path);
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY;
+    let dir = File::from(root.open_at(&e.path, flags, 0).at(&path)?);
+    apply_to_file(&dir, &path, e, as_root)
+}
+
+/// A symlink's metadata, with `*at` calls on its parent's descriptor that
+/// do not follow it. Its xattrs go through the parent descriptor's
+/// `/proc/self/fd` name, which names that very directory.
+fn apply_to_symlink(root: &Beneath, e: &Entry, as_root: bool) -> Result<()> {
+    let path = root.display(&e.path);
+    let (parent, name) = root.parent(&e.path).at(&path)?;
+    let nofollow = AtFlags::SYMLINK_NOFOLLOW;
     if as_root {
-        std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).at(&path)?;
+        let (uid, gid) = (rustix::fs::Uid::from_raw(e.uid), rustix::fs::Gid::from_raw(e.gid));
+        rustix::fs::chownat(parent.fd(), name, Some(uid), Some(gid), nofollow)
+            .map_err(|err| Error::io(&path, err.into()))?;
     }
-    for x in &e.xattrs {
-        let name = std::ffi::OsStr::from_bytes(&x.name);
-        if let Err(err) = xattr::set(&path, name, &x.value) {
-            if xattr_failure_counts(&x.name, as_root) {
-                return Err(Error::io(&path, err));
+    if !e.xattrs.is_empty() {
+        use std::os::fd::AsRawFd;
+        let via = Path::new("/proc/self/fd")
+            .join(parent.fd().as_raw_fd().to_string())
+            .join(name);
+        for x in &e.xattrs {
+            if let Err(err) = xattr::set(&via, std::ffi::OsStr::from_bytes(&x.name), &x.value) {
+                if xattr_failure_counts(&x.name, as_root) {
+                    return Err(Error::io(&path, err));
+                }
             }
         }
     }
-    if !is_symlink {
-        fs::set_permissions(&path, fs::Permissions::from_mode(e.mode)).at(&path)?;
+    rustix::fs::utimensat(parent.fd(), name, &timestamps(e.mtime_ns), nofollow)
+        .map_err(|err| Error::io(&path, err.into()))
+}
+
+fn apply(root: &Beneath, e: &Entry, as_root: bool) -> Result<()> {
+    match e.kind {
+        EntryKind::Symlink { .. } => apply_to_symlink(root, e, as_root),
+        _ => apply_to_dir(root, e, as_root),
     }
-    set_times(&path, e.mtime_ns)
 }
 
 /// Whether this process may give files their owners.
@@ -89,7 +108,7 @@ pub fn as_root() -> bool {
 
 /// Metadata of everything but regular files (which got theirs as they were
 /// written) and hardlinks (which share their target's).
-pub fn apply_all(root: &Path, tree: &Tree) -> Result<()> {
+pub fn apply_all(root: &Beneath, tree: &Tree) -> Result<()> {
     let as_root = as_root();
     tree.entries
         .par_iter()

@@ -21,6 +21,7 @@ use strata_format::BackupId;
 
 pub use tree::Tree;
 
+use crate::beneath::Beneath;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -44,6 +45,9 @@ pub fn run(
     progress: &Progress,
 ) -> Result<RestoreOutcome> {
     let tree = tree::resolve(&crate::view::load_chain(repo, chain)?)?;
+    // Everything below goes through this descriptor: nothing outside it
+    // can be reached, whatever is renamed or swapped meanwhile.
+    let target = &Beneath::open(target)?;
     // The plan (catalog lookups) and the layout (directories, empty files)
     // need nothing of each other: the layout runs meanwhile.
     let (units, laid) = std::thread::scope(|scope| {

@@ -1,20 +1,25 @@
 //! Restore: lay out the tree under the target, create files, make links.
 //!
-//! The target is only ever entered through directories this restore made
-//! sure are real directories, and files are opened with `O_NOFOLLOW`, so an
-//! existing symlink in the target is replaced, never followed.
+//! Every path is resolved beneath the target's open descriptor with no
+//! symlink followed (see [`Beneath`]), so a directory swapped for a symlink
+//! while the restore runs makes it fail, never write elsewhere. Whatever
+//! occupies a path the backup restores (an older file, a symlink) is
+//! removed, not followed.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 use strata_format::layer::{Entry, EntryKind};
 use strata_format::ChunkId;
 
 use super::meta;
 use super::tree::Tree;
+use crate::beneath::Beneath;
 use crate::direct_io::{self, BlockWriter, Buffer};
 use crate::error::{Error, IoContext, Result};
 
@@ -26,31 +31,28 @@ const DIRECT_MIN: u64 = 256 << 10;
 /// `direct_io::ALIGN` granularity: an all-zero aligned block is not written.
 pub(super) const WRITE_PIECE: usize = 8 << 20;
 
-pub fn target_path(root: &Path, rel: &[u8]) -> PathBuf {
-    root.join(std::ffi::OsStr::from_bytes(rel))
-}
-
-fn nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
-}
-
-/// Clears whatever occupies `path` unless it is already a real directory and
-/// `keep_dir` is set. Symlinks are removed, not followed.
-fn clear_slot(path: &Path, keep_dir: bool) -> Result<bool> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(path, e)),
-        Ok(meta) if meta.is_dir() => {
-            if keep_dir {
-                return Ok(true);
-            }
-            fs::remove_dir_all(path).at(path)?;
-            Ok(false)
+/// Makes the directory `rel`, or keeps the real directory already there
+/// (opened to the owner only until its own mode is restored at the end);
+/// anything else there is removed first.
+fn make_dir(root: &Beneath, rel: &[u8]) -> Result<()> {
+    let at = || root.display(rel);
+    let (parent, name) = root.parent(rel).at(at())?;
+    let owner_only = Mode::from_raw_mode(0o700);
+    match rustix::fs::mkdirat(parent.fd(), name, owner_only) {
+        Ok(()) => return Ok(()),
+        Err(Errno::EXIST) => {}
+        Err(e) => return Err(Error::io(at(), e.into())),
+    }
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(parent.fd(), name, flags, Mode::empty()) {
+        // An existing directory may be read-only.
+        Ok(dir) => rustix::fs::fchmod(&dir, owner_only).map_err(|e| Error::io(at(), e.into())),
+        Err(Errno::NOTDIR | Errno::LOOP) => {
+            Beneath::remove_at(parent.fd(), name).at(at())?;
+            rustix::fs::mkdirat(parent.fd(), name, owner_only)
+                .map_err(|e| Error::io(at(), e.into()))
         }
-        Ok(_) => {
-            fs::remove_file(path).at(path)?;
-            Ok(false)
-        }
+        Err(e) => Err(Error::io(at(), e.into())),
     }
 }
 
@@ -58,17 +60,10 @@ fn clear_slot(path: &Path, keep_dir: bool) -> Result<bool> {
 /// created by the unit that fills them. A file's path is cleared only when
 /// something occupies it ([`create_fresh`]), so a restore into an empty
 /// directory does not look before each file it creates.
-pub fn layout(root: &Path, tree: &Tree) -> Result<()> {
+pub fn layout(root: &Beneath, tree: &Tree) -> Result<()> {
     for e in &tree.entries {
         if matches!(e.kind, EntryKind::Dir) {
-            let path = target_path(root, &e.path);
-            if clear_slot(&path, true)? {
-                // An existing directory may be read-only; its own mode is
-                // restored with the rest of the metadata at the end.
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).at(&path)?;
-            } else {
-                fs::create_dir(&path).at(&path)?;
-            }
+            make_dir(root, &e.path)?;
         }
     }
     let as_root = meta::as_root();
@@ -78,32 +73,50 @@ pub fn layout(root: &Path, tree: &Tree) -> Result<()> {
         };
         if chunks.is_empty() {
             check_hash(&e.path, ChunkId::of(b"").0, hash.0)?;
-            let path = target_path(root, &e.path);
-            let file = create_fresh(&path, || {
-                OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(nofollow())
-                    .open(&path)
+            let file = create_fresh(root, &e.path, |extra| {
+                open_new(root, &e.path, extra | OFlags::EXCL)
             })?;
-            meta::apply_to_file(&file, &path, e, as_root)?;
+            meta::apply_to_file(&file, &root.display(&e.path), e, as_root)?;
         }
         Ok(())
     })
 }
 
-/// Runs `create` (an exclusive create of `path`); when something already
-/// occupies the path (an older file, a symlink, a directory), removes it,
-/// never following it, and runs `create` again.
-fn create_fresh<T>(path: &Path, create: impl Fn() -> std::io::Result<T>) -> Result<T> {
-    match create() {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            clear_slot(path, false)?;
-            create().at(path)
+/// Creates `rel` for writing, with `flags` added (`O_EXCL`, `O_DIRECT`).
+fn open_new(root: &Beneath, rel: &[u8], flags: OFlags) -> std::io::Result<File> {
+    let flags = flags | OFlags::CREATE | OFlags::WRONLY;
+    root.open_at(rel, flags, 0o600).map(File::from)
+}
+
+/// Runs `create(O_EXCL)`; when something already occupies `rel` (an older
+/// file, a symlink, a directory), removes it, never following it, and runs
+/// `create` again.
+fn create_fresh<T>(
+    root: &Beneath,
+    rel: &[u8],
+    create: impl Fn(OFlags) -> std::io::Result<T>,
+) -> Result<T> {
+    match create(OFlags::empty()) {
+        Err(e) if occupied(&e) => {
+            remove(root, rel)?;
+            create(OFlags::empty()).at(root.display(rel))
         }
-        other => other.at(path),
+        other => other.at(root.display(rel)),
     }
+}
+
+/// Whether a create failed because something is there: `EEXIST`, or
+/// `ELOOP` for a symlink (not followed, under `RESOLVE_NO_SYMLINKS`).
+fn occupied(e: &std::io::Error) -> bool {
+    let code = e.raw_os_error();
+    code == Some(Errno::EXIST.raw_os_error()) || code == Some(Errno::LOOP.raw_os_error())
+}
+
+/// Removes what is at `rel` (a whole tree for a directory), never following
+/// a symlink, in the target only.
+pub(super) fn remove(root: &Beneath, rel: &[u8]) -> Result<()> {
+    let (parent, name) = root.parent(rel).at(root.display(rel))?;
+    Beneath::remove_at(parent.fd(), name).at(root.display(rel))
 }
 
 pub(super) fn check_hash(rel: &[u8], actual: [u8; 32], expected: [u8; 32]) -> Result<()> {
@@ -120,7 +133,7 @@ pub(super) fn check_hash(rel: &[u8], actual: [u8; 32], expected: [u8; 32]) -> Re
 /// whether files get their owners.
 #[derive(Clone, Copy)]
 pub(super) struct Target<'a> {
-    pub root: &'a Path,
+    pub root: &'a Beneath,
     pub direct: bool,
     pub as_root: bool,
 }
@@ -128,12 +141,17 @@ pub(super) struct Target<'a> {
 impl Target<'_> {
     /// Creates the file at `rel` for `size` bytes, written through `buf`.
     pub fn writer(&self, rel: &[u8], size: u64, buf: Buffer) -> Result<(PathBuf, BlockWriter)> {
-        let path = target_path(self.root, rel);
         let direct = self.direct && size >= DIRECT_MIN;
-        let (file, direct) = create_fresh(&path, || {
-            direct_io::create_new(&path, 0o600, nofollow(), direct)
+        let (file, direct) = create_fresh(self.root, rel, |extra| {
+            direct_io::create_new(
+                |flags, new| {
+                    let excl = if new { OFlags::EXCL } else { OFlags::TRUNC };
+                    open_new(self.root, rel, extra | flags | excl)
+                },
+                direct,
+            )
         })?;
-        Ok((path, BlockWriter::new(file, direct, true, buf)))
+        Ok((self.root.display(rel), BlockWriter::new(file, direct, true, buf)))
     }
 
     /// Ends a file whose data is written: its length, then its metadata.
@@ -152,17 +170,23 @@ fn set_size(file: &File, path: &Path, written: u64, size: u64) -> Result<()> {
 }
 
 /// Creates symlinks and hardlinks (after file data, so link targets exist).
-pub fn links(root: &Path, tree: &Tree) -> Result<()> {
+pub fn links(root: &Beneath, tree: &Tree) -> Result<()> {
     for e in &tree.entries {
-        let path = target_path(root, &e.path);
+        let at = || root.display(&e.path);
         match &e.kind {
             EntryKind::Symlink { target } => {
-                clear_slot(&path, false)?;
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &path).at(&path)?;
+                remove(root, &e.path)?;
+                let (parent, name) = root.parent(&e.path).at(at())?;
+                rustix::fs::symlinkat(OsStr::from_bytes(target), parent.fd(), name)
+                    .map_err(|err| Error::io(at(), err.into()))?;
             }
             EntryKind::Hardlink { target } => {
-                clear_slot(&path, false)?;
-                fs::hard_link(target_path(root, target), &path).at(&path)?;
+                remove(root, &e.path)?;
+                let (from, from_name) = root.parent(target).at(root.display(target))?;
+                let (parent, name) = root.parent(&e.path).at(at())?;
+                // Without AT_SYMLINK_FOLLOW: a symlink there is linked, not followed.
+                rustix::fs::linkat(from.fd(), from_name, parent.fd(), name, AtFlags::empty())
+                    .map_err(|err| Error::io(at(), err.into()))?;
             }
             _ => {}
         }

@@ -33,6 +33,10 @@ pub struct CreateBackup {
     pub rehash: bool,
     /// Back up a share marked `in-use` (crash-consistent).
     pub force: bool,
+    /// Accept an incremental of a share whose root is empty where its parent
+    /// backup had entries, or is on another device than at its parent
+    /// backup (both look like an unmounted share).
+    pub allow_root_change: bool,
 }
 
 /// A finished backup: its record and its report.

@@ -75,6 +75,12 @@ impl Engine {
             (None, true) => ParentChoice::Latest,
             (None, false) => ParentChoice::None,
         };
+        let preview = self.catalog.preview_parent(share.id, parent)?;
+        if let Some(parent) = preview {
+            if !req.allow_root_change {
+                self.check_root(share, parent)?;
+            }
+        }
         let last_size = self
             .catalog
             .list_backups(&crate::catalog::BackupFilter {
@@ -161,11 +167,50 @@ impl Engine {
         done.changed_count = outcome.changed;
         done.deleted_count = outcome.deleted;
         self.catalog.complete_backup(&done, &outcome.problems)?;
+        self.catalog
+            .set_backup_root_dev(record.id, outcome.root_dev)?;
         drop(lock);
         Ok(BackupResult {
             backup: self.catalog.backup(record.id)?,
             problems: outcome.problems,
         })
+    }
+
+    /// Refuses an incremental whose share root looks unmounted: empty where
+    /// its parent backup had entries, or on another device than then.
+    fn check_root(&self, share: &Share, parent: BackupId) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let path = std::path::Path::new(&share.path);
+        let meta = std::fs::symlink_metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                kind: "share path",
+                name: share.path.clone(),
+            },
+            _ => Error::io(path, e),
+        })?;
+        let flag = "pass the option that allows a changed share root to back it up anyway";
+        if let Some(dev) = self.catalog.backup_root_dev(parent)? {
+            if dev != meta.dev() {
+                return Err(Error::InvalidState(format!(
+                    "share {} ({}) is on another device than at its parent backup {parent}: \
+                     is it unmounted or mounted elsewhere? {flag}",
+                    share.name, share.path
+                )));
+            }
+        }
+        let p = self.catalog.backup(parent)?;
+        let empty = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .next()
+            .is_none();
+        if empty && p.file_count + p.dir_count > 0 {
+            return Err(Error::InvalidState(format!(
+                "share {} ({}) is empty but its parent backup {parent} holds {} files and {} \
+                 directories: is it unmounted? {flag}",
+                share.name, share.path, p.file_count, p.dir_count
+            )));
+        }
+        Ok(())
     }
 
     /// Records why a backup failed; one deleted while it ran (`deleting`)

@@ -43,7 +43,7 @@ pub fn measure(share: &Path, opts: &SizingOptions) -> Result<ShareFigures> {
     let (mut files, mut bytes, mut entries) = (0u64, 0u64, 0u64);
     let mut candidates: Vec<(PathBuf, u64)> = Vec::new();
     std::thread::scope(|scope| -> Result<()> {
-        let (rx, handle) = walk::spawn(scope, share.to_path_buf(), None, &report, &progress)?;
+        let (rx, handle, _) = walk::spawn(scope, share.to_path_buf(), None, &report, &progress)?;
         for item in rx {
             entries += 1;
             let (ItemKind::File, Some(meta)) = (&item.kind, &item.meta) else {
