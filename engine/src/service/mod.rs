@@ -75,8 +75,19 @@ impl Engine {
             return Err(Error::InvalidArgument("the project name is empty".into()));
         }
         let catalog = Catalog::open(&config.catalog_path)?;
-        let backend = crate::repository::connect(&config.repository)?;
         let bound = catalog.meta("repository_id")?;
+        if let (Some(known), Location::Posix(dir)) = (&bound, &config.repository) {
+            // Connecting makes the directory: refuse before that.
+            if !dir.join("config").exists() {
+                return Err(Error::InvalidArgument(format!(
+                    "catalog {} indexes repository {known} at {}; there is no repository at {}",
+                    config.catalog_path.display(),
+                    catalog.meta("repository_path")?.unwrap_or_default(),
+                    dir.display()
+                )));
+            }
+        }
+        let backend = crate::repository::connect(&config.repository)?;
         let repo = match &bound {
             // A catalog bound to a repository never creates one elsewhere.
             Some(known) => Repository::open(backend).map_err(|e| match e {

@@ -26,7 +26,13 @@ impl Engine {
                 "a share needs a non-empty name".into(),
             ));
         }
-        let path = std::fs::canonicalize(new.path).at(new.path)?;
+        let path = std::fs::canonicalize(new.path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                kind: "share path",
+                name: new.path.display().to_string(),
+            },
+            _ => Error::io(new.path, e),
+        })?;
         if !path.is_dir() {
             return Err(Error::InvalidArgument(format!(
                 "share path {} is not a directory",

@@ -1,0 +1,160 @@
+//! An attacker who can write into a share races the restore and the backup
+//! by swapping directories for symlinks to somewhere else: neither may ever
+//! touch, or read, anything outside the share.
+#![allow(clippy::unwrap_used)] // a test file: a failed unwrap is a failed test
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// How long each race runs.
+const RACE: Duration = Duration::from_secs(4);
+
+/// Swaps `dir` for a symlink to `outside` whenever it is a real directory,
+/// until `stop`; returns how many swaps it made.
+fn swapper(dir: PathBuf, outside: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut swaps = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(meta) = fs::symlink_metadata(&dir) else {
+                continue;
+            };
+            if meta.is_dir() {
+                let aside = dir.with_file_name(format!("big.old.{swaps}"));
+                if fs::rename(&dir, &aside).is_ok()
+                    && std::os::unix::fs::symlink(&outside, &dir).is_ok()
+                {
+                    swaps += 1;
+                }
+            }
+        }
+        swaps
+    })
+}
+
+/// Every path below `dir` (symlinks listed, never followed).
+fn paths_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every path below `dir` and the mode of `dir` itself.
+fn inventory(dir: &Path) -> (Vec<PathBuf>, u32) {
+    let mode = fs::metadata(dir).unwrap().permissions().mode();
+    (paths_below(dir), mode)
+}
+
+#[test]
+fn a_restore_raced_with_symlink_swaps_never_writes_outside() {
+    let env = Env::new();
+    let share = env.path("race");
+    fs::create_dir_all(share.join("big")).unwrap();
+    for i in 0..3000 {
+        fs::write(share.join(format!("big/f{i}")), format!("{i}\n")).unwrap();
+    }
+    fs::set_permissions(share.join("big"), fs::Permissions::from_mode(0o750)).unwrap();
+    let outside = env.path("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("precious"), b"keep me").unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o755)).unwrap();
+    let before = inventory(&outside);
+    env.strata(&["backup", "create", "--name", "r", share.to_str().unwrap()])
+        .ok();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacker = swapper(share.join("big"), outside.clone(), stop.clone());
+    let started = Instant::now();
+    let mut restores = 0;
+    while started.elapsed() < RACE {
+        // Success or a clear failure are both fine; writing outside is not.
+        let run = env.strata(&["backup", "restore", "r"]);
+        assert!(
+            run.code == 0 || run.stderr.contains("error:"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        restores += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = attacker.join().unwrap();
+    assert!(swaps > 0 && restores > 1, "the race did not run ({swaps} swaps)");
+    assert_eq!(inventory(&outside), before, "the restore wrote outside its target");
+    assert_eq!(fs::read(outside.join("precious")).unwrap(), b"keep me");
+}
+
+#[test]
+fn a_backup_raced_with_symlink_swaps_never_reads_outside() {
+    let env = Env::new();
+    let share = env.path("share");
+    fs::create_dir_all(share.join("big")).unwrap();
+    for i in 0..2000 {
+        fs::write(share.join(format!("big/f{i}")), format!("{i}\n")).unwrap();
+    }
+    let outside = env.path("outside");
+    fs::create_dir(&outside).unwrap();
+    for i in 0..200 {
+        fs::write(outside.join(format!("secret{i}")), b"not yours").unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacker = swapper(share.join("big"), outside.clone(), stop.clone());
+    let started = Instant::now();
+    let mut backups = Vec::new();
+    while started.elapsed() < RACE {
+        let run = env.strata(&["backup", "create", "-f", "json", share.to_str().unwrap()]);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        if run.code == 0 || run.code == 3 {
+            backups.push(run.json()["id"].as_str().unwrap().to_string());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = attacker.join().unwrap();
+    assert!(swaps > 0, "the race did not run");
+    assert!(!backups.is_empty(), "no backup completed during the race");
+    for (i, id) in backups.iter().enumerate() {
+        let target = env.path(&format!("restored{i}"));
+        restore_to(&env, id, &target).ok();
+        for f in paths_below(&target) {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(!name.starts_with("secret"), "backup {id} read {}", f.display());
+            if fs::symlink_metadata(&f).unwrap().is_file() {
+                assert_ne!(fs::read(&f).unwrap(), b"not yours", "{}", f.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_share_root_or_restore_target_that_is_a_symlink_is_refused() {
+    let env = Env::new();
+    let real = env.path("real");
+    fs::create_dir(&real).unwrap();
+    fs::write(real.join("f"), b"x").unwrap();
+    env.strata(&["share", "create", "--name", "s", "--path", real.to_str().unwrap()])
+        .ok();
+    env.strata(&["backup", "create", "--name", "b", "s"]).ok();
+    // The share's directory is swapped for a symlink to somewhere else.
+    let elsewhere = env.path("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::rename(&real, env.path("real.old")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &real).unwrap();
+    env.strata(&["backup", "create", "s"]).fails(2, "symlink");
+    env.strata(&["backup", "restore", "b"]).fails(2, "symlink");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
