@@ -44,7 +44,10 @@ fn io(e: Errno) -> std::io::Error {
 /// decoder already refuses them; this keeps the component walk honest too).
 fn components(rel: &[u8]) -> std::io::Result<Vec<&[u8]>> {
     let parts: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-    if parts.iter().any(|p| p.is_empty() || *p == b"." || *p == b"..") {
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == b"." || *p == b"..")
+    {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "path has an empty, `.` or `..` component",
@@ -243,7 +246,9 @@ mod tests {
         let create = OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY;
         b.open_at(b"real/f", create, 0o600).unwrap();
         assert!(b.open_at(b"link/f", create, 0o600).is_err());
-        assert!(b.open_at(b"link", OFlags::DIRECTORY | OFlags::RDONLY, 0).is_err());
+        assert!(b
+            .open_at(b"link", OFlags::DIRECTORY | OFlags::RDONLY, 0)
+            .is_err());
         assert!(b.parent(b"link/f").is_err());
         assert!(b.open_at(b"../outside/f", create, 0o600).is_err());
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);

@@ -72,7 +72,9 @@ impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode::{DatabaseCorrupt, DiskFull, NotADatabase};
         match &e {
-            rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, NotADatabase | DatabaseCorrupt) => {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, NotADatabase | DatabaseCorrupt) =>
+            {
                 Error::Corrupt {
                     location: "the catalog database".into(),
                     detail: e.to_string(),

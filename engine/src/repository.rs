@@ -310,10 +310,13 @@ impl Repository {
         use strata_format::pack::{decode_tail, decode_trailer, TAIL_LEN};
         let pack = self.open_pack(id)?;
         let location = format!("pack {id}");
-        let tail_at = pack.len.checked_sub(TAIL_LEN).ok_or_else(|| Error::Corrupt {
-            location: location.clone(),
-            detail: format!("pack is truncated ({} bytes)", pack.len),
-        })?;
+        let tail_at = pack
+            .len
+            .checked_sub(TAIL_LEN)
+            .ok_or_else(|| Error::Corrupt {
+                location: location.clone(),
+                detail: format!("pack is truncated ({} bytes)", pack.len),
+            })?;
         let tail = pack.read_at(tail_at, TAIL_LEN as usize)?;
         let trailer_len = decode_tail(&tail, pack.len).map_err(|e| Error::format(&location, e))?;
         let blobs_end = tail_at - u64::from(trailer_len);

@@ -190,7 +190,7 @@ pub fn build_tree(root: &Path) {
     fs::set_permissions(root.join("locked"), fs::Permissions::from_mode(0o555)).expect("chmod");
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     pub kind: &'static str,
     pub mode: u32,
@@ -371,7 +371,9 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
-

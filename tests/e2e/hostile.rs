@@ -94,8 +94,15 @@ fn a_restore_raced_with_symlink_swaps_never_writes_outside() {
     }
     stop.store(true, Ordering::Relaxed);
     let swaps = attacker.join().unwrap();
-    assert!(swaps > 0 && restores > 1, "the race did not run ({swaps} swaps)");
-    assert_eq!(inventory(&outside), before, "the restore wrote outside its target");
+    assert!(
+        swaps > 0 && restores > 1,
+        "the race did not run ({swaps} swaps)"
+    );
+    assert_eq!(
+        inventory(&outside),
+        before,
+        "the restore wrote outside its target"
+    );
     assert_eq!(fs::read(outside.join("precious")).unwrap(), b"keep me");
 }
 
@@ -132,7 +139,11 @@ fn a_backup_raced_with_symlink_swaps_never_reads_outside() {
         restore_to(&env, id, &target).ok();
         for f in paths_below(&target) {
             let name = f.file_name().unwrap().to_string_lossy().into_owned();
-            assert!(!name.starts_with("secret"), "backup {id} read {}", f.display());
+            assert!(
+                !name.starts_with("secret"),
+                "backup {id} read {}",
+                f.display()
+            );
             if fs::symlink_metadata(&f).unwrap().is_file() {
                 assert_ne!(fs::read(&f).unwrap(), b"not yours", "{}", f.display());
             }
@@ -146,8 +157,15 @@ fn a_share_root_or_restore_target_that_is_a_symlink_is_refused() {
     let real = env.path("real");
     fs::create_dir(&real).unwrap();
     fs::write(real.join("f"), b"x").unwrap();
-    env.strata(&["share", "create", "--name", "s", "--path", real.to_str().unwrap()])
-        .ok();
+    env.strata(&[
+        "share",
+        "create",
+        "--name",
+        "s",
+        "--path",
+        real.to_str().unwrap(),
+    ])
+    .ok();
     env.strata(&["backup", "create", "--name", "b", "s"]).ok();
     // The share's directory is swapped for a symlink to somewhere else.
     let elsewhere = env.path("elsewhere");

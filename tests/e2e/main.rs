@@ -13,4 +13,5 @@ mod nfs_v3;
 mod roundtrip;
 mod service;
 mod shared_repo;
+mod unreadable;
 mod validation;

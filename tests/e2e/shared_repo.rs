@@ -36,7 +36,15 @@ fn create(env: &Env, catalog: &str, name: &str, dir: &Path) -> String {
     let run = node(
         env,
         catalog,
-        &["backup", "create", "--name", name, "-f", "json", dir.to_str().unwrap()],
+        &[
+            "backup",
+            "create",
+            "--name",
+            name,
+            "-f",
+            "json",
+            dir.to_str().unwrap(),
+        ],
     )
     .ok();
     run.json()["id"].as_str().unwrap().to_string()
@@ -50,7 +58,13 @@ fn restores_exact(env: &Env, catalog: &str, backup: &str, source: &Path, n: &mut
     let run = node(
         env,
         catalog,
-        &["backup", "restore", backup, "--target-dir", target.to_str().unwrap()],
+        &[
+            "backup",
+            "restore",
+            backup,
+            "--target-dir",
+            target.to_str().unwrap(),
+        ],
     );
     assert_eq!(run.code, 0, "{catalog} restoring {backup}: {}", run.stderr);
     assert_same(&snapshot(source), &snapshot(&target));
@@ -172,7 +186,11 @@ fn a_stale_index_never_makes_a_backup_lean_on_removed_packs() {
         "{report}"
     );
     assert_eq!(report["bad_packs"], serde_json::json!([]), "{report}");
-    assert_eq!(report["index_mismatches"], serde_json::json!([]), "{report}");
+    assert_eq!(
+        report["index_mismatches"],
+        serde_json::json!([]),
+        "{report}"
+    );
     assert_eq!(report["unindexed_chunks"], 0, "{report}");
 }
 
@@ -181,7 +199,9 @@ fn a_stale_index_never_makes_a_backup_lean_on_removed_packs() {
 #[test]
 fn a_failed_backup_leaves_no_packs_behind() {
     if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED a_failed_backup_leaves_no_packs_behind: needs root to mount a tmpfs");
+        eprintln!(
+            "!!!!!!!! SKIPPED a_failed_backup_leaves_no_packs_behind: needs root to mount a tmpfs"
+        );
         return;
     }
     let env = Env::new();

@@ -32,7 +32,15 @@ fn a_bad_argument_is_refused_before_anything_happens() {
         &["backup", "create", "--name", "two\nlines", dir],
         &["backup", "create", "--name", "", dir],
         &["backup", "create", "--description", "bell\u{7}", dir],
-        &["backup", "create", "-c", "id", "--name", &"n".repeat(300), dir],
+        &[
+            "backup",
+            "create",
+            "-c",
+            "id",
+            "--name",
+            &"n".repeat(300),
+            dir,
+        ],
         &["backup", "restore", "-c", "id", "whatever"],
         &["quota", "set", "--backups", "-5"],
         &["quota", "set", "--backup-gigabytes", "-2"],
@@ -41,7 +49,11 @@ fn a_bad_argument_is_refused_before_anything_happens() {
     for args in refused {
         let run = env.strata(args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(run.stderr.starts_with("error: "), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("error: "),
+            "{args:?}: {}",
+            run.stderr
+        );
     }
     assert_eq!(backups(&env), 0, "a refused command created a backup");
     let shares = env.strata(&["share", "list", "-f", "json"]).ok();
@@ -50,7 +62,8 @@ fn a_bad_argument_is_refused_before_anything_happens() {
     assert_eq!(quota["backups"], -1, "{quota}");
     // The same command with good arguments works, -1 stays "unlimited".
     env.strata(&["quota", "set", "--backups", "-1"]).ok();
-    env.strata(&["backup", "create", "-c", "id", "-f", "value", dir]).ok();
+    env.strata(&["backup", "create", "-c", "id", "-f", "value", dir])
+        .ok();
     assert_eq!(backups(&env), 1);
 }
 
@@ -61,8 +74,15 @@ fn exit_codes_follow_the_table() {
     let id = backup(&env, &dir)["id"].as_str().unwrap().to_string();
     // A share path that does not exist: not found (4).
     let gone = env.path("gone");
-    env.strata(&["share", "create", "--name", "g", "--path", gone.to_str().unwrap()])
-        .fails(4, "not found");
+    env.strata(&[
+        "share",
+        "create",
+        "--name",
+        "g",
+        "--path",
+        gone.to_str().unwrap(),
+    ])
+    .fails(4, "not found");
     // A missing layer: corruption (7), said once.
     let layer = env.repo().join("layers").join(&id);
     fs::rename(&layer, env.path("layer.aside")).unwrap();
@@ -74,7 +94,10 @@ fn exit_codes_follow_the_table() {
     let garbage = env.path("garbage.db");
     fs::write(&garbage, noise(8192, 9)).unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.arg("--catalog").arg(&garbage).arg("--repository").arg(env.repo());
+    cmd.arg("--catalog")
+        .arg(&garbage)
+        .arg("--repository")
+        .arg(env.repo());
     cmd.args(["backup", "list"]);
     run_checked(cmd).fails(7, "catalog");
 }
@@ -91,10 +114,16 @@ fn a_catalog_bound_to_another_repository_creates_nothing_elsewhere() {
     backup(&env, &share(&env));
     let other = env.path("other-repo");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.arg("--catalog").arg(env.path("catalog.db")).arg("--repository").arg(&other);
+    cmd.arg("--catalog")
+        .arg(env.path("catalog.db"))
+        .arg("--repository")
+        .arg(&other);
     cmd.args(["backup", "list"]);
     run_checked(cmd).fails(2, "indexes repository");
-    assert!(!other.exists(), "a repository was created at the wrong location");
+    assert!(
+        !other.exists(),
+        "a repository was created at the wrong location"
+    );
 }
 
 /// Flips one byte of `path` at `at` (from the end when negative).
@@ -108,7 +137,10 @@ fn flip(path: &Path, at: i64) {
 #[test]
 fn check_finds_a_flipped_trailer_a_flipped_layer_and_an_emptied_index() {
     let env = Env::new();
-    let id = backup(&env, &share(&env))["id"].as_str().unwrap().to_string();
+    let id = backup(&env, &share(&env))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     env.strata(&["check"]).ok();
     let pack = walk_files(&env.repo().join("packs")).pop().unwrap();
     let pack_name = pack.file_name().unwrap().to_str().unwrap().to_string();
@@ -117,7 +149,11 @@ fn check_finds_a_flipped_trailer_a_flipped_layer_and_an_emptied_index() {
     flip(&pack, -20);
     let run = env.strata(&["check", "-f", "json"]);
     assert_eq!(run.code, 7, "{}", run.stdout);
-    assert!(run.json()["damaged_packs"].to_string().contains(&pack_name), "{}", run.stdout);
+    assert!(
+        run.json()["damaged_packs"].to_string().contains(&pack_name),
+        "{}",
+        run.stdout
+    );
     flip(&pack, -20);
     env.strata(&["check"]).ok();
 
@@ -127,7 +163,11 @@ fn check_finds_a_flipped_trailer_a_flipped_layer_and_an_emptied_index() {
     flip(&layer, len / 2);
     let run = env.strata(&["check", "-f", "json"]);
     assert_eq!(run.code, 7, "{}", run.stdout);
-    assert!(run.json()["damaged_layers"].to_string().contains(&id), "{}", run.stdout);
+    assert!(
+        run.json()["damaged_layers"].to_string().contains(&id),
+        "{}",
+        run.stdout
+    );
     flip(&layer, len / 2);
     env.strata(&["check"]).ok();
 
@@ -139,5 +179,55 @@ fn check_finds_a_flipped_trailer_a_flipped_layer_and_an_emptied_index() {
     assert_eq!(run.code, 7, "{}", run.stdout);
     let report = run.json();
     assert!(report["unindexed_chunks"].as_u64().unwrap() > 0, "{report}");
-    assert!(!report["index_mismatches"].as_array().unwrap().is_empty(), "{report}");
+    assert!(
+        !report["index_mismatches"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+}
+
+/// `check` reports what a killed backup left (its dead operation, its
+/// `creating` backup, its temporary files) and changes none of it; the next
+/// command that changes things cleans up, and then `check` is clean.
+#[test]
+fn check_reports_a_dead_operation_and_does_not_clean_it() {
+    let env = Env::new();
+    let dir = env.path("data");
+    fs::create_dir_all(&dir).unwrap();
+    for i in 0..4 {
+        fs::write(dir.join(format!("f{i}")), crate::service::words(3 << 20, i)).unwrap();
+    }
+    let slow = env.slow_config();
+    let mut child = env.spawn(&[
+        "--config",
+        slow.to_str().unwrap(),
+        "backup",
+        "create",
+        dir.to_str().unwrap(),
+    ]);
+    // Running: `check` is clean meanwhile (a live backup's files are not
+    // leftovers); then killed once it has written something.
+    crate::service::wait_for(std::time::Duration::from_secs(30), || {
+        let tmp = walk_files(&env.repo().join("tmp"));
+        (!tmp.is_empty()).then_some(())
+    });
+    let running = env.strata(&["check", "-f", "json"]);
+    assert_eq!(running.json()["temp_files"], 0, "{}", running.stdout);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for _ in 0..2 {
+        let run = env.strata(&["check", "-f", "json"]);
+        assert_eq!(run.code, 7, "{}", run.stdout);
+        assert_eq!(run.json()["dead_operations"], 1, "{}", run.stdout);
+    }
+    let catalog = rusqlite::Connection::open(env.path("catalog.db")).unwrap();
+    let creating: i64 = catalog
+        .query_row(
+            "SELECT COUNT(*) FROM backups WHERE status = 'creating'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(creating, 1, "check moved the killed backup");
+    env.strata(&["cleanup"]).ok();
+    env.strata(&["check"]).ok();
 }

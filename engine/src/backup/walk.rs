@@ -100,14 +100,22 @@ fn open_dir(dir: &OwnedFd, name: &std::ffi::OsStr, walked: &Metadata) -> Result<
                 "replaced by something that is not a directory while the backup ran".into(),
             ))
         }
-        Err(e) => return Err(Unlisted::Kept(format!("cannot open directory: {}", std::io::Error::from(e)))),
+        Err(e) => {
+            return Err(Unlisted::Kept(format!(
+                "cannot open directory: {}",
+                std::io::Error::from(e)
+            )))
+        }
     };
     match rustix::fs::fstat(&fd) {
         Ok(st) if st.st_dev == walked.dev() && st.st_ino == walked.ino() => Ok(fd),
         Ok(_) => Err(Unlisted::Kept(
             "replaced by another directory while the backup ran".into(),
         )),
-        Err(e) => Err(Unlisted::Kept(format!("cannot stat directory: {}", std::io::Error::from(e)))),
+        Err(e) => Err(Unlisted::Kept(format!(
+            "cannot stat directory: {}",
+            std::io::Error::from(e)
+        ))),
     }
 }
 

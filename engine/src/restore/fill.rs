@@ -19,10 +19,10 @@ use super::meta;
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
 use super::write::{check_hash, Target, WRITE_PIECE};
+use crate::beneath::Beneath;
 use crate::catalog::ChunkLocation;
 use crate::direct_io::{self, BlockWriter, Buffer};
 use crate::error::{Error, IoContext, Result};
-use crate::beneath::Beneath;
 use crate::progress::Progress;
 use crate::repository::{PackFile, Repository};
 

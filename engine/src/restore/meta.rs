@@ -73,7 +73,10 @@ fn apply_to_symlink(root: &Beneath, e: &Entry, as_root: bool) -> Result<()> {
     let (parent, name) = root.parent(&e.path).at(&path)?;
     let nofollow = AtFlags::SYMLINK_NOFOLLOW;
     if as_root {
-        let (uid, gid) = (rustix::fs::Uid::from_raw(e.uid), rustix::fs::Gid::from_raw(e.gid));
+        let (uid, gid) = (
+            rustix::fs::Uid::from_raw(e.uid),
+            rustix::fs::Gid::from_raw(e.gid),
+        );
         rustix::fs::chownat(parent.fd(), name, Some(uid), Some(gid), nofollow)
             .map_err(|err| Error::io(&path, err.into()))?;
     }

@@ -151,7 +151,10 @@ impl Target<'_> {
                 direct,
             )
         })?;
-        Ok((self.root.display(rel), BlockWriter::new(file, direct, true, buf)))
+        Ok((
+            self.root.display(rel),
+            BlockWriter::new(file, direct, true, buf),
+        ))
     }
 
     /// Ends a file whose data is written: its length, then its metadata.

@@ -37,6 +37,7 @@ pub struct CheckReport {
     pub missing_layers: Vec<String>,
     /// Layers in the repository this catalog has no backup for.
     pub foreign_layers: u64,
+    /// Objects under `tmp/` whose writer is not a live process of this host.
     pub temp_files: u64,
     /// Operations recorded as running whose process is gone.
     pub dead_operations: u64,
@@ -155,7 +156,19 @@ impl Engine {
             .iter()
             .filter(|id| !ours.contains(id))
             .count() as u64;
-        report.temp_files = self.repo.list_temp()?.len() as u64;
+        // A running operation's temporary files are not leftovers.
+        let boot = crate::process::boot_id();
+        report.temp_files = self
+            .repo
+            .list_temp()?
+            .iter()
+            .filter(|name| match crate::process::parse_tag(name) {
+                Some((host, pid, start)) => {
+                    crate::process::is_alive(host, &boot, pid, start) != Some(true)
+                }
+                None => true,
+            })
+            .count() as u64;
         report.dead_operations = self
             .catalog
             .operations()?

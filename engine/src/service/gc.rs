@@ -81,7 +81,11 @@ pub(crate) fn layer_chunks(id: &BackupId, bytes: &[u8], into: &mut HashSet<Chunk
 
 /// Whether `pack` may go: its trailer reads and none of its chunks is
 /// referenced. A pack whose trailer cannot be read is kept (and named).
-pub(crate) fn is_garbage(repo: &Repository, pack: &PackId, referenced: &HashSet<ChunkId>) -> Result<bool> {
+pub(crate) fn is_garbage(
+    repo: &Repository,
+    pack: &PackId,
+    referenced: &HashSet<ChunkId>,
+) -> Result<bool> {
     match repo.load_pack_trailer(pack) {
         Ok(entries) => Ok(!entries.iter().any(|e| referenced.contains(&e.id))),
         // Removed by another sweep since the listing: nothing to do.

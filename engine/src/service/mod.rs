@@ -88,19 +88,22 @@ impl Engine {
             }
         }
         let backend = crate::repository::connect(&config.repository)?;
-        let repo = match &bound {
-            // A catalog bound to a repository never creates one elsewhere.
-            Some(known) => Repository::open(backend).map_err(|e| match e {
-                Error::NotFound { .. } => Error::InvalidArgument(format!(
+        let repo =
+            match &bound {
+                // A catalog bound to a repository never creates one elsewhere.
+                Some(known) => {
+                    Repository::open(backend).map_err(|e| match e {
+                        Error::NotFound { .. } => Error::InvalidArgument(format!(
                     "catalog {} indexes repository {known} at {}; there is no repository at {}",
                     config.catalog_path.display(),
                     catalog.meta("repository_path").ok().flatten().unwrap_or_default(),
                     config.repository
                 )),
-                other => other,
-            })?,
-            None => Repository::open_or_init(backend, config.new_repository.clone())?,
-        };
+                        other => other,
+                    })?
+                }
+                None => Repository::open_or_init(backend, config.new_repository.clone())?,
+            };
         let repo_id = repo.config().repository_id.to_string();
         match bound {
             None => {
