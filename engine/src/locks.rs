@@ -198,6 +198,16 @@ pub fn exclusive(backend: &Arc<dyn Backend>, owner: &str, wait: Duration) -> Res
     }
 }
 
+/// How many live shared locks (running backups, on any node) there are.
+/// Changes nothing: stale locks are not removed.
+pub fn live_shared_count(backend: &dyn Backend) -> Result<usize> {
+    Ok(backend
+        .list("locks")?
+        .iter()
+        .filter(|name| name.starts_with("shared-") && is_live(backend, &format!("locks/{name}")))
+        .count())
+}
+
 /// The owner written in the exclusive lock, if it is held.
 pub fn exclusive_owner(backend: &dyn Backend) -> Option<String> {
     let bytes = backend.read(EXCLUSIVE).ok()?;

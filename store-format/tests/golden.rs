@@ -1,4 +1,4 @@
-//! Golden files pin the bytes of format version 1. If one of these tests
+//! Golden files pin the bytes of each format version. If one of these tests
 //! fails, the on-disk format changed: that needs a new format version, an
 //! entry in FORMAT.md's history, and a reader for the old bytes — not a
 //! re-blessed file. (`STRATA_BLESS=1` writes the files for a new version.)
@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use strata_format::config::RepoConfig;
 use strata_format::layer::{
-    ChunkRef, Entry, EntryKind, Layer, LayerMeta, LayerRecord, LayerStats, LayerWriter, Tombstone,
-    Xattr,
+    ChunkRef, Entry, EntryKind, Layer, LayerMeta, LayerRecord, LayerStats, LayerWriter,
+    ServiceMeta, Tombstone, Xattr,
 };
 use strata_format::pack::{self, Compression, PackWriter};
 use strata_format::{BackupId, ChunkId, FileHash, RepositoryId, ShareId};
@@ -87,6 +87,24 @@ fn layer_meta() -> LayerMeta {
             stored_bytes: 5,
             new_chunks: 1,
         },
+        service: Default::default(),
+    }
+}
+
+/// The metadata version 2 adds, filled in.
+fn layer_meta_v2() -> LayerMeta {
+    LayerMeta {
+        service: ServiceMeta {
+            share_size_gib: Some(100),
+            share_protocol: "NFS".into(),
+            backup_type: Some("nightly".into()),
+            snapshot_id: None,
+            availability_zone: Some("nova".into()),
+            host: Some("node-1".into()),
+            share_root_dev: Some(2049),
+            problems: vec![("docs/locked".into(), "cannot open: denied".into())],
+        },
+        ..layer_meta()
     }
 }
 
@@ -135,8 +153,30 @@ fn layer_entries() -> Vec<Entry> {
     ]
 }
 
+fn expected_records() -> Vec<LayerRecord> {
+    let mut expected: Vec<LayerRecord> = layer_entries()
+        .into_iter()
+        .map(LayerRecord::Entry)
+        .collect();
+    expected.push(LayerRecord::Tombstone(Tombstone {
+        path: b"old".to_vec(),
+    }));
+    expected
+}
+
+/// Version 1 is no longer written, but every version-1 layer still reads:
+/// its metadata with the service part left at its defaults.
 #[test]
-fn layer_v1_bytes_are_stable() {
+fn layer_v1_bytes_still_read() {
+    let golden = std::fs::read(golden("layer-v1.bin")).unwrap();
+    let layer = Layer::decode(&golden).unwrap();
+    assert_eq!(layer.meta, layer_meta());
+    let records: Vec<LayerRecord> = layer.records().unwrap().map(Result::unwrap).collect();
+    assert_eq!(records, expected_records());
+}
+
+#[test]
+fn layer_v2_bytes_are_stable() {
     let mut w = LayerWriter::new(Vec::new()).unwrap();
     for e in layer_entries() {
         w.add_entry(&e).unwrap();
@@ -145,21 +185,14 @@ fn layer_v1_bytes_are_stable() {
         path: b"old".to_vec(),
     })
     .unwrap();
-    let (bytes, _) = w.finish(&layer_meta()).unwrap();
-    check("layer-v1.bin", &bytes);
+    let (bytes, _) = w.finish(&layer_meta_v2()).unwrap();
+    check("layer-v2.bin", &bytes);
 
-    let golden = std::fs::read(golden("layer-v1.bin")).unwrap();
+    let golden = std::fs::read(golden("layer-v2.bin")).unwrap();
     let layer = Layer::decode(&golden).unwrap();
-    assert_eq!(layer.meta, layer_meta());
+    assert_eq!(layer.meta, layer_meta_v2());
     let records: Vec<LayerRecord> = layer.records().unwrap().map(Result::unwrap).collect();
-    let mut expected: Vec<LayerRecord> = layer_entries()
-        .into_iter()
-        .map(LayerRecord::Entry)
-        .collect();
-    expected.push(LayerRecord::Tombstone(Tombstone {
-        path: b"old".to_vec(),
-    }));
-    assert_eq!(records, expected);
+    assert_eq!(records, expected_records());
 }
 
 #[test]

@@ -37,6 +37,35 @@ fn swapper(dir: PathBuf, outside: PathBuf, stop: Arc<AtomicBool>) -> std::thread
     })
 }
 
+/// Flips `dir` between the real directory and a symlink to `outside`, as
+/// fast as it can, until `stop`; returns how many flips it made.
+fn toggler(dir: PathBuf, outside: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let real = dir.with_file_name("big.real");
+        let link = dir.with_file_name("big.link");
+        let mut flips = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            // Each state lasts long enough for a walk to list a directory
+            // in one and read its files in the same or the other.
+            let _ = std::os::unix::fs::symlink(&outside, &link);
+            if fs::rename(&dir, &real).is_ok() && fs::rename(&link, &dir).is_ok() {
+                flips += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1 + flips % 7));
+            if fs::remove_file(&dir).is_ok() && fs::rename(&real, &dir).is_ok() {
+                flips += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1 + flips % 5));
+        }
+        // Leave the real directory in place.
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_symlink()) {
+            let _ = fs::remove_file(&dir);
+        }
+        let _ = fs::rename(&real, &dir);
+        flips
+    })
+}
+
 /// Every path below `dir` (symlinks listed, never followed).
 fn paths_below(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -120,7 +149,7 @@ fn a_backup_raced_with_symlink_swaps_never_reads_outside() {
         fs::write(outside.join(format!("secret{i}")), b"not yours").unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let attacker = swapper(share.join("big"), outside.clone(), stop.clone());
+    let attacker = toggler(share.join("big"), outside.clone(), stop.clone());
     let started = Instant::now();
     let mut backups = Vec::new();
     while started.elapsed() < RACE {

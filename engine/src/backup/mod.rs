@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rayon::iter::{ParallelBridge, ParallelIterator};
-use strata_format::layer::{LayerMeta, LayerStats};
+use strata_format::layer::{LayerMeta, LayerStats, ServiceMeta};
 use strata_format::{BackupId, ShareId};
 
 pub use report::Counters;
@@ -52,6 +52,9 @@ pub struct BackupPlan {
     pub rehash: bool,
     /// zstd level for new chunks; `None` stores them raw.
     pub zstd_level: Option<i32>,
+    /// Recorded in the layer, for a catalog rebuilt from the repository
+    /// (the problems and the root's device are filled in by the run).
+    pub service: ServiceMeta,
 }
 
 pub use diff::RACY_WINDOW_NS;
@@ -145,6 +148,7 @@ pub fn run(
         Ok((assembled?, walked, root_dev))
     })?;
 
+    let problems = report.take();
     let stats = LayerStats {
         files: get(&counters.files),
         dirs: get(&counters.dirs),
@@ -169,6 +173,14 @@ pub fn run(
         created_at_ns: data_timestamp_ns,
         finished_at_ns: now_ns(),
         stats: stats.clone(),
+        service: ServiceMeta {
+            share_root_dev: Some(root_dev),
+            problems: problems
+                .iter()
+                .map(|p| (p.path.clone(), p.problem.clone()))
+                .collect(),
+            ..plan.service.clone()
+        },
     };
     let changed = draft.entries;
     let deleted = draft.commit(repo, lock, &meta, gone)?;
@@ -178,7 +190,7 @@ pub fn run(
         read_bytes: get(&counters.read_bytes),
         changed,
         deleted,
-        problems: report.take(),
+        problems,
         data_timestamp_ns,
         duration: started.elapsed(),
         root_dev,

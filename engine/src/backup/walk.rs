@@ -207,7 +207,7 @@ fn raise_fd_limit() {
 }
 
 impl Walker<'_> {
-    fn list(&self, fd: Arc<OwnedFd>, abs: &PathBuf, rel: &[u8]) -> Option<DirCursor> {
+    fn list(&self, fd: Arc<OwnedFd>, abs: &std::path::Path, rel: &[u8]) -> Option<DirCursor> {
         let listed = through(&fd, std::ffi::OsStr::new(""));
         let entries = match fs::read_dir(&listed) {
             Ok(entries) => entries,
@@ -240,7 +240,7 @@ impl Walker<'_> {
         });
         Some(DirCursor {
             rel: rel.to_vec(),
-            abs: abs.clone(),
+            abs: abs.to_path_buf(),
             fd,
             children: children.into_iter(),
         })

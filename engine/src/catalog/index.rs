@@ -28,6 +28,42 @@ fn compression_from(code: i64) -> Result<Compression> {
     }
 }
 
+/// One row of `chunks` as stored (selected as pack_id, id, offset,
+/// stored_len, raw_len, compression).
+struct Row {
+    id: Vec<u8>,
+    offset: i64,
+    stored_len: i64,
+    raw_len: i64,
+    compression: i64,
+}
+
+impl Row {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Vec<u8>, Row)> {
+        Ok((
+            r.get(0)?,
+            Row {
+                id: r.get(1)?,
+                offset: r.get(2)?,
+                stored_len: r.get(3)?,
+                raw_len: r.get(4)?,
+                compression: r.get(5)?,
+            },
+        ))
+    }
+
+    fn entry(self) -> Result<PackEntry> {
+        Ok(PackEntry {
+            id: ChunkId::from_slice(&self.id)
+                .ok_or_else(|| Error::Bug("catalog holds a malformed chunk id".into()))?,
+            offset: self.offset as u64,
+            stored_len: self.stored_len as u32,
+            raw_len: self.raw_len as u32,
+            compression: compression_from(self.compression)?,
+        })
+    }
+}
+
 impl Catalog {
     /// Runs `f` in one read transaction: its lookups share one snapshot and
     /// take the database's locks once, not once per statement (a restore
@@ -50,33 +86,16 @@ impl Catalog {
 
     pub fn lookup_chunk(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT pack_id, offset, stored_len, raw_len, compression FROM chunks WHERE id = ?1",
+            "SELECT pack_id, id, offset, stored_len, raw_len, compression FROM chunks WHERE id = ?1",
         )?;
-        let row = stmt
-            .query_row([&id.0[..]], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .optional()?;
-        let Some((pack, offset, stored_len, raw_len, compression)) = row else {
+        let Some((pack, row)) = stmt.query_row([&id.0[..]], Row::read).optional()? else {
             return Ok(None);
         };
         let pack = PackId::from_slice(&pack)
             .ok_or_else(|| Error::Bug("catalog holds a malformed pack id".into()))?;
         Ok(Some(ChunkLocation {
             pack,
-            entry: PackEntry {
-                id: *id,
-                offset: offset as u64,
-                stored_len: stored_len as u32,
-                raw_len: raw_len as u32,
-                compression: compression_from(compression)?,
-            },
+            entry: row.entry()?,
         }))
     }
 
@@ -166,29 +185,13 @@ impl Catalog {
     /// The index rows that place chunks in `pack`, in offset order.
     pub fn pack_chunks(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, offset, stored_len, raw_len, compression FROM chunks
+            "SELECT pack_id, id, offset, stored_len, raw_len, compression FROM chunks
              WHERE pack_id = ?1 ORDER BY offset",
         )?;
-        let rows = stmt.query_map([&pack.0[..]], |r| {
-            Ok((
-                r.get::<_, Vec<u8>>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })?;
+        let rows = stmt.query_map([&pack.0[..]], Row::read)?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, offset, stored_len, raw_len, compression) = row?;
-            out.push(PackEntry {
-                id: ChunkId::from_slice(&id)
-                    .ok_or_else(|| Error::Bug("catalog holds a malformed chunk id".into()))?,
-                offset: offset as u64,
-                stored_len: stored_len as u32,
-                raw_len: raw_len as u32,
-                compression: compression_from(compression)?,
-            });
+            out.push(row?.1.entry()?);
         }
         Ok(out)
     }

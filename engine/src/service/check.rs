@@ -28,7 +28,8 @@ pub struct CheckReport {
     pub index_mismatches: Vec<String>,
     /// Chunks a live backup of this catalog needs that the index lacks.
     pub unindexed_chunks: u64,
-    /// Pack files no layer references (`cleanup` removes them).
+    /// Pack files no layer references (`cleanup` removes them); not counted
+    /// while a backup runs (its packs have no layer yet).
     pub garbage_packs: u64,
     /// Pack files this catalog does not index that layers of other
     /// catalogs (or of a lost one) reference: not a fault.
@@ -96,6 +97,7 @@ impl Engine {
         let scan = scan_layers(&self.repo)?;
         report.damaged_layers = scan.damaged.iter().map(|(_, e)| e.to_string()).collect();
 
+        let backups_running = crate::locks::live_shared_count(self.repo.backend().as_ref())? > 0;
         let files = self.repo.list_pack_files()?;
         let indexed = self.catalog.list_packs()?;
         let known: HashSet<PackId> = indexed.iter().map(|(p, _)| *p).collect();
@@ -118,14 +120,17 @@ impl Engine {
                 }
                 Err(e) => return Err(e),
             };
+            let referenced = trailer.iter().any(|e| scan.referenced.contains(&e.id));
             if known.contains(&pack) {
                 let rows = self.catalog.pack_chunks(&pack)?;
                 let found =
                     compare_index(&pack, &trailer, &rows, |e| self.catalog.has_chunk(&e.id))?;
                 report.index_mismatches.extend(found);
-            } else if trailer.iter().any(|e| scan.referenced.contains(&e.id)) {
+            } else if referenced {
                 report.foreign_packs += 1;
-            } else {
+            }
+            // A running backup's packs have no layer yet.
+            if !referenced && !backups_running {
                 report.garbage_packs += 1;
             }
         }

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use strata_format::layer::ServiceMeta;
 use strata_format::BackupId;
 
 use super::backups::busy_share;
@@ -150,6 +151,16 @@ impl Engine {
             parent_chain,
             rehash: req.rehash,
             zstd_level: self.zstd_level(),
+            service: ServiceMeta {
+                share_size_gib: share.size_gib,
+                share_protocol: share.protocol.clone(),
+                backup_type: record.backup_type.clone(),
+                snapshot_id: None,
+                availability_zone: record.availability_zone.clone(),
+                host: record.host.clone(),
+                share_root_dev: None,
+                problems: Vec::new(),
+            },
         };
         let outcome = self.supervise(
             op,

@@ -22,6 +22,7 @@ fn meta() -> LayerMeta {
         created_at_ns: 0,
         finished_at_ns: 0,
         stats: LayerStats::default(),
+        service: Default::default(),
     }
 }
 

@@ -2,12 +2,12 @@
 //!
 //! ```text
 //! LAYER   = HEADER || BODY || FOOTER
-//! HEADER  = "STRATALY" || version:u32le (= 1)                       12 bytes
+//! HEADER  = "STRATALY" || version:u32le (= 2; 1 is still read)     12 bytes
 //! BODY    = one zstd frame; decompressed: RECORD*
 //! RECORD  = len:u32le || postcard(Record)
 //! FOOTER  = META || meta_len:u32le || body_len:u64le
 //!           || entry_count:u64le || tombstone_count:u64le || checksum:[32]
-//! META    = postcard(LayerMeta)
+//! META    = postcard(LayerMeta)        (version 1: without `service`)
 //! checksum = BLAKE3(every byte of the layer before it)
 //! ```
 //!
@@ -25,7 +25,9 @@ use crate::id::{BackupId, ChunkId, FileHash, ShareId};
 use crate::path;
 
 pub const LAYER_MAGIC: &[u8; 8] = b"STRATALY";
-pub const LAYER_VERSION: u32 = 1;
+pub const LAYER_VERSION: u32 = 2;
+/// The oldest layer version this build reads.
+pub const LAYER_VERSION_MIN: u32 = 1;
 const HEADER_LEN: usize = 12;
 const FOOTER_FIXED: usize = 4 + 8 + 8 + 8 + 32;
 /// Upper bound on one decoded record, so a hostile length cannot exhaust memory.
@@ -47,6 +49,66 @@ pub struct LayerMeta {
     pub created_at_ns: i64,
     pub finished_at_ns: i64,
     pub stats: LayerStats,
+    /// What a catalog rebuilt from the repository needs beyond the above
+    /// (version 2; a version-1 layer reads as the default).
+    pub service: ServiceMeta,
+}
+
+/// The service's view of the backup and its share when it was taken: what
+/// a catalog rebuilt from the repository alone would otherwise lose.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceMeta {
+    /// The share's size in GiB, if it had one.
+    pub share_size_gib: Option<u64>,
+    /// The share's protocol (`NFS`, `CIFS`, …); empty in version-1 layers.
+    pub share_protocol: String,
+    pub backup_type: Option<String>,
+    /// The share snapshot the backup read, if any.
+    pub snapshot_id: Option<String>,
+    pub availability_zone: Option<String>,
+    /// The node that took the backup.
+    pub host: Option<String>,
+    /// The device of the share's root when the backup read it.
+    pub share_root_dev: Option<u64>,
+    /// Paths the backup skipped or warned about, with why.
+    pub problems: Vec<(String, String)>,
+}
+
+/// [`LayerMeta`] as version 1 stored it.
+#[derive(Deserialize)]
+struct LayerMetaV1 {
+    backup_id: BackupId,
+    share_id: ShareId,
+    parent_id: Option<BackupId>,
+    project: String,
+    name: String,
+    description: String,
+    share_name: String,
+    share_path: String,
+    data_timestamp_ns: i64,
+    created_at_ns: i64,
+    finished_at_ns: i64,
+    stats: LayerStats,
+}
+
+impl From<LayerMetaV1> for LayerMeta {
+    fn from(v1: LayerMetaV1) -> Self {
+        LayerMeta {
+            backup_id: v1.backup_id,
+            share_id: v1.share_id,
+            parent_id: v1.parent_id,
+            project: v1.project,
+            name: v1.name,
+            description: v1.description,
+            share_name: v1.share_name,
+            share_path: v1.share_path,
+            data_timestamp_ns: v1.data_timestamp_ns,
+            created_at_ns: v1.created_at_ns,
+            finished_at_ns: v1.finished_at_ns,
+            stats: v1.stats,
+            service: ServiceMeta::default(),
+        }
+    }
 }
 
 /// What one backup saw and stored.
@@ -327,7 +389,7 @@ impl<'a> Layer<'a> {
             return Err(bad("bad magic"));
         }
         let version = u32::from_le_bytes(fixed(&bytes[8..12]));
-        if version != LAYER_VERSION {
+        if !(LAYER_VERSION_MIN..=LAYER_VERSION).contains(&version) {
             return Err(FormatError::Unsupported {
                 what: "layer",
                 version,
@@ -348,8 +410,12 @@ impl<'a> Layer<'a> {
             .and_then(|b| b.checked_add(HEADER_LEN))
             .filter(|end| end.checked_add(meta_len) == Some(f))
             .ok_or_else(|| bad("lengths do not add up"))?;
-        let meta: LayerMeta = postcard::from_bytes(&signed[body_end..f])
-            .map_err(|e| FormatError::corrupt("layer meta", e))?;
+        let meta_bytes = &signed[body_end..f];
+        let meta: LayerMeta = match version {
+            1 => postcard::from_bytes::<LayerMetaV1>(meta_bytes).map(LayerMeta::from),
+            _ => postcard::from_bytes(meta_bytes),
+        }
+        .map_err(|e| FormatError::corrupt("layer meta", e))?;
         Ok(Layer {
             meta,
             entry_count,

@@ -16,6 +16,7 @@ pub(crate) fn meta() -> LayerMeta {
         created_at_ns: 1_700_000_000_000_000_000,
         finished_at_ns: 1_700_000_001_000_000_000,
         stats: LayerStats::default(),
+        service: Default::default(),
     }
 }
 
