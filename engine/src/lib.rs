@@ -46,5 +46,6 @@ pub use progress::{Progress, ProgressSnapshot};
 pub use repository::Repository;
 pub use service::shares::NewShare;
 pub use service::{
-    BackupResult, CheckReport, CleanupReport, CreateBackup, Engine, EngineConfig, RestoreRequest,
+    BackupResult, CheckReport, CleanupReport, CreateBackup, Engine, EngineConfig, ExportedBackup,
+    RebuildReport, RestoreRequest,
 };

@@ -307,6 +307,12 @@ impl Repository {
     /// The chunks a pack's trailer lists, read from its tail and trailer
     /// alone (never its body); the trailer's checksum is verified.
     pub fn load_pack_trailer(&self, id: &PackId) -> Result<Vec<PackEntry>> {
+        self.read_pack_trailer(id).map(|t| t.entries)
+    }
+
+    /// [`Repository::load_pack_trailer`], with the pack's length and the
+    /// bytes read.
+    pub fn read_pack_trailer(&self, id: &PackId) -> Result<PackTrailer> {
         use strata_format::pack::{decode_tail, decode_trailer, TAIL_LEN};
         let pack = self.open_pack(id)?;
         let location = format!("pack {id}");
@@ -321,7 +327,13 @@ impl Repository {
         let trailer_len = decode_tail(&tail, pack.len).map_err(|e| Error::format(&location, e))?;
         let blobs_end = tail_at - u64::from(trailer_len);
         let trailer = pack.read_at(blobs_end, trailer_len as usize)?;
-        decode_trailer(&trailer, blobs_end).map_err(|e| Error::format(&location, e))
+        let entries =
+            decode_trailer(&trailer, blobs_end).map_err(|e| Error::format(&location, e))?;
+        Ok(PackTrailer {
+            entries,
+            pack_len: pack.len,
+            bytes_read: TAIL_LEN + u64::from(trailer_len),
+        })
     }
 
     pub fn remove_pack(&self, id: &PackId) -> Result<()> {
@@ -331,6 +343,15 @@ impl Repository {
     pub fn remove_layer(&self, id: &BackupId) -> Result<()> {
         self.backend.remove(&Self::layer_key(id))
     }
+}
+
+/// What a pack's trailer says, read without its body.
+#[derive(Debug)]
+pub struct PackTrailer {
+    pub entries: Vec<PackEntry>,
+    pub pack_len: u64,
+    /// Tail and trailer bytes read.
+    pub bytes_read: u64,
 }
 
 /// An open pack, read by byte range.

@@ -98,7 +98,8 @@ fn a_failed_backup_ends_in_error_and_releases_the_share() {
     let err = engine
         .create_backup(&s, &CreateBackup::default(), &Progress::default())
         .unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    // A share path that does not exist is "not found" (exit 4).
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
     let backups = engine.catalog().list_backups(&Default::default()).unwrap();
     assert_eq!(backups.len(), 1);
     assert_eq!(backups[0].status, BackupStatus::Error);

@@ -491,7 +491,7 @@ fn choose_parent(
     }
 }
 
-fn insert_problems(
+pub(super) fn insert_problems(
     tx: &rusqlite::Transaction<'_>,
     id: BackupId,
     problems: &[Problem],

@@ -15,6 +15,7 @@ mod backups;
 mod index;
 mod operations;
 mod quotas;
+mod recovered;
 mod shares;
 
 pub use backups::{BackupFilter, BackupRecord, BackupStart, BackupStatus, ParentChoice, Problem};

@@ -8,8 +8,11 @@ mod backups;
 mod check;
 mod cleanup;
 mod create;
+mod export;
 mod gc;
 mod operations;
+mod rebuild;
+mod recover;
 pub mod shares;
 
 use std::path::PathBuf;
@@ -20,6 +23,8 @@ use strata_format::RepositoryId;
 pub use backups::{BackupResult, CreateBackup, RestoreRequest};
 pub use check::CheckReport;
 pub use cleanup::CleanupReport;
+pub use export::ExportedBackup;
+pub use rebuild::RebuildReport;
 
 use crate::backend::Location;
 use crate::catalog::{Catalog, Quota, QuotaUsage};

@@ -1,0 +1,201 @@
+//! `catalog rebuild`: a catalog made again from the repository alone.
+//!
+//! What is rebuilt from what (FORMAT.md section 6): the chunk index and the
+//! pack list from pack trailers (never pack bodies); projects, shares,
+//! backups (parents, data timestamps, names, descriptions, figures, reports)
+//! and chunk references from layer metadata and entries. Quotas and
+//! operations take their defaults. The new catalog is written beside the
+//! old path and renamed over it at the end, so a rebuild killed at any
+//! point leaves either the old catalog or none, and can simply run again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use strata_format::BackupId;
+
+use super::recover::{ensure_share, index_layer, index_packs, LayerSummary};
+use super::{Engine, EngineConfig};
+use crate::catalog::Catalog;
+use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
+use crate::repository::Repository;
+
+/// What a rebuild found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub packs: u64,
+    pub chunks: u64,
+    pub layers: u64,
+    pub backups: u64,
+    pub shares: u64,
+    /// Packs and layers that could not be read, with why.
+    pub damaged: Vec<String>,
+    /// Backups recorded `error` (a damaged layer or pack in their chain).
+    pub failed_backups: Vec<String>,
+    /// Bytes read from the repository (trailers and layers only).
+    pub bytes_read: u64,
+    /// Bytes the repository's packs and layers hold.
+    pub repository_bytes: u64,
+}
+
+impl RebuildReport {
+    pub fn is_clean(&self) -> bool {
+        self.damaged.is_empty() && self.failed_backups.is_empty()
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Removes a SQLite database file and its journal files.
+fn remove_database(path: &Path) -> Result<()> {
+    for p in [
+        path.to_path_buf(),
+        sibling(path, "-wal"),
+        sibling(path, "-shm"),
+    ] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&p, e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Rebuilds the catalog at `config.catalog_path` from the repository.
+    /// A catalog that records anything is replaced only with `force`.
+    pub fn rebuild_catalog(
+        config: &EngineConfig,
+        force: bool,
+        progress: &Progress,
+    ) -> Result<RebuildReport> {
+        let target = &config.catalog_path;
+        if target.exists() && !force && !Catalog::open(target)?.is_empty()? {
+            return Err(Error::InvalidState(format!(
+                "catalog {} is not empty; pass --force to replace it with one rebuilt from the \
+                 repository",
+                target.display()
+            )));
+        }
+        let repo = Repository::open(crate::repository::connect(&config.repository)?)?;
+        let building = sibling(target, ".rebuild");
+        remove_database(&building)?;
+        let mut catalog = Catalog::open(&building)?;
+        catalog.set_meta("repository_id", &repo.config().repository_id.to_string())?;
+        catalog.set_meta("repository_path", &config.repository.to_string())?;
+        catalog.ensure_project(&config.project)?;
+        let mut report = RebuildReport::default();
+        let packs = repo.list_pack_files()?;
+        index_packs(&repo, &mut catalog, &packs, &mut report, progress)?;
+        let layers = index_layers(&repo, &mut catalog, &mut report, progress)?;
+        fail_broken_chains(&mut catalog, &layers, &mut report)?;
+        drop(catalog);
+        // The old catalog's journal must not be replayed into the new one.
+        remove_database(target)?;
+        std::fs::rename(&building, target).at(target)?;
+        if let Some(dir) = target.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .at(dir)?;
+        }
+        progress.finish();
+        Ok(report)
+    }
+}
+
+/// Why each backup a layer names cannot stand, if it cannot.
+type Layers = HashMap<BackupId, Option<String>>;
+
+/// Shares, backups and references from every layer.
+fn index_layers(
+    repo: &Repository,
+    catalog: &mut Catalog,
+    report: &mut RebuildReport,
+    progress: &Progress,
+) -> Result<Layers> {
+    let mut layers = Layers::new();
+    let mut shares = HashSet::new();
+    for id in repo.list_layers()? {
+        let bytes = repo.load_layer(&id)?;
+        report.bytes_read += bytes.len() as u64;
+        report.repository_bytes += bytes.len() as u64;
+        progress.add_bytes(bytes.len() as u64);
+        progress.add_files(1);
+        let summary = match index_layer(catalog, id, &bytes) {
+            Ok(summary) => summary,
+            Err(
+                e @ (Error::Corrupt { .. } | Error::Unsupported(_) | Error::InvalidArgument(_)),
+            ) => {
+                catalog.remove_backup_row(id)?;
+                report.damaged.push(e.to_string());
+                layers.insert(id, Some(format!("its layer is damaged ({e})")));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        report.layers += 1;
+        record(catalog, &summary)?;
+        report.backups += 1;
+        shares.insert(summary.meta.share_id);
+        let why = summary.unplaced.first().map(|c| {
+            format!(
+                "{} chunk(s) it needs are in no readable pack (the first: {c})",
+                summary.unplaced.len()
+            )
+        });
+        layers.insert(id, why);
+    }
+    report.shares = shares.len() as u64;
+    Ok(layers)
+}
+
+fn record(catalog: &mut Catalog, summary: &LayerSummary) -> Result<()> {
+    ensure_share(catalog, summary)?;
+    let backup = summary.backup();
+    catalog.insert_backup_record(
+        &backup,
+        &summary.problems(),
+        summary.meta.service.share_root_dev,
+    )
+}
+
+/// Ends `error` every backup whose own layer, or one in its chain, cannot
+/// be restored from, naming the cause.
+fn fail_broken_chains(
+    catalog: &mut Catalog,
+    layers: &Layers,
+    report: &mut RebuildReport,
+) -> Result<()> {
+    let parents: HashMap<BackupId, Option<BackupId>> = layers
+        .keys()
+        .filter_map(|id| catalog.backup(*id).ok().map(|b| (*id, b.parent_id)))
+        .collect();
+    for (&id, &parent) in &parents {
+        let mut cause = layers.get(&id).cloned().flatten();
+        let mut at = parent;
+        let mut steps = 0;
+        while cause.is_none() {
+            let Some(p) = at else { break };
+            steps += 1;
+            cause = match layers.get(&p) {
+                None => Some(format!(
+                    "its parent backup {p} has no layer in the repository"
+                )),
+                Some(Some(why)) => Some(format!("its parent backup {p}: {why}")),
+                Some(None) if steps > layers.len() => Some("its chain of parents loops".into()),
+                Some(None) => None,
+            };
+            at = parents.get(&p).copied().flatten();
+        }
+        if let Some(why) = cause {
+            catalog.fail_backup(id, &why)?;
+            report.failed_backups.push(format!("{id}: {why}"));
+        }
+    }
+    report.failed_backups.sort();
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! What a layer says about its backup and share, turned back into catalog
+//! records: shared by a catalog rebuild, an imported backup record and the
+//! completion of a backup whose process died after publishing its layer.
+
+use std::collections::HashSet;
+
+use rayon::prelude::*;
+use strata_format::layer::{EntryKind, Layer, LayerMeta, LayerRecord};
+use strata_format::{BackupId, ChunkId, PackId};
+
+use super::RebuildReport;
+use crate::catalog::{BackupRecord, BackupStatus, Catalog, Problem, Share, ShareStatus};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repository::{PackTrailer, Repository};
+
+/// References are written to the catalog this many at a time.
+const REF_BATCH: usize = 8192;
+/// Pack trailers read at once (their entries are held until indexed).
+const PACK_BATCH: usize = 64;
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// A layer's metadata with its record counts.
+#[derive(Clone, Debug)]
+pub(crate) struct LayerSummary {
+    pub meta: LayerMeta,
+    pub entries: u64,
+    pub tombstones: u64,
+    /// Chunks the layer references that the index cannot place.
+    pub unplaced: Vec<ChunkId>,
+}
+
+impl LayerSummary {
+    /// The backup as the layer records it: `available`, with its figures.
+    pub fn backup(&self) -> BackupRecord {
+        let m = &self.meta;
+        let s = &m.service;
+        let mut b = BackupRecord {
+            id: m.backup_id,
+            project: m.project.clone(),
+            share_id: m.share_id,
+            name: non_empty(&m.name),
+            description: non_empty(&m.description),
+            status: BackupStatus::Available,
+            progress: 100,
+            restore_progress: 0,
+            size_gib: 0,
+            created_at: m.created_at_ns,
+            updated_at: Some(m.finished_at_ns),
+            host: s.host.clone(),
+            availability_zone: s.availability_zone.clone(),
+            backup_type: s.backup_type.clone(),
+            topic: Some("strata-data".into()),
+            is_incremental: m.parent_id.is_some(),
+            parent_id: m.parent_id,
+            data_timestamp: Some(m.data_timestamp_ns),
+            fail_reason: None,
+            file_count: 0,
+            dir_count: 0,
+            skipped_count: 0,
+            logical_bytes: 0,
+            new_bytes: 0,
+            stored_bytes: 0,
+            duration_ms: ((m.finished_at_ns - m.created_at_ns).max(0) / 1_000_000) as u64,
+            read_bytes: 0,
+            changed_count: self.entries,
+            deleted_count: self.tombstones,
+        };
+        b.set_layer_stats(&m.stats);
+        b
+    }
+
+    /// The share as the layer records it (a version-1 layer knows no
+    /// protocol or size: NFS, unsized).
+    pub fn share(&self) -> Share {
+        let m = &self.meta;
+        let protocol = match m.service.share_protocol.as_str() {
+            "" => "NFS".to_string(),
+            p => p.to_string(),
+        };
+        Share {
+            id: m.share_id,
+            project: m.project.clone(),
+            name: m.share_name.clone(),
+            path: m.share_path.clone(),
+            size_gib: m.service.share_size_gib,
+            protocol,
+            status: ShareStatus::Available,
+            created_at: m.created_at_ns,
+            updated_at: None,
+        }
+    }
+
+    /// The backup's report.
+    pub fn problems(&self) -> Vec<Problem> {
+        self.meta
+            .service
+            .problems
+            .iter()
+            .map(|(path, problem)| Problem {
+                path: path.clone(),
+                problem: problem.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Verifies the layer of `id` (checksum, every record) and records which
+/// chunks it references in `catalog`; returns its summary. On an error the
+/// references already written are the caller's to drop.
+pub(crate) fn index_layer(
+    catalog: &mut Catalog,
+    id: BackupId,
+    bytes: &[u8],
+) -> Result<LayerSummary> {
+    let location = format!("layer {id}");
+    let layer = Layer::decode(bytes).map_err(|e| Error::format(&location, e))?;
+    if layer.meta.backup_id != id {
+        return Err(Error::Corrupt {
+            location,
+            detail: format!("it records backup {}", layer.meta.backup_id),
+        });
+    }
+    let mut batch = Vec::with_capacity(REF_BATCH);
+    let mut seen = HashSet::new();
+    let mut unplaced = Vec::new();
+    for record in layer.records().map_err(|e| Error::format(&location, e))? {
+        let LayerRecord::Entry(entry) = record.map_err(|e| Error::format(&location, e))? else {
+            continue;
+        };
+        let EntryKind::File { chunks, .. } = entry.kind else {
+            continue;
+        };
+        for c in chunks {
+            if !seen.insert(c.id) {
+                continue;
+            }
+            if !catalog.has_chunk(&c.id)? {
+                unplaced.push(c.id);
+            }
+            batch.push(c.id);
+            if batch.len() >= REF_BATCH {
+                catalog.add_layer_refs(id, &batch)?;
+                batch.clear();
+            }
+        }
+    }
+    catalog.add_layer_refs(id, &batch)?;
+    Ok(LayerSummary {
+        meta: layer.meta,
+        entries: layer.entry_count,
+        tombstones: layer.tombstone_count,
+        unplaced,
+    })
+}
+
+/// Records the share of `summary` unless the catalog has it; a name taken
+/// by another share gets the share id's first characters appended.
+pub(crate) fn ensure_share(catalog: &Catalog, summary: &LayerSummary) -> Result<()> {
+    if catalog.share(summary.meta.share_id).is_ok() {
+        return Ok(());
+    }
+    catalog.ensure_project(&summary.meta.project)?;
+    let mut share = summary.share();
+    match catalog.insert_share(&share) {
+        Err(Error::InvalidArgument(_)) => {
+            let id = share.id.to_string();
+            share.name = format!("{}-{}", share.name, &id[..8.min(id.len())]);
+            catalog.insert_share(&share)
+        }
+        other => other,
+    }
+}
+
+/// Indexes `packs` from their trailers, a batch of packs at a time; a pack
+/// whose trailer cannot be read is named in `report.damaged`.
+pub(crate) fn index_packs(
+    repo: &Repository,
+    catalog: &mut Catalog,
+    packs: &[PackId],
+    report: &mut RebuildReport,
+    progress: &Progress,
+) -> Result<()> {
+    for batch in packs.chunks(PACK_BATCH) {
+        let read: Vec<(PackId, Result<PackTrailer>)> = batch
+            .par_iter()
+            .map(|p| (*p, repo.read_pack_trailer(p)))
+            .collect();
+        for (pack, trailer) in read {
+            match trailer {
+                Ok(t) => {
+                    catalog.commit_pack(pack, t.pack_len, &t.entries)?;
+                    report.packs += 1;
+                    report.chunks += t.entries.len() as u64;
+                    report.bytes_read += t.bytes_read;
+                    report.repository_bytes += t.pack_len;
+                    progress.add_bytes(t.bytes_read);
+                }
+                Err(e @ (Error::Corrupt { .. } | Error::Unsupported(_))) => {
+                    report.damaged.push(e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+            progress.add_files(1);
+        }
+    }
+    Ok(())
+}
