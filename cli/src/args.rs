@@ -61,6 +61,9 @@ pub enum Command {
     /// Show and set per-project quotas.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// The catalog itself.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Check that the catalog and the repository agree (reads no pack data).
     Check,
     /// Measure what bounds a backup of a share to the repository (share
@@ -91,6 +94,18 @@ pub struct BenchArgs {
     /// Fraction of the share a typical incremental backup reads.
     #[arg(long, default_value_t = 0.05)]
     pub change_rate: f64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogCommand {
+    /// Rebuild a missing or empty catalog from the repository alone: the
+    /// chunk index from pack trailers, shares and backups from layers.
+    /// Exit 7 when a pack or layer was damaged (named in the report).
+    Rebuild {
+        /// Replace a catalog that is not empty.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,6 +215,15 @@ pub enum BackupCommand {
         backup: String,
         #[arg(long)]
         target_dir: Option<PathBuf>,
+    },
+    /// Print a backup's record (`backup_service`, `backup_url`), which
+    /// `backup import` recreates in any catalog of the same repository.
+    Export { backup: String },
+    /// Recreate an exported backup record in this catalog (its parent's
+    /// record must be here already).
+    Import {
+        backup_service: String,
+        backup_url: String,
     },
     /// Delete backups.
     Delete {

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use strata_engine::{Engine, Error};
 
-use args::{Cli, Command};
+use args::{CatalogCommand, Cli, Command};
 
 /// Exit codes, documented in `--help` and the README.
 fn exit_code(e: &anyhow::Error) -> u8 {
@@ -57,6 +57,10 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         // Needs no catalog, and creates no repository.
         return commands::bench::run(&config, &cli.global, args).map(|()| 0);
     }
+    if let Command::Catalog(CatalogCommand::Rebuild { force }) = &cli.command {
+        // Makes the catalog: nothing may open it first.
+        return commands::quota::rebuild(&config, &cli.global, *force);
+    }
     let mut engine = Engine::open(config)?;
     if !matches!(cli.command, Command::Check) {
         // Whatever a dead process left running is put right before anything
@@ -68,7 +72,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Backup(cmd) => commands::backup::run(&mut engine, &cli.global, cmd),
         Command::Quota(cmd) => commands::quota::run(&engine, &cli.global, cmd).map(|()| 0),
         Command::Check => commands::quota::check(&engine, &cli.global),
-        Command::Bench(_) => Err(Error::Bug("bench runs without the engine".into()).into()),
+        Command::Bench(_) | Command::Catalog(_) => {
+            Err(Error::Bug("bench and catalog rebuild run without the engine".into()).into())
+        }
         Command::Cleanup { wait } => {
             commands::quota::cleanup(&mut engine, &cli.global, *wait).map(|()| 0)
         }

@@ -56,6 +56,9 @@ fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
         Command::Share(ShareCommand::List { .. }) => headers(share::LIST),
         Command::Quota(QuotaCommand::Show) => quota::QUOTA_FIELDS.to_vec(),
         Command::Check => quota::CHECK_FIELDS.to_vec(),
+        Command::Catalog(_) => quota::REBUILD_FIELDS.to_vec(),
+        Command::Backup(BackupCommand::Export { .. }) => backup::EXPORT_FIELDS.to_vec(),
+        Command::Backup(BackupCommand::Import { .. }) => backup::FIELDS.to_vec(),
         Command::Cleanup { .. } => quota::CLEANUP_FIELDS.to_vec(),
         _ => return None,
     })

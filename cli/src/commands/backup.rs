@@ -86,6 +86,9 @@ pub fn record(b: &BackupRecord, has_dependents: bool) -> Record {
     FIELDS.into_iter().zip(values).collect()
 }
 
+/// The fields of `backup export`, as Cinder's `backup-export` prints them.
+pub const EXPORT_FIELDS: [&str; 2] = ["backup_service", "backup_url"];
+
 pub const PROBLEMS: &[(&str, &str)] = &[("Path", "path"), ("Problem", "problem")];
 
 pub const LIST: &[(&str, &str)] = &[
@@ -272,6 +275,27 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
                 human_bytes(done.bytes),
                 done.bytes as f64 / 1e6 / secs
             );
+            Ok(0)
+        }
+        BackupCommand::Export { backup } => {
+            let b = engine.find_backup(backup)?;
+            let exported = engine.export_backup(&b)?;
+            let values = [json!(exported.backup_service), json!(exported.backup_url)];
+            let rec: Record = EXPORT_FIELDS.into_iter().zip(values).collect();
+            output::show(global.format, &global.columns, &rec)?;
+            Ok(0)
+        }
+        BackupCommand::Import {
+            backup_service,
+            backup_url,
+        } => {
+            let progress = Arc::new(Progress::default());
+            let bar = Bar::start(Arc::clone(&progress), "import");
+            let b = engine.import_backup(backup_service, backup_url, &progress);
+            drop(bar);
+            let b = b?;
+            let dependents = !engine.catalog().dependents(b.id)?.is_empty();
+            output::show(global.format, &global.columns, &record(&b, dependents))?;
             Ok(0)
         }
         BackupCommand::Delete { backups, force } => {

@@ -1,4 +1,4 @@
-//! `strata quota …`, `strata check` and `strata cleanup`.
+//! `strata quota …`, `strata check`, `strata cleanup` and `strata catalog …`.
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -20,6 +20,18 @@ pub const CLEANUP_FIELDS: [&str; 4] = [
     "temp_files_removed",
     "packs_removed",
     "packs_skipped",
+];
+pub const REBUILD_FIELDS: [&str; 10] = [
+    "clean",
+    "packs",
+    "chunks",
+    "layers",
+    "backups",
+    "shares",
+    "damaged",
+    "failed_backups",
+    "bytes_read",
+    "repository_bytes",
 ];
 pub const CHECK_FIELDS: [&str; 12] = [
     "clean",
@@ -119,6 +131,30 @@ pub fn check(engine: &Engine, global: &Global) -> Result<u8> {
         json!(report.dead_operations),
     ];
     let rec: Record = CHECK_FIELDS.into_iter().zip(values).collect();
+    output::show(global.format, &global.columns, &rec)?;
+    Ok(if report.is_clean() { 0 } else { 7 })
+}
+
+/// `strata catalog rebuild`; exit 7 when anything was damaged.
+pub fn rebuild(config: &strata_engine::EngineConfig, global: &Global, force: bool) -> Result<u8> {
+    let progress = std::sync::Arc::new(strata_engine::Progress::default());
+    let bar = crate::progress::Bar::start(std::sync::Arc::clone(&progress), "rebuild");
+    let report = Engine::rebuild_catalog(config, force, &progress);
+    drop(bar);
+    let report = report?;
+    let values = [
+        json!(report.is_clean()),
+        json!(report.packs),
+        json!(report.chunks),
+        json!(report.layers),
+        json!(report.backups),
+        json!(report.shares),
+        json!(report.damaged),
+        json!(report.failed_backups),
+        json!(report.bytes_read),
+        json!(report.repository_bytes),
+    ];
+    let rec: Record = REBUILD_FIELDS.into_iter().zip(values).collect();
     output::show(global.format, &global.columns, &rec)?;
     Ok(if report.is_clean() { 0 } else { 7 })
 }

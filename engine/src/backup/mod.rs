@@ -45,6 +45,8 @@ pub struct BackupPlan {
     pub project: String,
     pub name: String,
     pub description: String,
+    /// When the backup's record was created (Unix ns).
+    pub created_at_ns: i64,
     /// The parent's chain, full backup first, parent last; empty for a
     /// full backup.
     pub parent_chain: Vec<BackupId>,
@@ -170,7 +172,7 @@ pub fn run(
         share_name: plan.share_name.clone(),
         share_path: plan.share_path.display().to_string(),
         data_timestamp_ns,
-        created_at_ns: data_timestamp_ns,
+        created_at_ns: plan.created_at_ns,
         finished_at_ns: now_ns(),
         stats: stats.clone(),
         service: ServiceMeta {

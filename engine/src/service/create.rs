@@ -148,6 +148,7 @@ impl Engine {
             project: record.project.clone(),
             name: req.name.clone().unwrap_or_default(),
             description: req.description.clone().unwrap_or_default(),
+            created_at_ns: record.created_at,
             parent_chain,
             rehash: req.rehash,
             zstd_level: self.zstd_level(),

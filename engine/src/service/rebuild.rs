@@ -97,11 +97,13 @@ impl Engine {
         // The old catalog's journal must not be replayed into the new one.
         remove_database(target)?;
         std::fs::rename(&building, target).at(target)?;
-        if let Some(dir) = target.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .at(dir)?;
-        }
+        let dir = match target.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .at(dir)?;
         progress.finish();
         Ok(report)
     }
