@@ -10,6 +10,7 @@ mod incremental;
 mod mutations;
 mod nfs;
 mod nfs_v3;
+mod rebuild;
 mod roundtrip;
 mod service;
 mod shared_repo;
