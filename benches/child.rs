@@ -3,7 +3,8 @@
 //! directory or an `nfs://` URL),
 //! `strata-bench-child restore CATALOG REPO BACKUP-ID TARGET`, or
 //! `strata-bench-child idle CATALOG REPO` (opens the engine, does nothing:
-//! the baseline RSS). Prints `key=value` lines: secs, bytes, files,
+//! the baseline RSS), or `strata-bench-child rebuild CATALOG REPO` (the
+//! catalog rebuilt from the repository; prints read and repository bytes). Prints `key=value` lines: secs, bytes, files,
 //! peak_rss_kib, cpu_secs, id, and for backups read, new, changed, deleted.
 
 mod procstat;
@@ -23,9 +24,19 @@ fn run(args: &[String]) -> Result<(), String> {
         PathBuf::from(catalog),
         Location::parse(repo).map_err(|e| e.to_string())?,
     );
-    let mut engine = Engine::open(config).map_err(|e| e.to_string())?;
     let progress = Progress::default();
     let started = Instant::now();
+    if op == "rebuild" {
+        let done = Engine::rebuild_catalog(&config, true, &progress).map_err(|e| e.to_string())?;
+        println!("secs={}", started.elapsed().as_secs_f64());
+        println!("chunks={}", done.chunks);
+        println!("packs={}", done.packs);
+        println!("read={}", done.bytes_read);
+        println!("repository={}", done.repository_bytes);
+        println!("peak_rss_kib={}", procstat::peak_rss_kib());
+        return Ok(());
+    }
+    let mut engine = Engine::open(config).map_err(|e| e.to_string())?;
     match (op.as_str(), rest) {
         ("backup", [share, mode @ ..]) => {
             let incremental = mode.iter().any(|m| m == "incremental");
