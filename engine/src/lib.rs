@@ -12,11 +12,20 @@
 //!   compress → pack → index → layer); [`restore::run`] the restore pipeline
 //!   (tree → plan by pack → fetch and verify → write → metadata).
 //! - [`Engine`] puts them together with the service semantics (statuses,
-//!   busy shares, dependents) that the commands expose.
+//!   busy shares, dependents) that the commands expose. It also sweeps
+//!   packs by the repository's rule (no layer in the repository references
+//!   them, under the exclusive lock: whichever catalog sweeps, nothing
+//!   another needs is removed), checks the catalog against the repository,
+//!   rebuilds a lost catalog from pack trailers and layers
+//!   ([`Engine::rebuild_catalog`]), and exports and imports backup records.
+//! - [`beneath::Beneath`] is how both pipelines touch a share or a restore
+//!   target: every path resolved beneath one open directory, no symlink
+//!   followed, so nothing renamed or swapped meanwhile can steer them out.
 //!
 //! ```no_run
 //! use strata_engine::{backend::Location, Engine, EngineConfig, Progress};
 //! let mut engine = Engine::open(EngineConfig::new("catalog.db".into(), Location::Posix("repo".into())))?;
+//! engine.cleanup(None)?; // after processes that died mid-operation
 //! let (share, _) = engine.share_for_backup("/srv/share", false)?;
 //! let done = engine.create_backup(&share, &Default::default(), &Progress::default())?;
 //! println!("backup {} is {}", done.backup.id, done.backup.status.as_str());
