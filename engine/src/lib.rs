@@ -55,6 +55,6 @@ pub use progress::{Progress, ProgressSnapshot};
 pub use repository::Repository;
 pub use service::shares::NewShare;
 pub use service::{
-    BackupResult, CheckReport, CleanupReport, CreateBackup, Engine, EngineConfig, ExportedBackup,
-    RebuildReport, RestoreRequest,
+    BackupResult, BackupView, CheckReport, CleanupReport, CreateBackup, Engine, EngineConfig,
+    ExportedBackup, RebuildReport, RestoreRequest,
 };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::json;
 use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus};
-use strata_engine::{CreateBackup, Engine, Progress, RestoreRequest};
+use strata_engine::{BackupView, CreateBackup, Engine, Progress, RestoreRequest};
 
 use super::{opt, time};
 use crate::args::{BackupCommand, Global};
@@ -49,7 +49,8 @@ pub const FIELDS: [&str; 30] = [
     "deleted_count",
 ];
 
-pub fn record(b: &BackupRecord, has_dependents: bool) -> Record {
+pub fn record(view: &BackupView) -> Record {
+    let b = &view.record;
     let values = [
         opt(&b.availability_zone),
         opt(&b.backup_type),
@@ -57,7 +58,7 @@ pub fn record(b: &BackupRecord, has_dependents: bool) -> Record {
         time(b.data_timestamp),
         opt(&b.description),
         opt(&b.fail_reason),
-        json!(has_dependents),
+        json!(view.has_dependent_backups),
         opt(&b.host),
         json!(b.id.to_string()),
         json!(b.is_incremental),
@@ -68,7 +69,7 @@ pub fn record(b: &BackupRecord, has_dependents: bool) -> Record {
         json!(b.restore_progress),
         json!(b.share_id.to_string()),
         json!(b.size_gib),
-        serde_json::Value::Null,
+        opt(&view.snapshot_id),
         json!(b.status.as_str()),
         opt(&b.topic),
         time(b.updated_at),
@@ -175,7 +176,8 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
                 eprintln!("warning: {}: {}", p.path, p.problem);
             }
             summary(&done.backup);
-            output::show(global.format, &global.columns, &record(&done.backup, false))?;
+            let view = engine.backup_view(done.backup.clone())?;
+            output::show(global.format, &global.columns, &record(&view))?;
             Ok(if done.backup.skipped_count > 0 {
                 EXIT_PARTIAL
             } else {
@@ -210,7 +212,10 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
                     engine.repository().location()
                 );
             }
-            let records: Vec<Record> = backups.iter().map(|b| record(b, false)).collect();
+            let records: Vec<Record> = backups
+                .into_iter()
+                .map(|b| engine.backup_view(b).map(|v| record(&v)))
+                .collect::<Result<_, _>>()?;
             output::list(global.format, &global.columns, LIST, &records)?;
             Ok(0)
         }
@@ -230,8 +235,11 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
         }
         BackupCommand::Show { backup, .. } => {
             let b = engine.find_backup(backup)?;
-            let dependents = !engine.catalog().dependents(b.id)?.is_empty();
-            output::show(global.format, &global.columns, &record(&b, dependents))?;
+            output::show(
+                global.format,
+                &global.columns,
+                &record(&engine.backup_view(b)?),
+            )?;
             Ok(0)
         }
         BackupCommand::Set {
@@ -294,8 +302,11 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
             let b = engine.import_backup(backup_service, backup_url, &progress);
             drop(bar);
             let b = b?;
-            let dependents = !engine.catalog().dependents(b.id)?.is_empty();
-            output::show(global.format, &global.columns, &record(&b, dependents))?;
+            output::show(
+                global.format,
+                &global.columns,
+                &record(&engine.backup_view(b)?),
+            )?;
             Ok(0)
         }
         BackupCommand::Delete { backups, force } => {

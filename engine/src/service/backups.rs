@@ -39,6 +39,18 @@ pub struct CreateBackup {
     pub allow_root_change: bool,
 }
 
+/// A backup as Manila and Cinder show it: the catalog's record plus what is
+/// derived from the rest of the catalog. Assembled here, once, so that every
+/// front end shows the same.
+#[derive(Clone, Debug)]
+pub struct BackupView {
+    pub record: BackupRecord,
+    /// Whether another backup names this one as its parent.
+    pub has_dependent_backups: bool,
+    /// The share snapshot the backup read (none yet: backups read the live share).
+    pub snapshot_id: Option<String>,
+}
+
 /// A finished backup: its record and its report.
 #[derive(Debug)]
 pub struct BackupResult {
@@ -53,6 +65,16 @@ pub struct RestoreRequest {
 }
 
 impl Engine {
+    /// The Manila/Cinder view of `backup`.
+    pub fn backup_view(&self, backup: BackupRecord) -> Result<BackupView> {
+        let has_dependent_backups = !self.catalog.dependents(backup.id)?.is_empty();
+        Ok(BackupView {
+            record: backup,
+            has_dependent_backups,
+            snapshot_id: None,
+        })
+    }
+
     pub fn find_backup(&self, id_or_name: &str) -> Result<BackupRecord> {
         self.catalog.find_backup(&self.config.project, id_or_name)
     }

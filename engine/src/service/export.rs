@@ -275,15 +275,15 @@ impl Engine {
         })?;
         let summary = index_layer(&mut self.catalog, backup.id, &bytes);
         let summary = match summary {
-            Ok(s) if s.unplaced.is_empty() => s,
+            Ok(s) if s.unplaced.0 == 0 => s,
             Ok(s) => {
                 self.catalog.remove_backup_row(backup.id)?;
                 return Err(Error::Corrupt {
                     location: format!("backup {}", backup.id),
                     detail: format!(
                         "{} chunk(s) it needs are in no readable pack (the first: {}){}",
-                        s.unplaced.len(),
-                        s.unplaced[0],
+                        s.unplaced.0,
+                        s.unplaced.1.map(|c| c.to_string()).unwrap_or_default(),
                         scan.damaged
                             .first()
                             .map(|d| format!("; {d}"))

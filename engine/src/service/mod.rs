@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use strata_format::config::{CompressionSetting, RepoConfig};
 use strata_format::RepositoryId;
 
-pub use backups::{BackupResult, CreateBackup, RestoreRequest};
+pub use backups::{BackupResult, BackupView, CreateBackup, RestoreRequest};
 pub use check::CheckReport;
 pub use cleanup::CleanupReport;
 pub use export::ExportedBackup;

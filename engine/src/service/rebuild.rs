@@ -85,6 +85,8 @@ impl Engine {
         let building = sibling(target, ".rebuild");
         remove_database(&building)?;
         let mut catalog = Catalog::open(&building)?;
+        // Not live until renamed into place (and synced before that).
+        catalog.bulk_load()?;
         catalog.set_meta("repository_id", &repo.config().repository_id.to_string())?;
         catalog.set_meta("repository_path", &config.repository.to_string())?;
         catalog.ensure_project(&config.project)?;
@@ -93,7 +95,10 @@ impl Engine {
         index_packs(&repo, &mut catalog, &packs, &mut report, progress)?;
         let layers = index_layers(&repo, &mut catalog, &mut report, progress)?;
         fail_broken_chains(&mut catalog, &layers, &mut report)?;
-        drop(catalog);
+        catalog.finish_bulk_load()?;
+        std::fs::File::open(&building)
+            .and_then(|f| f.sync_all())
+            .at(&building)?;
         // The old catalog's journal must not be replayed into the new one.
         remove_database(target)?;
         std::fs::rename(&building, target).at(target)?;
@@ -143,10 +148,10 @@ fn index_layers(
         record(catalog, &summary)?;
         report.backups += 1;
         shares.insert(summary.meta.share_id);
-        let why = summary.unplaced.first().map(|c| {
+        let why = summary.unplaced.1.map(|c| {
             format!(
                 "{} chunk(s) it needs are in no readable pack (the first: {c})",
-                summary.unplaced.len()
+                summary.unplaced.0
             )
         });
         layers.insert(id, why);

@@ -2,8 +2,6 @@
 //! records: shared by a catalog rebuild, an imported backup record and the
 //! completion of a backup whose process died after publishing its layer.
 
-use std::collections::HashSet;
-
 use rayon::prelude::*;
 use strata_format::layer::{EntryKind, Layer, LayerMeta, LayerRecord};
 use strata_format::{BackupId, ChunkId, PackId};
@@ -29,8 +27,9 @@ pub(crate) struct LayerSummary {
     pub meta: LayerMeta,
     pub entries: u64,
     pub tombstones: u64,
-    /// Chunks the layer references that the index cannot place.
-    pub unplaced: Vec<ChunkId>,
+    /// How many chunks the layer references that the index cannot place,
+    /// and the first of them.
+    pub unplaced: (u64, Option<ChunkId>),
 }
 
 impl LayerSummary {
@@ -125,8 +124,6 @@ pub(crate) fn index_layer(
         });
     }
     let mut batch = Vec::with_capacity(REF_BATCH);
-    let mut seen = HashSet::new();
-    let mut unplaced = Vec::new();
     for record in layer.records().map_err(|e| Error::format(&location, e))? {
         let LayerRecord::Entry(entry) = record.map_err(|e| Error::format(&location, e))? else {
             continue;
@@ -135,12 +132,6 @@ pub(crate) fn index_layer(
             continue;
         };
         for c in chunks {
-            if !seen.insert(c.id) {
-                continue;
-            }
-            if !catalog.has_chunk(&c.id)? {
-                unplaced.push(c.id);
-            }
             batch.push(c.id);
             if batch.len() >= REF_BATCH {
                 catalog.add_layer_refs(id, &batch)?;
@@ -149,6 +140,8 @@ pub(crate) fn index_layer(
         }
     }
     catalog.add_layer_refs(id, &batch)?;
+    // One query for the layer, not one lookup per chunk.
+    let unplaced = catalog.unplaced_chunks(id)?;
     Ok(LayerSummary {
         meta: layer.meta,
         entries: layer.entry_count,
