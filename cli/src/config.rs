@@ -88,8 +88,22 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         Some(p) => p,
         None => xdg("XDG_STATE_HOME", ".local/state")?.join("strata/catalog.db"),
     };
-    let repository = repository_location(global, &file)?;
+    let mut repository = repository_location(global, &file)?;
+    if let Location::Nfs(url) = &mut repository {
+        // The environment's retry budget, unless the location names one.
+        if let Some(secs) = std::env::var("STRATA_NFS_RETRY_SECS")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+        {
+            url.retry
+                .get_or_insert(std::time::Duration::from_secs_f64(secs));
+        }
+    }
+    // `STRATA_DIRECT_IO=0` turns direct writes off for restores.
+    let direct_io = std::env::var("STRATA_DIRECT_IO").map_or(true, |v| v != "0");
     let mut config = EngineConfig::new(catalog, repository);
+    config.direct_io = direct_io;
     if let Some(project) = global.project.clone().or(file.project.clone()) {
         config.project = project;
     }

@@ -41,9 +41,6 @@ const LOCAL_DISK_FS: [u64; 5] = [0xEF53, 0x5846_5342, 0x9123_683E, 0xF2F5_2010, 
 
 /// Whether files created under `dir` should be written with `O_DIRECT`.
 pub fn supported_at(dir: &Path) -> bool {
-    if std::env::var("STRATA_DIRECT_IO").is_ok_and(|v| v == "0") {
-        return false;
-    }
     match rustix::fs::statfs(dir) {
         Ok(s) => u64::try_from(s.f_type).is_ok_and(|t| LOCAL_DISK_FS.contains(&t)),
         Err(_) => false,

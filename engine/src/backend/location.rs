@@ -30,6 +30,9 @@ pub struct NfsUrl {
     /// Further client options passed through (`uid`, `gid`, `nfsport`,
     /// `mountport`, `noresvport`), in the order given.
     pub options: Vec<(String, String)>,
+    /// How long a failing call keeps retrying (`retry=SECONDS`); `None`:
+    /// the client's default.
+    pub retry: Option<std::time::Duration>,
 }
 
 const VERSIONS: [&str; 4] = ["3", "4.0", "4.1", "4.2"];
@@ -119,6 +122,7 @@ impl NfsUrl {
             path: format!("/{}", parts.join("/")),
             version: DEFAULT_NFS_VERSION.to_string(),
             options: Vec::new(),
+            retry: None,
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -131,6 +135,16 @@ impl NfsUrl {
                         ));
                     }
                     url.version = v.to_string();
+                }
+                "retry" => {
+                    let secs = v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+                        .ok_or_else(|| {
+                            invalid(whole, format!("retry must be seconds, not {v:?}"))
+                        })?;
+                    url.retry = Some(std::time::Duration::from_secs_f64(secs));
                 }
                 k if PASSED_THROUGH.contains(&k) => {
                     url.options.push((k.to_string(), v.to_string()));
@@ -201,6 +215,9 @@ impl fmt::Display for NfsUrl {
         write!(f, "{}?version={}", self.without_options(), self.version)?;
         for (k, v) in &self.options {
             write!(f, "&{k}={v}")?;
+        }
+        if let Some(retry) = self.retry {
+            write!(f, "&retry={}", retry.as_secs_f64())?;
         }
         Ok(())
     }
@@ -279,6 +296,7 @@ mod tests {
             path in proptest::collection::vec("[a-zA-Z0-9_-]{1,8}", 1..4),
             version in proptest::sample::select(VERSIONS.to_vec()),
             uid in proptest::option::of(0u32..70000),
+            retry_ms in proptest::option::of(0u64..10_000_000),
         ) {
             let url = NfsUrl {
                 host,
@@ -286,6 +304,7 @@ mod tests {
                 path: format!("/{}", path.join("/")),
                 version: version.to_string(),
                 options: uid.map(|u| vec![("uid".to_string(), u.to_string())]).unwrap_or_default(),
+                retry: retry_ms.map(std::time::Duration::from_millis),
             };
             let back = Location::parse(&url.to_string()).unwrap();
             prop_assert_eq!(back, Location::Nfs(url));

@@ -34,11 +34,12 @@ pub fn fill(
     root: &Beneath,
     tree: &Tree,
     units: &[Unit],
+    allow_direct: bool,
     progress: &Progress,
 ) -> Result<()> {
     let target = Target {
         root,
-        direct: direct_io::supported_at(root.path()),
+        direct: allow_direct && direct_io::supported_at(root.path()),
         as_root: meta::as_root(),
     };
     let run = |unit: &Unit, kept: &mut Kept| match unit {

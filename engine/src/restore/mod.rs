@@ -36,12 +36,15 @@ pub struct RestoreOutcome {
     pub units: u64,
 }
 
-/// Restores the backup whose chain is `chain` into `target` (an existing directory).
+/// Restores the backup whose chain is `chain` into `target` (an existing
+/// directory); `direct_io` lets large files be written past the page cache
+/// where the target's file system allows it.
 pub fn run(
     repo: &Repository,
     catalog: &Catalog,
     chain: &[BackupId],
     target: &Path,
+    direct_io: bool,
     progress: &Progress,
 ) -> Result<RestoreOutcome> {
     let tree = tree::resolve(&crate::view::load_chain(repo, chain)?)?;
@@ -69,7 +72,7 @@ pub fn run(
         })
         .sum();
     progress.add_total(bytes);
-    fill::fill(repo, target, &tree, &units, progress)?;
+    fill::fill(repo, target, &tree, &units, direct_io, progress)?;
     write::links(target, &tree)?;
     meta::apply_all(target, &tree)?;
     progress.add_files(tree.files.len() as u64);

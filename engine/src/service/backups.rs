@@ -158,7 +158,10 @@ impl Engine {
             BackupStatus::Restoring,
             &[],
             progress,
-            || restore::run(&self.repo, &self.catalog, chain, target, progress),
+            || {
+                let direct = self.config.direct_io;
+                restore::run(&self.repo, &self.catalog, chain, target, direct, progress)
+            },
         );
         if result.is_ok() {
             self.catalog.set_backup_progress(backup.id, 100, true)?;

@@ -45,6 +45,9 @@ pub struct EngineConfig {
     pub availability_zone: Option<String>,
     /// Quota of projects that have none of their own.
     pub default_quota: Quota,
+    /// Whether restores may write large files past the page cache where
+    /// the target's file system allows it.
+    pub direct_io: bool,
 }
 
 impl EngineConfig {
@@ -57,6 +60,7 @@ impl EngineConfig {
             new_repository: RepoConfig::new(RepositoryId([0; 16])),
             availability_zone: None,
             default_quota: Quota::default(),
+            direct_io: true,
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::backend::{io_error, ObjectMeta, Space};
 use crate::error::Result;
 
 /// How long a call keeps retrying transient failures: long enough for a
-/// server to restart or fail over. `STRATA_NFS_RETRY_SECS` overrides it.
+/// server to restart or fail over. A location's `retry=SECONDS` overrides it.
 pub const DEFAULT_RETRY_BUDGET: Duration = Duration::from_secs(60);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -36,15 +36,6 @@ impl std::fmt::Debug for Client {
             .field("location", &self.location)
             .finish()
     }
-}
-
-fn budget_from_env() -> Duration {
-    std::env::var("STRATA_NFS_RETRY_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_RETRY_BUDGET)
 }
 
 /// Whether a transient failure is the connection's (so a new one may help)
@@ -100,7 +91,7 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| io_error(&location, "", e))?;
-        let budget = budget_from_env();
+        let budget = url.retry.unwrap_or(DEFAULT_RETRY_BUDGET);
         let mount = rt
             .block_on(mount_creating(url, budget.min(Duration::from_secs(15))))
             .map_err(|e| io_error(&location, "", to_io(&e)))?;
