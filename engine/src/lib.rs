@@ -40,6 +40,7 @@ pub mod chunker;
 pub mod clock;
 mod direct_io;
 pub mod error;
+pub mod index;
 pub mod locks;
 pub mod process;
 pub mod progress;

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use strata_format::ChunkId;
 
-use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 
 pub struct Dedup {
     inner: Mutex<Inner>,
@@ -20,15 +20,15 @@ pub struct Dedup {
 
 struct Inner {
     pending: HashSet<ChunkId>,
-    catalog: Catalog,
+    index: Box<dyn ChunkIndex>,
 }
 
 impl Dedup {
-    pub fn new(catalog: Catalog) -> Self {
+    pub fn new(index: Box<dyn ChunkIndex>) -> Self {
         Dedup {
             inner: Mutex::new(Inner {
                 pending: HashSet::new(),
-                catalog,
+                index,
             }),
         }
     }
@@ -39,7 +39,7 @@ impl Dedup {
             .inner
             .lock()
             .map_err(|_| Error::Bug("dedup lock poisoned".into()))?;
-        if inner.pending.contains(&id) || inner.catalog.has_chunk(&id)? {
+        if inner.pending.contains(&id) || inner.index.contains(&id)? {
             return Ok(false);
         }
         inner.pending.insert(id);

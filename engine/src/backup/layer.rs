@@ -14,8 +14,8 @@ use strata_format::path;
 use strata_format::{BackupId, ChunkId};
 
 use super::report::Report;
-use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 use crate::locks::Held;
 use crate::repository::{Repository, TempObject};
 use strata_format::layer::Entry;
@@ -62,7 +62,7 @@ type Assembler<'scope> = std::thread::ScopedJoinHandle<'scope, Result<LayerDraft
 pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     repo: &'scope Repository,
-    mut catalog: Catalog,
+    mut index: Box<dyn ChunkIndex>,
     backup: BackupId,
     report: &'scope Report,
 ) -> Result<(EntrySender, Assembler<'scope>)> {
@@ -77,7 +77,7 @@ pub fn spawn<'scope>(
             tombstones: Vec::new(),
             entries: 0,
         };
-        assemble(&rx, &mut draft, &mut catalog, backup, report)?;
+        assemble(&rx, &mut draft, index.as_mut(), backup, report)?;
         Ok(draft)
     });
     Ok((tx, handle))
@@ -86,7 +86,7 @@ pub fn spawn<'scope>(
 fn assemble(
     rx: &Receiver<Numbered>,
     draft: &mut LayerDraft,
-    catalog: &mut Catalog,
+    index: &mut dyn ChunkIndex,
     backup: BackupId,
     report: &Report,
 ) -> Result<()> {
@@ -133,7 +133,7 @@ fn assemble(
             if let EntryKind::File { chunks, .. } = &entry.kind {
                 refs.extend(chunks.iter().map(|c| c.id));
                 if refs.len() >= REF_BATCH {
-                    catalog.add_layer_refs(backup, &refs)?;
+                    index.add_refs(backup, &refs)?;
                     refs.clear();
                 }
             }
@@ -150,7 +150,7 @@ fn assemble(
             waiting.len()
         )));
     }
-    catalog.add_layer_refs(backup, &refs)
+    index.add_refs(backup, &refs)
 }
 
 impl LayerDraft {

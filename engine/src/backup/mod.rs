@@ -29,9 +29,10 @@ use strata_format::{BackupId, ShareId};
 
 pub use report::Counters;
 
-use crate::catalog::{Catalog, Problem};
+use crate::catalog::Problem;
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 use crate::locks::Held;
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -83,7 +84,7 @@ pub struct BackupOutcome {
 /// `lock` is the repository's shared lock, held for the whole run.
 pub fn run(
     repo: &Repository,
-    catalog: &Catalog,
+    index: &dyn ChunkIndex,
     lock: &Held,
     plan: &BackupPlan,
     progress: &Progress,
@@ -92,7 +93,7 @@ pub fn run(
     let data_timestamp_ns = now_ns();
     let report = report::Report::default();
     let counters = Counters::default();
-    let dedup = dedup::Dedup::new(catalog.reopen()?);
+    let dedup = dedup::Dedup::new(index.handle()?);
     let config = repo.config();
     let parent_layers = crate::view::load_chain(repo, &plan.parent_chain)?;
     let parent_view = match parent_layers.is_empty() {
@@ -110,9 +111,8 @@ pub fn run(
     let (draft, gone, root_dev) = std::thread::scope(|s| -> Result<_> {
         let (items, walker, root_dev) =
             walk::spawn(s, plan.share_path.clone(), parent, &report, progress)?;
-        let (blobs, packer) = packer::spawn(s, repo, catalog.reopen()?, &dedup, &counters);
-        let (entries, assembler) =
-            layer::spawn(s, repo, catalog.reopen()?, plan.backup_id, &report)?;
+        let (blobs, packer) = packer::spawn(s, repo, index.handle()?, &dedup, &counters);
+        let (entries, assembler) = layer::spawn(s, repo, index.handle()?, plan.backup_id, &report)?;
         let chunking = chunk::Chunking {
             params: config.chunker,
             zstd_level: plan.zstd_level,

@@ -10,8 +10,8 @@ use strata_format::{ChunkId, PackId};
 
 use super::dedup::Dedup;
 use super::report::Counters;
-use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 use crate::repository::{new_pack_id, Repository, TempObject};
 
 /// A new chunk, compressed, on its way into a pack.
@@ -53,7 +53,7 @@ const PUBLISH_QUEUE: usize = 2;
 pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     repo: &'scope Repository,
-    catalog: Catalog,
+    index: Box<dyn ChunkIndex>,
     dedup: &'scope Dedup,
     counters: &'scope Counters,
 ) -> (
@@ -65,7 +65,7 @@ pub fn spawn<'scope>(
         std::thread::scope(|inner| {
             let (finished, to_publish) = crossbeam_channel::bounded(PUBLISH_QUEUE);
             let publisher =
-                inner.spawn(move || publish_all(repo, catalog, dedup, counters, to_publish));
+                inner.spawn(move || publish_all(repo, index, dedup, counters, to_publish));
             let mut packer = Packer {
                 repo,
                 counters,
@@ -88,14 +88,14 @@ pub fn spawn<'scope>(
 /// Pack durable → index rows committed → chunks leave the pending set.
 fn publish_all(
     repo: &Repository,
-    mut catalog: Catalog,
+    mut index: Box<dyn ChunkIndex>,
     dedup: &Dedup,
     counters: &Counters,
     packs: Receiver<FinishedPack>,
 ) -> Result<()> {
     for pack in packs {
         repo.publish_pack(pack.tmp, &pack.id)?;
-        catalog.commit_pack(pack.id, pack.size, &pack.entries)?;
+        index.commit_pack(pack.id, pack.size, &pack.entries)?;
         dedup.release(pack.entries.iter().map(|e| e.id));
         Counters::add(&counters.packs, 1);
     }

@@ -196,3 +196,48 @@ impl Catalog {
         Ok(out)
     }
 }
+
+impl crate::index::ChunkIndex for Catalog {
+    fn handle(&self) -> Result<Box<dyn crate::index::ChunkIndex>> {
+        Ok(Box::new(self.reopen()?))
+    }
+
+    fn contains(&self, id: &ChunkId) -> Result<bool> {
+        self.has_chunk(id)
+    }
+
+    fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+        self.lookup_chunk(id)
+    }
+
+    fn reading(
+        &self,
+        f: &mut dyn FnMut(&dyn crate::index::ChunkIndex) -> Result<()>,
+    ) -> Result<()> {
+        Catalog::reading(self, |c| f(c))
+    }
+
+    fn commit_pack(&mut self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        Catalog::commit_pack(self, pack, size, entries)
+    }
+
+    fn add_refs(&mut self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
+        self.add_layer_refs(backup, chunks)
+    }
+
+    fn unplaced(&self, backup: BackupId) -> Result<(u64, Option<ChunkId>)> {
+        self.unplaced_chunks(backup)
+    }
+
+    fn packs(&self) -> Result<Vec<(PackId, u64)>> {
+        self.list_packs()
+    }
+
+    fn pack_chunks(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
+        Catalog::pack_chunks(self, pack)
+    }
+
+    fn forget_packs(&mut self, packs: &[PackId]) -> Result<()> {
+        Catalog::forget_packs(self, packs)
+    }
+}

@@ -22,8 +22,8 @@ use strata_format::BackupId;
 pub use tree::Tree;
 
 use crate::beneath::Beneath;
-use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 use crate::progress::Progress;
 use crate::repository::Repository;
 
@@ -41,7 +41,7 @@ pub struct RestoreOutcome {
 /// where the target's file system allows it.
 pub fn run(
     repo: &Repository,
-    catalog: &Catalog,
+    index: &dyn ChunkIndex,
     chain: &[BackupId],
     target: &Path,
     direct_io: bool,
@@ -55,7 +55,7 @@ pub fn run(
     // need nothing of each other: the layout runs meanwhile.
     let (units, laid) = std::thread::scope(|scope| {
         let layout = scope.spawn(|| write::layout(target, &tree));
-        let units = plan::units(&tree, catalog);
+        let units = plan::units(&tree, index);
         let laid = layout
             .join()
             .unwrap_or_else(|_| Err(Error::Bug("the layout thread panicked".into())));

@@ -15,8 +15,9 @@ use strata_format::pack::{Compression, PackEntry};
 use strata_format::{ChunkId, PackId};
 
 use super::tree::Tree;
-use crate::catalog::{Catalog, ChunkLocation};
+use crate::catalog::ChunkLocation;
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 
 /// One chunk to fetch, and the single-chunk files made of it.
 pub struct Placement {
@@ -68,7 +69,7 @@ impl Unit {
 }
 
 struct Locator<'a> {
-    catalog: &'a Catalog,
+    index: &'a dyn ChunkIndex,
     known: HashMap<ChunkId, ChunkLocation>,
 }
 
@@ -77,16 +78,13 @@ impl Locator<'_> {
         if let Some(found) = self.known.get(&id) {
             return Ok(*found);
         }
-        let loc = self
-            .catalog
-            .lookup_chunk(&id)?
-            .ok_or_else(|| Error::Corrupt {
-                location: format!("chunk {id}"),
-                detail: format!(
-                    "needed by {} but not in the chunk index",
-                    String::from_utf8_lossy(path)
-                ),
-            })?;
+        let loc = self.index.locate(&id)?.ok_or_else(|| Error::Corrupt {
+            location: format!("chunk {id}"),
+            detail: format!(
+                "needed by {} but not in the chunk index",
+                String::from_utf8_lossy(path)
+            ),
+        })?;
         if loc.entry.raw_len != len {
             return Err(Error::Corrupt {
                 location: format!("chunk {id}"),
@@ -98,13 +96,18 @@ impl Locator<'_> {
     }
 }
 
-pub fn units(tree: &Tree, catalog: &Catalog) -> Result<Vec<Unit>> {
-    catalog.reading(|catalog| locate(tree, catalog))
+pub fn units(tree: &Tree, index: &dyn ChunkIndex) -> Result<Vec<Unit>> {
+    let mut units = Vec::new();
+    index.reading(&mut |snapshot| {
+        units = locate(tree, snapshot)?;
+        Ok(())
+    })?;
+    Ok(units)
 }
 
-fn locate(tree: &Tree, catalog: &Catalog) -> Result<Vec<Unit>> {
+fn locate(tree: &Tree, index: &dyn ChunkIndex) -> Result<Vec<Unit>> {
     let mut locator = Locator {
-        catalog,
+        index,
         known: HashMap::new(),
     };
     let mut units = Vec::new();

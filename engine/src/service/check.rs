@@ -13,6 +13,7 @@ use super::gc::scan_layers;
 use super::Engine;
 use crate::catalog::{BackupFilter, BackupStatus};
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 
 /// What `strata check` found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -99,7 +100,8 @@ impl Engine {
 
         let backups_running = crate::locks::live_shared_count(self.repo.backend().as_ref())? > 0;
         let files = self.repo.list_pack_files()?;
-        let indexed = self.catalog.list_packs()?;
+        let index: &dyn ChunkIndex = &self.catalog;
+        let indexed = index.packs()?;
         let known: HashSet<PackId> = indexed.iter().map(|(p, _)| *p).collect();
         for (pack, size) in &indexed {
             if self.repo.pack_size(pack)? != Some(*size) {
@@ -122,9 +124,8 @@ impl Engine {
             };
             let referenced = trailer.iter().any(|e| scan.referenced.contains(&e.id));
             if known.contains(&pack) {
-                let rows = self.catalog.pack_chunks(&pack)?;
-                let found =
-                    compare_index(&pack, &trailer, &rows, |e| self.catalog.has_chunk(&e.id))?;
+                let rows = index.pack_chunks(&pack)?;
+                let found = compare_index(&pack, &trailer, &rows, |e| index.contains(&e.id))?;
                 report.index_mismatches.extend(found);
             } else if referenced {
                 report.foreign_packs += 1;
@@ -198,7 +199,7 @@ impl Engine {
         }
         let mut missing = 0;
         for c in &chunks {
-            if !self.catalog.has_chunk(c)? {
+            if !ChunkIndex::contains(&self.catalog, c)? {
                 missing += 1;
             }
         }

@@ -18,6 +18,7 @@ use strata_format::{BackupId, ChunkId, PackId};
 
 use super::Engine;
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 use crate::repository::Repository;
 use crate::{locks, process};
 
@@ -157,14 +158,14 @@ impl Engine {
     /// keeps sweeps out (shared or exclusive), so the listing stays true.
     pub(crate) fn forget_missing_packs(&mut self) -> Result<u64> {
         let present: HashSet<PackId> = self.repo.list_pack_files()?.into_iter().collect();
-        let gone: Vec<PackId> = self
-            .catalog
-            .list_packs()?
+        let index: &mut dyn ChunkIndex = &mut self.catalog;
+        let gone: Vec<PackId> = index
+            .packs()?
             .into_iter()
             .map(|(id, _)| id)
             .filter(|id| !present.contains(id))
             .collect();
-        self.catalog.forget_packs(&gone)?;
+        index.forget_packs(&gone)?;
         Ok(gone.len() as u64)
     }
 }

@@ -9,6 +9,7 @@ use strata_format::{BackupId, ChunkId, PackId};
 use super::RebuildReport;
 use crate::catalog::{BackupRecord, BackupStatus, Catalog, Problem, Share, ShareStatus};
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 use crate::progress::Progress;
 use crate::repository::{PackTrailer, Repository};
 
@@ -111,7 +112,7 @@ impl LayerSummary {
 /// chunks it references in `catalog`; returns its summary. On an error the
 /// references already written are the caller's to drop.
 pub(crate) fn index_layer(
-    catalog: &mut Catalog,
+    index: &mut dyn ChunkIndex,
     id: BackupId,
     bytes: &[u8],
 ) -> Result<LayerSummary> {
@@ -134,14 +135,14 @@ pub(crate) fn index_layer(
         for c in chunks {
             batch.push(c.id);
             if batch.len() >= REF_BATCH {
-                catalog.add_layer_refs(id, &batch)?;
+                index.add_refs(id, &batch)?;
                 batch.clear();
             }
         }
     }
-    catalog.add_layer_refs(id, &batch)?;
+    index.add_refs(id, &batch)?;
     // One query for the layer, not one lookup per chunk.
-    let unplaced = catalog.unplaced_chunks(id)?;
+    let unplaced = index.unplaced(id)?;
     Ok(LayerSummary {
         meta: layer.meta,
         entries: layer.entry_count,
@@ -172,7 +173,7 @@ pub(crate) fn ensure_share(catalog: &Catalog, summary: &LayerSummary) -> Result<
 /// whose trailer cannot be read is named in `report.damaged`.
 pub(crate) fn index_packs(
     repo: &Repository,
-    catalog: &mut Catalog,
+    index: &mut dyn ChunkIndex,
     packs: &[PackId],
     report: &mut RebuildReport,
     progress: &Progress,
@@ -185,7 +186,7 @@ pub(crate) fn index_packs(
         for (pack, trailer) in read {
             match trailer {
                 Ok(t) => {
-                    catalog.commit_pack(pack, t.pack_len, &t.entries)?;
+                    index.commit_pack(pack, t.pack_len, &t.entries)?;
                     report.packs += 1;
                     report.chunks += t.entries.len() as u64;
                     report.bytes_read += t.bytes_read;

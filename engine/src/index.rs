@@ -1,0 +1,59 @@
+//! The chunk index as the pipelines see it: which pack holds each chunk,
+//! which packs exist, which backup references which chunk.
+//!
+//! Backup, restore, check, rebuild and import use only this interface; the
+//! SQLite catalog ([`crate::Catalog`]) implements it today, and a shared
+//! catalog of several nodes can implement it without a change to any
+//! pipeline. Everything behind it is a cache of the repository: it can be
+//! rebuilt from pack trailers and layers (FORMAT.md section 6). Deciding
+//! which packs are garbage is *not* its job: that is read from the layers in
+//! the repository (FORMAT.md section 7b).
+//!
+//! Durability: a method that writes has made its change durable, in one
+//! atomic step, when it returns `Ok`; on `Err` nothing of it is visible.
+
+use strata_format::pack::PackEntry;
+use strata_format::{BackupId, ChunkId, PackId};
+
+use crate::catalog::ChunkLocation;
+use crate::error::Result;
+
+pub trait ChunkIndex: Send {
+    /// Another handle on the same index, for another thread (its own
+    /// connection). What one handle committed, the others see.
+    fn handle(&self) -> Result<Box<dyn ChunkIndex>>;
+
+    /// Whether `id` is indexed (committed rows only; a backup's pending
+    /// chunks are its own business, see `backup::dedup`).
+    fn contains(&self, id: &ChunkId) -> Result<bool>;
+
+    /// Where `id` is stored, if it is indexed.
+    fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>>;
+
+    /// Runs `f` on one consistent snapshot of the index (many lookups for
+    /// the price of one lock). Writes nothing.
+    fn reading(&self, f: &mut dyn FnMut(&dyn ChunkIndex) -> Result<()>) -> Result<()>;
+
+    /// Records a pack that is already durable in the repository, and its
+    /// chunks; a chunk already indexed keeps its first location. Atomic and
+    /// durable on return: no chunk may be indexed before its pack is durable.
+    fn commit_pack(&mut self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()>;
+
+    /// Records that `backup`'s layer references `chunks` (idempotent).
+    /// Atomic and durable on return.
+    fn add_refs(&mut self, backup: BackupId, chunks: &[ChunkId]) -> Result<()>;
+
+    /// How many of the chunks `backup` references no indexed pack holds,
+    /// and one of them.
+    fn unplaced(&self, backup: BackupId) -> Result<(u64, Option<ChunkId>)>;
+
+    /// Every indexed pack with its size.
+    fn packs(&self) -> Result<Vec<(PackId, u64)>>;
+
+    /// The rows that place chunks in `pack`, in offset order.
+    fn pack_chunks(&self, pack: &PackId) -> Result<Vec<PackEntry>>;
+
+    /// Forgets `packs` and their chunks (their files are gone from the
+    /// repository). Atomic and durable on return.
+    fn forget_packs(&mut self, packs: &[PackId]) -> Result<()>;
+}
