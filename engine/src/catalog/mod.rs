@@ -16,6 +16,7 @@ mod index;
 mod operations;
 mod quotas;
 mod recovered;
+mod roots;
 mod shares;
 
 pub use backups::{BackupFilter, BackupRecord, BackupStart, BackupStatus, ParentChoice, Problem};
