@@ -65,6 +65,27 @@ impl Env {
         self.strata_with(args, &[])
     }
 
+    /// [`Env::strata`] with another catalog (another node's, or a fresh one)
+    /// on the same repository.
+    pub fn strata_at(&self, catalog: &str, args: &[&str]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("--catalog")
+            .arg(self.path(catalog))
+            .arg("--repository")
+            .arg(&self.repository)
+            .args(args);
+        run(cmd)
+    }
+
+    /// Restores `backup` with `catalog` into `target`.
+    pub fn restore_at(&self, catalog: &str, backup: &str, target: &Path) -> Run {
+        let target = target.to_str().expect("utf8");
+        self.strata_at(
+            catalog,
+            &["backup", "restore", backup, "--target-dir", target],
+        )
+    }
+
     /// [`Env::strata`] with these environment variables set.
     pub fn strata_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));

@@ -70,23 +70,15 @@ fn shown(env: &Env, catalog: &str, ids: &[&str]) -> Vec<Value> {
     ];
     ids.iter()
         .map(|id| {
-            let run = node(env, catalog, &["backup", "show", "-f", "json", id]).ok();
+            let run = env
+                .strata_at(catalog, &["backup", "show", "-f", "json", id])
+                .ok();
             let all = run.json();
             KEPT.iter()
                 .map(|k| (k.to_string(), all[k].clone()))
                 .collect()
         })
         .collect()
-}
-
-fn node(env: &Env, catalog: &str, args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.arg("--catalog")
-        .arg(env.path(catalog))
-        .arg("--repository")
-        .arg(&env.repository)
-        .args(args);
-    run(cmd)
 }
 
 fn remove_catalog(env: &Env, name: &str) {
@@ -98,17 +90,7 @@ fn remove_catalog(env: &Env, name: &str) {
 fn restore_all(env: &Env, catalog: &str, backups: &[(String, BTreeMap<PathBuf, Node>)], tag: &str) {
     for (i, (id, tree)) in backups.iter().enumerate() {
         let target = env.path(&format!("{tag}-{i}"));
-        let run = node(
-            env,
-            catalog,
-            &[
-                "backup",
-                "restore",
-                id,
-                "--target-dir",
-                target.to_str().unwrap(),
-            ],
-        );
+        let run = env.restore_at(catalog, id, &target);
         assert_eq!(run.code, 0, "restoring {id}: {}", run.stderr);
         assert_same(tree, &snapshot(&target));
     }
@@ -315,15 +297,17 @@ fn an_exported_record_is_imported_into_another_catalog() {
     let (service, full_url) = export(full);
     let (_, inc_url) = export(inc);
     // Another node, a fresh catalog: the chain's records in order.
-    node(&env, "other.db", &["backup", "import", &service, &inc_url]).fails(4, full);
-    node(&env, "other.db", &["backup", "import", &service, &full_url]).ok();
-    let imported = node(
-        &env,
-        "other.db",
-        &["backup", "import", "-f", "json", &service, &inc_url],
-    )
-    .ok()
-    .json();
+    env.strata_at("other.db", &["backup", "import", &service, &inc_url])
+        .fails(4, full);
+    env.strata_at("other.db", &["backup", "import", &service, &full_url])
+        .ok();
+    let imported = env
+        .strata_at(
+            "other.db",
+            &["backup", "import", "-f", "json", &service, &inc_url],
+        )
+        .ok()
+        .json();
     assert_eq!(imported["status"], "available");
     assert_eq!(imported["parent_id"].as_str(), Some(full.as_str()));
     assert_eq!(
@@ -331,17 +315,13 @@ fn an_exported_record_is_imported_into_another_catalog() {
         shown(&env, "catalog.db", &[inc])
     );
     restore_all(&env, "other.db", &backups[..2], "imported");
-    assert_eq!(node(&env, "other.db", &["check"]).code, 0);
+    assert_eq!(env.strata_at("other.db", &["check"]).code, 0);
     // Refusals: a live id, garbage, another repository's record.
-    node(&env, "other.db", &["backup", "import", &service, &inc_url]).fails(2, "already");
-    node(
-        &env,
-        "other.db",
-        &["backup", "import", &service, "not base64!"],
-    )
-    .fails(2, "decode");
-    node(
-        &env,
+    env.strata_at("other.db", &["backup", "import", &service, &inc_url])
+        .fails(2, "already");
+    env.strata_at("other.db", &["backup", "import", &service, "not base64!"])
+        .fails(2, "decode");
+    env.strata_at(
         "other.db",
         &["backup", "import", "cinder.backup.drivers.nfs", &inc_url],
     )

@@ -5,21 +5,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use crate::ganesha::Ganesha;
 use crate::harness::*;
-
-/// Runs `strata` on `env`'s repository with the catalog `catalog`.
-fn node(env: &Env, catalog: &str, args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.arg("--catalog")
-        .arg(env.path(catalog))
-        .arg("--repository")
-        .arg(&env.repository)
-        .args(args);
-    run(cmd)
-}
 
 fn share(env: &Env, name: &str, seed: u64) -> std::path::PathBuf {
     let dir = env.path(name);
@@ -33,20 +21,20 @@ fn share(env: &Env, name: &str, seed: u64) -> std::path::PathBuf {
 }
 
 fn create(env: &Env, catalog: &str, name: &str, dir: &Path) -> String {
-    let run = node(
-        env,
-        catalog,
-        &[
-            "backup",
-            "create",
-            "--name",
-            name,
-            "-f",
-            "json",
-            dir.to_str().unwrap(),
-        ],
-    )
-    .ok();
+    let run = env
+        .strata_at(
+            catalog,
+            &[
+                "backup",
+                "create",
+                "--name",
+                name,
+                "-f",
+                "json",
+                dir.to_str().unwrap(),
+            ],
+        )
+        .ok();
     run.json()["id"].as_str().unwrap().to_string()
 }
 
@@ -55,23 +43,13 @@ fn create(env: &Env, catalog: &str, name: &str, dir: &Path) -> String {
 fn restores_exact(env: &Env, catalog: &str, backup: &str, source: &Path, n: &mut u32) {
     *n += 1;
     let target = env.path(&format!("out-{catalog}-{n}"));
-    let run = node(
-        env,
-        catalog,
-        &[
-            "backup",
-            "restore",
-            backup,
-            "--target-dir",
-            target.to_str().unwrap(),
-        ],
-    );
+    let run = env.restore_at(catalog, backup, &target);
     assert_eq!(run.code, 0, "{catalog} restoring {backup}: {}", run.stderr);
     assert_same(&snapshot(source), &snapshot(&target));
 }
 
 fn cleanup_removes(env: &Env, catalog: &str) -> u64 {
-    let run = node(env, catalog, &["cleanup", "-f", "json"]).ok();
+    let run = env.strata_at(catalog, &["cleanup", "-f", "json"]).ok();
     run.json()["packs_removed"].as_u64().unwrap()
 }
 
@@ -88,7 +66,7 @@ fn three_catalogs(env: &Env, count_packs: bool) {
     let ba = create(env, "A.db", "ba", &dir_a);
     let bb = create(env, "B.db", "bb", &dir_b);
     // A deletes its backup: only A's packs may go.
-    node(env, "A.db", &["backup", "delete", &ba]).ok();
+    env.strata_at("A.db", &["backup", "delete", &ba]).ok();
     restores_exact(env, "B.db", &bb, &dir_b, &mut n);
     let ba2 = create(env, "A.db", "ba2", &dir_a);
     // B's cleanup must not take A's packs (B does not know them).
@@ -105,19 +83,19 @@ fn three_catalogs(env: &Env, count_packs: bool) {
     restores_exact(env, "B.db", &bb, &dir_b, &mut n);
     // C backs up B's tree too (its own packs), then deletes it: B's stay.
     let bc = create(env, "C.db", "bc", &dir_b);
-    node(env, "C.db", &["backup", "delete", &bc]).ok();
+    env.strata_at("C.db", &["backup", "delete", &bc]).ok();
     cleanup_removes(env, "A.db");
     restores_exact(env, "B.db", &bb, &dir_b, &mut n);
     // Each catalog's check is clean: the others' packs are foreign, not junk.
     for catalog in ["A.db", "B.db", "C.db"] {
-        let check = node(env, catalog, &["check", "-f", "json"]);
+        let check = env.strata_at(catalog, &["check", "-f", "json"]);
         assert_eq!(check.code, 0, "{catalog}: {}", check.stdout);
     }
-    let a = node(env, "A.db", &["check", "-f", "json"]).json();
+    let a = env.strata_at("A.db", &["check", "-f", "json"]).json();
     assert!(a["foreign_packs"].as_u64().unwrap() > 0, "{a}");
     // Once every backup is deleted, the last cleanup leaves no pack.
-    node(env, "A.db", &["backup", "delete", &ba2]).ok();
-    node(env, "B.db", &["backup", "delete", &bb]).ok();
+    env.strata_at("A.db", &["backup", "delete", &ba2]).ok();
+    env.strata_at("B.db", &["backup", "delete", &bb]).ok();
     cleanup_removes(env, "C.db");
     if count_packs {
         assert_eq!(packs(env), 0);
@@ -177,7 +155,7 @@ fn a_stale_index_never_makes_a_backup_lean_on_removed_packs() {
     let mut n = 0;
     restores_exact(&env, "old.db", &again, &dir, &mut n);
     // The old copy's only fault is its record of the deleted backup.
-    let check = node(&env, "old.db", &["check", "-f", "json"]);
+    let check = env.strata_at("old.db", &["check", "-f", "json"]);
     assert_eq!(check.code, 7);
     let report = check.json();
     let missing = report["missing_layers"].as_array().unwrap();

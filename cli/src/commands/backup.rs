@@ -137,6 +137,16 @@ fn summary(b: &BackupRecord) {
     }
 }
 
+/// Prints a backup as `backup show` does.
+fn show(engine: &Engine, global: &Global, b: BackupRecord) -> Result<u8> {
+    output::show(
+        global.format,
+        &global.columns,
+        &record(&engine.backup_view(b)?),
+    )?;
+    Ok(0)
+}
+
 /// Runs a backup command; returns the process exit status.
 pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> {
     match cmd {
@@ -235,12 +245,7 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
         }
         BackupCommand::Show { backup, .. } => {
             let b = engine.find_backup(backup)?;
-            output::show(
-                global.format,
-                &global.columns,
-                &record(&engine.backup_view(b)?),
-            )?;
-            Ok(0)
+            show(engine, global, b)
         }
         BackupCommand::Set {
             backup,
@@ -301,13 +306,7 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
             let bar = Bar::start(Arc::clone(&progress), "import");
             let b = engine.import_backup(backup_service, backup_url, &progress);
             drop(bar);
-            let b = b?;
-            output::show(
-                global.format,
-                &global.columns,
-                &record(&engine.backup_view(b)?),
-            )?;
-            Ok(0)
+            show(engine, global, b?)
         }
         BackupCommand::Delete { backups, force } => {
             let found: Vec<BackupRecord> = backups
