@@ -5,10 +5,10 @@
 //! window; the chunks of each window are hashed and compressed in parallel
 //! while the whole-file hash runs beside them.
 
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crossbeam_channel::Sender;
@@ -64,7 +64,7 @@ impl From<Error> for FileError {
 }
 
 /// Entry fields every kind shares, from `lstat` and the xattrs.
-fn base_entry(item: &WalkItem, meta: &Metadata, kind: EntryKind, report: &Report) -> Entry {
+fn base_entry(item: &WalkItem, meta: &Metadata, kind: EntryKind, xattrs: Vec<Xattr>) -> Entry {
     Entry {
         path: item.rel.clone(),
         mode: meta.mode() & 0o7777,
@@ -73,13 +73,30 @@ fn base_entry(item: &WalkItem, meta: &Metadata, kind: EntryKind, report: &Report
         mtime_ns: stamp_ns(meta.mtime(), meta.mtime_nsec()),
         ctime_ns: stamp_ns(meta.ctime(), meta.ctime_nsec()),
         inode: meta.ino(),
-        xattrs: read_xattrs(&item.at, &item.rel, report),
+        xattrs,
         kind,
     }
 }
 
-fn read_xattrs(abs: &Path, rel: &[u8], report: &Report) -> Vec<Xattr> {
-    let names = match xattr::list(abs) {
+/// The extended attributes of a path (read through its directory's
+/// descriptor, not following a symlink).
+fn read_xattrs(at: &Path, rel: &[u8], report: &Report) -> Vec<Xattr> {
+    collect_xattrs(xattr::list(at), |name| xattr::get(at, name), rel, report)
+}
+
+/// The extended attributes of an open file.
+fn file_xattrs(file: &File, rel: &[u8], report: &Report) -> Vec<Xattr> {
+    use xattr::FileExt;
+    collect_xattrs(file.list_xattr(), |name| file.get_xattr(name), rel, report)
+}
+
+fn collect_xattrs(
+    listed: std::io::Result<xattr::XAttrs>,
+    get: impl Fn(&std::ffi::OsStr) -> std::io::Result<Option<Vec<u8>>>,
+    rel: &[u8],
+    report: &Report,
+) -> Vec<Xattr> {
+    let names = match listed {
         Ok(names) => names,
         Err(e) if e.raw_os_error() == Some(95) => return Vec::new(), // EOPNOTSUPP
         Err(e) => {
@@ -89,7 +106,7 @@ fn read_xattrs(abs: &Path, rel: &[u8], report: &Report) -> Vec<Xattr> {
     };
     let mut out = Vec::new();
     for name in names {
-        match xattr::get(abs, &name) {
+        match get(&name) {
             Ok(Some(value)) => out.push(Xattr {
                 name: name.as_bytes().to_vec(),
                 value,
@@ -122,13 +139,15 @@ impl Chunking<'_> {
                 return Ok(Slot::Unchanged);
             }
         }
-        let (kind, meta) = match &item.kind {
+        // A path's xattrs, for what is not read as an open file.
+        let at_path = || read_xattrs(&item.at, &item.rel, self.report);
+        let (kind, meta, xattrs) = match &item.kind {
             ItemKind::Nothing => return Ok(Slot::Empty),
-            ItemKind::Dir => (EntryKind::Dir, meta.clone()),
+            ItemKind::Dir => (EntryKind::Dir, meta.clone(), at_path()),
             ItemKind::Symlink => match std::fs::read_link(&item.at) {
                 Ok(target) => {
                     let target = target.as_os_str().as_bytes().to_vec();
-                    (EntryKind::Symlink { target }, meta.clone())
+                    (EntryKind::Symlink { target }, meta.clone(), at_path())
                 }
                 Err(e) => {
                     self.report
@@ -141,6 +160,7 @@ impl Chunking<'_> {
                     target: target.clone(),
                 },
                 meta.clone(),
+                at_path(),
             ),
             ItemKind::File => match self.file(item) {
                 Ok(read) => read,
@@ -153,7 +173,7 @@ impl Chunking<'_> {
             },
         };
         self.count(&kind);
-        let entry = base_entry(item, &meta, kind, self.report);
+        let entry = base_entry(item, &meta, kind, xattrs);
         match &item.parent {
             Some(parent) if diff::same(&entry, parent, self.rehash) => Ok(Slot::Unchanged),
             _ => Ok(Slot::Entry(entry)),
@@ -178,16 +198,12 @@ impl Chunking<'_> {
     /// read that goes with it. A file that changes while it is read (size or
     /// mtime differ after) is read once more; if it changes again, the second
     /// read is kept and reported.
-    fn file(&self, item: &WalkItem) -> Result<(EntryKind, Metadata), FileError> {
+    fn file(&self, item: &WalkItem) -> Result<(EntryKind, Metadata, Vec<Xattr>), FileError> {
         let skip = |what: &str, e: std::io::Error| FileError::Skip(format!("{what}: {e}"));
         for attempt in 0..2 {
             // Through the directory's descriptor, and O_NOFOLLOW: the walk
             // saw a regular file; never follow a symlink swapped in since.
-            let mut file = match OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(&item.at)
-            {
+            let mut file = match item.open() {
                 Ok(file) => file,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FileError::Gone),
                 Err(e) => return Err(skip("cannot open", e)),
@@ -204,7 +220,7 @@ impl Chunking<'_> {
                     && after.mtime_nsec() == before.mtime_nsec()
             });
             if stable {
-                return Ok((kind, before));
+                return Ok((kind, before, file_xattrs(&file, &item.rel, self.report)));
             }
             if attempt == 1 {
                 self.report.warning(
@@ -213,7 +229,7 @@ impl Chunking<'_> {
                      the second read is kept and may mix old and new content"
                         .to_string(),
                 );
-                return Ok((kind, before));
+                return Ok((kind, before, file_xattrs(&file, &item.rel, self.report)));
             }
             // Read again; its bytes count once more toward the progress total.
             self.progress.add_total(before.len());

@@ -55,8 +55,9 @@ pub struct WalkItem {
     /// every read of it goes there, so no renamed or swapped parent can
     /// redirect it. The last component is never followed by those reads.
     pub at: PathBuf,
-    /// Keeps that descriptor open while the item is processed.
-    _dir: Arc<OwnedFd>,
+    /// The item's directory, open; and its name there.
+    dir: Arc<OwnedFd>,
+    name: OsString,
     pub meta: Option<Metadata>,
     pub kind: ItemKind,
     /// The parent chain's entry at this path (incremental backups).
@@ -77,6 +78,25 @@ fn through(dir: &OwnedFd, name: &std::ffi::OsStr) -> PathBuf {
         p.push(name);
     }
     p
+}
+
+/// `name` in the directory open as `dir`, not following a symlink: its
+/// own descriptor (`O_PATH`), asked for its status. Plain system calls, no
+/// path resolved through `/proc`.
+fn lstat_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<Metadata> {
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
+    fs::File::from(fd).metadata()
+}
+
+impl WalkItem {
+    /// Opens the item for reading through its directory's descriptor,
+    /// never following a symlink swapped in since the walk saw it.
+    pub fn open(&self) -> std::io::Result<fs::File> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&*self.dir, &self.name, flags, Mode::empty())?;
+        Ok(fs::File::from(fd))
+    }
 }
 
 /// Why a directory cannot be walked into.
@@ -233,7 +253,7 @@ impl Walker<'_> {
             names
                 .into_par_iter()
                 .map(|name| {
-                    let meta = fs::symlink_metadata(through(&fd, &name));
+                    let meta = lstat_at(&fd, &name);
                     (name, meta)
                 })
                 .collect()
@@ -249,7 +269,7 @@ impl Walker<'_> {
     /// Sends one item; `Ok(false)` when the consumers have gone (the backup stopped).
     fn emit(
         &mut self,
-        (rel, abs, dir, at): (Vec<u8>, PathBuf, Arc<OwnedFd>, PathBuf),
+        (rel, abs, dir, name, at): (Vec<u8>, PathBuf, Arc<OwnedFd>, OsString, PathBuf),
         meta: Option<Metadata>,
         kind: ItemKind,
     ) -> Result<bool> {
@@ -262,7 +282,8 @@ impl Walker<'_> {
             rel,
             abs,
             at,
-            _dir: dir,
+            dir,
+            name,
             meta,
             kind,
             parent,
@@ -366,7 +387,8 @@ impl Walker<'_> {
                 true => Some(open_dir(&dir, &name, &meta)),
                 false => None,
             };
-            if !self.emit((rel.clone(), abs.clone(), dir, at), Some(meta), kind)? {
+            let located = (rel.clone(), abs.clone(), dir.clone(), name.clone(), at);
+            if !self.emit(located, Some(meta), kind)? {
                 return Ok(());
             }
             match opened {
