@@ -86,6 +86,42 @@ pub struct BackupRecord {
 }
 
 impl BackupRecord {
+    /// A backup of `share_id` in `project` with nothing done yet: `creating`,
+    /// every figure zero, every optional field unset (callers fill in the rest).
+    pub fn new(id: BackupId, project: String, share_id: ShareId, created_at: i64) -> Self {
+        BackupRecord {
+            id,
+            project,
+            share_id,
+            name: None,
+            description: None,
+            status: BackupStatus::Creating,
+            progress: 0,
+            restore_progress: 0,
+            size_gib: 0,
+            created_at,
+            updated_at: None,
+            host: None,
+            availability_zone: None,
+            backup_type: None,
+            topic: Some("strata-data".into()),
+            is_incremental: false,
+            parent_id: None,
+            data_timestamp: None,
+            fail_reason: None,
+            file_count: 0,
+            dir_count: 0,
+            skipped_count: 0,
+            logical_bytes: 0,
+            new_bytes: 0,
+            stored_bytes: 0,
+            duration_ms: 0,
+            read_bytes: 0,
+            changed_count: 0,
+            deleted_count: 0,
+        }
+    }
+
     /// Takes the figures of a finished backup from its layer's statistics:
     /// size (logical bytes, rounded up to GiB), counts, and a `fail_reason`
     /// when paths were skipped.

@@ -95,12 +95,31 @@ impl Engine {
     /// every pack trailer, no pack body.
     pub fn check(&self) -> Result<CheckReport> {
         let mut report = CheckReport::default();
-        let scan = scan_layers(&self.repo)?;
+        // The live backups of this catalog: their layers' chunks must all
+        // be indexed (counted as the one scan of the layers goes by).
+        let backups = self.catalog.list_backups(&BackupFilter::default())?;
+        let live: HashSet<_> = backups
+            .iter()
+            .filter(|b| matches!(b.status, BackupStatus::Available | BackupStatus::Restoring))
+            .map(|b| b.id)
+            .collect();
+        let index: &dyn ChunkIndex = &self.catalog;
+        let mut unindexed = 0;
+        let scan = scan_layers(&self.repo, &mut |id, chunks| {
+            if live.contains(&id) {
+                for c in chunks {
+                    if !index.contains(c)? {
+                        unindexed += 1;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        report.unindexed_chunks = unindexed;
         report.damaged_layers = scan.damaged.iter().map(|(_, e)| e.to_string()).collect();
 
         let backups_running = crate::locks::live_shared_count(self.repo.backend().as_ref())? > 0;
         let files = self.repo.list_pack_files()?;
-        let index: &dyn ChunkIndex = &self.catalog;
         let indexed = index.packs()?;
         let known: HashSet<PackId> = indexed.iter().map(|(p, _)| *p).collect();
         for (pack, size) in &indexed {
@@ -141,27 +160,18 @@ impl Engine {
             report.index_mismatches.push(format!("… and {more} more"));
         }
 
-        let mut ours = HashSet::new();
-        for b in self.catalog.list_backups(&BackupFilter::default())? {
-            ours.insert(b.id);
-            if !matches!(b.status, BackupStatus::Available | BackupStatus::Restoring) {
-                continue;
-            }
-            for id in self.chain(&b)? {
-                if !self.repo.has_layer(&id)? {
+        let ours: HashSet<_> = backups.iter().map(|b| b.id).collect();
+        let in_repository: HashSet<_> = scan.layers.iter().copied().collect();
+        for b in backups.iter().filter(|b| live.contains(&b.id)) {
+            for id in self.chain(b)? {
+                if !in_repository.contains(&id) {
                     report
                         .missing_layers
                         .push(format!("{id} (needed by {})", b.id));
                 }
             }
-            report.unindexed_chunks += self.unindexed_chunks_of(b.id)?;
         }
-        report.foreign_layers = self
-            .repo
-            .list_layers()?
-            .iter()
-            .filter(|id| !ours.contains(id))
-            .count() as u64;
+        report.foreign_layers = scan.layers.iter().filter(|id| !ours.contains(id)).count() as u64;
         // A running operation's temporary files are not leftovers.
         let boot = crate::process::boot_id();
         report.temp_files = self
@@ -182,27 +192,5 @@ impl Engine {
             .filter(|op| Self::is_dead(op))
             .count() as u64;
         Ok(report)
-    }
-
-    /// Chunks `backup`'s own layer references that the index cannot place.
-    fn unindexed_chunks_of(&self, backup: strata_format::BackupId) -> Result<u64> {
-        let bytes = match self.repo.load_layer(&backup) {
-            Ok(bytes) => bytes,
-            // Reported as a missing layer.
-            Err(Error::NotFound { .. }) => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        let mut chunks = HashSet::new();
-        if super::gc::layer_chunks(&backup, &bytes, &mut chunks).is_err() {
-            // Reported as a damaged layer.
-            return Ok(0);
-        }
-        let mut missing = 0;
-        for c in &chunks {
-            if !ChunkIndex::contains(&self.catalog, c)? {
-                missing += 1;
-            }
-        }
-        Ok(missing)
     }
 }

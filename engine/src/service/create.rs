@@ -27,36 +27,13 @@ use crate::repository::new_uuid;
 const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 fn new_record(engine: &Engine, share: &Share, req: &CreateBackup) -> Result<BackupRecord> {
+    let id = BackupId(new_uuid()?);
     Ok(BackupRecord {
-        id: BackupId(new_uuid()?),
-        project: engine.config.project.clone(),
-        share_id: share.id,
         name: req.name.clone(),
         description: req.description.clone(),
-        status: BackupStatus::Creating,
-        progress: 0,
-        restore_progress: 0,
-        size_gib: 0,
-        created_at: now_ns(),
-        updated_at: None,
         host: Some(engine.host.clone()),
         availability_zone: engine.config.availability_zone.clone(),
-        backup_type: None,
-        topic: Some("strata-data".into()),
-        is_incremental: false,
-        parent_id: None,
-        data_timestamp: None,
-        fail_reason: None,
-        file_count: 0,
-        dir_count: 0,
-        skipped_count: 0,
-        logical_bytes: 0,
-        new_bytes: 0,
-        stored_bytes: 0,
-        duration_ms: 0,
-        read_bytes: 0,
-        changed_count: 0,
-        deleted_count: 0,
+        ..BackupRecord::new(id, engine.config.project.clone(), share.id, now_ns())
     })
 }
 

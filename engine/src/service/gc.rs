@@ -36,16 +36,21 @@ pub(crate) struct LayerScan {
     pub referenced: HashSet<ChunkId>,
     /// Layers that cannot be read or decoded, with why.
     pub damaged: Vec<(BackupId, Error)>,
-    pub layers: u64,
+    /// Every layer read (damaged ones included).
+    pub layers: Vec<BackupId>,
 }
 
 /// Reads every layer in the repository (each verified against its
-/// checksum, every record decoded).
-pub(crate) fn scan_layers(repo: &Repository) -> Result<LayerScan> {
+/// checksum, every record decoded), handing each readable layer's chunks
+/// to `visit` as it goes: one read of each layer serves every question.
+pub(crate) fn scan_layers(
+    repo: &Repository,
+    visit: &mut dyn FnMut(BackupId, &HashSet<ChunkId>) -> Result<()>,
+) -> Result<LayerScan> {
     let mut scan = LayerScan {
         referenced: HashSet::new(),
         damaged: Vec::new(),
-        layers: 0,
+        layers: Vec::new(),
     };
     for id in repo.list_layers()? {
         let bytes = match repo.load_layer(&id) {
@@ -54,20 +59,23 @@ pub(crate) fn scan_layers(repo: &Repository) -> Result<LayerScan> {
             Err(Error::NotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
-        scan.layers += 1;
-        if let Err(e) = layer_chunks(&id, &bytes, &mut scan.referenced) {
-            match e {
-                Error::Corrupt { .. } | Error::Unsupported(_) | Error::InvalidArgument(_) => {
-                    scan.damaged.push((id, e))
-                }
-                other => return Err(other),
+        scan.layers.push(id);
+        let mut chunks = HashSet::new();
+        match layer_chunks(&id, &bytes, &mut chunks) {
+            Ok(()) => {
+                visit(id, &chunks)?;
+                scan.referenced.extend(chunks);
             }
+            Err(
+                e @ (Error::Corrupt { .. } | Error::Unsupported(_) | Error::InvalidArgument(_)),
+            ) => scan.damaged.push((id, e)),
+            Err(e) => return Err(e),
         }
     }
     Ok(scan)
 }
 
-pub(crate) fn layer_chunks(id: &BackupId, bytes: &[u8], into: &mut HashSet<ChunkId>) -> Result<()> {
+fn layer_chunks(id: &BackupId, bytes: &[u8], into: &mut HashSet<ChunkId>) -> Result<()> {
     let location = format!("layer {id}");
     let layer = Layer::decode(bytes).map_err(|e| Error::format(&location, e))?;
     for record in layer.records().map_err(|e| Error::format(&location, e))? {
@@ -112,7 +120,7 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        let scan = scan_layers(&self.repo)?;
+        let scan = scan_layers(&self.repo, &mut |_, _| Ok(()))?;
         if let Some((_, e)) = scan.damaged.first() {
             return Ok(Sweep {
                 removed: 0,
@@ -129,11 +137,13 @@ impl Engine {
             .collect();
         let mut sweep = Sweep::default();
         let mut unreadable = Vec::new();
+        let mut present: HashSet<PackId> = packs.iter().copied().collect();
         for (pack, verdict) in verdicts {
             match verdict {
                 Ok(true) => {
                     lock.touch()?;
                     self.repo.remove_pack(&pack)?;
+                    present.remove(&pack);
                     sweep.removed += 1;
                 }
                 Ok(false) => {}
@@ -148,7 +158,7 @@ impl Engine {
                 unreadable.join("; ")
             ));
         }
-        self.forget_missing_packs()?;
+        self.forget_packs_not_in(&present)?;
         drop(lock);
         Ok(sweep)
     }
@@ -158,6 +168,11 @@ impl Engine {
     /// keeps sweeps out (shared or exclusive), so the listing stays true.
     pub(crate) fn forget_missing_packs(&mut self) -> Result<u64> {
         let present: HashSet<PackId> = self.repo.list_pack_files()?.into_iter().collect();
+        self.forget_packs_not_in(&present)
+    }
+
+    /// Drops index rows of every pack not in `present` (the repository's packs).
+    fn forget_packs_not_in(&mut self, present: &HashSet<PackId>) -> Result<u64> {
         let index: &mut dyn ChunkIndex = &mut self.catalog;
         let gone: Vec<PackId> = index
             .packs()?

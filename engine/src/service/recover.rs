@@ -39,35 +39,21 @@ impl LayerSummary {
         let m = &self.meta;
         let s = &m.service;
         let mut b = BackupRecord {
-            id: m.backup_id,
-            project: m.project.clone(),
-            share_id: m.share_id,
             name: non_empty(&m.name),
             description: non_empty(&m.description),
             status: BackupStatus::Available,
             progress: 100,
-            restore_progress: 0,
-            size_gib: 0,
-            created_at: m.created_at_ns,
             updated_at: Some(m.finished_at_ns),
             host: s.host.clone(),
             availability_zone: s.availability_zone.clone(),
             backup_type: s.backup_type.clone(),
-            topic: Some("strata-data".into()),
             is_incremental: m.parent_id.is_some(),
             parent_id: m.parent_id,
             data_timestamp: Some(m.data_timestamp_ns),
-            fail_reason: None,
-            file_count: 0,
-            dir_count: 0,
-            skipped_count: 0,
-            logical_bytes: 0,
-            new_bytes: 0,
-            stored_bytes: 0,
             duration_ms: ((m.finished_at_ns - m.created_at_ns).max(0) / 1_000_000) as u64,
-            read_bytes: 0,
             changed_count: self.entries,
             deleted_count: self.tombstones,
+            ..BackupRecord::new(m.backup_id, m.project.clone(), m.share_id, m.created_at_ns)
         };
         b.set_layer_stats(&m.stats);
         b
