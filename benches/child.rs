@@ -36,7 +36,7 @@ fn run(args: &[String]) -> Result<(), String> {
         println!("peak_rss_kib={}", procstat::peak_rss_kib());
         return Ok(());
     }
-    let mut engine = Engine::open(config).map_err(|e| e.to_string())?;
+    let engine = Engine::open(config).map_err(|e| e.to_string())?;
     match (op.as_str(), rest) {
         ("backup", [share, mode @ ..]) => {
             let incremental = mode.iter().any(|m| m == "incremental");

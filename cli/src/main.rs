@@ -61,7 +61,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         // Makes the catalog: nothing may open it first.
         return commands::quota::rebuild(&config, &cli.global, *force);
     }
-    let mut engine = Engine::open(config)?;
+    let engine = Engine::open(config)?;
     if !matches!(cli.command, Command::Check) {
         // Whatever a dead process left running is put right before anything
         // else looks at the catalog; `check` reports it instead.
@@ -69,14 +69,14 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     }
     match &cli.command {
         Command::Share(cmd) => commands::share::run(&engine, &cli.global, cmd).map(|()| 0),
-        Command::Backup(cmd) => commands::backup::run(&mut engine, &cli.global, cmd),
+        Command::Backup(cmd) => commands::backup::run(&engine, &cli.global, cmd),
         Command::Quota(cmd) => commands::quota::run(&engine, &cli.global, cmd).map(|()| 0),
         Command::Check => commands::quota::check(&engine, &cli.global),
         Command::Bench(_) | Command::Catalog(_) => {
             Err(Error::Bug("bench and catalog rebuild run without the engine".into()).into())
         }
         Command::Cleanup { wait } => {
-            commands::quota::cleanup(&mut engine, &cli.global, *wait).map(|()| 0)
+            commands::quota::cleanup(&engine, &cli.global, *wait).map(|()| 0)
         }
     }
 }

@@ -18,11 +18,9 @@ use strata_format::{BackupId, ChunkId, PackId};
 use crate::catalog::ChunkLocation;
 use crate::error::Result;
 
-pub trait ChunkIndex: Send {
-    /// Another handle on the same index, for another thread (its own
-    /// connection). What one handle committed, the others see.
-    fn handle(&self) -> Result<Box<dyn ChunkIndex>>;
-
+/// Shared by every thread of a pipeline (`Send + Sync`, `&self`): an
+/// implementation serves concurrent calls, each on a connection of its own.
+pub trait ChunkIndex: Send + Sync {
     /// Whether `id` is indexed (committed rows only; a backup's pending
     /// chunks are its own business, see `backup::dedup`).
     fn contains(&self, id: &ChunkId) -> Result<bool>;
@@ -37,11 +35,11 @@ pub trait ChunkIndex: Send {
     /// Records a pack that is already durable in the repository, and its
     /// chunks; a chunk already indexed keeps its first location. Atomic and
     /// durable on return: no chunk may be indexed before its pack is durable.
-    fn commit_pack(&mut self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()>;
+    fn commit_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()>;
 
     /// Records that `backup`'s layer references `chunks` (idempotent).
     /// Atomic and durable on return.
-    fn add_refs(&mut self, backup: BackupId, chunks: &[ChunkId]) -> Result<()>;
+    fn add_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()>;
 
     /// How many of the chunks `backup` references no indexed pack holds,
     /// and one of them.
@@ -55,5 +53,5 @@ pub trait ChunkIndex: Send {
 
     /// Forgets `packs` and their chunks (their files are gone from the
     /// repository). Atomic and durable on return.
-    fn forget_packs(&mut self, packs: &[PackId]) -> Result<()>;
+    fn forget_packs(&self, packs: &[PackId]) -> Result<()>;
 }

@@ -48,6 +48,7 @@ pub mod repository;
 pub mod restore;
 mod service;
 pub mod sizing;
+pub mod store;
 pub mod view;
 
 pub use catalog::Catalog;

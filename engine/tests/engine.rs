@@ -50,7 +50,7 @@ fn a_chunk_seen_twice_in_one_run_is_stored_once() {
     for i in 0..64 {
         fs::write(share.join(format!("copy{i:02}.bin")), &data).unwrap();
     }
-    let mut engine = engine(tmp.path());
+    let engine = engine(tmp.path());
     let (s, _) = engine
         .share_for_backup(share.to_str().unwrap(), false)
         .unwrap();
@@ -90,7 +90,7 @@ fn a_failed_backup_ends_in_error_and_releases_the_share() {
     let tmp = tempfile::tempdir().unwrap();
     let share = tmp.path().join("share");
     fs::create_dir_all(&share).unwrap();
-    let mut engine = engine(tmp.path());
+    let engine = engine(tmp.path());
     let (s, _) = engine
         .share_for_backup(share.to_str().unwrap(), false)
         .unwrap();
@@ -100,7 +100,7 @@ fn a_failed_backup_ends_in_error_and_releases_the_share() {
         .unwrap_err();
     // A share path that does not exist is "not found" (exit 4).
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    let backups = engine.catalog().list_backups(&Default::default()).unwrap();
+    let backups = engine.store().list_backups(&Default::default()).unwrap();
     assert_eq!(backups.len(), 1);
     assert_eq!(backups[0].status, BackupStatus::Error);
     assert!(backups[0]
@@ -129,7 +129,7 @@ fn many_small_files_share_packs_and_delete_removes_them() {
             .unwrap();
         }
     }
-    let mut engine = engine(tmp.path());
+    let engine = engine(tmp.path());
     let (s, _) = engine
         .share_for_backup(share.to_str().unwrap(), false)
         .unwrap();
@@ -138,10 +138,10 @@ fn many_small_files_share_packs_and_delete_removes_them() {
         .unwrap();
     assert_eq!(done.backup.file_count, 1000);
     assert_eq!(done.backup.dir_count, 10);
-    let packs = engine.catalog().list_packs().unwrap();
+    let packs = engine.index().packs().unwrap();
     assert_eq!(packs.len(), 1, "1,000 small files belong in one pack");
     engine.delete_backup(&done.backup, false).unwrap();
-    assert!(engine.catalog().list_packs().unwrap().is_empty());
+    assert!(engine.index().packs().unwrap().is_empty());
     assert_eq!(count_files(&tmp.path().join("repo").join("packs")), 0);
 }
 
@@ -163,7 +163,7 @@ fn engines_opened_at_once_on_a_new_catalog_all_work() {
                         fs::create_dir_all(&share).unwrap();
                         fs::write(share.join("f"), noise(4096, i as u8 + round)).unwrap();
                         start.wait();
-                        let mut engine = Engine::open(EngineConfig::new(
+                        let engine = Engine::open(EngineConfig::new(
                             tmp.join("catalog.db"),
                             Location::Posix(tmp.join("repo")),
                         ))
@@ -175,7 +175,7 @@ fn engines_opened_at_once_on_a_new_catalog_all_work() {
                             .create_backup(&s, &CreateBackup::default(), &Progress::default())
                             .map_err(|e| format!("backup: {e}"))?;
                         engine
-                            .catalog()
+                            .store()
                             .list_backups(&BackupFilter::default())
                             .map(drop)
                             .map_err(|e| format!("list: {e}"))
@@ -189,7 +189,7 @@ fn engines_opened_at_once_on_a_new_catalog_all_work() {
             }
         });
         let listed = engine(tmp.path())
-            .catalog()
+            .store()
             .list_backups(&BackupFilter::default())
             .unwrap();
         assert_eq!(listed.len(), N);

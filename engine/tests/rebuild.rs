@@ -61,7 +61,7 @@ fn recorded(b: &BackupRecord) -> String {
 
 fn all(engine: &Engine) -> Vec<String> {
     let mut out: Vec<String> = engine
-        .catalog()
+        .store()
         .list_backups(&BackupFilter::default())
         .unwrap()
         .iter()
@@ -71,7 +71,7 @@ fn all(engine: &Engine) -> Vec<String> {
     out
 }
 
-fn apply(engine: &mut Engine, dir: &Path, op: &Op, step: usize) {
+fn apply(engine: &Engine, dir: &Path, op: &Op, step: usize) {
     match op {
         Op::Backup {
             share,
@@ -87,7 +87,7 @@ fn apply(engine: &mut Engine, dir: &Path, op: &Op, step: usize) {
                 .share_for_backup(path.to_str().unwrap(), false)
                 .unwrap();
             let has_parent = !engine
-                .catalog()
+                .store()
                 .list_backups(&BackupFilter {
                     share_id: Some(s.id),
                     status: Some(BackupStatus::Available),
@@ -110,7 +110,7 @@ fn apply(engine: &mut Engine, dir: &Path, op: &Op, step: usize) {
                 return;
             };
             let backups = engine
-                .catalog()
+                .store()
                 .list_backups(&BackupFilter {
                     share_id: Some(s.id),
                     ..Default::default()
@@ -119,7 +119,7 @@ fn apply(engine: &mut Engine, dir: &Path, op: &Op, step: usize) {
             let leaf = backups
                 .iter()
                 .rev()
-                .find(|b| engine.catalog().dependents(b.id).unwrap().is_empty());
+                .find(|b| engine.store().dependents(b.id).unwrap().is_empty());
             if let Some(b) = leaf {
                 engine.delete_backup(&b.clone(), false).unwrap();
             }
@@ -134,9 +134,9 @@ proptest! {
     fn a_rebuilt_catalog_equals_the_original(ops in proptest::collection::vec(op(), 1..7)) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        let mut engine = Engine::open(config(dir, "catalog.db")).unwrap();
+        let engine = Engine::open(config(dir, "catalog.db")).unwrap();
         for (step, op) in ops.iter().enumerate() {
-            apply(&mut engine, dir, op, step);
+            apply(&engine, dir, op, step);
         }
         let original = all(&engine);
         let report =

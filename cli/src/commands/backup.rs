@@ -148,7 +148,7 @@ fn show(engine: &Engine, global: &Global, b: BackupRecord) -> Result<u8> {
 }
 
 /// Runs a backup command; returns the process exit status.
-pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> {
+pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> {
     match cmd {
         BackupCommand::Create {
             name,
@@ -211,7 +211,7 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
                 name: name.as_deref(),
                 status,
             };
-            let backups = engine.catalog().list_backups(&filter)?;
+            let backups = engine.store().list_backups(&filter)?;
             let unknown = engine.unknown_layers()?;
             if unknown > 0 {
                 eprintln!(
@@ -235,7 +235,7 @@ pub fn run(engine: &mut Engine, global: &Global, cmd: &BackupCommand) -> Result<
         } => {
             let b = engine.find_backup(backup)?;
             let rows: Vec<Record> = engine
-                .catalog()
+                .store()
                 .backup_problems(b.id)?
                 .into_iter()
                 .map(|p| vec![("path", json!(p.path)), ("problem", json!(p.problem))])

@@ -95,7 +95,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &QuotaCommand) -> Result<()> {
     }
 }
 
-pub fn cleanup(engine: &mut Engine, global: &Global, wait: u64) -> Result<()> {
+pub fn cleanup(engine: &Engine, global: &Global, wait: u64) -> Result<()> {
     let report = engine.cleanup(Some(std::time::Duration::from_secs(wait)))?;
     for line in &report.operations {
         eprintln!("cleaned: {line}");

@@ -40,7 +40,7 @@ pub struct Chunking<'a> {
     pub rehash: bool,
     /// Parent entries stamped at or after this are re-read (see [`diff::RACY_WINDOW_NS`]).
     pub racy_from: i64,
-    pub dedup: &'a Dedup,
+    pub dedup: &'a Dedup<'a>,
     pub blobs: Sender<Blob>,
     pub counters: &'a Counters,
     pub report: &'a Report,

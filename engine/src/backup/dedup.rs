@@ -14,17 +14,17 @@ use strata_format::ChunkId;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 
-pub struct Dedup {
-    inner: Mutex<Inner>,
+pub struct Dedup<'a> {
+    inner: Mutex<Inner<'a>>,
 }
 
-struct Inner {
+struct Inner<'a> {
     pending: HashSet<ChunkId>,
-    index: Box<dyn ChunkIndex>,
+    index: &'a dyn ChunkIndex,
 }
 
-impl Dedup {
-    pub fn new(index: Box<dyn ChunkIndex>) -> Self {
+impl<'a> Dedup<'a> {
+    pub fn new(index: &'a dyn ChunkIndex) -> Self {
         Dedup {
             inner: Mutex::new(Inner {
                 pending: HashSet::new(),

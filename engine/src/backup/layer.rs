@@ -62,7 +62,7 @@ type Assembler<'scope> = std::thread::ScopedJoinHandle<'scope, Result<LayerDraft
 pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     repo: &'scope Repository,
-    mut index: Box<dyn ChunkIndex>,
+    index: &'scope dyn ChunkIndex,
     backup: BackupId,
     report: &'scope Report,
 ) -> Result<(EntrySender, Assembler<'scope>)> {
@@ -77,7 +77,7 @@ pub fn spawn<'scope>(
             tombstones: Vec::new(),
             entries: 0,
         };
-        assemble(&rx, &mut draft, index.as_mut(), backup, report)?;
+        assemble(&rx, &mut draft, index, backup, report)?;
         Ok(draft)
     });
     Ok((tx, handle))
@@ -86,7 +86,7 @@ pub fn spawn<'scope>(
 fn assemble(
     rx: &Receiver<Numbered>,
     draft: &mut LayerDraft,
-    index: &mut dyn ChunkIndex,
+    index: &dyn ChunkIndex,
     backup: BackupId,
     report: &Report,
 ) -> Result<()> {

@@ -93,7 +93,7 @@ pub fn run(
     let data_timestamp_ns = now_ns();
     let report = report::Report::default();
     let counters = Counters::default();
-    let dedup = dedup::Dedup::new(index.handle()?);
+    let dedup = dedup::Dedup::new(index);
     let config = repo.config();
     let parent_layers = crate::view::load_chain(repo, &plan.parent_chain)?;
     let parent_view = match parent_layers.is_empty() {
@@ -111,8 +111,8 @@ pub fn run(
     let (draft, gone, root_dev) = std::thread::scope(|s| -> Result<_> {
         let (items, walker, root_dev) =
             walk::spawn(s, plan.share_path.clone(), parent, &report, progress)?;
-        let (blobs, packer) = packer::spawn(s, repo, index.handle()?, &dedup, &counters);
-        let (entries, assembler) = layer::spawn(s, repo, index.handle()?, plan.backup_id, &report)?;
+        let (blobs, packer) = packer::spawn(s, repo, index, &dedup, &counters);
+        let (entries, assembler) = layer::spawn(s, repo, index, plan.backup_id, &report)?;
         let chunking = chunk::Chunking {
             params: config.chunker,
             zstd_level: plan.zstd_level,

@@ -50,11 +50,11 @@ const PUBLISH_QUEUE: usize = 2;
 
 /// Starts the pack writer; send blobs to the returned sender, drop it when
 /// done, and join the handle: `Ok` means every blob is durable and indexed.
-pub fn spawn<'scope>(
+pub fn spawn<'scope, 'd: 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     repo: &'scope Repository,
-    index: Box<dyn ChunkIndex>,
-    dedup: &'scope Dedup,
+    index: &'scope dyn ChunkIndex,
+    dedup: &'scope Dedup<'d>,
     counters: &'scope Counters,
 ) -> (
     Sender<Blob>,
@@ -88,8 +88,8 @@ pub fn spawn<'scope>(
 /// Pack durable → index rows committed → chunks leave the pending set.
 fn publish_all(
     repo: &Repository,
-    mut index: Box<dyn ChunkIndex>,
-    dedup: &Dedup,
+    index: &dyn ChunkIndex,
+    dedup: &Dedup<'_>,
     counters: &Counters,
     packs: Receiver<FinishedPack>,
 ) -> Result<()> {

@@ -65,27 +65,16 @@ impl Row {
 }
 
 impl Catalog {
-    /// Runs `f` in one read transaction: its lookups share one snapshot and
-    /// take the database's locks once, not once per statement (a restore
-    /// plans with one lookup per chunk). Nothing is written.
-    pub fn reading<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
-        let snapshot = self.conn.unchecked_transaction()?;
-        let out = f(self);
-        // Read-only: ending it either way releases the snapshot.
-        snapshot.rollback()?;
-        out
-    }
-
     /// True when the index knows `id`.
     pub fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
         Ok(stmt.exists([&id.0[..]])?)
     }
 
     pub fn lookup_chunk(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        let mut stmt = self.conn.prepare_cached(
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
             "SELECT pack_id, id, offset, stored_len, raw_len, compression FROM chunks WHERE id = ?1",
         )?;
         let Some((pack, row)) = stmt.query_row([&id.0[..]], Row::read).optional()? else {
@@ -101,8 +90,9 @@ impl Catalog {
 
     /// Records a pack that is already durable in the repository, and its chunks.
     /// A chunk the index already knows keeps its first location.
-    pub fn commit_pack(&mut self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
-        let tx = self.write_tx()?;
+    pub fn commit_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = super::write_tx(&mut conn)?;
         tx.execute(
             "INSERT OR IGNORE INTO packs (id, size, chunk_count, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![&pack.0[..], size as i64, entries.len() as i64, now_ns()],
@@ -128,8 +118,9 @@ impl Catalog {
     }
 
     /// Records that `backup`'s layer references `chunks`.
-    pub fn add_layer_refs(&mut self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
-        let tx = self.write_tx()?;
+    pub fn add_layer_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = super::write_tx(&mut conn)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO layer_chunks (backup_id, chunk_id) VALUES (?1, ?2)",
@@ -145,9 +136,8 @@ impl Catalog {
 
     /// Every pack the index knows, with its size.
     pub fn list_packs(&self) -> Result<Vec<(PackId, u64)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, size FROM packs ORDER BY id")?;
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT id, size FROM packs ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
@@ -163,11 +153,12 @@ impl Catalog {
 impl Catalog {
     /// Forgets `packs` and their chunks (their files are gone from the
     /// repository). One transaction: durable when this returns.
-    pub fn forget_packs(&mut self, packs: &[PackId]) -> Result<()> {
+    pub fn forget_packs(&self, packs: &[PackId]) -> Result<()> {
         if packs.is_empty() {
             return Ok(());
         }
-        let tx = self.write_tx()?;
+        let mut conn = self.conn()?;
+        let tx = super::write_tx(&mut conn)?;
         {
             let mut drop_chunks = tx.prepare("DELETE FROM chunks WHERE pack_id = ?1")?;
             let mut drop_pack = tx.prepare("DELETE FROM packs WHERE id = ?1")?;
@@ -184,7 +175,8 @@ impl Catalog {
 impl Catalog {
     /// The index rows that place chunks in `pack`, in offset order.
     pub fn pack_chunks(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
-        let mut stmt = self.conn.prepare_cached(
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
             "SELECT pack_id, id, offset, stored_len, raw_len, compression FROM chunks
              WHERE pack_id = ?1 ORDER BY offset",
         )?;
@@ -198,10 +190,6 @@ impl Catalog {
 }
 
 impl crate::index::ChunkIndex for Catalog {
-    fn handle(&self) -> Result<Box<dyn crate::index::ChunkIndex>> {
-        Ok(Box::new(self.reopen()?))
-    }
-
     fn contains(&self, id: &ChunkId) -> Result<bool> {
         self.has_chunk(id)
     }
@@ -217,11 +205,11 @@ impl crate::index::ChunkIndex for Catalog {
         Catalog::reading(self, |c| f(c))
     }
 
-    fn commit_pack(&mut self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+    fn commit_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
         Catalog::commit_pack(self, pack, size, entries)
     }
 
-    fn add_refs(&mut self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
+    fn add_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
         self.add_layer_refs(backup, chunks)
     }
 
@@ -237,7 +225,7 @@ impl crate::index::ChunkIndex for Catalog {
         Catalog::pack_chunks(self, pack)
     }
 
-    fn forget_packs(&mut self, packs: &[PackId]) -> Result<()> {
+    fn forget_packs(&self, packs: &[PackId]) -> Result<()> {
         Catalog::forget_packs(self, packs)
     }
 }

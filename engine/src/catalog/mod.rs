@@ -11,6 +11,7 @@
 //! that moved to another device, e.g. an unmounted share). The schema
 //! version is `PRAGMA user_version`; migrations below are frozen once released.
 
+mod backup_writes;
 mod backups;
 mod index;
 mod operations;
@@ -18,14 +19,16 @@ mod quotas;
 mod recovered;
 mod roots;
 mod shares;
+mod store;
 
-pub use backups::{BackupFilter, BackupRecord, BackupStart, BackupStatus, ParentChoice, Problem};
+pub use crate::store::{
+    BackupFilter, BackupRecord, BackupStatus, OpKind, Operation, Problem, Quota, QuotaUsage, Share,
+    ShareStatus,
+};
 pub use index::ChunkLocation;
-pub use operations::{OpKind, Operation};
-pub use quotas::{Quota, QuotaUsage};
-pub use shares::{Share, ShareStatus};
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -148,10 +151,94 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// How long a connection waits for another one's write lock before failing.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// One connection to the catalog. Open one per thread that needs it.
+/// Idle connections a catalog keeps for reuse; more may be open at once.
+const IDLE_CONNECTIONS: usize = 16;
+
+/// The catalog: a pool of connections to one SQLite file. Cheap to clone
+/// (clones share the pool); `Send + Sync`, every method takes `&self` and
+/// runs on a connection of its own for its duration, so any number of
+/// threads may use one catalog at once.
 pub struct Catalog {
-    pub(crate) conn: Connection,
+    pool: Arc<Pool>,
+    /// Set while one connection must serve every call: a read snapshot
+    /// ([`Catalog::reading`]) or a catalog being bulk-loaded.
+    pinned: Option<Mutex<Connection>>,
+}
+
+struct Pool {
     path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// A connection lent for one call; it goes back to the pool when dropped.
+enum Conn<'a> {
+    Pooled(Option<Connection>, &'a Pool),
+    Pinned(MutexGuard<'a, Connection>),
+}
+
+impl std::ops::Deref for Conn<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            // Some until drop.
+            Conn::Pooled(Some(c), _) => c,
+            Conn::Pooled(None, _) => unreachable!("a pooled connection is taken only on drop"),
+            Conn::Pinned(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        match self {
+            Conn::Pooled(Some(c), _) => c,
+            Conn::Pooled(None, _) => unreachable!("a pooled connection is taken only on drop"),
+            Conn::Pinned(c) => c,
+        }
+    }
+}
+
+impl Conn<'_> {
+    /// The connection itself, out of the pool for good (none if pinned).
+    fn take(mut self) -> Option<Connection> {
+        match &mut self {
+            Conn::Pooled(conn, _) => conn.take(),
+            Conn::Pinned(_) => None,
+        }
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Conn::Pooled(conn, pool) = self {
+            if let Some(conn) = conn.take() {
+                // A connection left inside a transaction (a panic mid-call)
+                // is closed, not reused.
+                if conn.is_autocommit() {
+                    let mut idle = lock(&pool.idle);
+                    if idle.len() < IDLE_CONNECTIONS {
+                        idle.push(conn);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The data (idle connections) stays valid whatever panicked.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A new connection with the settings every catalog connection has.
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    // Several processes and threads share the file; wait rather than fail.
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Index rows must be durable before the layer that needs them is published.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
 }
 
 /// Puts the catalog in WAL mode, so that readers (progress, list) never block
@@ -183,65 +270,110 @@ fn use_wal(conn: &Connection) -> Result<()> {
     }
 }
 
+/// A transaction that holds the write lock from its start. Every
+/// transaction that writes must be one: a deferred transaction that reads
+/// and then writes fails at once with "database is locked" (no wait) when
+/// another connection committed in between.
+pub(crate) fn write_tx(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
+    Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = write_tx(conn)?;
+    let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::Unsupported(format!(
+            "catalog schema version {version} is newer than this build ({SCHEMA_VERSION})"
+        )));
+    }
+    for step in &MIGRATIONS[version as usize..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+impl Clone for Catalog {
+    /// Another handle on the same pool (never on a pinned connection).
+    fn clone(&self) -> Self {
+        Catalog {
+            pool: self.pool.clone(),
+            pinned: None,
+        }
+    }
+}
+
 impl Catalog {
     /// Opens (creating and migrating if needed) the catalog at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).at(dir)?;
         }
-        let conn = Connection::open(path)?;
-        // Several processes and threads share the file; wait rather than fail.
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mut conn = connect(path)?;
         use_wal(&conn)?;
-        // Index rows must be durable before the layer that needs them is published.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut catalog = Catalog {
-            conn,
-            path: path.to_path_buf(),
-        };
-        catalog.migrate()?;
-        Ok(catalog)
-    }
-
-    /// Another connection to the same catalog file.
-    pub fn reopen(&self) -> Result<Self> {
-        Catalog::open(&self.path)
+        migrate(&mut conn)?;
+        Ok(Catalog {
+            pool: Arc::new(Pool {
+                path: path.to_path_buf(),
+                idle: Mutex::new(vec![conn]),
+            }),
+            pinned: None,
+        })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.pool.path
     }
 
-    /// A transaction that holds the write lock from its start. Every
-    /// transaction that writes must be one: a deferred transaction that reads
-    /// and then writes fails at once with "database is locked" (no wait) when
-    /// another connection committed in between.
-    pub(crate) fn write_tx(&mut self) -> Result<rusqlite::Transaction<'_>> {
-        Ok(self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+    /// A connection for one call: the pinned one, else one from the pool.
+    fn conn(&self) -> Result<Conn<'_>> {
+        if let Some(pinned) = &self.pinned {
+            return Ok(Conn::Pinned(lock(pinned)));
+        }
+        let idle = lock(&self.pool.idle).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => connect(&self.pool.path)?,
+        };
+        Ok(Conn::Pooled(Some(conn), &self.pool))
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let tx = self.write_tx()?;
-        let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::Unsupported(format!(
-                "catalog schema version {version} is newer than this build ({SCHEMA_VERSION})"
-            )));
+    /// This catalog with every call on one connection of its own (taken
+    /// from the pool): for a bulk load, whose settings are per connection.
+    pub fn pinned(&self) -> Result<Catalog> {
+        let conn = match self.conn()?.take() {
+            Some(conn) => conn,
+            None => connect(&self.pool.path)?,
+        };
+        Ok(Catalog {
+            pool: self.pool.clone(),
+            pinned: Some(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` in one read transaction: its lookups share one snapshot and
+    /// take the database's locks once, not once per statement (a restore
+    /// plans with one lookup per chunk). Nothing is written.
+    pub fn reading<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        let snapshot = self.pinned()?;
+        {
+            let conn = snapshot.conn()?;
+            conn.execute_batch("BEGIN DEFERRED")?;
         }
-        for step in &MIGRATIONS[version as usize..] {
-            tx.execute_batch(step)?;
+        let out = f(&snapshot);
+        // Read-only: ending it either way releases the snapshot.
+        snapshot.conn()?.execute_batch("ROLLBACK")?;
+        if let Some(conn) = snapshot.pinned {
+            let conn = conn.into_inner().unwrap_or_else(|p| p.into_inner());
+            drop(Conn::Pooled(Some(conn), &self.pool));
         }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        tx.commit()?;
-        Ok(())
+        out
     }
 
     /// Records a project (idempotent).
     pub fn ensure_project(&self, name: &str) -> Result<()> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT OR IGNORE INTO projects (name, created_at) VALUES (?1, ?2)",
             rusqlite::params![name, crate::clock::now_ns()],
         )?;
@@ -249,22 +381,21 @@ impl Catalog {
     }
 
     pub fn projects(&self) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name FROM projects ORDER BY name")?;
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT name FROM projects ORDER BY name")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
-            .conn
+            .conn()?
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [key, value],

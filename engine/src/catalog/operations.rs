@@ -3,56 +3,11 @@
 //! tell a running operation from one whose process died.
 
 use rusqlite::{params, OptionalExtension};
-use strata_format::{BackupId, ShareId};
+use strata_format::BackupId;
 
 use super::Catalog;
 use crate::error::{Error, Result};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpKind {
-    Backup,
-    Restore,
-    Delete,
-}
-
-impl OpKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Backup => "backup",
-            OpKind::Restore => "restore",
-            OpKind::Delete => "delete",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "backup" => Ok(OpKind::Backup),
-            "restore" => Ok(OpKind::Restore),
-            "delete" => Ok(OpKind::Delete),
-            other => Err(Error::Bug(format!(
-                "catalog holds operation kind {other:?}"
-            ))),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Operation {
-    pub id: String,
-    pub kind: OpKind,
-    pub backup_id: Option<BackupId>,
-    /// The share it holds busy, and the status to give it back.
-    pub share_id: Option<ShareId>,
-    pub share_status_before: Option<String>,
-    pub pid: u32,
-    /// The process's start time (clock ticks since boot), so a reused pid
-    /// is not mistaken for the operation's process.
-    pub process_start: u64,
-    pub host: String,
-    pub boot_id: String,
-    pub started_at: i64,
-    pub heartbeat_at: i64,
-}
+use crate::store::{OpKind, Operation};
 
 const COLUMNS: &str = "id, kind, backup_id, share_id, share_status_before, pid, process_start, \
     host, boot_id, started_at, heartbeat_at";
@@ -67,7 +22,7 @@ fn parse_opt<T: std::str::FromStr>(s: Option<String>) -> Result<Option<T>> {
 
 impl Catalog {
     pub fn insert_operation(&self, op: &Operation) -> Result<()> {
-        self.conn.execute(
+        self.conn()?.execute(
             &format!("INSERT INTO operations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
             params![
                 op.id,
@@ -87,7 +42,7 @@ impl Catalog {
     }
 
     pub fn heartbeat(&self, id: &str, now: i64) -> Result<()> {
-        self.conn.execute(
+        self.conn()?.execute(
             "UPDATE operations SET heartbeat_at = ?1 WHERE id = ?2",
             params![now, id],
         )?;
@@ -95,13 +50,14 @@ impl Catalog {
     }
 
     pub fn remove_operation(&self, id: &str) -> Result<()> {
-        self.conn
+        self.conn()?
             .execute("DELETE FROM operations WHERE id = ?1", [id])?;
         Ok(())
     }
 
     pub fn operations(&self) -> Result<Vec<Operation>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM operations ORDER BY started_at"
         ))?;
         let rows = stmt.query_map([], |r| {
@@ -142,7 +98,7 @@ impl Catalog {
     /// The operation running on `backup`, if any.
     pub fn operation_on(&self, backup: BackupId) -> Result<Option<String>> {
         Ok(self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT id FROM operations WHERE backup_id = ?1",
                 [backup.to_string()],

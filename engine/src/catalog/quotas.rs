@@ -5,25 +5,13 @@ use rusqlite::{params, OptionalExtension};
 
 use super::Catalog;
 use crate::error::Result;
-
-/// Limits of one project; `None` is unlimited.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Quota {
-    pub backups: Option<u64>,
-    pub backup_gigabytes: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QuotaUsage {
-    pub backups: u64,
-    pub backup_gigabytes: u64,
-}
+use crate::store::{Quota, QuotaUsage};
 
 impl Catalog {
     /// The project's own limits (`None` where it has none of its own).
     pub fn quota(&self, project: &str) -> Result<Option<Quota>> {
         Ok(self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT backups, backup_gigabytes FROM quotas WHERE project = ?1",
                 [project],
@@ -38,7 +26,7 @@ impl Catalog {
     }
 
     pub fn set_quota(&self, project: &str, quota: &Quota) -> Result<()> {
-        self.conn.execute(
+        self.conn()?.execute(
             "INSERT INTO quotas (project, backups, backup_gigabytes) VALUES (?1, ?2, ?3)
              ON CONFLICT (project) DO UPDATE SET backups = excluded.backups,
                 backup_gigabytes = excluded.backup_gigabytes",
@@ -52,7 +40,8 @@ impl Catalog {
     }
 
     pub fn quota_usage(&self, project: &str) -> Result<QuotaUsage> {
-        usage(&self.conn, project)
+        let conn = self.conn()?;
+        usage(&conn, project)
     }
 }
 

@@ -3,59 +3,12 @@
 use rusqlite::{params, OptionalExtension, Row};
 use strata_format::ShareId;
 
-use super::Catalog;
+use rusqlite::Transaction;
+
+use super::{write_tx, Catalog};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-
-/// Share status, as Manila names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShareStatus {
-    Available,
-    BackupCreating,
-    BackupRestoring,
-    BackupRestoringError,
-    InUse,
-}
-
-impl ShareStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ShareStatus::Available => "available",
-            ShareStatus::BackupCreating => "backup_creating",
-            ShareStatus::BackupRestoring => "backup_restoring",
-            ShareStatus::BackupRestoringError => "backup_restoring_error",
-            ShareStatus::InUse => "in-use",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "available" => ShareStatus::Available,
-            "backup_creating" => ShareStatus::BackupCreating,
-            "backup_restoring" => ShareStatus::BackupRestoring,
-            "backup_restoring_error" => ShareStatus::BackupRestoringError,
-            "in-use" => ShareStatus::InUse,
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown share status {other:?}"
-                )))
-            }
-        })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Share {
-    pub id: ShareId,
-    pub project: String,
-    pub name: String,
-    pub path: String,
-    pub size_gib: Option<u64>,
-    pub protocol: String,
-    pub status: ShareStatus,
-    pub created_at: i64,
-    pub updated_at: Option<i64>,
-}
+use crate::store::{Share, ShareStatus};
 
 const COLUMNS: &str = "id, project, name, path, size_gib, protocol, status, created_at, updated_at";
 
@@ -90,7 +43,7 @@ fn finish(row: RawShare) -> Result<Share> {
 
 impl Catalog {
     pub fn insert_share(&self, share: &Share) -> Result<()> {
-        let result = self.conn.execute(
+        let result = self.conn()?.execute(
             "INSERT INTO shares (id, project, name, path, size_gib, protocol, status, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -118,7 +71,8 @@ impl Catalog {
     }
 
     pub fn list_shares(&self, project: Option<&str>) -> Result<Vec<Share>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM shares WHERE ?1 IS NULL OR project = ?1 ORDER BY created_at, id"
         ))?;
         let rows = stmt.query_map([project], from_row)?;
@@ -129,7 +83,7 @@ impl Catalog {
     /// are not found, as with Manila.
     pub fn find_share(&self, project: &str, id_or_name: &str) -> Result<Share> {
         let row = self
-            .conn
+            .conn()?
             .query_row(
                 &format!("SELECT {COLUMNS} FROM shares WHERE id = ?1 AND project = ?2"),
                 [id_or_name, project],
@@ -139,7 +93,7 @@ impl Catalog {
         let row = match row {
             Some(row) => Some(row),
             None => self
-                .conn
+                .conn()?
                 .query_row(
                     &format!("SELECT {COLUMNS} FROM shares WHERE project = ?1 AND name = ?2"),
                     [project, id_or_name],
@@ -158,7 +112,7 @@ impl Catalog {
 
     pub fn share(&self, id: ShareId) -> Result<Share> {
         let row = self
-            .conn
+            .conn()?
             .query_row(
                 &format!("SELECT {COLUMNS} FROM shares WHERE id = ?1"),
                 [id.to_string()],
@@ -176,7 +130,7 @@ impl Catalog {
     /// Finds the share registered for a filesystem path, if any.
     pub fn share_by_path(&self, project: &str, path: &str) -> Result<Option<Share>> {
         let row = self
-            .conn
+            .conn()?
             .query_row(
                 &format!("SELECT {COLUMNS} FROM shares WHERE project = ?1 AND path = ?2"),
                 [project, path],
@@ -186,54 +140,107 @@ impl Catalog {
         row.map(finish).transpose()
     }
 
-    /// Moves a share from `from` to `to` atomically; fails if it is not in `from`.
+    /// See [`crate::store::ServiceStore::transition_share`].
     pub fn transition_share(
         &self,
         id: ShareId,
         from: &[ShareStatus],
         to: ShareStatus,
-    ) -> Result<()> {
-        let share = self.share(id)?;
-        if !from.contains(&share.status) {
-            return Err(Error::Busy(format!(
-                "share {} is {}, not {}",
-                share.name,
-                share.status.as_str(),
-                from.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            )));
-        }
-        let changed = self.conn.execute(
-            "UPDATE shares SET status = ?1, updated_at = ?2 WHERE id = ?3 AND status = ?4",
-            params![to.as_str(), now_ns(), id.to_string(), share.status.as_str()],
+    ) -> Result<ShareStatus> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        let before = expect(&tx, id, from)?;
+        set_status(&tx, id, to)?;
+        tx.commit()?;
+        Ok(before)
+    }
+
+    /// See [`crate::store::ServiceStore::claim_share`].
+    pub fn claim_share(
+        &self,
+        id: ShareId,
+        from: &[ShareStatus],
+        to: ShareStatus,
+        op: &str,
+    ) -> Result<ShareStatus> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        let before = expect(&tx, id, from)?;
+        set_status(&tx, id, to)?;
+        let recorded = tx.execute(
+            "UPDATE operations SET share_status_before = ?1 WHERE id = ?2",
+            params![before.as_str(), op],
         )?;
-        if changed != 1 {
-            return Err(Error::Busy(format!(
-                "share {} changed status concurrently",
-                share.name
+        if recorded != 1 {
+            return Err(Error::Bug(format!("operation {op} is not recorded")));
+        }
+        tx.commit()?;
+        Ok(before)
+    }
+
+    /// See [`crate::store::ServiceStore::delete_share`].
+    pub fn delete_share(&self, id: ShareId, from: &[ShareStatus]) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        expect(&tx, id, from)?;
+        let backups: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM backups WHERE share_id = ?1",
+            [id.to_string()],
+            |r| r.get(0),
+        )?;
+        if backups > 0 {
+            return Err(Error::InvalidState(format!(
+                "share {id} has {backups} backup(s); delete them first"
             )));
         }
+        tx.execute("DELETE FROM shares WHERE id = ?1", [id.to_string()])?;
+        tx.commit()?;
         Ok(())
     }
 
-    pub fn delete_share(&self, id: ShareId) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM shares WHERE id = ?1", [id.to_string()])?;
-        Ok(())
+    /// Sets a share's status whatever it is; returns the status it had.
+    pub fn reset_share_status(&self, id: ShareId, to: ShareStatus) -> Result<ShareStatus> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        let before = expect(&tx, id, &ShareStatus::ALL)?;
+        set_status(&tx, id, to)?;
+        tx.commit()?;
+        Ok(before)
     }
 }
 
-impl Catalog {
-    /// Sets a share's status unconditionally (an administrator's reset, or
-    /// marking it `in-use`); returns the status it had.
-    pub fn reset_share_status(&self, id: ShareId, to: ShareStatus) -> Result<ShareStatus> {
-        let before = self.share(id)?.status;
-        self.conn.execute(
-            "UPDATE shares SET status = ?1, updated_at = ?2 WHERE id = ?3",
-            params![to.as_str(), now_ns(), id.to_string()],
-        )?;
-        Ok(before)
+/// The share's status, which must be one of `from`.
+fn expect(tx: &Transaction<'_>, id: ShareId, from: &[ShareStatus]) -> Result<ShareStatus> {
+    let row: Option<(String, String)> = tx
+        .query_row(
+            "SELECT name, status FROM shares WHERE id = ?1",
+            [id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((name, status)) = row else {
+        return Err(Error::NotFound {
+            kind: "share",
+            name: id.to_string(),
+        });
+    };
+    let current = ShareStatus::parse(&status)?;
+    if !from.contains(&current) {
+        return Err(Error::Busy(format!(
+            "share {name} is {status}, not {}",
+            from.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )));
     }
+    Ok(current)
+}
+
+fn set_status(tx: &Transaction<'_>, id: ShareId, to: ShareStatus) -> Result<()> {
+    tx.execute(
+        "UPDATE shares SET status = ?1, updated_at = ?2 WHERE id = ?3",
+        params![to.as_str(), now_ns(), id.to_string()],
+    )?;
+    Ok(())
 }

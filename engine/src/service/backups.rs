@@ -67,7 +67,7 @@ pub struct RestoreRequest {
 impl Engine {
     /// The Manila/Cinder view of `backup`.
     pub fn backup_view(&self, backup: BackupRecord) -> Result<BackupView> {
-        let has_dependent_backups = !self.catalog.dependents(backup.id)?.is_empty();
+        let has_dependent_backups = !self.store.dependents(backup.id)?.is_empty();
         Ok(BackupView {
             record: backup,
             has_dependent_backups,
@@ -76,7 +76,7 @@ impl Engine {
     }
 
     pub fn find_backup(&self, id_or_name: &str) -> Result<BackupRecord> {
-        self.catalog.find_backup(&self.config.project, id_or_name)
+        self.store.find_backup(&self.config.project, id_or_name)
     }
 
     /// The chain of layers to apply for `backup`: its full ancestor first.
@@ -91,7 +91,7 @@ impl Engine {
                 });
             }
             chain.push(id);
-            parent = self.catalog.backup(id)?.parent_id;
+            parent = self.store.backup(id)?.parent_id;
         }
         chain.reverse();
         Ok(chain)
@@ -99,7 +99,7 @@ impl Engine {
 
     /// Restores `backup` into its source share or into an empty directory.
     pub fn restore_backup(
-        &mut self,
+        &self,
         backup: &BackupRecord,
         req: &RestoreRequest,
         progress: &Progress,
@@ -107,7 +107,7 @@ impl Engine {
         let (target, share) = match &req.target_dir {
             Some(dir) => (prepare_target_dir(dir)?, None),
             None => {
-                let share = self.catalog.share(backup.share_id)?;
+                let share = self.store.share(backup.share_id)?;
                 (PathBuf::from(&share.path), Some(share))
             }
         };
@@ -125,7 +125,7 @@ impl Engine {
     }
 
     fn restore_supervised(
-        &mut self,
+        &self,
         backup: &BackupRecord,
         share: Option<&Share>,
         chain: &[BackupId],
@@ -133,18 +133,18 @@ impl Engine {
         op: &str,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
-        self.catalog.transition_backup(
+        self.store.transition_backup(
             backup.id,
             &[BackupStatus::Available],
             BackupStatus::Restoring,
         )?;
         if let Some(share) = share {
-            if let Err(e) = self.catalog.transition_share(
+            if let Err(e) = self.store.transition_share(
                 share.id,
                 &[ShareStatus::Available, ShareStatus::BackupRestoringError],
                 ShareStatus::BackupRestoring,
             ) {
-                self.catalog.transition_backup(
+                self.store.transition_backup(
                     backup.id,
                     &[BackupStatus::Restoring],
                     BackupStatus::Available,
@@ -160,20 +160,20 @@ impl Engine {
             progress,
             || {
                 let direct = self.config.direct_io;
-                restore::run(&self.repo, &self.catalog, chain, target, direct, progress)
+                restore::run(&self.repo, &*self.index, chain, target, direct, progress)
             },
         );
         if result.is_ok() {
-            self.catalog.set_backup_progress(backup.id, 100, true)?;
+            self.store.set_backup_progress(backup.id, 100, true)?;
         }
         // An administrator may have moved the backup meanwhile (that is how a
         // restore is stopped): then their status stands.
-        match self.catalog.transition_backup(
+        match self.store.transition_backup(
             backup.id,
             &[BackupStatus::Restoring],
             BackupStatus::Available,
         ) {
-            Ok(()) | Err(Error::InvalidState(_)) => {}
+            Ok(_) | Err(Error::InvalidState(_)) => {}
             Err(e) => return Err(e),
         }
         if let Some(share) = share {
@@ -182,7 +182,7 @@ impl Engine {
             } else {
                 ShareStatus::BackupRestoringError
             };
-            self.catalog
+            self.store
                 .transition_share(share.id, &[ShareStatus::BackupRestoring], to)?;
         }
         result
@@ -192,7 +192,7 @@ impl Engine {
     /// backup is running) every pack left holding no referenced chunk. A
     /// backup being created is only deleted with `force`: its process is
     /// told to stop, and cleans up after itself.
-    pub fn delete_backup(&mut self, backup: &BackupRecord, force: bool) -> Result<()> {
+    pub fn delete_backup(&self, backup: &BackupRecord, force: bool) -> Result<()> {
         if backup.status == BackupStatus::Creating {
             if !force {
                 return Err(Error::InvalidState(format!(
@@ -201,18 +201,6 @@ impl Engine {
                 )));
             }
             return self.cancel_creating(backup.id);
-        }
-        let dependents = self.catalog.dependents(backup.id)?;
-        if !dependents.is_empty() {
-            return Err(Error::InvalidState(format!(
-                "backup {} has dependent backups: {}",
-                backup.id,
-                dependents
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
         }
         // The operation is recorded before the status moves: a process
         // killed in between must leave `deleting` with an operation that
@@ -223,7 +211,10 @@ impl Engine {
             share: None,
             share_status_before: None,
         })?;
-        if let Err(e) = self.catalog.transition_backup(
+        // No dependents, checked in the same step: an incremental starting
+        // on this backup now either went in first (and this is refused)
+        // or finds it `deleting` (and is refused).
+        if let Err(e) = self.store.transition_leaf_backup(
             backup.id,
             &[
                 BackupStatus::Available,
@@ -237,13 +228,12 @@ impl Engine {
         }
         let result = self.remove_backup_data(backup.id);
         if let Err(e) = &result {
-            self.catalog.transition_backup(
+            self.store.transition_backup(
                 backup.id,
                 &[BackupStatus::Deleting],
                 BackupStatus::ErrorDeleting,
             )?;
-            self.catalog
-                .fail_backup_deleting(backup.id, &e.to_string())?;
+            self.store.set_fail_reason(backup.id, &e.to_string())?;
         }
         self.end_operation(&op)?;
         result
@@ -252,19 +242,19 @@ impl Engine {
     /// `creating → deleting`, then waits for the backup's process to notice
     /// (within a heartbeat), stop and remove it. If that process is gone,
     /// cleans up in its place.
-    fn cancel_creating(&mut self, id: BackupId) -> Result<()> {
-        self.catalog
+    fn cancel_creating(&self, id: BackupId) -> Result<()> {
+        self.store
             .transition_backup(id, &[BackupStatus::Creating], BackupStatus::Deleting)?;
         let deadline = Instant::now() + CANCEL_WAIT;
         loop {
-            match self.catalog.backup(id) {
+            match self.store.backup(id) {
                 Err(Error::NotFound { .. }) => return Ok(()),
                 Err(e) => return Err(e),
                 Ok(_) => {}
             }
             if !self.operation_alive(id)? {
                 self.cleanup(None)?;
-                if let Ok(b) = self.catalog.backup(id) {
+                if let Ok(b) = self.store.backup(id) {
                     // No operation recorded it: remove it here.
                     if b.status == BackupStatus::Deleting {
                         self.remove_backup_data(id)?;
@@ -285,9 +275,9 @@ impl Engine {
     /// Layer first (the backup stops existing in the repository), then its
     /// row and chunk references; then, if no backup is running, the packs
     /// nothing references any more (otherwise `cleanup` collects them).
-    pub(crate) fn remove_backup_data(&mut self, id: BackupId) -> Result<()> {
+    pub(crate) fn remove_backup_data(&self, id: BackupId) -> Result<()> {
         self.repo.remove_layer(&id)?;
-        self.catalog.remove_backup_row(id)?;
+        self.store.remove_backup(id)?;
         // A sweep that cannot run now (busy, an unreadable layer) leaves
         // the packs to `cleanup`.
         self.collect_packs(GC_WAIT).map(|_| ())
@@ -301,7 +291,7 @@ impl Engine {
         backup: &BackupRecord,
         to: BackupStatus,
     ) -> Result<BackupStatus> {
-        self.catalog.reset_backup_status(backup.id, to)
+        self.store.reset_backup_status(backup.id, to)
     }
 
     pub fn rename_backup(
@@ -310,7 +300,7 @@ impl Engine {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<()> {
-        self.catalog.rename_backup(backup.id, name, description)
+        self.store.rename_backup(backup.id, name, description)
     }
 }
 

@@ -97,13 +97,13 @@ impl Engine {
         let mut report = CheckReport::default();
         // The live backups of this catalog: their layers' chunks must all
         // be indexed (counted as the one scan of the layers goes by).
-        let backups = self.catalog.list_backups(&BackupFilter::default())?;
+        let backups = self.store.list_backups(&BackupFilter::default())?;
         let live: HashSet<_> = backups
             .iter()
             .filter(|b| matches!(b.status, BackupStatus::Available | BackupStatus::Restoring))
             .map(|b| b.id)
             .collect();
-        let index: &dyn ChunkIndex = &self.catalog;
+        let index: &dyn ChunkIndex = &*self.index;
         let mut unindexed = 0;
         let scan = scan_layers(&self.repo, &mut |id, chunks| {
             if live.contains(&id) {
@@ -186,7 +186,7 @@ impl Engine {
             })
             .count() as u64;
         report.dead_operations = self
-            .catalog
+            .store
             .operations()?
             .iter()
             .filter(|op| Self::is_dead(op))

@@ -43,7 +43,7 @@ impl Engine {
     /// Whether the operation running on `backup` (if any) is alive.
     pub(crate) fn operation_alive(&self, backup: BackupId) -> Result<bool> {
         Ok(self
-            .catalog
+            .store
             .operations()?
             .iter()
             .any(|op| op.backup_id == Some(backup) && !Self::is_dead(op)))
@@ -52,10 +52,10 @@ impl Engine {
     /// Cleans up after dead operations; collects unreferenced packs when
     /// `gc_wait` is set (waiting that long for the exclusive lock) or when a
     /// dead backup may have left some (then without waiting).
-    pub fn cleanup(&mut self, gc_wait: Option<Duration>) -> Result<CleanupReport> {
+    pub fn cleanup(&self, gc_wait: Option<Duration>) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
         let mut wrote_packs = false;
-        for op in self.catalog.operations()? {
+        for op in self.store.operations()? {
             if !Self::is_dead(&op) {
                 continue;
             }
@@ -76,7 +76,7 @@ impl Engine {
                     report.temp_files += 1;
                 }
             }
-            self.catalog.remove_operation(&op.id)?;
+            self.store.remove_operation(&op.id)?;
         }
         if gc_wait.is_some() {
             report.temp_files += self.sweep_orphan_temp()?;
@@ -123,11 +123,11 @@ impl Engine {
         Ok(removed)
     }
 
-    fn clean_operation(&mut self, op: &Operation) -> Result<String> {
+    fn clean_operation(&self, op: &Operation) -> Result<String> {
         let Some(id) = op.backup_id else {
             return Ok("nothing to do".into());
         };
-        let status = match self.catalog.backup(id) {
+        let status = match self.store.backup(id) {
             Ok(b) => b.status,
             Err(Error::NotFound { .. }) => return Ok("backup already gone".into()),
             Err(e) => return Err(e),
@@ -137,8 +137,11 @@ impl Engine {
                 if self.complete_from_layer(id)? {
                     "its layer was published: completed from the layer".to_string()
                 } else {
-                    self.catalog
-                        .fail_backup(id, "interrupted: the process running it is gone")?;
+                    self.store.fail_backup(
+                        id,
+                        &[BackupStatus::Creating],
+                        "interrupted: the process running it is gone",
+                    )?;
                     "creating -> error (interrupted)".to_string()
                 }
             }
@@ -146,18 +149,18 @@ impl Engine {
                 match self.remove_backup_data(id) {
                     Ok(()) => "deleting -> deleted".to_string(),
                     Err(e) => {
-                        self.catalog.transition_backup(
+                        self.store.transition_backup(
                             id,
                             &[BackupStatus::Deleting],
                             BackupStatus::ErrorDeleting,
                         )?;
-                        self.catalog.fail_backup_deleting(id, &e.to_string())?;
+                        self.store.set_fail_reason(id, &e.to_string())?;
                         format!("deleting -> error_deleting ({e})")
                     }
                 }
             }
             (OpKind::Restore, BackupStatus::Restoring) => {
-                self.catalog.transition_backup(
+                self.store.transition_backup(
                     id,
                     &[BackupStatus::Restoring],
                     BackupStatus::Available,
@@ -180,15 +183,15 @@ impl Engine {
                         .unwrap_or(ShareStatus::Available),
                 ),
             };
-            if self.catalog.share(share).is_ok_and(|s| s.status == busy) {
-                self.catalog.transition_share(share, &[busy], back)?;
+            if self.store.share(share).is_ok_and(|s| s.status == busy) {
+                self.store.transition_share(share, &[busy], back)?;
             }
         }
         Ok(what)
     }
 
     /// Completes a `creating` backup whose layer is in the repository.
-    fn complete_from_layer(&mut self, id: BackupId) -> Result<bool> {
+    fn complete_from_layer(&self, id: BackupId) -> Result<bool> {
         let bytes = match self.repo.load_layer(&id) {
             Ok(bytes) => bytes,
             Err(Error::NotFound { .. }) => return Ok(false),
@@ -197,14 +200,15 @@ impl Engine {
         let Ok(layer) = Layer::decode(&bytes) else {
             return Ok(false);
         };
-        let mut done = self.catalog.backup(id)?;
+        let mut done = self.store.backup(id)?;
         done.set_layer_stats(&layer.meta.stats);
         done.data_timestamp = Some(layer.meta.data_timestamp_ns);
         done.changed_count = layer.entry_count;
         done.deleted_count = layer.tombstone_count;
         done.duration_ms =
             ((layer.meta.finished_at_ns - layer.meta.created_at_ns).max(0) / 1_000_000) as u64;
-        self.catalog.complete_backup(&done, &[])?;
+        self.store
+            .complete_backup(&done, &[], layer.meta.service.share_root_dev)?;
         Ok(true)
     }
 }

@@ -8,20 +8,63 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use strata_format::layer::ServiceMeta;
-use strata_format::BackupId;
+use strata_format::{BackupId, ShareId};
 
 use super::backups::busy_share;
 use super::operations::OpTarget;
 use super::{BackupResult, CreateBackup, Engine};
 use crate::backup::{self, BackupPlan};
-use crate::catalog::{
-    BackupRecord, BackupStart, BackupStatus, OpKind, ParentChoice, Share, ShareStatus,
-};
+use crate::catalog::{BackupFilter, BackupRecord, BackupStatus, OpKind, Share, ShareStatus};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::locks;
 use crate::progress::Progress;
 use crate::repository::new_uuid;
+use crate::store::{Admission, Admitted, Quota, QuotaUsage};
+
+/// Which backup an incremental builds on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ParentChoice {
+    /// A full backup.
+    None,
+    /// The `available` backup of the share with the latest data timestamp.
+    Latest,
+    /// This backup, which must be an `available` backup of the share.
+    Explicit(BackupId),
+}
+
+fn over_quota(project: &str, admission: &Admission, used: QuotaUsage) -> Error {
+    let Quota {
+        backups,
+        backup_gigabytes,
+    } = admission.quota;
+    if let Some(limit) = backups.filter(|limit| used.backups + 1 > *limit) {
+        return Error::Quota(format!(
+            "project {project}: backups quota is {limit}, {} in use; one more would exceed it",
+            used.backups
+        ));
+    }
+    let limit = backup_gigabytes.unwrap_or(0);
+    Error::Quota(format!(
+        "project {project}: backup_gigabytes quota is {limit} GiB, {} GiB in use; \
+         this backup ({} GiB estimated) would exceed it",
+        used.backup_gigabytes, admission.estimate_gib
+    ))
+}
+
+fn parent_gone(parent: Option<BackupId>, status: Option<BackupStatus>) -> Error {
+    let id = parent.map(|p| p.to_string()).unwrap_or_default();
+    match status {
+        Some(status) => Error::InvalidState(format!(
+            "backup {id} is {}; an incremental's parent must be available",
+            status.as_str()
+        )),
+        None => Error::NotFound {
+            kind: "backup",
+            name: id,
+        },
+    }
+}
 
 /// How long a backup waits for a pack removal (delete, cleanup) to finish.
 const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
@@ -42,34 +85,35 @@ impl Engine {
     /// `fail_reason`); a backup deleted with `--force` while it runs stops,
     /// removes what it wrote, and leaves no row.
     pub fn create_backup(
-        &mut self,
+        &self,
         share: &Share,
         req: &CreateBackup,
         progress: &Progress,
     ) -> Result<BackupResult> {
-        let record = new_record(self, share, req)?;
-        let parent = match (&req.parent, req.incremental) {
+        let mut record = new_record(self, share, req)?;
+        let choice = match (&req.parent, req.incremental) {
             (Some(parent), _) => ParentChoice::Explicit(self.find_backup(parent)?.id),
             (None, true) => ParentChoice::Latest,
             (None, false) => ParentChoice::None,
         };
-        let preview = self.catalog.preview_parent(share.id, parent)?;
-        if let Some(parent) = preview {
+        let parent = self.choose_parent(share.id, choice)?;
+        if let Some(parent) = parent {
             if !req.allow_root_change {
                 self.check_root(share, parent)?;
             }
         }
+        record.parent_id = parent;
+        record.is_incremental = parent.is_some();
         let last_size = self
-            .catalog
-            .list_backups(&crate::catalog::BackupFilter {
+            .store
+            .list_backups(&BackupFilter {
                 share_id: Some(share.id),
                 ..Default::default()
             })?
             .last()
             .map(|b| b.size_gib);
-        let start = BackupStart {
+        let admission = Admission {
             parent,
-            force: req.force,
             quota: self.effective_quota()?,
             estimate_gib: share.size_gib.or(last_size).unwrap_or(0).max(1),
         };
@@ -79,28 +123,103 @@ impl Engine {
             share: Some(share.id),
             share_status_before: None,
         })?;
-        let (parent, before) = match self.catalog.begin_backup(&record, &start, &op) {
-            Ok(begun) => begun,
+        let before = match self.admit(&record, share, &admission, req.force, &op) {
+            Ok(before) => before,
             Err(e) => {
                 self.end_operation(&op)?;
-                return Err(busy_share(e, share));
+                return Err(e);
             }
         };
         let result = self.run_backup(&record, share, req, parent, &op, progress);
-        let give_back = ShareStatus::parse(&before).unwrap_or(ShareStatus::Available);
         let released =
-            self.catalog
-                .transition_share(share.id, &[ShareStatus::BackupCreating], give_back);
+            self.store
+                .transition_share(share.id, &[ShareStatus::BackupCreating], before);
         let result = match result {
-            Ok(done) => released.map(|()| done),
+            Ok(done) => released.map(|_| done),
             Err(e) => self.after_failed_backup(record.id, e),
         };
         self.end_operation(&op)?;
         result
     }
 
+    /// Admits a new backup: the share must be `available` (or `in-use`
+    /// with `force`) and becomes `backup_creating`; then the record goes in
+    /// if the quota allows one more backup of the estimated size and the
+    /// parent is still `available`; if not, the share gets its status
+    /// back. Returns the share's status before.
+    fn admit(
+        &self,
+        record: &BackupRecord,
+        share: &Share,
+        admission: &Admission,
+        force: bool,
+        op: &str,
+    ) -> Result<ShareStatus> {
+        let admitting: &[ShareStatus] = if force {
+            &[ShareStatus::Available, ShareStatus::InUse]
+        } else {
+            &[ShareStatus::Available]
+        };
+        let before = self
+            .store
+            .claim_share(share.id, admitting, ShareStatus::BackupCreating, op)
+            .map_err(|e| busy_share(e, share))?;
+        let refused = match self.store.insert_backup(record, admission) {
+            Ok(Admitted::Yes) => return Ok(before),
+            Ok(Admitted::OverQuota(used)) => over_quota(&record.project, admission, used),
+            Ok(Admitted::ParentGone(status)) => parent_gone(admission.parent, status),
+            Err(e) => e,
+        };
+        self.store
+            .transition_share(share.id, &[ShareStatus::BackupCreating], before)?;
+        Err(refused)
+    }
+
+    /// The backup an incremental of `share` would build on now, as
+    /// `choice` says (checked again when the record goes in).
+    pub(crate) fn choose_parent(
+        &self,
+        share: ShareId,
+        choice: ParentChoice,
+    ) -> Result<Option<BackupId>> {
+        match choice {
+            ParentChoice::None => Ok(None),
+            ParentChoice::Latest => {
+                let available = self.store.list_backups(&BackupFilter {
+                    share_id: Some(share),
+                    status: Some(BackupStatus::Available),
+                    ..Default::default()
+                })?;
+                let latest = available
+                    .iter()
+                    .max_by_key(|b| (b.data_timestamp, b.created_at));
+                match latest {
+                    Some(b) => Ok(Some(b.id)),
+                    None => Err(Error::InvalidState(format!(
+                        "share {share} has no available backup to build an incremental on; \
+                         its first backup must be a full backup"
+                    ))),
+                }
+            }
+            ParentChoice::Explicit(id) => {
+                let parent = self.store.backup(id)?;
+                if parent.share_id != share {
+                    return Err(Error::InvalidArgument(format!(
+                        "backup {id} is a backup of another share (share {}); \
+                         an incremental's parent must be a backup of the same share",
+                        parent.share_id
+                    )));
+                }
+                if parent.status != BackupStatus::Available {
+                    return Err(parent_gone(Some(id), Some(parent.status)));
+                }
+                Ok(Some(id))
+            }
+        }
+    }
+
     fn run_backup(
-        &mut self,
+        &self,
         record: &BackupRecord,
         share: &Share,
         req: &CreateBackup,
@@ -109,7 +228,7 @@ impl Engine {
         progress: &Progress,
     ) -> Result<BackupResult> {
         let parent_chain = match parent {
-            Some(id) => self.chain(&self.catalog.backup(id)?)?,
+            Some(id) => self.chain(&self.store.backup(id)?)?,
             None => Vec::new(),
         };
         let lock = locks::shared(self.repo.backend(), op, SHARED_LOCK_WAIT)?;
@@ -146,7 +265,7 @@ impl Engine {
             BackupStatus::Creating,
             &[&lock],
             progress,
-            || backup::run(&self.repo, &self.catalog, &lock, &plan, progress),
+            || backup::run(&self.repo, &*self.index, &lock, &plan, progress),
         )?;
         let mut done = record.clone();
         done.set_layer_stats(&outcome.stats);
@@ -155,12 +274,11 @@ impl Engine {
         done.read_bytes = outcome.read_bytes;
         done.changed_count = outcome.changed;
         done.deleted_count = outcome.deleted;
-        self.catalog.complete_backup(&done, &outcome.problems)?;
-        self.catalog
-            .set_backup_root_dev(record.id, outcome.root_dev)?;
+        self.store
+            .complete_backup(&done, &outcome.problems, Some(outcome.root_dev))?;
         drop(lock);
         Ok(BackupResult {
-            backup: self.catalog.backup(record.id)?,
+            backup: self.store.backup(record.id)?,
             problems: outcome.problems,
         })
     }
@@ -178,7 +296,7 @@ impl Engine {
             _ => Error::io(path, e),
         })?;
         let flag = "pass the option that allows a changed share root to back it up anyway";
-        if let Some(dev) = self.catalog.backup_root_dev(parent)? {
+        if let Some(dev) = self.store.backup_root_dev(parent)? {
             if dev != meta.dev() {
                 return Err(Error::InvalidState(format!(
                     "share {} ({}) is on another device than at its parent backup {parent}: \
@@ -187,7 +305,7 @@ impl Engine {
                 )));
             }
         }
-        let p = self.catalog.backup(parent)?;
+        let p = self.store.backup(parent)?;
         let empty = std::fs::read_dir(path)
             .map_err(|e| Error::io(path, e))?
             .next()
@@ -204,14 +322,15 @@ impl Engine {
 
     /// Records why a backup failed; one deleted while it ran (`deleting`)
     /// is removed instead, with whatever it wrote.
-    fn after_failed_backup(&mut self, id: BackupId, e: Error) -> Result<BackupResult> {
-        match self.catalog.backup(id).map(|b| b.status) {
+    fn after_failed_backup(&self, id: BackupId, e: Error) -> Result<BackupResult> {
+        match self.store.backup(id).map(|b| b.status) {
             Ok(BackupStatus::Deleting) => {
                 self.remove_backup_data(id)?;
                 Err(Error::Cancelled)
             }
             Ok(BackupStatus::Creating) => {
-                self.catalog.fail_backup(id, &e.to_string())?;
+                self.store
+                    .fail_backup(id, &[BackupStatus::Creating], &e.to_string())?;
                 // The packs it published are referenced by no layer: removed
                 // now if no other backup runs (else `cleanup` removes them).
                 // The backup's own error is what the caller needs to see.

@@ -188,7 +188,7 @@ impl Engine {
                 backup.status.as_str()
             )));
         }
-        let share = self.catalog.share(backup.share_id)?;
+        let share = self.store.share(backup.share_id)?;
         let record = Record {
             version: RECORD_VERSION,
             repository_id: self.repo.config().repository_id.to_string(),
@@ -215,7 +215,7 @@ impl Engine {
     /// missing, the index of every pack this catalog does not know yet, and
     /// the backup, `available`. Its parent's record must be here already.
     pub fn import_backup(
-        &mut self,
+        &self,
         service: &str,
         url: &str,
         progress: &Progress,
@@ -232,14 +232,14 @@ impl Engine {
         if record.chain.last() != Some(&record.backup.id) {
             return Err(bad_record("its chain does not end with the backup"));
         }
-        if self.catalog.backup(backup.id).is_ok() {
+        if self.store.backup(backup.id).is_ok() {
             return Err(Error::InvalidArgument(format!(
                 "backup {} is already in this catalog",
                 backup.id
             )));
         }
         if let Some(parent) = backup.parent_id {
-            if self.catalog.backup(parent).is_err() {
+            if self.store.backup(parent).is_err() {
                 return Err(Error::NotFound {
                     kind: "parent backup record",
                     name: format!(
@@ -249,12 +249,8 @@ impl Engine {
                 });
             }
         }
-        let known: std::collections::HashSet<_> = self
-            .catalog
-            .list_packs()?
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
+        let known: std::collections::HashSet<_> =
+            self.index.packs()?.into_iter().map(|(p, _)| p).collect();
         let unknown: Vec<_> = self
             .repo
             .list_pack_files()?
@@ -262,7 +258,7 @@ impl Engine {
             .filter(|p| !known.contains(p))
             .collect();
         let mut scan = RebuildReport::default();
-        index_packs(&self.repo, &mut self.catalog, &unknown, &mut scan, progress)?;
+        index_packs(&self.repo, &*self.index, &unknown, &mut scan, progress)?;
         let bytes = self.repo.load_layer(&backup.id).map_err(|e| match e {
             Error::NotFound { name, .. } => Error::Corrupt {
                 location: name,
@@ -273,11 +269,11 @@ impl Engine {
             },
             other => other,
         })?;
-        let summary = index_layer(&mut self.catalog, backup.id, &bytes);
+        let summary = index_layer(&*self.index, backup.id, &bytes);
         let summary = match summary {
             Ok(s) if s.unplaced.0 == 0 => s,
             Ok(s) => {
-                self.catalog.remove_backup_row(backup.id)?;
+                self.store.remove_backup(backup.id)?;
                 return Err(Error::Corrupt {
                     location: format!("backup {}", backup.id),
                     detail: format!(
@@ -292,18 +288,18 @@ impl Engine {
                 });
             }
             Err(e) => {
-                self.catalog.remove_backup_row(backup.id)?;
+                self.store.remove_backup(backup.id)?;
                 return Err(e);
             }
         };
-        ensure_share(&self.catalog, &summary)?;
-        self.catalog.insert_backup_record(
+        ensure_share(&*self.store, &summary)?;
+        self.store.import_backup(
             &backup,
             &summary.problems(),
             summary.meta.service.share_root_dev,
         )?;
         progress.finish();
-        self.catalog.backup(backup.id)
+        self.store.backup(backup.id)
     }
 }
 

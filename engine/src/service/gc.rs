@@ -107,7 +107,7 @@ impl Engine {
     /// Removes every pack no layer in the repository references, waiting up
     /// to `wait` for the exclusive lock; then forgets, in the local index,
     /// every pack that is no longer in the repository (whoever removed it).
-    pub(crate) fn collect_packs(&mut self, wait: Duration) -> Result<Sweep> {
+    pub(crate) fn collect_packs(&self, wait: Duration) -> Result<Sweep> {
         // The trailing `~` makes it parse as a tag (see `release_dead_exclusive_lock`).
         let owner = format!("gc-{}~", process::owner_tag());
         let lock = match locks::exclusive(self.repo.backend(), &owner, wait) {
@@ -166,14 +166,14 @@ impl Engine {
     /// Drops index rows of packs that are no longer in the repository (a
     /// sweep, maybe another node's, removed them). Run under a lock that
     /// keeps sweeps out (shared or exclusive), so the listing stays true.
-    pub(crate) fn forget_missing_packs(&mut self) -> Result<u64> {
+    pub(crate) fn forget_missing_packs(&self) -> Result<u64> {
         let present: HashSet<PackId> = self.repo.list_pack_files()?.into_iter().collect();
         self.forget_packs_not_in(&present)
     }
 
     /// Drops index rows of every pack not in `present` (the repository's packs).
-    fn forget_packs_not_in(&mut self, present: &HashSet<PackId>) -> Result<u64> {
-        let index: &mut dyn ChunkIndex = &mut self.catalog;
+    fn forget_packs_not_in(&self, present: &HashSet<PackId>) -> Result<u64> {
+        let index: &dyn ChunkIndex = &*self.index;
         let gone: Vec<PackId> = index
             .packs()?
             .into_iter()

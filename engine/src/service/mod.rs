@@ -16,6 +16,7 @@ mod recover;
 pub mod shares;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use strata_format::config::{CompressionSetting, RepoConfig};
 use strata_format::RepositoryId;
@@ -29,7 +30,9 @@ pub use rebuild::RebuildReport;
 use crate::backend::Location;
 use crate::catalog::{Catalog, Quota, QuotaUsage};
 use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
 use crate::repository::Repository;
+use crate::store::ServiceStore;
 
 /// Where things live and the defaults for new objects.
 #[derive(Clone, Debug)]
@@ -65,63 +68,80 @@ impl EngineConfig {
     }
 }
 
+/// One repository with the catalog that indexes it, and the service
+/// semantics on top. `Send + Sync`, every method `&self`: one process may
+/// run many backups, restores and queries on one engine at once.
 pub struct Engine {
-    pub(crate) catalog: Catalog,
+    pub(crate) store: Arc<dyn ServiceStore>,
+    pub(crate) index: Arc<dyn ChunkIndex>,
     pub(crate) repo: Repository,
     pub(crate) config: EngineConfig,
     pub(crate) host: String,
 }
 
 impl Engine {
-    /// Opens the catalog and the repository, creating either if missing. A
-    /// catalog only ever indexes one repository: opening it with another is
-    /// refused, because its chunk index would lie about that repository.
-    /// Nothing else happens on open: cleaning up after dead processes is
-    /// [`Engine::cleanup`], which callers run when they are ready to change
-    /// things (`check` never does).
+    /// Opens the SQLite catalog at `config.catalog_path` and the repository,
+    /// creating either if missing (see [`Engine::with_catalog`]).
     pub fn open(config: EngineConfig) -> Result<Self> {
         if config.project.is_empty() {
             return Err(Error::InvalidArgument("the project name is empty".into()));
         }
         let catalog = Catalog::open(&config.catalog_path)?;
-        let bound = catalog.meta("repository_id")?;
+        Engine::with_catalog(Arc::new(catalog.clone()), Arc::new(catalog), config)
+    }
+
+    /// An engine on a service store and a chunk index of any kind, and the
+    /// repository they index (created if missing and if the store is bound
+    /// to none). A store only ever indexes one repository: opening it with
+    /// another is refused, because its chunk index would lie about that
+    /// repository. Nothing else happens on open: cleaning up after dead
+    /// processes is [`Engine::cleanup`], which callers run when they are
+    /// ready to change things (`check` never does).
+    pub fn with_catalog(
+        store: Arc<dyn ServiceStore>,
+        index: Arc<dyn ChunkIndex>,
+        config: EngineConfig,
+    ) -> Result<Self> {
+        if config.project.is_empty() {
+            return Err(Error::InvalidArgument("the project name is empty".into()));
+        }
+        let bound = store.meta("repository_id")?;
+        let refuse = |known: &str| {
+            Error::InvalidArgument(format!(
+                "catalog {} indexes repository {known} at {}; there is no repository at {}",
+                config.catalog_path.display(),
+                store
+                    .meta("repository_path")
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                config.repository
+            ))
+        };
         if let (Some(known), Location::Posix(dir)) = (&bound, &config.repository) {
             // Connecting makes the directory: refuse before that.
             if !dir.join("config").exists() {
-                return Err(Error::InvalidArgument(format!(
-                    "catalog {} indexes repository {known} at {}; there is no repository at {}",
-                    config.catalog_path.display(),
-                    catalog.meta("repository_path")?.unwrap_or_default(),
-                    dir.display()
-                )));
+                return Err(refuse(known));
             }
         }
         let backend = crate::repository::connect(&config.repository)?;
-        let repo =
-            match &bound {
-                // A catalog bound to a repository never creates one elsewhere.
-                Some(known) => {
-                    Repository::open(backend).map_err(|e| match e {
-                        Error::NotFound { .. } => Error::InvalidArgument(format!(
-                    "catalog {} indexes repository {known} at {}; there is no repository at {}",
-                    config.catalog_path.display(),
-                    catalog.meta("repository_path").ok().flatten().unwrap_or_default(),
-                    config.repository
-                )),
-                        other => other,
-                    })?
-                }
-                None => Repository::open_or_init(backend, config.new_repository.clone())?,
-            };
+        let repo = match &bound {
+            // A catalog bound to a repository never creates one elsewhere.
+            Some(known) => Repository::open(backend).map_err(|e| match e {
+                Error::NotFound { .. } => refuse(known),
+                other => other,
+            })?,
+            None => Repository::open_or_init(backend, config.new_repository.clone())?,
+        };
         let repo_id = repo.config().repository_id.to_string();
         match bound {
             None => {
-                catalog.set_meta("repository_id", &repo_id)?;
-                catalog.set_meta("repository_path", &config.repository.to_string())?;
+                store.set_meta("repository_id", &repo_id)?;
+                store.set_meta("repository_path", &config.repository.to_string())?;
             }
             Some(known) if known == repo_id => {}
             Some(known) => {
-                let path = catalog.meta("repository_path")?.unwrap_or_default();
+                let path = store.meta("repository_path")?.unwrap_or_default();
                 return Err(Error::InvalidArgument(format!(
                     "catalog {} indexes repository {known} at {path}, not {repo_id} at {}",
                     config.catalog_path.display(),
@@ -129,13 +149,14 @@ impl Engine {
                 )));
             }
         }
-        catalog.ensure_project(&config.project)?;
+        store.ensure_project(&config.project)?;
         let host = rustix::system::uname()
             .nodename()
             .to_string_lossy()
             .into_owned();
         Ok(Engine {
-            catalog,
+            store,
+            index,
             repo,
             config,
             host,
@@ -146,14 +167,20 @@ impl Engine {
     /// layers: the catalog was lost, or belongs to another node. Says so.
     pub fn unknown_layers(&self) -> Result<u64> {
         let filter = crate::catalog::BackupFilter::default();
-        if !self.catalog.list_backups(&filter)?.is_empty() {
+        if !self.store.list_backups(&filter)?.is_empty() {
             return Ok(0);
         }
         Ok(self.repo.list_layers()?.len() as u64)
     }
 
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// The records of shares, backups, operations and quotas.
+    pub fn store(&self) -> &dyn ServiceStore {
+        &*self.store
+    }
+
+    /// The chunk index.
+    pub fn index(&self) -> &dyn ChunkIndex {
+        &*self.index
     }
 
     pub fn repository(&self) -> &Repository {
@@ -167,17 +194,17 @@ impl Engine {
     /// The project's quota: its own limits, else the configured default.
     pub fn effective_quota(&self) -> Result<Quota> {
         Ok(self
-            .catalog
+            .store
             .quota(&self.config.project)?
             .unwrap_or(self.config.default_quota))
     }
 
     pub fn quota_usage(&self) -> Result<QuotaUsage> {
-        self.catalog.quota_usage(&self.config.project)
+        self.store.quota_usage(&self.config.project)
     }
 
     pub fn set_quota(&self, quota: &Quota) -> Result<()> {
-        self.catalog.set_quota(&self.config.project, quota)
+        self.store.set_quota(&self.config.project, quota)
     }
 
     fn zstd_level(&self) -> Option<i32> {
@@ -187,3 +214,9 @@ impl Engine {
             .zstd_level()
     }
 }
+
+/// One engine serves many threads at once.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Engine>();
+};

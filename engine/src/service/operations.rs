@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use strata_format::{BackupId, ShareId};
 
 use super::Engine;
-use crate::catalog::{BackupStatus, Catalog, OpKind, Operation};
+use crate::catalog::{BackupStatus, OpKind, Operation};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::locks::Held;
 use crate::process;
 use crate::progress::Progress;
 use crate::repository::new_uuid;
+use crate::store::ServiceStore;
 
 /// How often the heartbeat writes (the issue asks for at least every second).
 const BEAT: Duration = Duration::from_millis(500);
@@ -48,12 +49,12 @@ impl Engine {
             started_at: now,
             heartbeat_at: now,
         };
-        self.catalog.insert_operation(&op)?;
+        self.store.insert_operation(&op)?;
         Ok(op.id)
     }
 
     pub(crate) fn end_operation(&self, id: &str) -> Result<()> {
-        self.catalog.remove_operation(id)
+        self.store.remove_operation(id)
     }
 
     /// Runs `work` with a heartbeat beside it. `work` is cancelled (through
@@ -68,11 +69,11 @@ impl Engine {
         work: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
         let stop = AtomicBool::new(false);
-        let catalog = self.catalog.reopen()?;
+        let store = &*self.store;
         let stopped = &stop;
         std::thread::scope(|s| {
             let beat =
-                s.spawn(move || heartbeat(&catalog, op, backup, expect, locks, progress, stopped));
+                s.spawn(move || heartbeat(store, op, backup, expect, locks, progress, stopped));
             let result = work();
             stopped.store(true, Ordering::Relaxed);
             let _ = beat.join();
@@ -82,7 +83,7 @@ impl Engine {
 }
 
 fn heartbeat(
-    catalog: &Catalog,
+    catalog: &dyn ServiceStore,
     op: &str,
     backup: BackupId,
     expect: BackupStatus,

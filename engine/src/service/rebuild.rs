@@ -84,7 +84,7 @@ impl Engine {
         let repo = Repository::open(crate::repository::connect(&config.repository)?)?;
         let building = sibling(target, ".rebuild");
         remove_database(&building)?;
-        let mut catalog = Catalog::open(&building)?;
+        let catalog = Catalog::open(&building)?.pinned()?;
         // Not live until renamed into place (and synced before that).
         catalog.bulk_load()?;
         catalog.set_meta("repository_id", &repo.config().repository_id.to_string())?;
@@ -92,9 +92,9 @@ impl Engine {
         catalog.ensure_project(&config.project)?;
         let mut report = RebuildReport::default();
         let packs = repo.list_pack_files()?;
-        index_packs(&repo, &mut catalog, &packs, &mut report, progress)?;
-        let layers = index_layers(&repo, &mut catalog, &mut report, progress)?;
-        fail_broken_chains(&mut catalog, &layers, &mut report)?;
+        index_packs(&repo, &catalog, &packs, &mut report, progress)?;
+        let layers = index_layers(&repo, &catalog, &mut report, progress)?;
+        fail_broken_chains(&catalog, &layers, &mut report)?;
         catalog.finish_bulk_load()?;
         std::fs::File::open(&building)
             .and_then(|f| f.sync_all())
@@ -120,7 +120,7 @@ type Layers = HashMap<BackupId, Option<String>>;
 /// Shares, backups and references from every layer.
 fn index_layers(
     repo: &Repository,
-    catalog: &mut Catalog,
+    catalog: &Catalog,
     report: &mut RebuildReport,
     progress: &Progress,
 ) -> Result<Layers> {
@@ -137,7 +137,7 @@ fn index_layers(
             Err(
                 e @ (Error::Corrupt { .. } | Error::Unsupported(_) | Error::InvalidArgument(_)),
             ) => {
-                catalog.remove_backup_row(id)?;
+                catalog.remove_backup(id)?;
                 report.damaged.push(e.to_string());
                 layers.insert(id, Some(format!("its layer is damaged ({e})")));
                 continue;
@@ -160,10 +160,10 @@ fn index_layers(
     Ok(layers)
 }
 
-fn record(catalog: &mut Catalog, summary: &LayerSummary) -> Result<()> {
+fn record(catalog: &Catalog, summary: &LayerSummary) -> Result<()> {
     ensure_share(catalog, summary)?;
     let backup = summary.backup();
-    catalog.insert_backup_record(
+    catalog.import_backup(
         &backup,
         &summary.problems(),
         summary.meta.service.share_root_dev,
@@ -173,7 +173,7 @@ fn record(catalog: &mut Catalog, summary: &LayerSummary) -> Result<()> {
 /// Ends `error` every backup whose own layer, or one in its chain, cannot
 /// be restored from, naming the cause.
 fn fail_broken_chains(
-    catalog: &mut Catalog,
+    catalog: &Catalog,
     layers: &Layers,
     report: &mut RebuildReport,
 ) -> Result<()> {
@@ -199,7 +199,7 @@ fn fail_broken_chains(
             at = parents.get(&p).copied().flatten();
         }
         if let Some(why) = cause {
-            catalog.fail_backup(id, &why)?;
+            catalog.fail_backup(id, &[crate::catalog::BackupStatus::Available], &why)?;
             report.failed_backups.push(format!("{id}: {why}"));
         }
     }

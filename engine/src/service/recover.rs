@@ -7,11 +7,12 @@ use strata_format::layer::{EntryKind, Layer, LayerMeta, LayerRecord};
 use strata_format::{BackupId, ChunkId, PackId};
 
 use super::RebuildReport;
-use crate::catalog::{BackupRecord, BackupStatus, Catalog, Problem, Share, ShareStatus};
+use crate::catalog::{BackupRecord, BackupStatus, Problem, Share, ShareStatus};
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::progress::Progress;
 use crate::repository::{PackTrailer, Repository};
+use crate::store::ServiceStore;
 
 /// References are written to the catalog this many at a time.
 const REF_BATCH: usize = 8192;
@@ -98,7 +99,7 @@ impl LayerSummary {
 /// chunks it references in `catalog`; returns its summary. On an error the
 /// references already written are the caller's to drop.
 pub(crate) fn index_layer(
-    index: &mut dyn ChunkIndex,
+    index: &dyn ChunkIndex,
     id: BackupId,
     bytes: &[u8],
 ) -> Result<LayerSummary> {
@@ -139,7 +140,7 @@ pub(crate) fn index_layer(
 
 /// Records the share of `summary` unless the catalog has it; a name taken
 /// by another share gets the share id's first characters appended.
-pub(crate) fn ensure_share(catalog: &Catalog, summary: &LayerSummary) -> Result<()> {
+pub(crate) fn ensure_share(catalog: &dyn ServiceStore, summary: &LayerSummary) -> Result<()> {
     if catalog.share(summary.meta.share_id).is_ok() {
         return Ok(());
     }
@@ -159,7 +160,7 @@ pub(crate) fn ensure_share(catalog: &Catalog, summary: &LayerSummary) -> Result<
 /// whose trailer cannot be read is named in `report.damaged`.
 pub(crate) fn index_packs(
     repo: &Repository,
-    index: &mut dyn ChunkIndex,
+    index: &dyn ChunkIndex,
     packs: &[PackId],
     report: &mut RebuildReport,
     progress: &Progress,

@@ -57,17 +57,17 @@ impl Engine {
             created_at: now_ns(),
             updated_at: None,
         };
-        self.catalog.insert_share(&share)?;
+        self.store.insert_share(&share)?;
         Ok(share)
     }
 
     pub fn list_shares(&self, all_projects: bool) -> Result<Vec<Share>> {
         let project = (!all_projects).then_some(self.config.project.as_str());
-        self.catalog.list_shares(project)
+        self.store.list_shares(project)
     }
 
     pub fn find_share(&self, id_or_name: &str) -> Result<Share> {
-        self.catalog.find_share(&self.config.project, id_or_name)
+        self.store.find_share(&self.config.project, id_or_name)
     }
 
     /// Finds a share by id or name; failing that, if `arg` is a directory,
@@ -90,7 +90,7 @@ impl Engine {
         let canonical = std::fs::canonicalize(path).at(path)?;
         let canonical_str = canonical.display().to_string();
         if let Some(share) = self
-            .catalog
+            .store
             .share_by_path(&self.config.project, &canonical_str)?
         {
             return Ok((share, false));
@@ -123,26 +123,34 @@ impl Engine {
     /// Sets a share's status (`in-use`, or an administrator's reset).
     /// Returns the old status.
     pub fn set_share_status(&self, share: &Share, to: ShareStatus) -> Result<ShareStatus> {
-        self.catalog.reset_share_status(share.id, to)
+        self.store.reset_share_status(share.id, to)
     }
 
     /// Deletes a share's record (never its data). Refused while it is busy or
     /// has backups, as Manila does.
     pub fn delete_share(&self, share: &Share) -> Result<()> {
-        if share.status != ShareStatus::Available && share.status != ShareStatus::InUse {
+        let idle = [ShareStatus::Available, ShareStatus::InUse];
+        if !idle.contains(&share.status) {
             return Err(Error::Busy(format!(
                 "share {} is {}; wait for the running operation to finish",
                 share.name,
                 share.status.as_str()
             )));
         }
-        let backups = self.catalog.count_backups_of_share(share.id)?;
+        let backups = self
+            .store
+            .list_backups(&crate::catalog::BackupFilter {
+                share_id: Some(share.id),
+                ..Default::default()
+            })?
+            .len();
         if backups > 0 {
             return Err(Error::InvalidState(format!(
                 "share {} has {backups} backup(s); delete them first",
                 share.name
             )));
         }
-        self.catalog.delete_share(share.id)
+        // Checked again, atomically, as the record goes.
+        self.store.delete_share(share.id, &idle)
     }
 }

@@ -1,0 +1,322 @@
+//! Backup records written: inserted under their admission conditions, moved
+//! between statuses by compare-and-set, completed, removed. Each method is
+//! one immediate transaction.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+use strata_format::BackupId;
+
+use super::{write_tx, Catalog};
+use crate::clock::now_ns;
+use crate::error::{Error, Result};
+use crate::store::{Admission, Admitted, BackupRecord, BackupStatus, Problem};
+
+fn status_of(tx: &Transaction<'_>, id: BackupId) -> Result<Option<BackupStatus>> {
+    let status: Option<String> = tx
+        .query_row(
+            "SELECT status FROM backups WHERE id = ?1",
+            [id.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    status.as_deref().map(BackupStatus::parse).transpose()
+}
+
+/// The backup's status, which must be one of `from`.
+fn expect(tx: &Transaction<'_>, id: BackupId, from: &[BackupStatus]) -> Result<BackupStatus> {
+    let Some(current) = status_of(tx, id)? else {
+        return Err(Error::NotFound {
+            kind: "backup",
+            name: id.to_string(),
+        });
+    };
+    if !from.contains(&current) {
+        return Err(Error::InvalidState(format!(
+            "backup {id} is {}, expected {}",
+            current.as_str(),
+            from.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )));
+    }
+    Ok(current)
+}
+
+fn set_status(tx: &Transaction<'_>, id: BackupId, to: BackupStatus) -> Result<()> {
+    tx.execute(
+        "UPDATE backups SET status = ?1, updated_at = ?2 WHERE id = ?3",
+        params![to.as_str(), now_ns(), id.to_string()],
+    )?;
+    Ok(())
+}
+
+fn insert_row(tx: &Transaction<'_>, b: &BackupRecord) -> Result<()> {
+    tx.execute(
+        "INSERT INTO backups (id, project, share_id, name, description, status, progress,
+            restore_progress, size_gib, created_at, updated_at, host, availability_zone,
+            backup_type, topic, is_incremental, parent_id, data_timestamp, fail_reason,
+            file_count, dir_count, skipped_count, logical_bytes, new_bytes, stored_bytes,
+            duration_ms, read_bytes, changed_count, deleted_count)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+        params![
+            b.id.to_string(),
+            b.project,
+            b.share_id.to_string(),
+            b.name,
+            b.description,
+            b.status.as_str(),
+            b.progress,
+            b.restore_progress,
+            b.size_gib as i64,
+            b.created_at,
+            b.updated_at,
+            b.host,
+            b.availability_zone,
+            b.backup_type,
+            b.topic,
+            b.is_incremental,
+            b.parent_id.map(|p| p.to_string()),
+            b.data_timestamp,
+            b.fail_reason,
+            b.file_count as i64,
+            b.dir_count as i64,
+            b.skipped_count as i64,
+            b.logical_bytes as i64,
+            b.new_bytes as i64,
+            b.stored_bytes as i64,
+            b.duration_ms as i64,
+            b.read_bytes as i64,
+            b.changed_count as i64,
+            b.deleted_count as i64
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_problems(tx: &Transaction<'_>, id: BackupId, problems: &[Problem]) -> Result<()> {
+    let mut stmt =
+        tx.prepare("INSERT INTO backup_problems (backup_id, path, problem) VALUES (?1, ?2, ?3)")?;
+    let id = id.to_string();
+    for p in problems {
+        stmt.execute(params![id, p.path, p.problem])?;
+    }
+    Ok(())
+}
+
+fn set_root_dev(tx: &Transaction<'_>, id: BackupId, dev: u64) -> Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO backup_roots (backup_id, dev) VALUES (?1, ?2)",
+        params![id.to_string(), dev as i64],
+    )?;
+    Ok(())
+}
+
+impl Catalog {
+    /// See [`crate::store::ServiceStore::insert_backup`].
+    pub fn insert_backup(&self, b: &BackupRecord, admission: &Admission) -> Result<Admitted> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        if let Some(parent) = admission.parent {
+            let status = status_of(&tx, parent)?;
+            if status != Some(BackupStatus::Available) {
+                return Ok(Admitted::ParentGone(status));
+            }
+        }
+        let used = super::quotas::usage(&tx, &b.project)?;
+        let quota = &admission.quota;
+        let over_count = quota.backups.is_some_and(|limit| used.backups + 1 > limit);
+        let over_size = quota
+            .backup_gigabytes
+            .is_some_and(|limit| used.backup_gigabytes + admission.estimate_gib > limit);
+        if over_count || over_size {
+            return Ok(Admitted::OverQuota(used));
+        }
+        insert_row(&tx, b)?;
+        tx.commit()?;
+        Ok(Admitted::Yes)
+    }
+
+    /// See [`crate::store::ServiceStore::import_backup`].
+    pub fn import_backup(
+        &self,
+        b: &BackupRecord,
+        problems: &[Problem],
+        root_dev: Option<u64>,
+    ) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        if status_of(&tx, b.id)?.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "backup {} is already in the catalog",
+                b.id
+            )));
+        }
+        insert_row(&tx, b)?;
+        insert_problems(&tx, b.id, problems)?;
+        if let Some(dev) = root_dev {
+            set_root_dev(&tx, b.id, dev)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// See [`crate::store::ServiceStore::transition_backup`].
+    pub fn transition_backup(
+        &self,
+        id: BackupId,
+        from: &[BackupStatus],
+        to: BackupStatus,
+    ) -> Result<BackupStatus> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        let before = expect(&tx, id, from)?;
+        set_status(&tx, id, to)?;
+        tx.commit()?;
+        Ok(before)
+    }
+
+    /// See [`crate::store::ServiceStore::transition_leaf_backup`].
+    pub fn transition_leaf_backup(
+        &self,
+        id: BackupId,
+        from: &[BackupStatus],
+        to: BackupStatus,
+    ) -> Result<BackupStatus> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        let before = expect(&tx, id, from)?;
+        let dependents: Vec<String> = tx
+            .prepare("SELECT id FROM backups WHERE parent_id = ?1 ORDER BY created_at")?
+            .query_map([id.to_string()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !dependents.is_empty() {
+            return Err(Error::InvalidState(format!(
+                "backup {id} has dependent backups: {}",
+                dependents.join(", ")
+            )));
+        }
+        set_status(&tx, id, to)?;
+        tx.commit()?;
+        Ok(before)
+    }
+
+    /// See [`crate::store::ServiceStore::complete_backup`].
+    pub fn complete_backup(
+        &self,
+        b: &BackupRecord,
+        problems: &[Problem],
+        root_dev: Option<u64>,
+    ) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        expect(&tx, b.id, &[BackupStatus::Creating]).map_err(|e| match e {
+            Error::InvalidState(_) => {
+                Error::InvalidState(format!("backup {} left 'creating' while it ran", b.id))
+            }
+            other => other,
+        })?;
+        tx.execute(
+            "UPDATE backups SET status = 'available', progress = 100, size_gib = ?1,
+                updated_at = ?2, file_count = ?3, dir_count = ?4, skipped_count = ?5,
+                logical_bytes = ?6, new_bytes = ?7, stored_bytes = ?8, duration_ms = ?9,
+                fail_reason = ?10, data_timestamp = ?11, read_bytes = ?12, changed_count = ?13,
+                deleted_count = ?14
+             WHERE id = ?15",
+            params![
+                b.size_gib as i64,
+                now_ns(),
+                b.file_count as i64,
+                b.dir_count as i64,
+                b.skipped_count as i64,
+                b.logical_bytes as i64,
+                b.new_bytes as i64,
+                b.stored_bytes as i64,
+                b.duration_ms as i64,
+                b.fail_reason,
+                b.data_timestamp,
+                b.read_bytes as i64,
+                b.changed_count as i64,
+                b.deleted_count as i64,
+                b.id.to_string()
+            ],
+        )?;
+        insert_problems(&tx, b.id, problems)?;
+        if let Some(dev) = root_dev {
+            set_root_dev(&tx, b.id, dev)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// See [`crate::store::ServiceStore::fail_backup`].
+    pub fn fail_backup(&self, id: BackupId, from: &[BackupStatus], reason: &str) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        expect(&tx, id, from)?;
+        set_status(&tx, id, BackupStatus::Error)?;
+        tx.execute(
+            "UPDATE backups SET fail_reason = ?1 WHERE id = ?2",
+            params![reason, id.to_string()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn set_fail_reason(&self, id: BackupId, reason: &str) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE backups SET fail_reason = ?1, updated_at = ?2 WHERE id = ?3",
+            params![reason, now_ns(), id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_backup_progress(&self, id: BackupId, percent: u32, restore: bool) -> Result<()> {
+        let column = if restore {
+            "restore_progress"
+        } else {
+            "progress"
+        };
+        self.conn()?.execute(
+            &format!("UPDATE backups SET {column} = ?1, updated_at = ?2 WHERE id = ?3"),
+            params![percent.min(100), now_ns(), id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn rename_backup(
+        &self,
+        id: BackupId,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE backups SET name = COALESCE(?1, name),
+                description = COALESCE(?2, description), updated_at = ?3 WHERE id = ?4",
+            params![name, description, now_ns(), id.to_string()],
+        )?;
+        Ok(())
+    }
+
+    pub fn reset_backup_status(&self, id: BackupId, to: BackupStatus) -> Result<BackupStatus> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        let before = expect(&tx, id, &BackupStatus::ALL)?;
+        set_status(&tx, id, to)?;
+        tx.commit()?;
+        Ok(before)
+    }
+
+    /// Removes a backup's row, report, root device and chunk references.
+    pub fn remove_backup(&self, id: BackupId) -> Result<()> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        let id = id.to_string();
+        tx.execute("DELETE FROM backup_problems WHERE backup_id = ?1", [&id])?;
+        tx.execute("DELETE FROM layer_chunks WHERE backup_id = ?1", [&id])?;
+        tx.execute("DELETE FROM backup_roots WHERE backup_id = ?1", [&id])?;
+        tx.execute("DELETE FROM backups WHERE id = ?1", [&id])?;
+        tx.commit()?;
+        Ok(())
+    }
+}

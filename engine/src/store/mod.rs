@@ -1,0 +1,183 @@
+//! The service store as the service layer sees it: records of projects,
+//! shares, backups, running operations and quotas, moved between statuses
+//! by compare-and-set.
+//!
+//! The store makes transitions atomic; it decides nothing. Which statuses
+//! admit a backup, what a quota allows, which backup an incremental builds
+//! on: the service layer (`crate::service`) decides, and hands the store
+//! the condition to check in the same atomic step as the change. The
+//! SQLite catalog ([`crate::Catalog`]) implements it today; a catalog
+//! shared by several nodes can implement it without a change to the
+//! service layer.
+//!
+//! Durability, for every method that writes: when it returns `Ok` its change
+//! is durable and was made in one atomic step; when it returns `Err` none of
+//! it is visible. A compare-and-set that finds another status returns
+//! [`Error::InvalidState`] (backups) or [`Error::Busy`] (shares) and changes
+//! nothing.
+//!
+//! [`Error::InvalidState`]: crate::Error::InvalidState
+//! [`Error::Busy`]: crate::Error::Busy
+
+mod records;
+
+pub use records::{
+    BackupFilter, BackupRecord, BackupStatus, OpKind, Operation, Problem, Quota, QuotaUsage, Share,
+    ShareStatus,
+};
+
+use strata_format::{BackupId, ShareId};
+
+use crate::error::Result;
+
+/// What must still hold when a new backup's record goes in, checked in the
+/// same atomic step as the insert.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission {
+    /// The backup it builds on, which must still be `available`.
+    pub parent: Option<BackupId>,
+    /// The project's limits, counted over every backup record it has.
+    pub quota: Quota,
+    /// The size the new backup counts for against `quota.backup_gigabytes`.
+    pub estimate_gib: u64,
+}
+
+/// Whether a backup's record went in, and if not, which condition failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    Yes,
+    /// One more backup of the estimated size would exceed the quota; the
+    /// usage found.
+    OverQuota(QuotaUsage),
+    /// The parent is no longer `available`: its status, or `None` if gone.
+    ParentGone(Option<BackupStatus>),
+}
+
+pub trait ServiceStore: Send + Sync {
+    /// A value of the store's own bookkeeping (which repository it indexes).
+    fn meta(&self, key: &str) -> Result<Option<String>>;
+    fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Records a project (idempotent).
+    fn ensure_project(&self, name: &str) -> Result<()>;
+    fn projects(&self) -> Result<Vec<String>>;
+
+    /// Inserts a share; refused (`InvalidArgument`) when its project already
+    /// has a share of that name.
+    fn insert_share(&self, share: &Share) -> Result<()>;
+    fn share(&self, id: ShareId) -> Result<Share>;
+    /// A share of `project` by id or by name; other projects' shares are not
+    /// found.
+    fn find_share(&self, project: &str, id_or_name: &str) -> Result<Share>;
+    fn share_by_path(&self, project: &str, path: &str) -> Result<Option<Share>>;
+    fn list_shares(&self, project: Option<&str>) -> Result<Vec<Share>>;
+    /// Compare-and-set: moves the share from one of `from` to `to`; returns
+    /// the status it had.
+    fn transition_share(
+        &self,
+        id: ShareId,
+        from: &[ShareStatus],
+        to: ShareStatus,
+    ) -> Result<ShareStatus>;
+    /// [`ServiceStore::transition_share`], and, in the same atomic step,
+    /// records on operation `op` the status the share had, so that a
+    /// cleanup after a crash gives back the right one.
+    fn claim_share(
+        &self,
+        id: ShareId,
+        from: &[ShareStatus],
+        to: ShareStatus,
+        op: &str,
+    ) -> Result<ShareStatus>;
+    /// Sets a share's status whatever it is (an administrator's reset);
+    /// returns the status it had.
+    fn reset_share_status(&self, id: ShareId, to: ShareStatus) -> Result<ShareStatus>;
+    /// Removes a share that is in one of `from` and that no backup record
+    /// names; refused otherwise (`Busy` for its status, `InvalidState` for
+    /// its backups).
+    fn delete_share(&self, id: ShareId, from: &[ShareStatus]) -> Result<()>;
+
+    fn backup(&self, id: BackupId) -> Result<BackupRecord>;
+    /// A backup of `project` by id, or by name (which must then be unique).
+    fn find_backup(&self, project: &str, id_or_name: &str) -> Result<BackupRecord>;
+    /// Backups matching `filter`, oldest first.
+    fn list_backups(&self, filter: &BackupFilter<'_>) -> Result<Vec<BackupRecord>>;
+    /// Backups whose parent is `id`, oldest first.
+    fn dependents(&self, id: BackupId) -> Result<Vec<BackupId>>;
+    /// The paths a backup skipped or saw change, and why.
+    fn backup_problems(&self, id: BackupId) -> Result<Vec<Problem>>;
+    /// The device of the share's root when `id` read it, if recorded.
+    fn backup_root_dev(&self, id: BackupId) -> Result<Option<u64>>;
+    /// Inserts a new backup's record (`creating`) if `admission` holds;
+    /// nothing is written otherwise.
+    fn insert_backup(&self, b: &BackupRecord, admission: &Admission) -> Result<Admitted>;
+    /// Inserts a complete record recovered from the repository (a rebuild,
+    /// an import), with its report and root device; refused
+    /// (`InvalidArgument`) if the id exists.
+    fn import_backup(
+        &self,
+        b: &BackupRecord,
+        problems: &[Problem],
+        root_dev: Option<u64>,
+    ) -> Result<()>;
+    /// Compare-and-set: moves the backup from one of `from` to `to`;
+    /// returns the status it had.
+    fn transition_backup(
+        &self,
+        id: BackupId,
+        from: &[BackupStatus],
+        to: BackupStatus,
+    ) -> Result<BackupStatus>;
+    /// [`ServiceStore::transition_backup`] on condition that no backup
+    /// names `id` as its parent (checked in the same step, so that no
+    /// incremental can start on a backup being deleted); `InvalidState`
+    /// naming the dependents otherwise.
+    fn transition_leaf_backup(
+        &self,
+        id: BackupId,
+        from: &[BackupStatus],
+        to: BackupStatus,
+    ) -> Result<BackupStatus>;
+    /// Compare-and-set `creating → available`, with the finished backup's
+    /// figures (from `b`), its report and its root's device.
+    fn complete_backup(
+        &self,
+        b: &BackupRecord,
+        problems: &[Problem],
+        root_dev: Option<u64>,
+    ) -> Result<()>;
+    /// Compare-and-set from one of `from` to `error`, keeping `reason`.
+    fn fail_backup(&self, id: BackupId, from: &[BackupStatus], reason: &str) -> Result<()>;
+    /// Keeps `reason` as the backup's `fail_reason`, whatever its status.
+    fn set_fail_reason(&self, id: BackupId, reason: &str) -> Result<()>;
+    /// The progress of its backup (or, with `restore`, its restore), 0-100.
+    fn set_backup_progress(&self, id: BackupId, percent: u32, restore: bool) -> Result<()>;
+    /// Sets the name and/or description (`None` keeps the old one).
+    fn rename_backup(
+        &self,
+        id: BackupId,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<()>;
+    /// Sets a backup's status whatever it is (an administrator's reset);
+    /// returns the status it had.
+    fn reset_backup_status(&self, id: BackupId, to: BackupStatus) -> Result<BackupStatus>;
+    /// Removes a backup's record, report and chunk references.
+    fn remove_backup(&self, id: BackupId) -> Result<()>;
+
+    /// Records a running operation.
+    fn insert_operation(&self, op: &Operation) -> Result<()>;
+    /// Stamps operation `id` alive at `now` (nanoseconds).
+    fn heartbeat(&self, id: &str, now: i64) -> Result<()>;
+    fn remove_operation(&self, id: &str) -> Result<()>;
+    /// Every recorded operation, oldest first.
+    fn operations(&self) -> Result<Vec<Operation>>;
+    /// The operation running on `backup`, if any.
+    fn operation_on(&self, backup: BackupId) -> Result<Option<String>>;
+
+    /// The project's own limits (`None` where it has none of its own).
+    fn quota(&self, project: &str) -> Result<Option<Quota>>;
+    fn set_quota(&self, project: &str, quota: &Quota) -> Result<()>;
+    /// What the project's backup records count for against its quota.
+    fn quota_usage(&self, project: &str) -> Result<QuotaUsage>;
+}
