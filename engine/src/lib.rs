@@ -4,18 +4,32 @@
 //!
 //! - [`Repository`] holds packs and layers (bytes defined by `strata-format`)
 //!   in a [`backend::Backend`]: a directory, or an NFS export reached with a
-//!   userspace client. It never modifies an object in place.
-//! - [`Catalog`] is SQLite on local disk: shares, backups and their statuses,
-//!   and the chunk index that says which pack holds each chunk. It is a cache
-//!   of the repository plus service state.
+//!   userspace client. It never modifies an object in place. It is the
+//!   truth: everything else can be rebuilt from it.
+//! - [`packs`] is how anything touches a pack: [`read`](crate::packs::read) lists a pack's
+//!   chunks from its trailer and reads its blobs in spans, verified against
+//!   their ids; [`write`](crate::packs::write) fills packs and publishes each before its
+//!   chunks enter the index.
+//! - Two narrow interfaces stand between the engine and its catalog, each
+//!   with its durability contract on every method:
+//!   [`index::ChunkIndex`] (which pack holds each chunk, which backup
+//!   references which chunk: what backup, restore, check, rebuild and
+//!   import see) and [`store::ServiceStore`] (projects, shares, backups,
+//!   operations and quotas, moved by compare-and-set: what the service
+//!   layer sees). [`Catalog`], SQLite on local disk, implements both: a
+//!   pool of connections, `Send + Sync`, a rebuildable cache of the
+//!   repository plus service state.
 //! - [`backup::run`] is the backup pipeline (walk → chunk → hash → dedup →
 //!   compress → pack → index → layer); [`restore::run`] the restore pipeline
 //!   (tree → plan by pack → fetch and verify → write → metadata).
-//! - [`Engine`] puts them together with the service semantics (statuses,
-//!   busy shares, dependents) that the commands expose. It also sweeps
-//!   packs by the repository's rule (no layer in the repository references
-//!   them, under the exclusive lock: whichever catalog sweeps, nothing
-//!   another needs is removed), checks the catalog against the repository,
+//! - [`Engine`] puts them together with the service rules (share admission,
+//!   quotas, parent choice, statuses, busy shares, dependents) that the
+//!   commands expose; the store only makes their transitions atomic. An
+//!   engine is `Send + Sync` with `&self` methods: one process runs many
+//!   backups, restores and queries on it at once. It also sweeps packs by
+//!   the repository's rule (no layer in the repository references them,
+//!   under the exclusive lock: whichever catalog sweeps, nothing another
+//!   needs is removed), checks the catalog against the repository,
 //!   rebuilds a lost catalog from pack trailers and layers
 //!   ([`Engine::rebuild_catalog`]), and exports and imports backup records.
 //! - [`beneath::Beneath`] is how both pipelines touch a share or a restore
@@ -24,7 +38,7 @@
 //!
 //! ```no_run
 //! use strata_engine::{backend::Location, Engine, EngineConfig, Progress};
-//! let mut engine = Engine::open(EngineConfig::new("catalog.db".into(), Location::Posix("repo".into())))?;
+//! let engine = Engine::open(EngineConfig::new("catalog.db".into(), Location::Posix("repo".into())))?;
 //! engine.cleanup(None)?; // after processes that died mid-operation
 //! let (share, _) = engine.share_for_backup("/srv/share", false)?;
 //! let done = engine.create_backup(&share, &Default::default(), &Progress::default())?;
@@ -42,6 +56,7 @@ mod direct_io;
 pub mod error;
 pub mod index;
 pub mod locks;
+pub mod packs;
 pub mod process;
 pub mod progress;
 pub mod repository;

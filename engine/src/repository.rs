@@ -17,7 +17,6 @@ use std::io::Write;
 use std::sync::Arc;
 
 use strata_format::config::RepoConfig;
-use strata_format::pack::PackEntry;
 use strata_format::{BackupId, PackId, RepositoryId};
 
 use crate::backend::{
@@ -304,38 +303,6 @@ impl Repository {
             .collect())
     }
 
-    /// The chunks a pack's trailer lists, read from its tail and trailer
-    /// alone (never its body); the trailer's checksum is verified.
-    pub fn load_pack_trailer(&self, id: &PackId) -> Result<Vec<PackEntry>> {
-        self.read_pack_trailer(id).map(|t| t.entries)
-    }
-
-    /// [`Repository::load_pack_trailer`], with the pack's length and the
-    /// bytes read.
-    pub fn read_pack_trailer(&self, id: &PackId) -> Result<PackTrailer> {
-        use strata_format::pack::{decode_tail, decode_trailer, TAIL_LEN};
-        let pack = self.open_pack(id)?;
-        let location = format!("pack {id}");
-        let tail_at = pack
-            .len
-            .checked_sub(TAIL_LEN)
-            .ok_or_else(|| Error::Corrupt {
-                location: location.clone(),
-                detail: format!("pack is truncated ({} bytes)", pack.len),
-            })?;
-        let tail = pack.read_at(tail_at, TAIL_LEN as usize)?;
-        let trailer_len = decode_tail(&tail, pack.len).map_err(|e| Error::format(&location, e))?;
-        let blobs_end = tail_at - u64::from(trailer_len);
-        let trailer = pack.read_at(blobs_end, trailer_len as usize)?;
-        let entries =
-            decode_trailer(&trailer, blobs_end).map_err(|e| Error::format(&location, e))?;
-        Ok(PackTrailer {
-            entries,
-            pack_len: pack.len,
-            bytes_read: TAIL_LEN + u64::from(trailer_len),
-        })
-    }
-
     pub fn remove_pack(&self, id: &PackId) -> Result<()> {
         self.backend.remove(&Self::pack_key(id))
     }
@@ -343,15 +310,6 @@ impl Repository {
     pub fn remove_layer(&self, id: &BackupId) -> Result<()> {
         self.backend.remove(&Self::layer_key(id))
     }
-}
-
-/// What a pack's trailer says, read without its body.
-#[derive(Debug)]
-pub struct PackTrailer {
-    pub entries: Vec<PackEntry>,
-    pub pack_len: u64,
-    /// Tail and trailer bytes read.
-    pub bytes_read: u64,
 }
 
 /// An open pack, read by byte range.

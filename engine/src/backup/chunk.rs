@@ -21,11 +21,11 @@ use strata_format::{ChunkId, FileHash};
 use super::dedup::Dedup;
 use super::diff;
 use super::layer::Slot;
-use super::packer::Blob;
 use super::report::{Counters, Report};
 use super::walk::{ItemKind, WalkItem};
 use crate::clock::stamp_ns;
 use crate::error::{Error, Result};
+use crate::packs::write::Blob;
 use crate::progress::Progress;
 
 /// Files up to this size are read in one piece.

@@ -16,7 +16,6 @@ mod chunk;
 mod dedup;
 mod diff;
 mod layer;
-mod packer;
 pub(crate) mod report;
 pub(crate) mod walk;
 
@@ -108,10 +107,14 @@ pub fn run(
         });
     let parent = parent_view.map(diff::ParentCursor::new).transpose()?;
 
+    let sink = Landed {
+        dedup: &dedup,
+        counters: &counters,
+    };
     let (draft, gone, root_dev) = std::thread::scope(|s| -> Result<_> {
         let (items, walker, root_dev) =
             walk::spawn(s, plan.share_path.clone(), parent, &report, progress)?;
-        let (blobs, packer) = packer::spawn(s, repo, index, &dedup, &counters);
+        let (blobs, packer) = crate::packs::write::spawn(s, repo, index, &sink);
         let (entries, assembler) = layer::spawn(s, repo, index, plan.backup_id, &report)?;
         let chunking = chunk::Chunking {
             params: config.chunker,
@@ -216,4 +219,22 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
     handle
         .join()
         .unwrap_or_else(|_| Err(Error::Bug("a backup stage panicked".into())))
+}
+
+/// Where the pack writer reports to: stored bytes and packs counted, and a
+/// pack's chunks leave the pending set once the index has them.
+struct Landed<'a> {
+    dedup: &'a dedup::Dedup<'a>,
+    counters: &'a Counters,
+}
+
+impl crate::packs::write::Sink for Landed<'_> {
+    fn appended(&self, bytes: u64) {
+        Counters::add(&self.counters.stored_bytes, bytes);
+    }
+
+    fn indexed(&self, _pack: strata_format::PackId, entries: &[strata_format::pack::PackEntry]) {
+        self.dedup.release(entries.iter().map(|e| e.id));
+        Counters::add(&self.counters.packs, 1);
+    }
 }

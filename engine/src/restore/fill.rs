@@ -12,9 +12,6 @@ use strata_format::layer::EntryKind;
 use strata_format::pack::{Compression, PackEntry};
 use strata_format::PackId;
 
-use super::fetch::{
-    check, expand, expanded_len, grown, read_ahead, read_span, room, spans, Blob, Buffers, Span,
-};
 use super::meta;
 use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
@@ -23,6 +20,9 @@ use crate::beneath::Beneath;
 use crate::catalog::ChunkLocation;
 use crate::direct_io::{self, BlockWriter, Buffer};
 use crate::error::{Error, IoContext, Result};
+use crate::packs::read::{
+    check, expand, expanded_len, grown, read_ahead, read_span, room, spans, Blob, Buffers, Span,
+};
 use crate::progress::Progress;
 use crate::repository::{PackFile, Repository};
 

@@ -8,7 +8,6 @@
 //! name the damaged one). Cost is proportional to the restored tree:
 //! each file is written once, each pack read once, front to back.
 
-mod fetch;
 mod fill;
 mod meta;
 mod plan;

@@ -130,7 +130,12 @@ impl Engine {
         let repo = &self.repo;
         let trailers: Vec<(PackId, Result<Vec<PackEntry>>)> = files
             .par_iter()
-            .map(|p| (*p, repo.load_pack_trailer(p)))
+            .map(|p| {
+                (
+                    *p,
+                    crate::packs::read::read_trailer(repo, p).map(|t| t.entries),
+                )
+            })
             .collect();
         for (pack, trailer) in trailers {
             let trailer = match trailer {

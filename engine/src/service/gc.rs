@@ -95,7 +95,7 @@ pub(crate) fn is_garbage(
     pack: &PackId,
     referenced: &HashSet<ChunkId>,
 ) -> Result<bool> {
-    match repo.load_pack_trailer(pack) {
+    match crate::packs::read::read_trailer(repo, pack).map(|t| t.entries) {
         Ok(entries) => Ok(!entries.iter().any(|e| referenced.contains(&e.id))),
         // Removed by another sweep since the listing: nothing to do.
         Err(_) if repo.pack_size(pack)?.is_none() => Ok(false),

@@ -10,8 +10,9 @@ use super::RebuildReport;
 use crate::catalog::{BackupRecord, BackupStatus, Problem, Share, ShareStatus};
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
+use crate::packs::read::{read_trailer, PackTrailer};
 use crate::progress::Progress;
-use crate::repository::{PackTrailer, Repository};
+use crate::repository::Repository;
 use crate::store::ServiceStore;
 
 /// References are written to the catalog this many at a time.
@@ -168,7 +169,7 @@ pub(crate) fn index_packs(
     for batch in packs.chunks(PACK_BATCH) {
         let read: Vec<(PackId, Result<PackTrailer>)> = batch
             .par_iter()
-            .map(|p| (*p, repo.read_pack_trailer(p)))
+            .map(|p| (*p, read_trailer(repo, p)))
             .collect();
         for (pack, trailer) in read {
             match trailer {

@@ -1,24 +1,62 @@
-//! Fetching blobs from packs: neighbouring blobs are read together, so a
-//! restore makes few large reads instead of one per chunk (on NFS, each read
-//! is a round trip; a large one is split into concurrent READs).
+//! The pack reader: a pack's trailer, and its blobs read in spans —
+//! neighbouring blobs read together, so a restore or a verification makes
+//! few large reads instead of one per chunk (on NFS, each read is a round
+//! trip; a large one is split into concurrent READs) — expanded and
+//! verified in place.
 
 use std::ops::Range;
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use strata_format::pack::{check_chunk_parts, check_lengths, expand_chunk, Compression, PackEntry};
+use strata_format::pack::{
+    check_chunk_parts, check_lengths, decode_tail, decode_trailer, expand_chunk, Compression,
+    PackEntry, TAIL_LEN,
+};
 use strata_format::PackId;
 
 use crate::error::{Error, Result};
-use crate::repository::PackFile;
+use crate::repository::{PackFile, Repository};
 
 /// The largest single read.
 const SPAN: u64 = 8 << 20;
 /// Blobs at most this far apart are read together, the gap read and dropped.
 const GAP: u64 = 256 << 10;
 
+/// What a pack's trailer says, read without its body.
+#[derive(Debug)]
+pub struct PackTrailer {
+    pub entries: Vec<PackEntry>,
+    pub pack_len: u64,
+    /// Tail and trailer bytes read.
+    pub bytes_read: u64,
+}
+
+/// A pack's trailer, read from its tail and trailer alone (never its
+/// body); the trailer's checksum is verified.
+pub fn read_trailer(repo: &Repository, id: &PackId) -> Result<PackTrailer> {
+    let pack = repo.open_pack(id)?;
+    let location = format!("pack {id}");
+    let tail_at = pack
+        .len
+        .checked_sub(TAIL_LEN)
+        .ok_or_else(|| Error::Corrupt {
+            location: location.clone(),
+            detail: format!("pack is truncated ({} bytes)", pack.len),
+        })?;
+    let tail = pack.read_at(tail_at, TAIL_LEN as usize)?;
+    let trailer_len = decode_tail(&tail, pack.len).map_err(|e| Error::format(&location, e))?;
+    let blobs_end = tail_at - u64::from(trailer_len);
+    let trailer = pack.read_at(blobs_end, trailer_len as usize)?;
+    let entries = decode_trailer(&trailer, blobs_end).map_err(|e| Error::format(&location, e))?;
+    Ok(PackTrailer {
+        entries,
+        pack_len: pack.len,
+        bytes_read: TAIL_LEN + u64::from(trailer_len),
+    })
+}
+
 /// Splits `entries` (in the order they are wanted) into runs that are each
-/// read at once: increasing offsets, small gaps, at most [`SPAN`] bytes.
+/// read at once: increasing offsets, small gaps, at most `SPAN` bytes.
 pub fn spans(entries: &[&PackEntry]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -52,6 +90,12 @@ pub struct Buffers {
 
 /// Idle buffers kept at most; more are freed.
 const POOLED: usize = 8;
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Buffers::new()
+    }
+}
 
 impl Buffers {
     pub fn new() -> Self {
@@ -135,6 +179,10 @@ impl<'a> Blob<'a> {
 
     pub fn len(&self) -> usize {
         self.parts().iter().map(|p| p.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Copies the bytes into `into`, which must be exactly as long.
@@ -297,7 +345,7 @@ pub fn read_span<'p>(
 /// Reads this many results ahead of the work that uses them.
 const AHEAD: usize = 2;
 
-/// Runs `read` on each job on a thread of its own, up to [`AHEAD`] results
+/// Runs `read` on each job on a thread of its own, up to `AHEAD` results
 /// ahead of `consume`, so the next read (on NFS, a round trip) overlaps the
 /// work on the current one. The first error stops both sides.
 pub fn read_ahead<J, T>(
@@ -403,5 +451,5 @@ pub fn check(pack: PackId, entry: &PackEntry, raw: &Blob) -> Result<()> {
 }
 
 #[cfg(test)]
-#[path = "fetch_tests.rs"]
+#[path = "read_tests.rs"]
 mod tests;

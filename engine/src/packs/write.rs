@@ -1,15 +1,15 @@
-//! Stage: the pack writer. Blobs arrive compressed; the packer thread appends
-//! them to a pack under `tmp/`; a pack that reaches the target size is
-//! finished and handed to the publisher thread, which makes it durable,
-//! publishes it, and only then enters its chunks in the index. The packer
-//! fills the next pack meanwhile, so workers never wait for an fsync.
+//! The pack writer. Blobs arrive compressed; the packer thread appends them
+//! to a pack under `tmp/`; a pack that reaches the target size is finished
+//! and handed to the publisher thread, which makes it durable, publishes
+//! it, and only then enters its chunks in the index (publish → index: no
+//! chunk is ever indexed before its pack is durable). The packer fills the
+//! next pack meanwhile, so its senders never wait for an fsync. A backup
+//! writes new chunks through it; a repack writes the chunks it keeps.
 
 use crossbeam_channel::{Receiver, Sender};
 use strata_format::pack::{Compression, PackEntry, PackWriter};
 use strata_format::{ChunkId, PackId};
 
-use super::dedup::Dedup;
-use super::report::Counters;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::repository::{new_pack_id, Repository, TempObject};
@@ -29,9 +29,18 @@ struct OpenPack {
     writer: PackWriter<TempObject>,
 }
 
+/// What the writer tells its user as packs fill and land.
+pub trait Sink: Sync {
+    /// `bytes` of stored blobs were appended to a pack (not yet durable).
+    fn appended(&self, bytes: u64);
+    /// A pack is durable, published and its chunks indexed: from now on
+    /// `entries` are found through the index.
+    fn indexed(&self, pack: PackId, entries: &[PackEntry]);
+}
+
 struct Packer<'a> {
     repo: &'a Repository,
-    counters: &'a Counters,
+    sink: &'a dyn Sink,
     target: u64,
     open: Option<OpenPack>,
     finished: Sender<FinishedPack>,
@@ -50,12 +59,11 @@ const PUBLISH_QUEUE: usize = 2;
 
 /// Starts the pack writer; send blobs to the returned sender, drop it when
 /// done, and join the handle: `Ok` means every blob is durable and indexed.
-pub fn spawn<'scope, 'd: 'scope>(
+pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     repo: &'scope Repository,
     index: &'scope dyn ChunkIndex,
-    dedup: &'scope Dedup<'d>,
-    counters: &'scope Counters,
+    sink: &'scope dyn Sink,
 ) -> (
     Sender<Blob>,
     std::thread::ScopedJoinHandle<'scope, Result<()>>,
@@ -64,11 +72,10 @@ pub fn spawn<'scope, 'd: 'scope>(
     let handle = scope.spawn(move || {
         std::thread::scope(|inner| {
             let (finished, to_publish) = crossbeam_channel::bounded(PUBLISH_QUEUE);
-            let publisher =
-                inner.spawn(move || publish_all(repo, index, dedup, counters, to_publish));
+            let publisher = inner.spawn(move || publish_all(repo, index, sink, to_publish));
             let mut packer = Packer {
                 repo,
-                counters,
+                sink,
                 target: repo.config().pack_target_size,
                 open: None,
                 finished,
@@ -89,15 +96,13 @@ pub fn spawn<'scope, 'd: 'scope>(
 fn publish_all(
     repo: &Repository,
     index: &dyn ChunkIndex,
-    dedup: &Dedup<'_>,
-    counters: &Counters,
+    sink: &dyn Sink,
     packs: Receiver<FinishedPack>,
 ) -> Result<()> {
     for pack in packs {
         repo.publish_pack(pack.tmp, &pack.id)?;
         index.commit_pack(pack.id, pack.size, &pack.entries)?;
-        dedup.release(pack.entries.iter().map(|e| e.id));
-        Counters::add(&counters.packs, 1);
+        sink.indexed(pack.id, &pack.entries);
     }
     Ok(())
 }
@@ -112,7 +117,7 @@ impl Packer<'_> {
             pack.writer
                 .add(blob.id, &blob.stored, blob.raw_len, blob.compression)
                 .map_err(|e| Error::format(pack.name.as_str(), e))?;
-            Counters::add(&self.counters.stored_bytes, blob.stored.len() as u64);
+            self.sink.appended(blob.stored.len() as u64);
             if pack.writer.len() >= self.target {
                 self.finish()?;
             }
