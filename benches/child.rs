@@ -65,7 +65,7 @@ fn run(args: &[String]) -> Result<(), String> {
         ("restore", [id, target]) => {
             let backup = engine.find_backup(id).map_err(|e| e.to_string())?;
             let req = RestoreRequest {
-                target_dir: Some(PathBuf::from(target)),
+                target: strata_engine::RestoreTarget::Dir(PathBuf::from(target)),
             };
             let done = engine
                 .restore_backup(&backup, &req, &progress)

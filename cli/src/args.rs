@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Incremental chunked backups of file shares into a content-addressed repository",
     after_help = "Exit codes: 0 ok, 1 error, 2 usage, 3 backup done but some paths skipped, \
                   4 not found, 5 busy or invalid state, 6 quota, 7 corruption, 8 I/O or no space, \
-                  9 cancelled"
+                  9 cancelled, 10 not permitted (another project's share)"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -129,11 +129,16 @@ pub enum ShareCommand {
         name: String,
         #[arg(long)]
         path: PathBuf,
-        /// Size in GiB (informational; used by target-share checks).
+        /// Size in GiB (checked by restores into the share; from a backup,
+        /// the backup's size by default).
         #[arg(long)]
         size: Option<u64>,
         #[arg(long, default_value = "NFS")]
         protocol: String,
+        /// Create the share from this backup (id or name): the directory
+        /// must be missing or empty, and the backup is restored into it.
+        #[arg(long)]
+        backup_id: Option<String>,
     },
     /// List shares.
     List {
@@ -213,6 +218,10 @@ pub enum BackupCommand {
     /// Restore a backup into its share, or into an empty directory.
     Restore {
         backup: String,
+        /// Restore into another share of the backup's project (id or name).
+        #[arg(long, conflicts_with = "target_dir")]
+        target_share: Option<String>,
+        /// Restore into a plain directory, missing or empty.
         #[arg(long)]
         target_dir: Option<PathBuf>,
     },

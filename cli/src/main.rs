@@ -27,6 +27,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         Some(Error::Busy(_) | Error::InvalidState(_)) => 5,
         Some(Error::Quota(_)) => 6,
         Some(Error::Cancelled) => 9,
+        Some(Error::NotPermitted(_)) => 10,
         Some(Error::Corrupt { .. }) => 7,
         Some(Error::Io { .. } | Error::NoSpace { .. }) => 8,
         Some(Error::InvalidArgument(_) | Error::Unsupported(_)) => 2,

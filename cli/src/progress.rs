@@ -29,12 +29,25 @@ impl Bar {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);
+            let objects = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} objects {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
             bar.set_prefix(verb);
             while !flag.load(Ordering::Relaxed) {
                 let s = progress.snapshot();
-                bar.set_length(s.bytes_total.max(s.bytes_done));
-                bar.set_position(s.bytes_done);
-                bar.set_message(format!("{} files", s.files_done));
+                if s.bytes_total == 0 && s.files_total > 0 {
+                    // Counted in objects (a rebuild reads trailers and layers).
+                    bar.set_style(objects.clone());
+                    bar.set_length(s.files_total.max(s.files_done));
+                    bar.set_position(s.files_done);
+                    bar.set_message(format!("{} read", indicatif::HumanBytes(s.bytes_done)));
+                } else {
+                    bar.set_length(s.bytes_total.max(s.bytes_done));
+                    bar.set_position(s.bytes_done);
+                    bar.set_message(format!("{} files", s.files_done));
+                }
                 std::thread::sleep(Duration::from_millis(200));
             }
             bar.finish_and_clear();

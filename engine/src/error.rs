@@ -29,6 +29,9 @@ pub enum Error {
     InvalidArgument(String),
     #[error("cancelled")]
     Cancelled,
+    /// The object exists but belongs to another project.
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
     #[error("quota exceeded: {0}")]
     Quota(String),
     #[error("unsupported: {0}")]

@@ -72,6 +72,6 @@ pub use progress::{Progress, ProgressSnapshot};
 pub use repository::Repository;
 pub use service::shares::NewShare;
 pub use service::{
-    BackupResult, BackupView, CheckReport, CleanupReport, CreateBackup, Engine, EngineConfig,
-    ExportedBackup, RebuildReport, RestoreRequest,
+    BackupResult, BackupType, BackupView, CheckReport, CleanupReport, CreateBackup, Engine,
+    EngineConfig, ExportedBackup, RebuildReport, RestoreRequest, RestoreTarget,
 };

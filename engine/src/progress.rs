@@ -9,6 +9,7 @@ pub struct Progress {
     bytes_done: AtomicU64,
     files_done: AtomicU64,
     bytes_total: AtomicU64,
+    files_total: AtomicU64,
     finished: AtomicBool,
     /// Set when the operation must stop (cancelled from another process).
     cancelled: AtomicBool,
@@ -21,6 +22,9 @@ pub struct ProgressSnapshot {
     pub files_done: u64,
     /// Best current estimate of the total (grows while a walk is running).
     pub bytes_total: u64,
+    /// How many files (or objects) there are to do, when known up front
+    /// (0 when not: a backup learns its total as it walks).
+    pub files_total: u64,
     pub finished: bool,
 }
 
@@ -35,6 +39,10 @@ impl Progress {
 
     pub fn add_total(&self, n: u64) {
         self.bytes_total.fetch_add(n, Relaxed);
+    }
+
+    pub fn add_files_total(&self, n: u64) {
+        self.files_total.fetch_add(n, Relaxed);
     }
 
     pub fn cancel(&self) {
@@ -74,6 +82,7 @@ impl Progress {
             bytes_done: self.bytes_done.load(Relaxed),
             files_done: self.files_done.load(Relaxed),
             bytes_total: self.bytes_total.load(Relaxed),
+            files_total: self.files_total.load(Relaxed),
             finished: self.finished.load(Relaxed),
         }
     }

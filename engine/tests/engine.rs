@@ -72,7 +72,7 @@ fn a_chunk_seen_twice_in_one_run_is_stored_once() {
     );
     let restored = tmp.path().join("out");
     let req = RestoreRequest {
-        target_dir: Some(restored.clone()),
+        target: strata_engine::RestoreTarget::Dir(restored.clone()),
     };
     engine
         .restore_backup(b, &req, &Progress::default())

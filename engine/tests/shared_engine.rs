@@ -107,7 +107,7 @@ fn one_engine_runs_backups_restores_and_queries_at_once() {
                             .restore_backup(
                                 b,
                                 &RestoreRequest {
-                                    target_dir: Some(target.clone()),
+                                    target: strata_engine::RestoreTarget::Dir(target.clone()),
                                 },
                                 &Progress::default(),
                             )
@@ -256,7 +256,7 @@ fn an_incremental_never_builds_on_a_backup_being_deleted() {
                 .restore_backup(
                     &child.backup,
                     &RestoreRequest {
-                        target_dir: Some(target.clone()),
+                        target: strata_engine::RestoreTarget::Dir(target.clone()),
                     },
                     &Progress::default(),
                 )

@@ -164,6 +164,11 @@ uuid_id!(
     "share id"
 );
 uuid_id!(
+    /// Identity of one share snapshot. Printed as a UUID.
+    SnapshotId,
+    "snapshot id"
+);
+uuid_id!(
     /// Identity of one repository, recorded in its config.
     RepositoryId,
     "repository id"

@@ -35,4 +35,4 @@ pub mod pack;
 pub mod path;
 
 pub use error::{FormatError, Result};
-pub use id::{BackupId, ChunkId, FileHash, PackId, RepositoryId, ShareId};
+pub use id::{BackupId, ChunkId, FileHash, PackId, RepositoryId, ShareId, SnapshotId};

@@ -14,5 +14,6 @@ mod rebuild;
 mod roundtrip;
 mod service;
 mod shared_repo;
+mod target_restore;
 mod unreadable;
 mod validation;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::json;
 use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus};
-use strata_engine::{BackupView, CreateBackup, Engine, Progress, RestoreRequest};
+use strata_engine::{BackupView, CreateBackup, Engine, Progress, RestoreRequest, RestoreTarget};
 
 use super::{opt, time};
 use crate::args::{BackupCommand, Global};
@@ -269,13 +269,20 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             }
             Ok(0)
         }
-        BackupCommand::Restore { backup, target_dir } => {
+        BackupCommand::Restore {
+            backup,
+            target_share,
+            target_dir,
+        } => {
             let b = engine.find_backup(backup)?;
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(Arc::clone(&progress), "restore");
-            let req = RestoreRequest {
-                target_dir: target_dir.clone(),
+            let target = match (target_share, target_dir) {
+                (Some(share), _) => RestoreTarget::Share(share.clone()),
+                (None, Some(dir)) => RestoreTarget::Dir(dir.clone()),
+                (None, None) => RestoreTarget::Source,
             };
+            let req = RestoreRequest { target };
             let started = std::time::Instant::now();
             let done = engine.restore_backup(&b, &req, &progress);
             drop(bar);

@@ -2,22 +2,27 @@
 
 use anyhow::Result;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use strata_engine::catalog::{Share, ShareStatus};
-use strata_engine::{Engine, NewShare};
+
+use strata_engine::{Engine, NewShare, Progress};
 
 use super::time;
 use crate::args::{Global, ShareCommand};
 use crate::output::{self, Record};
+use crate::progress::Bar;
 
 /// The fields of a share, as `share show` prints them.
-pub const FIELDS: [&str; 9] = [
+pub const FIELDS: [&str; 11] = [
     "created_at",
+    "fail_reason",
     "id",
     "name",
     "path",
     "project_id",
     "share_proto",
     "size",
+    "source_backup_id",
     "status",
     "updated_at",
 ];
@@ -25,12 +30,14 @@ pub const FIELDS: [&str; 9] = [
 pub fn record(s: &Share) -> Record {
     let values = [
         time(Some(s.created_at)),
+        json!(s.fail_reason),
         json!(s.id.to_string()),
         json!(s.name),
         json!(s.path),
         json!(s.project),
         json!(s.protocol),
         s.size_gib.map_or(Value::Null, |v| json!(v)),
+        json!(s.source_backup_id.map(|b| b.to_string())),
         json!(s.status.as_str()),
         time(s.updated_at),
     ];
@@ -53,13 +60,25 @@ pub fn run(engine: &Engine, global: &Global, cmd: &ShareCommand) -> Result<()> {
             path,
             size,
             protocol,
+            backup_id,
         } => {
-            let share = engine.create_share(&NewShare {
+            let new = NewShare {
                 name,
                 path,
                 size_gib: *size,
                 protocol,
-            })?;
+            };
+            let share = match backup_id {
+                None => engine.create_share(&new)?,
+                Some(backup) => {
+                    let backup = engine.find_backup(backup)?;
+                    let progress = Arc::new(Progress::default());
+                    let bar = Bar::start(Arc::clone(&progress), "restore");
+                    let made = engine.create_share_from_backup(&new, &backup, &progress);
+                    drop(bar);
+                    made?
+                }
+            };
             output::show(global.format, &global.columns, &record(&share))
         }
         ShareCommand::List { all_projects } => {

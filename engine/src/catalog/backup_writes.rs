@@ -56,9 +56,9 @@ fn insert_row(tx: &Transaction<'_>, b: &BackupRecord) -> Result<()> {
             restore_progress, size_gib, created_at, updated_at, host, availability_zone,
             backup_type, topic, is_incremental, parent_id, data_timestamp, fail_reason,
             file_count, dir_count, skipped_count, logical_bytes, new_bytes, stored_bytes,
-            duration_ms, read_bytes, changed_count, deleted_count)
+            duration_ms, read_bytes, changed_count, deleted_count, snapshot_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+            ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
         params![
             b.id.to_string(),
             b.project,
@@ -88,7 +88,8 @@ fn insert_row(tx: &Transaction<'_>, b: &BackupRecord) -> Result<()> {
             b.duration_ms as i64,
             b.read_bytes as i64,
             b.changed_count as i64,
-            b.deleted_count as i64
+            b.deleted_count as i64,
+            b.snapshot_id.map(|s| s.to_string())
         ],
     )?;
     Ok(())

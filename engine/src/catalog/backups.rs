@@ -12,7 +12,7 @@ const COLUMNS: &str = "id, project, share_id, name, description, status, progres
     restore_progress, size_gib, created_at, updated_at, host, availability_zone, backup_type, \
     topic, is_incremental, parent_id, data_timestamp, fail_reason, file_count, dir_count, \
     skipped_count, logical_bytes, new_bytes, stored_bytes, duration_ms, read_bytes, changed_count, \
-    deleted_count";
+    deleted_count, snapshot_id";
 
 fn parse_id<T: std::str::FromStr>(s: &str) -> Result<T> {
     s.parse()
@@ -24,6 +24,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<BackupRecord>> {
     let share_id: String = r.get(2)?;
     let status: String = r.get(5)?;
     let parent: Option<String> = r.get(16)?;
+    let snapshot: Option<String> = r.get(29)?;
     let n = |i: usize| -> rusqlite::Result<u64> { Ok(r.get::<_, i64>(i)?.max(0) as u64) };
     let build = || -> Result<BackupRecord> {
         Ok(BackupRecord {
@@ -44,6 +45,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<BackupRecord>> {
             topic: r.get(14)?,
             is_incremental: r.get(15)?,
             parent_id: parent.as_deref().map(parse_id).transpose()?,
+            snapshot_id: snapshot.as_deref().map(parse_id).transpose()?,
             data_timestamp: r.get(17)?,
             fail_reason: r.get(18)?,
             file_count: n(19)?,

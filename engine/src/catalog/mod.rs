@@ -144,6 +144,24 @@ CREATE TABLE backup_roots (
     dev INTEGER NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE shares ADD COLUMN source_backup_id TEXT;
+ALTER TABLE shares ADD COLUMN fail_reason TEXT;
+CREATE TABLE snapshots (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    share_id TEXT NOT NULL,
+    name TEXT,
+    description TEXT,
+    status TEXT NOT NULL,
+    path TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    fail_reason TEXT
+);
+CREATE INDEX snapshots_by_share ON snapshots(share_id);
+"#,
 ];
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -10,14 +10,17 @@ use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::store::{Share, ShareStatus};
 
-const COLUMNS: &str = "id, project, name, path, size_gib, protocol, status, created_at, updated_at";
+const COLUMNS: &str =
+    "id, project, name, path, size_gib, protocol, status, created_at, updated_at, \
+    source_backup_id, fail_reason";
 
-type RawShare = (String, String, Share);
+type RawShare = (String, String, Option<String>, Share);
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<RawShare> {
     Ok((
         r.get(0)?,
         r.get(6)?,
+        r.get(9)?,
         Share {
             id: ShareId([0; 16]),
             project: r.get(1)?,
@@ -28,12 +31,20 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<RawShare> {
             status: ShareStatus::Available,
             created_at: r.get(7)?,
             updated_at: r.get(8)?,
+            source_backup_id: None,
+            fail_reason: r.get(10)?,
         },
     ))
 }
 
 fn finish(row: RawShare) -> Result<Share> {
-    let (id, status, mut share) = row;
+    let (id, status, source, mut share) = row;
+    share.source_backup_id = source
+        .map(|s| {
+            s.parse()
+                .map_err(|_| Error::Bug(format!("catalog holds a malformed backup id {s:?}")))
+        })
+        .transpose()?;
     share.id = id
         .parse()
         .map_err(|_| Error::Bug(format!("catalog holds a malformed share id {id:?}")))?;
@@ -44,8 +55,9 @@ fn finish(row: RawShare) -> Result<Share> {
 impl Catalog {
     pub fn insert_share(&self, share: &Share) -> Result<()> {
         let result = self.conn()?.execute(
-            "INSERT INTO shares (id, project, name, path, size_gib, protocol, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO shares (id, project, name, path, size_gib, protocol, status, created_at,
+                source_backup_id, fail_reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 share.id.to_string(),
                 share.project,
@@ -54,7 +66,9 @@ impl Catalog {
                 share.size_gib.map(|v| v as i64),
                 share.protocol,
                 share.status.as_str(),
-                share.created_at
+                share.created_at,
+                share.source_backup_id.map(|b| b.to_string()),
+                share.fail_reason
             ],
         );
         match result {
@@ -193,8 +207,27 @@ impl Catalog {
                 "share {id} has {backups} backup(s); delete them first"
             )));
         }
+        let snapshots: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM snapshots WHERE share_id = ?1",
+            [id.to_string()],
+            |r| r.get(0),
+        )?;
+        if snapshots > 0 {
+            return Err(Error::InvalidState(format!(
+                "share {id} has {snapshots} snapshot(s); delete them first"
+            )));
+        }
         tx.execute("DELETE FROM shares WHERE id = ?1", [id.to_string()])?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Keeps (or clears) why the share's creation or last restore failed.
+    pub fn set_share_fail_reason(&self, id: ShareId, reason: Option<&str>) -> Result<()> {
+        self.conn()?.execute(
+            "UPDATE shares SET fail_reason = ?1, updated_at = ?2 WHERE id = ?3",
+            params![reason, now_ns(), id.to_string()],
+        )?;
         Ok(())
     }
 

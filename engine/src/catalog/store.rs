@@ -11,6 +11,10 @@ use crate::store::{
 };
 
 impl ServiceStore for Catalog {
+    fn set_share_fail_reason(&self, id: ShareId, reason: Option<&str>) -> Result<()> {
+        Catalog::set_share_fail_reason(self, id, reason)
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>> {
         Catalog::meta(self, key)
     }

@@ -58,10 +58,22 @@ pub struct BackupResult {
     pub problems: Vec<Problem>,
 }
 
+/// Where a backup is restored.
+#[derive(Clone, Debug, Default)]
+pub enum RestoreTarget {
+    /// Its source share.
+    #[default]
+    Source,
+    /// Another share of the backup's project, by id or name (the source
+    /// share named this way is a normal restore).
+    Share(String),
+    /// A directory that is missing (it is created) or empty.
+    Dir(PathBuf),
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct RestoreRequest {
-    /// Restore into this directory (missing or empty) instead of the source share.
-    pub target_dir: Option<PathBuf>,
+    pub target: RestoreTarget,
 }
 
 impl Engine {
@@ -97,29 +109,143 @@ impl Engine {
         Ok(chain)
     }
 
-    /// Restores `backup` into its source share or into an empty directory.
+    /// Restores `backup` into its source share, another share, or an empty
+    /// directory. A share restored into is `backup_restoring` (busy) while
+    /// it runs, then `available`, or `backup_restoring_error` with the
+    /// reason kept on it.
     pub fn restore_backup(
         &self,
         backup: &BackupRecord,
         req: &RestoreRequest,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
-        let (target, share) = match &req.target_dir {
-            Some(dir) => (prepare_target_dir(dir)?, None),
-            None => {
-                let share = self.store.share(backup.share_id)?;
-                (PathBuf::from(&share.path), Some(share))
+        let share = match &req.target {
+            RestoreTarget::Dir(dir) => {
+                let target = prepare_target_dir(dir)?;
+                return self.restore_into(backup, None, &target, progress);
             }
+            RestoreTarget::Source => self.store.share(backup.share_id)?,
+            RestoreTarget::Share(arg) => self.target_share(backup, arg)?,
         };
+        let role = ShareRole {
+            from: &[ShareStatus::Available, ShareStatus::BackupRestoringError],
+            during: ShareStatus::BackupRestoring,
+            done: ShareStatus::Available,
+            failed: ShareStatus::BackupRestoringError,
+        };
+        let target = PathBuf::from(&share.path);
+        self.restore_into(backup, Some((&share, role)), &target, progress)
+    }
+
+    /// The share `arg` names as a restore target for `backup`, checked by
+    /// the rules of a restore to a share other than the source.
+    fn target_share(&self, backup: &BackupRecord, arg: &str) -> Result<Share> {
+        let share = match self.store.find_share(&backup.project, arg) {
+            Ok(share) => share,
+            Err(Error::NotFound { .. }) => {
+                let elsewhere = self
+                    .store
+                    .list_shares(None)?
+                    .iter()
+                    .any(|s| s.id.to_string() == arg || s.name == arg);
+                return Err(if elsewhere {
+                    Error::NotPermitted(format!(
+                        "share {arg} belongs to another project than backup {}",
+                        backup.id
+                    ))
+                } else {
+                    Error::NotFound {
+                        kind: "share",
+                        name: arg.to_string(),
+                    }
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if share.id == backup.share_id {
+            return Ok(share);
+        }
+        self.check_restore_to_target(backup, share.size_gib, &share.protocol)?;
+        if ![ShareStatus::Available, ShareStatus::BackupRestoringError].contains(&share.status) {
+            return Err(busy_share(
+                Error::Busy(format!("share {} is busy", share.name)),
+                &share,
+            ));
+        }
+        Ok(share)
+    }
+
+    /// What a restore into a share other than the backup's source (an
+    /// existing share, or a new one made from the backup) requires: an
+    /// `available` backup, of a type that restores to targets, into a
+    /// share at least as large (when it has a size) of a compatible protocol.
+    pub(crate) fn check_restore_to_target(
+        &self,
+        backup: &BackupRecord,
+        size_gib: Option<u64>,
+        protocol: &str,
+    ) -> Result<()> {
+        if backup.status != BackupStatus::Available {
+            return Err(Error::InvalidState(format!(
+                "backup {} is {}; only an available backup is restored",
+                backup.id,
+                backup.status.as_str()
+            )));
+        }
+        if !self.restores_to_target(backup) {
+            return Err(Error::Unsupported(format!(
+                "backup type {} does not support restores to another share",
+                backup.backup_type.as_deref().unwrap_or("(default)")
+            )));
+        }
+        if let Some(size) = size_gib.filter(|&size| size < backup.size_gib) {
+            return Err(Error::InvalidArgument(format!(
+                "the target share is {size} GiB; backup {} needs {} GiB",
+                backup.id, backup.size_gib
+            )));
+        }
+        let source = self.store.share(backup.share_id)?;
+        if !compatible_protocols(&source.protocol, protocol) {
+            return Err(Error::InvalidArgument(format!(
+                "backup {} is of a {} share; a {} share cannot receive it",
+                backup.id,
+                source.protocol,
+                protocol.to_ascii_uppercase()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `backup`'s type supports restores to another share (the
+    /// default type does; a type no longer configured does not).
+    fn restores_to_target(&self, backup: &BackupRecord) -> bool {
+        let Some(name) = &backup.backup_type else {
+            return true;
+        };
+        self.config
+            .backup_types
+            .iter()
+            .find(|t| &t.display_name == name || &t.name == name)
+            .is_some_and(|t| t.support_restore_to_target)
+    }
+
+    /// Runs a restore into `target`, the path of `share` when there is
+    /// one, which moves through the statuses of `role`.
+    pub(crate) fn restore_into(
+        &self,
+        backup: &BackupRecord,
+        share: Option<(&Share, ShareRole)>,
+        target: &Path,
+        progress: &Progress,
+    ) -> Result<RestoreOutcome> {
         let chain = self.chain(backup)?;
         let op = self.begin_operation(&OpTarget {
             kind: OpKind::Restore,
             backup: backup.id,
-            share: share.as_ref().map(|s| s.id),
+            share: share.map(|(s, _)| s.id),
             share_status_before: None,
         })?;
-        let result =
-            self.restore_supervised(backup, share.as_ref(), &chain, &target, &op, progress);
+        let result = self.restore_supervised(backup, share, &chain, target, &op, progress);
         self.end_operation(&op)?;
         result
     }
@@ -127,7 +253,7 @@ impl Engine {
     fn restore_supervised(
         &self,
         backup: &BackupRecord,
-        share: Option<&Share>,
+        share: Option<(&Share, ShareRole)>,
         chain: &[BackupId],
         target: &Path,
         op: &str,
@@ -138,12 +264,11 @@ impl Engine {
             &[BackupStatus::Available],
             BackupStatus::Restoring,
         )?;
-        if let Some(share) = share {
-            if let Err(e) = self.store.transition_share(
-                share.id,
-                &[ShareStatus::Available, ShareStatus::BackupRestoringError],
-                ShareStatus::BackupRestoring,
-            ) {
+        if let Some((share, role)) = share {
+            if let Err(e) = self
+                .store
+                .transition_share(share.id, role.from, role.during)
+            {
                 self.store.transition_backup(
                     backup.id,
                     &[BackupStatus::Restoring],
@@ -176,14 +301,19 @@ impl Engine {
             Ok(_) | Err(Error::InvalidState(_)) => {}
             Err(e) => return Err(e),
         }
-        if let Some(share) = share {
+        if let Some((share, role)) = share {
+            let reason = result
+                .as_ref()
+                .err()
+                .map(|e| format!("restore of backup {} failed: {e}", backup.id));
             let to = if result.is_ok() {
-                ShareStatus::Available
+                role.done
             } else {
-                ShareStatus::BackupRestoringError
+                role.failed
             };
             self.store
-                .transition_share(share.id, &[ShareStatus::BackupRestoring], to)?;
+                .set_share_fail_reason(share.id, reason.as_deref())?;
+            self.store.transition_share(share.id, &[role.during], to)?;
         }
         result
     }
@@ -196,7 +326,7 @@ impl Engine {
         if backup.status == BackupStatus::Creating {
             if !force {
                 return Err(Error::InvalidState(format!(
-                    "backup {} is creating; `backup delete --force` stops and deletes it",
+                    "backup {} is creating; a forced delete stops and deletes it",
                     backup.id
                 )));
             }
@@ -310,7 +440,7 @@ pub(super) fn busy_share(e: Error, share: &Share) -> Error {
             let running = match share.status {
                 ShareStatus::BackupCreating => "a backup of it is running",
                 ShareStatus::BackupRestoring => "a restore into it is running",
-                ShareStatus::InUse => "it is in use (pass --force to back it up anyway)",
+                ShareStatus::InUse => "it is in use (a forced backup reads it anyway)",
                 _ => "it is busy",
             };
             Error::Busy(format!(
@@ -323,8 +453,27 @@ pub(super) fn busy_share(e: Error, share: &Share) -> Error {
     }
 }
 
+/// The statuses a share restored into goes through: it must be in one of
+/// `from`, is `during` while the restore runs, then `done` or `failed`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ShareRole {
+    pub from: &'static [ShareStatus],
+    pub during: ShareStatus,
+    pub done: ShareStatus,
+    pub failed: ShareStatus,
+}
+
+/// Whether a share of protocol `to` can receive a backup of a share of
+/// protocol `from`: the same protocol, or two that both carry POSIX
+/// metadata (modes, owners, extended attributes), which a restore writes.
+fn compatible_protocols(from: &str, to: &str) -> bool {
+    const POSIX: [&str; 4] = ["NFS", "CEPHFS", "GLUSTERFS", "MAPRFS"];
+    let (from, to) = (from.to_ascii_uppercase(), to.to_ascii_uppercase());
+    from == to || (POSIX.contains(&from.as_str()) && POSIX.contains(&to.as_str()))
+}
+
 /// A restore target directory must be missing (it is created) or empty.
-fn prepare_target_dir(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn prepare_target_dir(dir: &Path) -> Result<PathBuf> {
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(dir).at(dir)?;

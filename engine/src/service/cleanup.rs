@@ -170,20 +170,32 @@ impl Engine {
             (_, other) => format!("backup left {}", other.as_str()),
         };
         if let Some(share) = op.share_id {
-            let (busy, back) = match op.kind {
-                OpKind::Restore => (
-                    ShareStatus::BackupRestoring,
-                    ShareStatus::BackupRestoringError,
-                ),
-                _ => (
+            let moves: &[(ShareStatus, ShareStatus)] = match op.kind {
+                OpKind::Restore => &[
+                    (
+                        ShareStatus::BackupRestoring,
+                        ShareStatus::BackupRestoringError,
+                    ),
+                    // A share being made from a backup.
+                    (ShareStatus::Creating, ShareStatus::Error),
+                ],
+                _ => &[(
                     ShareStatus::BackupCreating,
                     op.share_status_before
                         .as_deref()
                         .and_then(|s| ShareStatus::parse(s).ok())
                         .unwrap_or(ShareStatus::Available),
-                ),
+                )],
             };
-            if self.store.share(share).is_ok_and(|s| s.status == busy) {
+            let now = self.store.share(share).map(|s| s.status);
+            if let Some(&(busy, back)) = moves
+                .iter()
+                .find(|(busy, _)| now.as_ref().ok() == Some(busy))
+            {
+                if op.kind == OpKind::Restore {
+                    let why = "interrupted: the process restoring into it is gone";
+                    self.store.set_share_fail_reason(share, Some(why))?;
+                }
                 self.store.transition_share(share, &[busy], back)?;
             }
         }

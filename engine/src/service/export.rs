@@ -56,6 +56,9 @@ struct Fields {
     topic: Option<String>,
     is_incremental: bool,
     parent_id: Option<String>,
+    /// Absent from records exported before snapshots existed.
+    #[serde(default)]
+    snapshot_id: Option<String>,
     data_timestamp: Option<i64>,
     fail_reason: Option<String>,
     file_count: u64,
@@ -105,6 +108,7 @@ impl Fields {
             topic: b.topic.clone(),
             is_incremental: b.is_incremental,
             parent_id: b.parent_id.map(|p| p.to_string()),
+            snapshot_id: b.snapshot_id.map(|s| s.to_string()),
             data_timestamp: b.data_timestamp,
             fail_reason: b.fail_reason.clone(),
             file_count: b.file_count,
@@ -142,6 +146,11 @@ impl Fields {
                 .parent_id
                 .as_deref()
                 .map(|p| id("parent id", p))
+                .transpose()?,
+            snapshot_id: self
+                .snapshot_id
+                .as_deref()
+                .map(|s| id("snapshot id", s))
                 .transpose()?,
             data_timestamp: self.data_timestamp,
             fail_reason: self.fail_reason.clone(),
@@ -336,6 +345,7 @@ mod tests {
             topic: Some("t".into()),
             is_incremental: true,
             parent_id: Some(BackupId([9; 16])),
+            snapshot_id: Some(strata_format::SnapshotId([9; 16])),
             data_timestamp: Some(4),
             fail_reason: None,
             file_count: 1,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use strata_format::config::{CompressionSetting, RepoConfig};
 use strata_format::RepositoryId;
 
-pub use backups::{BackupResult, BackupView, CreateBackup, RestoreRequest};
+pub use backups::{BackupResult, BackupView, CreateBackup, RestoreRequest, RestoreTarget};
 pub use check::CheckReport;
 pub use cleanup::CleanupReport;
 pub use export::ExportedBackup;
@@ -51,6 +51,23 @@ pub struct EngineConfig {
     /// Whether restores may write large files past the page cache where
     /// the target's file system allows it.
     pub direct_io: bool,
+    /// The backup types enabled (none: only the default type).
+    pub backup_types: Vec<BackupType>,
+}
+
+/// A backup type: a named profile of how backups are made and what they
+/// allow (Manila's `enabled_backup_types`).
+#[derive(Clone, Debug)]
+pub struct BackupType {
+    /// The configuration's name for it (`eng_data_backup`), which
+    /// `backup_type=` names.
+    pub name: String,
+    /// The name backups of this type show as their `backup_type`
+    /// (`backup_type_name`, default `name`).
+    pub display_name: String,
+    /// Whether its backups may be restored into a share other than their
+    /// source (Manila's `support_restore_to_target`).
+    pub support_restore_to_target: bool,
 }
 
 impl EngineConfig {
@@ -64,6 +81,7 @@ impl EngineConfig {
             availability_zone: None,
             default_quota: Quota::default(),
             direct_io: true,
+            backup_types: Vec::new(),
         }
     }
 }

@@ -76,8 +76,8 @@ impl Engine {
         let target = &config.catalog_path;
         if target.exists() && !force && !Catalog::open(target)?.is_empty()? {
             return Err(Error::InvalidState(format!(
-                "catalog {} is not empty; pass --force to replace it with one rebuilt from the \
-                 repository",
+                "catalog {} is not empty; only a forced rebuild replaces it with one rebuilt \
+                 from the repository",
                 target.display()
             )));
         }
@@ -92,8 +92,10 @@ impl Engine {
         catalog.ensure_project(&config.project)?;
         let mut report = RebuildReport::default();
         let packs = repo.list_pack_files()?;
+        let layers = repo.list_layers()?;
+        progress.add_files_total((packs.len() + layers.len()) as u64);
         index_packs(&repo, &catalog, &packs, &mut report, progress)?;
-        let layers = index_layers(&repo, &catalog, &mut report, progress)?;
+        let layers = index_layers(&repo, &catalog, &layers, &mut report, progress)?;
         fail_broken_chains(&catalog, &layers, &mut report)?;
         catalog.finish_bulk_load()?;
         std::fs::File::open(&building)
@@ -121,12 +123,13 @@ type Layers = HashMap<BackupId, Option<String>>;
 fn index_layers(
     repo: &Repository,
     catalog: &Catalog,
+    ids: &[BackupId],
     report: &mut RebuildReport,
     progress: &Progress,
 ) -> Result<Layers> {
     let mut layers = Layers::new();
     let mut shares = HashSet::new();
-    for id in repo.list_layers()? {
+    for &id in ids {
         let bytes = repo.load_layer(&id)?;
         report.bytes_read += bytes.len() as u64;
         report.repository_bytes += bytes.len() as u64;

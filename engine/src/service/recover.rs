@@ -51,6 +51,7 @@ impl LayerSummary {
             backup_type: s.backup_type.clone(),
             is_incremental: m.parent_id.is_some(),
             parent_id: m.parent_id,
+            snapshot_id: s.snapshot_id.as_deref().and_then(|s| s.parse().ok()),
             data_timestamp: Some(m.data_timestamp_ns),
             duration_ms: ((m.finished_at_ns - m.created_at_ns).max(0) / 1_000_000) as u64,
             changed_count: self.entries,
@@ -79,6 +80,8 @@ impl LayerSummary {
             status: ShareStatus::Available,
             created_at: m.created_at_ns,
             updated_at: None,
+            source_backup_id: None,
+            fail_reason: None,
         }
     }
 

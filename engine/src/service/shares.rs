@@ -4,10 +4,12 @@ use std::path::Path;
 
 use strata_format::ShareId;
 
+use super::backups::{prepare_target_dir, ShareRole};
 use super::Engine;
-use crate::catalog::{Share, ShareStatus};
+use crate::catalog::{BackupRecord, Share, ShareStatus};
 use crate::clock::now_ns;
 use crate::error::{Error, IoContext, Result};
+use crate::progress::Progress;
 use crate::repository::new_uuid;
 
 /// How `create_share` should describe the share.
@@ -19,13 +21,81 @@ pub struct NewShare<'a> {
     pub protocol: &'a str,
 }
 
+/// The share's protocol, upper case, once its name, size and protocol are
+/// valid.
+fn checked_protocol(new: &NewShare<'_>) -> Result<String> {
+    if new.name.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a share needs a non-empty name".into(),
+        ));
+    }
+    if new.size_gib == Some(0) {
+        return Err(Error::InvalidArgument(
+            "a share's size is at least 1 GiB".into(),
+        ));
+    }
+    let protocol = new.protocol.to_ascii_uppercase();
+    if !["NFS", "CIFS", "CEPHFS", "GLUSTERFS", "HDFS", "MAPRFS"].contains(&protocol.as_str()) {
+        return Err(Error::InvalidArgument(format!(
+            "unknown share protocol {:?}",
+            new.protocol
+        )));
+    }
+    Ok(protocol)
+}
+
 impl Engine {
-    pub fn create_share(&self, new: &NewShare<'_>) -> Result<Share> {
-        if new.name.is_empty() {
-            return Err(Error::InvalidArgument(
-                "a share needs a non-empty name".into(),
-            ));
+    /// Creates a share from a backup (Manila's `share create --backup-id`):
+    /// its directory must be missing (it is created) or empty; the share is
+    /// `creating` while the backup is restored into it, then `available`,
+    /// or `error` with the reason kept on it. Its size defaults to the
+    /// backup's; it records the backup as its source.
+    pub fn create_share_from_backup(
+        &self,
+        new: &NewShare<'_>,
+        backup: &BackupRecord,
+        progress: &Progress,
+    ) -> Result<Share> {
+        let protocol = checked_protocol(new)?;
+        let size_gib = new.size_gib.or(Some(backup.size_gib));
+        self.check_restore_to_target(backup, size_gib, &protocol)?;
+        match self.find_share(new.name) {
+            Err(Error::NotFound { .. }) => {}
+            Ok(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "a share named {:?} already exists in project {:?}",
+                    new.name, self.config.project
+                )))
+            }
+            Err(e) => return Err(e),
         }
+        let path = prepare_target_dir(new.path)?;
+        let share = Share {
+            id: ShareId(new_uuid()?),
+            project: self.config.project.clone(),
+            name: new.name.to_string(),
+            path: path.display().to_string(),
+            size_gib,
+            protocol,
+            status: ShareStatus::Creating,
+            created_at: now_ns(),
+            updated_at: None,
+            source_backup_id: Some(backup.id),
+            fail_reason: None,
+        };
+        self.store.insert_share(&share)?;
+        let role = ShareRole {
+            from: &[ShareStatus::Creating],
+            during: ShareStatus::Creating,
+            done: ShareStatus::Available,
+            failed: ShareStatus::Error,
+        };
+        self.restore_into(backup, Some((&share, role)), &path, progress)?;
+        self.store.share(share.id)
+    }
+
+    pub fn create_share(&self, new: &NewShare<'_>) -> Result<Share> {
+        let protocol = checked_protocol(new)?;
         let path = std::fs::canonicalize(new.path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 kind: "share path",
@@ -39,13 +109,6 @@ impl Engine {
                 path.display()
             )));
         }
-        let protocol = new.protocol.to_ascii_uppercase();
-        if !["NFS", "CIFS", "CEPHFS", "GLUSTERFS", "HDFS", "MAPRFS"].contains(&protocol.as_str()) {
-            return Err(Error::InvalidArgument(format!(
-                "unknown share protocol {:?}",
-                new.protocol
-            )));
-        }
         let share = Share {
             id: ShareId(new_uuid()?),
             project: self.config.project.clone(),
@@ -56,6 +119,8 @@ impl Engine {
             status: ShareStatus::Available,
             created_at: now_ns(),
             updated_at: None,
+            source_backup_id: None,
+            fail_reason: None,
         };
         self.store.insert_share(&share)?;
         Ok(share)

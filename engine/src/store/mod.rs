@@ -89,6 +89,8 @@ pub trait ServiceStore: Send + Sync {
         to: ShareStatus,
         op: &str,
     ) -> Result<ShareStatus>;
+    /// Keeps (or clears) why the share's creation or last restore failed.
+    fn set_share_fail_reason(&self, id: ShareId, reason: Option<&str>) -> Result<()>;
     /// Sets a share's status whatever it is (an administrator's reset);
     /// returns the status it had.
     fn reset_share_status(&self, id: ShareId, to: ShareStatus) -> Result<ShareStatus>;

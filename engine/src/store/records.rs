@@ -2,7 +2,7 @@
 //! backups and quotas, with their statuses, plus the operations a process
 //! runs (so another can tell a dead one from a live one).
 
-use strata_format::{BackupId, ShareId};
+use strata_format::{BackupId, ShareId, SnapshotId};
 
 use crate::error::{Error, Result};
 
@@ -75,6 +75,8 @@ pub struct BackupRecord {
     pub topic: Option<String>,
     pub is_incremental: bool,
     pub parent_id: Option<BackupId>,
+    /// The share snapshot the backup read (none: it read the live share).
+    pub snapshot_id: Option<SnapshotId>,
     pub data_timestamp: Option<i64>,
     pub fail_reason: Option<String>,
     pub file_count: u64,
@@ -114,6 +116,7 @@ impl BackupRecord {
             topic: Some("strata-data".into()),
             is_incremental: false,
             parent_id: None,
+            snapshot_id: None,
             data_timestamp: None,
             fail_reason: None,
             file_count: 0,
@@ -168,39 +171,49 @@ pub struct BackupFilter<'a> {
 /// Share status, as Manila names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShareStatus {
+    /// Being made (from a backup: while the backup is restored into it).
+    Creating,
     Available,
     BackupCreating,
     BackupRestoring,
     BackupRestoringError,
     InUse,
+    /// Its creation failed (the reason is kept).
+    Error,
 }
 
 impl ShareStatus {
-    pub const ALL: [ShareStatus; 5] = [
+    pub const ALL: [ShareStatus; 7] = [
+        ShareStatus::Creating,
         ShareStatus::Available,
         ShareStatus::BackupCreating,
         ShareStatus::BackupRestoring,
         ShareStatus::BackupRestoringError,
         ShareStatus::InUse,
+        ShareStatus::Error,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            ShareStatus::Creating => "creating",
             ShareStatus::Available => "available",
             ShareStatus::BackupCreating => "backup_creating",
             ShareStatus::BackupRestoring => "backup_restoring",
             ShareStatus::BackupRestoringError => "backup_restoring_error",
             ShareStatus::InUse => "in-use",
+            ShareStatus::Error => "error",
         }
     }
 
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
+            "creating" => ShareStatus::Creating,
             "available" => ShareStatus::Available,
             "backup_creating" => ShareStatus::BackupCreating,
             "backup_restoring" => ShareStatus::BackupRestoring,
             "backup_restoring_error" => ShareStatus::BackupRestoringError,
             "in-use" => ShareStatus::InUse,
+            "error" => ShareStatus::Error,
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "unknown share status {other:?}"
@@ -221,6 +234,10 @@ pub struct Share {
     pub status: ShareStatus,
     pub created_at: i64,
     pub updated_at: Option<i64>,
+    /// The backup the share was created from, if it was.
+    pub source_backup_id: Option<BackupId>,
+    /// Why its creation, or the last restore into it, failed.
+    pub fail_reason: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
