@@ -122,6 +122,40 @@ pub enum QuotaCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Take a read-only snapshot of a share that is a btrfs subvolume, or
+    /// register one its storage made (`--path`).
+    Create {
+        share: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// A snapshot the storage already made (NetApp `.snapshot/NAME`,
+        /// ZFS `.zfs/snapshot/NAME`, an LVM mount): registered, never
+        /// touched.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// When a registered snapshot was made (RFC 3339, e.g.
+        /// 2026-12-02T08:00:00Z); by default its directory's change time.
+        #[arg(long, requires = "path")]
+        created_at: Option<String>,
+    },
+    /// List snapshots.
+    List {
+        #[arg(long)]
+        share: Option<String>,
+    },
+    /// Show one snapshot.
+    Show { snapshot: String },
+    /// Delete snapshots (a registered snapshot's data is never touched).
+    Delete {
+        #[arg(required = true)]
+        snapshots: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ShareCommand {
     /// Register a directory as a share.
     Create {
@@ -145,6 +179,9 @@ pub enum ShareCommand {
         #[arg(long)]
         all_projects: bool,
     },
+    /// Point-in-time snapshots of shares.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// Show one share.
     Show { share: String },
     /// Set a share's status (`in-use` marks it busy for everything but
@@ -184,6 +221,10 @@ pub enum BackupCommand {
         /// its parent backup (both are what an unmounted share looks like).
         #[arg(long)]
         allow_root_change: bool,
+        /// Back up this snapshot of the share (id or name) instead of the
+        /// live share; the share stays available meanwhile.
+        #[arg(long)]
+        snapshot: Option<String>,
         share: String,
     },
     /// List backups.

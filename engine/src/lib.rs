@@ -73,5 +73,5 @@ pub use repository::Repository;
 pub use service::shares::NewShare;
 pub use service::{
     BackupResult, BackupType, BackupView, CheckReport, CleanupReport, CreateBackup, Engine,
-    EngineConfig, ExportedBackup, RebuildReport, RestoreRequest, RestoreTarget,
+    EngineConfig, ExportedBackup, NewSnapshot, RebuildReport, RestoreRequest, RestoreTarget,
 };

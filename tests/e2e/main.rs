@@ -14,6 +14,7 @@ mod rebuild;
 mod roundtrip;
 mod service;
 mod shared_repo;
+mod snapshots;
 mod target_restore;
 mod unreadable;
 mod validation;

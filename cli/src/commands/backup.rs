@@ -158,6 +158,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             rehash,
             force,
             allow_root_change,
+            snapshot,
             share,
         } => {
             let (share, registered) =
@@ -178,6 +179,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
                 rehash: *rehash,
                 force: *force,
                 allow_root_change: *allow_root_change,
+                snapshot: snapshot.clone(),
             };
             let done = engine.create_backup(&share, &req, &progress);
             drop(bar);

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod bench;
 pub mod quota;
 pub mod share;
+pub mod snapshot;
 
 use serde_json::Value;
 use strata_engine::clock::iso8601;

@@ -81,6 +81,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &ShareCommand) -> Result<()> {
             };
             output::show(global.format, &global.columns, &record(&share))
         }
+        ShareCommand::Snapshot(cmd) => super::snapshot::run(engine, global, cmd),
         ShareCommand::List { all_projects } => {
             let shares = engine.list_shares(*all_projects)?;
             let records: Vec<Record> = shares.iter().map(record).collect();

@@ -42,6 +42,11 @@ pub struct BackupPlan {
     pub share_id: ShareId,
     pub share_name: String,
     pub share_path: PathBuf,
+    /// What is read: the share's path, or a snapshot of the share.
+    pub source_path: PathBuf,
+    /// The moment the data is from when it is not the start of the run
+    /// (a snapshot's creation).
+    pub data_timestamp_ns: Option<i64>,
     pub project: String,
     pub name: String,
     pub description: String,
@@ -77,7 +82,7 @@ pub struct BackupOutcome {
     pub root_dev: u64,
 }
 
-/// Runs one backup of `plan.share_path` into `repo`. On `Ok` the layer is
+/// Runs one backup of `plan.source_path` into `repo`. On `Ok` the layer is
 /// published; on `Err` nothing references what was written (packs already
 /// published stay as unreferenced data, their chunks usable by later backups).
 /// `lock` is the repository's shared lock, held for the whole run.
@@ -89,7 +94,7 @@ pub fn run(
     progress: &Progress,
 ) -> Result<BackupOutcome> {
     let started = Instant::now();
-    let data_timestamp_ns = now_ns();
+    let data_timestamp_ns = plan.data_timestamp_ns.unwrap_or_else(now_ns);
     let report = report::Report::default();
     let counters = Counters::default();
     let dedup = dedup::Dedup::new(index);
@@ -113,7 +118,7 @@ pub fn run(
     };
     let (draft, gone, root_dev) = std::thread::scope(|s| -> Result<_> {
         let (items, walker, root_dev) =
-            walk::spawn(s, plan.share_path.clone(), parent, &report, progress)?;
+            walk::spawn(s, plan.source_path.clone(), parent, &report, progress)?;
         let (blobs, packer) = crate::packs::write::spawn(s, repo, index, &sink);
         let (entries, assembler) = layer::spawn(s, repo, index, plan.backup_id, &report)?;
         let chunking = chunk::Chunking {

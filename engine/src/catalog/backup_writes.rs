@@ -8,7 +8,7 @@ use strata_format::BackupId;
 use super::{write_tx, Catalog};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-use crate::store::{Admission, Admitted, BackupRecord, BackupStatus, Problem};
+use crate::store::{Admission, Admitted, BackupRecord, BackupStatus, Problem, SnapshotStatus};
 
 fn status_of(tx: &Transaction<'_>, id: BackupId) -> Result<Option<BackupStatus>> {
     let status: Option<String> = tx
@@ -33,10 +33,7 @@ fn expect(tx: &Transaction<'_>, id: BackupId, from: &[BackupStatus]) -> Result<B
         return Err(Error::InvalidState(format!(
             "backup {id} is {}, expected {}",
             current.as_str(),
-            from.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" or ")
+            super::one_of(from, BackupStatus::as_str)
         )));
     }
     Ok(current)
@@ -122,6 +119,19 @@ impl Catalog {
             let status = status_of(&tx, parent)?;
             if status != Some(BackupStatus::Available) {
                 return Ok(Admitted::ParentGone(status));
+            }
+        }
+        if let Some(snapshot) = admission.snapshot {
+            let status: Option<String> = tx
+                .query_row(
+                    "SELECT status FROM snapshots WHERE id = ?1",
+                    [snapshot.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let status = status.as_deref().map(SnapshotStatus::parse).transpose()?;
+            if status != Some(SnapshotStatus::Available) {
+                return Ok(Admitted::SnapshotGone(status));
             }
         }
         let used = super::quotas::usage(&tx, &b.project)?;

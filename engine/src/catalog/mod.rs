@@ -19,6 +19,7 @@ mod quotas;
 mod recovered;
 mod roots;
 mod shares;
+mod snapshots;
 mod store;
 
 pub use crate::store::{
@@ -286,6 +287,14 @@ fn use_wal(conn: &Connection) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// `a or b or c`: the statuses a compare-and-set expected, for its error.
+fn one_of<T: Copy>(from: &[T], name: fn(T) -> &'static str) -> String {
+    from.iter()
+        .map(|s| name(*s))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// A transaction that holds the write lock from its start. Every

@@ -261,10 +261,7 @@ fn expect(tx: &Transaction<'_>, id: ShareId, from: &[ShareStatus]) -> Result<Sha
     if !from.contains(&current) {
         return Err(Error::Busy(format!(
             "share {name} is {status}, not {}",
-            from.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" or ")
+            super::one_of(from, ShareStatus::as_str)
         )));
     }
     Ok(current)

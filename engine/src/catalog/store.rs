@@ -1,16 +1,59 @@
 //! The catalog as the service store (see [`crate::store`] for the
 //! contract of each method; the SQL is beside each table's code).
 
-use strata_format::{BackupId, ShareId};
+use strata_format::{BackupId, ShareId, SnapshotId};
 
 use super::Catalog;
 use crate::error::Result;
 use crate::store::{
     Admission, Admitted, BackupFilter, BackupRecord, BackupStatus, Operation, Problem, Quota,
-    QuotaUsage, ServiceStore, Share, ShareStatus,
+    QuotaUsage, ServiceStore, Share, ShareStatus, Snapshot, SnapshotStatus,
 };
 
 impl ServiceStore for Catalog {
+    fn insert_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        Catalog::insert_snapshot(self, snapshot)
+    }
+
+    fn snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
+        Catalog::snapshot(self, id)
+    }
+
+    fn find_snapshot(&self, project: &str, id_or_name: &str) -> Result<Snapshot> {
+        Catalog::find_snapshot(self, project, id_or_name)
+    }
+
+    fn list_snapshots(
+        &self,
+        project: Option<&str>,
+        share: Option<ShareId>,
+    ) -> Result<Vec<Snapshot>> {
+        Catalog::list_snapshots(self, project, share)
+    }
+
+    fn transition_snapshot(
+        &self,
+        id: SnapshotId,
+        from: &[SnapshotStatus],
+        to: SnapshotStatus,
+        reason: Option<&str>,
+    ) -> Result<SnapshotStatus> {
+        Catalog::transition_snapshot(self, id, from, to, reason)
+    }
+
+    fn transition_idle_snapshot(
+        &self,
+        id: SnapshotId,
+        from: &[SnapshotStatus],
+        to: SnapshotStatus,
+    ) -> Result<SnapshotStatus> {
+        Catalog::transition_idle_snapshot(self, id, from, to)
+    }
+
+    fn remove_snapshot(&self, id: SnapshotId) -> Result<()> {
+        Catalog::remove_snapshot(self, id)
+    }
+
     fn set_share_fail_reason(&self, id: ShareId, reason: Option<&str>) -> Result<()> {
         Catalog::set_share_fail_reason(self, id, reason)
     }

@@ -33,6 +33,9 @@ pub struct CreateBackup {
     pub rehash: bool,
     /// Back up a share marked `in-use` (crash-consistent).
     pub force: bool,
+    /// Back up this snapshot of the share (id or name) instead of the live
+    /// share.
+    pub snapshot: Option<String>,
     /// Accept an incremental of a share whose root is empty where its parent
     /// backup had entries, or is on another device than at its parent
     /// backup (both look like an unmounted share).
@@ -47,7 +50,7 @@ pub struct BackupView {
     pub record: BackupRecord,
     /// Whether another backup names this one as its parent.
     pub has_dependent_backups: bool,
-    /// The share snapshot the backup read (none yet: backups read the live share).
+    /// The share snapshot the backup read (none: it read the live share).
     pub snapshot_id: Option<String>,
 }
 
@@ -80,10 +83,11 @@ impl Engine {
     /// The Manila/Cinder view of `backup`.
     pub fn backup_view(&self, backup: BackupRecord) -> Result<BackupView> {
         let has_dependent_backups = !self.store.dependents(backup.id)?.is_empty();
+        let snapshot_id = backup.snapshot_id.map(|s| s.to_string());
         Ok(BackupView {
             record: backup,
             has_dependent_backups,
-            snapshot_id: None,
+            snapshot_id,
         })
     }
 

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::locks;
 use crate::progress::Progress;
 use crate::repository::new_uuid;
+use crate::store::Snapshot;
 use crate::store::{Admission, Admitted, Quota, QuotaUsage};
 
 /// Which backup an incremental builds on.
@@ -91,19 +92,26 @@ impl Engine {
         progress: &Progress,
     ) -> Result<BackupResult> {
         let mut record = new_record(self, share, req)?;
+        let snapshot = match &req.snapshot {
+            Some(s) => Some(self.snapshot_to_back_up(share, s)?),
+            None => None,
+        };
         let choice = match (&req.parent, req.incremental) {
             (Some(parent), _) => ParentChoice::Explicit(self.find_backup(parent)?.id),
             (None, true) => ParentChoice::Latest,
             (None, false) => ParentChoice::None,
         };
-        let parent = self.choose_parent(share.id, choice)?;
+        let parent = self.choose_parent(share.id, choice, snapshot.as_ref())?;
         if let Some(parent) = parent {
-            if !req.allow_root_change {
+            // A snapshot is its own tree, on its own device: chosen by
+            // the operator, it cannot be an unmounted share.
+            if !req.allow_root_change && snapshot.is_none() {
                 self.check_root(share, parent)?;
             }
         }
         record.parent_id = parent;
         record.is_incremental = parent.is_some();
+        record.snapshot_id = snapshot.as_ref().map(|s| s.id);
         let last_size = self
             .store
             .list_backups(&BackupFilter {
@@ -116,14 +124,18 @@ impl Engine {
             parent,
             quota: self.effective_quota()?,
             estimate_gib: share.size_gib.or(last_size).unwrap_or(0).max(1),
+            snapshot: record.snapshot_id,
         };
+        // A backup of a snapshot leaves the share available for everything
+        // else: that is the point of backing up a snapshot.
+        let holds_share = snapshot.is_none();
         let op = self.begin_operation(&OpTarget {
             kind: OpKind::Backup,
             backup: record.id,
-            share: Some(share.id),
+            share: holds_share.then_some(share.id),
             share_status_before: None,
         })?;
-        let before = match self.admit(&record, share, &admission, req.force, &op) {
+        let before = match self.admit(&record, share, &admission, req.force, &op, holds_share) {
             Ok(before) => before,
             Err(e) => {
                 self.end_operation(&op)?;
@@ -131,11 +143,15 @@ impl Engine {
             }
         };
         let result = self.run_backup(&record, share, req, parent, &op, progress);
-        let released =
-            self.store
-                .transition_share(share.id, &[ShareStatus::BackupCreating], before);
+        let released = match before {
+            Some(before) => self
+                .store
+                .transition_share(share.id, &[ShareStatus::BackupCreating], before)
+                .map(|_| ()),
+            None => Ok(()),
+        };
         let result = match result {
-            Ok(done) => released.map(|_| done),
+            Ok(done) => released.map(|()| done),
             Err(e) => self.after_failed_backup(record.id, e),
         };
         self.end_operation(&op)?;
@@ -146,7 +162,8 @@ impl Engine {
     /// with `force`) and becomes `backup_creating`; then the record goes in
     /// if the quota allows one more backup of the estimated size and the
     /// parent is still `available`; if not, the share gets its status
-    /// back. Returns the share's status before.
+    /// back. Returns the share's status before (none when `hold_share` is
+    /// false: a backup of a snapshot leaves the share as it is).
     fn admit(
         &self,
         record: &BackupRecord,
@@ -154,33 +171,46 @@ impl Engine {
         admission: &Admission,
         force: bool,
         op: &str,
-    ) -> Result<ShareStatus> {
+        hold_share: bool,
+    ) -> Result<Option<ShareStatus>> {
         let admitting: &[ShareStatus] = if force {
             &[ShareStatus::Available, ShareStatus::InUse]
         } else {
             &[ShareStatus::Available]
         };
-        let before = self
-            .store
-            .claim_share(share.id, admitting, ShareStatus::BackupCreating, op)
-            .map_err(|e| busy_share(e, share))?;
+        let before = match hold_share {
+            true => Some(
+                self.store
+                    .claim_share(share.id, admitting, ShareStatus::BackupCreating, op)
+                    .map_err(|e| busy_share(e, share))?,
+            ),
+            false => None,
+        };
         let refused = match self.store.insert_backup(record, admission) {
             Ok(Admitted::Yes) => return Ok(before),
             Ok(Admitted::OverQuota(used)) => over_quota(&record.project, admission, used),
             Ok(Admitted::ParentGone(status)) => parent_gone(admission.parent, status),
+            Ok(Admitted::SnapshotGone(status)) => {
+                super::snapshots::snapshot_gone(admission.snapshot, status)
+            }
             Err(e) => e,
         };
-        self.store
-            .transition_share(share.id, &[ShareStatus::BackupCreating], before)?;
+        if let Some(before) = before {
+            self.store
+                .transition_share(share.id, &[ShareStatus::BackupCreating], before)?;
+        }
         Err(refused)
     }
 
     /// The backup an incremental of `share` would build on now, as
-    /// `choice` says (checked again when the record goes in).
+    /// `choice` says (checked again when the record goes in). For a backup
+    /// of `snapshot`, the latest is the latest whose data is older than
+    /// the snapshot's (Cinder's rule for backups of snapshots).
     pub(crate) fn choose_parent(
         &self,
         share: ShareId,
         choice: ParentChoice,
+        snapshot: Option<&Snapshot>,
     ) -> Result<Option<BackupId>> {
         match choice {
             ParentChoice::None => Ok(None),
@@ -190,15 +220,24 @@ impl Engine {
                     status: Some(BackupStatus::Available),
                     ..Default::default()
                 })?;
+                let before = snapshot.map_or(i64::MAX, |s| s.created_at);
                 let latest = available
                     .iter()
+                    .filter(|b| b.data_timestamp.is_some_and(|t| t < before))
                     .max_by_key(|b| (b.data_timestamp, b.created_at));
                 match latest {
                     Some(b) => Ok(Some(b.id)),
-                    None => Err(Error::InvalidState(format!(
-                        "share {share} has no available backup to build an incremental on; \
-                         its first backup must be a full backup"
-                    ))),
+                    None => Err(Error::InvalidState(match snapshot {
+                        None => format!(
+                            "share {share} has no available backup to build an incremental on; \
+                             its first backup must be a full backup"
+                        ),
+                        Some(s) => format!(
+                            "share {share} has no available backup older than snapshot {} to \
+                             build an incremental of it on; back it up in full",
+                            s.id
+                        ),
+                    })),
                 }
             }
             ParentChoice::Explicit(id) => {
@@ -231,6 +270,10 @@ impl Engine {
             Some(id) => self.chain(&self.store.backup(id)?)?,
             None => Vec::new(),
         };
+        let snapshot = match record.snapshot_id {
+            Some(id) => Some(self.store.snapshot(id)?),
+            None => None,
+        };
         let lock = locks::shared(self.repo.backend(), op, SHARED_LOCK_WAIT)?;
         // No sweep runs while the lock stands; one that ran before (maybe on
         // another node) may have removed packs the index still names, which
@@ -241,6 +284,8 @@ impl Engine {
             share_id: share.id,
             share_name: share.name.clone(),
             share_path: PathBuf::from(&share.path),
+            source_path: PathBuf::from(snapshot.as_ref().map_or(&share.path, |s| &s.path)),
+            data_timestamp_ns: snapshot.as_ref().map(|s| s.created_at),
             project: record.project.clone(),
             name: req.name.clone().unwrap_or_default(),
             description: req.description.clone().unwrap_or_default(),
@@ -252,7 +297,7 @@ impl Engine {
                 share_size_gib: share.size_gib,
                 share_protocol: share.protocol.clone(),
                 backup_type: record.backup_type.clone(),
-                snapshot_id: None,
+                snapshot_id: record.snapshot_id.map(|s| s.to_string()),
                 availability_zone: record.availability_zone.clone(),
                 host: record.host.clone(),
                 share_root_dev: None,

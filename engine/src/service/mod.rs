@@ -14,6 +14,7 @@ mod operations;
 mod rebuild;
 mod recover;
 pub mod shares;
+mod snapshots;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use check::CheckReport;
 pub use cleanup::CleanupReport;
 pub use export::ExportedBackup;
 pub use rebuild::RebuildReport;
+pub use snapshots::NewSnapshot;
 
 use crate::backend::Location;
 use crate::catalog::{Catalog, Quota, QuotaUsage};

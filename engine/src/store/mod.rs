@@ -23,10 +23,10 @@ mod records;
 
 pub use records::{
     BackupFilter, BackupRecord, BackupStatus, OpKind, Operation, Problem, Quota, QuotaUsage, Share,
-    ShareStatus,
+    ShareStatus, Snapshot, SnapshotKind, SnapshotStatus,
 };
 
-use strata_format::{BackupId, ShareId};
+use strata_format::{BackupId, ShareId, SnapshotId};
 
 use crate::error::Result;
 
@@ -40,6 +40,8 @@ pub struct Admission {
     pub quota: Quota,
     /// The size the new backup counts for against `quota.backup_gigabytes`.
     pub estimate_gib: u64,
+    /// The snapshot it reads, which must still be `available`.
+    pub snapshot: Option<SnapshotId>,
 }
 
 /// Whether a backup's record went in, and if not, which condition failed.
@@ -51,6 +53,8 @@ pub enum Admitted {
     OverQuota(QuotaUsage),
     /// The parent is no longer `available`: its status, or `None` if gone.
     ParentGone(Option<BackupStatus>),
+    /// The snapshot is no longer `available`: its status, or `None` if gone.
+    SnapshotGone(Option<SnapshotStatus>),
 }
 
 pub trait ServiceStore: Send + Sync {
@@ -166,6 +170,39 @@ pub trait ServiceStore: Send + Sync {
     fn reset_backup_status(&self, id: BackupId, to: BackupStatus) -> Result<BackupStatus>;
     /// Removes a backup's record, report and chunk references.
     fn remove_backup(&self, id: BackupId) -> Result<()>;
+
+    /// Inserts a snapshot's record.
+    fn insert_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
+    fn snapshot(&self, id: SnapshotId) -> Result<Snapshot>;
+    /// A snapshot of `project` by id, or by name (which must then be unique).
+    fn find_snapshot(&self, project: &str, id_or_name: &str) -> Result<Snapshot>;
+    /// Snapshots of `project` (every project: `None`), of one share or all,
+    /// oldest first.
+    fn list_snapshots(
+        &self,
+        project: Option<&str>,
+        share: Option<ShareId>,
+    ) -> Result<Vec<Snapshot>>;
+    /// Compare-and-set: moves the snapshot from one of `from` to `to`,
+    /// keeping `reason` (or clearing it); returns the status it had.
+    fn transition_snapshot(
+        &self,
+        id: SnapshotId,
+        from: &[SnapshotStatus],
+        to: SnapshotStatus,
+        reason: Option<&str>,
+    ) -> Result<SnapshotStatus>;
+    /// [`ServiceStore::transition_snapshot`] on condition that no backup
+    /// is `creating` from it (checked in the same step): a snapshot being
+    /// backed up is busy. `Busy` naming the backup otherwise.
+    fn transition_idle_snapshot(
+        &self,
+        id: SnapshotId,
+        from: &[SnapshotStatus],
+        to: SnapshotStatus,
+    ) -> Result<SnapshotStatus>;
+    /// Removes a snapshot's record.
+    fn remove_snapshot(&self, id: SnapshotId) -> Result<()>;
 
     /// Records a running operation.
     fn insert_operation(&self, op: &Operation) -> Result<()>;

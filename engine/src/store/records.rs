@@ -298,3 +298,86 @@ pub struct QuotaUsage {
     pub backups: u64,
     pub backup_gigabytes: u64,
 }
+
+/// Snapshot status, as Manila names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotStatus {
+    Creating,
+    Available,
+    Deleting,
+    Error,
+}
+
+impl SnapshotStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotStatus::Creating => "creating",
+            SnapshotStatus::Available => "available",
+            SnapshotStatus::Deleting => "deleting",
+            SnapshotStatus::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "creating" => SnapshotStatus::Creating,
+            "available" => SnapshotStatus::Available,
+            "deleting" => SnapshotStatus::Deleting,
+            "error" => SnapshotStatus::Error,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown snapshot status {other:?} (known: creating, available, deleting, \
+                     error)"
+                )))
+            }
+        })
+    }
+}
+
+/// How a snapshot came to be, which says what deleting it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotKind {
+    /// A read-only btrfs snapshot strata took of the share's subvolume;
+    /// deleting the snapshot deletes it.
+    Btrfs,
+    /// A snapshot the storage made (NetApp `.snapshot/NAME`, ZFS
+    /// `.zfs/snapshot/NAME`, an LVM mount), registered by its path;
+    /// deleting the snapshot forgets the record and never touches its data.
+    Registered,
+}
+
+impl SnapshotKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Btrfs => "btrfs",
+            SnapshotKind::Registered => "registered",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self> {
+        match s {
+            "btrfs" => Ok(SnapshotKind::Btrfs),
+            "registered" => Ok(SnapshotKind::Registered),
+            other => Err(Error::Bug(format!("catalog holds snapshot kind {other:?}"))),
+        }
+    }
+}
+
+/// A point-in-time, read-only image of a share's tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub id: SnapshotId,
+    pub project: String,
+    pub share_id: ShareId,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub status: SnapshotStatus,
+    /// Where its tree is.
+    pub path: String,
+    pub kind: SnapshotKind,
+    /// The moment its data is from (nanoseconds since the epoch): a backup
+    /// of it takes this as its `data_timestamp`.
+    pub created_at: i64,
+    pub updated_at: Option<i64>,
+    pub fail_reason: Option<String>,
+}
