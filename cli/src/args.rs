@@ -196,6 +196,12 @@ pub enum ShareCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum TypeCommand {
+    /// List the enabled backup types.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum BackupCommand {
     /// Back up a share (id, name, or a directory, which is registered if new).
     Create {
@@ -225,8 +231,15 @@ pub enum BackupCommand {
         /// live share; the share stays available meanwhile.
         #[arg(long)]
         snapshot: Option<String>,
+        /// KEY=VALUE, repeatable; the key known is `backup_type` (an
+        /// enabled backup type's name).
+        #[arg(long = "backup-options", value_name = "KEY=VALUE")]
+        backup_options: Vec<String>,
         share: String,
     },
+    /// The backup types enabled in the configuration.
+    #[command(subcommand)]
+    Type(TypeCommand),
     /// List backups.
     List {
         #[arg(long)]

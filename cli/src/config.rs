@@ -39,6 +39,74 @@ pub struct FileConfig {
     pub quota_backup_gigabytes: Option<u64>,
 }
 
+/// One backup type's table, `[NAME]`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TypeConfig {
+    /// The name its backups show as `backup_type` (default: the table's).
+    pub backup_type_name: Option<String>,
+    pub backup_compression_algorithm: Option<String>,
+    pub backup_compression_level: Option<i32>,
+    /// Whether its backups restore into other shares (default true).
+    pub support_restore_to_target: Option<bool>,
+}
+
+/// Reads the config file: the backup types' tables (named by
+/// `enabled_backup_types`) apart, then the rest, where an unknown key is an
+/// error.
+fn parse(text: &str) -> Result<(FileConfig, Vec<strata_engine::BackupType>)> {
+    let mut table: toml::Table = toml::from_str(text)?;
+    // Manila's `enabled_backup_types`: each type is a table of its name.
+    let names: Vec<String> = match table.remove("enabled_backup_types") {
+        None => Vec::new(),
+        Some(v) => v
+            .try_into()
+            .context("enabled_backup_types must be a list of table names")?,
+    };
+    let mut types = Vec::new();
+    for name in &names {
+        let section = table.remove(name).with_context(|| {
+            format!("backup type {name:?} is enabled but has no [{name}] table")
+        })?;
+        let t: TypeConfig = section
+            .try_into()
+            .with_context(|| format!("in the [{name}] table"))?;
+        if types
+            .iter()
+            .any(|k: &strata_engine::BackupType| &k.name == name)
+        {
+            bail!("backup type {name:?} is enabled twice");
+        }
+        types.push(strata_engine::BackupType {
+            name: name.clone(),
+            display_name: t.backup_type_name.clone().unwrap_or_else(|| name.clone()),
+            support_restore_to_target: t.support_restore_to_target.unwrap_or(true),
+            compression: compression(
+                t.backup_compression_algorithm.as_deref(),
+                t.backup_compression_level,
+            )?,
+        });
+    }
+    let file: FileConfig = toml::Value::Table(table).try_into()?;
+    Ok((file, types))
+}
+
+/// The compression an algorithm and level name (`None`: neither is set).
+fn compression(algorithm: Option<&str>, level: Option<i32>) -> Result<Option<CompressionSetting>> {
+    let setting = match algorithm {
+        None => level.map(|level| CompressionSetting::Zstd { level }),
+        Some("zstd") => Some(CompressionSetting::Zstd {
+            level: level.unwrap_or(3),
+        }),
+        Some("none") => Some(CompressionSetting::None),
+        Some(other) => bail!("backup_compression_algorithm must be zstd or none, not {other:?}"),
+    };
+    if let Some(c) = setting {
+        c.validate()?;
+    }
+    Ok(setting)
+}
+
 fn xdg(var: &str, fallback: &str) -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(var).filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(dir));
@@ -76,13 +144,13 @@ fn repository_location(global: &Global, file: &FileConfig) -> Result<Location> {
 }
 
 pub fn load(global: &Global) -> Result<EngineConfig> {
-    let file: FileConfig = match &global.config {
+    let (file, backup_types) = match &global.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading config {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?
+            parse(&text).with_context(|| format!("parsing config {}", path.display()))?
         }
-        None => FileConfig::default(),
+        None => (FileConfig::default(), Vec::new()),
     };
     let catalog = match global.catalog.clone().or(file.catalog.clone()) {
         Some(p) => p,
@@ -112,17 +180,12 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         backups: file.quota_backups,
         backup_gigabytes: file.quota_backup_gigabytes,
     };
-    let level = file.backup_compression_level.unwrap_or(3);
-    config.compression = match file.backup_compression_algorithm.as_deref() {
-        None => file
-            .backup_compression_level
-            .map(|level| CompressionSetting::Zstd { level }),
-        Some("zstd") => Some(CompressionSetting::Zstd { level }),
-        Some("none") => Some(CompressionSetting::None),
-        Some(other) => bail!("backup_compression_algorithm must be zstd or none, not {other:?}"),
-    };
+    config.backup_types = backup_types;
+    config.compression = compression(
+        file.backup_compression_algorithm.as_deref(),
+        file.backup_compression_level,
+    )?;
     if let Some(c) = config.compression {
-        c.validate()?;
         config.new_repository.compression = c;
     }
     let d = ChunkerParams::default();

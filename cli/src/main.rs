@@ -53,7 +53,8 @@ fn message(e: &anyhow::Error) -> String {
 
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     validate::arguments(cli)?;
-    let config = config::load(&cli.global)?;
+    // A configuration that cannot be read or makes no sense is a usage error.
+    let config = config::load(&cli.global).map_err(|e| Error::InvalidArgument(format!("{e:#}")))?;
     if let Command::Bench(args) = &cli.command {
         // Needs no catalog, and creates no repository.
         return commands::bench::run(&config, &cli.global, args).map(|()| 0);

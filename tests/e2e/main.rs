@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `strata` binary on real directories.
 
+mod backup_types;
 mod corruption;
 mod crash;
 mod errors;

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::json;
 use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus};
-use strata_engine::{BackupView, CreateBackup, Engine, Progress, RestoreRequest, RestoreTarget};
+use strata_engine::{
+    BackupView, CreateBackup, Engine, Error, Progress, RestoreRequest, RestoreTarget,
+};
+use strata_format::config::CompressionSetting;
 
 use super::{opt, time};
-use crate::args::{BackupCommand, Global};
+use crate::args::{BackupCommand, Global, TypeCommand};
 use crate::output::{self, human_bytes, Record};
 use crate::progress::Bar;
 
@@ -102,7 +105,67 @@ pub const LIST: &[(&str, &str)] = &[
     ("Size", "size"),
     ("Created At", "created_at"),
     ("Is Incremental", "is_incremental"),
+    ("Backup Type", "backup_type"),
 ];
+
+/// The backup type `--backup-options` names; any other key is refused.
+fn backup_type_option(options: &[String]) -> Result<Option<String>> {
+    let mut backup_type = None;
+    for option in options {
+        match option.split_once('=') {
+            Some(("backup_type", value)) if !value.is_empty() => {
+                backup_type = Some(value.to_string());
+            }
+            Some((key, _)) if key != "backup_type" => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown backup option {key:?} (known: backup_type)"
+                ))
+                .into())
+            }
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "backup option {option:?} is not KEY=VALUE (backup_type=NAME)"
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(backup_type)
+}
+
+/// `backup type list`.
+fn list_types(engine: &Engine, global: &Global) -> Result<u8> {
+    const COLUMNS: &[(&str, &str)] = &[
+        ("Name", "name"),
+        ("Backup Type Name", "backup_type_name"),
+        ("Support Restore To Target", "support_restore_to_target"),
+        ("Compression", "compression"),
+    ];
+    let records: Vec<Record> = engine
+        .backup_types()
+        .iter()
+        .map(|t| {
+            let compression = match t.compression {
+                None => "(default)".to_string(),
+                Some(CompressionSetting::None) => "none".to_string(),
+                Some(CompressionSetting::Zstd { level }) => format!("zstd {level}"),
+            };
+            [
+                ("name", json!(t.name)),
+                ("backup_type_name", json!(t.display_name)),
+                (
+                    "support_restore_to_target",
+                    json!(t.support_restore_to_target),
+                ),
+                ("compression", json!(compression)),
+            ]
+            .into_iter()
+            .collect()
+        })
+        .collect();
+    output::list(global.format, &global.columns, COLUMNS, &records)?;
+    Ok(0)
+}
 
 fn summary(b: &BackupRecord) {
     let secs = (b.duration_ms as f64 / 1000.0).max(1e-3);
@@ -159,8 +222,10 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             force,
             allow_root_change,
             snapshot,
+            backup_options,
             share,
         } => {
+            let backup_type = backup_type_option(backup_options)?;
             let (share, registered) =
                 engine.share_for_backup(share, *incremental || parent.is_some())?;
             if registered {
@@ -180,6 +245,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
                 force: *force,
                 allow_root_change: *allow_root_change,
                 snapshot: snapshot.clone(),
+                backup_type,
             };
             let done = engine.create_backup(&share, &req, &progress);
             drop(bar);
@@ -196,6 +262,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
                 0
             })
         }
+        BackupCommand::Type(TypeCommand::List) => list_types(engine, global),
         BackupCommand::List {
             share,
             name,

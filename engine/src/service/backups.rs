@@ -36,6 +36,9 @@ pub struct CreateBackup {
     /// Back up this snapshot of the share (id or name) instead of the live
     /// share.
     pub snapshot: Option<String>,
+    /// The backup type (its configuration name, `backup_type=`); the
+    /// default type when `None`.
+    pub backup_type: Option<String>,
     /// Accept an incremental of a share whose root is empty where its parent
     /// backup had entries, or is on another device than at its parent
     /// backup (both look like an unmounted share).
@@ -223,14 +226,12 @@ impl Engine {
     /// Whether `backup`'s type supports restores to another share (the
     /// default type does; a type no longer configured does not).
     fn restores_to_target(&self, backup: &BackupRecord) -> bool {
-        let Some(name) = &backup.backup_type else {
-            return true;
-        };
-        self.config
-            .backup_types
-            .iter()
-            .find(|t| &t.display_name == name || &t.name == name)
-            .is_some_and(|t| t.support_restore_to_target)
+        match &backup.backup_type {
+            None => true,
+            Some(_) => self
+                .type_of(backup)
+                .is_some_and(|t| t.support_restore_to_target),
+        }
     }
 
     /// Runs a restore into `target`, the path of `share` when there is

@@ -92,6 +92,10 @@ impl Engine {
         progress: &Progress,
     ) -> Result<BackupResult> {
         let mut record = new_record(self, share, req)?;
+        if let Some(name) = &req.backup_type {
+            record.backup_type = Some(self.backup_type(name)?.display_name.clone());
+        }
+        self.check_one_type(share, record.backup_type.as_deref())?;
         let snapshot = match &req.snapshot {
             Some(s) => Some(self.snapshot_to_back_up(share, s)?),
             None => None,
@@ -101,7 +105,12 @@ impl Engine {
             (None, true) => ParentChoice::Latest,
             (None, false) => ParentChoice::None,
         };
-        let parent = self.choose_parent(share.id, choice, snapshot.as_ref())?;
+        let parent = self.choose_parent(
+            share.id,
+            choice,
+            snapshot.as_ref(),
+            record.backup_type.as_deref(),
+        )?;
         if let Some(parent) = parent {
             // A snapshot is its own tree, on its own device: chosen by
             // the operator, it cannot be an unmounted share.
@@ -211,6 +220,7 @@ impl Engine {
         share: ShareId,
         choice: ParentChoice,
         snapshot: Option<&Snapshot>,
+        backup_type: Option<&str>,
     ) -> Result<Option<BackupId>> {
         match choice {
             ParentChoice::None => Ok(None),
@@ -224,6 +234,7 @@ impl Engine {
                 let latest = available
                     .iter()
                     .filter(|b| b.data_timestamp.is_some_and(|t| t < before))
+                    .filter(|b| b.backup_type.as_deref() == backup_type)
                     .max_by_key(|b| (b.data_timestamp, b.created_at));
                 match latest {
                     Some(b) => Ok(Some(b.id)),
@@ -247,6 +258,14 @@ impl Engine {
                         "backup {id} is a backup of another share (share {}); \
                          an incremental's parent must be a backup of the same share",
                         parent.share_id
+                    )));
+                }
+                if parent.backup_type.as_deref() != backup_type {
+                    return Err(Error::InvalidArgument(format!(
+                        "backup {id} is of backup type {}; an incremental's parent is of its \
+                         own type ({})",
+                        parent.backup_type.as_deref().unwrap_or("default"),
+                        backup_type.unwrap_or("default")
                     )));
                 }
                 if parent.status != BackupStatus::Available {
@@ -292,7 +311,7 @@ impl Engine {
             created_at_ns: record.created_at,
             parent_chain,
             rehash: req.rehash,
-            zstd_level: self.zstd_level(),
+            zstd_level: self.zstd_level(self.type_of(record)),
             service: ServiceMeta {
                 share_size_gib: share.size_gib,
                 share_protocol: share.protocol.clone(),
@@ -326,6 +345,28 @@ impl Engine {
             backup: self.store.backup(record.id)?,
             problems: outcome.problems,
         })
+    }
+
+    /// All backups of a share are of one type, as in Manila: a backup of
+    /// another type than the share's existing backups is refused.
+    fn check_one_type(&self, share: &Share, backup_type: Option<&str>) -> Result<()> {
+        let backups = self.store.list_backups(&BackupFilter {
+            share_id: Some(share.id),
+            ..Default::default()
+        })?;
+        match backups
+            .iter()
+            .find(|b| b.backup_type.as_deref() != backup_type)
+        {
+            None => Ok(()),
+            Some(b) => Err(Error::InvalidArgument(format!(
+                "share {}'s backups are of backup type {}; all backups of a share are of one \
+                 type, so one of type {} is refused",
+                share.name,
+                b.backup_type.as_deref().unwrap_or("default"),
+                backup_type.unwrap_or("default")
+            ))),
+        }
     }
 
     /// Refuses an incremental whose share root looks unmounted: empty where

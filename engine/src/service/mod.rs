@@ -30,7 +30,7 @@ pub use rebuild::RebuildReport;
 pub use snapshots::NewSnapshot;
 
 use crate::backend::Location;
-use crate::catalog::{Catalog, Quota, QuotaUsage};
+use crate::catalog::{BackupRecord, Catalog, Quota, QuotaUsage};
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::repository::Repository;
@@ -70,6 +70,8 @@ pub struct BackupType {
     /// Whether its backups may be restored into a share other than their
     /// source (Manila's `support_restore_to_target`).
     pub support_restore_to_target: bool,
+    /// Compression of its new chunks (`None`: the engine's setting).
+    pub compression: Option<CompressionSetting>,
 }
 
 impl EngineConfig {
@@ -227,11 +229,52 @@ impl Engine {
         self.store.set_quota(&self.config.project, quota)
     }
 
-    fn zstd_level(&self) -> Option<i32> {
-        self.config
-            .compression
+    /// The zstd level of new chunks of a backup of `backup_type` (its own
+    /// setting, else the engine's, else the repository's).
+    fn zstd_level(&self, backup_type: Option<&BackupType>) -> Option<i32> {
+        backup_type
+            .and_then(|t| t.compression)
+            .or(self.config.compression)
             .unwrap_or(self.repo.config().compression)
             .zstd_level()
+    }
+
+    /// The enabled type a backup record names (by its `backup_type`).
+    pub(crate) fn type_of(&self, backup: &BackupRecord) -> Option<&BackupType> {
+        let name = backup.backup_type.as_ref()?;
+        self.config
+            .backup_types
+            .iter()
+            .find(|t| &t.display_name == name)
+    }
+
+    /// The enabled backup types.
+    pub fn backup_types(&self) -> &[BackupType] {
+        &self.config.backup_types
+    }
+
+    /// The enabled backup type of that (configuration) name.
+    pub fn backup_type(&self, name: &str) -> Result<&BackupType> {
+        self.config
+            .backup_types
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .config
+                    .backup_types
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect();
+                Error::InvalidArgument(format!(
+                    "backup type {name:?} is not enabled (enabled: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
     }
 }
 
