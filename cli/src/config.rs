@@ -49,12 +49,20 @@ pub struct TypeConfig {
     pub backup_compression_level: Option<i32>,
     /// Whether its backups restore into other shares (default true).
     pub support_restore_to_target: Option<bool>,
+    /// Its own repository (a directory or an `nfs://` URL), with its own
+    /// chunk index; by default the default repository.
+    pub repository: Option<String>,
+    /// Used when its repository is created.
+    pub chunker_min_size: Option<u32>,
+    pub chunker_avg_size: Option<u32>,
+    pub chunker_max_size: Option<u32>,
+    pub pack_target_size: Option<u64>,
 }
 
 /// Reads the config file: the backup types' tables (named by
 /// `enabled_backup_types`) apart, then the rest, where an unknown key is an
 /// error.
-fn parse(text: &str) -> Result<(FileConfig, Vec<strata_engine::BackupType>)> {
+fn parse(text: &str) -> Result<(FileConfig, Vec<(String, TypeConfig)>)> {
     let mut table: toml::Table = toml::from_str(text)?;
     // Manila's `enabled_backup_types`: each type is a table of its name.
     let names: Vec<String> = match table.remove("enabled_backup_types") {
@@ -71,21 +79,10 @@ fn parse(text: &str) -> Result<(FileConfig, Vec<strata_engine::BackupType>)> {
         let t: TypeConfig = section
             .try_into()
             .with_context(|| format!("in the [{name}] table"))?;
-        if types
-            .iter()
-            .any(|k: &strata_engine::BackupType| &k.name == name)
-        {
+        if types.iter().any(|(k, _)| k == name) {
             bail!("backup type {name:?} is enabled twice");
         }
-        types.push(strata_engine::BackupType {
-            name: name.clone(),
-            display_name: t.backup_type_name.clone().unwrap_or_else(|| name.clone()),
-            support_restore_to_target: t.support_restore_to_target.unwrap_or(true),
-            compression: compression(
-                t.backup_compression_algorithm.as_deref(),
-                t.backup_compression_level,
-            )?,
-        });
+        types.push((name.clone(), t));
     }
     let file: FileConfig = toml::Value::Table(table).try_into()?;
     Ok((file, types))
@@ -143,6 +140,20 @@ fn repository_location(global: &Global, file: &FileConfig) -> Result<Location> {
     }
 }
 
+/// The environment's NFS retry budget, unless the location names one.
+fn with_env_retry(location: &mut Location) {
+    if let Location::Nfs(url) = location {
+        if let Some(secs) = std::env::var("STRATA_NFS_RETRY_SECS")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
+        {
+            url.retry
+                .get_or_insert(std::time::Duration::from_secs_f64(secs));
+        }
+    }
+}
+
 pub fn load(global: &Global) -> Result<EngineConfig> {
     let (file, backup_types) = match &global.config {
         Some(path) => {
@@ -157,17 +168,7 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         None => xdg("XDG_STATE_HOME", ".local/state")?.join("strata/catalog.db"),
     };
     let mut repository = repository_location(global, &file)?;
-    if let Location::Nfs(url) = &mut repository {
-        // The environment's retry budget, unless the location names one.
-        if let Some(secs) = std::env::var("STRATA_NFS_RETRY_SECS")
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e9)
-        {
-            url.retry
-                .get_or_insert(std::time::Duration::from_secs_f64(secs));
-        }
-    }
+    with_env_retry(&mut repository);
     // `STRATA_DIRECT_IO=0` turns direct writes off for restores.
     let direct_io = std::env::var("STRATA_DIRECT_IO").map_or(true, |v| v != "0");
     let mut config = EngineConfig::new(catalog, repository);
@@ -180,7 +181,6 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         backups: file.quota_backups,
         backup_gigabytes: file.quota_backup_gigabytes,
     };
-    config.backup_types = backup_types;
     config.compression = compression(
         file.backup_compression_algorithm.as_deref(),
         file.backup_compression_level,
@@ -196,6 +196,42 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
     };
     if let Some(size) = file.pack_target_size {
         config.new_repository.pack_target_size = size;
+    }
+    for (name, t) in backup_types {
+        let compression = compression(
+            t.backup_compression_algorithm.as_deref(),
+            t.backup_compression_level,
+        )?;
+        let mut new_repository = config.new_repository.clone();
+        if let Some(c) = compression {
+            new_repository.compression = c;
+        }
+        let c = config.new_repository.chunker;
+        new_repository.chunker = ChunkerParams {
+            min_size: t.chunker_min_size.unwrap_or(c.min_size),
+            avg_size: t.chunker_avg_size.unwrap_or(c.avg_size),
+            max_size: t.chunker_max_size.unwrap_or(c.max_size),
+        };
+        if let Some(size) = t.pack_target_size {
+            new_repository.pack_target_size = size;
+        }
+        let mut repository = t
+            .repository
+            .as_deref()
+            .map(Location::parse)
+            .transpose()
+            .with_context(|| format!("the repository of backup type {name:?}"))?;
+        if let Some(location) = &mut repository {
+            with_env_retry(location);
+        }
+        config.backup_types.push(strata_engine::BackupType {
+            display_name: t.backup_type_name.clone().unwrap_or_else(|| name.clone()),
+            name,
+            support_restore_to_target: t.support_restore_to_target.unwrap_or(true),
+            compression,
+            repository,
+            new_repository,
+        });
     }
     Ok(config)
 }

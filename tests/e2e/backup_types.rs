@@ -177,3 +177,112 @@ fn a_bad_type_configuration_is_refused() {
         assert!(run.stderr.contains(says), "{text}: {}", run.stderr);
     }
 }
+
+/// Two backup types with their own repositories (one a directory, one an
+/// NFS export) beside the default one, in one catalog: each backup lands
+/// in its type's repository, deduplication stays within a repository,
+/// every backup restores, `check` and a rebuild of the lost catalog cover
+/// all three.
+#[test]
+fn types_with_their_own_repositories_share_one_catalog() {
+    let env = Env::new();
+    let Some(g) = crate::ganesha::Ganesha::start(
+        "types_with_their_own_repositories_share_one_catalog",
+        &env.path("export"),
+    ) else {
+        return;
+    };
+    let local = env.path("local-repo");
+    let config = env.path("two.toml");
+    fs::write(
+        &config,
+        format!(
+            "enabled_backup_types = [\"local\", \"remote\"]\n\
+             [local]\nrepository = \"{}\"\n\
+             [remote]\nrepository = \"{}\"\nbackup_type_name = \"on_nfs\"\n",
+            local.display(),
+            g.url("typed")
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", s(&config)];
+        all.extend_from_slice(args);
+        env.strata(&all)
+    };
+    // Three shares with the same content: one per type, and the default.
+    let text = words(2 << 20, 77);
+    let mut ids = Vec::new();
+    for (name, option) in [
+        ("a", None),
+        ("b", Some("backup_type=local")),
+        ("c", Some("backup_type=remote")),
+    ] {
+        let dir = env.path(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("same.txt"), &text).unwrap();
+        run(&["share", "create", "--name", name, "--path", s(&dir)]).ok();
+        let mut args = vec!["backup", "create", "-f", "json"];
+        if let Some(option) = option {
+            args.extend_from_slice(&["--backup-options", option]);
+        }
+        args.push(name);
+        let b = run(&args).ok().json();
+        // The same bytes are new in each repository: no dedup across them.
+        assert_eq!(b["new_bytes"], 2 << 20, "{b}");
+        ids.push(b["id"].as_str().unwrap().to_string());
+    }
+    // Each layer is in its own repository, and only there.
+    let layer_in = |repo: &Path, id: &str| repo.join("layers").join(id).exists();
+    assert!(layer_in(&env.repo(), &ids[0]) && !layer_in(&local, &ids[0]));
+    assert!(layer_in(&local, &ids[1]) && !layer_in(&env.repo(), &ids[1]));
+    let remote = g.export.join("typed");
+    assert!(layer_in(&remote, &ids[2]) && !layer_in(&env.repo(), &ids[2]));
+    // Within one repository, dedup as ever.
+    let again = run(&[
+        "backup",
+        "create",
+        "-f",
+        "json",
+        "--backup-options",
+        "backup_type=remote",
+        "c",
+    ])
+    .ok()
+    .json();
+    assert_eq!(again["new_bytes"], 0, "{again}");
+    for id in &ids {
+        let target = env.path(&format!("restored-{id}"));
+        run(&["backup", "restore", id, "--target-dir", s(&target)]).ok();
+        assert_eq!(fs::read(target.join("same.txt")).unwrap(), text);
+    }
+    let checked = run(&["check"]);
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+
+    // Lose the catalog: a rebuild finds every type's backups again.
+    let before = run(&["backup", "list", "-f", "json"]).ok().json();
+    for entry in fs::read_dir(env.dir.path()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("catalog.db") {
+            fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    run(&["catalog", "rebuild"]).ok();
+    let after = run(&["backup", "list", "-f", "json"]).ok().json();
+    let key = |v: &serde_json::Value| {
+        let mut rows: Vec<(String, String)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["ID"].to_string(), b["Backup Type"].to_string()))
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(key(&before), key(&after));
+    let checked = run(&["check"]);
+    assert_eq!(checked.code, 0, "{}", checked.stderr);
+    let target = env.path("after-rebuild");
+    run(&["backup", "restore", &ids[2], "--target-dir", s(&target)]).ok();
+    assert_eq!(fs::read(target.join("same.txt")).unwrap(), text);
+}

@@ -353,6 +353,15 @@ impl Catalog {
         &self.pool.path
     }
 
+    /// Where the catalog at `catalog` keeps the chunk index of another
+    /// repository it indexes (a backup type's own): a SQLite file beside
+    /// it, named after that repository's id.
+    pub fn index_path(catalog: &Path, repository: &strata_format::RepositoryId) -> PathBuf {
+        let mut name = catalog.as_os_str().to_os_string();
+        name.push(format!(".repository-{repository}.db"));
+        PathBuf::from(name)
+    }
+
     /// A connection for one call: the pinned one, else one from the pool.
     fn conn(&self) -> Result<Conn<'_>> {
         if let Some(pinned) = &self.pinned {

@@ -290,7 +290,8 @@ impl Engine {
             progress,
             || {
                 let direct = self.config.direct_io;
-                restore::run(&self.repo, &*self.index, chain, target, direct, progress)
+                let site = self.site_of(backup)?;
+                restore::run(&site.repo, &*site.index, chain, target, direct, progress)
             },
         );
         if result.is_ok() {
@@ -411,11 +412,12 @@ impl Engine {
     /// row and chunk references; then, if no backup is running, the packs
     /// nothing references any more (otherwise `cleanup` collects them).
     pub(crate) fn remove_backup_data(&self, id: BackupId) -> Result<()> {
-        self.repo.remove_layer(&id)?;
+        let site = self.site_of(&self.store.backup(id)?)?;
+        site.repo.remove_layer(&id)?;
         self.store.remove_backup(id)?;
         // A sweep that cannot run now (busy, an unreadable layer) leaves
         // the packs to `cleanup`.
-        self.collect_packs(GC_WAIT).map(|_| ())
+        site.collect_packs(GC_WAIT).map(|_| ())
     }
 
     /// An administrator's reset of a backup's status (as `cinder

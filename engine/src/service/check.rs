@@ -10,8 +10,8 @@ use strata_format::pack::PackEntry;
 use strata_format::PackId;
 
 use super::gc::scan_layers;
-use super::Engine;
-use crate::catalog::{BackupFilter, BackupStatus};
+use super::{Engine, Site};
+use crate::catalog::{BackupFilter, BackupRecord, BackupStatus};
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 
@@ -91,21 +91,63 @@ fn compare_index(
 }
 
 impl Engine {
-    /// Compares the catalog with the repository; reads every layer and
-    /// every pack trailer, no pack body.
+    /// Compares the catalog with every repository it indexes; reads every
+    /// layer and every pack trailer, no pack body.
     pub fn check(&self) -> Result<CheckReport> {
         let mut report = CheckReport::default();
+        let backups = self.store.list_backups(&BackupFilter::default())?;
+        let sites: Vec<&Site> = self.sites().collect();
+        let mut by_site: Vec<Vec<&BackupRecord>> = vec![Vec::new(); sites.len()];
+        for b in &backups {
+            match self.site_of(b) {
+                Ok(site) => {
+                    let id = site.repo.config().repository_id;
+                    if let Some(i) = sites
+                        .iter()
+                        .position(|s| s.repo.config().repository_id == id)
+                    {
+                        by_site[i].push(b);
+                    }
+                }
+                Err(e) => report.missing_layers.push(e.to_string()),
+            }
+        }
+        for (site, backups) in sites.into_iter().zip(by_site) {
+            self.check_site(site, &backups, &mut report)?;
+        }
+        if report.index_mismatches.len() > NAMED {
+            let more = report.index_mismatches.len() - NAMED;
+            report.index_mismatches.truncate(NAMED);
+            report.index_mismatches.push(format!("… and {more} more"));
+        }
+        report.dead_operations = self
+            .store
+            .operations()?
+            .iter()
+            .filter(|op| Self::is_dead(op))
+            .count() as u64;
+        Ok(report)
+    }
+}
+
+impl Engine {
+    /// [`Engine::check`] of one repository and the backups it holds.
+    fn check_site(
+        &self,
+        site: &Site,
+        backups: &[&BackupRecord],
+        report: &mut CheckReport,
+    ) -> Result<()> {
         // The live backups of this catalog: their layers' chunks must all
         // be indexed (counted as the one scan of the layers goes by).
-        let backups = self.store.list_backups(&BackupFilter::default())?;
         let live: HashSet<_> = backups
             .iter()
             .filter(|b| matches!(b.status, BackupStatus::Available | BackupStatus::Restoring))
             .map(|b| b.id)
             .collect();
-        let index: &dyn ChunkIndex = &*self.index;
+        let index: &dyn ChunkIndex = &*site.index;
         let mut unindexed = 0;
-        let scan = scan_layers(&self.repo, &mut |id, chunks| {
+        let scan = scan_layers(&site.repo, &mut |id, chunks| {
             if live.contains(&id) {
                 for c in chunks {
                     if !index.contains(c)? {
@@ -115,19 +157,21 @@ impl Engine {
             }
             Ok(())
         })?;
-        report.unindexed_chunks = unindexed;
-        report.damaged_layers = scan.damaged.iter().map(|(_, e)| e.to_string()).collect();
+        report.unindexed_chunks += unindexed;
+        report
+            .damaged_layers
+            .extend(scan.damaged.iter().map(|(_, e)| e.to_string()));
 
-        let backups_running = crate::locks::live_shared_count(self.repo.backend().as_ref())? > 0;
-        let files = self.repo.list_pack_files()?;
+        let backups_running = crate::locks::live_shared_count(site.repo.backend().as_ref())? > 0;
+        let files = site.repo.list_pack_files()?;
         let indexed = index.packs()?;
         let known: HashSet<PackId> = indexed.iter().map(|(p, _)| *p).collect();
         for (pack, size) in &indexed {
-            if self.repo.pack_size(pack)? != Some(*size) {
+            if site.repo.pack_size(pack)? != Some(*size) {
                 report.bad_packs.push(pack.to_string());
             }
         }
-        let repo = &self.repo;
+        let repo = &site.repo;
         let trailers: Vec<(PackId, Result<Vec<PackEntry>>)> = files
             .par_iter()
             .map(|p| {
@@ -159,11 +203,6 @@ impl Engine {
                 report.garbage_packs += 1;
             }
         }
-        if report.index_mismatches.len() > NAMED {
-            let more = report.index_mismatches.len() - NAMED;
-            report.index_mismatches.truncate(NAMED);
-            report.index_mismatches.push(format!("… and {more} more"));
-        }
 
         let ours: HashSet<_> = backups.iter().map(|b| b.id).collect();
         let in_repository: HashSet<_> = scan.layers.iter().copied().collect();
@@ -176,10 +215,10 @@ impl Engine {
                 }
             }
         }
-        report.foreign_layers = scan.layers.iter().filter(|id| !ours.contains(id)).count() as u64;
+        report.foreign_layers += scan.layers.iter().filter(|id| !ours.contains(id)).count() as u64;
         // A running operation's temporary files are not leftovers.
         let boot = crate::process::boot_id();
-        report.temp_files = self
+        report.temp_files += site
             .repo
             .list_temp()?
             .iter()
@@ -190,12 +229,6 @@ impl Engine {
                 None => true,
             })
             .count() as u64;
-        report.dead_operations = self
-            .store
-            .operations()?
-            .iter()
-            .filter(|op| Self::is_dead(op))
-            .count() as u64;
-        Ok(report)
+        Ok(())
     }
 }

@@ -19,6 +19,7 @@ use super::Engine;
 use crate::catalog::{BackupStatus, OpKind, Operation, ShareStatus};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
+use crate::repository::Repository;
 use crate::{locks, process};
 
 /// What a cleanup did.
@@ -68,61 +69,69 @@ impl Engine {
                 op.pid,
                 op.host
             ));
-            locks::break_shared(self.repo.backend().as_ref(), &op.id);
-            for name in self.repo.list_temp()? {
-                let owner = process::parse_tag(&name);
-                if owner == Some((op.host.as_str(), op.pid, op.process_start)) {
-                    self.repo.remove_temp(&name)?;
-                    report.temp_files += 1;
+            for site in self.sites() {
+                locks::break_shared(site.repo.backend().as_ref(), &op.id);
+                for name in site.repo.list_temp()? {
+                    let owner = process::parse_tag(&name);
+                    if owner == Some((op.host.as_str(), op.pid, op.process_start)) {
+                        site.repo.remove_temp(&name)?;
+                        report.temp_files += 1;
+                    }
                 }
             }
             self.store.remove_operation(&op.id)?;
         }
-        if gc_wait.is_some() {
-            report.temp_files += self.sweep_orphan_temp()?;
-        }
-        self.release_dead_exclusive_lock();
-        if gc_wait.is_some() || wrote_packs {
-            let sweep = self.collect_packs(gc_wait.unwrap_or(Duration::ZERO))?;
-            report.packs_removed = sweep.removed;
-            report.packs_skipped = sweep.skipped;
-        }
-        Ok(report)
-    }
-
-    /// Removes the exclusive lock if its holder, on this host, is gone (it
-    /// would otherwise block backups until it goes stale).
-    fn release_dead_exclusive_lock(&self) {
-        let backend = self.repo.backend().as_ref();
-        let Some(owner) = locks::exclusive_owner(backend) else {
-            return;
-        };
-        let Some((host, pid, start)) = process::parse_tag(owner.trim().trim_start_matches("gc-"))
-        else {
-            return;
-        };
-        if process::is_alive(host, &process::boot_id(), pid, start) == Some(false) {
-            locks::break_exclusive(backend);
-        }
-    }
-
-    /// Temporary files of this host's processes that are gone.
-    fn sweep_orphan_temp(&self) -> Result<u64> {
-        let host = process::host_name();
-        let boot = process::boot_id();
-        let mut removed = 0;
-        for name in self.repo.list_temp()? {
-            let Some((h, pid, start)) = process::parse_tag(&name) else {
-                continue;
-            };
-            if h == host && process::is_alive(h, &boot, pid, start) == Some(false) {
-                self.repo.remove_temp(&name)?;
-                removed += 1;
+        let mut skipped = Vec::new();
+        for site in self.sites() {
+            if gc_wait.is_some() {
+                report.temp_files += sweep_orphan_temp(&site.repo)?;
+            }
+            release_dead_exclusive_lock(&site.repo);
+            if gc_wait.is_some() || wrote_packs {
+                let sweep = site.collect_packs(gc_wait.unwrap_or(Duration::ZERO))?;
+                report.packs_removed += sweep.removed;
+                skipped.extend(sweep.skipped);
             }
         }
-        Ok(removed)
+        report.packs_skipped = (!skipped.is_empty()).then(|| skipped.join("; "));
+        Ok(report)
     }
+}
 
+/// Removes the exclusive lock if its holder, on this host, is gone (it
+/// would otherwise block backups until it goes stale).
+fn release_dead_exclusive_lock(repo: &Repository) {
+    let backend = repo.backend().as_ref();
+    let Some(owner) = locks::exclusive_owner(backend) else {
+        return;
+    };
+    let Some((host, pid, start)) = process::parse_tag(owner.trim().trim_start_matches("gc-"))
+    else {
+        return;
+    };
+    if process::is_alive(host, &process::boot_id(), pid, start) == Some(false) {
+        locks::break_exclusive(backend);
+    }
+}
+
+/// Temporary files of this host's processes that are gone.
+fn sweep_orphan_temp(repo: &Repository) -> Result<u64> {
+    let host = process::host_name();
+    let boot = process::boot_id();
+    let mut removed = 0;
+    for name in repo.list_temp()? {
+        let Some((h, pid, start)) = process::parse_tag(&name) else {
+            continue;
+        };
+        if h == host && process::is_alive(h, &boot, pid, start) == Some(false) {
+            repo.remove_temp(&name)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+impl Engine {
     fn clean_operation(&self, op: &Operation) -> Result<String> {
         let Some(id) = op.backup_id else {
             return Ok("nothing to do".into());
@@ -204,7 +213,8 @@ impl Engine {
 
     /// Completes a `creating` backup whose layer is in the repository.
     fn complete_from_layer(&self, id: BackupId) -> Result<bool> {
-        let bytes = match self.repo.load_layer(&id) {
+        let site = self.site_of(&self.store.backup(id)?)?;
+        let bytes = match site.repo.load_layer(&id) {
             Ok(bytes) => bytes,
             Err(Error::NotFound { .. }) => return Ok(false),
             Err(e) => return Err(e),

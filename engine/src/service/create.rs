@@ -293,11 +293,12 @@ impl Engine {
             Some(id) => Some(self.store.snapshot(id)?),
             None => None,
         };
-        let lock = locks::shared(self.repo.backend(), op, SHARED_LOCK_WAIT)?;
+        let site = self.site_of(record)?;
+        let lock = locks::shared(site.repo.backend(), op, SHARED_LOCK_WAIT)?;
         // No sweep runs while the lock stands; one that ran before (maybe on
         // another node) may have removed packs the index still names, which
         // this backup must not deduplicate against.
-        self.forget_missing_packs()?;
+        site.forget_missing_packs()?;
         let plan = BackupPlan {
             backup_id: record.id,
             share_id: share.id,
@@ -329,7 +330,7 @@ impl Engine {
             BackupStatus::Creating,
             &[&lock],
             progress,
-            || backup::run(&self.repo, &*self.index, &lock, &plan, progress),
+            || backup::run(&site.repo, &*site.index, &lock, &plan, progress),
         )?;
         let mut done = record.clone();
         done.set_layer_stats(&outcome.stats);
@@ -420,7 +421,9 @@ impl Engine {
                 // The packs it published are referenced by no layer: removed
                 // now if no other backup runs (else `cleanup` removes them).
                 // The backup's own error is what the caller needs to see.
-                let _ = self.collect_packs(Duration::ZERO);
+                if let Ok(site) = self.site_of(&self.store.backup(id)?) {
+                    let _ = site.collect_packs(Duration::ZERO);
+                }
                 Err(e)
             }
             // Moved by an administrator (`backup set --state`): keep theirs.

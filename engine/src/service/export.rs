@@ -198,10 +198,11 @@ impl Engine {
             )));
         }
         let share = self.store.share(backup.share_id)?;
+        let site = self.site_of(backup)?;
         let record = Record {
             version: RECORD_VERSION,
-            repository_id: self.repo.config().repository_id.to_string(),
-            repository: self.config.repository.to_string(),
+            repository_id: site.repo.config().repository_id.to_string(),
+            repository: site.repo.location().to_string(),
             chain: self.chain(backup)?.iter().map(|b| b.to_string()).collect(),
             backup: Fields::of(backup),
             share: ShareFields {
@@ -230,14 +231,32 @@ impl Engine {
         progress: &Progress,
     ) -> Result<BackupRecord> {
         let record = decode(service, url)?;
-        let ours = self.repo.config().repository_id.to_string();
-        if record.repository_id != ours {
+        let Some(site) = self
+            .sites()
+            .find(|s| s.repo.config().repository_id.to_string() == record.repository_id)
+        else {
+            let ours: Vec<String> = self
+                .sites()
+                .map(|s| format!("{} at {}", s.repo.config().repository_id, s.repo.location()))
+                .collect();
             return Err(Error::InvalidArgument(format!(
-                "the record is of repository {} at {}; this catalog indexes {ours} at {}",
-                record.repository_id, record.repository, self.config.repository
+                "the record is of repository {} at {}; this catalog indexes {}",
+                record.repository_id,
+                record.repository,
+                ours.join(", ")
+            )));
+        };
+        let backup = record.backup.record()?;
+        let home = self.site_of(&backup)?.repo.config().repository_id;
+        if home != site.repo.config().repository_id {
+            return Err(Error::InvalidArgument(format!(
+                "backup {} is of backup type {}, whose backups this catalog keeps in repository \
+                 {home}, not in {}",
+                backup.id,
+                backup.backup_type.as_deref().unwrap_or("default"),
+                record.repository_id
             )));
         }
-        let backup = record.backup.record()?;
         if record.chain.last() != Some(&record.backup.id) {
             return Err(bad_record("its chain does not end with the backup"));
         }
@@ -259,16 +278,16 @@ impl Engine {
             }
         }
         let known: std::collections::HashSet<_> =
-            self.index.packs()?.into_iter().map(|(p, _)| p).collect();
-        let unknown: Vec<_> = self
+            site.index.packs()?.into_iter().map(|(p, _)| p).collect();
+        let unknown: Vec<_> = site
             .repo
             .list_pack_files()?
             .into_iter()
             .filter(|p| !known.contains(p))
             .collect();
         let mut scan = RebuildReport::default();
-        index_packs(&self.repo, &*self.index, &unknown, &mut scan, progress)?;
-        let bytes = self.repo.load_layer(&backup.id).map_err(|e| match e {
+        index_packs(&site.repo, &*site.index, &unknown, &mut scan, progress)?;
+        let bytes = site.repo.load_layer(&backup.id).map_err(|e| match e {
             Error::NotFound { name, .. } => Error::Corrupt {
                 location: name,
                 detail: format!(
@@ -278,7 +297,7 @@ impl Engine {
             },
             other => other,
         })?;
-        let summary = index_layer(&*self.index, backup.id, &bytes);
+        let summary = index_layer(&*site.index, backup.id, &bytes);
         let summary = match summary {
             Ok(s) if s.unplaced.0 == 0 => s,
             Ok(s) => {

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use strata_format::layer::{EntryKind, Layer, LayerRecord};
 use strata_format::{BackupId, ChunkId, PackId};
 
-use super::Engine;
+use super::Site;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::repository::Repository;
@@ -103,7 +103,7 @@ pub(crate) fn is_garbage(
     }
 }
 
-impl Engine {
+impl Site {
     /// Removes every pack no layer in the repository references, waiting up
     /// to `wait` for the exclusive lock; then forgets, in the local index,
     /// every pack that is no longer in the repository (whoever removed it).

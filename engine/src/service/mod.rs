@@ -14,6 +14,7 @@ mod operations;
 mod rebuild;
 mod recover;
 pub mod shares;
+mod sites;
 mod snapshots;
 
 use std::path::PathBuf;
@@ -27,6 +28,7 @@ pub use check::CheckReport;
 pub use cleanup::CleanupReport;
 pub use export::ExportedBackup;
 pub use rebuild::RebuildReport;
+pub use sites::{IndexFor, Site};
 pub use snapshots::NewSnapshot;
 
 use crate::backend::Location;
@@ -72,6 +74,11 @@ pub struct BackupType {
     pub support_restore_to_target: bool,
     /// Compression of its new chunks (`None`: the engine's setting).
     pub compression: Option<CompressionSetting>,
+    /// Its own repository (`None`: the default one), with its own chunk
+    /// index; deduplication stays within a repository.
+    pub repository: Option<Location>,
+    /// The settings of its repository if it is created.
+    pub new_repository: RepoConfig,
 }
 
 impl EngineConfig {
@@ -95,82 +102,67 @@ impl EngineConfig {
 /// run many backups, restores and queries on one engine at once.
 pub struct Engine {
     pub(crate) store: Arc<dyn ServiceStore>,
-    pub(crate) index: Arc<dyn ChunkIndex>,
-    pub(crate) repo: Repository,
+    /// The default repository, and its chunk index.
+    pub(crate) site: Site,
+    /// The repositories of backup types that have their own.
+    pub(crate) type_sites: Vec<Site>,
     pub(crate) config: EngineConfig,
     pub(crate) host: String,
 }
 
 impl Engine {
-    /// Opens the SQLite catalog at `config.catalog_path` and the repository,
-    /// creating either if missing (see [`Engine::with_catalog`]).
+    /// Opens the SQLite catalog at `config.catalog_path` and the
+    /// repositories, creating any that is missing (see
+    /// [`Engine::with_catalog`]). A backup type's own repository gets its
+    /// own chunk index, a SQLite file beside the catalog.
     pub fn open(config: EngineConfig) -> Result<Self> {
         if config.project.is_empty() {
             return Err(Error::InvalidArgument("the project name is empty".into()));
         }
         let catalog = Catalog::open(&config.catalog_path)?;
-        Engine::with_catalog(Arc::new(catalog.clone()), Arc::new(catalog), config)
+        let path = config.catalog_path.clone();
+        let index_for = move |id: &RepositoryId| -> Result<Arc<dyn ChunkIndex>> {
+            Ok(Arc::new(Catalog::open(&Catalog::index_path(&path, id))?))
+        };
+        Engine::with_catalog(
+            Arc::new(catalog.clone()),
+            Arc::new(catalog),
+            &index_for,
+            config,
+        )
     }
 
     /// An engine on a service store and a chunk index of any kind, and the
     /// repository they index (created if missing and if the store is bound
-    /// to none). A store only ever indexes one repository: opening it with
-    /// another is refused, because its chunk index would lie about that
-    /// repository. Nothing else happens on open: cleaning up after dead
-    /// processes is [`Engine::cleanup`], which callers run when they are
-    /// ready to change things (`check` never does).
+    /// to none), plus the repository of each backup type that has its own,
+    /// indexed by what `index_for` makes. A store only ever indexes one
+    /// repository in each role: opening it with another is refused,
+    /// because its chunk index would lie about that repository. Nothing
+    /// else happens on open: cleaning up after dead processes is
+    /// [`Engine::cleanup`], which callers run when they are ready to change
+    /// things (`check` never does).
     pub fn with_catalog(
         store: Arc<dyn ServiceStore>,
         index: Arc<dyn ChunkIndex>,
+        index_for: IndexFor<'_>,
         config: EngineConfig,
     ) -> Result<Self> {
         if config.project.is_empty() {
             return Err(Error::InvalidArgument("the project name is empty".into()));
         }
-        let bound = store.meta("repository_id")?;
-        let refuse = |known: &str| {
-            Error::InvalidArgument(format!(
-                "catalog {} indexes repository {known} at {}; there is no repository at {}",
-                config.catalog_path.display(),
-                store
-                    .meta("repository_path")
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default(),
-                config.repository
-            ))
+        let repo = sites::bind(
+            &*store,
+            "repository",
+            &config.repository,
+            &config.new_repository,
+            &config.catalog_path,
+        )?;
+        let mut site = Site {
+            repo,
+            index,
+            types: Vec::new(),
         };
-        if let (Some(known), Location::Posix(dir)) = (&bound, &config.repository) {
-            // Connecting makes the directory: refuse before that.
-            if !dir.join("config").exists() {
-                return Err(refuse(known));
-            }
-        }
-        let backend = crate::repository::connect(&config.repository)?;
-        let repo = match &bound {
-            // A catalog bound to a repository never creates one elsewhere.
-            Some(known) => Repository::open(backend).map_err(|e| match e {
-                Error::NotFound { .. } => refuse(known),
-                other => other,
-            })?,
-            None => Repository::open_or_init(backend, config.new_repository.clone())?,
-        };
-        let repo_id = repo.config().repository_id.to_string();
-        match bound {
-            None => {
-                store.set_meta("repository_id", &repo_id)?;
-                store.set_meta("repository_path", &config.repository.to_string())?;
-            }
-            Some(known) if known == repo_id => {}
-            Some(known) => {
-                let path = store.meta("repository_path")?.unwrap_or_default();
-                return Err(Error::InvalidArgument(format!(
-                    "catalog {} indexes repository {known} at {path}, not {repo_id} at {}",
-                    config.catalog_path.display(),
-                    config.repository
-                )));
-            }
-        }
+        let type_sites = sites::type_sites(&*store, &config, &mut site, index_for)?;
         store.ensure_project(&config.project)?;
         let host = rustix::system::uname()
             .nodename()
@@ -178,8 +170,8 @@ impl Engine {
             .into_owned();
         Ok(Engine {
             store,
-            index,
-            repo,
+            site,
+            type_sites,
             config,
             host,
         })
@@ -192,7 +184,11 @@ impl Engine {
         if !self.store.list_backups(&filter)?.is_empty() {
             return Ok(0);
         }
-        Ok(self.repo.list_layers()?.len() as u64)
+        let mut layers = 0;
+        for site in self.sites() {
+            layers += site.repo.list_layers()?.len() as u64;
+        }
+        Ok(layers)
     }
 
     /// The records of shares, backups, operations and quotas.
@@ -200,13 +196,14 @@ impl Engine {
         &*self.store
     }
 
-    /// The chunk index.
+    /// The chunk index of the default repository.
     pub fn index(&self) -> &dyn ChunkIndex {
-        &*self.index
+        &*self.site.index
     }
 
+    /// The default repository.
     pub fn repository(&self) -> &Repository {
-        &self.repo
+        &self.site.repo
     }
 
     pub fn project(&self) -> &str {
@@ -232,10 +229,11 @@ impl Engine {
     /// The zstd level of new chunks of a backup of `backup_type` (its own
     /// setting, else the engine's, else the repository's).
     fn zstd_level(&self, backup_type: Option<&BackupType>) -> Option<i32> {
+        let site = self.site_for(backup_type);
         backup_type
             .and_then(|t| t.compression)
             .or(self.config.compression)
-            .unwrap_or(self.repo.config().compression)
+            .unwrap_or(site.repo.config().compression)
             .zstd_level()
     }
 

@@ -17,6 +17,7 @@ use super::recover::{ensure_share, index_layer, index_packs, LayerSummary};
 use super::{Engine, EngineConfig};
 use crate::catalog::Catalog;
 use crate::error::{Error, IoContext, Result};
+use crate::index::ChunkIndex;
 use crate::progress::Progress;
 use crate::repository::Repository;
 
@@ -82,38 +83,91 @@ impl Engine {
             )));
         }
         let repo = Repository::open(crate::repository::connect(&config.repository)?)?;
+        let mut repos = vec![repo];
+        for t in &config.backup_types {
+            let Some(location) = &t.repository else {
+                continue;
+            };
+            let repo = Repository::open(crate::repository::connect(location)?)?;
+            let id = repo.config().repository_id;
+            if repos.iter().all(|r| r.config().repository_id != id) {
+                repos.push(repo);
+            }
+        }
         let building = sibling(target, ".rebuild");
         remove_database(&building)?;
         let catalog = Catalog::open(&building)?.pinned()?;
         // Not live until renamed into place (and synced before that).
         catalog.bulk_load()?;
-        catalog.set_meta("repository_id", &repo.config().repository_id.to_string())?;
+        catalog.set_meta(
+            "repository_id",
+            &repos[0].config().repository_id.to_string(),
+        )?;
         catalog.set_meta("repository_path", &config.repository.to_string())?;
         catalog.ensure_project(&config.project)?;
         let mut report = RebuildReport::default();
-        let packs = repo.list_pack_files()?;
-        let layers = repo.list_layers()?;
-        progress.add_files_total((packs.len() + layers.len()) as u64);
-        index_packs(&repo, &catalog, &packs, &mut report, progress)?;
-        let layers = index_layers(&repo, &catalog, &layers, &mut report, progress)?;
+        let mut listed = Vec::new();
+        for repo in &repos {
+            let (packs, layers) = (repo.list_pack_files()?, repo.list_layers()?);
+            progress.add_files_total((packs.len() + layers.len()) as u64);
+            listed.push((packs, layers));
+        }
+        let mut layers = Layers::new();
+        // Each other repository's index is its own file, built beside its
+        // place and renamed into it before the catalog (whose records name
+        // its backups) is.
+        let mut indexes = Vec::new();
+        for (n, (repo, (packs, ids))) in repos.iter().zip(&listed).enumerate() {
+            let own = match n {
+                0 => None,
+                _ => {
+                    let path = Catalog::index_path(target, &repo.config().repository_id);
+                    let building = sibling(&path, ".rebuild");
+                    remove_database(&building)?;
+                    let own = Catalog::open(&building)?.pinned()?;
+                    own.bulk_load()?;
+                    indexes.push((building, path));
+                    Some(own)
+                }
+            };
+            let index = own.as_ref().unwrap_or(&catalog);
+            index_packs(repo, index, packs, &mut report, progress)?;
+            layers.extend(index_layers(
+                repo,
+                index,
+                &catalog,
+                ids,
+                &mut report,
+                progress,
+            )?);
+            if let Some(own) = own {
+                own.finish_bulk_load()?;
+            }
+        }
         fail_broken_chains(&catalog, &layers, &mut report)?;
         catalog.finish_bulk_load()?;
-        std::fs::File::open(&building)
-            .and_then(|f| f.sync_all())
-            .at(&building)?;
-        // The old catalog's journal must not be replayed into the new one.
-        remove_database(target)?;
-        std::fs::rename(&building, target).at(target)?;
-        let dir = match target.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .at(dir)?;
+        for (building, path) in &indexes {
+            durable_rename(building, path)?;
+        }
+        durable_rename(&building, target)?;
         progress.finish();
         Ok(report)
     }
+}
+
+/// Syncs the database at `from`, then renames it over `to` (whose journal
+/// must not be replayed into it) and syncs the directory.
+fn durable_rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::File::open(from)
+        .and_then(|f| f.sync_all())
+        .at(from)?;
+    remove_database(to)?;
+    std::fs::rename(from, to).at(to)?;
+    let dir = match to.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
 /// Why each backup a layer names cannot stand, if it cannot.
@@ -122,6 +176,7 @@ type Layers = HashMap<BackupId, Option<String>>;
 /// Shares, backups and references from every layer.
 fn index_layers(
     repo: &Repository,
+    index: &dyn ChunkIndex,
     catalog: &Catalog,
     ids: &[BackupId],
     report: &mut RebuildReport,
@@ -135,7 +190,7 @@ fn index_layers(
         report.repository_bytes += bytes.len() as u64;
         progress.add_bytes(bytes.len() as u64);
         progress.add_files(1);
-        let summary = match index_layer(catalog, id, &bytes) {
+        let summary = match index_layer(index, id, &bytes) {
             Ok(summary) => summary,
             Err(
                 e @ (Error::Corrupt { .. } | Error::Unsupported(_) | Error::InvalidArgument(_)),

@@ -1,0 +1,152 @@
+//! The repositories one catalog indexes: the default one, and those of the
+//! backup types that have their own. Each has its own chunk index (so
+//! deduplication and pack removal stay within a repository); a backup's
+//! type says which one holds it.
+
+use std::sync::Arc;
+
+use strata_format::config::RepoConfig;
+use strata_format::RepositoryId;
+
+use super::{BackupType, Engine, EngineConfig};
+use crate::backend::Location;
+use crate::catalog::BackupRecord;
+use crate::error::{Error, Result};
+use crate::index::ChunkIndex;
+use crate::repository::Repository;
+use crate::store::ServiceStore;
+
+/// One repository and the chunk index of it.
+pub struct Site {
+    pub(crate) repo: Repository,
+    pub(crate) index: Arc<dyn ChunkIndex>,
+    /// The backup types (configuration names) whose backups it holds.
+    pub(crate) types: Vec<String>,
+}
+
+/// Makes the chunk index of the repository of that id (a type's own).
+pub type IndexFor<'a> = &'a dyn Fn(&RepositoryId) -> Result<Arc<dyn ChunkIndex>>;
+
+/// Opens the repository at `location`, bound in `store` under `key`: the
+/// first open records its id; later opens refuse another repository, and
+/// never create one where the bound one should be (its index would lie).
+pub(crate) fn bind(
+    store: &dyn ServiceStore,
+    key: &str,
+    location: &Location,
+    new_repository: &RepoConfig,
+    catalog: &std::path::Path,
+) -> Result<Repository> {
+    let (id_key, path_key) = (format!("{key}_id"), format!("{key}_path"));
+    let bound = store.meta(&id_key)?;
+    let refuse = |known: &str| {
+        Error::InvalidArgument(format!(
+            "catalog {} indexes {} {known} at {}; there is no repository at {location}",
+            catalog.display(),
+            key.replace('_', " "),
+            store.meta(&path_key).ok().flatten().unwrap_or_default(),
+        ))
+    };
+    if let (Some(known), Location::Posix(dir)) = (&bound, location) {
+        // Connecting makes the directory: refuse before that.
+        if !dir.join("config").exists() {
+            return Err(refuse(known));
+        }
+    }
+    let backend = crate::repository::connect(location)?;
+    let repo = match &bound {
+        Some(known) => Repository::open(backend).map_err(|e| match e {
+            Error::NotFound { .. } => refuse(known),
+            other => other,
+        })?,
+        None => Repository::open_or_init(backend, new_repository.clone())?,
+    };
+    let repo_id = repo.config().repository_id.to_string();
+    match bound {
+        None => {
+            store.set_meta(&id_key, &repo_id)?;
+            store.set_meta(&path_key, &location.to_string())?;
+        }
+        Some(known) if known == repo_id => {}
+        Some(known) => {
+            let path = store.meta(&path_key)?.unwrap_or_default();
+            return Err(Error::InvalidArgument(format!(
+                "catalog {} indexes {} {known} at {path}, not {repo_id} at {location}",
+                catalog.display(),
+                key.replace('_', " "),
+            )));
+        }
+    }
+    Ok(repo)
+}
+
+/// The sites of the backup types that have a repository of their own
+/// (types sharing one repository share its site; a type whose repository
+/// is the default one joins `default`).
+pub(crate) fn type_sites(
+    store: &dyn ServiceStore,
+    config: &EngineConfig,
+    default: &mut Site,
+    index_for: IndexFor<'_>,
+) -> Result<Vec<Site>> {
+    let mut sites: Vec<Site> = Vec::new();
+    for t in &config.backup_types {
+        let Some(location) = &t.repository else {
+            default.types.push(t.name.clone());
+            continue;
+        };
+        let key = format!("backup_type_{}_repository", t.name);
+        let repo = bind(
+            store,
+            &key,
+            location,
+            &t.new_repository,
+            &config.catalog_path,
+        )?;
+        let id = repo.config().repository_id;
+        if default.repo.config().repository_id == id {
+            default.types.push(t.name.clone());
+            continue;
+        }
+        match sites
+            .iter_mut()
+            .find(|s| s.repo.config().repository_id == id)
+        {
+            Some(site) => site.types.push(t.name.clone()),
+            None => sites.push(Site {
+                index: index_for(&id)?,
+                repo,
+                types: vec![t.name.clone()],
+            }),
+        }
+    }
+    Ok(sites)
+}
+
+impl Engine {
+    /// Every repository this engine indexes, the default one first.
+    pub(crate) fn sites(&self) -> impl Iterator<Item = &Site> {
+        std::iter::once(&self.site).chain(&self.type_sites)
+    }
+
+    /// Where backups of `backup_type` (`None`: the default type) live.
+    pub(crate) fn site_for(&self, backup_type: Option<&BackupType>) -> &Site {
+        backup_type
+            .and_then(|t| self.type_sites.iter().find(|s| s.types.contains(&t.name)))
+            .unwrap_or(&self.site)
+    }
+
+    /// Where `backup` lives: its type's repository. A type that is no
+    /// longer configured is an error, not the default repository.
+    pub(crate) fn site_of(&self, backup: &BackupRecord) -> Result<&Site> {
+        match (&backup.backup_type, self.type_of(backup)) {
+            (None, _) => Ok(&self.site),
+            (Some(_), Some(t)) => Ok(self.site_for(Some(t))),
+            (Some(name), None) => Err(Error::InvalidState(format!(
+                "backup {} is of backup type {name}, which is not enabled in this \
+                 configuration: its repository is unknown",
+                backup.id
+            ))),
+        }
+    }
+}
