@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde_json::json;
-use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus};
+use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus, ShareStatus};
 use strata_engine::{
     BackupView, CreateBackup, Engine, Error, Progress, RestoreRequest, RestoreTarget,
 };
 use strata_format::config::CompressionSetting;
 
-use super::{opt, time};
+use super::{opt, time, with_flag};
 use crate::args::{BackupCommand, Global, TypeCommand};
 use crate::output::{self, human_bytes, Record};
 use crate::progress::Bar;
@@ -247,7 +247,13 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
                 snapshot: snapshot.clone(),
                 backup_type,
             };
-            let done = engine.create_backup(&share, &req, &progress);
+            let done =
+                engine
+                    .create_backup(&share, &req, &progress)
+                    .map_err(|e| match share.status {
+                        ShareStatus::InUse if !*force => with_flag(e, "backup create --force"),
+                        _ => e,
+                    });
             drop(bar);
             let done = done?;
             for p in &done.problems {
@@ -390,7 +396,12 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
                 .map(|b| engine.find_backup(b))
                 .collect::<Result<_, _>>()?;
             for b in &found {
-                engine.delete_backup(b, *force)?;
+                engine.delete_backup(b, *force).map_err(|e| {
+                    match b.status == BackupStatus::Creating && !*force {
+                        true => with_flag(e, "backup delete --force"),
+                        false => e,
+                    }
+                })?;
             }
             Ok(0)
         }

@@ -139,7 +139,10 @@ pub fn check(engine: &Engine, global: &Global) -> Result<u8> {
 pub fn rebuild(config: &strata_engine::EngineConfig, global: &Global, force: bool) -> Result<u8> {
     let progress = std::sync::Arc::new(strata_engine::Progress::default());
     let bar = crate::progress::Bar::start(std::sync::Arc::clone(&progress), "rebuild");
-    let report = Engine::rebuild_catalog(config, force, &progress);
+    let report = Engine::rebuild_catalog(config, force, &progress).map_err(|e| match force {
+        false => super::with_flag(e, "catalog rebuild --force"),
+        true => e,
+    });
     drop(bar);
     let report = report?;
     let values = [
