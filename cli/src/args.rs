@@ -64,8 +64,17 @@ pub enum Command {
     /// The catalog itself.
     #[command(subcommand)]
     Catalog(CatalogCommand),
-    /// Check that the catalog and the repository agree (reads no pack data).
-    Check,
+    /// Check that the catalog and the repository agree (reads no pack
+    /// data), and with --read-data that every chunk is intact.
+    Check {
+        /// Also read every pack and check every chunk against its id.
+        #[arg(long)]
+        read_data: bool,
+        /// Read only this part of the packs: a percentage (10%) or a slice
+        /// (3/7: the slices 1/7 … 7/7 read every pack exactly once).
+        #[arg(long, value_name = "SUBSET")]
+        read_data_subset: Option<String>,
+    },
     /// Measure what bounds a backup of a share to the repository (share
     /// walk and read, export writes and small operations, CPU), and
     /// estimate the time of a full and of an incremental backup. Writes

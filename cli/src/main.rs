@@ -64,7 +64,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         return commands::quota::rebuild(&config, &cli.global, *force);
     }
     let engine = Engine::open(config)?;
-    if !matches!(cli.command, Command::Check) {
+    if !matches!(cli.command, Command::Check { .. }) {
         // Whatever a dead process left running is put right before anything
         // else looks at the catalog; `check` reports it instead.
         engine.cleanup(None)?;
@@ -73,7 +73,15 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Share(cmd) => commands::share::run(&engine, &cli.global, cmd).map(|()| 0),
         Command::Backup(cmd) => commands::backup::run(&engine, &cli.global, cmd),
         Command::Quota(cmd) => commands::quota::run(&engine, &cli.global, cmd).map(|()| 0),
-        Command::Check => commands::quota::check(&engine, &cli.global),
+        Command::Check {
+            read_data,
+            read_data_subset,
+        } => commands::quota::check(
+            &engine,
+            &cli.global,
+            *read_data || read_data_subset.is_some(),
+            read_data_subset.as_deref(),
+        ),
         Command::Bench(_) | Command::Catalog(_) => {
             Err(Error::Bug("bench and catalog rebuild run without the engine".into()).into())
         }

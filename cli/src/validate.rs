@@ -5,8 +5,8 @@
 use strata_engine::catalog::{BackupStatus, ShareStatus};
 use strata_engine::Error;
 
-use crate::args::{BackupCommand, Cli, Command, QuotaCommand, ShareCommand};
-use crate::commands::{backup, quota, share};
+use crate::args::{BackupCommand, Cli, Command, QuotaCommand, ShareCommand, SnapshotCommand};
+use crate::commands::{backup, quota, share, snapshot};
 
 /// Longest name or description accepted (Manila's limit).
 const MAX_TEXT: usize = 255;
@@ -55,7 +55,23 @@ fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
         }
         Command::Share(ShareCommand::List { .. }) => headers(share::LIST),
         Command::Quota(QuotaCommand::Show) => quota::QUOTA_FIELDS.to_vec(),
-        Command::Check => quota::CHECK_FIELDS.to_vec(),
+        Command::Check {
+            read_data,
+            read_data_subset,
+        } => {
+            let mut fields = quota::CHECK_FIELDS.to_vec();
+            if *read_data || read_data_subset.is_some() {
+                fields.extend(quota::DATA_FIELDS);
+            }
+            fields
+        }
+        Command::Share(ShareCommand::Snapshot(
+            SnapshotCommand::Create { .. } | SnapshotCommand::Show { .. },
+        )) => snapshot::FIELDS.to_vec(),
+        Command::Share(ShareCommand::Snapshot(SnapshotCommand::List { .. })) => {
+            headers(snapshot::LIST)
+        }
+        Command::Backup(BackupCommand::Type(_)) => headers(backup::TYPE_LIST),
         Command::Catalog(_) => quota::REBUILD_FIELDS.to_vec(),
         Command::Backup(BackupCommand::Export { .. }) => backup::EXPORT_FIELDS.to_vec(),
         Command::Backup(BackupCommand::Import { .. }) => backup::FIELDS.to_vec(),
@@ -124,6 +140,20 @@ pub fn arguments(cli: &Cli) -> Result<(), Error> {
         }
         Command::Share(ShareCommand::Set { status, .. }) => {
             ShareStatus::parse(status)?;
+        }
+        Command::Share(ShareCommand::Snapshot(SnapshotCommand::Create {
+            name,
+            description,
+            ..
+        })) => {
+            text("snapshot name", name.as_deref(), false)?;
+            text("description", description.as_deref(), true)?;
+        }
+        Command::Check {
+            read_data_subset: Some(subset),
+            ..
+        } => {
+            strata_engine::DataSubset::parse(subset)?;
         }
         Command::Quota(QuotaCommand::Set {
             backups,

@@ -72,6 +72,7 @@ pub use progress::{Progress, ProgressSnapshot};
 pub use repository::Repository;
 pub use service::shares::NewShare;
 pub use service::{
-    BackupResult, BackupType, BackupView, CheckReport, CleanupReport, CreateBackup, Engine,
-    EngineConfig, ExportedBackup, NewSnapshot, RebuildReport, RestoreRequest, RestoreTarget,
+    BackupResult, BackupType, BackupView, CheckReport, CleanupReport, CreateBackup, DataReport,
+    DataSubset, Engine, EngineConfig, ExportedBackup, NewSnapshot, RebuildReport, RestoreRequest,
+    RestoreTarget,
 };

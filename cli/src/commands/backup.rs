@@ -108,6 +108,14 @@ pub const LIST: &[(&str, &str)] = &[
     ("Backup Type", "backup_type"),
 ];
 
+/// The columns of `backup type list`.
+pub const TYPE_LIST: &[(&str, &str)] = &[
+    ("Name", "name"),
+    ("Backup Type Name", "backup_type_name"),
+    ("Support Restore To Target", "support_restore_to_target"),
+    ("Compression", "compression"),
+];
+
 /// The backup type `--backup-options` names; any other key is refused.
 fn backup_type_option(options: &[String]) -> Result<Option<String>> {
     let mut backup_type = None;
@@ -135,12 +143,6 @@ fn backup_type_option(options: &[String]) -> Result<Option<String>> {
 
 /// `backup type list`.
 fn list_types(engine: &Engine, global: &Global) -> Result<u8> {
-    const COLUMNS: &[(&str, &str)] = &[
-        ("Name", "name"),
-        ("Backup Type Name", "backup_type_name"),
-        ("Support Restore To Target", "support_restore_to_target"),
-        ("Compression", "compression"),
-    ];
     let records: Vec<Record> = engine
         .backup_types()
         .iter()
@@ -163,7 +165,7 @@ fn list_types(engine: &Engine, global: &Global) -> Result<u8> {
             .collect()
         })
         .collect();
-    output::list(global.format, &global.columns, COLUMNS, &records)?;
+    output::list(global.format, &global.columns, TYPE_LIST, &records)?;
     Ok(0)
 }
 

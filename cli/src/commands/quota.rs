@@ -48,6 +48,18 @@ pub const CHECK_FIELDS: [&str; 12] = [
     "dead_operations",
 ];
 
+/// The fields `check --read-data` adds.
+pub const DATA_FIELDS: [&str; 8] = [
+    "data_packs_read",
+    "data_bytes_read",
+    "data_chunks_verified",
+    "data_layers_verified",
+    "data_damaged_packs",
+    "data_damaged_chunks",
+    "data_damaged_layers",
+    "affected_backups",
+];
+
 fn limit(v: Option<u64>) -> Value {
     v.map_or(json!(-1), |v| json!(v))
 }
@@ -114,8 +126,38 @@ pub fn cleanup(engine: &Engine, global: &Global, wait: u64) -> Result<()> {
 }
 
 /// Exit status of `strata check`: 0 when clean, 7 (corruption) otherwise.
-pub fn check(engine: &Engine, global: &Global) -> Result<u8> {
+pub fn check(
+    engine: &Engine,
+    global: &Global,
+    read_data: bool,
+    subset: Option<&str>,
+) -> Result<u8> {
+    let subset = subset
+        .map(strata_engine::DataSubset::parse)
+        .transpose()?
+        .unwrap_or(strata_engine::DataSubset::All);
     let report = engine.check()?;
+    let data = match read_data {
+        false => None,
+        true => {
+            let progress = std::sync::Arc::new(strata_engine::Progress::default());
+            let bar = crate::progress::Bar::start(std::sync::Arc::clone(&progress), "read");
+            let started = std::time::Instant::now();
+            let data = engine.check_data(subset, &progress);
+            drop(bar);
+            let data = data?;
+            let secs = started.elapsed().as_secs_f64().max(1e-3);
+            eprintln!(
+                "read {} packs, {} ({:.1} MB/s), verified {} chunks and {} layers",
+                data.packs_read,
+                crate::output::human_bytes(data.bytes_read),
+                data.bytes_read as f64 / 1e6 / secs,
+                data.chunks_verified,
+                data.layers_verified
+            );
+            Some(data)
+        }
+    };
     let values = [
         json!(report.is_clean()),
         json!(report.bad_packs),
@@ -130,9 +172,26 @@ pub fn check(engine: &Engine, global: &Global) -> Result<u8> {
         json!(report.temp_files),
         json!(report.dead_operations),
     ];
-    let rec: Record = CHECK_FIELDS.into_iter().zip(values).collect();
+    let mut rec: Record = CHECK_FIELDS.into_iter().zip(values).collect();
+    let clean = report.is_clean() && data.as_ref().is_none_or(|d| d.is_clean());
+    if let Some(d) = &data {
+        let values = [
+            json!(d.packs_read),
+            json!(d.bytes_read),
+            json!(d.chunks_verified),
+            json!(d.layers_verified),
+            json!(d.damaged_packs),
+            json!(d.damaged_chunks),
+            json!(d.damaged_layers),
+            json!(d.affected_backups),
+        ];
+        rec.extend(DATA_FIELDS.into_iter().zip(values));
+        if let Some(ok) = rec.iter_mut().find(|(k, _)| *k == "clean") {
+            ok.1 = json!(clean);
+        }
+    }
     output::show(global.format, &global.columns, &rec)?;
-    Ok(if report.is_clean() { 0 } else { 7 })
+    Ok(if clean { 0 } else { 7 })
 }
 
 /// `strata catalog rebuild`; exit 7 when anything was damaged.

@@ -12,7 +12,7 @@ use strata_format::pack::{
     check_chunk_parts, check_lengths, decode_tail, decode_trailer, expand_chunk, Compression,
     PackEntry, TAIL_LEN,
 };
-use strata_format::PackId;
+use strata_format::{ChunkId, PackId};
 
 use crate::error::{Error, Result};
 use crate::repository::{PackFile, Repository};
@@ -34,8 +34,12 @@ pub struct PackTrailer {
 /// A pack's trailer, read from its tail and trailer alone (never its
 /// body); the trailer's checksum is verified.
 pub fn read_trailer(repo: &Repository, id: &PackId) -> Result<PackTrailer> {
-    let pack = repo.open_pack(id)?;
-    let location = format!("pack {id}");
+    trailer_of(&repo.open_pack(id)?)
+}
+
+/// [`read_trailer`] of a pack already open.
+pub fn trailer_of(pack: &PackFile) -> Result<PackTrailer> {
+    let location = format!("pack {}", pack.id);
     let tail_at = pack
         .len
         .checked_sub(TAIL_LEN)
@@ -448,6 +452,72 @@ pub fn check(pack: PackId, entry: &PackEntry, raw: &Blob) -> Result<()> {
         location: at(pack, entry),
         detail: err.to_string(),
     })
+}
+
+/// What reading a whole pack found.
+#[derive(Debug, Default)]
+pub struct PackVerdict {
+    /// Bytes read (every blob, the trailer and its tail).
+    pub bytes: u64,
+    /// Chunks read and found intact.
+    pub intact: u64,
+    /// What is damaged: a chunk (and why), or the whole pack when its
+    /// trailer cannot be read (no chunk: which it held is unknown).
+    pub damaged: Vec<(Option<ChunkId>, String)>,
+}
+
+/// Reads every blob of pack `id`, in spans, and checks each against its
+/// chunk id (after decompression), and the trailer against its checksum.
+/// Damage is the verdict's; `Err` is for I/O (the pack could not be read).
+pub fn verify_pack(repo: &Repository, id: &PackId, pool: &Buffers) -> Result<PackVerdict> {
+    let mut verdict = PackVerdict::default();
+    let pack = match repo.open_pack(id) {
+        Ok(pack) => pack,
+        Err(e @ Error::Corrupt { .. }) => {
+            verdict.damaged.push((None, e.to_string()));
+            return Ok(verdict);
+        }
+        Err(e) => return Err(e),
+    };
+    let trailer = match trailer_of(&pack) {
+        Ok(t) => t,
+        Err(e @ (Error::Corrupt { .. } | Error::Unsupported(_) | Error::InvalidArgument(_))) => {
+            verdict.damaged.push((None, e.to_string()));
+            return Ok(verdict);
+        }
+        Err(e) => return Err(e),
+    };
+    verdict.bytes = trailer.bytes_read;
+    let entries: Vec<&PackEntry> = trailer.entries.iter().collect();
+    let mut scratch = Vec::new();
+    for run in spans(&entries) {
+        let wanted = &entries[run];
+        let span = match read_span(&pack, wanted, pool) {
+            Ok(span) => span,
+            Err(e @ Error::Corrupt { .. }) => {
+                for entry in wanted {
+                    verdict.damaged.push((Some(entry.id), e.to_string()));
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for entry in wanted {
+            verdict.bytes += u64::from(entry.stored_len);
+            let raw = span
+                .blob(entry)
+                .and_then(|stored| expand(pack.id, entry, stored, room(&mut scratch, entry)))
+                .and_then(|raw| check(pack.id, entry, &raw));
+            match raw {
+                Ok(()) => verdict.intact += 1,
+                Err(e @ Error::Corrupt { .. }) => {
+                    verdict.damaged.push((Some(entry.id), e.to_string()))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(verdict)
 }
 
 #[cfg(test)]

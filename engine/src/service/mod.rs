@@ -16,6 +16,7 @@ mod recover;
 pub mod shares;
 mod sites;
 mod snapshots;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use export::ExportedBackup;
 pub use rebuild::RebuildReport;
 pub use sites::{IndexFor, Site};
 pub use snapshots::NewSnapshot;
+pub use verify::{DataReport, DataSubset};
 
 use crate::backend::Location;
 use crate::catalog::{BackupRecord, Catalog, Quota, QuotaUsage};
