@@ -4,7 +4,9 @@
 //! `strata-bench-child restore CATALOG REPO BACKUP-ID TARGET`, or
 //! `strata-bench-child idle CATALOG REPO` (opens the engine, does nothing:
 //! the baseline RSS), or `strata-bench-child rebuild CATALOG REPO` (the
-//! catalog rebuilt from the repository; prints read and repository bytes). Prints `key=value` lines: secs, bytes, files,
+//! catalog rebuilt from the repository; prints read and repository bytes), or
+//! `strata-bench-child verify CATALOG REPO` (`check --read-data`; bytes are
+//! the verified chunks' decompressed bytes). Prints `key=value` lines: secs, bytes, files,
 //! peak_rss_kib, cpu_secs, id, and for backups read, new, changed, deleted.
 
 mod procstat;
@@ -38,6 +40,18 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     let engine = Engine::open(config).map_err(|e| e.to_string())?;
     match (op.as_str(), rest) {
+        ("verify", []) => {
+            let done = engine
+                .check_data(strata_engine::DataSubset::All, &progress)
+                .map_err(|e| e.to_string())?;
+            if !done.is_clean() {
+                return Err(format!("the repository is damaged: {done:?}"));
+            }
+            println!("secs={}", started.elapsed().as_secs_f64());
+            println!("bytes={}", done.chunk_bytes_verified);
+            println!("read={}", done.bytes_read);
+            println!("chunks={}", done.chunks_verified);
+        }
         ("backup", [share, mode @ ..]) => {
             let incremental = mode.iter().any(|m| m == "incremental");
             let (share, _) = engine

@@ -461,6 +461,8 @@ pub struct PackVerdict {
     pub bytes: u64,
     /// Chunks read and found intact.
     pub intact: u64,
+    /// Their bytes, decompressed.
+    pub intact_bytes: u64,
     /// What is damaged: a chunk (and why), or the whole pack when its
     /// trailer cannot be read (no chunk: which it held is unknown).
     pub damaged: Vec<(Option<ChunkId>, String)>,
@@ -509,7 +511,10 @@ pub fn verify_pack(repo: &Repository, id: &PackId, pool: &Buffers) -> Result<Pac
                 .and_then(|stored| expand(pack.id, entry, stored, room(&mut scratch, entry)))
                 .and_then(|raw| check(pack.id, entry, &raw));
             match raw {
-                Ok(()) => verdict.intact += 1,
+                Ok(()) => {
+                    verdict.intact += 1;
+                    verdict.intact_bytes += u64::from(entry.raw_len);
+                }
                 Err(e @ Error::Corrupt { .. }) => {
                     verdict.damaged.push((Some(entry.id), e.to_string()))
                 }

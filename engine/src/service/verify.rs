@@ -74,6 +74,8 @@ pub struct DataReport {
     pub packs_read: u64,
     pub bytes_read: u64,
     pub chunks_verified: u64,
+    /// The verified chunks' bytes, decompressed.
+    pub chunk_bytes_verified: u64,
     pub layers_verified: u64,
     /// Packs that cannot be read at all (missing, or a damaged trailer).
     pub damaged_packs: Vec<String>,
@@ -161,6 +163,7 @@ impl Engine {
             report.packs_read += 1;
             report.bytes_read += verdict.bytes;
             report.chunks_verified += verdict.intact;
+            report.chunk_bytes_verified += verdict.intact_bytes;
             for (chunk, why) in verdict.damaged {
                 match chunk {
                     Some(chunk) => {

@@ -1,0 +1,71 @@
+//! `check --read-data` against a restore of the same backup, in the same
+//! run: both decode every chunk and check it against its id; the restore
+//! also writes the files. Figures: MB/s of decoded bytes, peak RSS, and
+//! the ratio (target: reading and verifying is at least as fast as a
+//! restore, `verify ÷ restore ≥ 1`).
+//!
+//! `cargo bench -p strata-benches --bench verify`; under `cargo test` it
+//! runs on a small dataset as a smoke test.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::{child, generate, num, settle};
+
+/// The faster of two runs of `args`, each after the page cache settles.
+fn fastest(args: &[&str], before: impl Fn()) -> HashMap<String, String> {
+    let mut best: Option<HashMap<String, String>> = None;
+    for _ in 0..2 {
+        before();
+        settle();
+        let run = child(args);
+        if best
+            .as_ref()
+            .is_none_or(|b| num(&run, "secs") < num(b, "secs"))
+        {
+            best = Some(run);
+        }
+    }
+    best.expect("two runs")
+}
+
+fn main() {
+    let (_, mib) = common::dataset_mib();
+    let work = tempfile::tempdir().expect("tempdir");
+    let path = |p: &Path| p.to_str().expect("utf8").to_string();
+    let share = work.path().join("share");
+    generate(&share, mib);
+    let (catalog, repo) = (work.path().join("catalog.db"), work.path().join("repo"));
+    let (catalog, repo) = (path(&catalog), path(&repo));
+    let backup = child(&["backup", &catalog, &repo, &path(&share)]);
+    let id = backup.get("id").expect("backup id").clone();
+    let target = work.path().join("restored");
+    let target_s = path(&target);
+    let restore = fastest(&["restore", &catalog, &repo, &id, &target_s], || {
+        let _ = std::fs::remove_dir_all(&target);
+    });
+    let verify = fastest(&["verify", &catalog, &repo], || {});
+    let rate = |r: &HashMap<String, String>| num(r, "bytes") / 1e6 / num(r, "secs").max(1e-6);
+    println!(
+        "restore: {:.1} MB/s ({:.0} MB decoded, verified and written in {:.2} s), peak RSS {:.0} MiB",
+        rate(&restore),
+        num(&restore, "bytes") / 1e6,
+        num(&restore, "secs"),
+        num(&restore, "peak_rss_kib") / 1024.0
+    );
+    println!(
+        "check --read-data: {:.1} MB/s ({:.0} MB decoded and verified from {:.0} MB read in \
+         {:.2} s), peak RSS {:.0} MiB",
+        rate(&verify),
+        num(&verify, "bytes") / 1e6,
+        num(&verify, "read") / 1e6,
+        num(&verify, "secs"),
+        num(&verify, "peak_rss_kib") / 1024.0
+    );
+    println!(
+        "verify ÷ restore: {:.2} (target ≥ 1)",
+        rate(&verify) / rate(&restore).max(1e-9)
+    );
+}
