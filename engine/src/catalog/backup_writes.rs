@@ -179,12 +179,11 @@ impl Catalog {
         from: &[BackupStatus],
         to: BackupStatus,
     ) -> Result<BackupStatus> {
-        let mut conn = self.conn()?;
-        let tx = write_tx(&mut conn)?;
-        let before = expect(&tx, id, from)?;
-        set_status(&tx, id, to)?;
-        tx.commit()?;
-        Ok(before)
+        self.write(|tx| {
+            let before = expect(tx, id, from)?;
+            set_status(tx, id, to)?;
+            Ok(before)
+        })
     }
 
     /// See [`crate::store::ServiceStore::transition_leaf_backup`].
@@ -310,12 +309,11 @@ impl Catalog {
     }
 
     pub fn reset_backup_status(&self, id: BackupId, to: BackupStatus) -> Result<BackupStatus> {
-        let mut conn = self.conn()?;
-        let tx = write_tx(&mut conn)?;
-        let before = expect(&tx, id, &BackupStatus::ALL)?;
-        set_status(&tx, id, to)?;
-        tx.commit()?;
-        Ok(before)
+        self.write(|tx| {
+            let before = expect(tx, id, &BackupStatus::ALL)?;
+            set_status(tx, id, to)?;
+            Ok(before)
+        })
     }
 
     /// Removes a backup's row, report, root device and chunk references.

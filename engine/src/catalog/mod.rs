@@ -375,6 +375,19 @@ impl Catalog {
         Ok(Conn::Pooled(Some(conn), &self.pool))
     }
 
+    /// Runs `f` in one immediate transaction, committed when it returns
+    /// `Ok` (durable then), rolled back otherwise.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.conn()?;
+        let tx = write_tx(&mut conn)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// This catalog with every call on one connection of its own (taken
     /// from the pool): for a bulk load, whose settings are per connection.
     pub fn pinned(&self) -> Result<Catalog> {

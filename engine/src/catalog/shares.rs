@@ -161,12 +161,11 @@ impl Catalog {
         from: &[ShareStatus],
         to: ShareStatus,
     ) -> Result<ShareStatus> {
-        let mut conn = self.conn()?;
-        let tx = write_tx(&mut conn)?;
-        let before = expect(&tx, id, from)?;
-        set_status(&tx, id, to)?;
-        tx.commit()?;
-        Ok(before)
+        self.write(|tx| {
+            let before = expect(tx, id, from)?;
+            set_status(tx, id, to)?;
+            Ok(before)
+        })
     }
 
     /// See [`crate::store::ServiceStore::claim_share`].
@@ -233,12 +232,11 @@ impl Catalog {
 
     /// Sets a share's status whatever it is; returns the status it had.
     pub fn reset_share_status(&self, id: ShareId, to: ShareStatus) -> Result<ShareStatus> {
-        let mut conn = self.conn()?;
-        let tx = write_tx(&mut conn)?;
-        let before = expect(&tx, id, &ShareStatus::ALL)?;
-        set_status(&tx, id, to)?;
-        tx.commit()?;
-        Ok(before)
+        self.write(|tx| {
+            let before = expect(tx, id, &ShareStatus::ALL)?;
+            set_status(tx, id, to)?;
+            Ok(before)
+        })
     }
 }
 

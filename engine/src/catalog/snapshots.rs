@@ -173,12 +173,11 @@ impl Catalog {
         to: SnapshotStatus,
         reason: Option<&str>,
     ) -> Result<SnapshotStatus> {
-        let mut conn = self.conn()?;
-        let tx = write_tx(&mut conn)?;
-        let before = expect(&tx, id, from)?;
-        set_status(&tx, id, to, reason)?;
-        tx.commit()?;
-        Ok(before)
+        self.write(|tx| {
+            let before = expect(tx, id, from)?;
+            set_status(tx, id, to, reason)?;
+            Ok(before)
+        })
     }
 
     pub fn transition_idle_snapshot(
