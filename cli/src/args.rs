@@ -80,8 +80,23 @@ pub enum Command {
     /// estimate the time of a full and of an incremental backup. Writes
     /// only under a temporary prefix in the repository, and removes it.
     Bench(BenchArgs),
+    /// Rewrite packs whose unused share is above a threshold: their live
+    /// chunks are copied into new packs, then the old packs are removed
+    /// (waits for running backups and restores to finish).
+    Repack {
+        /// Repack a pack when more than this share of its bytes is unused.
+        #[arg(long, default_value = "20%")]
+        max_unused: String,
+        /// Say what would be repacked; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for running backups and restores.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
     /// Clean up after operations whose process died, and remove packs
-    /// nothing references (waits for running backups to finish).
+    /// nothing references (waits for running backups to finish); with
+    /// `repack_max_unused_percent` in the config, also repack.
     Cleanup {
         /// Seconds to wait for running backups before skipping pack removal.
         #[arg(long, default_value_t = 60)]

@@ -37,6 +37,9 @@ pub struct FileConfig {
     /// Default quotas of projects without their own (unset: unlimited).
     pub quota_backups: Option<u64>,
     pub quota_backup_gigabytes: Option<u64>,
+    /// `strata cleanup` also repacks packs with more than this percentage
+    /// of unused bytes.
+    pub repack_max_unused_percent: Option<u32>,
 }
 
 /// One backup type's table, `[NAME]`.
@@ -181,6 +184,12 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         backups: file.quota_backups,
         backup_gigabytes: file.quota_backup_gigabytes,
     };
+    if let Some(pct) = file.repack_max_unused_percent {
+        if pct > 100 {
+            bail!("repack_max_unused_percent is a percentage (0-100), not {pct}");
+        }
+    }
+    config.repack_max_unused_percent = file.repack_max_unused_percent;
     config.compression = compression(
         file.backup_compression_algorithm.as_deref(),
         file.backup_compression_level,

@@ -88,6 +88,11 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Cleanup { wait } => {
             commands::quota::cleanup(&engine, &cli.global, *wait).map(|()| 0)
         }
+        Command::Repack {
+            max_unused,
+            dry_run,
+            wait,
+        } => commands::repack::run(&engine, &cli.global, max_unused, *dry_run, *wait),
     }
 }
 

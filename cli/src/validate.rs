@@ -6,7 +6,7 @@ use strata_engine::catalog::{BackupStatus, ShareStatus};
 use strata_engine::Error;
 
 use crate::args::{BackupCommand, Cli, Command, QuotaCommand, ShareCommand, SnapshotCommand};
-use crate::commands::{backup, quota, share, snapshot};
+use crate::commands::{backup, quota, repack, share, snapshot};
 
 /// Longest name or description accepted (Manila's limit).
 const MAX_TEXT: usize = 255;
@@ -76,6 +76,7 @@ fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
         Command::Backup(BackupCommand::Export { .. }) => backup::EXPORT_FIELDS.to_vec(),
         Command::Backup(BackupCommand::Import { .. }) => backup::FIELDS.to_vec(),
         Command::Cleanup { .. } => quota::CLEANUP_FIELDS.to_vec(),
+        Command::Repack { .. } => repack::FIELDS.to_vec(),
         _ => return None,
     })
 }
@@ -148,6 +149,9 @@ pub fn arguments(cli: &Cli) -> Result<(), Error> {
         })) => {
             text("snapshot name", name.as_deref(), false)?;
             text("description", description.as_deref(), true)?;
+        }
+        Command::Repack { max_unused, .. } => {
+            repack::percent(max_unused)?;
         }
         Command::Check {
             read_data_subset: Some(subset),

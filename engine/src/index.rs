@@ -37,6 +37,11 @@ pub trait ChunkIndex: Send + Sync {
     /// durable on return: no chunk may be indexed before its pack is durable.
     fn commit_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()>;
 
+    /// Records a pack that is already durable in the repository and points
+    /// its chunks at it, wherever the index placed them before (a repack
+    /// moved them). Atomic and durable on return.
+    fn move_chunks(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()>;
+
     /// Records that `backup`'s layer references `chunks` (idempotent).
     /// Atomic and durable on return.
     fn add_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()>;

@@ -73,6 +73,6 @@ pub use repository::Repository;
 pub use service::shares::NewShare;
 pub use service::{
     BackupResult, BackupType, BackupView, CheckReport, CleanupReport, CreateBackup, DataReport,
-    DataSubset, Engine, EngineConfig, ExportedBackup, NewSnapshot, RebuildReport, RestoreRequest,
-    RestoreTarget,
+    DataSubset, Engine, EngineConfig, ExportedBackup, NewSnapshot, RebuildReport, RepackReport,
+    RestoreRequest, RestoreTarget,
 };

@@ -13,6 +13,7 @@ mod nfs;
 mod nfs_v3;
 mod read_data;
 mod rebuild;
+mod repack;
 mod roundtrip;
 mod service;
 mod shared_repo;

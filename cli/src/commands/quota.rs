@@ -15,11 +15,12 @@ pub const QUOTA_FIELDS: [&str; 5] = [
     "backup_gigabytes",
     "backup_gigabytes_in_use",
 ];
-pub const CLEANUP_FIELDS: [&str; 4] = [
+pub const CLEANUP_FIELDS: [&str; 5] = [
     "operations_cleaned",
     "temp_files_removed",
     "packs_removed",
     "packs_skipped",
+    "packs_repacked",
 ];
 pub const REBUILD_FIELDS: [&str; 10] = [
     "clean",
@@ -109,6 +110,10 @@ pub fn run(engine: &Engine, global: &Global, cmd: &QuotaCommand) -> Result<()> {
 
 pub fn cleanup(engine: &Engine, global: &Global, wait: u64) -> Result<()> {
     let report = engine.cleanup(Some(std::time::Duration::from_secs(wait)))?;
+    let repacked = match engine.config().repack_max_unused_percent {
+        Some(pct) => super::repack::run_repack(engine, pct, false, wait)?.packs_repacked,
+        None => 0,
+    };
     for line in &report.operations {
         eprintln!("cleaned: {line}");
     }
@@ -120,6 +125,7 @@ pub fn cleanup(engine: &Engine, global: &Global, wait: u64) -> Result<()> {
         json!(report.temp_files),
         json!(report.packs_removed),
         json!(report.packs_skipped),
+        json!(repacked),
     ];
     let rec: Record = CLEANUP_FIELDS.into_iter().zip(values).collect();
     output::show(global.format, &global.columns, &rec)

@@ -119,7 +119,8 @@ pub fn run(
     let (draft, gone, root_dev) = std::thread::scope(|s| -> Result<_> {
         let (items, walker, root_dev) =
             walk::spawn(s, plan.source_path.clone(), parent, &report, progress)?;
-        let (blobs, packer) = crate::packs::write::spawn(s, repo, index, &sink);
+        let (blobs, packer) =
+            crate::packs::write::spawn(s, repo, index, crate::packs::write::Placement::New, &sink);
         let (entries, assembler) = layer::spawn(s, repo, index, plan.backup_id, &report)?;
         let chunking = chunk::Chunking {
             params: config.chunker,

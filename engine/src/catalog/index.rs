@@ -91,6 +91,15 @@ impl Catalog {
     /// Records a pack that is already durable in the repository, and its chunks.
     /// A chunk the index already knows keeps its first location.
     pub fn commit_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        self.place(pack, size, entries, "INSERT OR IGNORE")
+    }
+
+    /// Records a pack and points its chunks at it, wherever they were.
+    pub fn move_chunks(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        self.place(pack, size, entries, "INSERT OR REPLACE")
+    }
+
+    fn place(&self, pack: PackId, size: u64, entries: &[PackEntry], insert: &str) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = super::write_tx(&mut conn)?;
         tx.execute(
@@ -98,10 +107,10 @@ impl Catalog {
             params![&pack.0[..], size as i64, entries.len() as i64, now_ns()],
         )?;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO chunks (id, pack_id, offset, stored_len, raw_len, compression)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "{insert} INTO chunks (id, pack_id, offset, stored_len, raw_len, compression)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ))?;
             for e in entries {
                 stmt.execute(params![
                     &e.id.0[..],
@@ -207,6 +216,10 @@ impl crate::index::ChunkIndex for Catalog {
 
     fn commit_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
         Catalog::commit_pack(self, pack, size, entries)
+    }
+
+    fn move_chunks(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        Catalog::move_chunks(self, pack, size, entries)
     }
 
     fn add_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {

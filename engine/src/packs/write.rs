@@ -29,6 +29,15 @@ struct OpenPack {
     writer: PackWriter<TempObject>,
 }
 
+/// How a written pack's chunks enter the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// New chunks: a chunk already indexed keeps its place (a backup).
+    New,
+    /// Moved chunks: they now live in the new pack (a repack).
+    Moved,
+}
+
 /// What the writer tells its user as packs fill and land.
 pub trait Sink: Sync {
     /// `bytes` of stored blobs were appended to a pack (not yet durable).
@@ -63,6 +72,7 @@ pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     repo: &'scope Repository,
     index: &'scope dyn ChunkIndex,
+    placement: Placement,
     sink: &'scope dyn Sink,
 ) -> (
     Sender<Blob>,
@@ -72,7 +82,8 @@ pub fn spawn<'scope>(
     let handle = scope.spawn(move || {
         std::thread::scope(|inner| {
             let (finished, to_publish) = crossbeam_channel::bounded(PUBLISH_QUEUE);
-            let publisher = inner.spawn(move || publish_all(repo, index, sink, to_publish));
+            let publisher =
+                inner.spawn(move || publish_all(repo, index, placement, sink, to_publish));
             let mut packer = Packer {
                 repo,
                 sink,
@@ -96,12 +107,16 @@ pub fn spawn<'scope>(
 fn publish_all(
     repo: &Repository,
     index: &dyn ChunkIndex,
+    placement: Placement,
     sink: &dyn Sink,
     packs: Receiver<FinishedPack>,
 ) -> Result<()> {
     for pack in packs {
         repo.publish_pack(pack.tmp, &pack.id)?;
-        index.commit_pack(pack.id, pack.size, &pack.entries)?;
+        match placement {
+            Placement::New => index.commit_pack(pack.id, pack.size, &pack.entries)?,
+            Placement::Moved => index.move_chunks(pack.id, pack.size, &pack.entries)?,
+        }
         sink.indexed(pack.id, &pack.entries);
     }
     Ok(())

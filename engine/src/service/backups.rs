@@ -13,6 +13,7 @@ use super::operations::OpTarget;
 use super::Engine;
 use crate::catalog::{BackupRecord, BackupStatus, OpKind, Problem, Share, ShareStatus};
 use crate::error::{Error, IoContext, Result};
+use crate::locks;
 use crate::progress::Progress;
 use crate::restore::{self, RestoreOutcome};
 
@@ -243,14 +244,22 @@ impl Engine {
         target: &Path,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
-        let chain = self.chain(backup)?;
+        let site = self.site_of(backup)?;
         let op = self.begin_operation(&OpTarget {
             kind: OpKind::Restore,
             backup: backup.id,
             share: share.map(|(s, _)| s.id),
             share_status_before: None,
         })?;
-        let result = self.restore_supervised(backup, share, &chain, target, &op, progress);
+        // No pack is removed or moved while the lock stands (a sweep or a
+        // repack waits, and a restore waits for one that runs); the index
+        // first learns what one did before.
+        let locked = locks::shared(site.repo.backend(), &op, super::create::SHARED_LOCK_WAIT)
+            .and_then(|lock| site.sync_index().map(|()| lock));
+        let result = match locked {
+            Ok(lock) => self.restore_supervised(backup, share, target, &op, &lock, progress),
+            Err(e) => Err(e),
+        };
         self.end_operation(&op)?;
         result
     }
@@ -259,11 +268,12 @@ impl Engine {
         &self,
         backup: &BackupRecord,
         share: Option<(&Share, ShareRole)>,
-        chain: &[BackupId],
         target: &Path,
         op: &str,
+        lock: &locks::Held,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
+        let chain = self.chain(backup)?;
         self.store.transition_backup(
             backup.id,
             &[BackupStatus::Available],
@@ -282,16 +292,16 @@ impl Engine {
                 return Err(busy_share(e, share));
             }
         }
+        let site = self.site_of(backup)?;
         let result = self.supervise(
             op,
             backup.id,
             BackupStatus::Restoring,
-            &[],
+            &[lock],
             progress,
             || {
                 let direct = self.config.direct_io;
-                let site = self.site_of(backup)?;
-                restore::run(&site.repo, &*site.index, chain, target, direct, progress)
+                restore::run(&site.repo, &*site.index, &chain, target, direct, progress)
             },
         );
         if result.is_ok() {

@@ -105,8 +105,11 @@ fn release_dead_exclusive_lock(repo: &Repository) {
     let Some(owner) = locks::exclusive_owner(backend) else {
         return;
     };
-    let Some((host, pid, start)) = process::parse_tag(owner.trim().trim_start_matches("gc-"))
-    else {
+    let holder = owner
+        .trim()
+        .trim_start_matches("gc-")
+        .trim_start_matches("repack-");
+    let Some((host, pid, start)) = process::parse_tag(holder) else {
         return;
     };
     if process::is_alive(host, &process::boot_id(), pid, start) == Some(false) {

@@ -68,7 +68,7 @@ fn parent_gone(parent: Option<BackupId>, status: Option<BackupStatus>) -> Error 
 }
 
 /// How long a backup waits for a pack removal (delete, cleanup) to finish.
-const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
+pub(super) const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 fn new_record(engine: &Engine, share: &Share, req: &CreateBackup) -> Result<BackupRecord> {
     let id = BackupId(new_uuid()?);
@@ -298,7 +298,7 @@ impl Engine {
         // No sweep runs while the lock stands; one that ran before (maybe on
         // another node) may have removed packs the index still names, which
         // this backup must not deduplicate against.
-        site.forget_missing_packs()?;
+        site.sync_index()?;
         let plan = BackupPlan {
             backup_id: record.id,
             share_id: share.id,

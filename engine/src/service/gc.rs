@@ -163,12 +163,24 @@ impl Site {
         Ok(sweep)
     }
 
-    /// Drops index rows of packs that are no longer in the repository (a
-    /// sweep, maybe another node's, removed them). Run under a lock that
-    /// keeps sweeps out (shared or exclusive), so the listing stays true.
-    pub(crate) fn forget_missing_packs(&self) -> Result<u64> {
+    /// Brings the index in line with the repository's packs: forgets the
+    /// packs that are gone (a sweep or a repack, maybe another node's,
+    /// removed them) and indexes, from their trailers, the packs it does
+    /// not know (another node's backups, a repack's new packs), so every
+    /// chunk a layer references stays found. Run under a lock that keeps
+    /// sweeps and repacks out (shared or exclusive), so the listing stays
+    /// true.
+    pub(crate) fn sync_index(&self) -> Result<()> {
         let present: HashSet<PackId> = self.repo.list_pack_files()?.into_iter().collect();
-        self.forget_packs_not_in(&present)
+        self.forget_packs_not_in(&present)?;
+        let known: HashSet<PackId> = self.index.packs()?.into_iter().map(|(p, _)| p).collect();
+        let unknown: Vec<PackId> = present.difference(&known).copied().collect();
+        if !unknown.is_empty() {
+            let mut scan = super::RebuildReport::default();
+            let quiet = crate::progress::Progress::default();
+            super::recover::index_packs(&self.repo, &*self.index, &unknown, &mut scan, &quiet)?;
+        }
+        Ok(())
     }
 
     /// Drops index rows of every pack not in `present` (the repository's packs).

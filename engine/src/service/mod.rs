@@ -13,6 +13,7 @@ mod gc;
 mod operations;
 mod rebuild;
 mod recover;
+mod repack;
 pub mod shares;
 mod sites;
 mod snapshots;
@@ -29,6 +30,7 @@ pub use check::CheckReport;
 pub use cleanup::CleanupReport;
 pub use export::ExportedBackup;
 pub use rebuild::RebuildReport;
+pub use repack::RepackReport;
 pub use sites::{IndexFor, Site};
 pub use snapshots::NewSnapshot;
 pub use verify::{DataReport, DataSubset};
@@ -59,6 +61,9 @@ pub struct EngineConfig {
     pub direct_io: bool,
     /// The backup types enabled (none: only the default type).
     pub backup_types: Vec<BackupType>,
+    /// `cleanup` also repacks packs whose unused share is above this
+    /// percentage (`None`: it does not repack).
+    pub repack_max_unused_percent: Option<u32>,
 }
 
 /// A backup type: a named profile of how backups are made and what they
@@ -95,6 +100,7 @@ impl EngineConfig {
             default_quota: Quota::default(),
             direct_io: true,
             backup_types: Vec::new(),
+            repack_max_unused_percent: None,
         }
     }
 }
@@ -210,6 +216,10 @@ impl Engine {
 
     pub fn project(&self) -> &str {
         &self.config.project
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     /// The project's quota: its own limits, else the configured default.

@@ -1,0 +1,217 @@
+//! `repack`: packs whose unused share (bytes of chunks no layer in the
+//! repository references) is above a threshold are rewritten: their live
+//! chunks are copied, stored bytes as they are (checked against their ids,
+//! never recompressed), into new packs; the new packs are published and
+//! the chunks' index rows moved to them; only then are the old packs
+//! removed (FORMAT.md section 7c). All under the exclusive lock, so no
+//! backup deduplicates against a pack meanwhile and no restore reads one.
+
+use std::time::Duration;
+
+use strata_format::pack::PackEntry;
+use strata_format::PackId;
+
+use super::gc::scan_layers;
+use super::{Engine, Site};
+use crate::error::{Error, Result};
+use crate::locks::{self, Held};
+use crate::packs::read::{check, expand, read_span, read_trailer, room, spans, Buffers};
+use crate::packs::write::{self, Blob, Placement, Sink};
+use crate::process;
+use crate::progress::Progress;
+
+/// What a repack found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RepackReport {
+    /// Packs above the threshold (rewritten, unless a dry run).
+    pub packs_repacked: u64,
+    /// Their size before.
+    pub bytes_before: u64,
+    /// Live bytes copied into new packs.
+    pub bytes_copied: u64,
+    pub packs_written: u64,
+    /// Packs whose trailer cannot be read: left alone, named.
+    pub damaged: Vec<String>,
+    /// Why nothing was done, if so (the lock is held, a layer is damaged).
+    pub skipped: Option<String>,
+}
+
+/// Counts the new packs as they land.
+struct Written(std::sync::atomic::AtomicU64);
+
+impl Sink for Written {
+    fn appended(&self, _bytes: u64) {}
+
+    fn indexed(&self, _pack: PackId, _entries: &[PackEntry]) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A pack chosen for rewriting, and its live entries.
+struct Chosen {
+    pack: PackId,
+    live: Vec<PackEntry>,
+}
+
+impl Engine {
+    /// Repacks every repository's packs whose unused share is above
+    /// `max_unused_percent`, waiting up to `wait` for the exclusive lock.
+    /// A dry run reports what it would do and changes nothing.
+    pub fn repack(
+        &self,
+        max_unused_percent: u32,
+        dry_run: bool,
+        wait: Duration,
+        progress: &Progress,
+    ) -> Result<RepackReport> {
+        if max_unused_percent > 100 {
+            return Err(Error::InvalidArgument(format!(
+                "the unused share of a pack is a percentage (0-100), not {max_unused_percent}"
+            )));
+        }
+        let mut report = RepackReport::default();
+        for site in self.sites() {
+            repack_site(
+                site,
+                max_unused_percent,
+                dry_run,
+                wait,
+                progress,
+                &mut report,
+            )?;
+        }
+        progress.finish();
+        Ok(report)
+    }
+}
+
+fn repack_site(
+    site: &Site,
+    max_unused_percent: u32,
+    dry_run: bool,
+    wait: Duration,
+    progress: &Progress,
+    report: &mut RepackReport,
+) -> Result<()> {
+    // The trailing `~` makes it parse as a tag, like a sweep's.
+    let owner = format!("repack-{}~", process::owner_tag());
+    let lock = match locks::exclusive(site.repo.backend(), &owner, wait) {
+        Ok(lock) => lock,
+        Err(Error::Busy(why)) => {
+            report.skipped = Some(why);
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    // What a sweep or a repack by another node did is learnt first.
+    site.sync_index()?;
+    let scan = scan_layers(&site.repo, &mut |_, _| Ok(()))?;
+    if let Some((_, e)) = scan.damaged.first() {
+        report.skipped = Some(format!(
+            "nothing repacked while a layer cannot be read ({e}); `strata check` lists them"
+        ));
+        return Ok(());
+    }
+    let mut chosen = Vec::new();
+    for pack in site.repo.list_pack_files()? {
+        let trailer = match read_trailer(&site.repo, &pack) {
+            Ok(t) => t,
+            Err(e @ (Error::Corrupt { .. } | Error::Unsupported(_))) => {
+                report.damaged.push(e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let stored: u64 = trailer
+            .entries
+            .iter()
+            .map(|e| u64::from(e.stored_len))
+            .sum();
+        // Live here: a layer references it, and the index places it in
+        // this pack (a chunk it places in another, durable pack — one a
+        // repack killed midway already wrote — is a spare copy here).
+        let mut live = Vec::new();
+        for e in trailer.entries {
+            if !scan.referenced.contains(&e.id) {
+                continue;
+            }
+            let elsewhere = site.index.locate(&e.id)?.is_some_and(|at| at.pack != pack);
+            if !elsewhere {
+                live.push(e);
+            }
+        }
+        let live_bytes: u64 = live.iter().map(|e| u64::from(e.stored_len)).sum();
+        let unused = stored - live_bytes;
+        if stored > 0 && unused * 100 > stored * u64::from(max_unused_percent) {
+            report.packs_repacked += 1;
+            report.bytes_before += trailer.pack_len;
+            report.bytes_copied += live_bytes;
+            progress.add_total(live_bytes);
+            chosen.push(Chosen { pack, live });
+        }
+    }
+    if dry_run || chosen.is_empty() {
+        return Ok(());
+    }
+    let written = Written(std::sync::atomic::AtomicU64::new(0));
+    copy_live(site, &chosen, &lock, &written, progress)?;
+    report.packs_written += written.0.into_inner();
+    // Every live chunk is now durable in a new pack and indexed there.
+    let old: Vec<PackId> = chosen.iter().map(|c| c.pack).collect();
+    for c in &chosen {
+        lock.touch()?;
+        site.repo.remove_pack(&c.pack)?;
+    }
+    site.index.forget_packs(&old)?;
+    drop(lock);
+    Ok(())
+}
+
+/// Copies the live blobs of `chosen` into new packs, each checked against
+/// its chunk id first; returns when they are durable and indexed.
+fn copy_live(
+    site: &Site,
+    chosen: &[Chosen],
+    lock: &Held,
+    sink: &Written,
+    progress: &Progress,
+) -> Result<()> {
+    let pool = Buffers::new();
+    std::thread::scope(|s| -> Result<()> {
+        let (blobs, writer) = write::spawn(s, &site.repo, &*site.index, Placement::Moved, sink);
+        let sent = (|| -> Result<()> {
+            let mut scratch = Vec::new();
+            for c in chosen {
+                lock.touch()?;
+                let pack = site.repo.open_pack(&c.pack)?;
+                let entries: Vec<&PackEntry> = c.live.iter().collect();
+                for run in spans(&entries) {
+                    let wanted = &entries[run];
+                    let span = read_span(&pack, wanted, &pool)?;
+                    for entry in wanted {
+                        let stored = span.blob(entry)?;
+                        let bytes = stored.parts().concat();
+                        let raw = expand(c.pack, entry, stored, room(&mut scratch, entry))?;
+                        check(c.pack, entry, &raw)?;
+                        progress.add_bytes(u64::from(entry.stored_len));
+                        blobs
+                            .send(Blob {
+                                id: entry.id,
+                                stored: bytes,
+                                raw_len: entry.raw_len,
+                                compression: entry.compression,
+                            })
+                            .map_err(|_| Error::Bug("the pack writer stopped".into()))?;
+                    }
+                }
+            }
+            Ok(())
+        })();
+        drop(blobs);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(Error::Bug("the pack writer panicked".into())));
+        // The writer's error is the cause when both failed.
+        written.and(sent)
+    })
+}
