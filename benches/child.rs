@@ -6,7 +6,9 @@
 //! the baseline RSS), or `strata-bench-child rebuild CATALOG REPO` (the
 //! catalog rebuilt from the repository; prints read and repository bytes), or
 //! `strata-bench-child verify CATALOG REPO` (`check --read-data`; bytes are
-//! the verified chunks' decompressed bytes). Prints `key=value` lines: secs, bytes, files,
+//! the verified chunks' decompressed bytes), `strata-bench-child repack
+//! CATALOG REPO` (threshold 20%; bytes are the live bytes copied), or
+//! `strata-bench-child delete CATALOG REPO BACKUP-ID`. Prints `key=value` lines: secs, bytes, files,
 //! peak_rss_kib, cpu_secs, id, and for backups read, new, changed, deleted.
 
 mod procstat;
@@ -40,6 +42,22 @@ fn run(args: &[String]) -> Result<(), String> {
     }
     let engine = Engine::open(config).map_err(|e| e.to_string())?;
     match (op.as_str(), rest) {
+        ("repack", []) => {
+            let done = engine
+                .repack(20, false, std::time::Duration::from_secs(60), &progress)
+                .map_err(|e| e.to_string())?;
+            println!("secs={}", started.elapsed().as_secs_f64());
+            println!("bytes={}", done.bytes_copied);
+            println!("packs={}", done.packs_repacked);
+            println!("before={}", done.bytes_before);
+        }
+        ("delete", [id]) => {
+            let backup = engine.find_backup(id).map_err(|e| e.to_string())?;
+            engine
+                .delete_backup(&backup, false)
+                .map_err(|e| e.to_string())?;
+            println!("secs={}", started.elapsed().as_secs_f64());
+        }
         ("verify", []) => {
             let done = engine
                 .check_data(strata_engine::DataSubset::All, &progress)
