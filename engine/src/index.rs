@@ -46,6 +46,10 @@ pub trait ChunkIndex: Send + Sync {
     /// Atomic and durable on return.
     fn add_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()>;
 
+    /// Forgets which chunks `backup` references (its layer is gone).
+    /// Idempotent; atomic and durable on return.
+    fn drop_refs(&self, backup: BackupId) -> Result<()>;
+
     /// How many of the chunks `backup` references no indexed pack holds,
     /// and one of them.
     fn unplaced(&self, backup: BackupId) -> Result<(u64, Option<ChunkId>)>;

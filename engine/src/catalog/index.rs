@@ -222,6 +222,14 @@ impl crate::index::ChunkIndex for Catalog {
         Catalog::move_chunks(self, pack, size, entries)
     }
 
+    fn drop_refs(&self, backup: BackupId) -> Result<()> {
+        self.conn()?.execute(
+            "DELETE FROM layer_chunks WHERE backup_id = ?1",
+            [backup.to_string()],
+        )?;
+        Ok(())
+    }
+
     fn add_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
         self.add_layer_refs(backup, chunks)
     }

@@ -424,6 +424,8 @@ impl Engine {
     pub(crate) fn remove_backup_data(&self, id: BackupId) -> Result<()> {
         let site = self.site_of(&self.store.backup(id)?)?;
         site.repo.remove_layer(&id)?;
+        // A type's own repository has its own index, and its references.
+        site.index.drop_refs(id)?;
         self.store.remove_backup(id)?;
         // A sweep that cannot run now (busy, an unreadable layer) leaves
         // the packs to `cleanup`.

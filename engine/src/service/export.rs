@@ -301,6 +301,7 @@ impl Engine {
         let summary = match summary {
             Ok(s) if s.unplaced.0 == 0 => s,
             Ok(s) => {
+                site.index.drop_refs(backup.id)?;
                 self.store.remove_backup(backup.id)?;
                 return Err(Error::Corrupt {
                     location: format!("backup {}", backup.id),
@@ -316,6 +317,7 @@ impl Engine {
                 });
             }
             Err(e) => {
+                site.index.drop_refs(backup.id)?;
                 self.store.remove_backup(backup.id)?;
                 return Err(e);
             }
