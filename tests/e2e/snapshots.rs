@@ -318,8 +318,27 @@ fn a_share_that_cannot_be_snapshotted_says_so_and_a_registered_snapshot_is_never
         "2099-01-01T00:00:00Z",
     ])
     .fails(2, "in the future");
-    // A share with snapshots is not deleted; deleting a registered
-    // snapshot forgets it and leaves its data.
+    // A share with snapshots (and no backup) is not deleted.
+    let lonely = env.path("lonely");
+    fs::create_dir_all(&lonely).unwrap();
+    env.strata(&["share", "create", "--name", "lonely", "--path", s(&lonely)])
+        .ok();
+    env.strata(&[
+        "share",
+        "snapshot",
+        "create",
+        "lonely",
+        "--name",
+        "only",
+        "--path",
+        s(&lonely),
+    ])
+    .ok();
+    env.strata(&["share", "delete", "lonely"])
+        .fails(5, "snapshot");
+    env.strata(&["share", "snapshot", "delete", "only"]).ok();
+    env.strata(&["share", "delete", "lonely"]).ok();
+    // Deleting a registered snapshot forgets it and leaves its data.
     env.strata(&["share", "snapshot", "delete", "nightly"]).ok();
     assert_eq!(snapshot(&theirs), want);
     assert!(json(&env, &["share", "snapshot", "list"])
