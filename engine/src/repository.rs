@@ -79,6 +79,25 @@ pub fn connect(location: &Location) -> Result<Arc<dyn Backend>> {
     })
 }
 
+/// [`connect`] to a location that must exist already: nothing is created
+/// (a missing one is `NotFound`).
+pub fn connect_existing(location: &Location) -> Result<Arc<dyn Backend>> {
+    match location {
+        Location::Posix(dir) if !dir.is_dir() => Err(Error::NotFound {
+            kind: "repository",
+            name: dir.display().to_string(),
+        }),
+        Location::Posix(_) => connect(location),
+        Location::Nfs(url) => match NfsBackend::connect_existing(url) {
+            Err(e) if is_not_found(&e) => Err(Error::NotFound {
+                kind: "repository",
+                name: location.to_string(),
+            }),
+            other => Ok(Arc::new(other?)),
+        },
+    }
+}
+
 fn is_not_found(e: &Error) -> bool {
     io_kind(e) == Some(std::io::ErrorKind::NotFound)
 }

@@ -405,3 +405,25 @@ fn fs_bytes(dir: &Path) -> u64 {
     }
     total
 }
+
+#[test]
+fn a_catalog_bound_to_an_nfs_repository_creates_nothing_elsewhere_on_the_export() {
+    let Some((env, g)) = nfs_env("bound_nfs_catalog_creates_nothing") else {
+        return;
+    };
+    let share = env.path("share");
+    random_share(&share, 2, 1, 3);
+    env.strata(&["backup", "create", share.to_str().unwrap()])
+        .ok();
+    let elsewhere = Env {
+        repository: g.url("deep/elsewhere"),
+        dir: env.dir,
+    };
+    elsewhere
+        .strata(&["backup", "list"])
+        .fails(2, "there is no repository at");
+    assert!(
+        !g.export.join("deep").exists(),
+        "nothing was created on the export"
+    );
+}

@@ -37,9 +37,17 @@ pub struct NfsBackend {
 impl NfsBackend {
     /// Connects to `url`, creating the repository's directory below the
     /// export if it is missing.
+    /// Connects to the export path of `url`, creating it if missing.
     pub fn connect(url: &NfsUrl) -> Result<NfsBackend> {
         Ok(NfsBackend {
-            client: Arc::new(Client::connect(url)?),
+            client: Arc::new(Client::connect(url, true)?),
+        })
+    }
+
+    /// Connects to the export path of `url`, which must exist.
+    pub fn connect_existing(url: &NfsUrl) -> Result<NfsBackend> {
+        Ok(NfsBackend {
+            client: Arc::new(Client::connect(url, false)?),
         })
     }
 

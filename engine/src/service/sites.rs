@@ -48,12 +48,18 @@ pub(crate) fn bind(
         ))
     };
     if let (Some(known), Location::Posix(dir)) = (&bound, location) {
-        // Connecting makes the directory: refuse before that.
         if !dir.join("config").exists() {
             return Err(refuse(known));
         }
     }
-    let backend = crate::repository::connect(location)?;
+    // A bound repository is never created: connecting must not make it.
+    let backend = match &bound {
+        Some(known) => crate::repository::connect_existing(location).map_err(|e| match e {
+            Error::NotFound { .. } => refuse(known),
+            other => other,
+        })?,
+        None => crate::repository::connect(location)?,
+    };
     let repo = match &bound {
         Some(known) => Repository::open(backend).map_err(|e| match e {
             Error::NotFound { .. } => refuse(known),

@@ -51,8 +51,13 @@ async fn mount_url(url: &NfsUrl) -> nfs_rs::Result<Arc<dyn Mount>> {
 }
 
 /// Mounts `url`, retrying transient failures for `budget`; when the path
-/// does not exist yet, mounts its parent and creates it first.
-async fn mount_creating(url: &NfsUrl, budget: Duration) -> nfs_rs::Result<Arc<dyn Mount>> {
+/// does not exist yet and `create` allows, mounts its parent and creates it
+/// first.
+async fn mount_creating(
+    url: &NfsUrl,
+    budget: Duration,
+    create: bool,
+) -> nfs_rs::Result<Arc<dyn Mount>> {
     let start = Instant::now();
     let mut delay = FIRST_BACKOFF;
     loop {
@@ -62,11 +67,12 @@ async fn mount_creating(url: &NfsUrl, budget: Duration) -> nfs_rs::Result<Arc<dy
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_BACKOFF);
             }
+            Err(e) if !create => return Err(e),
             Err(e) => {
                 let Some((parent, name)) = url.parent() else {
                     return Err(e);
                 };
-                let Ok(up) = Box::pin(mount_creating(&parent, budget)).await else {
+                let Ok(up) = Box::pin(mount_creating(&parent, budget, true)).await else {
                     return Err(e);
                 };
                 let made = up.mkdir_path(&name, 0o755).await;
@@ -83,7 +89,9 @@ async fn mount_creating(url: &NfsUrl, budget: Duration) -> nfs_rs::Result<Arc<dy
 }
 
 impl Client {
-    pub fn connect(url: &NfsUrl) -> Result<Client> {
+    /// Mounts the export path of `url`, creating it when `create` allows
+    /// and it is missing.
+    pub fn connect(url: &NfsUrl, create: bool) -> Result<Client> {
         let location = url.without_options();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -93,7 +101,11 @@ impl Client {
             .map_err(|e| io_error(&location, "", e))?;
         let budget = url.retry.unwrap_or(DEFAULT_RETRY_BUDGET);
         let mount = rt
-            .block_on(mount_creating(url, budget.min(Duration::from_secs(15))))
+            .block_on(mount_creating(
+                url,
+                budget.min(Duration::from_secs(15)),
+                create,
+            ))
             .map_err(|e| io_error(&location, "", to_io(&e)))?;
         Ok(Client {
             url: url.clone(),
