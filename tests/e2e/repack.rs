@@ -147,7 +147,16 @@ fn a_repack_killed_anywhere_loses_nothing() {
     for round in 0..30u64 {
         let kept = half_dead(&env, &share, round);
         let mut child = env.spawn(&["repack", "--max-unused", "10%"]);
-        std::thread::sleep(Duration::from_millis(next() % 80));
+        // Once it holds the lock (its work has begun), at a random point.
+        let lock = env.repo().join("locks").join("exclusive");
+        let started = std::time::Instant::now();
+        while !lock.exists()
+            && child.try_wait().unwrap().is_none()
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(next() % 20));
         if child.try_wait().unwrap().is_none() {
             killed_running += 1;
         }

@@ -122,14 +122,7 @@ impl Catalog {
             }
         }
         if let Some(snapshot) = admission.snapshot {
-            let status: Option<String> = tx
-                .query_row(
-                    "SELECT status FROM snapshots WHERE id = ?1",
-                    [snapshot.to_string()],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let status = status.as_deref().map(SnapshotStatus::parse).transpose()?;
+            let status = super::snapshots::status_of(&tx, snapshot)?;
             if status != Some(SnapshotStatus::Available) {
                 return Ok(Admitted::SnapshotGone(status));
             }

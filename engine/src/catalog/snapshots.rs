@@ -53,8 +53,8 @@ fn not_found(name: &str) -> Error {
     }
 }
 
-/// The snapshot's status, which must be one of `from`.
-fn expect(tx: &Transaction<'_>, id: SnapshotId, from: &[SnapshotStatus]) -> Result<SnapshotStatus> {
+/// The snapshot's status, if it exists.
+pub(super) fn status_of(tx: &Transaction<'_>, id: SnapshotId) -> Result<Option<SnapshotStatus>> {
     let status: Option<String> = tx
         .query_row(
             "SELECT status FROM snapshots WHERE id = ?1",
@@ -62,7 +62,12 @@ fn expect(tx: &Transaction<'_>, id: SnapshotId, from: &[SnapshotStatus]) -> Resu
             |r| r.get(0),
         )
         .optional()?;
-    let current = SnapshotStatus::parse(&status.ok_or_else(|| not_found(&id.to_string()))?)?;
+    status.as_deref().map(SnapshotStatus::parse).transpose()
+}
+
+/// The snapshot's status, which must be one of `from`.
+fn expect(tx: &Transaction<'_>, id: SnapshotId, from: &[SnapshotStatus]) -> Result<SnapshotStatus> {
+    let current = status_of(tx, id)?.ok_or_else(|| not_found(&id.to_string()))?;
     if !from.contains(&current) {
         return Err(Error::InvalidState(format!(
             "snapshot {id} is {}, expected {}",

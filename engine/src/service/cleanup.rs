@@ -139,12 +139,49 @@ impl Engine {
         let Some(id) = op.backup_id else {
             return Ok("nothing to do".into());
         };
-        let status = match self.store.backup(id) {
-            Ok(b) => b.status,
-            Err(Error::NotFound { .. }) => return Ok("backup already gone".into()),
+        // A backup killed after its share was claimed but before its record
+        // went in has no record; its share is given back all the same.
+        let what = match self.store.backup(id) {
+            Ok(b) => self.clean_backup(op, id, b.status)?,
+            Err(Error::NotFound { .. }) => "backup already gone".to_string(),
             Err(e) => return Err(e),
         };
-        let what = match (op.kind, status) {
+        if let Some(share) = op.share_id {
+            let moves: &[(ShareStatus, ShareStatus)] = match op.kind {
+                OpKind::Restore => &[
+                    (
+                        ShareStatus::BackupRestoring,
+                        ShareStatus::BackupRestoringError,
+                    ),
+                    // A share being made from a backup.
+                    (ShareStatus::Creating, ShareStatus::Error),
+                ],
+                _ => &[(
+                    ShareStatus::BackupCreating,
+                    op.share_status_before
+                        .as_deref()
+                        .and_then(|s| ShareStatus::parse(s).ok())
+                        .unwrap_or(ShareStatus::Available),
+                )],
+            };
+            let now = self.store.share(share).map(|s| s.status);
+            if let Some(&(busy, back)) = moves
+                .iter()
+                .find(|(busy, _)| now.as_ref().ok() == Some(busy))
+            {
+                if op.kind == OpKind::Restore {
+                    let why = "interrupted: the process restoring into it is gone";
+                    self.store.set_share_fail_reason(share, Some(why))?;
+                }
+                self.store.transition_share(share, &[busy], back)?;
+            }
+        }
+        Ok(what)
+    }
+
+    /// Puts right a backup whose operation `op` died, by its `status`.
+    fn clean_backup(&self, op: &Operation, id: BackupId, status: BackupStatus) -> Result<String> {
+        Ok(match (op.kind, status) {
             (OpKind::Backup, BackupStatus::Creating) => {
                 if self.complete_from_layer(id)? {
                     "its layer was published: completed from the layer".to_string()
@@ -180,38 +217,7 @@ impl Engine {
                 "restoring -> available".to_string()
             }
             (_, other) => format!("backup left {}", other.as_str()),
-        };
-        if let Some(share) = op.share_id {
-            let moves: &[(ShareStatus, ShareStatus)] = match op.kind {
-                OpKind::Restore => &[
-                    (
-                        ShareStatus::BackupRestoring,
-                        ShareStatus::BackupRestoringError,
-                    ),
-                    // A share being made from a backup.
-                    (ShareStatus::Creating, ShareStatus::Error),
-                ],
-                _ => &[(
-                    ShareStatus::BackupCreating,
-                    op.share_status_before
-                        .as_deref()
-                        .and_then(|s| ShareStatus::parse(s).ok())
-                        .unwrap_or(ShareStatus::Available),
-                )],
-            };
-            let now = self.store.share(share).map(|s| s.status);
-            if let Some(&(busy, back)) = moves
-                .iter()
-                .find(|(busy, _)| now.as_ref().ok() == Some(busy))
-            {
-                if op.kind == OpKind::Restore {
-                    let why = "interrupted: the process restoring into it is gone";
-                    self.store.set_share_fail_reason(share, Some(why))?;
-                }
-                self.store.transition_share(share, &[busy], back)?;
-            }
-        }
-        Ok(what)
+        })
     }
 
     /// Completes a `creating` backup whose layer is in the repository.

@@ -95,7 +95,11 @@ impl Engine {
         if let Some(name) = &req.backup_type {
             record.backup_type = Some(self.backup_type(name)?.display_name.clone());
         }
-        self.check_one_type(share, record.backup_type.as_deref())?;
+        let of_share = self.store.list_backups(&BackupFilter {
+            share_id: Some(share.id),
+            ..Default::default()
+        })?;
+        Self::check_one_type_of(share, &of_share, record.backup_type.as_deref())?;
         let snapshot = match &req.snapshot {
             Some(s) => Some(self.snapshot_to_back_up(share, s)?),
             None => None,
@@ -121,14 +125,7 @@ impl Engine {
         record.parent_id = parent;
         record.is_incremental = parent.is_some();
         record.snapshot_id = snapshot.as_ref().map(|s| s.id);
-        let last_size = self
-            .store
-            .list_backups(&BackupFilter {
-                share_id: Some(share.id),
-                ..Default::default()
-            })?
-            .last()
-            .map(|b| b.size_gib);
+        let last_size = of_share.last().map(|b| b.size_gib);
         let admission = Admission {
             parent,
             quota: self.effective_quota()?,
@@ -350,11 +347,11 @@ impl Engine {
 
     /// All backups of a share are of one type, as in Manila: a backup of
     /// another type than the share's existing backups is refused.
-    fn check_one_type(&self, share: &Share, backup_type: Option<&str>) -> Result<()> {
-        let backups = self.store.list_backups(&BackupFilter {
-            share_id: Some(share.id),
-            ..Default::default()
-        })?;
+    fn check_one_type_of(
+        share: &Share,
+        backups: &[BackupRecord],
+        backup_type: Option<&str>,
+    ) -> Result<()> {
         match backups
             .iter()
             .find(|b| b.backup_type.as_deref() != backup_type)

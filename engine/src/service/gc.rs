@@ -172,8 +172,9 @@ impl Site {
     /// true.
     pub(crate) fn sync_index(&self) -> Result<()> {
         let present: HashSet<PackId> = self.repo.list_pack_files()?.into_iter().collect();
-        self.forget_packs_not_in(&present)?;
         let known: HashSet<PackId> = self.index.packs()?.into_iter().map(|(p, _)| p).collect();
+        let gone: Vec<PackId> = known.difference(&present).copied().collect();
+        self.index.forget_packs(&gone)?;
         let unknown: Vec<PackId> = present.difference(&known).copied().collect();
         if !unknown.is_empty() {
             let mut scan = super::RebuildReport::default();
