@@ -312,6 +312,9 @@ pub enum BackupCommand {
         backup_service: String,
         backup_url: String,
     },
+    /// Apply a retention policy: remove the backups no rule keeps, merging
+    /// each into the backups built on it so every kept backup still restores.
+    Prune(PruneArgs),
     /// Delete backups.
     Delete {
         #[arg(required = true)]
@@ -320,4 +323,43 @@ pub enum BackupCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `backup prune`: restic's `--keep-*` rules, per share.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Only this share's backups (id or name); default every share.
+    #[arg(long)]
+    pub share: Option<String>,
+    /// Keep the newest N backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// … of each of the last N days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// … of each of the last N ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// … of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// … of each of the last N years.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup taken within this long before the newest (`30d`, `2w 3d`).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Say what would be kept and removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Then repack packs with more than this share unused (default: the
+    /// config's `repack_max_unused_percent`, else 20%).
+    #[arg(long, value_name = "PERCENT")]
+    pub max_unused: Option<String>,
+    /// Seconds to wait for running backups and restores to finish.
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
 }

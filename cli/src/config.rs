@@ -40,6 +40,44 @@ pub struct FileConfig {
     /// `strata cleanup` also repacks packs with more than this percentage
     /// of unused bytes.
     pub repack_max_unused_percent: Option<u32>,
+    /// `backup prune`'s rules when the command gives none (backups of the
+    /// default type).
+    pub retention: Option<RetentionConfig>,
+}
+
+/// A `[retention]` table: restic's `--keep-*` rules.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// A duration such as `30d` or `1y 2months`.
+    pub keep_within: Option<String>,
+}
+
+impl RetentionConfig {
+    pub fn to_retention(&self) -> Result<strata_engine::Retention> {
+        Ok(strata_engine::Retention {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            within: self
+                .keep_within
+                .as_deref()
+                .map(|d| {
+                    humantime::parse_duration(d)
+                        .with_context(|| format!("keep_within {d:?} is not a duration"))
+                })
+                .transpose()?,
+        })
+    }
 }
 
 /// One backup type's table, `[NAME]`.
@@ -60,6 +98,8 @@ pub struct TypeConfig {
     pub chunker_avg_size: Option<u32>,
     pub chunker_max_size: Option<u32>,
     pub pack_target_size: Option<u64>,
+    /// `backup prune`'s rules for this type when the command gives none.
+    pub retention: Option<RetentionConfig>,
 }
 
 /// Reads the config file: the backup types' tables (named by
@@ -190,6 +230,9 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         }
     }
     config.repack_max_unused_percent = file.repack_max_unused_percent;
+    if let Some(r) = &file.retention {
+        config.retention = r.to_retention().context("[retention]")?;
+    }
     config.compression = compression(
         file.backup_compression_algorithm.as_deref(),
         file.backup_compression_level,
@@ -235,11 +278,15 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         }
         config.backup_types.push(strata_engine::BackupType {
             display_name: t.backup_type_name.clone().unwrap_or_else(|| name.clone()),
-            name,
             support_restore_to_target: t.support_restore_to_target.unwrap_or(true),
             compression,
             repository,
             new_repository,
+            retention: match &t.retention {
+                Some(r) => r.to_retention().with_context(|| format!("[{name}.retention]"))?,
+                None => strata_engine::Retention::default(),
+            },
+            name,
         });
     }
     Ok(config)

@@ -73,6 +73,6 @@ pub use repository::Repository;
 pub use service::shares::NewShare;
 pub use service::{
     BackupResult, BackupType, BackupView, CheckReport, CleanupReport, CreateBackup, DataReport,
-    DataSubset, Engine, EngineConfig, ExportedBackup, NewSnapshot, RebuildReport, RepackReport,
-    RestoreRequest, RestoreTarget,
+    DataSubset, Decision, Engine, EngineConfig, ExportedBackup, NewSnapshot, PruneReport,
+    PruneRequest, RebuildReport, RepackReport, RestoreRequest, RestoreTarget, Retention, Rule,
 };

@@ -4,7 +4,7 @@
 //! ```text
 //! <root>/config              repository config (JSON), written once
 //! <root>/packs/<xx>/<id>     packs, sharded by the first byte of the id
-//! <root>/layers/<backup-id>  one layer per backup
+//! <root>/layers/<backup-id>  one layer per backup (`.<n>`: its n-th rewrite)
 //! <root>/tmp/                objects being written
 //! <root>/locks/              lock files (see `locks`)
 //! ```
@@ -227,8 +227,13 @@ impl Repository {
         format!("packs/{}/{id}", id.shard())
     }
 
-    pub fn layer_key(id: &BackupId) -> String {
-        format!("layers/{id}")
+    /// The name of a backup's layer at `generation`: `layers/<id>` for the
+    /// layer its backup wrote, `layers/<id>.<n>` for the n-th rewrite.
+    pub fn layer_key(id: &BackupId, generation: u32) -> String {
+        match generation {
+            0 => format!("layers/{id}"),
+            n => format!("layers/{id}.{n}"),
+        }
     }
 
     /// Publishes a finished pack. Durable when this returns.
@@ -236,14 +241,50 @@ impl Repository {
         self.publish(tmp, &Self::pack_key(id), true)
     }
 
-    /// Publishes a finished layer: the commit point of a backup. Durable when
-    /// this returns.
-    pub fn publish_layer(&self, tmp: TempObject, id: &BackupId) -> Result<()> {
-        self.publish(tmp, &Self::layer_key(id), true)
+    /// Publishes a layer at `generation` (0: the commit point of a backup; a
+    /// higher one: a rewrite that supersedes every lower one). Refuses a
+    /// name that exists. Durable when this returns.
+    pub fn publish_layer(&self, tmp: TempObject, id: &BackupId, generation: u32) -> Result<()> {
+        self.publish(tmp, &Self::layer_key(id, generation), true)
     }
 
-    pub fn load_layer(&self, id: &BackupId) -> Result<Vec<u8>> {
-        let key = Self::layer_key(id);
+    /// Every layer object under `layers/`, in (id, generation) order; names
+    /// that are not layer names are skipped.
+    pub fn layer_objects(&self) -> Result<Vec<LayerName>> {
+        let mut names: Vec<LayerName> = self
+            .backend
+            .list("layers")?
+            .iter()
+            .filter_map(|name| LayerName::parse(name))
+            .collect();
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Each backup's current layer: its highest generation.
+    pub fn list_layers(&self) -> Result<Vec<LayerName>> {
+        let mut current: Vec<LayerName> = Vec::new();
+        for name in self.layer_objects()? {
+            match current.last_mut() {
+                Some(last) if last.id == name.id => *last = name,
+                _ => current.push(name),
+            }
+        }
+        Ok(current)
+    }
+
+    /// The current generation of `id`'s layer, if it has one.
+    pub fn layer_generation(&self, id: &BackupId) -> Result<Option<u32>> {
+        Ok(self
+            .list_layers()?
+            .into_iter()
+            .find(|n| n.id == *id)
+            .map(|n| n.generation))
+    }
+
+    /// Reads one layer object.
+    pub fn load_layer_object(&self, name: &LayerName) -> Result<Vec<u8>> {
+        let key = name.key();
         self.backend.read(&key).map_err(|e| {
             if is_not_found(&e) {
                 Error::NotFound {
@@ -256,8 +297,27 @@ impl Repository {
         })
     }
 
-    pub fn has_layer(&self, id: &BackupId) -> Result<bool> {
-        Ok(self.backend.stat(&Self::layer_key(id))?.is_some())
+    /// Reads the current layer of `id`. A generation superseded between
+    /// the listing and the read is followed to its successor.
+    pub fn load_layer(&self, id: &BackupId) -> Result<Vec<u8>> {
+        let mut last = None;
+        for _ in 0..3 {
+            let Some(generation) = self.layer_generation(id)? else {
+                break;
+            };
+            let name = LayerName {
+                id: *id,
+                generation,
+            };
+            match self.load_layer_object(&name) {
+                Err(e @ Error::NotFound { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::NotFound {
+            kind: "layer",
+            name: format!("{}/{}", self.location(), Self::layer_key(id, 0)),
+        }))
     }
 
     /// The size of a pack in the repository, if it is there.
@@ -312,23 +372,64 @@ impl Repository {
         self.backend.remove(&format!("tmp/{name}"))
     }
 
-    /// Every layer under `layers/` (names that are not backup ids are skipped).
-    pub fn list_layers(&self) -> Result<Vec<BackupId>> {
-        Ok(self
-            .backend
-            .list("layers")?
-            .iter()
-            .filter_map(|name| name.parse::<BackupId>().ok())
-            .collect())
-    }
-
     pub fn remove_pack(&self, id: &PackId) -> Result<()> {
         self.backend.remove(&Self::pack_key(id))
     }
 
+    /// Removes every generation of `id`'s layer, the current one last, so
+    /// that a crash midway leaves the backup whole or gone.
     pub fn remove_layer(&self, id: &BackupId) -> Result<()> {
-        self.backend.remove(&Self::layer_key(id))
+        let names: Vec<LayerName> = self
+            .layer_objects()?
+            .into_iter()
+            .filter(|n| n.id == *id)
+            .collect();
+        for name in names {
+            self.remove_layer_object(&name)?;
+        }
+        Ok(())
     }
+
+    /// Removes one layer object; one already gone is not an error.
+    pub fn remove_layer_object(&self, name: &LayerName) -> Result<()> {
+        match self.backend.remove(&name.key()) {
+            Err(e) if is_not_found(&e) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// One layer object: a backup's layer at one generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LayerName {
+    pub id: BackupId,
+    pub generation: u32,
+}
+
+impl LayerName {
+    /// Parses `<backup-id>` or `<backup-id>.<n>` (n ≥ 1, no leading zero).
+    pub fn parse(name: &str) -> Option<LayerName> {
+        let (id, generation) = match name.split_once('.') {
+            None => (name, 0),
+            Some((id, n)) => {
+                if n.is_empty() || n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                (id, n.parse().ok()?)
+            }
+        };
+        let id: BackupId = id.parse().ok()?;
+        // Only the canonical spelling names a layer.
+        (id.to_string() == id_text(name)).then_some(LayerName { id, generation })
+    }
+
+    pub fn key(&self) -> String {
+        Repository::layer_key(&self.id, self.generation)
+    }
+}
+
+fn id_text(name: &str) -> &str {
+    name.split_once('.').map_or(name, |(id, _)| id)
 }
 
 /// An open pack, read by byte range.

@@ -12,6 +12,7 @@
 //! stream its entries.
 
 use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
 
 use strata_format::layer::{Entry, Layer, LayerMeta, LayerRecord, Records};
 use strata_format::path;
@@ -19,23 +20,56 @@ use strata_format::path;
 use strata_format::BackupId;
 
 use crate::error::{Error, Result};
-use crate::repository::Repository;
+use crate::repository::{LayerName, Repository};
 
-/// Loads the layers of `chain` (full backup first) from the repository, each
-/// with its location for error messages.
-pub fn load_chain(repo: &Repository, chain: &[BackupId]) -> Result<Vec<(String, Vec<u8>)>> {
-    chain
-        .iter()
-        .map(|id| match repo.load_layer(id) {
-            Ok(bytes) => Ok((format!("layer {id}"), bytes)),
-            // The catalog says the backup exists: a missing layer is damage.
-            Err(Error::NotFound { name, .. }) => Err(Error::Corrupt {
-                location: name,
+/// Loads the chain of layers that makes `top`'s tree, full backup first,
+/// each with its location for error messages. The chain is the one the
+/// repository holds: each backup's current layer names its parent, so a
+/// catalog that has not yet seen a rewrite (FORMAT.md section 7d) cannot
+/// mislead a restore.
+pub fn load_chain(repo: &Repository, top: &BackupId) -> Result<Vec<(String, Vec<u8>)>> {
+    let current: HashMap<BackupId, u32> = repo
+        .list_layers()?
+        .into_iter()
+        .map(|n| (n.id, n.generation))
+        .collect();
+    let mut chain = Vec::new();
+    let mut seen = HashSet::new();
+    let mut next = Some(*top);
+    while let Some(id) = next {
+        if !seen.insert(id) {
+            return Err(Error::Corrupt {
+                location: format!("layer {top}"),
+                detail: format!("its chain of parents loops at {id}"),
+            });
+        }
+        let Some(&generation) = current.get(&id) else {
+            return Err(Error::Corrupt {
+                location: format!("{}/{}", repo.location(), Repository::layer_key(&id, 0)),
                 detail: format!("the layer of backup {id} is missing from the repository"),
-            }),
-            Err(e) => Err(e),
-        })
-        .collect()
+            });
+        };
+        let name = LayerName { id, generation };
+        let bytes = match repo.load_layer_object(&name) {
+            // Superseded since the listing: read the newest again.
+            Err(Error::NotFound { .. }) => repo.load_layer(&id)?,
+            other => other?,
+        };
+        let location = format!("layer {id}");
+        let meta = Layer::decode(&bytes)
+            .map_err(|e| Error::format(location.as_str(), e))?
+            .meta;
+        if meta.backup_id != id {
+            return Err(Error::Corrupt {
+                location,
+                detail: format!("it holds backup {}", meta.backup_id),
+            });
+        }
+        next = meta.parent_id;
+        chain.push((location, bytes));
+    }
+    chain.reverse();
+    Ok(chain)
 }
 
 /// One layer of the chain, as a stream.

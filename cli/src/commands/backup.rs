@@ -392,6 +392,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             drop(bar);
             show(engine, global, b?)
         }
+        BackupCommand::Prune(args) => super::prune::run(engine, global, args),
         BackupCommand::Delete { backups, force } => {
             let found: Vec<BackupRecord> = backups
                 .iter()

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod bench;
 pub mod quota;
+pub mod prune;
 pub mod repack;
 pub mod share;
 pub mod snapshot;

@@ -179,7 +179,7 @@ impl LayerDraft {
         // Every chunk the layer names is in a pack no sweep could remove
         // while the shared lock stood.
         lock.verify()?;
-        repo.publish_layer(tmp, &meta.backup_id)?;
+        repo.publish_layer(tmp, &meta.backup_id, 0)?;
         Ok(tombstones.len() as u64)
     }
 }

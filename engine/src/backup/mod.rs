@@ -52,9 +52,9 @@ pub struct BackupPlan {
     pub description: String,
     /// When the backup's record was created (Unix ns).
     pub created_at_ns: i64,
-    /// The parent's chain, full backup first, parent last; empty for a
+    /// The parent backup (its chain is read from the repository); none for a
     /// full backup.
-    pub parent_chain: Vec<BackupId>,
+    pub parent: Option<BackupId>,
     /// Read every file, even those whose metadata matches the parent.
     pub rehash: bool,
     /// zstd level for new chunks; `None` stores them raw.
@@ -99,7 +99,10 @@ pub fn run(
     let counters = Counters::default();
     let dedup = dedup::Dedup::new(index);
     let config = repo.config();
-    let parent_layers = crate::view::load_chain(repo, &plan.parent_chain)?;
+    let parent_layers = match &plan.parent {
+        Some(parent) => crate::view::load_chain(repo, parent)?,
+        None => Vec::new(),
+    };
     let parent_view = match parent_layers.is_empty() {
         true => None,
         false => Some(crate::view::MergedView::new(&parent_layers)?),
@@ -174,7 +177,7 @@ pub fn run(
     let meta = LayerMeta {
         backup_id: plan.backup_id,
         share_id: plan.share_id,
-        parent_id: plan.parent_chain.last().copied(),
+        parent_id: plan.parent,
         project: plan.project.clone(),
         name: plan.name.clone(),
         description: plan.description.clone(),

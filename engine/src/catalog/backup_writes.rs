@@ -8,7 +8,9 @@ use strata_format::BackupId;
 use super::{write_tx, Catalog};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-use crate::store::{Admission, Admitted, BackupRecord, BackupStatus, Problem, SnapshotStatus};
+use crate::store::{
+    Admission, Admitted, BackupRecord, BackupStatus, Problem, Reparent, SnapshotStatus,
+};
 
 fn status_of(tx: &Transaction<'_>, id: BackupId) -> Result<Option<BackupStatus>> {
     let status: Option<String> = tx
@@ -176,6 +178,39 @@ impl Catalog {
             let before = expect(tx, id, from)?;
             set_status(tx, id, to)?;
             Ok(before)
+        })
+    }
+
+    /// See [`crate::store::ServiceStore::reparent_backup`].
+    pub fn reparent_backup(&self, id: BackupId, change: &Reparent<'_>) -> Result<()> {
+        self.write(|tx| {
+            expect(tx, id, change.statuses)?;
+            let parent: Option<String> = tx.query_row(
+                "SELECT parent_id FROM backups WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )?;
+            let from = change.from.map(|p| p.to_string());
+            if parent != from {
+                return Err(Error::InvalidState(format!(
+                    "backup {id}'s parent is {}, not {}",
+                    parent.as_deref().unwrap_or("none"),
+                    from.as_deref().unwrap_or("none")
+                )));
+            }
+            tx.execute(
+                "UPDATE backups SET parent_id = ?1, is_incremental = ?2, changed_count = ?3,
+                    deleted_count = ?4, updated_at = ?5 WHERE id = ?6",
+                params![
+                    change.to.map(|p| p.to_string()),
+                    change.to.is_some(),
+                    change.entries as i64,
+                    change.tombstones as i64,
+                    now_ns(),
+                    id.to_string()
+                ],
+            )?;
+            Ok(())
         })
     }
 

@@ -7,7 +7,7 @@ use super::Catalog;
 use crate::error::Result;
 use crate::store::{
     Admission, Admitted, BackupFilter, BackupRecord, BackupStatus, Operation, Problem, Quota,
-    QuotaUsage, ServiceStore, Share, ShareStatus, Snapshot, SnapshotStatus,
+    QuotaUsage, Reparent, ServiceStore, Share, ShareStatus, Snapshot, SnapshotStatus,
 };
 
 impl ServiceStore for Catalog {
@@ -165,6 +165,10 @@ impl ServiceStore for Catalog {
         to: BackupStatus,
     ) -> Result<BackupStatus> {
         Catalog::transition_backup(self, id, from, to)
+    }
+
+    fn reparent_backup(&self, id: BackupId, change: &Reparent<'_>) -> Result<()> {
+        Catalog::reparent_backup(self, id, change)
     }
 
     fn transition_leaf_backup(

@@ -35,18 +35,18 @@ pub struct RestoreOutcome {
     pub units: u64,
 }
 
-/// Restores the backup whose chain is `chain` into `target` (an existing
+/// Restores `backup` (its chain as the repository holds it) into `target` (an existing
 /// directory); `direct_io` lets large files be written past the page cache
 /// where the target's file system allows it.
 pub fn run(
     repo: &Repository,
     index: &dyn ChunkIndex,
-    chain: &[BackupId],
+    backup: &BackupId,
     target: &Path,
     direct_io: bool,
     progress: &Progress,
 ) -> Result<RestoreOutcome> {
-    let tree = tree::resolve(&crate::view::load_chain(repo, chain)?)?;
+    let tree = tree::resolve(&crate::view::load_chain(repo, backup)?)?;
     // Everything below goes through this descriptor: nothing outside it
     // can be reached, whatever is renamed or swapped meanwhile.
     let target = &Beneath::open(target)?;

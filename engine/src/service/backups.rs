@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use strata_format::BackupId;
 
 use super::operations::OpTarget;
-use super::Engine;
+use super::{Engine, Site};
 use crate::catalog::{BackupRecord, BackupStatus, OpKind, Problem, Share, ShareStatus};
 use crate::error::{Error, IoContext, Result};
 use crate::locks;
@@ -273,7 +273,6 @@ impl Engine {
         lock: &locks::Held,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
-        let chain = self.chain(backup)?;
         self.store.transition_backup(
             backup.id,
             &[BackupStatus::Available],
@@ -301,7 +300,14 @@ impl Engine {
             progress,
             || {
                 let direct = self.config.direct_io;
-                restore::run(&site.repo, &*site.index, &chain, target, direct, progress)
+                restore::run(
+                    &site.repo,
+                    &*site.index,
+                    &backup.id,
+                    target,
+                    direct,
+                    progress,
+                )
             },
         );
         if result.is_ok() {
@@ -423,13 +429,19 @@ impl Engine {
     /// nothing references any more (otherwise `cleanup` collects them).
     pub(crate) fn remove_backup_data(&self, id: BackupId) -> Result<()> {
         let site = self.site_of(&self.store.backup(id)?)?;
-        site.repo.remove_layer(&id)?;
-        // A type's own repository has its own index, and its references.
-        site.index.drop_refs(id)?;
-        self.store.remove_backup(id)?;
+        self.remove_backup_records(site, id)?;
         // A sweep that cannot run now (busy, an unreadable layer) leaves
         // the packs to `cleanup`.
         site.collect_packs(GC_WAIT).map(|_| ())
+    }
+
+    /// Every generation of the backup's layer, then its chunk references
+    /// and its record; packs are left to a sweep.
+    pub(crate) fn remove_backup_records(&self, site: &Site, id: BackupId) -> Result<()> {
+        site.repo.remove_layer(&id)?;
+        // A type's own repository has its own index, and its references.
+        site.index.drop_refs(id)?;
+        self.store.remove_backup(id)
     }
 
     /// An administrator's reset of a backup's status (as `cinder

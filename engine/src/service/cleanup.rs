@@ -31,6 +31,8 @@ pub struct CleanupReport {
     pub packs_removed: u64,
     /// Why packs were not collected (the exclusive lock was busy), if so.
     pub packs_skipped: Option<String>,
+    /// Backups whose layer rewrite a crash interrupted, now settled.
+    pub layers_settled: u64,
 }
 
 impl Engine {
@@ -87,6 +89,7 @@ impl Engine {
                 report.temp_files += sweep_orphan_temp(&site.repo)?;
             }
             release_dead_exclusive_lock(&site.repo);
+            report.layers_settled += self.settle_site(site)?;
             if gc_wait.is_some() || wrote_packs {
                 let sweep = site.collect_packs(gc_wait.unwrap_or(Duration::ZERO))?;
                 report.packs_removed += sweep.removed;
@@ -108,7 +111,8 @@ fn release_dead_exclusive_lock(repo: &Repository) {
     let holder = owner
         .trim()
         .trim_start_matches("gc-")
-        .trim_start_matches("repack-");
+        .trim_start_matches("repack-")
+        .trim_start_matches("prune-");
     let Some((host, pid, start)) = process::parse_tag(holder) else {
         return;
     };

@@ -282,10 +282,6 @@ impl Engine {
         op: &str,
         progress: &Progress,
     ) -> Result<BackupResult> {
-        let parent_chain = match parent {
-            Some(id) => self.chain(&self.store.backup(id)?)?,
-            None => Vec::new(),
-        };
         let snapshot = match record.snapshot_id {
             Some(id) => Some(self.store.snapshot(id)?),
             None => None,
@@ -307,7 +303,7 @@ impl Engine {
             name: req.name.clone().unwrap_or_default(),
             description: req.description.clone().unwrap_or_default(),
             created_at_ns: record.created_at,
-            parent_chain,
+            parent,
             rehash: req.rehash,
             zstd_level: self.zstd_level(self.type_of(record)),
             service: ServiceMeta {

@@ -20,7 +20,8 @@ use super::Site;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::repository::Repository;
-use crate::{locks, process};
+use crate::locks::{self, Held};
+use crate::process;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ pub(crate) struct LayerScan {
     pub referenced: HashSet<ChunkId>,
     /// Layers that cannot be read or decoded, with why.
     pub damaged: Vec<(BackupId, Error)>,
-    /// Every layer read (damaged ones included).
+    /// Every backup whose layer was read (damaged ones included), once.
     pub layers: Vec<BackupId>,
 }
 
@@ -52,14 +53,19 @@ pub(crate) fn scan_layers(
         damaged: Vec::new(),
         layers: Vec::new(),
     };
-    for id in repo.list_layers()? {
-        let bytes = match repo.load_layer(&id) {
+    // Every generation counts: one a rewrite superseded still holds a
+    // backup's tree until it is removed.
+    for name in repo.layer_objects()? {
+        let bytes = match repo.load_layer_object(&name) {
             Ok(bytes) => bytes,
-            // Removed by a delete since the listing: it references nothing.
+            // Removed since the listing: it references nothing.
             Err(Error::NotFound { .. }) => continue,
             Err(e) => return Err(e),
         };
-        scan.layers.push(id);
+        let id = name.id;
+        if scan.layers.last() != Some(&id) {
+            scan.layers.push(id);
+        }
         let mut chunks = HashSet::new();
         match layer_chunks(&id, &bytes, &mut chunks) {
             Ok(()) => {
@@ -75,7 +81,7 @@ pub(crate) fn scan_layers(
     Ok(scan)
 }
 
-fn layer_chunks(id: &BackupId, bytes: &[u8], into: &mut HashSet<ChunkId>) -> Result<()> {
+pub(crate) fn layer_chunks(id: &BackupId, bytes: &[u8], into: &mut HashSet<ChunkId>) -> Result<()> {
     let location = format!("layer {id}");
     let layer = Layer::decode(bytes).map_err(|e| Error::format(&location, e))?;
     for record in layer.records().map_err(|e| Error::format(&location, e))? {
@@ -120,6 +126,11 @@ impl Site {
             }
             Err(e) => return Err(e),
         };
+        self.sweep(&lock)
+    }
+
+    /// [`Site::collect_packs`] under an exclusive lock the caller holds.
+    pub(crate) fn sweep(&self, lock: &Held) -> Result<Sweep> {
         let scan = scan_layers(&self.repo, &mut |_, _| Ok(()))?;
         if let Some((_, e)) = scan.damaged.first() {
             return Ok(Sweep {
@@ -159,7 +170,6 @@ impl Site {
             ));
         }
         self.forget_packs_not_in(&present)?;
-        drop(lock);
         Ok(sweep)
     }
 

@@ -11,6 +11,7 @@ mod create;
 mod export;
 mod gc;
 mod operations;
+mod prune;
 mod rebuild;
 mod recover;
 mod repack;
@@ -29,6 +30,7 @@ pub use backups::{BackupResult, BackupView, CreateBackup, RestoreRequest, Restor
 pub use check::CheckReport;
 pub use cleanup::CleanupReport;
 pub use export::ExportedBackup;
+pub use prune::{Decision, PruneReport, PruneRequest, Retention, Rule};
 pub use rebuild::RebuildReport;
 pub use repack::RepackReport;
 pub use sites::{IndexFor, Site};
@@ -64,6 +66,9 @@ pub struct EngineConfig {
     /// `cleanup` also repacks packs whose unused share is above this
     /// percentage (`None`: it does not repack).
     pub repack_max_unused_percent: Option<u32>,
+    /// `prune`'s rules for backups of the default type when a request
+    /// gives none.
+    pub retention: Retention,
 }
 
 /// A backup type: a named profile of how backups are made and what they
@@ -86,6 +91,8 @@ pub struct BackupType {
     pub repository: Option<Location>,
     /// The settings of its repository if it is created.
     pub new_repository: RepoConfig,
+    /// `prune`'s rules for its backups when a request gives none.
+    pub retention: Retention,
 }
 
 impl EngineConfig {
@@ -101,6 +108,7 @@ impl EngineConfig {
             direct_io: true,
             backup_types: Vec::new(),
             repack_max_unused_percent: None,
+            retention: Retention::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::catalog::Catalog;
 use crate::error::{Error, IoContext, Result};
 use crate::index::ChunkIndex;
 use crate::progress::Progress;
-use crate::repository::Repository;
+use crate::repository::{LayerName, Repository};
 
 /// What a rebuild found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -178,14 +178,16 @@ fn index_layers(
     repo: &Repository,
     index: &dyn ChunkIndex,
     catalog: &Catalog,
-    ids: &[BackupId],
+    names: &[LayerName],
     report: &mut RebuildReport,
     progress: &Progress,
 ) -> Result<Layers> {
     let mut layers = Layers::new();
     let mut shares = HashSet::new();
-    for &id in ids {
-        let bytes = repo.load_layer(&id)?;
+    // Each backup's current generation: it names the parent that holds.
+    for name in names {
+        let id = name.id;
+        let bytes = repo.load_layer_object(name)?;
         report.bytes_read += bytes.len() as u64;
         report.repository_bytes += bytes.len() as u64;
         progress.add_bytes(bytes.len() as u64);

@@ -105,6 +105,19 @@ fn repack_site(
     };
     // What a sweep or a repack by another node did is learnt first.
     site.sync_index()?;
+    repack_locked(site, &lock, max_unused_percent, dry_run, progress, report)
+}
+
+/// Repacks `site`'s packs above the threshold under an exclusive lock the
+/// caller holds, with the index already in line with `packs/`.
+pub(crate) fn repack_locked(
+    site: &Site,
+    lock: &Held,
+    max_unused_percent: u32,
+    dry_run: bool,
+    progress: &Progress,
+    report: &mut RepackReport,
+) -> Result<()> {
     let scan = scan_layers(&site.repo, &mut |_, _| Ok(()))?;
     if let Some((_, e)) = scan.damaged.first() {
         report.skipped = Some(format!(
@@ -154,7 +167,7 @@ fn repack_site(
         return Ok(());
     }
     let written = Written(std::sync::atomic::AtomicU64::new(0));
-    copy_live(site, &chosen, &lock, &written, progress)?;
+    copy_live(site, &chosen, lock, &written, progress)?;
     report.packs_written += written.0.into_inner();
     // Every live chunk is now durable in a new pack and indexed there.
     let old: Vec<PackId> = chosen.iter().map(|c| c.pack).collect();
@@ -163,7 +176,6 @@ fn repack_site(
         site.repo.remove_pack(&c.pack)?;
     }
     site.index.forget_packs(&old)?;
-    drop(lock);
     Ok(())
 }
 

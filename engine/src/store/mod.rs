@@ -44,6 +44,19 @@ pub struct Admission {
     pub snapshot: Option<SnapshotId>,
 }
 
+/// A backup's parent changing because its layer was rewritten against its
+/// grandparent (a prune merged the parent into it).
+#[derive(Clone, Copy, Debug)]
+pub struct Reparent<'a> {
+    /// The statuses the backup may be in.
+    pub statuses: &'a [BackupStatus],
+    pub from: Option<BackupId>,
+    pub to: Option<BackupId>,
+    /// Entries and tombstones of the rewritten layer.
+    pub entries: u64,
+    pub tombstones: u64,
+}
+
 /// Whether a backup's record went in, and if not, which condition failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admitted {
@@ -144,6 +157,12 @@ pub trait ServiceStore: Send + Sync {
         from: &[BackupStatus],
         to: BackupStatus,
     ) -> Result<BackupStatus>;
+    /// Compare-and-set: the backup (in one of `change.statuses`) had
+    /// `change.from` as its parent and now has `change.to`, its layer having
+    /// been rewritten against it (FORMAT.md section 7d); its entry and
+    /// tombstone counts become the new layer's. `InvalidState` if the
+    /// status or the parent is not as expected; nothing is written then.
+    fn reparent_backup(&self, id: BackupId, change: &Reparent<'_>) -> Result<()>;
     /// Compare-and-set `creating → available`, with the finished backup's
     /// figures (from `b`), its report and its root's device.
     fn complete_backup(
