@@ -283,7 +283,9 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
             repository,
             new_repository,
             retention: match &t.retention {
-                Some(r) => r.to_retention().with_context(|| format!("[{name}.retention]"))?,
+                Some(r) => r
+                    .to_retention()
+                    .with_context(|| format!("[{name}.retention]"))?,
                 None => strata_engine::Retention::default(),
             },
             name,

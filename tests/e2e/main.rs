@@ -11,6 +11,7 @@ mod incremental;
 mod mutations;
 mod nfs;
 mod nfs_v3;
+mod prune;
 mod read_data;
 mod rebuild;
 mod repack;

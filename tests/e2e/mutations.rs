@@ -86,14 +86,29 @@ fn of_kind(all: &[(PathBuf, Kind)], kind: Kind) -> Vec<PathBuf> {
         .collect()
 }
 
-struct Mutator {
+/// Applies seeded random mutations to a tree (also used by the prune tests).
+pub(crate) struct Mutator {
     rng: Rng,
     root: PathBuf,
     names: u64,
-    log: Vec<String>,
+    pub(crate) log: Vec<String>,
 }
 
 impl Mutator {
+    pub(crate) fn new(seed: u64, root: &Path) -> Mutator {
+        Mutator {
+            rng: Rng(seed),
+            root: root.to_path_buf(),
+            names: 0,
+            log: Vec::new(),
+        }
+    }
+
+    /// A number in `0..n`, from the same seeded stream.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        self.rng.below(n)
+    }
+
     fn fresh_name(&mut self, dir: &Path) -> PathBuf {
         self.names += 1;
         dir.join(format!("n{}", self.names))
@@ -111,7 +126,7 @@ impl Mutator {
     }
 
     /// Applies one random mutation and logs it, for failure reports.
-    fn mutate(&mut self) {
+    pub(crate) fn mutate(&mut self) {
         let all = entries(&self.root);
         let files = of_kind(&all, Kind::File);
         let dirs = self.dirs();
@@ -278,12 +293,7 @@ impl Mutator {
 fn run_rounds(seed: u64, rounds: usize) {
     let env = Env::new();
     let share = env.path("share");
-    let mut m = Mutator {
-        rng: Rng(seed),
-        root: share.clone(),
-        names: 0,
-        log: Vec::new(),
-    };
+    let mut m = Mutator::new(seed, &share);
     fs::create_dir(&share).unwrap();
     for _ in 0..30 {
         m.mutate();
@@ -295,11 +305,7 @@ fn run_rounds(seed: u64, rounds: usize) {
     let full = backup(&env, &share);
     kept.push((full["id"].as_str().unwrap().to_string(), snapshot(&share)));
     for round in 1..=rounds {
-        let mutations = if round % 5 == 0 {
-            0
-        } else {
-            1 + m.rng.below(6)
-        };
+        let mutations = if round % 5 == 0 { 0 } else { 1 + m.below(6) };
         for _ in 0..mutations {
             m.mutate();
         }

@@ -3,8 +3,8 @@
 
 pub mod backup;
 pub mod bench;
-pub mod quota;
 pub mod prune;
+pub mod quota;
 pub mod repack;
 pub mod share;
 pub mod snapshot;

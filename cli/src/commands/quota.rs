@@ -15,12 +15,13 @@ pub const QUOTA_FIELDS: [&str; 5] = [
     "backup_gigabytes",
     "backup_gigabytes_in_use",
 ];
-pub const CLEANUP_FIELDS: [&str; 5] = [
+pub const CLEANUP_FIELDS: [&str; 6] = [
     "operations_cleaned",
     "temp_files_removed",
     "packs_removed",
     "packs_skipped",
     "packs_repacked",
+    "layers_settled",
 ];
 pub const REBUILD_FIELDS: [&str; 10] = [
     "clean",
@@ -126,6 +127,7 @@ pub fn cleanup(engine: &Engine, global: &Global, wait: u64) -> Result<()> {
         json!(report.packs_removed),
         json!(report.packs_skipped),
         json!(repacked),
+        json!(report.layers_settled),
     ];
     let rec: Record = CLEANUP_FIELDS.into_iter().zip(values).collect();
     output::show(global.format, &global.columns, &rec)

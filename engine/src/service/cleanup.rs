@@ -89,7 +89,9 @@ impl Engine {
                 report.temp_files += sweep_orphan_temp(&site.repo)?;
             }
             release_dead_exclusive_lock(&site.repo);
-            report.layers_settled += self.settle_site(site)?;
+            if gc_wait.is_some() {
+                report.layers_settled += self.settle_site(site)?;
+            }
             if gc_wait.is_some() || wrote_packs {
                 let sweep = site.collect_packs(gc_wait.unwrap_or(Duration::ZERO))?;
                 report.packs_removed += sweep.removed;

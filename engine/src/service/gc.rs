@@ -19,9 +19,9 @@ use strata_format::{BackupId, ChunkId, PackId};
 use super::Site;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
-use crate::repository::Repository;
 use crate::locks::{self, Held};
 use crate::process;
+use crate::repository::Repository;
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -61,7 +61,9 @@ pub(crate) fn rewrite(
     loop {
         for view in [&mut top, &mut below] {
             if matches!(view.peek(), Some(Err(_))) {
-                return Err(next(view).err().unwrap_or_else(|| Error::Bug("lost error".into())));
+                return Err(next(view)
+                    .err()
+                    .unwrap_or_else(|| Error::Bug("lost error".into())));
             }
         }
         let order = match (top.peek(), below.peek()) {
@@ -81,7 +83,10 @@ pub(crate) fn rewrite(
             Ordering::Greater => {
                 let gone = next(&mut below)?;
                 // A path below one already tombstoned goes with it.
-                if !tombstones.last().is_some_and(|t| path::is_within(&gone.path, t)) {
+                if !tombstones
+                    .last()
+                    .is_some_and(|t| path::is_within(&gone.path, t))
+                {
                     tombstones.push(gone.path);
                 }
             }

@@ -187,6 +187,8 @@ impl Engine {
         report: &mut PruneReport,
     ) -> Result<()> {
         report.pack_bytes_before += pack_bytes(site)?;
+        // A rewrite an earlier prune left unsettled is finished first.
+        self.settle_rewrites(site)?;
         let mut layers = current_layers(site)?;
         let mut removed = removed.clone();
         // A layer this catalog does not know (another node's, an import)
@@ -198,13 +200,19 @@ impl Engine {
             .collect();
         for (child, parent) in foreign {
             removed.remove(&parent);
-            keep_because(report, parent, format!("backup {child} of another catalog builds on it"));
+            keep_because(
+                report,
+                parent,
+                format!("backup {child} of another catalog builds on it"),
+            );
         }
         // Each kept layer whose parent goes is rewritten against its
         // nearest kept ancestor, oldest first.
         let mut targets: Vec<BackupId> = layers
             .iter()
-            .filter(|(id, l)| !removed.contains(id) && l.parent.is_some_and(|p| removed.contains(&p)))
+            .filter(|(id, l)| {
+                !removed.contains(id) && l.parent.is_some_and(|p| removed.contains(&p))
+            })
             .map(|(id, _)| *id)
             .collect();
         targets.sort_by_key(|id| layers.get(id).map(|l| l.time_ns));
@@ -241,7 +249,11 @@ impl Engine {
                 let mut up = parent;
                 while let Some(b) = up.filter(|b| removed.contains(b)) {
                     removed.remove(&b);
-                    keep_because(report, b, format!("backup {id} could not be rewritten: {e}"));
+                    keep_because(
+                        report,
+                        b,
+                        format!("backup {id} could not be rewritten: {e}"),
+                    );
                     up = layers.get(&b).and_then(|l| l.parent);
                 }
                 continue;
@@ -296,13 +308,23 @@ impl Engine {
             share: None,
             share_status_before: None,
         })?;
-        let moved =
-            self.store
-                .transition_leaf_backup(id, &[BackupStatus::Available], BackupStatus::Deleting);
+        let moved = self.store.transition_leaf_backup(
+            id,
+            &[BackupStatus::Available],
+            BackupStatus::Deleting,
+        );
         let result = moved.and_then(|_| self.remove_backup_records(site, id));
-        if result.is_err() && self.store.backup(id).is_ok_and(|b| b.status == BackupStatus::Deleting) {
-            self.store
-                .transition_backup(id, &[BackupStatus::Deleting], BackupStatus::ErrorDeleting)?;
+        if result.is_err()
+            && self
+                .store
+                .backup(id)
+                .is_ok_and(|b| b.status == BackupStatus::Deleting)
+        {
+            self.store.transition_backup(
+                id,
+                &[BackupStatus::Deleting],
+                BackupStatus::ErrorDeleting,
+            )?;
         }
         self.end_operation(&op)?;
         result
@@ -328,7 +350,7 @@ fn current_layers(site: &Site) -> Result<HashMap<BackupId, CurrentLayer>> {
     for name in site.repo.list_layers()? {
         let bytes = site.repo.load_layer_object(&name)?;
         let meta = Layer::decode(&bytes)
-            .map_err(|e| Error::format(&format!("layer {}", name.id), e))?
+            .map_err(|e| Error::format(format!("layer {}", name.id), e))?
             .meta;
         out.insert(
             name.id,

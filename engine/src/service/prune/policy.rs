@@ -72,13 +72,16 @@ pub struct Verdict {
     pub kept_by: Vec<Rule>,
 }
 
+/// The period (hour, day, week, …) a Unix time in seconds falls in.
+type PeriodOf = fn(i64) -> i64;
+
 /// Applies `policy` to one share's backups; verdicts come newest first.
 pub fn apply(policy: &Retention, candidates: &[Candidate]) -> Vec<Verdict> {
     let mut sorted = candidates.to_vec();
     // Newest first; ties broken by id so the outcome never depends on input order.
     sorted.sort_by(|a, b| b.time_ns.cmp(&a.time_ns).then(b.id.cmp(&a.id)));
     let newest = sorted.first().map(|c| c.time_ns);
-    let calendar: [(Rule, Option<u32>, fn(i64) -> i64); 5] = [
+    let calendar: [(Rule, Option<u32>, PeriodOf); 5] = [
         (Rule::Hourly, policy.hourly, |t| t.div_euclid(3_600)),
         (Rule::Daily, policy.daily, |t| t.div_euclid(86_400)),
         (Rule::Weekly, policy.weekly, iso_week),
@@ -86,7 +89,9 @@ pub fn apply(policy: &Retention, candidates: &[Candidate]) -> Vec<Verdict> {
             let (y, m, _) = civil(t.div_euclid(86_400));
             y * 12 + i64::from(m)
         }),
-        (Rule::Yearly, policy.yearly, |t| civil(t.div_euclid(86_400)).0),
+        (Rule::Yearly, policy.yearly, |t| {
+            civil(t.div_euclid(86_400)).0
+        }),
     ];
     let mut left: Vec<Option<u32>> = calendar.iter().map(|(_, n, _)| *n).collect();
     let mut last_period: Vec<Option<i64>> = vec![None; calendar.len()];

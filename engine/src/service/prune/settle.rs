@@ -15,10 +15,10 @@ use super::super::gc::layer_chunks;
 use super::super::{Engine, Site};
 use crate::catalog::BackupStatus;
 use crate::error::{Error, Result};
-use crate::{locks, process};
-use std::time::Duration;
 use crate::repository::{LayerName, Repository};
 use crate::store::Reparent;
+use crate::{locks, process};
+use std::time::Duration;
 
 /// Removes every generation of `current.id`'s layer below `current`.
 pub(crate) fn remove_older(repo: &Repository, current: &LayerName) -> Result<()> {
@@ -63,7 +63,7 @@ impl Engine {
             }
             let bytes = site.repo.load_layer_object(&current)?;
             let layer = Layer::decode(&bytes)
-                .map_err(|e| Error::format(&format!("layer {}", current.id), e))?;
+                .map_err(|e| Error::format(format!("layer {}", current.id), e))?;
             match self.store.backup(current.id) {
                 Ok(record) if record.parent_id != layer.meta.parent_id => {
                     let moved = self.store.reparent_backup(
