@@ -8,7 +8,8 @@
 //! `strata-bench-child verify CATALOG REPO` (`check --read-data`; bytes are
 //! the verified chunks' decompressed bytes), `strata-bench-child repack
 //! CATALOG REPO` (threshold 20%; bytes are the live bytes copied), or
-//! `strata-bench-child delete CATALOG REPO BACKUP-ID`. Prints `key=value` lines: secs, bytes, files,
+//! `strata-bench-child delete CATALOG REPO BACKUP-ID`, or `strata-bench-child
+//! prune CATALOG REPO` (daily 7, weekly 4, monthly 12, yearly 3). Prints `key=value` lines: secs, bytes, files,
 //! peak_rss_kib, cpu_secs, id, and for backups read, new, changed, deleted.
 
 mod procstat;
@@ -50,6 +51,26 @@ fn run(args: &[String]) -> Result<(), String> {
             println!("bytes={}", done.bytes_copied);
             println!("packs={}", done.packs_repacked);
             println!("before={}", done.bytes_before);
+        }
+        ("prune", []) => {
+            let req = strata_engine::PruneRequest {
+                policy: strata_engine::Retention {
+                    daily: Some(7),
+                    weekly: Some(4),
+                    monthly: Some(12),
+                    yearly: Some(3),
+                    ..Default::default()
+                },
+                wait: std::time::Duration::from_secs(60),
+                ..Default::default()
+            };
+            let done = engine.prune(&req, &progress).map_err(|e| e.to_string())?;
+            println!("secs={}", started.elapsed().as_secs_f64());
+            println!("removed={}", done.removed);
+            println!("rewritten={}", done.rewritten.len());
+            let kept = done.decisions.iter().filter(|d| !d.removed()).count();
+            println!("kept={kept}");
+            println!("judged={}", done.decisions.len());
         }
         ("delete", [id]) => {
             let backup = engine.find_backup(id).map_err(|e| e.to_string())?;
