@@ -203,7 +203,10 @@ fn main() {
             .status()
             .expect("cp");
         assert!(status.success());
-        println!("kept the state before the prune in {}", dir.to_string_lossy());
+        println!(
+            "kept the state before the prune in {}",
+            dir.to_string_lossy()
+        );
     }
     let idle = child(&["idle", &catalog, &repo]);
     let pruned = child(&["prune", &catalog, &repo]);

@@ -43,6 +43,9 @@ pub struct FileConfig {
     /// `backup prune`'s rules when the command gives none (backups of the
     /// default type).
     pub retention: Option<RetentionConfig>,
+    /// MiB a sweep, repack or prune may spend on the set of referenced
+    /// chunks (default 256); past it a Bloom filter of that size is used.
+    pub gc_memory_mib: Option<u32>,
 }
 
 /// A `[retention]` table: restic's `--keep-*` rules.
@@ -230,6 +233,12 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         }
     }
     config.repack_max_unused_percent = file.repack_max_unused_percent;
+    if let Some(mib) = file.gc_memory_mib {
+        if mib == 0 {
+            bail!("gc_memory_mib must be at least 1");
+        }
+        config.gc_memory_bytes = (mib as usize) << 20;
+    }
     if let Some(r) = &file.retention {
         config.retention = r.to_retention().context("[retention]")?;
     }

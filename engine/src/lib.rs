@@ -51,6 +51,7 @@ pub mod backup;
 pub mod beneath;
 pub mod catalog;
 pub mod chunker;
+pub mod chunkset;
 pub mod clock;
 mod direct_io;
 pub mod error;

@@ -12,7 +12,7 @@ use crate::output::{self, Record};
 use crate::progress::Bar;
 
 /// The fields `strata repack` prints.
-pub const FIELDS: [&str; 8] = [
+pub const FIELDS: [&str; 9] = [
     "dry_run",
     "packs_repacked",
     "bytes_before",
@@ -21,6 +21,7 @@ pub const FIELDS: [&str; 8] = [
     "packs_written",
     "damaged",
     "skipped",
+    "approximate",
 ];
 
 /// `10%` or `10` as a percentage.
@@ -70,6 +71,7 @@ pub fn run(
         json!(report.packs_written),
         json!(report.damaged),
         json!(report.skipped),
+        json!(report.approximate),
     ];
     let rec: Record = FIELDS.into_iter().zip(values).collect();
     output::show(global.format, &global.columns, &rec)?;

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use strata_format::pack::PackEntry;
 use strata_format::PackId;
 
-use super::gc::scan_layers;
+use super::gc::{scan_layers, Collect};
 use super::{Engine, Site};
 use crate::catalog::{BackupFilter, BackupRecord, BackupStatus};
 use crate::error::{Error, Result};
@@ -147,16 +147,23 @@ impl Engine {
             .collect();
         let index: &dyn ChunkIndex = &*site.index;
         let mut unindexed = 0;
-        let scan = scan_layers(&site.repo, &mut |id, chunks| {
-            if live.contains(&id) {
-                for c in chunks {
-                    if !index.contains(c)? {
-                        unindexed += 1;
+        // Exact: `check` names garbage packs, so none may hide behind a
+        // false positive.
+        let mut exact = HashSet::new();
+        let scan = scan_layers(
+            &site.repo,
+            Collect::PerLayer(&mut |id, chunks| {
+                exact.extend(chunks.iter().copied());
+                if live.contains(&id) {
+                    for c in chunks {
+                        if !index.contains(c)? {
+                            unindexed += 1;
+                        }
                     }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            }),
+        )?;
         report.unindexed_chunks += unindexed;
         report
             .damaged_layers
@@ -190,7 +197,7 @@ impl Engine {
                 }
                 Err(e) => return Err(e),
             };
-            let referenced = trailer.iter().any(|e| scan.referenced.contains(&e.id));
+            let referenced = trailer.iter().any(|e| exact.contains(&e.id));
             if known.contains(&pack) {
                 let rows = index.pack_chunks(&pack)?;
                 let found = compare_index(&pack, &trailer, &rows, |e| index.contains(&e.id))?;

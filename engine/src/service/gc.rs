@@ -17,6 +17,7 @@ use strata_format::layer::{EntryKind, Layer, LayerRecord};
 use strata_format::{BackupId, ChunkId, PackId};
 
 use super::Site;
+use crate::chunkset::ChunkSet;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::locks::{self, Held};
@@ -29,27 +30,40 @@ pub struct Sweep {
     pub removed: u64,
     /// Why nothing (or not everything) was removed, if so.
     pub skipped: Option<String>,
+    /// Referenced chunks were judged by a Bloom filter (the memory budget
+    /// was exceeded): a pack holding only dead chunks may have been kept.
+    pub approximate: bool,
 }
 
 /// What the layers in the repository reference.
 pub(crate) struct LayerScan {
-    /// Every chunk any readable layer references.
-    pub referenced: HashSet<ChunkId>,
+    /// Every chunk any readable layer references (within the memory budget
+    /// the scan was given, it may also hold some that none references).
+    pub referenced: ChunkSet,
     /// Layers that cannot be read or decoded, with why.
     pub damaged: Vec<(BackupId, Error)>,
     /// Every backup whose layer was read (damaged ones included), once.
     pub layers: Vec<BackupId>,
 }
 
+/// Which chunks a scan collects, and in how much memory.
+pub(crate) enum Collect<'a> {
+    /// Every referenced chunk, in at most this many bytes ([`ChunkSet`]).
+    Referenced(usize),
+    /// Each readable layer's chunks are handed to the visitor.
+    PerLayer(&'a mut dyn FnMut(BackupId, &HashSet<ChunkId>) -> Result<()>),
+}
+
 /// Reads every layer in the repository (each verified against its
-/// checksum, every record decoded), handing each readable layer's chunks
-/// to `visit` as it goes: one read of each layer serves every question.
-pub(crate) fn scan_layers(
-    repo: &Repository,
-    visit: &mut dyn FnMut(BackupId, &HashSet<ChunkId>) -> Result<()>,
-) -> Result<LayerScan> {
+/// checksum, every record decoded): one read of each layer serves every
+/// question.
+pub(crate) fn scan_layers(repo: &Repository, mut collect: Collect<'_>) -> Result<LayerScan> {
+    let budget = match collect {
+        Collect::Referenced(budget) => budget,
+        Collect::PerLayer(_) => 0,
+    };
     let mut scan = LayerScan {
-        referenced: HashSet::new(),
+        referenced: ChunkSet::with_budget(budget),
         damaged: Vec::new(),
         layers: Vec::new(),
     };
@@ -67,11 +81,15 @@ pub(crate) fn scan_layers(
             scan.layers.push(id);
         }
         let mut chunks = HashSet::new();
-        match layer_chunks(&id, &bytes, &mut chunks) {
-            Ok(()) => {
-                visit(id, &chunks)?;
-                scan.referenced.extend(chunks);
-            }
+        let read = match &mut collect {
+            Collect::Referenced(_) => layer_chunks(&id, &bytes, &mut |c| scan.referenced.insert(c)),
+            Collect::PerLayer(visit) => layer_chunks(&id, &bytes, &mut |c| {
+                chunks.insert(*c);
+            })
+            .and_then(|()| visit(id, &chunks)),
+        };
+        match read {
+            Ok(()) => {}
             Err(
                 e @ (Error::Corrupt { .. } | Error::Unsupported(_) | Error::InvalidArgument(_)),
             ) => scan.damaged.push((id, e)),
@@ -81,13 +99,18 @@ pub(crate) fn scan_layers(
     Ok(scan)
 }
 
-pub(crate) fn layer_chunks(id: &BackupId, bytes: &[u8], into: &mut HashSet<ChunkId>) -> Result<()> {
+/// Hands every chunk `bytes` (the layer of `id`) references to `found`.
+pub(crate) fn layer_chunks(
+    id: &BackupId,
+    bytes: &[u8],
+    found: &mut dyn FnMut(&ChunkId),
+) -> Result<()> {
     let location = format!("layer {id}");
     let layer = Layer::decode(bytes).map_err(|e| Error::format(&location, e))?;
     for record in layer.records().map_err(|e| Error::format(&location, e))? {
         if let LayerRecord::Entry(entry) = record.map_err(|e| Error::format(&location, e))? {
             if let EntryKind::File { chunks, .. } = entry.kind {
-                into.extend(chunks.iter().map(|c| c.id));
+                chunks.iter().for_each(|c| found(&c.id));
             }
         }
     }
@@ -96,11 +119,7 @@ pub(crate) fn layer_chunks(id: &BackupId, bytes: &[u8], into: &mut HashSet<Chunk
 
 /// Whether `pack` may go: its trailer reads and none of its chunks is
 /// referenced. A pack whose trailer cannot be read is kept (and named).
-pub(crate) fn is_garbage(
-    repo: &Repository,
-    pack: &PackId,
-    referenced: &HashSet<ChunkId>,
-) -> Result<bool> {
+pub(crate) fn is_garbage(repo: &Repository, pack: &PackId, referenced: &ChunkSet) -> Result<bool> {
     match crate::packs::read::read_trailer(repo, pack).map(|t| t.entries) {
         Ok(entries) => Ok(!entries.iter().any(|e| referenced.contains(&e.id))),
         // Removed by another sweep since the listing: nothing to do.
@@ -120,8 +139,8 @@ impl Site {
             Ok(lock) => lock,
             Err(Error::Busy(why)) => {
                 return Ok(Sweep {
-                    removed: 0,
                     skipped: Some(why),
+                    ..Sweep::default()
                 })
             }
             Err(e) => return Err(e),
@@ -131,22 +150,26 @@ impl Site {
 
     /// [`Site::collect_packs`] under an exclusive lock the caller holds.
     pub(crate) fn sweep(&self, lock: &Held) -> Result<Sweep> {
-        let scan = scan_layers(&self.repo, &mut |_, _| Ok(()))?;
+        let scan = scan_layers(&self.repo, Collect::Referenced(self.memory))?;
         if let Some((_, e)) = scan.damaged.first() {
             return Ok(Sweep {
-                removed: 0,
                 skipped: Some(format!(
                     "no pack removed while a layer cannot be read ({e}); `strata check` lists them"
                 )),
+                ..Sweep::default()
             });
         }
         let referenced = scan.referenced;
+        let approximate = !referenced.is_exact();
         let packs = self.repo.list_pack_files()?;
         let verdicts: Vec<(PackId, Result<bool>)> = packs
             .par_iter()
             .map(|p| (*p, is_garbage(&self.repo, p, &referenced)))
             .collect();
-        let mut sweep = Sweep::default();
+        let mut sweep = Sweep {
+            approximate,
+            ..Sweep::default()
+        };
         let mut unreadable = Vec::new();
         let mut present: HashSet<PackId> = packs.iter().copied().collect();
         for (pack, verdict) in verdicts {

@@ -69,7 +69,15 @@ pub struct EngineConfig {
     /// `prune`'s rules for backups of the default type when a request
     /// gives none.
     pub retention: Retention,
+    /// Bytes a sweep, a repack or a prune may spend on the set of chunks the
+    /// layers reference; past it the set becomes a Bloom filter of this
+    /// size, which may keep some dead chunks but never loses a live one.
+    pub gc_memory_bytes: usize,
 }
+
+/// Default [`EngineConfig::gc_memory_bytes`]: exact up to about five
+/// million referenced chunks.
+pub const DEFAULT_GC_MEMORY_BYTES: usize = 256 << 20;
 
 /// A backup type: a named profile of how backups are made and what they
 /// allow (Manila's `enabled_backup_types`).
@@ -109,6 +117,7 @@ impl EngineConfig {
             backup_types: Vec::new(),
             repack_max_unused_percent: None,
             retention: Retention::default(),
+            gc_memory_bytes: DEFAULT_GC_MEMORY_BYTES,
         }
     }
 }
@@ -177,6 +186,7 @@ impl Engine {
             repo,
             index,
             types: Vec::new(),
+            memory: config.gc_memory_bytes,
         };
         let type_sites = sites::type_sites(&*store, &config, &mut site, index_for)?;
         store.ensure_project(&config.project)?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use strata_format::pack::PackEntry;
 use strata_format::PackId;
 
-use super::gc::scan_layers;
+use super::gc::{scan_layers, Collect};
 use super::{Engine, Site};
 use crate::error::{Error, Result};
 use crate::locks::{self, Held};
@@ -34,6 +34,9 @@ pub struct RepackReport {
     pub damaged: Vec<String>,
     /// Why nothing was done, if so (the lock is held, a layer is damaged).
     pub skipped: Option<String>,
+    /// The referenced chunks outgrew the memory budget and were judged by
+    /// a Bloom filter: some dead chunks may have been kept as live.
+    pub approximate: bool,
 }
 
 /// Counts the new packs as they land.
@@ -118,7 +121,8 @@ pub(crate) fn repack_locked(
     progress: &Progress,
     report: &mut RepackReport,
 ) -> Result<()> {
-    let scan = scan_layers(&site.repo, &mut |_, _| Ok(()))?;
+    let scan = scan_layers(&site.repo, Collect::Referenced(site.memory))?;
+    report.approximate |= !scan.referenced.is_exact();
     if let Some((_, e)) = scan.damaged.first() {
         report.skipped = Some(format!(
             "nothing repacked while a layer cannot be read ({e}); `strata check` lists them"

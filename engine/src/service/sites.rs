@@ -22,6 +22,8 @@ pub struct Site {
     pub(crate) index: Arc<dyn ChunkIndex>,
     /// The backup types (configuration names) whose backups it holds.
     pub(crate) types: Vec<String>,
+    /// Bytes a sweep or a repack may spend on the set of referenced chunks.
+    pub(crate) memory: usize,
 }
 
 /// Makes the chunk index of the repository of that id (a type's own).
@@ -123,6 +125,7 @@ pub(crate) fn type_sites(
                 index: index_for(&id)?,
                 repo,
                 types: vec![t.name.clone()],
+                memory: config.gc_memory_bytes,
             }),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use strata_format::{BackupId, ChunkId, PackId};
 
-use super::gc::scan_layers;
+use super::gc::{scan_layers, Collect};
 use super::{Engine, Site};
 use crate::error::{Error, Result};
 use crate::packs::read::{verify_pack, Buffers, PackVerdict};
@@ -178,10 +178,13 @@ impl Engine {
             }
         }
         let mut needs: HashMap<BackupId, bool> = HashMap::new();
-        let scan = scan_layers(&site.repo, &mut |id, chunks| {
-            needs.insert(id, chunks.iter().any(|c| bad.contains(c)));
-            Ok(())
-        })?;
+        let scan = scan_layers(
+            &site.repo,
+            Collect::PerLayer(&mut |id, chunks| {
+                needs.insert(id, chunks.iter().any(|c| bad.contains(c)));
+                Ok(())
+            }),
+        )?;
         report.layers_verified += scan.layers.len() as u64;
         for (id, e) in &scan.damaged {
             report.damaged_layers.push(e.to_string());

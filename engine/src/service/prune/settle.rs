@@ -87,7 +87,9 @@ impl Engine {
                         other => other?,
                     }
                     let mut chunks = HashSet::new();
-                    layer_chunks(&current.id, &bytes, &mut chunks)?;
+                    layer_chunks(&current.id, &bytes, &mut |c| {
+                        chunks.insert(*c);
+                    })?;
                     let chunks: Vec<ChunkId> = chunks.into_iter().collect();
                     site.index.add_refs(current.id, &chunks)?;
                 }
