@@ -253,7 +253,16 @@ fn prune_needs_a_rule_and_keeps_chains_it_cannot_rewrite() {
         .json();
     let right = right["id"].as_str().unwrap().to_string();
     let right_tree = snapshot(&share);
-    let done = prune(&env, &["--keep-last", "2"]);
+    // No rule on the command line: the config's [retention] table.
+    let config = env.path("strata.toml");
+    fs::write(&config, "gc_memory_mib = 1\n[retention]\nkeep_last = 2\n").unwrap();
+    let done = env
+        .strata_with(
+            &["backup", "prune", "-f", "json"],
+            &[("STRATA_CONFIG", s(&config))],
+        )
+        .ok()
+        .json();
     assert_eq!(kept_names(&done).len(), 2, "{done}");
     env.strata(&["backup", "show", &first])
         .fails(4, "not found");
