@@ -257,10 +257,7 @@ fn prune_needs_a_rule_and_keeps_chains_it_cannot_rewrite() {
     let config = env.path("strata.toml");
     fs::write(&config, "gc_memory_mib = 1\n[retention]\nkeep_last = 2\n").unwrap();
     let done = env
-        .strata_with(
-            &["backup", "prune", "-f", "json"],
-            &[("STRATA_CONFIG", s(&config))],
-        )
+        .strata(&["--config", s(&config), "backup", "prune", "-f", "json"])
         .ok()
         .json();
     assert_eq!(kept_names(&done).len(), 2, "{done}");

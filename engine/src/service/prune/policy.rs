@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use strata_format::BackupId;
 
+use crate::clock::{civil_from_days as civil, days_from_civil};
+
 /// How many of each kind of period to keep; `None` means the rule is off.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Retention {
@@ -130,20 +132,6 @@ pub fn apply(policy: &Retention, candidates: &[Candidate]) -> Vec<Verdict> {
     out
 }
 
-/// The proleptic Gregorian date of a day number (days since 1970-01-01).
-pub(crate) fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// The ISO week of a Unix time, as `year * 100 + week`.
 fn iso_week(secs: i64) -> i64 {
     let days = secs.div_euclid(86_400);
@@ -154,16 +142,6 @@ fn iso_week(secs: i64) -> i64 {
     let (year, _, _) = civil(thursday);
     let jan1 = days_from_civil(year, 1, 1);
     year * 100 + (thursday - jan1) / 7 + 1
-}
-
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
