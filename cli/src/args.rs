@@ -80,6 +80,9 @@ pub enum Command {
     /// estimate the time of a full and of an incremental backup. Writes
     /// only under a temporary prefix in the repository, and removes it.
     Bench(BenchArgs),
+    /// Serve the Manila share-backup REST API (what `openstack share backup
+    /// …` drives) until SIGTERM or SIGINT.
+    Serve(ServeArgs),
     /// Rewrite packs whose unused share is above a threshold: their live
     /// chunks are copied into new packs, then the old packs are removed
     /// (waits for running backups and restores to finish).
@@ -362,4 +365,28 @@ pub struct PruneArgs {
     /// Seconds to wait for running backups and restores to finish.
     #[arg(long, default_value_t = 60)]
     pub wait: u64,
+}
+
+/// `strata serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0: any free port, printed).
+    #[arg(long, default_value = "127.0.0.1:8786")]
+    pub listen: std::net::SocketAddr,
+    /// Threads for long work (backups, restores, deletes).
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// `noauth` (the token is `user:project`; the user `admin` is an
+    /// administrator) or `tokens` (opaque tokens from --token-file).
+    #[arg(long, default_value = "noauth", value_parser = ["noauth", "tokens"])]
+    pub auth: String,
+    /// JSON: {"TOKEN": {"user": "u", "project": "p", "roles": ["admin"]}, …}.
+    #[arg(long, required_if_eq("auth", "tokens"))]
+    pub token_file: Option<PathBuf>,
+    /// Directory in which `POST /v2/shares` makes new shares.
+    #[arg(long)]
+    pub share_root: Option<PathBuf>,
+    /// Seconds running work may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    pub grace: u64,
 }

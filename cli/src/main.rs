@@ -64,6 +64,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         return commands::quota::rebuild(&config, &cli.global, *force);
     }
     let engine = Engine::open(config)?;
+    if let Command::Serve(args) = &cli.command {
+        return commands::serve::run(engine, args).map(|()| 0);
+    }
     if !matches!(cli.command, Command::Check { .. }) {
         // Whatever a dead process left running is put right before anything
         // else looks at the catalog; `check` reports it instead.
@@ -93,6 +96,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             dry_run,
             wait,
         } => commands::repack::run(&engine, &cli.global, max_unused, *dry_run, *wait),
+        Command::Serve(_) => Err(Error::Bug("serve runs without the shared engine".into()).into()),
     }
 }
 

@@ -3,8 +3,12 @@
 //! and the flag that tells the pipeline to stop.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
-#[derive(Default, Debug)]
+/// Called once, when the operation's new status is recorded in the catalog.
+pub type OnRecorded = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
 pub struct Progress {
     bytes_done: AtomicU64,
     files_done: AtomicU64,
@@ -13,6 +17,16 @@ pub struct Progress {
     finished: AtomicBool,
     /// Set when the operation must stop (cancelled from another process).
     cancelled: AtomicBool,
+    on_recorded: Mutex<Option<OnRecorded>>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("snapshot", &self.snapshot())
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
 }
 
 /// A consistent-enough copy of the counters.
@@ -43,6 +57,28 @@ impl Progress {
 
     pub fn add_files_total(&self, n: u64) {
         self.files_total.fetch_add(n, Relaxed);
+    }
+
+    /// Runs `f` once the operation has recorded its new status (a backup's
+    /// record is `creating`, a restore's backup `restoring`, a deleted
+    /// backup `deleting`): what a caller that answers before the work is
+    /// done waits for. Not called if the operation is refused first.
+    pub fn set_on_recorded(&self, f: OnRecorded) {
+        if let Ok(mut slot) = self.on_recorded.lock() {
+            *slot = Some(f);
+        }
+    }
+
+    /// Says the operation's new status is recorded (see `set_on_recorded`).
+    pub fn recorded(&self) {
+        let f = self
+            .on_recorded
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
+        if let Some(f) = f {
+            f();
+        }
     }
 
     pub fn cancel(&self) {

@@ -24,6 +24,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 
+#[derive(Clone)]
 pub struct Repository {
     backend: Arc<dyn Backend>,
     config: RepoConfig,

@@ -248,6 +248,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
                 allow_root_change: *allow_root_change,
                 snapshot: snapshot.clone(),
                 backup_type,
+                id: None,
             };
             let done =
                 engine

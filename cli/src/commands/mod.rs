@@ -6,6 +6,7 @@ pub mod bench;
 pub mod prune;
 pub mod quota;
 pub mod repack;
+pub mod serve;
 pub mod share;
 pub mod snapshot;
 

@@ -329,8 +329,9 @@ impl Catalog {
         description: Option<&str>,
     ) -> Result<()> {
         self.conn()?.execute(
-            "UPDATE backups SET name = COALESCE(?1, name),
-                description = COALESCE(?2, description), updated_at = ?3 WHERE id = ?4",
+            "UPDATE backups SET name = CASE WHEN ?1 IS NULL THEN name ELSE NULLIF(?1, '') END,
+                description = CASE WHEN ?2 IS NULL THEN description ELSE NULLIF(?2, '') END,
+                updated_at = ?3 WHERE id = ?4",
             params![name, description, now_ns(), id.to_string()],
         )?;
         Ok(())

@@ -24,6 +24,9 @@ const GC_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug, Default)]
 pub struct CreateBackup {
+    /// The new backup's id (`None`: a random one); a caller that answers
+    /// before the backup is done picks it, to name it in its answer.
+    pub id: Option<BackupId>,
     pub name: Option<String>,
     pub description: Option<String>,
     /// Build on the share's latest available backup instead of a full backup.
@@ -291,6 +294,7 @@ impl Engine {
                 return Err(busy_share(e, share));
             }
         }
+        progress.recorded();
         let site = self.site_of(backup)?;
         let result = self.supervise(
             op,
@@ -345,6 +349,17 @@ impl Engine {
     /// backup being created is only deleted with `force`: its process is
     /// told to stop, and cleans up after itself.
     pub fn delete_backup(&self, backup: &BackupRecord, force: bool) -> Result<()> {
+        self.delete_backup_reporting(backup, force, &Progress::default())
+    }
+
+    /// [`Engine::delete_backup`], telling `progress` once the backup is
+    /// `deleting` (see [`Progress::set_on_recorded`]).
+    pub fn delete_backup_reporting(
+        &self,
+        backup: &BackupRecord,
+        force: bool,
+        progress: &Progress,
+    ) -> Result<()> {
         if backup.status == BackupStatus::Creating {
             if !force {
                 return Err(Error::InvalidState(format!(
@@ -378,6 +393,7 @@ impl Engine {
             self.end_operation(&op)?;
             return Err(e);
         }
+        progress.recorded();
         let result = self.remove_backup_data(backup.id);
         if let Err(e) = &result {
             self.store.transition_backup(

@@ -71,7 +71,10 @@ fn parent_gone(parent: Option<BackupId>, status: Option<BackupStatus>) -> Error 
 pub(super) const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 fn new_record(engine: &Engine, share: &Share, req: &CreateBackup) -> Result<BackupRecord> {
-    let id = BackupId(new_uuid()?);
+    let id = match req.id {
+        Some(id) => id,
+        None => BackupId(new_uuid()?),
+    };
     Ok(BackupRecord {
         name: req.name.clone(),
         description: req.description.clone(),
@@ -148,6 +151,7 @@ impl Engine {
                 return Err(e);
             }
         };
+        progress.recorded();
         let result = self.run_backup(&record, share, req, parent, &op, progress);
         let released = match before {
             Some(before) => self

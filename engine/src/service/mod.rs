@@ -136,6 +136,22 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// This engine acting in `project`: the same catalog, repositories and
+    /// indexes (shared, not reopened), another project's shares and
+    /// backups. What a server uses to act for each caller.
+    pub fn for_project(&self, project: &str) -> Result<Engine> {
+        self.store.ensure_project(project)?;
+        let mut config = self.config.clone();
+        config.project = project.to_string();
+        Ok(Engine {
+            store: Arc::clone(&self.store),
+            site: self.site.clone(),
+            type_sites: self.type_sites.clone(),
+            config,
+            host: self.host.clone(),
+        })
+    }
+
     /// Opens the SQLite catalog at `config.catalog_path` and the
     /// repositories, creating any that is missing (see
     /// [`Engine::with_catalog`]). A backup type's own repository gets its

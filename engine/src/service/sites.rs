@@ -17,6 +17,7 @@ use crate::repository::Repository;
 use crate::store::ServiceStore;
 
 /// One repository and the chunk index of it.
+#[derive(Clone)]
 pub struct Site {
     pub(crate) repo: Repository,
     pub(crate) index: Arc<dyn ChunkIndex>,

@@ -177,7 +177,8 @@ pub trait ServiceStore: Send + Sync {
     fn set_fail_reason(&self, id: BackupId, reason: &str) -> Result<()>;
     /// The progress of its backup (or, with `restore`, its restore), 0-100.
     fn set_backup_progress(&self, id: BackupId, percent: u32, restore: bool) -> Result<()>;
-    /// Sets the name and/or description (`None` keeps the old one).
+    /// Sets the name and/or description (`None` keeps the old one; an empty
+    /// string clears it).
     fn rename_backup(
         &self,
         id: BackupId,

@@ -1,0 +1,457 @@
+//! `/v2/share-backups`: Manila's share-backup API (`api/v2/share_backups.py`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State as Shared};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus, Share};
+use strata_engine::{CreateBackup, RestoreRequest, RestoreTarget};
+use strata_format::{BackupId, ShareId};
+
+use crate::api::{body, Fault, BACKUPS, TARGET_RESTORE};
+use crate::views::{backup_detail, backup_summary};
+use crate::{blocking, Ctx, State};
+
+type Params = Path<HashMap<String, String>>;
+type Pairs = Query<Vec<(String, String)>>;
+
+pub(crate) fn routes() -> Router<Arc<State>> {
+    Router::new()
+        .route("/share-backups", get(index).post(create))
+        .route("/share-backups/detail", get(detail))
+        .route("/share-backups/{id}", get(show).put(update).delete(remove))
+        .route("/share-backups/{id}/action", post(action))
+}
+
+fn id_of(path: &HashMap<String, String>) -> Result<String, Fault> {
+    path.get("id")
+        .cloned()
+        .ok_or_else(|| Fault::bad_request("no backup id in the path"))
+}
+
+/// The caller's backup `id` (an administrator reaches every project's);
+/// anything else is a 404, as Manila answers.
+pub(crate) fn backup_of(ctx: &Ctx, id: &str) -> Result<BackupRecord, Fault> {
+    let missing = || Fault::not_found(format!("No backup exists with ID {id}."));
+    let parsed: BackupId = id.parse().map_err(|_| missing())?;
+    match ctx.engine.store().backup(parsed) {
+        Ok(b) if b.project == ctx.who.project || ctx.who.admin => Ok(b),
+        Ok(_) | Err(strata_engine::Error::NotFound { .. }) => Err(missing()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The caller's share `id`, for a request naming it in a body: a 400 when
+/// it is not there (Manila's "No share exists with ID").
+pub(crate) fn share_in_body(ctx: &Ctx, id: &str) -> Result<Share, Fault> {
+    let missing = || Fault::bad_request(format!("No share exists with ID {id}."));
+    let parsed: ShareId = id.parse().map_err(|_| missing())?;
+    match ctx.engine.store().share(parsed) {
+        Ok(s) if s.project == ctx.who.project || ctx.who.admin => Ok(s),
+        Ok(_) | Err(strata_engine::Error::NotFound { .. }) => Err(missing()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn index(s: Shared<Arc<State>>, h: HeaderMap, p: Params, q: Pairs) -> Response {
+    blocking(&s, h, p.0, move |ctx| list(ctx, &q.0, false)).await
+}
+
+async fn detail(s: Shared<Arc<State>>, h: HeaderMap, p: Params, q: Pairs) -> Response {
+    blocking(&s, h, p.0, move |ctx| list(ctx, &q.0, true)).await
+}
+
+/// Filters, sorting and pagination of a list.
+struct Listing {
+    share: Option<ShareId>,
+    name: Option<String>,
+    name_like: Option<String>,
+    description: Option<String>,
+    description_like: Option<String>,
+    status: Option<BackupStatus>,
+    limit: Option<usize>,
+    offset: usize,
+    sort_key: String,
+    ascending: bool,
+    all: bool,
+}
+
+fn listing(ctx: &Ctx, query: &[(String, String)]) -> Result<Listing, Fault> {
+    let mut l = Listing {
+        share: None,
+        name: None,
+        name_like: None,
+        description: None,
+        description_like: None,
+        status: None,
+        limit: None,
+        offset: 0,
+        sort_key: "created_at".into(),
+        ascending: false,
+        all: false,
+    };
+    let number = |k: &str, v: &str| {
+        v.parse::<usize>().map_err(|_| {
+            Fault::bad_request(format!("{k} must be a non-negative integer, not {v:?}"))
+        })
+    };
+    for (k, v) in query {
+        match k.as_str() {
+            "share_id" => l.share = Some(share_in_body(ctx, v)?.id),
+            "name" => l.name = Some(v.clone()),
+            "name~" => l.name_like = Some(v.to_lowercase()),
+            "description" => l.description = Some(v.clone()),
+            "description~" => l.description_like = Some(v.to_lowercase()),
+            "status" => {
+                l.status = Some(
+                    BackupStatus::parse(v)
+                        .map_err(|_| Fault::bad_request(format!("invalid status {v:?}")))?,
+                )
+            }
+            "limit" => l.limit = Some(number(k, v)?),
+            "offset" => l.offset = number(k, v)?,
+            "sort_key" => {
+                if !SORT_KEYS.contains(&v.as_str()) {
+                    return Err(Fault::bad_request(format!(
+                        "Wrong sort_key filter provided: '{v}'."
+                    )));
+                }
+                l.sort_key = v.clone();
+            }
+            "sort_dir" => {
+                l.ascending = match v.as_str() {
+                    "asc" => true,
+                    "desc" => false,
+                    _ => {
+                        return Err(Fault::bad_request(format!(
+                            "Wrong sort_dir filter provided: '{v}'."
+                        )))
+                    }
+                }
+            }
+            // Manila lists every project's only for those allowed, and
+            // silently keeps to the caller's project for the others.
+            "all_tenants" | "all_projects" => {
+                l.all = ctx.who.admin && !matches!(v.as_str(), "0" | "false" | "False")
+            }
+            // Manila drops the options it does not know.
+            _ => {}
+        }
+    }
+    Ok(l)
+}
+
+const SORT_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "status",
+    "created_at",
+    "updated_at",
+    "size",
+    "share_id",
+    "progress",
+    "restore_progress",
+];
+
+fn sort_value(b: &BackupRecord, key: &str) -> (Option<String>, i64) {
+    match key {
+        "id" => (Some(b.id.to_string()), 0),
+        "name" => (b.name.clone(), 0),
+        "description" => (b.description.clone(), 0),
+        "status" => (Some(b.status.as_str().to_string()), 0),
+        "updated_at" => (None, b.updated_at.unwrap_or(0)),
+        "size" => (None, b.size_gib as i64),
+        "share_id" => (Some(b.share_id.to_string()), 0),
+        "progress" => (None, i64::from(b.progress)),
+        "restore_progress" => (None, i64::from(b.restore_progress)),
+        _ => (None, b.created_at),
+    }
+}
+
+fn list(ctx: &Ctx, query: &[(String, String)], is_detail: bool) -> Result<Response, Fault> {
+    ctx.req.require(BACKUPS, true)?;
+    let l = listing(ctx, query)?;
+    let project = (!l.all).then_some(ctx.who.project.as_str());
+    let mut backups = ctx.engine.store().list_backups(&BackupFilter {
+        project,
+        share_id: l.share,
+        name: l.name.as_deref(),
+        status: l.status,
+    })?;
+    let like = |field: &Option<String>, pattern: &Option<String>| match pattern {
+        None => true,
+        Some(p) => field.as_ref().is_some_and(|f| f.to_lowercase().contains(p)),
+    };
+    backups.retain(|b| {
+        like(&b.name, &l.name_like)
+            && like(&b.description, &l.description_like)
+            && l.description
+                .as_ref()
+                .is_none_or(|d| b.description.as_ref() == Some(d))
+    });
+    backups.sort_by(|a, b| {
+        let order = sort_value(a, &l.sort_key).cmp(&sort_value(b, &l.sort_key));
+        if l.ascending {
+            order
+        } else {
+            order.reverse()
+        }
+    });
+    let page = backups
+        .iter()
+        .skip(l.offset)
+        .take(l.limit.unwrap_or(usize::MAX));
+    let items: Vec<Value> = match is_detail {
+        true => page.map(|b| backup_detail(b, &ctx.req, &ctx.who)).collect(),
+        false => page.map(backup_summary).collect(),
+    };
+    Ok(Json(json!({ "share_backups": items })).into_response())
+}
+
+async fn show(s: Shared<Arc<State>>, h: HeaderMap, p: Params) -> Response {
+    blocking(&s, h, p.0.clone(), move |ctx| {
+        ctx.req.require(BACKUPS, true)?;
+        let b = backup_of(ctx, &id_of(&p.0)?)?;
+        Ok(Json(json!({ "share_backup": backup_detail(&b, &ctx.req, &ctx.who) })).into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBackupBody {
+    share_backup: NewBackup,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBackup {
+    share_id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    backup_options: Option<HashMap<String, Value>>,
+}
+
+async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, bytes: Bytes) -> Response {
+    blocking(&s, h, p.0, move |ctx| {
+        ctx.req.require(BACKUPS, true)?;
+        let new: NewBackupBody = body(&bytes, "share_backup")?;
+        let new = new.share_backup;
+        let share_id = new
+            .share_id
+            .ok_or_else(|| Fault::bad_request("'share_id' is missing from the request body."))?;
+        let share = share_in_body(ctx, &share_id)?;
+        let mut backup_type = None;
+        let mut incremental = None;
+        for (k, v) in new.backup_options.iter().flatten() {
+            match (k.as_str(), v) {
+                ("backup_type", Value::String(t)) => backup_type = Some(t.clone()),
+                ("incremental", Value::Bool(b)) => incremental = Some(*b),
+                ("incremental", Value::String(b)) => {
+                    incremental = Some(match b.to_lowercase().as_str() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" => false,
+                        _ => {
+                            return Err(Fault::bad_request(format!(
+                                "incremental={b:?} is not a boolean"
+                            )))
+                        }
+                    })
+                }
+                _ => {
+                    return Err(Fault::bad_request(format!(
+                        "unknown or invalid backup option {k}={v}; known: backup_type, incremental"
+                    )))
+                }
+            }
+        }
+        let engine = Arc::clone(&ctx.engine);
+        if let Some(t) = &backup_type {
+            engine.backup_type(t)?;
+        }
+        // Incremental when the share has a backup of this type to build on.
+        let incremental = match incremental {
+            Some(i) => i,
+            None => {
+                let display = match &backup_type {
+                    Some(t) => Some(engine.backup_type(t)?.display_name.clone()),
+                    None => None,
+                };
+                engine
+                    .store()
+                    .list_backups(&BackupFilter {
+                        share_id: Some(share.id),
+                        status: Some(BackupStatus::Available),
+                        ..BackupFilter::default()
+                    })?
+                    .iter()
+                    .any(|b| b.backup_type == display)
+            }
+        };
+        let id = BackupId(random_id()?);
+        let req = CreateBackup {
+            id: Some(id),
+            name: new.name,
+            description: new.description,
+            incremental,
+            backup_type,
+            ..CreateBackup::default()
+        };
+        let work_engine = Arc::clone(&engine);
+        ctx.state.pool.start(move |progress| {
+            work_engine
+                .create_backup(&share, &req, progress)
+                .map(|_| ())
+        })?;
+        let b = engine.store().backup(id)?;
+        Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "share_backup": backup_detail(&b, &ctx.req, &ctx.who) })),
+        )
+            .into_response())
+    })
+    .await
+}
+
+pub(crate) fn random_id() -> Result<[u8; 16], Fault> {
+    strata_engine::repository::new_uuid().map_err(Fault::from)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    share_backup: Update,
+}
+
+/// A field absent stays as it is; `null` clears it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Update {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+}
+
+/// `Some(None)` for an explicit `null`, `Some(Some(s))` for a string.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// What the store takes: `None` keeps, `""` clears.
+fn change(field: &Option<Option<String>>) -> Option<&str> {
+    field.as_ref().map(|v| v.as_deref().unwrap_or(""))
+}
+
+async fn update(s: Shared<Arc<State>>, h: HeaderMap, p: Params, bytes: Bytes) -> Response {
+    blocking(&s, h, p.0.clone(), move |ctx| {
+        ctx.req.require(BACKUPS, true)?;
+        let changes: UpdateBody = body(&bytes, "share_backup")?;
+        let b = backup_of(ctx, &id_of(&p.0)?)?;
+        let u = changes.share_backup;
+        ctx.engine
+            .rename_backup(&b, change(&u.name), change(&u.description))?;
+        let b = ctx.engine.store().backup(b.id)?;
+        Ok(Json(json!({ "share_backup": backup_detail(&b, &ctx.req, &ctx.who) })).into_response())
+    })
+    .await
+}
+
+async fn remove(s: Shared<Arc<State>>, h: HeaderMap, p: Params) -> Response {
+    blocking(&s, h, p.0.clone(), move |ctx| {
+        ctx.req.require(BACKUPS, true)?;
+        let b = backup_of(ctx, &id_of(&p.0)?)?;
+        if !matches!(b.status, BackupStatus::Available | BackupStatus::Error) {
+            return Err(Fault::bad_request(format!(
+                "Backup status must be available or error, not {}.",
+                b.status.as_str()
+            )));
+        }
+        let engine = Arc::clone(&ctx.engine);
+        ctx.state
+            .pool
+            .start(move |progress| engine.delete_backup_reporting(&b, false, progress))?;
+        Ok(StatusCode::ACCEPTED.into_response())
+    })
+    .await
+}
+
+/// `{"restore": null | "<share id>"}` or `{"reset_status": {"status": …}}`.
+async fn action(s: Shared<Arc<State>>, h: HeaderMap, p: Params, bytes: Bytes) -> Response {
+    blocking(&s, h, p.0.clone(), move |ctx| {
+        ctx.req.require(BACKUPS, true)?;
+        let action: serde_json::Map<String, Value> = body(&bytes, "action")?;
+        let mut entries = action.into_iter();
+        let (Some((name, arg)), None) = (entries.next(), entries.next()) else {
+            return Err(Fault::bad_request(
+                "An action body names exactly one action.",
+            ));
+        };
+        let b = backup_of(ctx, &id_of(&p.0)?)?;
+        match name.as_str() {
+            "restore" => restore(ctx, b, &arg),
+            "reset_status" => reset_status(ctx, b, &arg),
+            other => Err(Fault::bad_request(format!(
+                "There is no such action: {other}"
+            ))),
+        }
+    })
+    .await
+}
+
+fn restore(ctx: &Ctx, b: BackupRecord, arg: &Value) -> Result<Response, Fault> {
+    // Before 2.91 the body is ignored: the source share is restored.
+    let target = match (arg, ctx.req.version >= TARGET_RESTORE) {
+        (Value::String(id), true) => {
+            let parsed: ShareId = id
+                .parse()
+                .map_err(|_| Fault::not_found(format!("No share exists with ID {id}.")))?;
+            Some(parsed)
+        }
+        (Value::Null, _) | (_, false) => None,
+        (other, true) => {
+            return Err(Fault::bad_request(format!(
+                "restore takes a target share id or null, not {other}"
+            )))
+        }
+    };
+    let share_id = target.unwrap_or(b.share_id);
+    let req = RestoreRequest {
+        target: match target {
+            Some(id) => RestoreTarget::Share(id.to_string()),
+            None => RestoreTarget::Source,
+        },
+    };
+    let backup_id = b.id.to_string();
+    let engine = Arc::clone(&ctx.engine);
+    ctx.state
+        .pool
+        .start(move |progress| engine.restore_backup(&b, &req, progress).map(|_| ()))?;
+    let body = json!({"restore": {"backup_id": backup_id, "share_id": share_id.to_string()}});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn reset_status(ctx: &Ctx, b: BackupRecord, arg: &Value) -> Result<Response, Fault> {
+    if !ctx.who.admin {
+        return Err(Fault::forbidden(
+            "Policy doesn't allow share_backup:reset_status to be performed.",
+        ));
+    }
+    let status = arg
+        .get("status")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Fault::bad_request("Must specify 'status'"))?;
+    let to = BackupStatus::parse(status)
+        .map_err(|_| Fault::bad_request(format!("Invalid status provided: {status}")))?;
+    ctx.engine.reset_backup_state(&b, to)?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
