@@ -202,6 +202,20 @@ impl IntoResponse for Fault {
     }
 }
 
+/// The most a request body may hold.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Reads a request body of at most [`MAX_BODY`] bytes; a larger one is a
+/// 413 with Manila's fault body.
+pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, Fault> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        Fault::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {MAX_BODY} bytes."),
+        )
+    })
+}
+
 /// Decodes a JSON body into `T`: malformed JSON, a wrong type or an unknown
 /// field is a 400 naming what is wrong; an empty body is a 422 (Manila's
 /// answer to a body without the resource).

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State as Shared};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +15,7 @@ use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus, Share};
 use strata_engine::{CreateBackup, RestoreRequest, RestoreTarget};
 use strata_format::{BackupId, ShareId};
 
-use crate::api::{body, Fault, BACKUPS, TARGET_RESTORE};
+use crate::api::{body, read_body, Fault, BACKUPS, TARGET_RESTORE};
 use crate::views::{backup_detail, backup_summary};
 use crate::{blocking, Ctx, State};
 
@@ -241,7 +241,11 @@ struct NewBackup {
     backup_options: Option<HashMap<String, Value>>,
 }
 
-async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, bytes: Bytes) -> Response {
+async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Response {
+    let bytes = match read_body(raw).await {
+        Ok(b) => b,
+        Err(f) => return f.into_response(),
+    };
     blocking(&s, h, p.0, move |ctx| {
         ctx.req.require(BACKUPS, true)?;
         let new: NewBackupBody = body(&bytes, "share_backup")?;
@@ -352,7 +356,11 @@ fn change(field: &Option<Option<String>>) -> Option<&str> {
     field.as_ref().map(|v| v.as_deref().unwrap_or(""))
 }
 
-async fn update(s: Shared<Arc<State>>, h: HeaderMap, p: Params, bytes: Bytes) -> Response {
+async fn update(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Response {
+    let bytes = match read_body(raw).await {
+        Ok(b) => b,
+        Err(f) => return f.into_response(),
+    };
     blocking(&s, h, p.0.clone(), move |ctx| {
         ctx.req.require(BACKUPS, true)?;
         let changes: UpdateBody = body(&bytes, "share_backup")?;
@@ -386,7 +394,11 @@ async fn remove(s: Shared<Arc<State>>, h: HeaderMap, p: Params) -> Response {
 }
 
 /// `{"restore": null | "<share id>"}` or `{"reset_status": {"status": …}}`.
-async fn action(s: Shared<Arc<State>>, h: HeaderMap, p: Params, bytes: Bytes) -> Response {
+async fn action(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Response {
+    let bytes = match read_body(raw).await {
+        Ok(b) => b,
+        Err(f) => return f.into_response(),
+    };
     blocking(&s, h, p.0.clone(), move |ctx| {
         ctx.req.require(BACKUPS, true)?;
         let action: serde_json::Map<String, Value> = body(&bytes, "action")?;

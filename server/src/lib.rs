@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -180,7 +180,6 @@ fn router(state: Arc<State>) -> Router {
         .nest("/v2/{project_id}", api.clone())
         .nest("/v2", api)
         .fallback(no_route)
-        .layer(DefaultBodyLimit::max(64 * 1024))
 }
 
 /// Serves until SIGTERM or SIGINT, then lets running work finish within the

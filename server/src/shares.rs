@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path as FsPath;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State as Shared};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use strata_engine::catalog::Share;
 use strata_engine::NewShare;
 use strata_format::ShareId;
 
-use crate::api::{body, Fault};
+use crate::api::{body, read_body, Fault};
 use crate::backups::{backup_of, random_id};
 use crate::views::{export_location, share_detail, share_summary};
 use crate::{blocking, Ctx, State};
@@ -181,7 +181,11 @@ struct NewShareFields {
 
 /// `POST /v2/shares`: a new directory under the configured share root; with
 /// `backup_id`, made from that backup (`creating` until it is restored).
-async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, bytes: Bytes) -> Response {
+async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Response {
+    let bytes = match read_body(raw).await {
+        Ok(b) => b,
+        Err(f) => return f.into_response(),
+    };
     let b = base(&h);
     blocking(&s, h, p.0, move |ctx| {
         let new: NewShareBody = body(&bytes, "share")?;

@@ -15,6 +15,7 @@ mod prune;
 mod read_data;
 mod rebuild;
 mod repack;
+mod rest;
 mod roundtrip;
 mod service;
 mod shared_repo;
