@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus, Share};
+use strata_engine::store::{BackupQuery, BackupSort};
 use strata_engine::{CreateBackup, RestoreRequest, RestoreTarget};
 use strata_format::{BackupId, ShareId};
 
@@ -68,65 +69,43 @@ async fn detail(s: Shared<Arc<State>>, h: HeaderMap, p: Params, q: Pairs) -> Res
     blocking(&s, h, p.0, move |ctx| list(ctx, &q.0, true)).await
 }
 
-/// Filters, sorting and pagination of a list.
-struct Listing {
-    share: Option<ShareId>,
-    name: Option<String>,
-    name_like: Option<String>,
-    description: Option<String>,
-    description_like: Option<String>,
-    status: Option<BackupStatus>,
-    limit: Option<usize>,
-    offset: usize,
-    sort_key: String,
-    ascending: bool,
-    all: bool,
-}
-
-fn listing(ctx: &Ctx, query: &[(String, String)]) -> Result<Listing, Fault> {
-    let mut l = Listing {
-        share: None,
-        name: None,
-        name_like: None,
-        description: None,
-        description_like: None,
-        status: None,
-        limit: None,
-        offset: 0,
-        sort_key: "created_at".into(),
-        ascending: false,
-        all: false,
+/// The query a list's parameters make (Manila's names; unknown ones are
+/// dropped, as Manila drops them).
+fn query<'a>(ctx: &'a Ctx, params: &'a [(String, String)]) -> Result<BackupQuery<'a>, Fault> {
+    let mut q = BackupQuery {
+        filter: BackupFilter {
+            project: Some(ctx.who.project.as_str()),
+            ..BackupFilter::default()
+        },
+        ..BackupQuery::default()
     };
     let number = |k: &str, v: &str| {
-        v.parse::<usize>().map_err(|_| {
+        v.parse::<u64>().map_err(|_| {
             Fault::bad_request(format!("{k} must be a non-negative integer, not {v:?}"))
         })
     };
-    for (k, v) in query {
+    for (k, v) in params {
         match k.as_str() {
-            "share_id" => l.share = Some(share_in_body(ctx, v)?.id),
-            "name" => l.name = Some(v.clone()),
-            "name~" => l.name_like = Some(v.to_lowercase()),
-            "description" => l.description = Some(v.clone()),
-            "description~" => l.description_like = Some(v.to_lowercase()),
+            "share_id" => q.filter.share_id = Some(share_in_body(ctx, v)?.id),
+            "name" => q.filter.name = Some(v),
+            "name~" => q.name_contains = Some(v),
+            "description" => q.description = Some(v),
+            "description~" => q.description_contains = Some(v),
             "status" => {
-                l.status = Some(
+                q.filter.status = Some(
                     BackupStatus::parse(v)
                         .map_err(|_| Fault::bad_request(format!("invalid status {v:?}")))?,
                 )
             }
-            "limit" => l.limit = Some(number(k, v)?),
-            "offset" => l.offset = number(k, v)?,
+            "limit" => q.limit = Some(number(k, v)?),
+            "offset" => q.offset = number(k, v)?,
             "sort_key" => {
-                if !SORT_KEYS.contains(&v.as_str()) {
-                    return Err(Fault::bad_request(format!(
-                        "Wrong sort_key filter provided: '{v}'."
-                    )));
-                }
-                l.sort_key = v.clone();
+                q.sort = BackupSort::parse(v).ok_or_else(|| {
+                    Fault::bad_request(format!("Wrong sort_key filter provided: '{v}'."))
+                })?
             }
             "sort_dir" => {
-                l.ascending = match v.as_str() {
+                q.ascending = match v.as_str() {
                     "asc" => true,
                     "desc" => false,
                     _ => {
@@ -136,84 +115,45 @@ fn listing(ctx: &Ctx, query: &[(String, String)]) -> Result<Listing, Fault> {
                     }
                 }
             }
-            // Manila lists every project's only for those allowed, and
-            // silently keeps to the caller's project for the others.
+            // Every project's only for those allowed; the others silently
+            // keep to their own, as Manila does.
             "all_tenants" | "all_projects" => {
-                l.all = ctx.who.admin && !matches!(v.as_str(), "0" | "false" | "False")
+                if ctx.who.admin && !matches!(v.as_str(), "0" | "false" | "False") {
+                    q.filter.project = None;
+                }
             }
-            // Manila drops the options it does not know.
             _ => {}
         }
     }
-    Ok(l)
+    Ok(q)
 }
 
-const SORT_KEYS: &[&str] = &[
-    "id",
-    "name",
-    "description",
-    "status",
-    "created_at",
-    "updated_at",
-    "size",
-    "share_id",
-    "progress",
-    "restore_progress",
-];
-
-fn sort_value(b: &BackupRecord, key: &str) -> (Option<String>, i64) {
-    match key {
-        "id" => (Some(b.id.to_string()), 0),
-        "name" => (b.name.clone(), 0),
-        "description" => (b.description.clone(), 0),
-        "status" => (Some(b.status.as_str().to_string()), 0),
-        "updated_at" => (None, b.updated_at.unwrap_or(0)),
-        "size" => (None, b.size_gib as i64),
-        "share_id" => (Some(b.share_id.to_string()), 0),
-        "progress" => (None, i64::from(b.progress)),
-        "restore_progress" => (None, i64::from(b.restore_progress)),
-        _ => (None, b.created_at),
-    }
+#[derive(serde::Serialize)]
+struct Page<T> {
+    share_backups: Vec<T>,
 }
 
-fn list(ctx: &Ctx, query: &[(String, String)], is_detail: bool) -> Result<Response, Fault> {
+fn list(ctx: &Ctx, params: &[(String, String)], is_detail: bool) -> Result<Response, Fault> {
     ctx.req.require(BACKUPS, true)?;
-    let l = listing(ctx, query)?;
-    let project = (!l.all).then_some(ctx.who.project.as_str());
-    let mut backups = ctx.engine.store().list_backups(&BackupFilter {
-        project,
-        share_id: l.share,
-        name: l.name.as_deref(),
-        status: l.status,
-    })?;
-    let like = |field: &Option<String>, pattern: &Option<String>| match pattern {
-        None => true,
-        Some(p) => field.as_ref().is_some_and(|f| f.to_lowercase().contains(p)),
-    };
-    backups.retain(|b| {
-        like(&b.name, &l.name_like)
-            && like(&b.description, &l.description_like)
-            && l.description
-                .as_ref()
-                .is_none_or(|d| b.description.as_ref() == Some(d))
-    });
-    backups.sort_by(|a, b| {
-        let order = sort_value(a, &l.sort_key).cmp(&sort_value(b, &l.sort_key));
-        if l.ascending {
-            order
-        } else {
-            order.reverse()
+    let q = query(ctx, params)?;
+    let backups = ctx.engine.store().list_backups_page(&q)?;
+    Ok(match is_detail {
+        true => {
+            let items: Vec<_> = backups
+                .iter()
+                .map(|b| backup_detail(b, &ctx.req, &ctx.who))
+                .collect();
+            // Serialized straight into the body, without a value tree.
+            Json(Page {
+                share_backups: items,
+            })
+            .into_response()
         }
-    });
-    let page = backups
-        .iter()
-        .skip(l.offset)
-        .take(l.limit.unwrap_or(usize::MAX));
-    let items: Vec<Value> = match is_detail {
-        true => page.map(|b| backup_detail(b, &ctx.req, &ctx.who)).collect(),
-        false => page.map(backup_summary).collect(),
-    };
-    Ok(Json(json!({ "share_backups": items })).into_response())
+        false => {
+            let items: Vec<Value> = backups.iter().map(backup_summary).collect();
+            Json(json!({ "share_backups": items })).into_response()
+        }
+    })
 }
 
 async fn show(s: Shared<Arc<State>>, h: HeaderMap, p: Params) -> Response {

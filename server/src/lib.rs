@@ -190,6 +190,17 @@ pub fn serve(
     config: ServeConfig,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), String> {
+    serve_until(engine, config, ready, stop_signal())
+}
+
+/// [`serve`], stopping when `stop` completes instead of on a signal (a
+/// server inside another program: a benchmark, a test).
+pub fn serve_until(
+    engine: Engine,
+    config: ServeConfig,
+    ready: impl FnOnce(SocketAddr),
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     engine.cleanup(None).map_err(|e| e.to_string())?;
     let state = Arc::new(State {
         engine,
@@ -214,7 +225,7 @@ pub fn serve(
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
         ready(addr);
         axum::serve(listener, app)
-            .with_graceful_shutdown(stop_signal())
+            .with_graceful_shutdown(stop)
             .await
             .map_err(|e| format!("server failed: {e}"))
     })?;

@@ -6,7 +6,7 @@ use strata_format::{BackupId, ShareId};
 
 use super::Catalog;
 use crate::error::{Error, Result};
-use crate::store::{BackupFilter, BackupRecord, BackupStatus, Problem};
+use crate::store::{BackupFilter, BackupQuery, BackupRecord, BackupStatus, Problem};
 
 const COLUMNS: &str = "id, project, share_id, name, description, status, progress, \
     restore_progress, size_gib, created_at, updated_at, host, availability_zone, backup_type, \
@@ -130,6 +130,57 @@ impl Catalog {
             ],
             from_row,
         )?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// See [`crate::store::ServiceStore::list_backups_page`]. Only the
+    /// conditions given go into the statement, so that a project's page
+    /// in creation order walks its index and stops after the page.
+    pub fn list_backups_page(&self, q: &BackupQuery<'_>) -> Result<Vec<BackupRecord>> {
+        let mut clauses: Vec<&str> = Vec::new();
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        let mut add = |clause: &'static str, arg: Option<String>| {
+            if let Some(a) = arg {
+                clauses.push(clause);
+                args.push(Box::new(a));
+            }
+        };
+        add("project = ?", q.filter.project.map(str::to_string));
+        add("share_id = ?", q.filter.share_id.map(|s| s.to_string()));
+        add("name = ?", q.filter.name.map(str::to_string));
+        add(
+            "status = ?",
+            q.filter.status.map(|s| s.as_str().to_string()),
+        );
+        add(
+            "instr(lower(name), lower(?)) > 0",
+            q.name_contains.map(str::to_string),
+        );
+        add("description = ?", q.description.map(str::to_string));
+        add(
+            "instr(lower(description), lower(?)) > 0",
+            q.description_contains.map(str::to_string),
+        );
+        let filter = match clauses.is_empty() {
+            true => String::new(),
+            false => format!("WHERE {}", clauses.join(" AND ")),
+        };
+        let dir = if q.ascending { "ASC" } else { "DESC" };
+        let column = q.sort.column();
+        args.push(Box::new(
+            q.limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64),
+        ));
+        args.push(Box::new(q.offset.min(i64::MAX as u64) as i64));
+        let conn = self.conn()?;
+        // The page's rows are chosen on the index alone (the offset is
+        // skipped there), then read.
+        let order = format!("ORDER BY {column} {dir}, id {dir}");
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM backups WHERE rowid IN
+               (SELECT rowid FROM backups {filter} {order} LIMIT ? OFFSET ?)
+             {order}"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), from_row)?;
         rows.map(|r| r?).collect()
     }
 

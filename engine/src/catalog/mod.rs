@@ -163,6 +163,10 @@ CREATE TABLE snapshots (
 );
 CREATE INDEX snapshots_by_share ON snapshots(share_id);
 "#,
+    // 6: a project's backups newest first, read a page at a time (the API).
+    r#"
+CREATE INDEX backups_by_project_created ON backups(project, created_at, id);
+"#,
 ];
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -6,8 +6,8 @@ use strata_format::{BackupId, ShareId, SnapshotId};
 use super::Catalog;
 use crate::error::Result;
 use crate::store::{
-    Admission, Admitted, BackupFilter, BackupRecord, BackupStatus, Operation, Problem, Quota,
-    QuotaUsage, Reparent, ServiceStore, Share, ShareStatus, Snapshot, SnapshotStatus,
+    Admission, Admitted, BackupFilter, BackupQuery, BackupRecord, BackupStatus, Operation, Problem,
+    Quota, QuotaUsage, Reparent, ServiceStore, Share, ShareStatus, Snapshot, SnapshotStatus,
 };
 
 impl ServiceStore for Catalog {
@@ -131,6 +131,10 @@ impl ServiceStore for Catalog {
 
     fn list_backups(&self, filter: &BackupFilter<'_>) -> Result<Vec<BackupRecord>> {
         Catalog::list_backups(self, filter)
+    }
+
+    fn list_backups_page(&self, query: &BackupQuery<'_>) -> Result<Vec<BackupRecord>> {
+        Catalog::list_backups_page(self, query)
     }
 
     fn dependents(&self, id: BackupId) -> Result<Vec<BackupId>> {

@@ -22,8 +22,8 @@
 mod records;
 
 pub use records::{
-    BackupFilter, BackupRecord, BackupStatus, OpKind, Operation, Problem, Quota, QuotaUsage, Share,
-    ShareStatus, Snapshot, SnapshotKind, SnapshotStatus,
+    BackupFilter, BackupQuery, BackupRecord, BackupSort, BackupStatus, OpKind, Operation, Problem,
+    Quota, QuotaUsage, Share, ShareStatus, Snapshot, SnapshotKind, SnapshotStatus,
 };
 
 use strata_format::{BackupId, ShareId, SnapshotId};
@@ -121,6 +121,8 @@ pub trait ServiceStore: Send + Sync {
     fn find_backup(&self, project: &str, id_or_name: &str) -> Result<BackupRecord>;
     /// Backups matching `filter`, oldest first.
     fn list_backups(&self, filter: &BackupFilter<'_>) -> Result<Vec<BackupRecord>>;
+    /// One page of the backups `query` selects, in its order.
+    fn list_backups_page(&self, query: &BackupQuery<'_>) -> Result<Vec<BackupRecord>>;
     /// Backups whose parent is `id`, oldest first.
     fn dependents(&self, id: BackupId) -> Result<Vec<BackupId>>;
     /// The paths a backup skipped or saw change, and why.

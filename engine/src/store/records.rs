@@ -168,6 +168,72 @@ pub struct BackupFilter<'a> {
     pub status: Option<BackupStatus>,
 }
 
+/// A page of backups: a filter narrowed further, sorted and sliced by the
+/// store (an API's list of thousands of backups reads only its page).
+#[derive(Clone, Debug, Default)]
+pub struct BackupQuery<'a> {
+    pub filter: BackupFilter<'a>,
+    /// Case-insensitive substrings of the name and description.
+    pub name_contains: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub description_contains: Option<&'a str>,
+    pub sort: BackupSort,
+    pub ascending: bool,
+    pub limit: Option<u64>,
+    pub offset: u64,
+}
+
+/// What a page of backups is sorted by (ties broken by id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackupSort {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Id,
+    Name,
+    Description,
+    Status,
+    Size,
+    ShareId,
+    Progress,
+    RestoreProgress,
+}
+
+impl BackupSort {
+    /// Manila's `sort_key` names.
+    pub fn parse(key: &str) -> Option<BackupSort> {
+        Some(match key {
+            "created_at" => BackupSort::CreatedAt,
+            "updated_at" => BackupSort::UpdatedAt,
+            "id" => BackupSort::Id,
+            "name" | "display_name" => BackupSort::Name,
+            "description" | "display_description" => BackupSort::Description,
+            "status" => BackupSort::Status,
+            "size" => BackupSort::Size,
+            "share_id" => BackupSort::ShareId,
+            "progress" => BackupSort::Progress,
+            "restore_progress" => BackupSort::RestoreProgress,
+            _ => return None,
+        })
+    }
+
+    /// The catalog column (a fixed name, never caller text).
+    pub fn column(self) -> &'static str {
+        match self {
+            BackupSort::CreatedAt => "created_at",
+            BackupSort::UpdatedAt => "updated_at",
+            BackupSort::Id => "id",
+            BackupSort::Name => "name",
+            BackupSort::Description => "description",
+            BackupSort::Status => "status",
+            BackupSort::Size => "size_gib",
+            BackupSort::ShareId => "share_id",
+            BackupSort::Progress => "progress",
+            BackupSort::RestoreProgress => "restore_progress",
+        }
+    }
+}
+
 /// Share status, as Manila names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShareStatus {
