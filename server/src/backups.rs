@@ -117,10 +117,10 @@ fn query<'a>(ctx: &'a Ctx, params: &'a [(String, String)]) -> Result<BackupQuery
             }
             // Every project's only for those allowed; the others silently
             // keep to their own, as Manila does.
-            "all_tenants" | "all_projects" => {
-                if ctx.who.admin && !matches!(v.as_str(), "0" | "false" | "False") {
-                    q.filter.project = None;
-                }
+            "all_tenants" | "all_projects"
+                if ctx.who.admin && !matches!(v.as_str(), "0" | "false" | "False") =>
+            {
+                q.filter.project = None;
             }
             _ => {}
         }
