@@ -44,7 +44,9 @@ impl Pool {
                     .spawn(move || {
                         for job in rx {
                             running.fetch_add(1, Ordering::SeqCst);
-                            job();
+                            // A panic ends that job (its request hears of
+                            // it), never the worker.
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                             running.fetch_sub(1, Ordering::SeqCst);
                         }
                     })

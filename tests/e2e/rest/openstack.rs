@@ -218,6 +218,24 @@ fn the_openstack_client_drives_backups_end_to_end() {
     );
     same_tree(&pristine, &other);
 
+    // Without any token handling: the client sends "notused", its own
+    // project, which has nothing.
+    let none = Command::new(&os.bin)
+        .args(["share", "backup", "list", "-f", "value"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("OS_AUTH_TYPE", "none")
+        .env("OS_SHARED_FILE_SYSTEM_ENDPOINT_OVERRIDE", &os.endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        none.status.success(),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+    assert!(none.stdout.is_empty());
+
     // Delete, waiting for it.
     os.ok(A, &["share", "backup", "delete", "b1x", "--wait"]);
     let left = os.ok(A, &["share", "backup", "list", "-f", "value", "-c", "Name"]);
