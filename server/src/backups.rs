@@ -52,7 +52,18 @@ pub(crate) fn backup_of(ctx: &Ctx, id: &str) -> Result<BackupRecord, Fault> {
 /// The caller's share `id`, for a request naming it in a body: a 400 when
 /// it is not there (Manila's "No share exists with ID").
 pub(crate) fn share_in_body(ctx: &Ctx, id: &str) -> Result<Share, Fault> {
-    let missing = || Fault::bad_request(format!("No share exists with ID {id}."));
+    callers_share(ctx, id, || {
+        Fault::bad_request(format!("No share exists with ID {id}."))
+    })
+}
+
+/// The caller's share `id` (an administrator reaches every project's);
+/// `missing` answers for anything else.
+pub(crate) fn callers_share(
+    ctx: &Ctx,
+    id: &str,
+    missing: impl Fn() -> Fault,
+) -> Result<Share, Fault> {
     let parsed: ShareId = id.parse().map_err(|_| missing())?;
     match ctx.engine.store().share(parsed) {
         Ok(s) if s.project == ctx.who.project || ctx.who.admin => Ok(s),

@@ -18,7 +18,7 @@ use strata_engine::NewShare;
 use strata_format::ShareId;
 
 use crate::api::{body, read_body, Fault};
-use crate::backups::{backup_of, random_id};
+use crate::backups::{backup_of, callers_share, random_id};
 use crate::views::{export_location, share_detail, share_summary};
 use crate::{blocking, Ctx, State};
 
@@ -46,13 +46,9 @@ fn base(h: &HeaderMap) -> String {
 /// The caller's share `id`; anything else is a 404.
 fn share_of(ctx: &Ctx, path: &HashMap<String, String>) -> Result<Share, Fault> {
     let id = path.get("id").map(String::as_str).unwrap_or("");
-    let missing = || Fault::not_found(format!("Share {id} could not be found."));
-    let parsed: ShareId = id.parse().map_err(|_| missing())?;
-    match ctx.engine.store().share(parsed) {
-        Ok(s) if s.project == ctx.who.project || ctx.who.admin => Ok(s),
-        Ok(_) | Err(strata_engine::Error::NotFound { .. }) => Err(missing()),
-        Err(e) => Err(e.into()),
-    }
+    callers_share(ctx, id, || {
+        Fault::not_found(format!("Share {id} could not be found."))
+    })
 }
 
 async fn index(s: Shared<Arc<State>>, h: HeaderMap, p: Params, q: Pairs) -> Response {

@@ -398,3 +398,26 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// Waits (up to 10 s) for `child` to hold the repository's exclusive lock,
+/// lets it run `delay` more, then kills it with SIGKILL; returns whether it
+/// was still running when killed.
+pub fn kill_after_exclusive_lock(
+    env: &Env,
+    child: &mut std::process::Child,
+    delay: std::time::Duration,
+) -> bool {
+    let lock = env.repo().join("locks").join("exclusive");
+    let started = std::time::Instant::now();
+    while !lock.exists()
+        && child.try_wait().expect("try_wait").is_none()
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::thread::sleep(delay);
+    let running = child.try_wait().expect("try_wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}

@@ -309,20 +309,9 @@ fn a_prune_killed_anywhere_loses_nothing() {
         }
         let generations = layer_objects(&env);
         let mut child = env.spawn(&["backup", "prune", "--keep-last", "2", "--max-unused", "5%"]);
-        let lock = env.repo().join("locks").join("exclusive");
-        let started = std::time::Instant::now();
-        while !lock.exists()
-            && child.try_wait().unwrap().is_none()
-            && started.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        std::thread::sleep(Duration::from_millis(next() % 25));
-        if child.try_wait().unwrap().is_none() {
+        if kill_after_exclusive_lock(&env, &mut child, Duration::from_millis(next() % 25)) {
             killed_running += 1;
         }
-        let _ = child.kill();
-        let _ = child.wait();
         let before_cleanup = listed(&env).len();
         let objects = layer_objects(&env);
         if objects

@@ -148,20 +148,9 @@ fn a_repack_killed_anywhere_loses_nothing() {
         let kept = half_dead(&env, &share, round);
         let mut child = env.spawn(&["repack", "--max-unused", "10%"]);
         // Once it holds the lock (its work has begun), at a random point.
-        let lock = env.repo().join("locks").join("exclusive");
-        let started = std::time::Instant::now();
-        while !lock.exists()
-            && child.try_wait().unwrap().is_none()
-            && started.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        std::thread::sleep(Duration::from_millis(next() % 20));
-        if child.try_wait().unwrap().is_none() {
+        if kill_after_exclusive_lock(&env, &mut child, Duration::from_millis(next() % 20)) {
             killed_running += 1;
         }
-        let _ = child.kill();
-        let _ = child.wait();
         env.strata(&["cleanup", "--wait", "5"]).ok();
         restores_exactly(&env, &kept, &share, &round.to_string());
         read_data_clean(&env);
