@@ -373,7 +373,8 @@ pub struct ServeArgs {
     /// Address and port to listen on (port 0: any free port, printed).
     #[arg(long, default_value = "127.0.0.1:8786")]
     pub listen: std::net::SocketAddr,
-    /// Threads for long work (backups, restores, deletes).
+    /// Backups, restores and deletes that move data at once (others wait
+    /// their turn, already recorded).
     #[arg(long, default_value_t = 4)]
     pub workers: usize,
     /// `noauth` (the token is `user:project`; the user `admin` is an

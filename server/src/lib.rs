@@ -2,9 +2,9 @@
 //!
 //! The server shares its catalog and repositories with every CLI process
 //! on the node: what one starts, the other sees. Requests are answered on
-//! a small tokio runtime; catalog work runs on its blocking threads, and
-//! long work (backups, restores, deletes) on a bounded [`work::Pool`], the
-//! request answering as soon as the work has recorded its status.
+//! a small tokio runtime; catalog work runs on its blocking threads. Long
+//! work (backups, restores, deletes) is answered as soon as it has recorded
+//! its status, and at most `workers` of it moves data at once (`work`).
 //!
 //! - [`api`]: microversions, Manila's fault bodies, JSON bodies.
 //! - [`auth`]: who calls (`noauth` tokens or a token file).
@@ -38,7 +38,7 @@ use auth::{Auth, Identity};
 /// How the server runs.
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    /// Threads for long work (backups, restores, deletes).
+    /// Backups, restores and deletes that move data at once.
     pub workers: usize,
     pub auth: Auth,
     /// Where `POST /v2/shares` makes new shares' directories (none: refused).

@@ -1,21 +1,25 @@
-//! Long work (backups, restores, deletes) on a bounded pool of threads.
+//! Long work (backups, restores, deletes), at most `workers` running at once.
 //!
-//! A request hands its work to the pool and waits only until the work has
-//! recorded its new status in the catalog (the engine says so through
-//! [`Progress::set_on_recorded`]), or has been refused before that: then
-//! the answer is a 202, or the refusal. The work goes on after the answer.
-//! On shutdown the pool takes no more work and waits a grace period for
-//! what runs; what is left is what crash cleanup finishes on the next start.
+//! Each piece of work gets a thread of its own and goes as far as recording
+//! its new status in the catalog (the engine says so through
+//! [`Progress::set_on_recorded`]): then its request is answered (202), and
+//! the work waits there for one of the `workers` slots before it does the
+//! heavy part. So a request never waits for other work to finish, while no
+//! more than `workers` operations read or write data at once. Work that is
+//! refused before it records anything answers with the refusal. At most
+//! [`MAX_PENDING`] operations may be admitted and not finished; past that a
+//! request is refused as busy. On shutdown no more work is taken and what
+//! runs gets a grace period; what is left is what crash cleanup finishes on
+//! the next start.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use strata_engine::{Error, Progress};
 
-type Job = Box<dyn FnOnce() + Send>;
+/// Operations admitted and not yet finished, at most.
+pub const MAX_PENDING: usize = 256;
 
 /// How a piece of work began.
 enum Began {
@@ -25,97 +29,178 @@ enum Began {
     Failed(Error),
 }
 
+/// Counting slots for the heavy part of the work.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn take(&self) {
+        let Ok(mut free) = self.free.lock() else {
+            return;
+        };
+        while *free == 0 {
+            free = match self.freed.wait(free) {
+                Ok(f) => f,
+                Err(_) => return,
+            };
+        }
+        *free -= 1;
+    }
+
+    fn give(&self) {
+        if let Ok(mut free) = self.free.lock() {
+            *free += 1;
+            self.freed.notify_one();
+        }
+    }
+}
+
 pub struct Pool {
-    jobs: Mutex<Option<Sender<Job>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
-    running: Arc<AtomicUsize>,
+    slots: Arc<Slots>,
+    /// Operations admitted and not finished (threads alive).
+    pending: Arc<AtomicUsize>,
+    closed: AtomicBool,
 }
 
 impl Pool {
     pub fn new(workers: usize) -> Pool {
-        let (tx, rx): (Sender<Job>, Receiver<Job>) = crossbeam_channel::unbounded();
-        let running = Arc::new(AtomicUsize::new(0));
-        let threads = (0..workers.max(1))
-            .map(|n| {
-                let rx = rx.clone();
-                let running = Arc::clone(&running);
-                std::thread::Builder::new()
-                    .name(format!("strata-work-{n}"))
-                    .spawn(move || {
-                        for job in rx {
-                            running.fetch_add(1, Ordering::SeqCst);
-                            // A panic ends that job (its request hears of
-                            // it), never the worker.
-                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                            running.fetch_sub(1, Ordering::SeqCst);
-                        }
-                    })
-            })
-            .filter_map(Result::ok)
-            .collect();
         Pool {
-            jobs: Mutex::new(Some(tx)),
-            threads: Mutex::new(threads),
-            running,
+            slots: Arc::new(Slots {
+                free: Mutex::new(workers.max(1)),
+                freed: Condvar::new(),
+            }),
+            pending: Arc::new(AtomicUsize::new(0)),
+            closed: AtomicBool::new(false),
         }
     }
 
-    /// Runs `work` on the pool and blocks until it has recorded its status
-    /// (`Ok`) or failed before that (`Err`). Call from a blocking context.
+    /// Starts `work` and blocks until it has recorded its status (`Ok`) or
+    /// failed before that (`Err`). Call from a blocking context.
     pub fn start(
         &self,
         work: impl FnOnce(&Progress) -> Result<(), Error> + Send + 'static,
     ) -> Result<(), Error> {
-        let (tx, rx) = crossbeam_channel::bounded::<Began>(2);
-        let progress = Progress::default();
-        let recorded = tx.clone();
-        progress.set_on_recorded(Box::new(move || {
-            let _ = recorded.send(Began::Recorded);
-        }));
-        let job: Job = Box::new(move || {
-            if let Err(e) = work(&progress) {
-                // Ignored once the request has its answer.
-                let _ = tx.send(Began::Failed(e));
-            }
-        });
-        let sent = match self.jobs.lock() {
-            Ok(jobs) => jobs.as_ref().map(|j| j.send(job).is_ok()),
-            Err(_) => None,
-        };
-        if sent != Some(true) {
+        if self.closed.load(Ordering::SeqCst) {
             return Err(Error::Busy("the server is shutting down".into()));
+        }
+        if self.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Busy(format!(
+                "{MAX_PENDING} operations are already admitted on this server; retry later"
+            )));
+        }
+        let (tx, rx) = crossbeam_channel::bounded::<Began>(2);
+        let slots = Arc::clone(&self.slots);
+        let pending = Arc::clone(&self.pending);
+        let spawned = std::thread::Builder::new()
+            .name("strata-work".into())
+            .spawn(move || {
+                let holding = Arc::new(AtomicBool::new(false));
+                let progress = Progress::default();
+                let (recorded, held, wait_for) =
+                    (tx.clone(), Arc::clone(&holding), Arc::clone(&slots));
+                progress.set_on_recorded(Box::new(move || {
+                    let _ = recorded.send(Began::Recorded);
+                    // The request has its answer; the heavy part waits its turn.
+                    wait_for.take();
+                    held.store(true, Ordering::SeqCst);
+                }));
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&progress)));
+                match outcome {
+                    // Ignored once the request has its answer.
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Began::Failed(e));
+                    }
+                    Ok(Ok(())) => {}
+                    Err(_) => {
+                        let _ = tx.send(Began::Failed(Error::Bug("the operation panicked".into())));
+                    }
+                }
+                if holding.load(Ordering::SeqCst) {
+                    slots.give();
+                }
+                pending.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::Busy(format!("cannot start the operation: {e}")));
         }
         match rx.recv() {
             Ok(Began::Recorded) => Ok(()),
             Ok(Began::Failed(e)) => Err(e),
-            // Finished without a word: nothing was recorded, nothing failed
-            // (a no-op), or the work panicked.
+            // Finished without a word: nothing was recorded, nothing failed.
             Err(_) => Err(Error::Bug(
                 "the work ended without recording anything".into(),
             )),
         }
     }
 
-    /// Takes no more work, then waits up to `grace` for what runs (and is
-    /// queued) to finish. Returns how many were still running.
+    /// Takes no more work, then waits up to `grace` for what was admitted to
+    /// finish. Returns how many were still unfinished.
     pub fn shutdown(&self, grace: Duration) -> usize {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
+        self.closed.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + grace;
-        let threads = match self.threads.lock() {
-            Ok(mut t) => std::mem::take(&mut *t),
-            Err(_) => Vec::new(),
-        };
-        while Instant::now() < deadline && threads.iter().any(|t| !t.is_finished()) {
+        while Instant::now() < deadline && self.pending.load(Ordering::SeqCst) > 0 {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let left = self.running.load(Ordering::SeqCst);
-        for t in threads {
-            if t.is_finished() {
-                let _ = t.join();
-            }
+        self.pending.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With one slot, a second piece of work is answered while the first
+    /// still runs, and runs only after it.
+    #[test]
+    fn answers_before_running_and_runs_one_at_a_time() {
+        let pool = Pool::new(1);
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        for _ in 0..3 {
+            let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+            let answered = pool.start(move |p| {
+                p.recorded();
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(200));
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            });
+            assert!(answered.is_ok());
         }
-        left
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "answered at once"
+        );
+        assert_eq!(pool.shutdown(Duration::from_secs(5)), 0);
+        assert_eq!(most.load(Ordering::SeqCst), 1, "one at a time");
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        let refused = pool.start(|_| Ok(()));
+        assert!(matches!(refused, Err(Error::Busy(_))));
+    }
+
+    #[test]
+    fn a_refusal_before_recording_is_the_answer() {
+        let pool = Pool::new(1);
+        let r = pool.start(|_| Err(Error::InvalidArgument("no".into())));
+        assert!(matches!(r, Err(Error::InvalidArgument(_))));
+        let r = pool.start(|p| {
+            p.recorded();
+            Err(Error::Corrupt {
+                location: "x".into(),
+                detail: "after the answer".into(),
+            })
+        });
+        assert!(
+            r.is_ok(),
+            "a failure after recording is the operation's, not the request's"
+        );
+        assert_eq!(pool.shutdown(Duration::from_secs(5)), 0);
     }
 }

@@ -508,3 +508,70 @@ fn sigterm_mid_backup_then_restart_cleans_up_as_for_a_killed_cli() {
     s2.wait_backup(A, &again, "available");
     drop(s);
 }
+
+#[test]
+fn a_request_is_answered_while_every_worker_is_busy() {
+    let env = Env::new();
+    let mut ids = Vec::new();
+    for name in ["slow", "next"] {
+        let dir = env.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..3 {
+            std::fs::write(dir.join(format!("f{i}")), noise(8 << 20, i)).unwrap();
+        }
+        let id = env
+            .strata(&[
+                "--project",
+                "proj-a",
+                "share",
+                "create",
+                "--name",
+                name,
+                "--path",
+                dir.to_str().unwrap(),
+                "-f",
+                "value",
+                "-c",
+                "id",
+            ])
+            .ok()
+            .stdout
+            .trim()
+            .to_string();
+        ids.push(id);
+    }
+    let slow = env.slow_config();
+    let s = Server::start(
+        &env,
+        &["--config", slow.to_str().unwrap()],
+        &["--workers", "1"],
+    );
+    let first = create_backup(&s, A, &ids[0], "first");
+    first.expect(202);
+    let first = first.json["share_backup"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The only worker is busy: the next backup is still recorded and
+    // answered at once, and waits its turn.
+    let asked = std::time::Instant::now();
+    let second = create_backup(&s, A, &ids[1], "second");
+    second.expect(202);
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+    let running = s.call("GET", &format!("/v2/share-backups/{first}"), Some(A), None);
+    assert_eq!(
+        running.json["share_backup"]["status"], "creating",
+        "{}",
+        running.text
+    );
+    let second = second.json["share_backup"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_backup(A, &first, "available");
+    s.wait_backup(A, &second, "available");
+}
