@@ -236,6 +236,7 @@ fn main() {
     }
     let share = engine
         .create_share(&strata_engine::NewShare {
+            id: None,
             name: "busy",
             path: &share_dir,
             size_gib: None,

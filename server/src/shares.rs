@@ -203,7 +203,7 @@ async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Re
         let name = new.name.unwrap_or_else(|| id.to_string());
         let dir = root.join(id.to_string());
         let share = match &new.backup_id {
-            Some(backup) => from_backup(ctx, &dir, &name, &new.share_proto, new.size, backup)?,
+            Some(backup) => from_backup(ctx, id, &dir, &name, &new.share_proto, new.size, backup)?,
             None => {
                 if new.size.is_none() {
                     return Err(Fault::bad_request("a new share needs a size"));
@@ -211,6 +211,7 @@ async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Re
                 std::fs::create_dir(&dir)
                     .map_err(|e| Fault::from(strata_engine::Error::io(&dir, e)))?;
                 let made = ctx.engine.create_share(&NewShare {
+                    id: Some(id),
                     name: &name,
                     path: &dir,
                     size_gib: new.size,
@@ -230,6 +231,7 @@ async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Re
 
 fn from_backup(
     ctx: &Ctx,
+    id: ShareId,
     dir: &FsPath,
     name: &str,
     protocol: &str,
@@ -243,6 +245,7 @@ fn from_backup(
         engine
             .create_share_from_backup(
                 &NewShare {
+                    id: Some(id),
                     name: &owned_name,
                     path: &dir,
                     size_gib: size,
@@ -253,5 +256,5 @@ fn from_backup(
             )
             .map(|_| ())
     })?;
-    Ok(ctx.engine.find_share(name)?)
+    Ok(ctx.engine.store().share(id)?)
 }

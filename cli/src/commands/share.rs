@@ -63,6 +63,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &ShareCommand) -> Result<()> {
             backup_id,
         } => {
             let new = NewShare {
+                id: None,
                 name,
                 path,
                 size_gib: *size,

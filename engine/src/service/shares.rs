@@ -15,6 +15,9 @@ use crate::repository::new_uuid;
 /// How `create_share` should describe the share.
 #[derive(Clone, Debug)]
 pub struct NewShare<'a> {
+    /// The new share's id (`None`: a random one); a caller that names the
+    /// share's directory after it picks it.
+    pub id: Option<ShareId>,
     pub name: &'a str,
     pub path: &'a Path,
     pub size_gib: Option<u64>,
@@ -71,7 +74,10 @@ impl Engine {
         }
         let path = prepare_target_dir(new.path)?;
         let share = Share {
-            id: ShareId(new_uuid()?),
+            id: match new.id {
+                Some(id) => id,
+                None => ShareId(new_uuid()?),
+            },
             project: self.config.project.clone(),
             name: new.name.to_string(),
             path: path.display().to_string(),
@@ -110,7 +116,10 @@ impl Engine {
             )));
         }
         let share = Share {
-            id: ShareId(new_uuid()?),
+            id: match new.id {
+                Some(id) => id,
+                None => ShareId(new_uuid()?),
+            },
             project: self.config.project.clone(),
             name: new.name.to_string(),
             path: path.display().to_string(),
@@ -177,6 +186,7 @@ impl Engine {
             name = format!("{base}-{n}");
         }
         let share = self.create_share(&NewShare {
+            id: None,
             name: &name,
             path: &canonical,
             size_gib: None,

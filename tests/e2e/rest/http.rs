@@ -367,6 +367,13 @@ fn shares_as_the_client_needs_them() {
     );
     made.expect(202);
     assert_eq!(made.json["share"]["status"], "available");
+    // Its directory under the share root is named after it.
+    let made_id = made.json["share"]["id"].as_str().unwrap();
+    let made_path = made.json["share"]["export_location"].as_str().unwrap();
+    assert!(
+        made_path.ends_with(&format!("share-root/{made_id}")),
+        "{made_path}"
+    );
     s.call(
         "POST",
         "/v2/shares",
@@ -418,7 +425,8 @@ fn twenty_backups_over_four_shares_all_end_available() {
             polls
         });
         // Each share takes its five backups one after another (a share
-        // with a backup running is busy: 409), the four shares at once.
+        // with a backup running is busy: 409, and the share is given back
+        // just after its backup is `available`), the four shares at once.
         let workers: Vec<_> = shares
             .iter()
             .map(|share| {
@@ -429,15 +437,16 @@ fn twenty_backups_over_four_shares_all_end_available() {
                         r.expect(202);
                         let id = r.json["share_backup"]["id"].as_str().unwrap().to_string();
                         s.wait_backup(A, &id, "available");
+                        s.wait_share(A, share, "available");
                     }
                 })
             })
             .collect();
-        for w in workers {
-            w.join().unwrap();
-        }
+        let joined: Vec<_> = workers.into_iter().map(|w| w.join()).collect();
+        // The poller stops whatever became of the others.
         polling.store(false, std::sync::atomic::Ordering::SeqCst);
         assert!(poller.join().unwrap() > 0);
+        assert!(joined.iter().all(Result::is_ok), "a share's backups failed");
     });
     let all = s.call("GET", "/v2/share-backups/detail", Some(A), None);
     let list = all.json["share_backups"].as_array().unwrap();
