@@ -333,15 +333,7 @@ fn a_prune_killed_anywhere_loses_nothing() {
         }
         env.strata(&["cleanup", "--wait", "5"]).ok();
         // Every backup still listed restores its own night exactly.
-        let ids: Vec<String> = env
-            .strata(&["backup", "list", "-f", "json"])
-            .ok()
-            .json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["ID"].as_str().unwrap().to_string())
-            .collect();
+        let ids: Vec<String> = env.backup_ids();
         assert!(ids.len() >= 2, "round {round}: the two newest stay");
         for id in &ids {
             restores(&env, id, &trees[id], &format!("{round}-{id}"));

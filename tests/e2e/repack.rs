@@ -172,15 +172,7 @@ fn a_repack_killed_anywhere_loses_nothing() {
         .json();
     assert_eq!(checked["temp_files"], 0);
     assert!(!env.repo().join("locks").join("exclusive").exists());
-    let ids: Vec<String> = env
-        .strata(&["backup", "list", "-f", "json"])
-        .ok()
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["ID"].as_str().unwrap().to_string())
-        .collect();
+    let ids: Vec<String> = env.backup_ids();
     let last = ids.last().unwrap();
     restores_exactly(&env, last, &share, "final");
 }

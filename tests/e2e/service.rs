@@ -60,6 +60,14 @@ impl Env {
             .unwrap()
     }
 
+    /// The ids of `backup list`, oldest first.
+    pub fn backup_ids(&self) -> Vec<String> {
+        self.backups()
+            .iter()
+            .map(|b| b["ID"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// `backup list -f json` (keys are the column titles: "ID", "Status", ...).
     pub fn backups(&self) -> Vec<serde_json::Value> {
         let listed = self.strata(&["backup", "list", "-f", "json"]).ok().json();

@@ -461,30 +461,7 @@ fn twenty_backups_over_four_shares_all_end_available() {
 #[test]
 fn sigterm_mid_backup_then_restart_cleans_up_as_for_a_killed_cli() {
     let env = Env::new();
-    let share_dir = env.path("big");
-    std::fs::create_dir_all(&share_dir).unwrap();
-    for i in 0..6 {
-        std::fs::write(share_dir.join(format!("f{i}")), noise(24 << 20, i)).unwrap();
-    }
-    let share = env
-        .strata(&[
-            "--project",
-            "proj-a",
-            "share",
-            "create",
-            "--name",
-            "big",
-            "--path",
-            share_dir.to_str().unwrap(),
-            "-f",
-            "value",
-            "-c",
-            "id",
-        ])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
+    let share = share_of_noise(&env, "proj-a", "big", 18);
     let slow = env.slow_config();
     let slow = slow.to_str().unwrap();
     let mut s = Server::start(&env, &["--config", slow], &["--grace", "0"]);
@@ -521,34 +498,10 @@ fn sigterm_mid_backup_then_restart_cleans_up_as_for_a_killed_cli() {
 #[test]
 fn a_request_is_answered_while_every_worker_is_busy() {
     let env = Env::new();
-    let mut ids = Vec::new();
-    for name in ["slow", "next"] {
-        let dir = env.path(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..3 {
-            std::fs::write(dir.join(format!("f{i}")), noise(8 << 20, i)).unwrap();
-        }
-        let id = env
-            .strata(&[
-                "--project",
-                "proj-a",
-                "share",
-                "create",
-                "--name",
-                name,
-                "--path",
-                dir.to_str().unwrap(),
-                "-f",
-                "value",
-                "-c",
-                "id",
-            ])
-            .ok()
-            .stdout
-            .trim()
-            .to_string();
-        ids.push(id);
-    }
+    let ids: Vec<String> = ["slow", "next"]
+        .iter()
+        .map(|name| share_of_noise(&env, "proj-a", name, 3))
+        .collect();
     let slow = env.slow_config();
     let s = Server::start(
         &env,

@@ -238,28 +238,39 @@ fn dechunk(body: &str) -> String {
 pub fn share_with_tree(env: &Env, project: &str, name: &str) -> (String, std::path::PathBuf) {
     let dir = env.path(name);
     build_tree(&dir);
-    let id = env
-        .strata(&[
-            "--project",
-            project,
-            "share",
-            "create",
-            "--name",
-            name,
-            "--path",
-            dir.to_str().unwrap(),
-            "--size",
-            "1",
-            "-f",
-            "value",
-            "-c",
-            "id",
-        ])
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
-    (id, dir)
+    (register_share(env, project, name, &dir), dir)
+}
+
+/// A share of `project` at `dir`, `files` files of 8 MiB of noise each.
+pub fn share_of_noise(env: &Env, project: &str, name: &str, files: u64) -> String {
+    let dir = env.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..files {
+        std::fs::write(dir.join(format!("f{i}")), noise(8 << 20, i)).unwrap();
+    }
+    register_share(env, project, name, &dir)
+}
+
+/// Registers `dir` as share `name` of `project` with the CLI; its id.
+fn register_share(env: &Env, project: &str, name: &str, dir: &Path) -> String {
+    let path = dir.to_str().unwrap();
+    let args = [
+        "--project",
+        project,
+        "share",
+        "create",
+        "--name",
+        name,
+        "--path",
+        path,
+        "--size",
+        "1",
+        "-f",
+        "value",
+        "-c",
+        "id",
+    ];
+    env.strata(&args).ok().stdout.trim().to_string()
 }
 
 pub fn same_tree(a: &Path, b: &Path) {
