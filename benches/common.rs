@@ -284,3 +284,98 @@ impl Drop for FreshFs {
         let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
     }
 }
+
+/// Chunk + hash + compress `data` on the calling thread, as a backup does
+/// for new bytes (zstd level 3); returns the stored bytes.
+pub fn chunk_hash_compress(data: &[u8]) -> u64 {
+    let params = strata_format::config::ChunkerParams::default();
+    let cdc = fastcdc::v2020::FastCDC::new(data, params.min_size, params.avg_size, params.max_size);
+    let mut stored = 0u64;
+    for c in cdc {
+        let piece = &data[c.offset..c.offset + c.length];
+        std::hint::black_box(strata_format::ChunkId::of(piece));
+        let (bytes, _) = strata_format::pack::compress_chunk(piece, Some(3)).expect("compress");
+        stored += bytes.len() as u64;
+    }
+    stored
+}
+
+/// Empties the page cache (root only, and only when benching: a smoke run
+/// shares the machine with tests); whether it did.
+pub fn drop_caches() -> bool {
+    settle();
+    std::env::args().any(|a| a == "--bench") && fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
+/// One finished command: wall time and peak RSS of its process, and its
+/// output.
+pub struct Measured {
+    pub secs: f64,
+    pub peak_rss_kib: u64,
+    pub stdout: String,
+}
+
+/// A field of `/proc/PID/status` in KiB.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Runs `cmd` to completion and measures it; panics with its stderr if it
+/// fails. The peak RSS is the kernel's high-water mark, read every few
+/// milliseconds while the process lives (it only grows, so a read misses
+/// at most the last few milliseconds).
+pub fn measure(cmd: &mut Command) -> Measured {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id();
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut out = String::new();
+            let _ = pipe.read_to_string(&mut out);
+            out
+        })
+    })
+    .collect();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        peak = status_kib(pid, "VmHWM:").unwrap_or(0).max(peak);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let mut outputs = readers.into_iter().map(|r| r.join().unwrap_or_default());
+    let stdout = outputs.next().unwrap_or_default();
+    let stderr = outputs.next().unwrap_or_default();
+    assert!(status.success(), "{cmd:?} failed ({status}): {stderr}");
+    Measured {
+        secs,
+        peak_rss_kib: peak,
+        stdout,
+    }
+}

@@ -46,6 +46,9 @@ pub struct FileConfig {
     /// MiB a sweep, repack or prune may spend on the set of referenced
     /// chunks (default 256); past it a Bloom filter of that size is used.
     pub gc_memory_mib: Option<u32>,
+    /// MiB a restore may spend on the part of the tree it holds at once
+    /// (default 16); the tree is restored in windows of that size.
+    pub restore_window_mib: Option<u32>,
 }
 
 /// A `[retention]` table: restic's `--keep-*` rules.
@@ -238,6 +241,12 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
             bail!("gc_memory_mib must be at least 1");
         }
         config.gc_memory_bytes = (mib as usize) << 20;
+    }
+    if let Some(mib) = file.restore_window_mib {
+        if mib == 0 {
+            bail!("restore_window_mib must be at least 1");
+        }
+        config.restore_window_bytes = (mib as usize) << 20;
     }
     if let Some(r) = &file.retention {
         config.retention = r.to_retention().context("[retention]")?;

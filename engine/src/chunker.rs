@@ -1,21 +1,114 @@
-//! Content-defined chunking of a byte stream with FastCDC over a sliding window.
+//! Content-defined chunking with FastCDC, in parallel and read ahead.
 //!
-//! The window holds at least two maximum-size chunks; a cut is only made when
-//! a full maximum chunk (or the end of the stream) is in view, so the cut
-//! points are exactly those of chunking the whole stream at once.
+//! A FastCDC cut depends only on the bytes from the chunk's start up to one
+//! maximum chunk further (and on whether the stream ends before that). So:
+//! - a window of the stream can be cut like the whole stream, as long as a
+//!   cut is only made when a full maximum chunk (or the end) is in view;
+//! - a window can be cut in segments at once ([`cut_window`]): each segment
+//!   is cut from its own start, then the segments are joined by following
+//!   the sequential cuts from the previous segment until one lands on a cut
+//!   of the next; from there the two chains are the same chain. The cut
+//!   points are exactly those of cutting the whole stream on one thread.
+//!
+//! [`ChunkStream`] reads a file on a thread of its own, one block ahead of
+//! the consumer, into buffers it takes back once the consumer is done.
 
 use std::io::{self, Read};
+use std::thread::Scope;
 
+use crossbeam_channel::{Receiver, Sender};
 use fastcdc::v2020::FastCDC;
+use rayon::prelude::*;
 use strata_format::config::ChunkerParams;
 
-pub struct ChunkStream<R> {
-    reader: R,
-    params: ChunkerParams,
-    buf: Vec<u8>,
-    filled: usize,
-    consumed: usize,
+/// The cut ends of the chunks that start in `[start, stop)`, following the
+/// chain that begins at `start`; the last end may lie past `stop`. The
+/// chain stops early where no full maximum chunk is in view (unless `eof`).
+fn chain(
+    cdc: &FastCDC,
+    len: usize,
     eof: bool,
+    max: usize,
+    start: usize,
+    stop: usize,
+) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut pos = start;
+    while pos < stop {
+        match next_cut(cdc, len, eof, max, pos) {
+            Some(end) => ends.push(end),
+            None => break,
+        }
+        pos = *ends.last().unwrap_or(&pos);
+    }
+    ends
+}
+
+/// The end of the chunk that starts at `pos`, if it may be cut now.
+fn next_cut(cdc: &FastCDC, len: usize, eof: bool, max: usize, pos: usize) -> Option<usize> {
+    let remaining = len - pos;
+    if remaining == 0 || (!eof && remaining < max) {
+        return None;
+    }
+    Some(cdc.cut(pos, remaining).1)
+}
+
+/// The lengths of the chunks `data` is cut into, from its start, exactly as
+/// cutting on one thread would: every chunk if `eof`, else those that start
+/// with a full maximum chunk in view (the rest is cut with what follows).
+/// Segments of `segment` bytes are cut in parallel.
+pub fn cut_window(data: &[u8], eof: bool, params: &ChunkerParams, segment: usize) -> Vec<usize> {
+    let len = data.len();
+    let max = params.max_size as usize;
+    let cdc = FastCDC::new(data, params.min_size, params.avg_size, params.max_size);
+    let segment = segment.max(1);
+    let starts: Vec<usize> = (0..len).step_by(segment).collect();
+    let chains: Vec<Vec<usize>> = starts
+        .par_iter()
+        .map(|&s| chain(&cdc, len, eof, max, s, (s + segment).min(len)))
+        .collect();
+    let mut ends: Vec<usize> = Vec::new();
+    let mut pos = 0;
+    'segments: for (&start, own) in starts.iter().zip(&chains) {
+        let stop = (start + segment).min(len);
+        while pos < stop {
+            // On this segment's own chain: the rest of it is ours too.
+            let joined = match pos == start {
+                true => Some(0),
+                false => own.binary_search(&pos).ok().map(|i| i + 1),
+            };
+            if let Some(from) = joined {
+                ends.extend_from_slice(&own[from..]);
+                pos = *ends.last().unwrap_or(&pos);
+                if pos < stop {
+                    // The chain stopped for want of data: so does the window.
+                    break 'segments;
+                }
+                break;
+            }
+            match next_cut(&cdc, len, eof, max, pos) {
+                Some(end) => {
+                    ends.push(end);
+                    pos = end;
+                }
+                None => break 'segments,
+            }
+        }
+    }
+    let mut lengths = Vec::with_capacity(ends.len());
+    let mut at = 0;
+    for end in ends {
+        lengths.push(end - at);
+        at = end;
+    }
+    lengths
+}
+
+/// Cuts a slice held in memory at the same points as [`ChunkStream`].
+pub fn cut_slice(data: &[u8], params: &ChunkerParams) -> Vec<usize> {
+    FastCDC::new(data, params.min_size, params.avg_size, params.max_size)
+        .map(|c| c.length)
+        .collect()
 }
 
 /// A run of consecutive chunks: `data` split at `lengths`.
@@ -37,68 +130,109 @@ impl Batch<'_> {
     }
 }
 
-impl<R: Read> ChunkStream<R> {
-    /// `window` is the buffer size; it is raised to twice the maximum chunk.
-    pub fn new(reader: R, params: ChunkerParams, window: usize) -> Self {
-        let window = window.max(2 * params.max_size as usize);
+/// A stream read ahead by a thread of its own and cut in windows of about
+/// one block (plus the uncut tail of the window before).
+pub struct ChunkStream {
+    params: ChunkerParams,
+    blocks: Receiver<io::Result<Vec<u8>>>,
+    recycle: Sender<Vec<u8>>,
+    /// Room kept before each block's bytes for the tail of the one before
+    /// (one maximum chunk: a tail is always shorter).
+    head: usize,
+    current: Vec<u8>,
+    /// Where the bytes not yet cut start in `current`.
+    from: usize,
+    eof: bool,
+}
+
+impl ChunkStream {
+    /// Starts reading `reader` in `scope`, `block` bytes at a time (at least
+    /// one maximum chunk). At most two blocks are held at once: the one
+    /// being cut and the one being read.
+    pub fn spawn<'scope, R: Read + Send + 'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        mut reader: R,
+        params: ChunkerParams,
+        block: usize,
+    ) -> ChunkStream {
+        let head = params.max_size as usize;
+        let block = block.max(head);
+        let (send, blocks) = crossbeam_channel::bounded(0);
+        let (recycle, spare) = crossbeam_channel::unbounded::<Vec<u8>>();
+        scope.spawn(move || loop {
+            let mut buf = spare.try_recv().unwrap_or_default();
+            buf.resize(head + block, 0);
+            let filled = match fill(&mut reader, &mut buf[head..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = send.send(Err(e));
+                    return;
+                }
+            };
+            buf.truncate(head + filled);
+            if filled == 0 || send.send(Ok(buf)).is_err() || filled < block {
+                return;
+            }
+        });
         ChunkStream {
-            reader,
             params,
-            buf: vec![0; window],
-            filled: 0,
-            consumed: 0,
+            blocks,
+            recycle,
+            head,
+            current: Vec::new(),
+            from: 0,
             eof: false,
         }
     }
 
-    fn fill(&mut self) -> io::Result<()> {
-        self.buf.copy_within(self.consumed..self.filled, 0);
-        self.filled -= self.consumed;
-        self.consumed = 0;
-        while !self.eof && self.filled < self.buf.len() {
-            match self.reader.read(&mut self.buf[self.filled..]) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     /// The next run of chunks, or `None` at the end of the stream.
     pub fn next_batch(&mut self) -> io::Result<Option<Batch<'_>>> {
-        self.fill()?;
-        if self.filled == 0 {
+        if !self.eof {
+            match self.blocks.recv() {
+                Ok(block) => {
+                    let mut block = block?;
+                    let tail = &self.current[self.from.min(self.current.len())..];
+                    let at = self.head - tail.len();
+                    block[at..self.head].copy_from_slice(tail);
+                    let done = std::mem::replace(&mut self.current, block);
+                    let _ = self.recycle.send(done);
+                    self.from = at;
+                }
+                // The reader is done: what is left is the end of the stream.
+                Err(_) => self.eof = true,
+            }
+        }
+        let window = &self.current[self.from..];
+        if window.is_empty() && self.eof {
             return Ok(None);
         }
-        let p = &self.params;
-        let view = &self.buf[..self.filled];
-        let cdc = FastCDC::new(view, p.min_size, p.avg_size, p.max_size);
-        let mut lengths = Vec::new();
-        let mut pos = 0;
-        loop {
-            let remaining = self.filled - pos;
-            if remaining == 0 || (!self.eof && remaining < p.max_size as usize) {
-                break;
-            }
-            let (_, end) = cdc.cut(pos, remaining);
-            lengths.push(end - pos);
-            pos = end;
-        }
-        self.consumed = pos;
+        let max = self.params.max_size as usize;
+        let threads = rayon::current_num_threads().max(1);
+        // Whole maximum chunks: runs of equal bytes (cut every maximum chunk)
+        // then resynchronise at once.
+        let segment = window.len().div_ceil(threads).div_ceil(max).max(2) * max;
+        let lengths = cut_window(window, self.eof, &self.params, segment);
+        let start = self.from;
+        self.from += lengths.iter().sum::<usize>();
         Ok(Some(Batch {
-            data: &self.buf[..pos],
+            data: &self.current[start..self.from],
             lengths,
         }))
     }
 }
 
-/// Cuts a slice held in memory at the same points `ChunkStream` would.
-pub fn cut_slice(data: &[u8], params: &ChunkerParams) -> Vec<usize> {
-    FastCDC::new(data, params.min_size, params.avg_size, params.max_size)
-        .map(|c| c.length)
-        .collect()
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]
@@ -123,21 +257,106 @@ mod tests {
         out
     }
 
+    /// Noise with runs of one byte value in it (cut only at the maximum).
+    fn patchy(len: usize, seed: u8, runs: &[(usize, usize)]) -> Vec<u8> {
+        let mut data = noise(len, seed);
+        for &(at, run) in runs {
+            let at = at.min(len);
+            let end = (at + run).min(len);
+            data[at..end].fill(seed);
+        }
+        data
+    }
+
+    /// The cuts of one thread, from the start: what every other cut must equal.
+    fn sequential(data: &[u8], eof: bool, p: &ChunkerParams) -> Vec<usize> {
+        let cdc = FastCDC::new(data, p.min_size, p.avg_size, p.max_size);
+        let ends = chain(&cdc, data.len(), eof, p.max_size as usize, 0, data.len());
+        let mut at = 0;
+        ends.into_iter()
+            .map(|end| {
+                let len = end - at;
+                at = end;
+                len
+            })
+            .collect()
+    }
+
     proptest! {
         #[test]
-        fn stream_cuts_equal_whole_cuts(len in 0usize..20_000, seed in any::<u8>(), window in 0usize..5000) {
-            let data = noise(len, seed);
+        fn parallel_cuts_equal_sequential_cuts(
+            len in 0usize..40_000,
+            seed in any::<u8>(),
+            segment in 1usize..6000,
+            eof in any::<bool>(),
+            runs in proptest::collection::vec((0usize..40_000, 0usize..5000), 0..4),
+        ) {
+            let data = patchy(len, seed, &runs);
+            let p = small();
+            prop_assert_eq!(cut_window(&data, eof, &p, segment), sequential(&data, eof, &p));
+        }
+
+        #[test]
+        fn stream_cuts_equal_whole_cuts(
+            len in 0usize..40_000,
+            seed in any::<u8>(),
+            block in 0usize..5000,
+            runs in proptest::collection::vec((0usize..40_000, 0usize..5000), 0..3),
+        ) {
+            let data = patchy(len, seed, &runs);
             let whole = cut_slice(&data, &small());
-            let mut stream = ChunkStream::new(&data[..], small(), window);
-            let mut lengths = Vec::new();
-            let mut joined = Vec::new();
-            while let Some(batch) = stream.next_batch().unwrap() {
-                joined.extend_from_slice(batch.data);
-                lengths.extend(batch.lengths);
-            }
+            let (lengths, joined) = std::thread::scope(|s| {
+                let mut stream = ChunkStream::spawn(s, &data[..], small(), block);
+                let mut lengths = Vec::new();
+                let mut joined = Vec::new();
+                while let Some(batch) = stream.next_batch().unwrap() {
+                    joined.extend_from_slice(batch.data);
+                    lengths.extend(batch.lengths);
+                }
+                (lengths, joined)
+            });
             prop_assert_eq!(lengths, whole);
             prop_assert_eq!(joined, data);
         }
+    }
+
+    /// A window of one byte value is cut every maximum chunk, from any start:
+    /// segments of whole maximum chunks still join at once.
+    #[test]
+    fn runs_of_one_byte_join_at_segment_starts() {
+        let p = small();
+        let data = vec![7u8; 50 * 1024];
+        assert_eq!(
+            cut_window(&data, true, &p, 8 * 1024),
+            sequential(&data, true, &p)
+        );
+    }
+
+    #[test]
+    fn a_read_error_ends_the_stream_with_it() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("disk gone"));
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(1);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let failed = std::thread::scope(|s| {
+            let mut stream = ChunkStream::spawn(s, Failing(5000), small(), 1024);
+            loop {
+                match stream.next_batch() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return None,
+                    Err(e) => return Some(e.to_string()),
+                }
+            }
+        });
+        assert_eq!(failed.as_deref(), Some("disk gone"));
     }
 
     /// Pins the cut points of the default parameters on seeded data: a change
@@ -149,6 +368,10 @@ mod tests {
         assert_eq!(
             cuts,
             [1900305, 453140, 1258038, 1669238, 1062245, 807414, 1238228]
+        );
+        assert_eq!(
+            cut_window(&data, true, &ChunkerParams::default(), 4 << 20),
+            cuts
         );
     }
 }

@@ -1,9 +1,9 @@
 //! Stages: read → chunk → hash → dedup → compress, for one walk item.
 //!
 //! Small files are read whole and handled on the calling worker (parallelism
-//! comes from many files at once). Large files are read through a sliding
-//! window; the chunks of each window are hashed and compressed in parallel
-//! while the whole-file hash runs beside them.
+//! comes from many files at once). Large files are read ahead in blocks; each
+//! window is cut in parallel segments, and its chunks are hashed and
+//! compressed in parallel while the whole-file hash runs beside them.
 
 use std::fs::{File, Metadata};
 use std::io::Read;
@@ -30,8 +30,8 @@ use crate::progress::Progress;
 
 /// Files up to this size are read in one piece.
 const WHOLE_READ_MAX: u64 = 8 << 20;
-/// Window for larger files.
-const WINDOW: usize = 16 << 20;
+/// Larger files are read in blocks of this size, one block ahead.
+const BLOCK: usize = 16 << 20;
 
 pub struct Chunking<'a> {
     pub params: ChunkerParams,
@@ -260,8 +260,20 @@ impl Chunking<'_> {
         })
     }
 
+    /// Read ahead on a thread of its own, while the window before is cut
+    /// in parallel segments, then hashed and compressed chunk by chunk in
+    /// parallel beside the whole-file hash.
     fn large_file(&self, file: &File) -> Result<EntryKind, FileError> {
-        let mut stream = crate::chunker::ChunkStream::new(file, self.params, WINDOW);
+        std::thread::scope(|scope| {
+            let stream = crate::chunker::ChunkStream::spawn(scope, file, self.params, BLOCK);
+            self.large_stream(stream)
+        })
+    }
+
+    fn large_stream(
+        &self,
+        mut stream: crate::chunker::ChunkStream,
+    ) -> Result<EntryKind, FileError> {
         let mut hasher = blake3::Hasher::new();
         let mut chunks = Vec::new();
         let mut size = 0u64;

@@ -1,9 +1,10 @@
 //! Restore metadata, after the data it describes. Owners (when running as
 //! root), xattrs, modes, then mtimes. A regular file gets its own through
 //! its open descriptor as soon as its data is written ([`apply_to_file`],
-//! from the parallel fill); everything else gets it in a last step, with
-//! directories last and deepest first, so writing into a directory never
-//! disturbs its restored mtime or trips over its mode.
+//! from the parallel fill); symlinks get it at the end of their window, and
+//! a directory once nothing more is written into it (deepest first), so
+//! writing into a directory never disturbs its restored mtime or trips over
+//! its mode.
 
 use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
@@ -109,23 +110,23 @@ pub fn as_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Metadata of everything but regular files (which got theirs as they were
-/// written) and hardlinks (which share their target's).
-pub fn apply_all(root: &Beneath, tree: &Tree) -> Result<()> {
+/// Metadata of a window's symlinks: everything but regular files (which
+/// got theirs as they were written), hardlinks (which share their
+/// target's) and directories (given theirs once complete, [`apply_dirs`]).
+pub fn apply_window(root: &Beneath, tree: &Tree) -> Result<()> {
     let as_root = as_root();
     tree.entries
         .par_iter()
-        .filter(|e| {
-            !matches!(
-                e.kind,
-                EntryKind::Dir | EntryKind::Hardlink { .. } | EntryKind::File { .. }
-            )
-        })
-        .try_for_each(|e| apply(root, e, as_root))?;
-    for e in tree.entries.iter().rev() {
-        if matches!(e.kind, EntryKind::Dir) {
-            apply(root, e, as_root)?;
-        }
+        .filter(|e| matches!(e.kind, EntryKind::Symlink { .. }))
+        .try_for_each(|e| apply(root, e, as_root))
+}
+
+/// Metadata of directories nothing more will be written into, in the
+/// order given (deepest first).
+pub fn apply_dirs(root: &Beneath, dirs: &[Entry]) -> Result<()> {
+    let as_root = as_root();
+    for e in dirs {
+        apply(root, e, as_root)?;
     }
     Ok(())
 }

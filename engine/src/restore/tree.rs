@@ -1,9 +1,18 @@
-//! Restore step 1: the tree to restore, from the layers of a backup chain.
+//! Restore step 1: the tree to restore, streamed from the layers of a
+//! backup chain in windows of bounded size.
 //!
-//! The chain's merged view ([`MergedView`]) is collected, then checked as a
-//! whole, because a restore must never be steered out of its target: every
-//! entry's parent must be a directory of the tree (so no entry can sit below
-//! a symlink), and every hardlink must name a regular file of the tree.
+//! The chain's merged view ([`MergedView`]) yields entries in path order;
+//! they are taken a window at a time, so what a restore holds follows the
+//! window, not the tree. Every entry is checked before its window is
+//! restored, because a restore must never be steered out of its target:
+//! - every entry's parent must be a directory of the tree, so no entry can
+//!   sit below a symlink (the open directories are a stack: path order
+//!   visits a directory's whole subtree before anything after it);
+//! - every hardlink must name a regular file of the tree that comes before
+//!   it in path order (the walk gives an inode's content to its first name),
+//!   so its target is already restored when the link is made. The targets
+//!   are gathered by a first pass over the view, only when the backup has
+//!   hardlinks; what is held is one path per hardlink.
 
 use std::collections::HashMap;
 
@@ -13,58 +22,140 @@ use strata_format::path;
 use crate::error::{Error, Result};
 use crate::view::MergedView;
 
-/// The final tree: entries in path order, and the index of each regular file.
+/// One window of the tree: entries in path order.
 pub struct Tree {
     pub entries: Vec<Entry>,
-    pub files: HashMap<Vec<u8>, usize>,
 }
 
-/// Resolves a chain of layers (full first) into a checked tree.
-pub fn resolve(layers: &[(String, Vec<u8>)]) -> Result<Tree> {
-    let entries = MergedView::new(layers)?.collect::<Result<Vec<Entry>>>()?;
-    let files = check(&entries)?;
-    Ok(Tree { entries, files })
+/// Hands out the checked tree a window at a time, and the directories each
+/// window completes (whose metadata may then be given).
+pub struct Windows<'a> {
+    view: MergedView<'a>,
+    /// The directories the coming entries may lie in, outermost first.
+    open: Vec<Entry>,
+    /// Hardlink targets, and whether each has been seen as a regular file.
+    targets: HashMap<Vec<u8>, bool>,
+    /// Memory (estimated) a window's entries may take.
+    budget: usize,
+    /// An entry read past the end of the last window.
+    pending: Option<Entry>,
 }
 
-fn check(entries: &[Entry]) -> Result<HashMap<Vec<u8>, usize>> {
-    let bad = |p: &[u8], why: &str| Error::Corrupt {
-        location: "backup tree".into(),
-        detail: format!("{}: {why}", String::from_utf8_lossy(p)),
-    };
-    let mut files = HashMap::new();
-    let mut dirs: Vec<&[u8]> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        while let Some(top) = dirs.last() {
-            if path::is_within(&e.path, top) && e.path.len() > top.len() {
+/// A window and the directories none of whose entries are still to come,
+/// deepest first.
+pub struct Window {
+    pub tree: Tree,
+    pub closed: Vec<Entry>,
+}
+
+impl<'a> Windows<'a> {
+    /// `layers`: the chain, full backup first. `hardlinks`: whether the
+    /// backup has any (from its layer's totals); `budget`: the estimated
+    /// bytes of entries a window holds (at least one entry).
+    pub fn new(layers: &'a [(String, Vec<u8>)], hardlinks: bool, budget: usize) -> Result<Self> {
+        let mut targets = HashMap::new();
+        if hardlinks {
+            for e in MergedView::new(layers)? {
+                if let EntryKind::Hardlink { target } = e?.kind {
+                    targets.insert(target, false);
+                }
+            }
+        }
+        Ok(Windows {
+            view: MergedView::new(layers)?,
+            open: Vec::new(),
+            targets,
+            budget,
+            pending: None,
+        })
+    }
+
+    /// The next window; `None` once the tree is done (then [`Windows::rest`]
+    /// gives the directories still open).
+    pub fn next_window(&mut self) -> Result<Option<Window>> {
+        let mut entries = Vec::new();
+        let mut closed = Vec::new();
+        let mut used = 0;
+        while used < self.budget {
+            let next = match self.pending.take() {
+                Some(e) => Some(e),
+                None => self.view.next().transpose()?,
+            };
+            let Some(e) = next else { break };
+            self.check(&e, &mut closed)?;
+            used += weight(&e);
+            if matches!(e.kind, EntryKind::Dir) {
+                self.open.push(e.clone());
+            }
+            entries.push(e);
+        }
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Window {
+            tree: Tree { entries },
+            closed,
+        }))
+    }
+
+    /// The directories still open at the end, deepest first.
+    pub fn rest(self) -> Vec<Entry> {
+        let mut open = self.open;
+        open.reverse();
+        open
+    }
+
+    /// Checks `e` against what came before it; moves the directories it
+    /// leaves to `closed`.
+    fn check(&mut self, e: &Entry, closed: &mut Vec<Entry>) -> Result<()> {
+        let bad = |why: &str| Error::Corrupt {
+            location: "backup tree".into(),
+            detail: format!("{}: {why}", String::from_utf8_lossy(&e.path)),
+        };
+        while let Some(top) = self.open.last() {
+            if path::is_within(&e.path, &top.path) && e.path.len() > top.path.len() {
                 break;
             }
-            dirs.pop();
+            closed.extend(self.open.pop());
         }
         let parent = e
             .path
             .iter()
             .rposition(|&b| b == b'/')
             .map(|at| &e.path[..at]);
-        match (parent, dirs.last()) {
+        match (parent, self.open.last()) {
             (None, _) => {}
-            (Some(p), Some(top)) if p == *top => {}
-            _ => return Err(bad(&e.path, "parent is not a directory of the backup")),
+            (Some(p), Some(top)) if p == top.path.as_slice() => {}
+            _ => return Err(bad("parent is not a directory of the backup")),
         }
         match &e.kind {
-            EntryKind::Dir => dirs.push(&e.path),
             EntryKind::File { .. } => {
-                files.insert(e.path.clone(), i);
-            }
-            EntryKind::Hardlink { target } => {
-                let ok = files
-                    .get(target)
-                    .is_some_and(|&t| matches!(entries[t].kind, EntryKind::File { .. }));
-                if !ok {
-                    return Err(bad(&e.path, "hardlink to a path that is not a file"));
+                if let Some(seen) = self.targets.get_mut(&e.path) {
+                    *seen = true;
                 }
             }
-            EntryKind::Symlink { .. } => {}
+            EntryKind::Hardlink { target } => {
+                if self.targets.get(target) != Some(&true) {
+                    return Err(bad("hardlink to a path that is not a file before it"));
+                }
+            }
+            EntryKind::Dir | EntryKind::Symlink { .. } => {}
         }
+        Ok(())
     }
-    Ok(files)
+}
+
+/// Roughly the bytes an entry takes in memory, with what its window's plan
+/// and fill keep for it.
+fn weight(e: &Entry) -> usize {
+    let chunks = match &e.kind {
+        EntryKind::File { chunks, .. } => chunks.len(),
+        _ => 0,
+    };
+    let xattrs: usize = e
+        .xattrs
+        .iter()
+        .map(|x| x.name.len() + x.value.len() + 48)
+        .sum();
+    256 + e.path.len() + chunks * 96 + xattrs
 }

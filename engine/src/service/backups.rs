@@ -303,13 +303,16 @@ impl Engine {
             &[lock],
             progress,
             || {
-                let direct = self.config.direct_io;
+                let options = restore::RestoreOptions {
+                    direct_io: self.config.direct_io,
+                    window_bytes: self.config.restore_window_bytes,
+                };
                 restore::run(
                     &site.repo,
                     &*site.index,
                     &backup.id,
                     target,
-                    direct,
+                    &options,
                     progress,
                 )
             },

@@ -73,6 +73,10 @@ pub struct EngineConfig {
     /// layers reference; past it the set becomes a Bloom filter of this
     /// size, which may keep some dead chunks but never loses a live one.
     pub gc_memory_bytes: usize,
+    /// Bytes a restore may spend on the entries of the tree it holds at
+    /// once (with their plan): it restores the tree in windows of this
+    /// size, so its memory does not grow with the tree.
+    pub restore_window_bytes: usize,
 }
 
 /// Default [`EngineConfig::gc_memory_bytes`]: exact up to about five
@@ -118,6 +122,7 @@ impl EngineConfig {
             repack_max_unused_percent: None,
             retention: Retention::default(),
             gc_memory_bytes: DEFAULT_GC_MEMORY_BYTES,
+            restore_window_bytes: crate::restore::DEFAULT_WINDOW_BYTES,
         }
     }
 }

@@ -1,0 +1,138 @@
+//! Memory against the file count: a full backup, a restore, and (on the
+//! largest tree) a chain of incrementals and a restore of its top, each in
+//! a process of its own, for trees of small files of two sizes. What a
+//! restore or an incremental holds must not grow with the tree: the peak
+//! RSS of the large tree is compared with the small one's.
+//!
+//! `cargo bench -p strata-benches --bench scale` runs 10,000 and 1,000,000
+//! files with a chain of 30 layers; under `cargo test`, 1,000 and 20,000
+//! files with a chain of 3, as a smoke test. `STRATA_SCALE_FILES` (the
+//! large count) and `STRATA_SCALE_CHAIN` override.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{child, num, text};
+
+/// Files changed this recently are re-read by the next incremental (the
+/// engine's racy window, plus a margin): the chain waits this long.
+const RACY_WAIT: Duration = Duration::from_millis(2100);
+
+/// `count` small text files (40 to 400 bytes), 1,000 to a directory.
+fn small_files(root: &Path, count: u64) {
+    for i in 0..count {
+        let dir = root.join(format!("d{:04}", i / 1000));
+        if i % 1000 == 0 {
+            fs::create_dir_all(&dir).expect("mkdir");
+        }
+        let data = text(40 + (i * 7919 % 360) as usize, i);
+        fs::write(dir.join(format!("f{i}.txt")), data).expect("write");
+    }
+}
+
+/// Rewrites 100 files of the tree, chosen by `round`.
+fn touch(root: &Path, count: u64, round: u64) {
+    for k in 0..100u64 {
+        let i = (round * 1_000_003 + k * 9_973) % count;
+        let path = root.join(format!("d{:04}/f{i}.txt", i / 1000));
+        fs::write(path, text(64, round * 1000 + k)).expect("rewrite");
+    }
+}
+
+struct Figures {
+    files: u64,
+    backup_mib: f64,
+    restore_mib: f64,
+    restore_secs: f64,
+}
+
+fn mib(run: &std::collections::HashMap<String, String>) -> f64 {
+    num(run, "peak_rss_kib") / 1024.0
+}
+
+fn measure(work: &Path, files: u64) -> (Figures, String, String, String) {
+    let share = work.join(format!("share-{files}"));
+    small_files(&share, files);
+    let p = |s: &str| work.join(format!("{files}-{s}")).display().to_string();
+    let (catalog, repo) = (p("catalog.db"), p("repo"));
+    let share_s = share.display().to_string();
+    let backup = child(&["backup", &catalog, &repo, &share_s]);
+    let id = backup.get("id").cloned().unwrap_or_default();
+    let target = p("restored");
+    let restore = child(&["restore", &catalog, &repo, &id, &target]);
+    assert_eq!(num(&restore, "files") as u64, files, "restored every file");
+    fs::remove_dir_all(&target).expect("clean restore");
+    let figures = Figures {
+        files,
+        backup_mib: mib(&backup),
+        restore_mib: mib(&restore),
+        restore_secs: num(&restore, "secs"),
+    };
+    (figures, catalog, repo, share_s)
+}
+
+fn main() {
+    let (benching, _) = common::dataset_mib();
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let large = env(
+        "STRATA_SCALE_FILES",
+        if benching { 1_000_000 } else { 20_000 },
+    );
+    let small = if benching { 10_000 } else { 1_000 };
+    let chain = env("STRATA_SCALE_CHAIN", if benching { 30 } else { 3 });
+    let work = common::Workspace::new(benching, 16);
+
+    let (few, ..) = measure(work.path(), small);
+    let (many, catalog, repo, share) = measure(work.path(), large);
+
+    // A chain of incrementals over the large tree.
+    let mut incremental_mib: f64 = 0.0;
+    let mut top = String::new();
+    for round in 0..chain {
+        std::thread::sleep(RACY_WAIT);
+        touch(Path::new(&share), large, round);
+        std::thread::sleep(RACY_WAIT);
+        let run = child(&["backup", &catalog, &repo, &share, "incremental"]);
+        incremental_mib = incremental_mib.max(mib(&run));
+        top = run.get("id").cloned().unwrap_or_default();
+    }
+    let target = work.path().join("chain-restored").display().to_string();
+    let chain_restore = child(&["restore", &catalog, &repo, &top, &target]);
+    assert_eq!(num(&chain_restore, "files") as u64, large);
+
+    println!("| files | full backup peak MiB | restore peak MiB | restore s |");
+    println!("|---|---|---|---|");
+    for f in [&few, &many] {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.2} |",
+            f.files, f.backup_mib, f.restore_mib, f.restore_secs
+        );
+    }
+    println!(
+        "chain of {} layers over {large} files: incremental peak {incremental_mib:.1} MiB, restore of its top peak {:.1} MiB ({:.2} s)",
+        chain + 1,
+        mib(&chain_restore),
+        num(&chain_restore, "secs")
+    );
+    let ratio = many.restore_mib / few.restore_mib;
+    println!(
+        "restore peak, {} files / {} files = {ratio:.2} (target <= 1.10: {})",
+        many.files,
+        few.files,
+        if ratio <= 1.10 { "met" } else { "MISSED" }
+    );
+    let ratio = incremental_mib / few.backup_mib;
+    println!(
+        "incremental peak over the chain / full backup of {} files = {ratio:.2} (target <= 1.10: {})",
+        few.files,
+        if ratio <= 1.10 { "met" } else { "MISSED" }
+    );
+}
