@@ -286,16 +286,27 @@ impl Repository {
     /// Reads one layer object.
     pub fn load_layer_object(&self, name: &LayerName) -> Result<Vec<u8>> {
         let key = name.key();
-        self.backend.read(&key).map_err(|e| {
-            if is_not_found(&e) {
-                Error::NotFound {
-                    kind: "layer",
-                    name: format!("{}/{key}", self.location()),
-                }
-            } else {
-                e
-            }
-        })
+        self.backend
+            .read(&key)
+            .map_err(|e| self.layer_error(&key, e))
+    }
+
+    /// Opens one layer object for reading by range.
+    pub fn open_layer_object(&self, name: &LayerName) -> Result<Box<dyn ObjectReader>> {
+        let key = name.key();
+        self.backend
+            .open(&key)
+            .map_err(|e| self.layer_error(&key, e))
+    }
+
+    fn layer_error(&self, key: &str, e: Error) -> Error {
+        match is_not_found(&e) {
+            true => Error::NotFound {
+                kind: "layer",
+                name: format!("{}/{key}", self.location()),
+            },
+            false => e,
+        }
     }
 
     /// Reads the current layer of `id`. A generation superseded between

@@ -4,30 +4,102 @@
 //! the entry each path has once the layers are applied in order: the entry
 //! of the highest layer that has one, unless a tombstone of a layer above
 //! that one covers the path. Only one decoded entry per layer is held at a
-//! time, so memory follows the (compressed) layers, not the tree; restore
-//! collects the view, an incremental backup walks beside it.
+//! time, and each layer is streamed from the repository a piece at a time,
+//! so memory follows the number of layers, not the tree; a restore takes
+//! the view a window at a time, an incremental backup walks beside it.
 //!
-//! Tombstones sit at the end of a layer's body, so each layer is read twice:
-//! once for its tombstones (which also verifies its record counts), once to
-//! stream its entries.
+//! Each layer is read three times: once to verify its checksum (when the
+//! chain is loaded), once for its tombstones (which sit at the end of its
+//! body; this also verifies its record counts), once to stream its entries.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
-use strata_format::layer::{Entry, Layer, LayerMeta, LayerRecord, Records};
+use std::io::{BufReader, Read};
+
+use strata_format::layer::{Entry, LayerMeta, LayerRecord, LayerTail, Records};
 use strata_format::path;
 
 use strata_format::BackupId;
 
+use crate::backend::ObjectReader;
 use crate::error::{Error, Result};
 use crate::repository::{LayerName, Repository};
 
-/// Loads the chain of layers that makes `top`'s tree, full backup first,
-/// each with its location for error messages. The chain is the one the
-/// repository holds: each backup's current layer names its parent, so a
-/// catalog that has not yet seen a rewrite (FORMAT.md section 7d) cannot
-/// mislead a restore.
-pub fn load_chain(repo: &Repository, top: &BackupId) -> Result<Vec<(String, Vec<u8>)>> {
+/// One verified layer of a chain, open for streaming from the repository:
+/// what is held is its metadata and a reader, not its bytes.
+pub struct ChainLayer {
+    /// Where it is, for error messages.
+    pub location: String,
+    pub tail: LayerTail,
+    object: Box<dyn ObjectReader>,
+}
+
+impl ChainLayer {
+    pub fn meta(&self) -> &LayerMeta {
+        &self.tail.meta
+    }
+
+    /// Streams its records, read from the repository a piece at a time.
+    pub fn records(&self) -> Result<Records<BufReader<BodyReader<'_>>>> {
+        let body = BodyReader {
+            object: &*self.object,
+            at: self.tail.body.start,
+            end: self.tail.body.end,
+        };
+        self.tail
+            .records(BufReader::with_capacity(BODY_PIECE, body))
+            .map_err(|e| Error::format(self.location.as_str(), e))
+    }
+}
+
+/// Bytes read from a layer object at a time while it is streamed.
+const BODY_PIECE: usize = 256 << 10;
+
+/// The body of a layer object, as a byte stream.
+pub struct BodyReader<'a> {
+    object: &'a dyn ObjectReader,
+    at: u64,
+    end: u64,
+}
+
+impl Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = (self.end - self.at).min(buf.len() as u64) as usize;
+        if n > 0 {
+            self.object
+                .read_at(self.at, &mut buf[..n])
+                .map_err(std::io::Error::other)?;
+            self.at += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+impl ChainLayer {
+    /// Verifies (checksum, footer) the layer `object`.
+    pub fn open(location: String, object: Box<dyn ObjectReader>) -> Result<ChainLayer> {
+        let tail = LayerTail::verify(object.len(), |at, buf| {
+            object.read_at(at, buf).map_err(std::io::Error::other)
+        })
+        .map_err(|e| Error::format(location.as_str(), e))?;
+        Ok(ChainLayer {
+            location,
+            tail,
+            object,
+        })
+    }
+}
+
+fn open_layer(repo: &Repository, name: &LayerName) -> Result<ChainLayer> {
+    ChainLayer::open(format!("layer {}", name.id), repo.open_layer_object(name)?)
+}
+
+/// Opens the chain of layers that makes `top`'s tree, full backup first,
+/// each verified. The chain is the one the repository holds: each backup's
+/// current layer names its parent, so a catalog that has not yet seen a
+/// rewrite (FORMAT.md section 7d) cannot mislead a restore.
+pub fn load_chain(repo: &Repository, top: &BackupId) -> Result<Vec<ChainLayer>> {
     let current: HashMap<BackupId, u32> = repo
         .list_layers()?
         .into_iter()
@@ -49,24 +121,22 @@ pub fn load_chain(repo: &Repository, top: &BackupId) -> Result<Vec<(String, Vec<
                 detail: format!("the layer of backup {id} is missing from the repository"),
             });
         };
-        let name = LayerName { id, generation };
-        let bytes = match repo.load_layer_object(&name) {
-            // Superseded since the listing: read the newest again.
-            Err(Error::NotFound { .. }) => repo.load_layer(&id)?,
+        let layer = match open_layer(repo, &LayerName { id, generation }) {
+            // Superseded since the listing: open the newest.
+            Err(Error::NotFound { .. }) => {
+                let generation = repo.layer_generation(&id)?.unwrap_or(generation);
+                open_layer(repo, &LayerName { id, generation })?
+            }
             other => other?,
         };
-        let location = format!("layer {id}");
-        let meta = Layer::decode(&bytes)
-            .map_err(|e| Error::format(location.as_str(), e))?
-            .meta;
-        if meta.backup_id != id {
+        if layer.meta().backup_id != id {
             return Err(Error::Corrupt {
-                location,
-                detail: format!("it holds backup {}", meta.backup_id),
+                detail: format!("it holds backup {}", layer.meta().backup_id),
+                location: layer.location,
             });
         }
-        next = meta.parent_id;
-        chain.push((location, bytes));
+        next = layer.meta().parent_id;
+        chain.push(layer);
     }
     chain.reverse();
     Ok(chain)
@@ -75,7 +145,7 @@ pub fn load_chain(repo: &Repository, top: &BackupId) -> Result<Vec<(String, Vec<
 /// One layer of the chain, as a stream.
 struct Input<'a> {
     location: &'a str,
-    records: Records<'a>,
+    records: Records<BufReader<BodyReader<'a>>>,
     head: Option<Entry>,
     tombstones: Vec<Vec<u8>>,
     /// The first tombstone that may still cover a coming path.
@@ -116,39 +186,33 @@ pub struct MergedView<'a> {
 }
 
 impl<'a> MergedView<'a> {
-    /// Opens the view of `layers` (location for errors, layer bytes), full
-    /// backup first. Every layer's checksum is verified here.
-    pub fn new(layers: &'a [(String, Vec<u8>)]) -> Result<Self> {
+    /// Opens the view of `layers`, full backup first (each verified when
+    /// the chain was loaded).
+    pub fn new(layers: &'a [ChainLayer]) -> Result<Self> {
         let mut inputs = Vec::with_capacity(layers.len());
-        let mut newest = None;
-        for (location, bytes) in layers {
-            let layer = Layer::decode(bytes).map_err(|e| Error::format(location.as_str(), e))?;
-            let mut tombstones = Vec::with_capacity(layer.tombstone_count.min(1 << 20) as usize);
-            for record in layer
-                .records()
-                .map_err(|e| Error::format(location.as_str(), e))?
-            {
-                if let LayerRecord::Tombstone(t) =
-                    record.map_err(|e| Error::format(location.as_str(), e))?
-                {
+        for layer in layers {
+            let location = layer.location.as_str();
+            let mut tombstones =
+                Vec::with_capacity(layer.tail.tombstone_count.min(1 << 20) as usize);
+            for record in layer.records()? {
+                if let LayerRecord::Tombstone(t) = record.map_err(|e| Error::format(location, e))? {
                     tombstones.push(t.path);
                 }
             }
-            let records = layer
-                .records()
-                .map_err(|e| Error::format(location.as_str(), e))?;
             let mut input = Input {
                 location,
-                records,
+                records: layer.records()?,
                 head: None,
                 tombstones,
                 next_tombstone: 0,
             };
             input.advance()?;
             inputs.push(input);
-            newest = Some(layer.meta);
         }
-        Ok(MergedView { inputs, newest })
+        Ok(MergedView {
+            inputs,
+            newest: layers.last().map(|l| l.meta().clone()),
+        })
     }
 
     /// The metadata of the chain's last layer (the backup this view is of).

@@ -66,12 +66,7 @@ pub fn run(
 ) -> Result<RestoreOutcome> {
     let layers = crate::view::load_chain(repo, backup)?;
     let totals = match layers.last() {
-        Some((location, bytes)) => {
-            strata_format::layer::Layer::decode(bytes)
-                .map_err(|e| Error::format(location.as_str(), e))?
-                .meta
-                .stats
-        }
+        Some(top) => top.meta().stats.clone(),
         None => return Err(Error::Bug("a chain without layers".into())),
     };
     let mut windows = tree::Windows::new(&layers, totals.hardlinks > 0, options.window_bytes)?;

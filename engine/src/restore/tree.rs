@@ -20,7 +20,7 @@ use strata_format::layer::{Entry, EntryKind};
 use strata_format::path;
 
 use crate::error::{Error, Result};
-use crate::view::MergedView;
+use crate::view::{ChainLayer, MergedView};
 
 /// One window of the tree: entries in path order.
 pub struct Tree {
@@ -52,7 +52,7 @@ impl<'a> Windows<'a> {
     /// `layers`: the chain, full backup first. `hardlinks`: whether the
     /// backup has any (from its layer's totals); `budget`: the estimated
     /// bytes of entries a window holds (at least one entry).
-    pub fn new(layers: &'a [(String, Vec<u8>)], hardlinks: bool, budget: usize) -> Result<Self> {
+    pub fn new(layers: &'a [ChainLayer], hardlinks: bool, budget: usize) -> Result<Self> {
         let mut targets = HashMap::new();
         if hardlinks {
             for e in MergedView::new(layers)? {

@@ -58,6 +58,27 @@ fn layer_bytes(entries: &[Vec<u8>], tombstones: &[Vec<u8>], layer: u32) -> Vec<u
     w.finish(&meta()).unwrap().0
 }
 
+/// A layer object held in memory.
+struct Memory(Vec<u8>);
+
+impl ObjectReader for Memory {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let at = offset as usize;
+        match self.0.get(at..at + buf.len()) {
+            Some(bytes) => Ok(buf.copy_from_slice(bytes)),
+            None => Err(Error::Bug("read past the end".into())),
+        }
+    }
+}
+
+fn chain_layer(location: &str, bytes: Vec<u8>) -> Result<ChainLayer> {
+    ChainLayer::open(location.to_string(), Box::new(Memory(bytes)))
+}
+
 fn key(p: &[u8]) -> Vec<u8> {
     p.iter().map(|&c| if c == b'/' { 0 } else { c }).collect()
 }
@@ -82,7 +103,8 @@ proptest! {
             for p in entries {
                 model.insert(key(p), entry(p, i as u32));
             }
-            encoded.push((format!("layer {i}"), layer_bytes(entries, tombstones, i as u32)));
+            let bytes = layer_bytes(entries, tombstones, i as u32);
+            encoded.push(chain_layer(&format!("layer {i}"), bytes).unwrap());
         }
         let view: Vec<Entry> = MergedView::new(&encoded)
             .unwrap()
@@ -98,7 +120,6 @@ fn a_corrupt_layer_is_reported_with_its_location() {
     let mut bytes = layer_bytes(&[b"a".to_vec()], &[], 0);
     let at = bytes.len() / 2;
     bytes[at] ^= 1;
-    let layers = vec![("layer x".to_string(), bytes)];
-    let err = MergedView::new(&layers).err().unwrap();
+    let err = chain_layer("layer x", bytes).err().unwrap();
     assert!(err.to_string().contains("layer x"), "{err}");
 }

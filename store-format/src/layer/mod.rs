@@ -16,7 +16,7 @@
 //! metadata sits at the end so a writer can stream entries and add the totals
 //! last; a reader checks the checksum before it trusts anything.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -381,61 +381,28 @@ pub struct Layer<'a> {
 impl<'a> Layer<'a> {
     /// Verifies the checksum and footer of a whole layer held in memory.
     pub fn decode(bytes: &'a [u8]) -> Result<Self> {
-        let bad = |detail: &str| FormatError::corrupt("layer", detail);
         if bytes.len() < HEADER_LEN + FOOTER_FIXED {
-            return Err(bad("too short"));
+            return Err(FormatError::corrupt("layer", "too short"));
         }
-        if &bytes[..8] != LAYER_MAGIC {
-            return Err(bad("bad magic"));
-        }
-        let version = u32::from_le_bytes(fixed(&bytes[8..12]));
-        if !(LAYER_VERSION_MIN..=LAYER_VERSION).contains(&version) {
-            return Err(FormatError::Unsupported {
-                what: "layer",
-                version,
-                supported: LAYER_VERSION,
-            });
-        }
+        let version = stream::check_header(bytes)?;
         let (signed, checksum) = bytes.split_at(bytes.len() - 32);
         if blake3::hash(signed).as_bytes() != checksum {
-            return Err(bad("checksum mismatch"));
+            return Err(FormatError::corrupt("layer", "checksum mismatch"));
         }
         let f = signed.len() - (FOOTER_FIXED - 32);
-        let meta_len = u32::from_le_bytes(fixed(&signed[f..f + 4])) as usize;
-        let body_len = u64::from_le_bytes(fixed(&signed[f + 4..f + 12]));
-        let entry_count = u64::from_le_bytes(fixed(&signed[f + 12..f + 20]));
-        let tombstone_count = u64::from_le_bytes(fixed(&signed[f + 20..f + 28]));
-        let body_end = usize::try_from(body_len)
-            .ok()
-            .and_then(|b| b.checked_add(HEADER_LEN))
-            .filter(|end| end.checked_add(meta_len) == Some(f))
-            .ok_or_else(|| bad("lengths do not add up"))?;
-        let meta_bytes = &signed[body_end..f];
-        let meta: LayerMeta = match version {
-            1 => postcard::from_bytes::<LayerMetaV1>(meta_bytes).map(LayerMeta::from),
-            _ => postcard::from_bytes(meta_bytes),
-        }
-        .map_err(|e| FormatError::corrupt("layer meta", e))?;
+        let footer = stream::parse_footer(&signed[f..], signed.len() as u64)?;
+        let at = |r: std::ops::Range<u64>| r.start as usize..r.end as usize;
         Ok(Layer {
-            meta,
-            entry_count,
-            tombstone_count,
-            body: &bytes[HEADER_LEN..body_end],
+            meta: stream::parse_meta(version, &signed[at(footer.meta)])?,
+            entry_count: footer.entry_count,
+            tombstone_count: footer.tombstone_count,
+            body: &bytes[at(footer.body)],
         })
     }
 
     /// Streams the records; each one is checked (paths, order, counts).
-    pub fn records(&self) -> Result<Records<'a>> {
-        Ok(Records {
-            body: zstd::Decoder::with_buffer(self.body)?,
-            last_entry: None,
-            last_tombstone: None,
-            entries: 0,
-            tombstones: 0,
-            expected_entries: self.entry_count,
-            expected_tombstones: self.tombstone_count,
-            done: false,
-        })
+    pub fn records(&self) -> Result<Records<&'a [u8]>> {
+        Records::new(self.body, self.entry_count, self.tombstone_count)
     }
 
     /// Decodes everything at once (tests and small layers).
@@ -452,12 +419,6 @@ impl<'a> Layer<'a> {
     }
 }
 
-fn fixed<const N: usize>(b: &[u8]) -> [u8; N] {
-    let mut a = [0u8; N];
-    a.copy_from_slice(&b[..N]);
-    a
-}
-
 /// One decoded record of a layer body.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LayerRecord {
@@ -466,8 +427,8 @@ pub enum LayerRecord {
 }
 
 /// Iterator over a layer's records; ends with an error at the first bad one.
-pub struct Records<'a> {
-    body: zstd::Decoder<'static, &'a [u8]>,
+pub struct Records<R: BufRead> {
+    body: zstd::Decoder<'static, R>,
     last_entry: Option<Vec<u8>>,
     last_tombstone: Option<Vec<u8>>,
     entries: u64,
@@ -477,7 +438,22 @@ pub struct Records<'a> {
     done: bool,
 }
 
-impl Records<'_> {
+impl<R: BufRead> Records<R> {
+    /// Streams the records of a body (its bytes exactly, from `body`), and
+    /// checks them against the footer's counts at the end.
+    pub fn new(body: R, entries: u64, tombstones: u64) -> Result<Self> {
+        Ok(Records {
+            body: zstd::Decoder::with_buffer(body)?,
+            last_entry: None,
+            last_tombstone: None,
+            entries: 0,
+            tombstones: 0,
+            expected_entries: entries,
+            expected_tombstones: tombstones,
+            done: false,
+        })
+    }
+
     fn next_record(&mut self) -> Result<Option<LayerRecord>> {
         let mut len = [0u8; 4];
         match read_full(&mut self.body, &mut len)? {
@@ -541,7 +517,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
     Ok(filled)
 }
 
-impl Iterator for Records<'_> {
+impl<R: BufRead> Iterator for Records<R> {
     type Item = Result<LayerRecord>;
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -554,6 +530,9 @@ impl Iterator for Records<'_> {
         item
     }
 }
+
+mod stream;
+pub use stream::LayerTail;
 
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,16 @@ fn encode_unchecked(records: &[Record], entries: u64, tombstones: u64) -> Vec<u8
     out
 }
 
+/// Reads `buf.len()` bytes of `bytes` from `at`, as a repository object would.
+fn read_at(bytes: &[u8], at: u64, buf: &mut [u8]) -> io::Result<()> {
+    let at = at as usize;
+    let piece = bytes
+        .get(at..at + buf.len())
+        .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+    buf.copy_from_slice(piece);
+    Ok(())
+}
+
 fn decode_error(records: Vec<Record>) -> String {
     let n = records.len() as u64;
     let bytes = encode_unchecked(&records, n, 0);
@@ -183,14 +193,44 @@ proptest! {
         let layer = Layer::decode(&bytes).unwrap();
         prop_assert_eq!(&layer.meta, &meta());
         let (got_entries, got_tombs) = layer.decode_all().unwrap();
-        prop_assert_eq!(got_entries, entries);
-        prop_assert_eq!(got_tombs, tombstones);
+        prop_assert_eq!(&got_entries, &entries);
+        prop_assert_eq!(&got_tombs, &tombstones);
+
+        // Verified and streamed by range, as the engine reads a layer from a
+        // repository: the same metadata and records.
+        let tail = LayerTail::verify(len, |at, buf| read_at(&bytes, at, buf)).unwrap();
+        prop_assert_eq!(&tail.meta, &meta());
+        let body = &bytes[tail.body.start as usize..tail.body.end as usize];
+        let mut streamed = (Vec::new(), Vec::new());
+        for record in tail.records(io::BufReader::with_capacity(7, body)).unwrap() {
+            match record.unwrap() {
+                LayerRecord::Entry(e) => streamed.0.push(e),
+                LayerRecord::Tombstone(t) => streamed.1.push(t),
+            }
+        }
+        prop_assert_eq!(streamed, (entries, tombstones));
+    }
+
+    #[test]
+    fn a_flipped_byte_fails_verification_by_range(flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let mut w = LayerWriter::new(Vec::new()).unwrap();
+        w.add_entry(&entry(b"a", EntryKind::Dir)).unwrap();
+        let (mut bytes, len) = w.finish(&meta()).unwrap();
+        let at = flip.index(bytes.len());
+        bytes[at] ^= 1 << bit;
+        prop_assert!(LayerTail::verify(len, |at, buf| read_at(&bytes, at, buf)).is_err());
     }
 
     #[test]
     fn decoder_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         if let Ok(layer) = Layer::decode(&bytes) {
             let _ = layer.decode_all();
+        }
+        if let Ok(tail) = LayerTail::verify(bytes.len() as u64, |at, buf| read_at(&bytes, at, buf)) {
+            let body = bytes.get(tail.body.start as usize..tail.body.end as usize).unwrap_or(&[]);
+            if let Ok(records) = tail.records(body) {
+                records.for_each(drop);
+            }
         }
     }
 }
