@@ -25,10 +25,17 @@ fn run(args: &[String]) -> Result<(), String> {
     let [op, catalog, repo, rest @ ..] = args else {
         return Err("usage: backup|restore CATALOG REPO ...".into());
     };
-    let config = EngineConfig::new(
+    let mut config = EngineConfig::new(
         PathBuf::from(catalog),
         Location::parse(repo).map_err(|e| e.to_string())?,
     );
+    // The restore window, for measuring its effect on memory.
+    if let Some(kib) = std::env::var("STRATA_BENCH_WINDOW_KIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        config.restore_window_bytes = kib << 10;
+    }
     let progress = Progress::default();
     let started = Instant::now();
     if op == "rebuild" {

@@ -51,8 +51,8 @@ pub struct RestoreOptions {
     pub window_bytes: usize,
 }
 
-/// Default [`RestoreOptions::window_bytes`]: some 40,000 small files a window.
-pub const DEFAULT_WINDOW_BYTES: usize = 16 << 20;
+/// Default [`RestoreOptions::window_bytes`]: some 12,000 small files a window.
+pub const DEFAULT_WINDOW_BYTES: usize = 8 << 20;
 
 /// Restores `backup` (its chain as the repository holds it) into `target`
 /// (an existing directory).
@@ -74,17 +74,17 @@ pub fn run(
     // can be reached, whatever is renamed or swapped meanwhile.
     let target = &Beneath::open(target)?;
     progress.add_total(totals.logical_bytes);
+    let restorer = Restorer {
+        repo,
+        index,
+        target,
+        options,
+        progress,
+        workers: fill::Workers::new()?,
+    };
     let mut outcome = RestoreOutcome::default();
     while let Some(window) = windows.next_window()? {
-        restore_window(
-            repo,
-            index,
-            target,
-            &window.tree,
-            options,
-            progress,
-            &mut outcome,
-        )?;
+        restorer.window(&window.tree, &mut outcome)?;
         meta::apply_dirs(target, &window.closed)?;
     }
     meta::apply_dirs(target, &windows.rest())?;
@@ -92,40 +92,51 @@ pub fn run(
     Ok(outcome)
 }
 
-fn restore_window(
-    repo: &Repository,
-    index: &dyn ChunkIndex,
-    target: &Beneath,
-    tree: &Tree,
-    options: &RestoreOptions,
-    progress: &Progress,
-    outcome: &mut RestoreOutcome,
-) -> Result<()> {
-    // The plan (catalog lookups) and the layout (directories, empty files)
-    // need nothing of each other: the layout runs meanwhile.
-    let (units, laid) = std::thread::scope(|scope| {
-        let layout = scope.spawn(|| write::layout(target, tree));
-        let units = plan::units(tree, index);
-        let laid = layout
-            .join()
-            .unwrap_or_else(|_| Err(Error::Bug("the layout thread panicked".into())));
-        (units, laid)
-    });
-    laid?;
-    let units = units?;
-    fill::fill(repo, target, tree, &units, options.direct_io, progress)?;
-    write::links(target, tree)?;
-    meta::apply_window(target, tree)?;
-    let mut files = 0;
-    for e in &tree.entries {
-        if let strata_format::layer::EntryKind::File { size, .. } = &e.kind {
-            files += 1;
-            outcome.bytes += size;
+/// What every window of one restore shares.
+struct Restorer<'a> {
+    repo: &'a Repository,
+    index: &'a dyn ChunkIndex,
+    target: &'a Beneath,
+    options: &'a RestoreOptions,
+    progress: &'a Progress,
+    workers: fill::Workers,
+}
+
+impl Restorer<'_> {
+    fn window(&self, tree: &Tree, outcome: &mut RestoreOutcome) -> Result<()> {
+        let (target, progress) = (self.target, self.progress);
+        // The plan (catalog lookups) and the layout (directories, empty
+        // files) need nothing of each other: the layout runs meanwhile, on
+        // threads that last the whole restore.
+        let (laid, units) = rayon::join(
+            || write::layout(target, tree),
+            || plan::units(tree, self.index),
+        );
+        laid?;
+        let units = units?;
+        let direct = self.options.direct_io;
+        fill::fill(
+            &self.workers,
+            self.repo,
+            target,
+            tree,
+            &units,
+            direct,
+            progress,
+        )?;
+        write::links(target, tree)?;
+        meta::apply_window(target, tree)?;
+        let mut files = 0;
+        for e in &tree.entries {
+            if let strata_format::layer::EntryKind::File { size, .. } = &e.kind {
+                files += 1;
+                outcome.bytes += size;
+            }
         }
+        progress.add_files(files);
+        outcome.files += files;
+        outcome.units += units.len() as u64;
+        outcome.windows += 1;
+        Ok(())
     }
-    progress.add_files(files);
-    outcome.files += files;
-    outcome.units += units.len() as u64;
-    outcome.windows += 1;
-    Ok(())
 }
