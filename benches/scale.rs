@@ -88,7 +88,9 @@ fn main() {
     );
     let small = if benching { 10_000 } else { 1_000 };
     let chain = env("STRATA_SCALE_CHAIN", if benching { 30 } else { 3 });
-    let work = common::Workspace::new(benching, 16);
+    // Sparse; large enough for ext4 to give it inodes for both trees and
+    // their restores (one per 16 KiB).
+    let work = common::Workspace::new(benching, 3 * (large >> 16) + 8);
 
     let (few, ..) = measure(work.path(), small);
     let (many, catalog, repo, share) = measure(work.path(), large);
