@@ -281,3 +281,55 @@ fn unreadable_file_is_reported_and_the_rest_backed_up() {
     assert!(!target.join("secret.txt").exists());
     assert!(!target.join("secret-link.txt").exists());
 }
+
+/// A tree larger than one restore window (`restore_window_mib = 1`, some
+/// 1,500 small files a window) is restored window by window: the same
+/// tree, hardlinks, read-only directories and directory mtimes included.
+/// A window of 0 MiB is refused before anything is restored.
+#[test]
+fn a_tree_larger_than_the_restore_window_restores_exactly() {
+    let env = Env::new();
+    let share = env.path("share");
+    build_tree(&share);
+    for d in 0..8 {
+        let dir = share.join(format!("many/d{d}"));
+        fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..600 {
+            fs::write(
+                dir.join(format!("f{f}")),
+                format!("{d}/{f}\n").repeat(f % 9 + 1),
+            )
+            .expect("write");
+        }
+        set_mtime(&dir, 1_200_000_000 + d, 17);
+    }
+    fs::hard_link(share.join("hello.txt"), share.join("many/d7/late-link.txt")).expect("link");
+    let before = snapshot(&share);
+    let id = backup(&env, &share)["id"].as_str().expect("id").to_string();
+    let config = env.path("strata.toml");
+    let target = env.path("restored");
+    fs::write(&config, "restore_window_mib = 0\n").expect("config");
+    env.strata(&[
+        "--config",
+        config.to_str().expect("utf8"),
+        "backup",
+        "restore",
+        &id,
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ])
+    .fails(2, "restore_window_mib must be at least 1");
+    assert!(!target.exists(), "a refused restore created its target");
+    fs::write(&config, "restore_window_mib = 1\n").expect("config");
+    env.strata(&[
+        "--config",
+        config.to_str().expect("utf8"),
+        "backup",
+        "restore",
+        &id,
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ])
+    .ok();
+    assert_same(&before, &snapshot(&target));
+}

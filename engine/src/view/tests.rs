@@ -69,7 +69,10 @@ impl ObjectReader for Memory {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let at = offset as usize;
         match self.0.get(at..at + buf.len()) {
-            Some(bytes) => Ok(buf.copy_from_slice(bytes)),
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
             None => Err(Error::Bug("read past the end".into())),
         }
     }
