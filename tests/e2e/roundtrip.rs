@@ -308,28 +308,20 @@ fn a_tree_larger_than_the_restore_window_restores_exactly() {
     let id = backup(&env, &share)["id"].as_str().expect("id").to_string();
     let config = env.path("strata.toml");
     let target = env.path("restored");
-    fs::write(&config, "restore_window_mib = 0\n").expect("config");
-    env.strata(&[
-        "--config",
-        config.to_str().expect("utf8"),
-        "backup",
-        "restore",
-        &id,
-        "--target-dir",
-        target.to_str().expect("utf8"),
-    ])
-    .fails(2, "restore_window_mib must be at least 1");
+    let restore = |window: &str| {
+        fs::write(&config, format!("restore_window_mib = {window}\n")).expect("config");
+        env.strata(&[
+            "--config",
+            config.to_str().expect("utf8"),
+            "backup",
+            "restore",
+            &id,
+            "--target-dir",
+            target.to_str().expect("utf8"),
+        ])
+    };
+    restore("0").fails(2, "restore_window_mib must be at least 1");
     assert!(!target.exists(), "a refused restore created its target");
-    fs::write(&config, "restore_window_mib = 1\n").expect("config");
-    env.strata(&[
-        "--config",
-        config.to_str().expect("utf8"),
-        "backup",
-        "restore",
-        &id,
-        "--target-dir",
-        target.to_str().expect("utf8"),
-    ])
-    .ok();
+    restore("1").ok();
     assert_same(&before, &snapshot(&target));
 }

@@ -1,5 +1,6 @@
 //! The pack writer. Blobs arrive compressed; the packer thread appends them
-//! to a pack under `tmp/`; a pack that reaches the target size is finished
+//! to a pack under `tmp/`; a pack that reaches the target size (or
+//! [`MAX_PACK_ENTRIES`] chunks) is finished
 //! and handed to the publisher thread, which makes it durable, publishes
 //! it, and only then enters its chunks in the index (publish → index: no
 //! chunk is ever indexed before its pack is durable). The packer fills the
@@ -122,6 +123,11 @@ fn publish_all(
     Ok(())
 }
 
+/// A pack is also finished at this many chunks, whatever its size: what a
+/// backup holds for the open pack (its entries, and the chunks pending until
+/// it is indexed) then stays bounded however small the files are.
+const MAX_PACK_ENTRIES: usize = 16_384;
+
 impl Packer<'_> {
     fn run(&mut self, rx: Receiver<Blob>) -> Result<()> {
         for blob in rx {
@@ -133,7 +139,7 @@ impl Packer<'_> {
                 .add(blob.id, &blob.stored, blob.raw_len, blob.compression)
                 .map_err(|e| Error::format(pack.name.as_str(), e))?;
             self.sink.appended(blob.stored.len() as u64);
-            if pack.writer.len() >= self.target {
+            if pack.writer.len() >= self.target || pack.writer.entries().len() >= MAX_PACK_ENTRIES {
                 self.finish()?;
             }
         }
