@@ -183,6 +183,10 @@ struct Dataset {
     name: &'static str,
     /// What is backed up: a directory.
     source: PathBuf,
+    /// A tree of many files: its restores are kept to the end, because on
+    /// ext4 without a journal a file system where many files were just
+    /// deleted creates files more slowly (see `common::Workspace`).
+    many_files: bool,
 }
 
 fn run_dataset(
@@ -194,6 +198,13 @@ fn run_dataset(
     figures: &mut Figures,
 ) {
     let mut record = |phase: &str, tool: Tool, run: &Measured| {
+        println!(
+            "{} / {phase} / {}: {:.2} s, peak {:.0} MiB",
+            data.name,
+            tool.name(),
+            run.secs,
+            run.peak_rss_kib as f64 / 1024.0
+        );
         figures
             .entry((data.name.to_string(), phase.to_string(), tool.name()))
             .or_default()
@@ -214,8 +225,11 @@ fn run_dataset(
                     tool,
                     &repo.backup(&data.source, false),
                 );
-                if !cold {
-                    kept.push(repo);
+                match cold {
+                    // Only the warm runs' repositories go on; the space
+                    // of the others is needed.
+                    true => fs::remove_dir_all(&repo.dir).expect("remove repository"),
+                    false => kept.push(repo),
                 }
             }
         }
@@ -242,6 +256,10 @@ fn run_dataset(
             data.name
         );
         record("restore, cold", repo.tool, &run);
+        if !data.many_files {
+            // One large file: deleting it costs the next restore nothing.
+            fs::remove_dir_all(&target).expect("remove restore");
+        }
     }
 }
 
@@ -320,7 +338,8 @@ fn main() {
         ),
     };
     let runs = if benching { 3 } else { 1 };
-    let work = common::Workspace::new(benching, 8 * (min_mib >> 10) + 16);
+    // The tree and its restores, the tar, and the warm runs' repositories.
+    let work = common::Workspace::new(benching, 40 * (min_mib >> 10) + 8);
     let root = work.path();
     let mut tools = vec![Tool::Strata];
     if let Some(exe) = Tool::Baseline.strata_exe() {
@@ -363,6 +382,7 @@ fn main() {
     let tree_set = Dataset {
         name: "many files",
         source: tree.clone(),
+        many_files: true,
     };
     let mutate_tree = || {
         let m = peer_data::mutate_tree(&tree, 19);
@@ -372,6 +392,7 @@ fn main() {
     let tar_set = Dataset {
         name: "one large file",
         source: tar_dir.clone(),
+        many_files: false,
     };
     let mutate_tar = || peer_data::insert_into(&tar_file, 8, 19);
     run_dataset(root, &tar_set, &tools, runs, &mutate_tar, &mut figures);
