@@ -55,7 +55,8 @@ pub struct Numbered {
 }
 
 /// Where numbered slots go, one per walk item.
-pub type EntrySender = Sender<Numbered>;
+/// Slots go to the assembler in batches, one per batch of walk items.
+pub type EntrySender = Sender<Vec<Numbered>>;
 type Assembler<'scope> = std::thread::ScopedJoinHandle<'scope, Result<LayerDraft>>;
 
 /// Starts the assembler; send a [`Numbered`] slot for every walk item.
@@ -69,7 +70,7 @@ pub fn spawn<'scope>(
     let tmp = repo.temp_object("layer")?;
     let name = tmp.name();
     let writer = LayerWriter::new(tmp).map_err(|e| Error::format(name.as_str(), e))?;
-    let (tx, rx) = crossbeam_channel::bounded(4096);
+    let (tx, rx) = crossbeam_channel::bounded(4096 / super::walk::BATCH);
     let handle = scope.spawn(move || {
         let mut draft = LayerDraft {
             name,
@@ -84,7 +85,7 @@ pub fn spawn<'scope>(
 }
 
 fn assemble(
-    rx: &Receiver<Numbered>,
+    rx: &Receiver<Vec<Numbered>>,
     draft: &mut LayerDraft,
     index: &dyn ChunkIndex,
     backup: BackupId,
@@ -94,8 +95,8 @@ fn assemble(
     let mut next = 0u64;
     let mut refs: Vec<ChunkId> = Vec::with_capacity(REF_BATCH);
     let mut unreadable: HashSet<Vec<u8>> = HashSet::new();
-    for done in rx {
-        waiting.insert(done.seq, done);
+    for batch in rx {
+        waiting.extend(batch.into_iter().map(|done| (done.seq, done)));
         while let Some(Numbered {
             slot, in_parent, ..
         }) = waiting.remove(&next)

@@ -136,14 +136,16 @@ pub fn run(
             report: &report,
             progress,
         };
-        let worked = items.into_iter().par_bridge().try_for_each(|item| {
-            let slot = chunking.process(&item)?;
-            progress.add_files(1);
-            let done = layer::Numbered {
-                seq: item.seq,
-                slot,
-                in_parent: item.parent.is_some(),
-            };
+        let worked = items.into_iter().par_bridge().try_for_each(|batch| {
+            let mut done = Vec::with_capacity(batch.len());
+            for item in &batch {
+                done.push(layer::Numbered {
+                    seq: item.seq,
+                    slot: chunking.process(item)?,
+                    in_parent: item.parent.is_some(),
+                });
+            }
+            progress.add_files(batch.len() as u64);
             entries
                 .send(done)
                 .map_err(|_| Error::Bug("the layer assembler stopped".into()))

@@ -139,8 +139,20 @@ fn open_dir(dir: &OwnedFd, name: &std::ffi::OsStr, walked: &Metadata) -> Result<
     }
 }
 
+/// Items go to the workers in batches of up to this many, or of what there
+/// is when a directory is about to be listed and the batch has waited
+/// [`BATCH_WAIT`]: one hand-off per item cost more than the work on an
+/// unchanged one, and a slow listing (NFS) must not hold items back.
+pub const BATCH: usize = 128;
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+/// Directories with at most this many names are stat'ed on the walk's own
+/// thread.
+const INLINE_STATS: usize = 32;
+
 pub struct Walker<'a> {
-    tx: Sender<WalkItem>,
+    tx: Sender<Vec<WalkItem>>,
+    batch: Vec<WalkItem>,
+    flushed: std::time::Instant,
     parent: Option<ParentCursor<'a>>,
     report: &'a Report,
     progress: &'a Progress,
@@ -163,14 +175,14 @@ pub fn spawn<'scope>(
     parent: Option<ParentCursor<'scope>>,
     report: &'scope Report,
     progress: &'scope Progress,
-) -> Result<(Receiver<WalkItem>, WalkHandle<'scope>, u64)> {
+) -> Result<(Receiver<Vec<WalkItem>>, WalkHandle<'scope>, u64)> {
     // A root that is a symlink is refused.
     let root_fd = crate::beneath::Beneath::open(&root)?.into_fd();
     let meta = fs::File::from(root_fd.try_clone().at(&root)?)
         .metadata()
         .at(&root)?;
     raise_fd_limit();
-    let (tx, rx) = crossbeam_channel::bounded(1024);
+    let (tx, rx) = crossbeam_channel::bounded(1024 / BATCH);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(4)
         .thread_name(|i| format!("strata-stat-{i}"))
@@ -178,6 +190,8 @@ pub fn spawn<'scope>(
         .map_err(|e| Error::Bug(format!("cannot start the walk pool: {e}")))?;
     let mut walker = Walker {
         tx,
+        batch: Vec::with_capacity(BATCH),
+        flushed: std::time::Instant::now(),
         parent,
         report,
         progress,
@@ -249,15 +263,18 @@ impl Walker<'_> {
             }
         }
         names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let children: Vec<(OsString, std::io::Result<Metadata>)> = self.pool.install(|| {
-            names
-                .into_par_iter()
-                .map(|name| {
-                    let meta = lstat_at(&fd, &name);
-                    (name, meta)
-                })
-                .collect()
-        });
+        let stat = |name: OsString| {
+            let meta = lstat_at(&fd, &name);
+            (name, meta)
+        };
+        // A few names are stat'ed here: handing them to the pool and back
+        // would cost more than the calls (on a local file system).
+        let children: Vec<(OsString, std::io::Result<Metadata>)> = match names.len() {
+            0..=INLINE_STATS => names.into_iter().map(stat).collect(),
+            _ => self
+                .pool
+                .install(|| names.into_par_iter().map(stat).collect()),
+        };
         Some(DirCursor {
             rel: rel.to_vec(),
             abs: abs.to_path_buf(),
@@ -289,7 +306,19 @@ impl Walker<'_> {
             parent,
         };
         self.seq += 1;
-        Ok(self.tx.send(item).is_ok())
+        self.batch.push(item);
+        Ok(self.batch.len() < BATCH || self.flush())
+    }
+
+    /// Hands the items gathered so far to the workers; `false` when the
+    /// consumers have gone.
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.flushed = std::time::Instant::now();
+        self.tx.send(batch).is_ok()
     }
 
     /// Keeps what the parent backup had below the directory `rel`, which
@@ -393,7 +422,8 @@ impl Walker<'_> {
             }
             match opened {
                 None => {}
-                Some(Ok(fd)) => match self.list(Arc::new(fd), &abs, &rel) {
+                // Before a listing (a wait on NFS), the workers get what there is.
+                Some(Ok(fd)) => match self.flush_then_list(Arc::new(fd), &abs, &rel) {
                     Some(cursor) => stack.push(cursor),
                     None => self.keep_below(&rel)?,
                 },
@@ -404,6 +434,19 @@ impl Walker<'_> {
                 }
             }
         }
+        self.flush();
         Ok(())
+    }
+
+    fn flush_then_list(
+        &mut self,
+        fd: Arc<OwnedFd>,
+        abs: &std::path::Path,
+        rel: &[u8],
+    ) -> Option<DirCursor> {
+        if self.flushed.elapsed() >= BATCH_WAIT {
+            self.flush();
+        }
+        self.list(fd, abs, rel)
     }
 }

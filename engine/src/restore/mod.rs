@@ -51,8 +51,10 @@ pub struct RestoreOptions {
     pub window_bytes: usize,
 }
 
-/// Default [`RestoreOptions::window_bytes`]: some 12,000 small files a window.
-pub const DEFAULT_WINDOW_BYTES: usize = 8 << 20;
+/// Default [`RestoreOptions::window_bytes`]: some 45,000 small files a
+/// window. Smaller windows measured slower on a tree of 80,000 files (more
+/// of each window's packs read again, less overlap) for little less memory.
+pub const DEFAULT_WINDOW_BYTES: usize = 32 << 20;
 
 /// Restores `backup` (its chain as the repository holds it) into `target`
 /// (an existing directory).
@@ -83,9 +85,22 @@ pub fn run(
         workers: fill::Workers::new()?,
     };
     let mut outcome = RestoreOutcome::default();
-    while let Some(window) = windows.next_window()? {
-        restorer.window(&window.tree, &mut outcome)?;
+    // While a window's files are filled, the next window is read, laid out
+    // and planned: its directories are new paths, and nothing of it is
+    // written into a directory the filling window completes.
+    let mut current = match windows.next_window()? {
+        Some(window) => Some(restorer.prepare(window)?),
+        None => None,
+    };
+    while let Some((window, units)) = current.take() {
+        let next = windows.next_window()?;
+        let (filled, prepared) = rayon::join(
+            || restorer.fill(&window.tree, &units, &mut outcome),
+            || next.map(|w| restorer.prepare(w)).transpose(),
+        );
+        filled?;
         meta::apply_dirs(target, &window.closed)?;
+        current = prepared?;
     }
     meta::apply_dirs(target, &windows.rest())?;
     progress.finish();
@@ -103,24 +118,30 @@ struct Restorer<'a> {
 }
 
 impl Restorer<'_> {
-    fn window(&self, tree: &Tree, outcome: &mut RestoreOutcome) -> Result<()> {
-        let (target, progress) = (self.target, self.progress);
-        // The plan (catalog lookups) and the layout (directories, empty
-        // files) need nothing of each other: the layout runs meanwhile, on
-        // threads that last the whole restore.
+    /// Lays out a window (directories, empty files) while its units are
+    /// planned (catalog lookups): they need nothing of each other.
+    fn prepare(&self, window: tree::Window) -> Result<(tree::Window, Vec<plan::Unit>)> {
+        let tree = &window.tree;
         let (laid, units) = rayon::join(
-            || write::layout(target, tree),
+            || write::layout(self.target, tree),
             || plan::units(tree, self.index),
         );
         laid?;
         let units = units?;
+        Ok((window, units))
+    }
+
+    /// Fills a prepared window's files, then makes its links and gives its
+    /// symlinks their metadata.
+    fn fill(&self, tree: &Tree, units: &[plan::Unit], outcome: &mut RestoreOutcome) -> Result<()> {
+        let (target, progress) = (self.target, self.progress);
         let direct = self.options.direct_io;
         fill::fill(
             &self.workers,
             self.repo,
             target,
             tree,
-            &units,
+            units,
             direct,
             progress,
         )?;

@@ -44,7 +44,7 @@ pub fn measure(share: &Path, opts: &SizingOptions) -> Result<ShareFigures> {
     let mut candidates: Vec<(PathBuf, u64)> = Vec::new();
     std::thread::scope(|scope| -> Result<()> {
         let (rx, handle, _) = walk::spawn(scope, share.to_path_buf(), None, &report, &progress)?;
-        for item in rx {
+        for item in rx.into_iter().flatten() {
             entries += 1;
             let (ItemKind::File, Some(meta)) = (&item.kind, &item.meta) else {
                 continue;
