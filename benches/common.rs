@@ -111,6 +111,14 @@ pub fn dataset_mib() -> (bool, u64) {
     (benching, mib)
 }
 
+/// A number from the environment variable `key`, else `default`.
+pub fn env_u64(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Flushes dirty pages so one measured run does not pay for the writeback
 /// of the one before it.
 pub fn settle() {

@@ -321,12 +321,7 @@ fn cold_read(file: &Path) -> (f64, bool) {
 
 fn main() {
     let (benching, _) = common::dataset_mib();
-    let env_u64 = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
+    let env_u64 = common::env_u64;
     let (min_files, min_mib) = match benching {
         true => (
             env_u64("STRATA_PEER_FILES", 60_000),

@@ -76,12 +76,7 @@ fn measure(work: &Path, files: u64) -> (Figures, String, String, String) {
 
 fn main() {
     let (benching, _) = common::dataset_mib();
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
+    let env = common::env_u64;
     let large = env(
         "STRATA_SCALE_FILES",
         if benching { 1_000_000 } else { 20_000 },

@@ -147,8 +147,82 @@ fn locate(tree: &Tree, index: &dyn ChunkIndex) -> Result<Vec<Unit>> {
     }
     for (_, mut unit) in packs {
         unit.placements.sort_by_key(|p| p.entry.offset);
-        units.push(Unit::Pack(unit));
+        units.extend(pieces(unit).map(Unit::Pack));
     }
     units.sort_by_key(|u| std::cmp::Reverse(u.weight()));
     Ok(units)
+}
+
+/// A pack unit holds at most this many chunks, or this many raw bytes (at
+/// least one chunk): a window whose files sit in a few packs still keeps
+/// every restore thread busy. Each piece reads its own part of the pack,
+/// front to back, and each file is still written by exactly one unit.
+const PIECE_CHUNKS: usize = 1024;
+const PIECE_BYTES: u64 = 8 << 20;
+
+/// Cuts a pack unit (placements sorted by offset) into pieces.
+fn pieces(unit: PackUnit) -> impl Iterator<Item = PackUnit> {
+    let pack = unit.pack;
+    let mut out: Vec<PackUnit> = Vec::new();
+    let mut bytes = 0u64;
+    for placement in unit.placements {
+        let raw = u64::from(placement.entry.raw_len);
+        let full = out
+            .last()
+            .is_none_or(|p| p.placements.len() >= PIECE_CHUNKS || bytes + raw > PIECE_BYTES);
+        if full {
+            out.push(PackUnit {
+                pack,
+                placements: Vec::new(),
+            });
+            bytes = 0;
+        }
+        bytes += raw;
+        if let Some(piece) = out.last_mut() {
+            piece.placements.push(placement);
+        }
+    }
+    out.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn placement(i: usize, raw_len: u32) -> Placement {
+        Placement {
+            entry: PackEntry {
+                id: ChunkId::of(&i.to_le_bytes()),
+                offset: i as u64,
+                stored_len: raw_len,
+                raw_len,
+                compression: Compression::None,
+            },
+            files: vec![i],
+        }
+    }
+
+    proptest! {
+        /// Pieces keep every placement once, in order, within the bounds.
+        #[test]
+        fn pieces_partition_a_pack_unit_in_order(
+            lens in proptest::collection::vec(1u32..(6 << 20), 0..3000)
+        ) {
+            let unit = PackUnit {
+                pack: PackId([7; 32]),
+                placements: lens.iter().enumerate().map(|(i, &l)| placement(i, l)).collect(),
+            };
+            let pieces: Vec<PackUnit> = pieces(unit).collect();
+            let mut seen = Vec::new();
+            for piece in &pieces {
+                prop_assert!(!piece.placements.is_empty());
+                prop_assert!(piece.placements.len() <= PIECE_CHUNKS);
+                let bytes: u64 = piece.placements.iter().map(|p| u64::from(p.entry.raw_len)).sum();
+                prop_assert!(bytes <= PIECE_BYTES || piece.placements.len() == 1);
+                seen.extend(piece.placements.iter().flat_map(|p| p.files.clone()));
+            }
+            prop_assert_eq!(seen, (0..lens.len()).collect::<Vec<_>>());
+        }
+    }
 }
