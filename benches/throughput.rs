@@ -18,28 +18,16 @@ use std::time::Instant;
 
 use common::{child, du, files_below, generate, num, settle};
 
-use strata_format::config::ChunkerParams;
-use strata_format::pack::compress_chunk;
-use strata_format::ChunkId;
-
 /// Chunk + hash + compress on one thread over every file: the work a backup
 /// cannot avoid, without I/O, dedup, packing or parallelism.
 fn single_thread(root: &Path) -> (u64, f64) {
-    let params = ChunkerParams::default();
     let paths = files_below(root);
     let started = Instant::now();
     let mut bytes = 0u64;
     let mut sink = 0u64;
     for p in paths {
         let data = fs::read(&p).expect("read");
-        let cdc =
-            fastcdc::v2020::FastCDC::new(&data, params.min_size, params.avg_size, params.max_size);
-        for c in cdc {
-            let piece = &data[c.offset..c.offset + c.length];
-            let id = ChunkId::of(piece);
-            let (stored, _) = compress_chunk(piece, Some(3)).expect("compress");
-            sink = sink.wrapping_add(u64::from(id.0[0]) + stored.len() as u64);
-        }
+        sink = sink.wrapping_add(common::chunk_hash_compress(&data));
         bytes += data.len() as u64;
     }
     std::hint::black_box(sink);

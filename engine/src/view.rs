@@ -36,6 +36,19 @@ pub struct ChainLayer {
 }
 
 impl ChainLayer {
+    /// Verifies (checksum, footer) the layer `object`.
+    pub fn open(location: String, object: Box<dyn ObjectReader>) -> Result<ChainLayer> {
+        let tail = LayerTail::verify(object.len(), |at, buf| {
+            object.read_at(at, buf).map_err(std::io::Error::other)
+        })
+        .map_err(|e| Error::format(location.as_str(), e))?;
+        Ok(ChainLayer {
+            location,
+            tail,
+            object,
+        })
+    }
+
     pub fn meta(&self) -> &LayerMeta {
         &self.tail.meta
     }
@@ -73,21 +86,6 @@ impl Read for BodyReader<'_> {
             self.at += n as u64;
         }
         Ok(n)
-    }
-}
-
-impl ChainLayer {
-    /// Verifies (checksum, footer) the layer `object`.
-    pub fn open(location: String, object: Box<dyn ObjectReader>) -> Result<ChainLayer> {
-        let tail = LayerTail::verify(object.len(), |at, buf| {
-            object.read_at(at, buf).map_err(std::io::Error::other)
-        })
-        .map_err(|e| Error::format(location.as_str(), e))?;
-        Ok(ChainLayer {
-            location,
-            tail,
-            object,
-        })
     }
 }
 

@@ -30,7 +30,7 @@ use crate::repository::{PackFile, Repository};
 /// byte written is checked: a single-chunk file's chunk against its id
 /// before it is written, a many-chunk file against its whole-file hash.
 pub fn fill(
-    pool: &Workers,
+    workers: &Workers,
     repo: &Repository,
     root: &Beneath,
     tree: &Tree,
@@ -47,18 +47,16 @@ pub fn fill(
         Unit::Pack(unit) => fill_pack(repo, target, tree, unit, kept, progress),
         Unit::File(unit) => fill_file(repo, target, tree, unit, kept, progress),
     };
-    let (pool_kept, workers) = (pool, pool.count);
-    let pool = &pool_kept.pool;
     // Units are taken strictly in the plan's order (heaviest first), so the
     // largest files start first and the restore does not end on one of them
     // running alone.
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let stopped = || failed.lock().map_or(true, |f| f.is_some());
-    pool.scope(|scope| {
-        for _ in 0..workers {
+    workers.pool.scope(|scope| {
+        for _ in 0..workers.count {
             scope.spawn(|_| {
-                let mut kept = pool_kept.take();
+                let mut kept = workers.take();
                 while let Some(unit) = units.get(next.fetch_add(1, Ordering::Relaxed)) {
                     if stopped() {
                         break;
@@ -70,7 +68,7 @@ pub fn fill(
                         break;
                     }
                 }
-                pool_kept.give_back(kept);
+                workers.give_back(kept);
             });
         }
     });
