@@ -192,7 +192,13 @@ impl<'a> MergedView<'a> {
             let location = layer.location.as_str();
             let mut tombstones =
                 Vec::with_capacity(layer.tail.tombstone_count.min(1 << 20) as usize);
-            for record in layer.records()? {
+            // Tombstones follow the entries: a layer without any is not
+            // read twice.
+            let records = match layer.tail.tombstone_count {
+                0 => None,
+                _ => Some(layer.records()?),
+            };
+            for record in records.into_iter().flatten() {
                 if let LayerRecord::Tombstone(t) = record.map_err(|e| Error::format(location, e))? {
                     tombstones.push(t.path);
                 }
@@ -262,6 +268,9 @@ impl Iterator for MergedView<'_> {
         self.next_entry().transpose()
     }
 }
+
+mod prefetch;
+pub use prefetch::Prefetched;
 
 #[cfg(test)]
 mod tests;

@@ -5,10 +5,9 @@
 //! window is cut in parallel segments, and its chunks are hashed and
 //! compressed in parallel while the whole-file hash runs beside them.
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crossbeam_channel::Sender;
@@ -22,8 +21,8 @@ use super::dedup::Dedup;
 use super::diff;
 use super::layer::Slot;
 use super::report::{Counters, Report};
+use super::stat::Stat;
 use super::walk::{ItemKind, WalkItem};
-use crate::clock::stamp_ns;
 use crate::error::{Error, Result};
 use crate::packs::write::Blob;
 use crate::progress::Progress;
@@ -64,15 +63,15 @@ impl From<Error> for FileError {
 }
 
 /// Entry fields every kind shares, from `lstat` and the xattrs.
-fn base_entry(item: &WalkItem, meta: &Metadata, kind: EntryKind, xattrs: Vec<Xattr>) -> Entry {
+fn base_entry(item: &WalkItem, meta: &Stat, kind: EntryKind, xattrs: Vec<Xattr>) -> Entry {
     Entry {
         path: item.rel.clone(),
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime_ns: stamp_ns(meta.mtime(), meta.mtime_nsec()),
-        ctime_ns: stamp_ns(meta.ctime(), meta.ctime_nsec()),
-        inode: meta.ino(),
+        mode: meta.mode & 0o7777,
+        uid: meta.uid,
+        gid: meta.gid,
+        mtime_ns: meta.mtime_ns,
+        ctime_ns: meta.ctime_ns,
+        inode: meta.ino,
         xattrs,
         kind,
     }
@@ -140,14 +139,14 @@ impl Chunking<'_> {
             }
         }
         // A path's xattrs, for what is not read as an open file.
-        let at_path = || read_xattrs(&item.at, &item.rel, self.report);
+        let at_path = || read_xattrs(&item.at(), &item.rel, self.report);
         let (kind, meta, xattrs) = match &item.kind {
             ItemKind::Nothing => return Ok(Slot::Empty),
-            ItemKind::Dir => (EntryKind::Dir, meta.clone(), at_path()),
-            ItemKind::Symlink => match std::fs::read_link(&item.at) {
+            ItemKind::Dir => (EntryKind::Dir, *meta, at_path()),
+            ItemKind::Symlink => match std::fs::read_link(item.at()) {
                 Ok(target) => {
                     let target = target.as_os_str().as_bytes().to_vec();
-                    (EntryKind::Symlink { target }, meta.clone(), at_path())
+                    (EntryKind::Symlink { target }, *meta, at_path())
                 }
                 Err(e) => {
                     self.report
@@ -159,7 +158,7 @@ impl Chunking<'_> {
                 EntryKind::Hardlink {
                     target: target.clone(),
                 },
-                meta.clone(),
+                *meta,
                 at_path(),
             ),
             ItemKind::File => match self.file(item) {
@@ -198,7 +197,7 @@ impl Chunking<'_> {
     /// read that goes with it. A file that changes while it is read (size or
     /// mtime differ after) is read once more; if it changes again, the second
     /// read is kept and reported.
-    fn file(&self, item: &WalkItem) -> Result<(EntryKind, Metadata, Vec<Xattr>), FileError> {
+    fn file(&self, item: &WalkItem) -> Result<(EntryKind, Stat, Vec<Xattr>), FileError> {
         let skip = |what: &str, e: std::io::Error| FileError::Skip(format!("{what}: {e}"));
         for attempt in 0..2 {
             // Through the directory's descriptor, and O_NOFOLLOW: the walk
@@ -208,17 +207,14 @@ impl Chunking<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(FileError::Gone),
                 Err(e) => return Err(skip("cannot open", e)),
             };
-            let before = file.metadata().map_err(|e| skip("cannot stat", e))?;
-            let kind = if before.len() <= WHOLE_READ_MAX {
-                self.small_file(&mut file, before.len())
+            let before = Stat::of(&file).map_err(|e| skip("cannot stat", e))?;
+            let kind = if before.size <= WHOLE_READ_MAX {
+                self.small_file(&mut file, before.size)
             } else {
                 self.large_file(&file)
             }?;
-            let stable = file.metadata().is_ok_and(|after| {
-                after.len() == before.len()
-                    && after.mtime() == before.mtime()
-                    && after.mtime_nsec() == before.mtime_nsec()
-            });
+            let stable = Stat::of(&file)
+                .is_ok_and(|after| after.size == before.size && after.mtime_ns == before.mtime_ns);
             if stable {
                 return Ok((kind, before, file_xattrs(&file, &item.rel, self.report)));
             }
@@ -232,7 +228,7 @@ impl Chunking<'_> {
                 return Ok((kind, before, file_xattrs(&file, &item.rel, self.report)));
             }
             // Read again; its bytes count once more toward the progress total.
-            self.progress.add_total(before.len());
+            self.progress.add_total(before.size);
         }
         Err(FileError::Fatal(Error::Bug("file read loop ended".into())))
     }

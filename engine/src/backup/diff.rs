@@ -13,16 +13,13 @@
 //! still have been changing is never trusted this way (see [`RACY_WINDOW_NS`]).
 
 use std::cmp::Ordering;
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
 
 use strata_format::layer::{Entry, EntryKind};
 use strata_format::path;
 
+use super::stat::Stat;
 use super::walk::ItemKind;
-use crate::clock::stamp_ns;
 use crate::error::{Error, Result};
-use crate::view::MergedView;
 
 /// An entry whose mtime or ctime is this close to (or after) the moment its
 /// backup started reading may have changed again after it was read within
@@ -33,13 +30,15 @@ pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
 /// The parent chain's view, consumed in walk order.
 pub struct ParentCursor<'a> {
-    view: MergedView<'a>,
+    view: Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>,
     head: Option<Entry>,
     tombstones: Vec<Vec<u8>>,
 }
 
 impl<'a> ParentCursor<'a> {
-    pub fn new(mut view: MergedView<'a>) -> Result<Self> {
+    /// A cursor over `view`, the parent chain's merged view in path order.
+    pub fn new(view: impl Iterator<Item = Result<Entry>> + Send + 'a) -> Result<Self> {
+        let mut view = Box::new(view);
         let head = view.next().transpose()?;
         Ok(ParentCursor {
             view,
@@ -130,20 +129,20 @@ impl<'a> ParentCursor<'a> {
 
 /// Whether the walk's `lstat` shows the parent's entry unchanged. `racy_from`
 /// is the parent's data timestamp minus [`RACY_WINDOW_NS`].
-pub fn unchanged(kind: &ItemKind, meta: &Metadata, parent: &Entry, racy_from: i64) -> bool {
+pub fn unchanged(kind: &ItemKind, meta: &Stat, parent: &Entry, racy_from: i64) -> bool {
     let same_kind = match (kind, &parent.kind) {
-        (ItemKind::File, EntryKind::File { size, .. }) => *size == meta.len(),
+        (ItemKind::File, EntryKind::File { size, .. }) => *size == meta.size,
         (ItemKind::Dir, EntryKind::Dir) | (ItemKind::Symlink, EntryKind::Symlink { .. }) => true,
         (ItemKind::Hardlink(now), EntryKind::Hardlink { target }) => now == target,
         _ => false,
     };
     same_kind
-        && parent.mode == meta.mode() & 0o7777
-        && parent.uid == meta.uid()
-        && parent.gid == meta.gid()
-        && parent.mtime_ns == stamp_ns(meta.mtime(), meta.mtime_nsec())
-        && parent.ctime_ns == stamp_ns(meta.ctime(), meta.ctime_nsec())
-        && parent.inode == meta.ino()
+        && parent.mode == meta.mode & 0o7777
+        && parent.uid == meta.uid
+        && parent.gid == meta.gid
+        && parent.mtime_ns == meta.mtime_ns
+        && parent.ctime_ns == meta.ctime_ns
+        && parent.inode == meta.ino
         && parent.mtime_ns.max(parent.ctime_ns) < racy_from
 }
 

@@ -16,7 +16,9 @@ mod chunk;
 mod dedup;
 mod diff;
 mod layer;
+mod listing;
 pub(crate) mod report;
+mod stat;
 pub(crate) mod walk;
 
 use std::path::PathBuf;
@@ -113,13 +115,15 @@ pub fn run(
         .map_or(i64::MIN, |m| {
             m.data_timestamp_ns.saturating_sub(RACY_WINDOW_NS)
         });
-    let parent = parent_view.map(diff::ParentCursor::new).transpose()?;
 
     let sink = Landed {
         dedup: &dedup,
         counters: &counters,
     };
     let (draft, gone, root_dev) = std::thread::scope(|s| -> Result<_> {
+        let parent = parent_view
+            .map(|view| diff::ParentCursor::new(crate::view::Prefetched::spawn(s, view)))
+            .transpose()?;
         let (items, walker, root_dev) =
             walk::spawn(s, plan.source_path.clone(), parent, &report, progress)?;
         let (blobs, packer) =

@@ -1,9 +1,10 @@
 //! Stage 1: walk the share depth-first in stored-path order.
 //!
-//! One thread lists directories and sorts their names; the `lstat` of each
-//! directory's children runs on a small pool of its own (stat latency, not
-//! CPU, bounds a walk over NFS). Items leave numbered in order, so later
-//! stages may finish them out of order and the layer is still written sorted.
+//! One thread goes through the tree in order and hands out the items; the
+//! directories just ahead of it are listed and their children `lstat`'ed on a
+//! small pool of its own (see [`super::listing`]: stat latency, not CPU,
+//! bounds a walk over NFS). Items leave numbered in order, so later stages
+//! may finish them out of order and the layer is still written sorted.
 //! Symlinks are never followed. Hardlinks are detected here, in order, so the
 //! first name of an inode is the one that carries the content.
 //!
@@ -16,22 +17,23 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fs::{self, Metadata};
+use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 
 use crossbeam_channel::{Receiver, Sender};
-use rayon::prelude::*;
 
 use strata_format::layer::Entry;
 
 use super::diff::ParentCursor;
+use super::listing::{Child, DirCursor, Listed, Listings, Unlisted};
 use super::report::Report;
+use super::stat::Stat;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 
@@ -49,26 +51,13 @@ pub enum ItemKind {
 pub struct WalkItem {
     pub seq: u64,
     pub rel: Vec<u8>,
-    /// Where the item is, for messages only.
-    pub abs: PathBuf,
-    /// The item through its directory's open descriptor (`/proc/self/fd/N/name`):
-    /// every read of it goes there, so no renamed or swapped parent can
-    /// redirect it. The last component is never followed by those reads.
-    pub at: PathBuf,
     /// The item's directory, open; and its name there.
     dir: Arc<OwnedFd>,
     name: OsString,
-    pub meta: Option<Metadata>,
+    pub meta: Option<Stat>,
     pub kind: ItemKind,
     /// The parent chain's entry at this path (incremental backups).
     pub parent: Option<Entry>,
-}
-
-struct DirCursor {
-    rel: Vec<u8>,
-    abs: PathBuf,
-    fd: Arc<OwnedFd>,
-    children: std::vec::IntoIter<(OsString, std::io::Result<Metadata>)>,
 }
 
 /// `name` in the directory open as `dir`, as a path through `/proc/self/fd`.
@@ -80,16 +69,14 @@ fn through(dir: &OwnedFd, name: &std::ffi::OsStr) -> PathBuf {
     p
 }
 
-/// `name` in the directory open as `dir`, not following a symlink: its
-/// own descriptor (`O_PATH`), asked for its status. Plain system calls, no
-/// path resolved through `/proc`.
-fn lstat_at(dir: &OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<Metadata> {
-    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
-    fs::File::from(fd).metadata()
-}
-
 impl WalkItem {
+    /// The item through its directory's open descriptor (`/proc/self/fd/N/name`):
+    /// every read of it by path goes there, so no renamed or swapped parent
+    /// can redirect it. The last component is never followed by those reads.
+    pub fn at(&self) -> PathBuf {
+        through(&self.dir, &self.name)
+    }
+
     /// Opens the item for reading through its directory's descriptor,
     /// never following a symlink swapped in since the walk saw it.
     pub fn open(&self) -> std::io::Result<fs::File> {
@@ -99,56 +86,12 @@ impl WalkItem {
     }
 }
 
-/// Why a directory cannot be walked into.
-enum Unlisted {
-    /// It is gone: what the parent backup had below it is deleted.
-    Gone,
-    /// It cannot be read, or is not the directory that was walked: what the
-    /// parent backup had below it is kept.
-    Kept(String),
-}
-
-/// Opens `name` below `dir` as a directory, without following a symlink,
-/// and checks it is the one `walked` describes.
-fn open_dir(dir: &OwnedFd, name: &std::ffi::OsStr, walked: &Metadata) -> Result<OwnedFd, Unlisted> {
-    let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
-    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Err(Unlisted::Gone),
-        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
-            return Err(Unlisted::Kept(
-                "replaced by something that is not a directory while the backup ran".into(),
-            ))
-        }
-        Err(e) => {
-            return Err(Unlisted::Kept(format!(
-                "cannot open directory: {}",
-                std::io::Error::from(e)
-            )))
-        }
-    };
-    match rustix::fs::fstat(&fd) {
-        Ok(st) if st.st_dev == walked.dev() && st.st_ino == walked.ino() => Ok(fd),
-        Ok(_) => Err(Unlisted::Kept(
-            "replaced by another directory while the backup ran".into(),
-        )),
-        Err(e) => Err(Unlisted::Kept(format!(
-            "cannot stat directory: {}",
-            std::io::Error::from(e)
-        ))),
-    }
-}
-
 /// Items go to the workers in batches of up to this many, or of what there
-/// is when a directory is about to be listed and the batch has waited
+/// is when the walk is about to wait for a listing and the batch has waited
 /// [`BATCH_WAIT`]: one hand-off per item cost more than the work on an
 /// unchanged one, and a slow listing (NFS) must not hold items back.
 pub const BATCH: usize = 128;
 const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
-/// Directories with at most this many names are stat'ed on the walk's own
-/// thread.
-const INLINE_STATS: usize = 32;
-
 pub struct Walker<'a> {
     tx: Sender<Vec<WalkItem>>,
     batch: Vec<WalkItem>,
@@ -156,7 +99,7 @@ pub struct Walker<'a> {
     parent: Option<ParentCursor<'a>>,
     report: &'a Report,
     progress: &'a Progress,
-    pool: rayon::ThreadPool,
+    listings: Listings,
     seq: u64,
     links: HashMap<(u64, u64), Vec<u8>>,
     root_dev: u64,
@@ -176,18 +119,24 @@ pub fn spawn<'scope>(
     report: &'scope Report,
     progress: &'scope Progress,
 ) -> Result<(Receiver<Vec<WalkItem>>, WalkHandle<'scope>, u64)> {
+    spawn_listing(scope, root, parent, report, progress, false)
+}
+
+/// [`spawn`], listing ahead from the start with `ahead`.
+fn spawn_listing<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    root: PathBuf,
+    parent: Option<ParentCursor<'scope>>,
+    report: &'scope Report,
+    progress: &'scope Progress,
+    ahead: bool,
+) -> Result<(Receiver<Vec<WalkItem>>, WalkHandle<'scope>, u64)> {
     // A root that is a symlink is refused.
     let root_fd = crate::beneath::Beneath::open(&root)?.into_fd();
-    let meta = fs::File::from(root_fd.try_clone().at(&root)?)
-        .metadata()
-        .at(&root)?;
+    let meta = Stat::of(&root_fd).at(&root)?;
     raise_fd_limit();
     let (tx, rx) = crossbeam_channel::bounded(1024 / BATCH);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(4)
-        .thread_name(|i| format!("strata-stat-{i}"))
-        .build()
-        .map_err(|e| Error::Bug(format!("cannot start the walk pool: {e}")))?;
+    let listings = Listings::new(4, meta.dev, ahead)?;
     let mut walker = Walker {
         tx,
         batch: Vec::with_capacity(BATCH),
@@ -195,15 +144,15 @@ pub fn spawn<'scope>(
         parent,
         report,
         progress,
-        pool,
+        listings,
         seq: 0,
         links: HashMap::new(),
-        root_dev: meta.dev(),
+        root_dev: meta.dev,
         root: Arc::new(root_fd),
         root_path: root.clone(),
     };
-    let root_ino = meta.ino();
-    let root_dev = meta.dev();
+    let root_ino = meta.ino;
+    let root_dev = meta.dev;
     let handle = scope.spawn(move || {
         walker.run(root.clone())?;
         // A share moved away, unmounted or replaced while it was walked must
@@ -241,53 +190,11 @@ fn raise_fd_limit() {
 }
 
 impl Walker<'_> {
-    fn list(&self, fd: Arc<OwnedFd>, abs: &std::path::Path, rel: &[u8]) -> Option<DirCursor> {
-        let listed = through(&fd, std::ffi::OsStr::new(""));
-        let entries = match fs::read_dir(&listed) {
-            Ok(entries) => entries,
-            Err(e) => {
-                self.report
-                    .problem(rel, format!("cannot list directory: {e}"));
-                return None;
-            }
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            match entry {
-                Ok(entry) => names.push(entry.file_name()),
-                Err(e) => {
-                    self.report
-                        .problem(rel, format!("cannot list directory: {e}"));
-                    return None;
-                }
-            }
-        }
-        names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let stat = |name: OsString| {
-            let meta = lstat_at(&fd, &name);
-            (name, meta)
-        };
-        // A few names are stat'ed here: handing them to the pool and back
-        // would cost more than the calls (on a local file system).
-        let children: Vec<(OsString, std::io::Result<Metadata>)> = match names.len() {
-            0..=INLINE_STATS => names.into_iter().map(stat).collect(),
-            _ => self
-                .pool
-                .install(|| names.into_par_iter().map(stat).collect()),
-        };
-        Some(DirCursor {
-            rel: rel.to_vec(),
-            abs: abs.to_path_buf(),
-            fd,
-            children: children.into_iter(),
-        })
-    }
-
     /// Sends one item; `Ok(false)` when the consumers have gone (the backup stopped).
     fn emit(
         &mut self,
-        (rel, abs, dir, name, at): (Vec<u8>, PathBuf, Arc<OwnedFd>, OsString, PathBuf),
-        meta: Option<Metadata>,
+        (rel, dir, name): (Vec<u8>, Arc<OwnedFd>, OsString),
+        meta: Option<Stat>,
         kind: ItemKind,
     ) -> Result<bool> {
         let parent = match &mut self.parent {
@@ -297,8 +204,6 @@ impl Walker<'_> {
         let item = WalkItem {
             seq: self.seq,
             rel,
-            abs,
-            at,
             dir,
             name,
             meta,
@@ -321,6 +226,25 @@ impl Walker<'_> {
         self.tx.send(batch).is_ok()
     }
 
+    /// A listing asked for ahead. Before waiting for one not done yet (a
+    /// listing over NFS), the workers get what there is.
+    fn wait(&mut self, pending: Receiver<Listed>) -> Result<Listed> {
+        let listed = match pending.try_recv() {
+            Ok(listed) => Ok(listed),
+            Err(_) => {
+                self.flush_if_waited();
+                pending.recv()
+            }
+        };
+        listed.map_err(|_| Error::Bug("a directory listing was lost".into()))
+    }
+
+    fn flush_if_waited(&mut self) {
+        if self.flushed.elapsed() >= BATCH_WAIT {
+            self.flush();
+        }
+    }
+
     /// Keeps what the parent backup had below the directory `rel`, which
     /// this walk cannot enter (an incremental never turns an unreadable
     /// directory into deletions).
@@ -333,9 +257,10 @@ impl Walker<'_> {
 
     fn run(&mut self, root: PathBuf) -> Result<()> {
         let mut stack: Vec<DirCursor> = Vec::new();
-        match self.list(self.root.clone(), &root, b"") {
-            Some(cursor) => stack.push(cursor),
-            None => {
+        let root_fd = self.root.try_clone().at(&root)?;
+        match self.listings.list(root_fd) {
+            Ok((fd, children)) => stack.push(DirCursor::new(Vec::new(), fd, children)),
+            Err(Unlisted::Gone | Unlisted::Kept(_)) => {
                 return Err(Error::InvalidArgument(format!(
                     "cannot list share path {}",
                     root.display()
@@ -344,14 +269,18 @@ impl Walker<'_> {
         }
         while let Some(top) = stack.last_mut() {
             self.progress.check()?;
-            let Some((name, meta)) = top.children.next() else {
+            self.listings.ahead(top);
+            let Some(Child {
+                name,
+                meta,
+                pending,
+            }) = top.next_child()
+            else {
                 stack.pop();
                 continue;
             };
             let rel = strata_format::path::join(&top.rel, name.as_bytes());
-            let abs = top.abs.join(&name);
             let dir = top.fd.clone();
-            let at = through(&dir, &name);
             if name.as_bytes().contains(&b'/') || strata_format::path::validate(&rel).is_err() {
                 self.report
                     .problem(&rel, "name cannot be stored; skipped".to_string());
@@ -372,63 +301,61 @@ impl Walker<'_> {
                 }
             };
             let ft = meta.file_type();
-            let (kind, descend) = if ft.is_dir() {
-                (ItemKind::Dir, true)
-            } else if ft.is_symlink() {
-                (ItemKind::Symlink, false)
-            } else if ft.is_file() {
-                if meta.nlink() > 1 {
-                    let key = (meta.dev(), meta.ino());
-                    match self.links.get(&key) {
-                        Some(first) => (ItemKind::Hardlink(first.clone()), false),
-                        None => {
-                            self.links.insert(key, rel.clone());
-                            (ItemKind::File, false)
+            let (kind, descend) = match ft {
+                FileType::Directory => (ItemKind::Dir, true),
+                FileType::Symlink => (ItemKind::Symlink, false),
+                FileType::RegularFile => {
+                    if meta.nlink > 1 {
+                        let key = (meta.dev, meta.ino);
+                        match self.links.get(&key) {
+                            Some(first) => (ItemKind::Hardlink(first.clone()), false),
+                            None => {
+                                self.links.insert(key, rel.clone());
+                                (ItemKind::File, false)
+                            }
                         }
+                    } else {
+                        (ItemKind::File, false)
                     }
-                } else {
-                    (ItemKind::File, false)
                 }
-            } else {
-                let what = if ft.is_socket() {
-                    "socket"
-                } else if ft.is_fifo() {
-                    "fifo"
-                } else if ft.is_block_device() {
-                    "block device"
-                } else if ft.is_char_device() {
-                    "character device"
-                } else {
-                    "special file"
-                };
-                self.report.warning(&rel, format!("{what} skipped"));
-                (ItemKind::Nothing, false)
+                special => {
+                    let what = match special {
+                        FileType::Socket => "socket",
+                        FileType::Fifo => "fifo",
+                        FileType::BlockDevice => "block device",
+                        FileType::CharacterDevice => "character device",
+                        _ => "special file",
+                    };
+                    self.report.warning(&rel, format!("{what} skipped"));
+                    (ItemKind::Nothing, false)
+                }
             };
             if matches!(kind, ItemKind::File) {
-                self.progress.add_total(meta.len());
+                self.progress.add_total(meta.size);
             }
-            let descend = descend && meta.dev() == self.root_dev;
-            if !descend && ft.is_dir() {
+            let descend = descend && meta.dev == self.root_dev;
+            if !descend && ft == FileType::Directory {
                 self.report
                     .warning(&rel, "mount point: contents not backed up".to_string());
             }
-            let opened = match descend {
-                true => Some(open_dir(&dir, &name, &meta)),
-                false => None,
-            };
-            let located = (rel.clone(), abs.clone(), dir.clone(), name.clone(), at);
+            let located = (rel.clone(), dir.clone(), name.clone());
             if !self.emit(located, Some(meta), kind)? {
                 return Ok(());
             }
-            match opened {
-                None => {}
-                // Before a listing (a wait on NFS), the workers get what there is.
-                Some(Ok(fd)) => match self.flush_then_list(Arc::new(fd), &abs, &rel) {
-                    Some(cursor) => stack.push(cursor),
-                    None => self.keep_below(&rel)?,
-                },
-                Some(Err(Unlisted::Gone)) => {}
-                Some(Err(Unlisted::Kept(why))) => {
+            if !descend {
+                continue;
+            }
+            let listed = match pending {
+                Some(pending) => self.wait(pending)?,
+                None => {
+                    self.flush_if_waited();
+                    self.listings.open_and_list(&dir, &name, &meta)
+                }
+            };
+            match listed {
+                Ok((fd, children)) => stack.push(DirCursor::new(rel, fd, children)),
+                Err(Unlisted::Gone) => {}
+                Err(Unlisted::Kept(why)) => {
                     self.report.problem(&rel, why);
                     self.keep_below(&rel)?;
                 }
@@ -437,16 +364,87 @@ impl Walker<'_> {
         self.flush();
         Ok(())
     }
+}
 
-    fn flush_then_list(
-        &mut self,
-        fd: Arc<OwnedFd>,
-        abs: &std::path::Path,
-        rel: &[u8],
-    ) -> Option<DirCursor> {
-        if self.flushed.elapsed() >= BATCH_WAIT {
-            self.flush();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// An item's number, path, kind and size.
+    type Seen = (u64, Vec<u8>, String, u64);
+
+    /// What a walk hands out, and the problems it reports.
+    fn walked(root: &Path, ahead: bool) -> (Vec<Seen>, Vec<String>) {
+        let report = Report::default();
+        let progress = Progress::default();
+        let items = std::thread::scope(|s| {
+            let (rx, handle, _) =
+                spawn_listing(s, root.to_path_buf(), None, &report, &progress, ahead).unwrap();
+            let items: Vec<_> = rx
+                .into_iter()
+                .flatten()
+                .map(|item| {
+                    let kind = match &item.kind {
+                        ItemKind::File => "file".to_string(),
+                        ItemKind::Dir => "dir".to_string(),
+                        ItemKind::Symlink => "symlink".to_string(),
+                        ItemKind::Hardlink(to) => {
+                            format!("link to {}", String::from_utf8_lossy(to))
+                        }
+                        ItemKind::Nothing => "nothing".to_string(),
+                    };
+                    (item.seq, item.rel, kind, item.meta.map_or(0, |m| m.size))
+                })
+                .collect();
+            handle.join().unwrap().unwrap();
+            items
+        });
+        let problems = report
+            .take()
+            .into_iter()
+            .map(|p| format!("{p:?}"))
+            .collect();
+        (items, problems)
+    }
+
+    #[test]
+    fn listing_ahead_hands_out_the_same_items_in_the_same_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in 0..12 {
+            for sub in 0..(d % 4) {
+                let p = root.join(format!("d{d:02}/s{sub}/deeper"));
+                fs::create_dir_all(&p).unwrap();
+                fs::write(p.join("leaf"), vec![b'x'; d * 10 + sub]).unwrap();
+            }
+            fs::create_dir_all(root.join(format!("d{d:02}"))).unwrap();
+            for f in 0..(d * 7) {
+                fs::write(root.join(format!("d{d:02}/f{f}")), vec![b'y'; f]).unwrap();
+            }
         }
-        self.list(fd, abs, rel)
+        fs::create_dir(root.join("empty")).unwrap();
+        std::os::unix::fs::symlink("d01", root.join("to-dir")).unwrap();
+        fs::hard_link(root.join("d03/f2"), root.join("d11/zz")).unwrap();
+        let (inline, problems) = walked(root, false);
+        let (ahead, ahead_problems) = walked(root, true);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(ahead_problems.is_empty(), "{ahead_problems:?}");
+        assert_eq!(inline, ahead);
+        // Every path, in order, each once: the root's 12 + 2 names and
+        // everything below them.
+        let paths: Vec<&Vec<u8>> = inline.iter().map(|i| &i.1).collect();
+        let mut sorted = paths.clone();
+        sorted.sort_by(|a, b| strata_format::path::cmp(a, b));
+        sorted.dedup();
+        assert_eq!(paths, sorted);
+        let files = inline.iter().filter(|i| i.2 == "file").count();
+        assert_eq!(files, (0..12).map(|d| d * 7 + d % 4).sum::<usize>());
+        assert!(inline
+            .iter()
+            .any(|i| i.1 == b"d11/zz" && i.2 == "link to d03/f2"));
+        assert!(inline.iter().any(|i| i.1 == b"to-dir" && i.2 == "symlink"));
+        let seqs: Vec<u64> = inline.iter().map(|i| i.0).collect();
+        assert_eq!(seqs, (0..inline.len() as u64).collect::<Vec<_>>());
     }
 }

@@ -1,7 +1,9 @@
 //! The share's side: the walk a backup does (with its stat of every
 //! entry), and reads of a sample of its files.
 
+use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -44,23 +46,24 @@ pub fn measure(share: &Path, opts: &SizingOptions) -> Result<ShareFigures> {
     let mut candidates: Vec<(PathBuf, u64)> = Vec::new();
     std::thread::scope(|scope| -> Result<()> {
         let (rx, handle, _) = walk::spawn(scope, share.to_path_buf(), None, &report, &progress)?;
+        let abs = |rel: &[u8]| share.join(OsStr::from_bytes(rel));
         for item in rx.into_iter().flatten() {
             entries += 1;
             let (ItemKind::File, Some(meta)) = (&item.kind, &item.meta) else {
                 continue;
             };
             files += 1;
-            bytes += meta.len();
-            if meta.len() == 0 {
+            bytes += meta.size;
+            if meta.size == 0 {
                 continue;
             }
             // Reservoir sampling: every file equally likely to be read.
             if candidates.len() < CANDIDATES {
-                candidates.push((item.abs, meta.len()));
+                candidates.push((abs(&item.rel), meta.size));
             } else {
                 let slot = (mix(files) % files) as usize;
                 if slot < CANDIDATES {
-                    candidates[slot] = (item.abs, meta.len());
+                    candidates[slot] = (abs(&item.rel), meta.size);
                 }
             }
         }
