@@ -214,12 +214,17 @@ fn children_of(fd: OwnedFd, pool: &rayon::ThreadPool) -> Listed {
 
 /// The names in the directory open as `fd`, sorted by their bytes (the
 /// stored-path order of siblings).
+/// The descriptor is fresh from `open`, read once, here.
 fn list_names(fd: &OwnedFd) -> std::io::Result<Vec<OsString>> {
+    // One `getdents` covers a small directory; a large one takes a few.
+    let mut buf = vec![std::mem::MaybeUninit::uninit(); 32 << 10];
+    let mut dir = rustix::fs::RawDir::new(fd, &mut buf);
     let mut names = Vec::new();
-    for entry in rustix::fs::Dir::read_from(fd)? {
-        let name = entry?.file_name().to_bytes().to_vec();
+    while let Some(entry) = dir.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
-            names.push(OsString::from_vec(name));
+            names.push(OsString::from_vec(name.to_vec()));
         }
     }
     names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));

@@ -257,7 +257,11 @@ impl Walker<'_> {
 
     fn run(&mut self, root: PathBuf) -> Result<()> {
         let mut stack: Vec<DirCursor> = Vec::new();
-        let root_fd = self.root.try_clone().at(&root)?;
+        // Its own descriptor, so the listing reads from the start.
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let root_fd = rustix::fs::openat(&*self.root, ".", flags, Mode::empty())
+            .map_err(std::io::Error::from)
+            .at(&root)?;
         match self.listings.list(root_fd) {
             Ok((fd, children)) => stack.push(DirCursor::new(Vec::new(), fd, children)),
             Err(Unlisted::Gone | Unlisted::Kept(_)) => {
