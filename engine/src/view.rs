@@ -67,7 +67,7 @@ impl ChainLayer {
 }
 
 /// Bytes read from a layer object at a time while it is streamed.
-const BODY_PIECE: usize = 256 << 10;
+const BODY_PIECE: usize = 64 << 10;
 
 /// The body of a layer object, as a byte stream.
 pub struct BodyReader<'a> {
@@ -143,7 +143,8 @@ pub fn load_chain(repo: &Repository, top: &BackupId) -> Result<Vec<ChainLayer>> 
 /// One layer of the chain, as a stream.
 struct Input<'a> {
     location: &'a str,
-    records: Records<BufReader<BodyReader<'a>>>,
+    /// None for a layer without entries.
+    records: Option<Records<BufReader<BodyReader<'a>>>>,
     head: Option<Entry>,
     tombstones: Vec<Vec<u8>>,
     /// The first tombstone that may still cover a coming path.
@@ -152,7 +153,7 @@ struct Input<'a> {
 
 impl Input<'_> {
     fn advance(&mut self) -> Result<()> {
-        self.head = match self.records.next() {
+        self.head = match self.records.as_mut().and_then(|r| r.next()) {
             Some(Ok(LayerRecord::Entry(e))) => Some(e),
             Some(Ok(LayerRecord::Tombstone(_))) | None => None,
             Some(Err(e)) => return Err(Error::format(self.location, e)),
@@ -203,9 +204,15 @@ impl<'a> MergedView<'a> {
                     tombstones.push(t.path);
                 }
             }
+            // A layer without entries (a backup that found no change) costs
+            // the merge no stream.
+            let records = match layer.tail.entry_count {
+                0 => None,
+                _ => Some(layer.records()?),
+            };
             let mut input = Input {
                 location,
-                records: layer.records()?,
+                records,
                 head: None,
                 tombstones,
                 next_tombstone: 0,

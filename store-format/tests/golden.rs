@@ -195,6 +195,17 @@ fn layer_v2_bytes_are_stable() {
     assert_eq!(records, expected_records());
 }
 
+/// Version-2 layers written before bodies were capped at a 128 KiB window
+/// still read.
+#[test]
+fn layer_v2_bytes_with_a_wide_window_still_read() {
+    let golden = std::fs::read(golden("layer-v2-wide-window.bin")).unwrap();
+    let layer = Layer::decode(&golden).unwrap();
+    assert_eq!(layer.meta, layer_meta_v2());
+    let records: Vec<LayerRecord> = layer.records().unwrap().map(Result::unwrap).collect();
+    assert_eq!(records, expected_records());
+}
+
 #[test]
 fn config_v1_bytes_are_stable() {
     let config = RepoConfig::new(RepositoryId([0x44; 16]));

@@ -265,6 +265,9 @@ pub struct LayerWriter<W: Write> {
     scratch: Vec<u8>,
 }
 
+/// The zstd window a layer body is written with: 128 KiB (FORMAT.md section 5).
+const WINDOW_LOG: u32 = 17;
+
 impl<W: Write> LayerWriter<W> {
     pub fn new(out: W) -> Result<Self> {
         let mut out = Hashing {
@@ -274,7 +277,9 @@ impl<W: Write> LayerWriter<W> {
         };
         out.write_all(LAYER_MAGIC)?;
         out.write_all(&LAYER_VERSION.to_le_bytes())?;
-        let body = zstd::Encoder::new(out, 3)?;
+        let mut body = zstd::Encoder::new(out, 3)?;
+        // A reader holds one window per layer of a chain while it merges them.
+        body.window_log(WINDOW_LOG)?;
         Ok(LayerWriter {
             body,
             last_entry: None,
