@@ -168,9 +168,14 @@ fn expected_records() -> Vec<LayerRecord> {
 /// its metadata with the service part left at its defaults.
 #[test]
 fn layer_v1_bytes_still_read() {
-    let golden = std::fs::read(golden("layer-v1.bin")).unwrap();
+    reads_as("layer-v1.bin", &layer_meta());
+}
+
+/// The golden layer `name` decodes to `meta` and the expected records.
+fn reads_as(name: &str, meta: &LayerMeta) {
+    let golden = std::fs::read(golden(name)).unwrap();
     let layer = Layer::decode(&golden).unwrap();
-    assert_eq!(layer.meta, layer_meta());
+    assert_eq!(&layer.meta, meta);
     let records: Vec<LayerRecord> = layer.records().unwrap().map(Result::unwrap).collect();
     assert_eq!(records, expected_records());
 }
@@ -187,23 +192,14 @@ fn layer_v2_bytes_are_stable() {
     .unwrap();
     let (bytes, _) = w.finish(&layer_meta_v2()).unwrap();
     check("layer-v2.bin", &bytes);
-
-    let golden = std::fs::read(golden("layer-v2.bin")).unwrap();
-    let layer = Layer::decode(&golden).unwrap();
-    assert_eq!(layer.meta, layer_meta_v2());
-    let records: Vec<LayerRecord> = layer.records().unwrap().map(Result::unwrap).collect();
-    assert_eq!(records, expected_records());
+    reads_as("layer-v2.bin", &layer_meta_v2());
 }
 
 /// Version-2 layers written before bodies were capped at a 128 KiB window
 /// still read.
 #[test]
 fn layer_v2_bytes_with_a_wide_window_still_read() {
-    let golden = std::fs::read(golden("layer-v2-wide-window.bin")).unwrap();
-    let layer = Layer::decode(&golden).unwrap();
-    assert_eq!(layer.meta, layer_meta_v2());
-    let records: Vec<LayerRecord> = layer.records().unwrap().map(Result::unwrap).collect();
-    assert_eq!(records, expected_records());
+    reads_as("layer-v2-wide-window.bin", &layer_meta_v2());
 }
 
 #[test]
