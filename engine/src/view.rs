@@ -140,11 +140,22 @@ pub fn load_chain(repo: &Repository, top: &BackupId) -> Result<Vec<ChainLayer>> 
     Ok(chain)
 }
 
+/// Layers with at most this many entries are decoded whole when the view
+/// opens, their decoder then freed: held, so few entries take less memory
+/// than a stream's buffer and zstd window (a chain merges all its layers at
+/// once, and most incrementals record little).
+const HELD_ENTRIES: u64 = 1024;
+
+/// Where a layer's entries come from.
+enum Source<'a> {
+    Stream(Records<BufReader<BodyReader<'a>>>),
+    Held(std::vec::IntoIter<Entry>),
+}
+
 /// One layer of the chain, as a stream.
 struct Input<'a> {
     location: &'a str,
-    /// None for a layer without entries.
-    records: Option<Records<BufReader<BodyReader<'a>>>>,
+    entries: Source<'a>,
     head: Option<Entry>,
     tombstones: Vec<Vec<u8>>,
     /// The first tombstone that may still cover a coming path.
@@ -153,10 +164,13 @@ struct Input<'a> {
 
 impl Input<'_> {
     fn advance(&mut self) -> Result<()> {
-        self.head = match self.records.as_mut().and_then(|r| r.next()) {
-            Some(Ok(LayerRecord::Entry(e))) => Some(e),
-            Some(Ok(LayerRecord::Tombstone(_))) | None => None,
-            Some(Err(e)) => return Err(Error::format(self.location, e)),
+        self.head = match &mut self.entries {
+            Source::Held(entries) => entries.next(),
+            Source::Stream(records) => match records.next() {
+                Some(Ok(LayerRecord::Entry(e))) => Some(e),
+                Some(Ok(LayerRecord::Tombstone(_))) | None => None,
+                Some(Err(e)) => return Err(Error::format(self.location, e)),
+            },
         };
         Ok(())
     }
@@ -178,6 +192,31 @@ impl Input<'_> {
     }
 }
 
+/// A layer's entries, and its tombstones (which follow the entries). A
+/// small layer is read once, whole; a large one streams its entries, after
+/// a first pass for its tombstones if it has any.
+fn open_input(layer: &ChainLayer, held: u64) -> Result<(Source<'_>, Vec<Vec<u8>>)> {
+    let location = layer.location.as_str();
+    let (entry_count, tombstone_count) = (layer.tail.entry_count, layer.tail.tombstone_count);
+    let mut tombstones = Vec::with_capacity(tombstone_count.min(1 << 20) as usize);
+    let whole = entry_count <= held;
+    let mut held = Vec::with_capacity(if whole { entry_count as usize } else { 0 });
+    if (whole && entry_count > 0) || tombstone_count > 0 {
+        for record in layer.records()? {
+            match record.map_err(|e| Error::format(location, e))? {
+                LayerRecord::Tombstone(t) => tombstones.push(t.path),
+                LayerRecord::Entry(e) if whole => held.push(e),
+                LayerRecord::Entry(_) => {}
+            }
+        }
+    }
+    let entries = match whole {
+        true => Source::Held(held.into_iter()),
+        false => Source::Stream(layer.records()?),
+    };
+    Ok((entries, tombstones))
+}
+
 /// Iterator over the entries of a chain's merged tree, in path order.
 pub struct MergedView<'a> {
     inputs: Vec<Input<'a>>,
@@ -188,31 +227,18 @@ impl<'a> MergedView<'a> {
     /// Opens the view of `layers`, full backup first (each verified when
     /// the chain was loaded).
     pub fn new(layers: &'a [ChainLayer]) -> Result<Self> {
+        Self::holding(layers, HELD_ENTRIES)
+    }
+
+    /// [`MergedView::new`], decoding whole the layers of at most `held` entries.
+    fn holding(layers: &'a [ChainLayer], held: u64) -> Result<Self> {
         let mut inputs = Vec::with_capacity(layers.len());
         for layer in layers {
             let location = layer.location.as_str();
-            let mut tombstones =
-                Vec::with_capacity(layer.tail.tombstone_count.min(1 << 20) as usize);
-            // Tombstones follow the entries: a layer without any is not
-            // read twice.
-            let records = match layer.tail.tombstone_count {
-                0 => None,
-                _ => Some(layer.records()?),
-            };
-            for record in records.into_iter().flatten() {
-                if let LayerRecord::Tombstone(t) = record.map_err(|e| Error::format(location, e))? {
-                    tombstones.push(t.path);
-                }
-            }
-            // A layer without entries (a backup that found no change) costs
-            // the merge no stream.
-            let records = match layer.tail.entry_count {
-                0 => None,
-                _ => Some(layer.records()?),
-            };
+            let (entries, tombstones) = open_input(layer, held)?;
             let mut input = Input {
                 location,
-                records,
+                entries,
                 head: None,
                 tombstones,
                 next_tombstone: 0,

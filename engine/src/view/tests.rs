@@ -109,12 +109,15 @@ proptest! {
             let bytes = layer_bytes(entries, tombstones, i as u32);
             encoded.push(chain_layer(&format!("layer {i}"), bytes).unwrap());
         }
-        let view: Vec<Entry> = MergedView::new(&encoded)
-            .unwrap()
-            .collect::<Result<_>>()
-            .unwrap();
         let expected: Vec<Entry> = model.into_values().collect();
-        prop_assert_eq!(view, expected);
+        // Every layer streamed, every layer held, and a mix of both.
+        for held in [0, 4, u64::MAX] {
+            let view: Vec<Entry> = MergedView::holding(&encoded, held)
+                .unwrap()
+                .collect::<Result<_>>()
+                .unwrap();
+            prop_assert_eq!(&view, &expected);
+        }
     }
 }
 
