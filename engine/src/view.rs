@@ -3,14 +3,16 @@
 //! A chain is the layers full → … → target. The view yields, in path order,
 //! the entry each path has once the layers are applied in order: the entry
 //! of the highest layer that has one, unless a tombstone of a layer above
-//! that one covers the path. Only one decoded entry per layer is held at a
-//! time, and each layer is streamed from the repository a piece at a time,
-//! so memory follows the number of layers, not the tree; a restore takes
-//! the view a window at a time, an incremental backup walks beside it.
+//! that one covers the path. A large layer is streamed from the repository
+//! a piece at a time, one decoded entry held; a small one (at most
+//! [`HELD_ENTRIES`]) is decoded whole, which costs less than a stream. So
+//! memory follows the number of layers, not the tree; a restore takes the
+//! view a window at a time, an incremental backup walks beside it.
 //!
-//! Each layer is read three times: once to verify its checksum (when the
-//! chain is loaded), once for its tombstones (which sit at the end of its
-//! body; this also verifies its record counts), once to stream its entries.
+//! A large layer is read three times: once to verify its checksum (when the
+//! chain is loaded), once for its tombstones if it has any (they sit at the
+//! end of its body; this also verifies its record counts), once to stream its
+//! entries. A small one is read twice: the checksum, then everything.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -200,18 +202,23 @@ fn open_input(layer: &ChainLayer, held: u64) -> Result<(Source<'_>, Vec<Vec<u8>>
     let (entry_count, tombstone_count) = (layer.tail.entry_count, layer.tail.tombstone_count);
     let mut tombstones = Vec::with_capacity(tombstone_count.min(1 << 20) as usize);
     let whole = entry_count <= held;
-    let mut held = Vec::with_capacity(if whole { entry_count as usize } else { 0 });
+    // The footer's count is checked against the records as they are read.
+    let mut kept = Vec::with_capacity(if whole {
+        entry_count.min(1 << 20) as usize
+    } else {
+        0
+    });
     if (whole && entry_count > 0) || tombstone_count > 0 {
         for record in layer.records()? {
             match record.map_err(|e| Error::format(location, e))? {
                 LayerRecord::Tombstone(t) => tombstones.push(t.path),
-                LayerRecord::Entry(e) if whole => held.push(e),
+                LayerRecord::Entry(e) if whole => kept.push(e),
                 LayerRecord::Entry(_) => {}
             }
         }
     }
     let entries = match whole {
-        true => Source::Held(held.into_iter()),
+        true => Source::Held(kept.into_iter()),
         false => Source::Stream(layer.records()?),
     };
     Ok((entries, tombstones))

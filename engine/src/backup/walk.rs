@@ -1,10 +1,11 @@
 //! Stage 1: walk the share depth-first in stored-path order.
 //!
-//! One thread goes through the tree in order and hands out the items; the
-//! directories just ahead of it are listed and their children `lstat`'ed on a
-//! small pool of its own (see [`super::listing`]: stat latency, not CPU,
-//! bounds a walk over NFS). Items leave numbered in order, so later stages
-//! may finish them out of order and the layer is still written sorted.
+//! One thread goes through the tree in order, lists each directory as it
+//! reaches it and hands out the items; a large directory's children are
+//! `lstat`'ed on a small pool, and where listings prove slow (NFS, a cold
+//! disk) the directories just ahead are listed there in advance (see
+//! [`super::listing`]). Items leave numbered in order, so later stages may
+//! finish them out of order and the layer is still written sorted.
 //! Symlinks are never followed. Hardlinks are detected here, in order, so the
 //! first name of an inode is the one that carries the content.
 //!
