@@ -5,7 +5,7 @@
 //! of the highest layer that has one, unless a tombstone of a layer above
 //! that one covers the path. A large layer is streamed from the repository
 //! a piece at a time, one decoded entry held; a small one (at most
-//! [`HELD_ENTRIES`]) is decoded whole, which costs less than a stream. So
+//! `HELD_ENTRIES`) is decoded whole, which costs less than a stream. So
 //! memory follows the number of layers, not the tree; a restore takes the
 //! view a window at a time, an incremental backup walks beside it.
 //!

@@ -1,6 +1,6 @@
 //! The pack writer. Blobs arrive compressed; the packer thread appends them
 //! to a pack under `tmp/`; a pack that reaches the target size (or
-//! [`MAX_PACK_ENTRIES`] chunks) is finished and handed to the publisher
+//! `MAX_PACK_ENTRIES` chunks) is finished and handed to the publisher
 //! thread, which makes it durable, publishes it, and only then enters its
 //! chunks in the index (publish → index: no chunk is ever indexed before its
 //! pack is durable). The packer fills the next pack meanwhile, so its
