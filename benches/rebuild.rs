@@ -72,8 +72,8 @@ fn synthetic(repo: &Path, chunks: u32) {
             xattrs: Vec::new(),
             kind: EntryKind::File {
                 size,
+                hash: FileHash::of_chunks(refs.iter().map(|c| &c.id)),
                 chunks: refs,
-                hash: FileHash([0; 32]),
             },
         })
         .expect("entry");

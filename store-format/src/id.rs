@@ -79,7 +79,10 @@ hash_id!(
     "pack id"
 );
 hash_id!(
-    /// BLAKE3-256 of a whole regular file's content.
+    /// A regular file's content identity. From layer version 3 it is
+    /// [`FileHash::of_chunks`] of the file's chunk ids; in versions 1 and 2
+    /// it was BLAKE3-256 of the whole content. Both agree for a file of at
+    /// most one chunk.
     FileHash,
     "file hash"
 );
@@ -98,6 +101,36 @@ impl ChunkId {
             hasher.update(part);
         }
         ChunkId(*hasher.finalize().as_bytes())
+    }
+}
+
+/// The BLAKE3 key-derivation context of a many-chunk file's hash.
+const FILE_HASH_CONTEXT: &str = "strata 2026 layer v3 file hash over chunk ids";
+
+impl FileHash {
+    /// The hash of a file made of the chunks `ids`, in file order: BLAKE3 of
+    /// the empty string for no chunk, the chunk's own id for one (BLAKE3 of
+    /// the content either way), else BLAKE3 in key-derivation mode, under
+    /// its own context, of the ids one after the other. Every byte of the
+    /// file is still covered: each chunk id is the BLAKE3 of its bytes.
+    pub fn of_chunks<'a, I>(ids: I) -> FileHash
+    where
+        I: IntoIterator<Item = &'a ChunkId>,
+    {
+        let mut ids = ids.into_iter();
+        let Some(first) = ids.next() else {
+            return FileHash(ChunkId::of(b"").0);
+        };
+        let Some(second) = ids.next() else {
+            return FileHash(first.0);
+        };
+        let mut hasher = blake3::Hasher::new_derive_key(FILE_HASH_CONTEXT);
+        hasher.update(&first.0);
+        hasher.update(&second.0);
+        for id in ids {
+            hasher.update(&id.0);
+        }
+        FileHash(*hasher.finalize().as_bytes())
     }
 }
 
@@ -193,6 +226,33 @@ mod tests {
             prop_assert_eq!(text.len(), 36);
             prop_assert_eq!(text.parse::<BackupId>().ok(), Some(id));
         }
+
+        /// Two chunk lists get one file hash exactly when they are equal
+        /// (order, count and every id matter), and a list of at most one
+        /// chunk hashes like the content itself.
+        #[test]
+        fn file_hash_tells_chunk_lists_apart(
+            a in proptest::collection::vec(0u8..4, 0..6),
+            b in proptest::collection::vec(0u8..4, 0..6),
+        ) {
+            let ids = |l: &[u8]| l.iter().map(|&n| ChunkId::of(&[n])).collect::<Vec<_>>();
+            let (ia, ib) = (ids(&a), ids(&b));
+            prop_assert_eq!(FileHash::of_chunks(&ia) == FileHash::of_chunks(&ib), a == b);
+            if a.len() <= 1 {
+                let content: Vec<u8> = a.clone();
+                prop_assert_eq!(FileHash::of_chunks(&ia).0, ChunkId::of(&content).0);
+            }
+        }
+    }
+
+    /// Pins the definition of a many-chunk file's hash (FORMAT.md section 5).
+    #[test]
+    fn file_hash_of_two_chunks_is_stable() {
+        let ids = [ChunkId::of(b"a"), ChunkId::of(b"b")];
+        assert_eq!(
+            FileHash::of_chunks(&ids).to_string(),
+            "a9ad7e3152933fd87752431417eeeba0ecb50d651896c2e920518d6c6af20ca3"
+        );
     }
 
     #[test]

@@ -129,8 +129,7 @@ pub fn decode_chunk<'a>(entry: &PackEntry, stored: &'a [u8]) -> Result<Cow<'a, [
 /// back (`out` is not used). Lengths are checked.
 ///
 /// The caller MUST check the bytes before trusting them: with
-/// [`check_chunk`], or through a hash that covers every byte of them (a
-/// restore checks a many-chunk file's whole-file hash; FORMAT.md section 4).
+/// [`check_chunk`] (FORMAT.md section 4).
 pub fn expand_chunk<'a>(
     entry: &PackEntry,
     stored: &'a [u8],

@@ -153,11 +153,44 @@ fn layer_entries() -> Vec<Entry> {
     ]
 }
 
-fn expected_records() -> Vec<LayerRecord> {
-    let mut expected: Vec<LayerRecord> = layer_entries()
-        .into_iter()
-        .map(LayerRecord::Entry)
-        .collect();
+/// Version 3 adds a file of two chunks and an empty one, whose hashes
+/// pin how a file hash is made from chunk ids.
+fn layer_entries_v3() -> Vec<Entry> {
+    let mut entries = layer_entries();
+    let chunks = vec![
+        ChunkRef {
+            id: ChunkId::of(b"a"),
+            len: 1,
+        },
+        ChunkRef {
+            id: ChunkId::of(b"b"),
+            len: 1,
+        },
+    ];
+    let two = EntryKind::File {
+        size: 2,
+        hash: FileHash::of_chunks(chunks.iter().map(|c| &c.id)),
+        chunks,
+    };
+    let empty = EntryKind::File {
+        size: 0,
+        chunks: Vec::new(),
+        hash: FileHash(ChunkId::of(b"").0),
+    };
+    let named = |path: &str, kind: EntryKind| Entry {
+        path: path.as_bytes().to_vec(),
+        xattrs: Vec::new(),
+        kind,
+        ..entries[0].clone()
+    };
+    let (c, d) = (named("docs/c.bin", two), named("docs/d.empty", empty));
+    // After docs/b.txt, before link: path order.
+    entries.splice(3..3, [c, d]);
+    entries
+}
+
+fn records_of(entries: Vec<Entry>) -> Vec<LayerRecord> {
+    let mut expected: Vec<LayerRecord> = entries.into_iter().map(LayerRecord::Entry).collect();
     expected.push(LayerRecord::Tombstone(Tombstone {
         path: b"old".to_vec(),
     }));
@@ -168,22 +201,24 @@ fn expected_records() -> Vec<LayerRecord> {
 /// its metadata with the service part left at its defaults.
 #[test]
 fn layer_v1_bytes_still_read() {
-    reads_as("layer-v1.bin", &layer_meta());
+    reads_as("layer-v1.bin", 1, &layer_meta(), layer_entries());
 }
 
-/// The golden layer `name` decodes to `meta` and the expected records.
-fn reads_as(name: &str, meta: &LayerMeta) {
+/// The golden layer `name` is of `version` and decodes to `meta` and the
+/// records of `entries`.
+fn reads_as(name: &str, version: u32, meta: &LayerMeta, entries: Vec<Entry>) {
     let golden = std::fs::read(golden(name)).unwrap();
     let layer = Layer::decode(&golden).unwrap();
+    assert_eq!(layer.version, version);
     assert_eq!(&layer.meta, meta);
     let records: Vec<LayerRecord> = layer.records().unwrap().map(Result::unwrap).collect();
-    assert_eq!(records, expected_records());
+    assert_eq!(records, records_of(entries));
 }
 
 #[test]
-fn layer_v2_bytes_are_stable() {
+fn layer_v3_bytes_are_stable() {
     let mut w = LayerWriter::new(Vec::new()).unwrap();
-    for e in layer_entries() {
+    for e in layer_entries_v3() {
         w.add_entry(&e).unwrap();
     }
     w.add_tombstone(&Tombstone {
@@ -191,15 +226,27 @@ fn layer_v2_bytes_are_stable() {
     })
     .unwrap();
     let (bytes, _) = w.finish(&layer_meta_v2()).unwrap();
-    check("layer-v2.bin", &bytes);
-    reads_as("layer-v2.bin", &layer_meta_v2());
+    check("layer-v3.bin", &bytes);
+    reads_as("layer-v3.bin", 3, &layer_meta_v2(), layer_entries_v3());
+}
+
+/// Version 3 changed only what a file hash means; version-2 layers, whose
+/// file hashes are of the content, still read.
+#[test]
+fn layer_v2_bytes_still_read() {
+    reads_as("layer-v2.bin", 2, &layer_meta_v2(), layer_entries());
 }
 
 /// Version-2 layers written before bodies were capped at a 128 KiB window
 /// still read.
 #[test]
 fn layer_v2_bytes_with_a_wide_window_still_read() {
-    reads_as("layer-v2-wide-window.bin", &layer_meta_v2());
+    reads_as(
+        "layer-v2-wide-window.bin",
+        2,
+        &layer_meta_v2(),
+        layer_entries(),
+    );
 }
 
 #[test]

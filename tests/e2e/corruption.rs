@@ -70,9 +70,9 @@ fn a_flipped_pack_byte_fails_restore_naming_the_pack() {
     assert_eq!(shown["status"], "available");
 }
 
-/// A many-chunk file is checked through its whole-file hash; when that
-/// fails, the restore finds the damaged chunk and names its pack and offset,
-/// and does not leave the damaged file in the target.
+/// Each chunk of a many-chunk file is checked against its id: the restore
+/// names the damaged chunk's pack and offset, and does not leave the
+/// damaged file in the target.
 #[test]
 fn a_flipped_byte_in_a_many_chunk_file_names_the_chunk_and_leaves_no_file() {
     let env = Env::new();
@@ -191,36 +191,67 @@ fn a_hostile_layer_cannot_write_outside_the_target() {
     assert_eq!(fs::read_dir(&outside).expect("ls").count(), 0);
 }
 
-/// The chunks are intact but the layer's whole-file hash disagrees: the
-/// restore must say so rather than report success.
+/// The chunks are intact but the layer's file hash disagrees with them,
+/// under a valid checksum (as a buggy or hostile writer would leave it): the
+/// layer is corrupt, and the restore says so before it writes any file.
 #[test]
-fn a_whole_file_hash_mismatch_fails_the_restore() {
+fn a_file_hash_that_disagrees_with_its_chunks_fails_the_restore() {
     let env = Env::new();
     let id = backed_up(&env);
     let path = env.repo().join("layers").join(&id);
     let bytes = fs::read(&path).expect("read");
-    let layer = strata_format::layer::Layer::decode(&bytes).expect("layer");
-    let (entries, _) = layer.decode_all().expect("entries");
-    let mut writer = LayerWriter::new(Vec::new()).expect("writer");
-    for mut e in entries {
-        if let EntryKind::File { chunks, hash, .. } = &mut e.kind {
-            if chunks.len() > 1 {
-                hash.0[0] ^= 1;
-            }
-        }
-        writer.add_entry(&e).expect("entry");
-    }
-    let (rewritten, _) = writer.finish(&layer.meta).expect("finish");
-    overwrite(&path, &rewritten);
+    let (entries, _) = strata_format::layer::Layer::decode(&bytes)
+        .expect("layer")
+        .decode_all()
+        .expect("entries");
+    let hash = entries
+        .iter()
+        .find_map(|e| match &e.kind {
+            EntryKind::File { chunks, hash, .. } if chunks.len() > 1 => Some(*hash),
+            _ => None,
+        })
+        .expect("a many-chunk file");
+    let resealed = reseal(&bytes, |body| {
+        let at = body
+            .windows(32)
+            .position(|w| w == hash.0)
+            .expect("the hash in the body");
+        body[at] ^= 1;
+    });
+    overwrite(&path, &resealed);
 
     let target = env.path("out");
     let run = restore_to(&env, &id, &target);
-    run.fails(7, "restored file data.bin");
-    assert!(run.stderr.contains("whole-file hash"), "{}", run.stderr);
-    // Every chunk was sound, so no pack is blamed; the file is not left.
-    assert!(!run.stderr.contains("pack "), "{}", run.stderr);
+    run.fails(7, &format!("layer {id}"));
+    assert!(run.stderr.contains("file hash differs"), "{}", run.stderr);
     assert!(
-        !target.join("data.bin").exists(),
-        "the mismatched file was left"
+        !target.join("data.bin").exists() && !target.join("note.txt").exists(),
+        "a file was restored from a corrupt layer"
     );
+}
+
+/// A layer's bytes with its decompressed body changed by `change`, then
+/// compressed and sealed again: lengths and checksum made right.
+fn reseal(layer: &[u8], change: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let read_at = |at: u64, buf: &mut [u8]| {
+        let at = at as usize;
+        buf.copy_from_slice(&layer[at..at + buf.len()]);
+        Ok(())
+    };
+    let tail = strata_format::layer::LayerTail::verify(layer.len() as u64, read_at).expect("tail");
+    let (start, end) = (tail.body.start as usize, tail.body.end as usize);
+    let mut body = zstd::decode_all(&layer[start..end]).expect("body");
+    change(&mut body);
+    let body = zstd::encode_all(body.as_slice(), 3).expect("compress");
+    // FOOTER = META || meta_len:u32 || body_len:u64 || counts:2×u64 || checksum
+    let footer = &layer[end..layer.len() - 32];
+    let meta_len = footer.len() - 28;
+    let mut out = layer[..start].to_vec();
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&footer[..meta_len + 4]);
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&footer[meta_len + 12..]);
+    let checksum = blake3::hash(&out);
+    out.extend_from_slice(checksum.as_bytes());
+    out
 }

@@ -3,7 +3,7 @@
 //! Small files are read whole and handled on the calling worker (parallelism
 //! comes from many files at once). Large files are read ahead in blocks; each
 //! window is cut in parallel segments, and its chunks are hashed and
-//! compressed in parallel while the whole-file hash runs beside them.
+//! compressed in parallel; a file's hash is made of its chunk ids.
 
 use std::fs::File;
 use std::io::Read;
@@ -244,21 +244,18 @@ impl Chunking<'_> {
             chunks.push(self.chunk(&data[at..at + len])?);
             at += len;
         }
-        let hash = match chunks.as_slice() {
-            [only] => FileHash(only.id.0),
-            _ => FileHash(*blake3::hash(&data).as_bytes()),
-        };
         self.account(data.len() as u64);
         Ok(EntryKind::File {
             size: data.len() as u64,
+            hash: FileHash::of_chunks(chunks.iter().map(|c| &c.id)),
             chunks,
-            hash,
         })
     }
 
     /// Read ahead on a thread of its own, while the window before is cut
     /// in parallel segments, then hashed and compressed chunk by chunk in
-    /// parallel beside the whole-file hash.
+    /// parallel. Each byte is hashed once: the file's hash is made of its
+    /// chunk ids.
     fn large_file(&self, file: &File) -> Result<EntryKind, FileError> {
         std::thread::scope(|scope| {
             let stream = crate::chunker::ChunkStream::spawn(scope, file, self.params, BLOCK);
@@ -270,7 +267,6 @@ impl Chunking<'_> {
         &self,
         mut stream: crate::chunker::ChunkStream,
     ) -> Result<EntryKind, FileError> {
-        let mut hasher = blake3::Hasher::new();
         let mut chunks = Vec::new();
         let mut size = 0u64;
         loop {
@@ -280,28 +276,23 @@ impl Chunking<'_> {
                 Ok(None) => break,
                 Err(e) => return Err(FileError::Skip(format!("cannot read: {e}"))),
             };
-            let pieces = batch.chunks();
-            let (_, refs) = rayon::join(
-                || hasher.update(batch.data),
-                || {
-                    pieces
-                        .par_iter()
-                        .map(|piece| {
-                            let chunk = self.chunk(piece);
-                            // Progress moves chunk by chunk, not window by window.
-                            self.account(piece.len() as u64);
-                            chunk
-                        })
-                        .collect::<Result<Vec<_>>>()
-                },
-            );
-            chunks.extend(refs?);
+            let refs = batch
+                .chunks()
+                .par_iter()
+                .map(|piece| {
+                    let chunk = self.chunk(piece);
+                    // Progress moves chunk by chunk, not window by window.
+                    self.account(piece.len() as u64);
+                    chunk
+                })
+                .collect::<Result<Vec<_>>>()?;
+            chunks.extend(refs);
             size += batch.data.len() as u64;
         }
         Ok(EntryKind::File {
             size,
+            hash: FileHash::of_chunks(chunks.iter().map(|c| &c.id)),
             chunks,
-            hash: FileHash(*hasher.finalize().as_bytes()),
         })
     }
 

@@ -389,8 +389,7 @@ fn at(pack: PackId, entry: &PackEntry) -> String {
 
 /// Turns a stored blob into its chunk's bytes, decompressed into `out` (at
 /// least `raw_len` bytes) or lent back when stored raw, **not yet checked**
-/// against its id: the caller checks them with [`check`] or through a
-/// whole-file hash.
+/// against its id: the caller checks them with [`check`].
 pub fn expand<'a>(
     pack: PackId,
     entry: &PackEntry,

@@ -27,8 +27,9 @@ use crate::progress::Progress;
 use crate::repository::{PackFile, Repository};
 
 /// Runs every unit (in parallel), so every file gets its data and every
-/// byte written is checked: a single-chunk file's chunk against its id
-/// before it is written, a many-chunk file against its whole-file hash.
+/// byte written is checked: each chunk against its id, a single-chunk
+/// file's before it is written, a many-chunk file's as its window is
+/// expanded, before the file is done.
 pub fn fill(
     workers: &Workers,
     repo: &Repository,
@@ -263,21 +264,23 @@ fn leading(window: &[ChunkLocation], room: usize) -> (usize, usize) {
     (n, bytes)
 }
 
-/// Puts a chunk's bytes into `into` (exactly its raw length): expanded
-/// there, or copied there when stored raw. Not yet checked (see [`expand`]).
+/// Puts a chunk's bytes into `into` (exactly its raw length), expanded
+/// there or copied there when stored raw, and checks them against its id.
 fn place(pack: PackId, entry: &PackEntry, stored: Blob, into: &mut [u8]) -> Result<()> {
     match entry.compression {
-        Compression::Zstd => expand(pack, entry, stored, into).map(drop),
-        Compression::None => expand(pack, entry, stored, &mut [])?.copy_to(into),
+        Compression::Zstd => check(pack, entry, &expand(pack, entry, stored, into)?),
+        Compression::None => {
+            let raw = expand(pack, entry, stored, &mut [])?;
+            check(pack, entry, &raw)?;
+            raw.copy_to(into)
+        }
     }
 }
 
-/// Writes a many-chunk file. Its chunks are not checked one by one: the
-/// whole-file hash covers every byte of every chunk, so it is one BLAKE3
-/// pass instead of two. When it does not match, each chunk is checked
-/// against its id, so the error names the damaged pack and offset (or, if
-/// every chunk is sound, the file). A file that fails is removed: bytes that
-/// are not the backup's are never left in the target.
+/// Writes a many-chunk file. Each chunk is checked against its id as its
+/// window is expanded, in parallel, so an error names the damaged pack and
+/// offset. A file that fails is removed: bytes that are not the backup's
+/// are never left in the target.
 fn fill_file(
     repo: &Repository,
     target: Target,
@@ -287,19 +290,11 @@ fn fill_file(
     progress: &Progress,
 ) -> Result<()> {
     let e = &tree.entries[unit.file];
-    let EntryKind::File { size, hash, .. } = &e.kind else {
+    let EntryKind::File { size, .. } = &e.kind else {
         return Err(Error::Bug("file unit names a non-file".into()));
     };
     let (path, out) = target.writer(&e.path, *size, block_from(&mut kept.block))?;
-    let written =
-        write_chunks(repo, unit, out, &path, kept, progress).and_then(|(file, len, digest)| {
-            if let Err(mismatch) = check_hash(&e.path, digest, hash.0) {
-                blame(repo, unit, kept)?;
-                return Err(mismatch);
-            }
-            Ok((file, len))
-        });
-    match written {
+    match write_chunks(repo, unit, out, &path, kept, progress) {
         Ok((file, len)) => target.done(&file, &path, e, len, *size),
         Err(err) => {
             // The error that matters is `err`; the target is partial anyway.
@@ -309,8 +304,8 @@ fn fill_file(
     }
 }
 
-/// Writes `unit`'s chunks through `out` in file order; returns the file,
-/// the bytes written and their BLAKE3.
+/// Writes `unit`'s chunks through `out` in file order, each checked against
+/// its id; returns the file and the bytes written.
 fn write_chunks(
     repo: &Repository,
     unit: &FileUnit,
@@ -318,14 +313,13 @@ fn write_chunks(
     path: &Path,
     kept: &mut Kept,
     progress: &Progress,
-) -> Result<(File, u64, [u8; 32])> {
+) -> Result<(File, u64)> {
     let Kept {
         reads,
         scratch,
         block,
     } = kept;
     let mut packs: HashMap<PackId, PackFile> = HashMap::new();
-    let mut hasher = blake3::Hasher::new();
     let mut offset = 0u64;
     // A window's chunks, read as spans: (the spans, each chunk's span).
     let mut read_window = |window: &[ChunkLocation]| -> Result<(Vec<Span>, Vec<usize>)> {
@@ -376,33 +370,19 @@ fn write_chunks(
                         Dest::Place(into) => {
                             place(loc.pack, &loc.entry, stored, into).map(|()| None)
                         }
-                        Dest::Later(into) => expand(loc.pack, &loc.entry, stored, into).map(Some),
+                        Dest::Later(into) => {
+                            let raw = expand(loc.pack, &loc.entry, stored, into)?;
+                            check(loc.pack, &loc.entry, &raw)?;
+                            Ok(Some(raw))
+                        }
                     }
                 })
                 .collect::<Result<_>>()?;
-            // Hashed before the writer may hand the buffer to its thread.
-            hasher.update(&out.spare()[..placed]);
             out.filled(placed).at(path)?;
-            let later: Vec<&[u8]> = later
-                .iter()
-                .flatten()
-                .flat_map(Blob::parts)
-                .copied()
-                .collect();
-            let (_, written) = rayon::join(
-                || {
-                    for r in &later {
-                        hasher.update(r);
-                    }
-                },
-                || -> Result<u64> {
-                    for r in &later {
-                        out.write(r).at(path)?;
-                    }
-                    Ok(out.written())
-                },
-            );
-            let next = written?;
+            for part in later.iter().flatten().flat_map(Blob::parts) {
+                out.write(part).at(path)?;
+            }
+            let next = out.written();
             progress.add_bytes(next - offset);
             offset = next;
             Ok(())
@@ -411,20 +391,7 @@ fn write_chunks(
     let written = out.written();
     let (file, spare) = out.finish().at(path)?;
     *block = Some(spare);
-    Ok((file, written, *hasher.finalize().as_bytes()))
-}
-
-/// Checks each chunk of a file whose whole-file hash did not match against
-/// its id; the first that fails is the error, naming its pack and offset.
-fn blame(repo: &Repository, unit: &FileUnit, kept: &mut Kept) -> Result<()> {
-    for loc in &unit.chunks {
-        let pack = repo.open_pack(&loc.pack)?;
-        let stored = read_span(&pack, &[&loc.entry], &kept.reads)?;
-        let into = room(&mut kept.scratch, &loc.entry);
-        let raw = expand(loc.pack, &loc.entry, stored.blob(&loc.entry)?, into)?;
-        check(loc.pack, &loc.entry, &raw)?;
-    }
-    Ok(())
+    Ok((file, written))
 }
 
 #[cfg(test)]

@@ -4,10 +4,10 @@
 //! the metadata of the window's symlinks, and of the directories it
 //! completes (deepest first).
 //!
-//! Every byte written is checked: a one-chunk file's chunk against its id
-//! before it is written, a many-chunk file against its whole-file hash as it
-//! is written (and, when that fails, each of its chunks against its id, to
-//! name the damaged one). Cost is proportional to the restored tree: each
+//! Every byte written is checked against its chunk's id: a one-chunk file's
+//! before it is written, a many-chunk file's as each window of its chunks
+//! is expanded (in parallel), and an error names the damaged pack and
+//! offset. Cost is proportional to the restored tree: each
 //! file is written once, each pack read once per window that needs it,
 //! front to back. Memory follows the window ([`RestoreOptions::window_bytes`]),
 //! not the tree.

@@ -5,8 +5,8 @@
 //! - a **pack unit** holds the single-chunk files whose chunk is in that pack,
 //!   sorted by offset, so the pack is read once, front to back;
 //! - a **file unit** is one multi-chunk file, its chunks in file order (which
-//!   is also their order in the packs that hold them), so its whole-file hash
-//!   is computed as it is written.
+//!   is also their order in the packs that hold them), written in order a
+//!   window at a time.
 
 use std::collections::HashMap;
 

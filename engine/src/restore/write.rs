@@ -128,7 +128,7 @@ pub(super) fn check_hash(rel: &[u8], actual: [u8; 32], expected: [u8; 32]) -> Re
     }
     Err(Error::Corrupt {
         location: format!("restored file {}", String::from_utf8_lossy(rel)),
-        detail: "whole-file hash differs from the backup's".into(),
+        detail: "the backup's file hash differs from its content's".into(),
     })
 }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! LAYER   = HEADER || BODY || FOOTER
-//! HEADER  = "STRATALY" || version:u32le (= 2; 1 is still read)     12 bytes
+//! HEADER  = "STRATALY" || version:u32le (= 3; 1 and 2 are still read) 12 bytes
 //! BODY    = one zstd frame; decompressed: RECORD*
 //! RECORD  = len:u32le || postcard(Record)
 //! FOOTER  = META || meta_len:u32le || body_len:u64le
@@ -25,7 +25,9 @@ use crate::id::{BackupId, ChunkId, FileHash, ShareId};
 use crate::path;
 
 pub const LAYER_MAGIC: &[u8; 8] = b"STRATALY";
-pub const LAYER_VERSION: u32 = 2;
+pub const LAYER_VERSION: u32 = 3;
+/// The first layer version whose file hashes are [`FileHash::of_chunks`].
+pub const LAYER_VERSION_CHUNK_HASH: u32 = 3;
 /// The oldest layer version this build reads.
 pub const LAYER_VERSION_MIN: u32 = 1;
 const HEADER_LEN: usize = 12;
@@ -189,7 +191,8 @@ enum Record {
     Tombstone(Tombstone),
 }
 
-fn check_entry(entry: &Entry) -> Result<()> {
+/// Checks what an entry of a layer of `version` must satisfy on its own.
+fn check_entry(entry: &Entry, version: u32) -> Result<()> {
     path::validate(&entry.path)?;
     let bad = |detail: String| FormatError::corrupt("layer entry", detail);
     let shown = || String::from_utf8_lossy(&entry.path).into_owned();
@@ -206,11 +209,21 @@ fn check_entry(entry: &Entry) -> Result<()> {
         return Err(bad(format!("{}: invalid xattr name", shown())));
     }
     match &entry.kind {
-        EntryKind::File { size, chunks, .. } => {
+        EntryKind::File { size, chunks, hash } => {
             let sum: u64 = chunks.iter().map(|c| u64::from(c.len)).sum();
             if sum != *size || chunks.iter().any(|c| c.len == 0) {
                 return Err(bad(format!(
                     "{}: chunks add up to {sum} bytes, size is {size}",
+                    shown()
+                )));
+            }
+            // Earlier versions hashed the content, which only a reader of
+            // every byte can check.
+            if version >= LAYER_VERSION_CHUNK_HASH
+                && *hash != FileHash::of_chunks(chunks.iter().map(|c| &c.id))
+            {
+                return Err(bad(format!(
+                    "{}: file hash differs from its chunks'",
                     shown()
                 )));
             }
@@ -308,7 +321,7 @@ impl<W: Write> LayerWriter<W> {
                 detail: "entry after tombstones".into(),
             });
         }
-        check_entry(entry).map_err(invalid_from_corrupt)?;
+        check_entry(entry, LAYER_VERSION).map_err(invalid_from_corrupt)?;
         check_order(self.last_entry.as_deref(), &entry.path, "entries")
             .map_err(invalid_from_corrupt)?;
         self.write_record(&Record::Entry(entry.clone()))?;
@@ -377,6 +390,8 @@ fn check_order(prev: Option<&[u8]>, next: &[u8], what: &str) -> Result<()> {
 
 /// A layer whose checksum and footer have been verified, ready to stream.
 pub struct Layer<'a> {
+    /// The header's version: what the records' file hashes mean.
+    pub version: u32,
     pub meta: LayerMeta,
     pub entry_count: u64,
     pub tombstone_count: u64,
@@ -398,6 +413,7 @@ impl<'a> Layer<'a> {
         let footer = stream::parse_footer(&signed[f..], signed.len() as u64)?;
         let at = |r: std::ops::Range<u64>| r.start as usize..r.end as usize;
         Ok(Layer {
+            version,
             meta: stream::parse_meta(version, &signed[at(footer.meta)])?,
             entry_count: footer.entry_count,
             tombstone_count: footer.tombstone_count,
@@ -407,7 +423,12 @@ impl<'a> Layer<'a> {
 
     /// Streams the records; each one is checked (paths, order, counts).
     pub fn records(&self) -> Result<Records<&'a [u8]>> {
-        Records::new(self.body, self.entry_count, self.tombstone_count)
+        Records::new(
+            self.body,
+            self.version,
+            self.entry_count,
+            self.tombstone_count,
+        )
     }
 
     /// Decodes everything at once (tests and small layers).
@@ -434,6 +455,7 @@ pub enum LayerRecord {
 /// Iterator over a layer's records; ends with an error at the first bad one.
 pub struct Records<R: BufRead> {
     body: zstd::Decoder<'static, R>,
+    version: u32,
     last_entry: Option<Vec<u8>>,
     last_tombstone: Option<Vec<u8>>,
     entries: u64,
@@ -444,11 +466,13 @@ pub struct Records<R: BufRead> {
 }
 
 impl<R: BufRead> Records<R> {
-    /// Streams the records of a body (its bytes exactly, from `body`), and
-    /// checks them against the footer's counts at the end.
-    pub fn new(body: R, entries: u64, tombstones: u64) -> Result<Self> {
+    /// Streams the records of a body (its bytes exactly, from `body`) of a
+    /// layer of `version`, and checks them against the footer's counts at
+    /// the end.
+    pub(crate) fn new(body: R, version: u32, entries: u64, tombstones: u64) -> Result<Self> {
         Ok(Records {
             body: zstd::Decoder::with_buffer(body)?,
+            version,
             last_entry: None,
             last_tombstone: None,
             entries: 0,
@@ -492,7 +516,7 @@ impl<R: BufRead> Records<R> {
                 if self.tombstones > 0 {
                     return Err(FormatError::corrupt("layer", "entry after tombstones"));
                 }
-                check_entry(&entry)?;
+                check_entry(&entry, self.version)?;
                 check_order(self.last_entry.as_deref(), &entry.path, "entries")?;
                 self.last_entry = Some(entry.path.clone());
                 self.entries += 1;

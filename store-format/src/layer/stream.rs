@@ -1,6 +1,6 @@
 //! A layer verified and read by byte ranges, without holding it in memory:
 //! [`LayerTail::verify`] hashes it front to back and parses its footer;
-//! [`Records::new`] then streams its body from any reader.
+//! [`LayerTail::records`] then streams its body from any reader.
 
 use std::io;
 use std::ops::Range;
@@ -15,6 +15,8 @@ const PIECE: usize = 1 << 20;
 /// What a layer's footer says, once its checksum has been verified.
 #[derive(Debug, Clone)]
 pub struct LayerTail {
+    /// The header's version: what the records' file hashes mean.
+    pub version: u32,
     pub meta: LayerMeta,
     pub entry_count: u64,
     pub tombstone_count: u64,
@@ -122,6 +124,7 @@ impl LayerTail {
         let mut meta = vec![0u8; (footer.meta.end - footer.meta.start) as usize];
         read_at(footer.meta.start, &mut meta)?;
         Ok(LayerTail {
+            version,
             meta: parse_meta(version, &meta)?,
             entry_count: footer.entry_count,
             tombstone_count: footer.tombstone_count,
@@ -132,6 +135,6 @@ impl LayerTail {
     /// Streams the records of the body read from `body` (which yields
     /// exactly the bytes of [`LayerTail::body`]).
     pub fn records<R: io::BufRead>(&self, body: R) -> Result<Records<R>> {
-        Records::new(body, self.entry_count, self.tombstone_count)
+        Records::new(body, self.version, self.entry_count, self.tombstone_count)
     }
 }

@@ -36,6 +36,11 @@ fn entry(path: &[u8], kind: EntryKind) -> Entry {
 
 /// Encodes records without any of the writer's checks, as an attacker would.
 fn encode_unchecked(records: &[Record], entries: u64, tombstones: u64) -> Vec<u8> {
+    encode_unchecked_as(LAYER_VERSION, records, entries, tombstones)
+}
+
+/// [`encode_unchecked`] under the header's `version`.
+fn encode_unchecked_as(version: u32, records: &[Record], entries: u64, tombstones: u64) -> Vec<u8> {
     let mut body = Vec::new();
     for r in records {
         let bytes = postcard::to_stdvec(r).unwrap();
@@ -45,7 +50,7 @@ fn encode_unchecked(records: &[Record], entries: u64, tombstones: u64) -> Vec<u8
     let body = zstd::bulk::compress(&body, 3).unwrap();
     let mut out = Vec::new();
     out.extend_from_slice(LAYER_MAGIC);
-    out.extend_from_slice(&LAYER_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&body);
     let meta = postcard::to_stdvec(&meta()).unwrap();
     out.extend_from_slice(&meta);
@@ -110,6 +115,51 @@ fn decoder_rejects_hostile_paths_and_order() {
     assert!(decode_error(vec![lying]).contains("size is 10"));
 }
 
+/// A file of two chunks whose hash is `hash`.
+fn two_chunk_file(hash: FileHash) -> Entry {
+    let chunks = vec![
+        ChunkRef {
+            id: ChunkId::of(b"one"),
+            len: 3,
+        },
+        ChunkRef {
+            id: ChunkId::of(b"two"),
+            len: 3,
+        },
+    ];
+    entry(
+        b"f",
+        EntryKind::File {
+            size: 6,
+            chunks,
+            hash,
+        },
+    )
+}
+
+/// From version 3 a file's hash is computed from its chunk ids, so a layer
+/// that disagrees with itself is corrupt; a version-2 layer's hash was of
+/// the content, which only the restore can check, so it reads.
+#[test]
+fn decoder_checks_file_hashes_from_version_3() {
+    let content_hash = FileHash(*blake3::hash(b"onetwo").as_bytes());
+    let record = Record::Entry(two_chunk_file(content_hash));
+    assert!(decode_error(vec![record]).contains("file hash differs"));
+
+    let v2 = encode_unchecked_as(2, &[Record::Entry(two_chunk_file(content_hash))], 1, 0);
+    let layer = Layer::decode(&v2).unwrap();
+    assert_eq!(layer.version, 2);
+    let (entries, _) = layer.decode_all().unwrap();
+    assert_eq!(entries, vec![two_chunk_file(content_hash)]);
+
+    let ids = [ChunkId::of(b"one"), ChunkId::of(b"two")];
+    let sound = two_chunk_file(FileHash::of_chunks(&ids));
+    let v3 = encode_unchecked(&[Record::Entry(sound.clone())], 1, 0);
+    let layer = Layer::decode(&v3).unwrap();
+    assert_eq!(layer.version, LAYER_VERSION);
+    assert_eq!(layer.decode_all().unwrap().0, vec![sound]);
+}
+
 #[test]
 fn decoder_checks_counts_and_checksum() {
     let records = vec![Record::Entry(entry(b"a", EntryKind::Dir))];
@@ -128,6 +178,8 @@ fn writer_refuses_what_the_reader_would_reject() {
     w.add_entry(&entry(b"b", EntryKind::Dir)).unwrap();
     assert!(w.add_entry(&entry(b"a", EntryKind::Dir)).is_err());
     assert!(w.add_entry(&entry(b"../x", EntryKind::Dir)).is_err());
+    let content_hash = FileHash(*blake3::hash(b"onetwo").as_bytes());
+    assert!(w.add_entry(&two_chunk_file(content_hash)).is_err());
 }
 
 fn arb_kind() -> impl Strategy<Value = EntryKind> {
@@ -135,24 +187,20 @@ fn arb_kind() -> impl Strategy<Value = EntryKind> {
         Just(EntryKind::Dir),
         proptest::collection::vec(1u8..=255, 1..20)
             .prop_map(|target| EntryKind::Symlink { target }),
-        (
-            proptest::collection::vec((any::<[u8; 32]>(), 1u32..1 << 22), 0..5),
-            any::<[u8; 32]>()
-        )
-            .prop_map(|(chunks, hash)| {
-                let chunks: Vec<ChunkRef> = chunks
-                    .into_iter()
-                    .map(|(id, len)| ChunkRef {
-                        id: ChunkId(id),
-                        len,
-                    })
-                    .collect();
-                EntryKind::File {
-                    size: chunks.iter().map(|c| u64::from(c.len)).sum(),
-                    chunks,
-                    hash: FileHash(hash),
-                }
-            }),
+        proptest::collection::vec((any::<[u8; 32]>(), 1u32..1 << 22), 0..5).prop_map(|chunks| {
+            let chunks: Vec<ChunkRef> = chunks
+                .into_iter()
+                .map(|(id, len)| ChunkRef {
+                    id: ChunkId(id),
+                    len,
+                })
+                .collect();
+            EntryKind::File {
+                size: chunks.iter().map(|c| u64::from(c.len)).sum(),
+                hash: FileHash::of_chunks(chunks.iter().map(|c| &c.id)),
+                chunks,
+            }
+        }),
     ]
 }
 
@@ -191,6 +239,7 @@ proptest! {
         let (bytes, len) = w.finish(&meta()).unwrap();
         prop_assert_eq!(len, bytes.len() as u64);
         let layer = Layer::decode(&bytes).unwrap();
+        prop_assert_eq!(layer.version, LAYER_VERSION);
         prop_assert_eq!(&layer.meta, &meta());
         let (got_entries, got_tombs) = layer.decode_all().unwrap();
         prop_assert_eq!(&got_entries, &entries);
