@@ -1,5 +1,6 @@
 //! Content-defined chunking with FastCDC, in parallel and read ahead.
 //!
+//! [`gear::Gear`] finds one cut, exactly where `fastcdc::v2020` does.
 //! A FastCDC cut depends only on the bytes from the chunk's start up to one
 //! maximum chunk further (and on whether the stream ends before that). So:
 //! - a window of the stream can be cut like the whole stream, as long as a
@@ -17,25 +18,20 @@ use std::io::{self, Read};
 use std::thread::Scope;
 
 use crossbeam_channel::{Receiver, Sender};
-use fastcdc::v2020::FastCDC;
 use rayon::prelude::*;
 use strata_format::config::ChunkerParams;
+
+mod gear;
+use gear::Gear;
 
 /// The cut ends of the chunks that start in `[start, stop)`, following the
 /// chain that begins at `start`; the last end may lie past `stop`. The
 /// chain stops early where no full maximum chunk is in view (unless `eof`).
-fn chain(
-    cdc: &FastCDC,
-    len: usize,
-    eof: bool,
-    max: usize,
-    start: usize,
-    stop: usize,
-) -> Vec<usize> {
+fn chain(data: &[u8], gear: &Gear, eof: bool, max: usize, start: usize, stop: usize) -> Vec<usize> {
     let mut ends = Vec::new();
     let mut pos = start;
     while pos < stop {
-        match next_cut(cdc, len, eof, max, pos) {
+        match next_cut(data, gear, eof, max, pos) {
             Some(end) => ends.push(end),
             None => break,
         }
@@ -45,12 +41,12 @@ fn chain(
 }
 
 /// The end of the chunk that starts at `pos`, if it may be cut now.
-fn next_cut(cdc: &FastCDC, len: usize, eof: bool, max: usize, pos: usize) -> Option<usize> {
-    let remaining = len - pos;
-    if remaining == 0 || (!eof && remaining < max) {
+fn next_cut(data: &[u8], gear: &Gear, eof: bool, max: usize, pos: usize) -> Option<usize> {
+    let rest = data.get(pos..).unwrap_or_default();
+    if rest.is_empty() || (!eof && rest.len() < max) {
         return None;
     }
-    Some(cdc.cut(pos, remaining).1)
+    Some(pos + gear.cut(rest))
 }
 
 /// The lengths of the chunks `data` is cut into, from its start, exactly as
@@ -60,12 +56,12 @@ fn next_cut(cdc: &FastCDC, len: usize, eof: bool, max: usize, pos: usize) -> Opt
 pub fn cut_window(data: &[u8], eof: bool, params: &ChunkerParams, segment: usize) -> Vec<usize> {
     let len = data.len();
     let max = params.max_size as usize;
-    let cdc = FastCDC::new(data, params.min_size, params.avg_size, params.max_size);
+    let gear = Gear::new(params);
     let segment = segment.max(1);
     let starts: Vec<usize> = (0..len).step_by(segment).collect();
     let chains: Vec<Vec<usize>> = starts
         .par_iter()
-        .map(|&s| chain(&cdc, len, eof, max, s, (s + segment).min(len)))
+        .map(|&s| chain(data, &gear, eof, max, s, (s + segment).min(len)))
         .collect();
     let mut ends: Vec<usize> = Vec::new();
     let mut pos = 0;
@@ -86,7 +82,7 @@ pub fn cut_window(data: &[u8], eof: bool, params: &ChunkerParams, segment: usize
                 }
                 break;
             }
-            match next_cut(&cdc, len, eof, max, pos) {
+            match next_cut(data, &gear, eof, max, pos) {
                 Some(end) => {
                     ends.push(end);
                     pos = end;
@@ -106,9 +102,22 @@ pub fn cut_window(data: &[u8], eof: bool, params: &ChunkerParams, segment: usize
 
 /// Cuts a slice held in memory at the same points as [`ChunkStream`].
 pub fn cut_slice(data: &[u8], params: &ChunkerParams) -> Vec<usize> {
-    FastCDC::new(data, params.min_size, params.avg_size, params.max_size)
-        .map(|c| c.length)
-        .collect()
+    if data.len() <= params.min_size as usize {
+        return if data.is_empty() {
+            Vec::new()
+        } else {
+            vec![data.len()]
+        };
+    }
+    let gear = Gear::new(params);
+    let mut lengths = Vec::new();
+    let mut at = 0;
+    while let Some(rest) = data.get(at..).filter(|rest| !rest.is_empty()) {
+        let len = gear.cut(rest);
+        lengths.push(len);
+        at += len;
+    }
+    lengths
 }
 
 /// A run of consecutive chunks: `data` split at `lengths`.
@@ -268,17 +277,13 @@ mod tests {
         data
     }
 
-    /// The cuts of one thread, from the start: what every other cut must equal.
+    /// The cuts of one thread, from the start, by the reference crate: what
+    /// every other cut must equal. Without `eof`, only the chunks that start
+    /// with a full maximum chunk in view.
     fn sequential(data: &[u8], eof: bool, p: &ChunkerParams) -> Vec<usize> {
-        let cdc = FastCDC::new(data, p.min_size, p.avg_size, p.max_size);
-        let ends = chain(&cdc, data.len(), eof, p.max_size as usize, 0, data.len());
-        let mut at = 0;
-        ends.into_iter()
-            .map(|end| {
-                let len = end - at;
-                at = end;
-                len
-            })
+        fastcdc::v2020::FastCDC::new(data, p.min_size, p.avg_size, p.max_size)
+            .take_while(|c| eof || data.len() - c.offset >= p.max_size as usize)
+            .map(|c| c.length)
             .collect()
     }
 
