@@ -23,6 +23,7 @@ use super::layer::Slot;
 use super::report::{Counters, Report};
 use super::stat::Stat;
 use super::walk::{ItemKind, WalkItem};
+use crate::chunker::Stop;
 use crate::error::{Error, Result};
 use crate::packs::write::Blob;
 use crate::progress::Progress;
@@ -252,30 +253,15 @@ impl Chunking<'_> {
         })
     }
 
-    /// Read ahead on a thread of its own, while the window before is cut
-    /// in parallel segments, then hashed and compressed chunk by chunk in
-    /// parallel. Each byte is hashed once: the file's hash is made of its
-    /// chunk ids.
+    /// Read ahead on a thread of its own; each window is cut in parallel
+    /// segments while the chunks of the one before are hashed and
+    /// compressed in parallel. Each byte is hashed once: the file's hash is
+    /// made of its chunk ids.
     fn large_file(&self, file: &File) -> Result<EntryKind, FileError> {
-        std::thread::scope(|scope| {
-            let stream = crate::chunker::ChunkStream::spawn(scope, file, self.params, BLOCK);
-            self.large_stream(stream)
-        })
-    }
-
-    fn large_stream(
-        &self,
-        mut stream: crate::chunker::ChunkStream,
-    ) -> Result<EntryKind, FileError> {
         let mut chunks = Vec::new();
         let mut size = 0u64;
-        loop {
+        crate::chunker::each_batch(file, self.params, BLOCK, |batch| {
             self.progress.check()?;
-            let batch = match stream.next_batch() {
-                Ok(Some(batch)) => batch,
-                Ok(None) => break,
-                Err(e) => return Err(FileError::Skip(format!("cannot read: {e}"))),
-            };
             let refs = batch
                 .chunks()
                 .par_iter()
@@ -288,7 +274,12 @@ impl Chunking<'_> {
                 .collect::<Result<Vec<_>>>()?;
             chunks.extend(refs);
             size += batch.data.len() as u64;
-        }
+            Ok::<_, FileError>(())
+        })
+        .map_err(|stop| match stop {
+            Stop::Read(e) => FileError::Skip(format!("cannot read: {e}")),
+            Stop::By(e) => e,
+        })?;
         Ok(EntryKind::File {
             size,
             hash: FileHash::of_chunks(chunks.iter().map(|c| &c.id)),

@@ -11,18 +11,16 @@
 //!   of the next; from there the two chains are the same chain. The cut
 //!   points are exactly those of cutting the whole stream on one thread.
 //!
-//! [`ChunkStream`] reads a file on a thread of its own, one block ahead of
-//! the consumer, into buffers it takes back once the consumer is done.
+//! [`stream::each_batch`] reads a file on a thread of its own, a block
+//! ahead, and cuts each window while the consumer works on the one before.
 
-use std::io::{self, Read};
-use std::thread::Scope;
-
-use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
 use strata_format::config::ChunkerParams;
 
 mod gear;
+mod stream;
 use gear::Gear;
+pub use stream::{each_batch, Batch, Stop};
 
 /// The cut ends of the chunks that start in `[start, stop)`, following the
 /// chain that begins at `start`; the last end may lie past `stop`. The
@@ -120,134 +118,11 @@ pub fn cut_slice(data: &[u8], params: &ChunkerParams) -> Vec<usize> {
     lengths
 }
 
-/// A run of consecutive chunks: `data` split at `lengths`.
-pub struct Batch<'a> {
-    pub data: &'a [u8],
-    pub lengths: Vec<usize>,
-}
-
-impl Batch<'_> {
-    /// The chunks as slices, in stream order.
-    pub fn chunks(&self) -> Vec<&[u8]> {
-        let mut out = Vec::with_capacity(self.lengths.len());
-        let mut at = 0;
-        for &len in &self.lengths {
-            out.push(&self.data[at..at + len]);
-            at += len;
-        }
-        out
-    }
-}
-
-/// A stream read ahead by a thread of its own and cut in windows of about
-/// one block (plus the uncut tail of the window before).
-pub struct ChunkStream {
-    params: ChunkerParams,
-    blocks: Receiver<io::Result<Vec<u8>>>,
-    recycle: Sender<Vec<u8>>,
-    /// Room kept before each block's bytes for the tail of the one before
-    /// (one maximum chunk: a tail is always shorter).
-    head: usize,
-    current: Vec<u8>,
-    /// Where the bytes not yet cut start in `current`.
-    from: usize,
-    eof: bool,
-}
-
-impl ChunkStream {
-    /// Starts reading `reader` in `scope`, `block` bytes at a time (at least
-    /// one maximum chunk). At most two blocks are held at once: the one
-    /// being cut and the one being read.
-    pub fn spawn<'scope, R: Read + Send + 'scope>(
-        scope: &'scope Scope<'scope, '_>,
-        mut reader: R,
-        params: ChunkerParams,
-        block: usize,
-    ) -> ChunkStream {
-        let head = params.max_size as usize;
-        let block = block.max(head);
-        let (send, blocks) = crossbeam_channel::bounded(0);
-        let (recycle, spare) = crossbeam_channel::unbounded::<Vec<u8>>();
-        scope.spawn(move || loop {
-            let mut buf = spare.try_recv().unwrap_or_default();
-            buf.resize(head + block, 0);
-            let filled = match fill(&mut reader, &mut buf[head..]) {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = send.send(Err(e));
-                    return;
-                }
-            };
-            buf.truncate(head + filled);
-            if filled == 0 || send.send(Ok(buf)).is_err() || filled < block {
-                return;
-            }
-        });
-        ChunkStream {
-            params,
-            blocks,
-            recycle,
-            head,
-            current: Vec::new(),
-            from: 0,
-            eof: false,
-        }
-    }
-
-    /// The next run of chunks, or `None` at the end of the stream.
-    pub fn next_batch(&mut self) -> io::Result<Option<Batch<'_>>> {
-        if !self.eof {
-            match self.blocks.recv() {
-                Ok(block) => {
-                    let mut block = block?;
-                    let tail = &self.current[self.from.min(self.current.len())..];
-                    let at = self.head - tail.len();
-                    block[at..self.head].copy_from_slice(tail);
-                    let done = std::mem::replace(&mut self.current, block);
-                    let _ = self.recycle.send(done);
-                    self.from = at;
-                }
-                // The reader is done: what is left is the end of the stream.
-                Err(_) => self.eof = true,
-            }
-        }
-        let window = &self.current[self.from..];
-        if window.is_empty() && self.eof {
-            return Ok(None);
-        }
-        let max = self.params.max_size as usize;
-        let threads = rayon::current_num_threads().max(1);
-        // Whole maximum chunks: runs of equal bytes (cut every maximum chunk)
-        // then resynchronise at once.
-        let segment = window.len().div_ceil(threads).div_ceil(max).max(2) * max;
-        let lengths = cut_window(window, self.eof, &self.params, segment);
-        let start = self.from;
-        self.from += lengths.iter().sum::<usize>();
-        Ok(Some(Batch {
-            data: &self.current[start..self.from],
-            lengths,
-        }))
-    }
-}
-
-/// Reads until `buf` is full or the stream ends; returns the bytes read.
-fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::io::{self, Read};
 
     fn small() -> ChunkerParams {
         ChunkerParams {
@@ -310,16 +185,14 @@ mod tests {
         ) {
             let data = patchy(len, seed, &runs);
             let whole = cut_slice(&data, &small());
-            let (lengths, joined) = std::thread::scope(|s| {
-                let mut stream = ChunkStream::spawn(s, &data[..], small(), block);
-                let mut lengths = Vec::new();
-                let mut joined = Vec::new();
-                while let Some(batch) = stream.next_batch().unwrap() {
-                    joined.extend_from_slice(batch.data);
-                    lengths.extend(batch.lengths);
-                }
-                (lengths, joined)
+            let mut lengths = Vec::new();
+            let mut joined = Vec::new();
+            let streamed = each_batch(&data[..], small(), block, |batch| -> Result<(), ()> {
+                joined.extend_from_slice(batch.data);
+                lengths.extend(batch.lengths);
+                Ok(())
             });
+            prop_assert!(streamed.is_ok());
             prop_assert_eq!(lengths, whole);
             prop_assert_eq!(joined, data);
         }
@@ -351,17 +224,26 @@ mod tests {
                 Ok(n)
             }
         }
-        let failed = std::thread::scope(|s| {
-            let mut stream = ChunkStream::spawn(s, Failing(5000), small(), 1024);
-            loop {
-                match stream.next_batch() {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => return None,
-                    Err(e) => return Some(e.to_string()),
-                }
-            }
+        let mut seen = 0;
+        let failed = each_batch(Failing(5000), small(), 1024, |batch| -> Result<(), ()> {
+            seen += batch.data.len();
+            Ok(())
         });
-        assert_eq!(failed.as_deref(), Some("disk gone"));
+        assert!(matches!(failed, Err(Stop::Read(e)) if e.to_string() == "disk gone"));
+        assert!(seen <= 5000);
+    }
+
+    /// The consumer's error stops the stream, and the reader with it.
+    #[test]
+    fn the_consumers_error_stops_the_stream() {
+        let data = noise(200_000, 3);
+        let mut calls = 0;
+        let stopped = each_batch(&data[..], small(), 1024, |_| {
+            calls += 1;
+            Err("enough")
+        });
+        assert!(matches!(stopped, Err(Stop::By("enough"))));
+        assert_eq!(calls, 1);
     }
 
     /// Pins the cut points of the default parameters on seeded data: a change
