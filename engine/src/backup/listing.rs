@@ -126,6 +126,12 @@ impl Listings {
         listed
     }
 
+    /// Whether listings proved slow (or listing ahead was asked for): the
+    /// storage is a cold disk or remote, and reading ahead pays.
+    pub fn slow(&self) -> bool {
+        self.ahead
+    }
+
     /// Opens and lists the child directory `name` of `parent` here and now.
     pub fn open_and_list(
         &mut self,

@@ -17,6 +17,7 @@ mod dedup;
 mod diff;
 mod layer;
 mod listing;
+mod read_ahead;
 pub(crate) mod report;
 mod stat;
 pub(crate) mod walk;
@@ -124,8 +125,18 @@ pub fn run(
         let parent = parent_view
             .map(|view| diff::ParentCursor::new(crate::view::Prefetched::spawn(s, view)))
             .transpose()?;
-        let (items, walker, root_dev) =
-            walk::spawn(s, plan.source_path.clone(), parent, &report, progress)?;
+        let reads = read_ahead::Reads {
+            racy_from,
+            rehash: plan.rehash,
+        };
+        let (items, walker, root_dev) = walk::spawn(
+            s,
+            plan.source_path.clone(),
+            parent,
+            Some(reads),
+            &report,
+            progress,
+        )?;
         let (blobs, packer) =
             crate::packs::write::spawn(s, repo, index, crate::packs::write::Placement::New, &sink);
         let (entries, assembler) = layer::spawn(s, repo, index, plan.backup_id, &report)?;

@@ -16,6 +16,7 @@
 //! (device and inode) that was walked, and every later access to an item
 //! goes through its directory's descriptor ([`WalkItem::at`]).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
@@ -33,6 +34,7 @@ use strata_format::layer::Entry;
 
 use super::diff::ParentCursor;
 use super::listing::{Child, DirCursor, Listed, Listings, Unlisted};
+use super::read_ahead::{Opened, ReadAhead, Reads};
 use super::report::Report;
 use super::stat::Stat;
 use crate::error::{Error, IoContext, Result};
@@ -59,6 +61,9 @@ pub struct WalkItem {
     pub kind: ItemKind,
     /// The parent chain's entry at this path (incremental backups).
     pub parent: Option<Entry>,
+    /// The file, opened by the walk with its pages asked for; the first
+    /// [`WalkItem::open`] takes it.
+    opened: Cell<Option<Opened>>,
 }
 
 /// `name` in the directory open as `dir`, as a path through `/proc/self/fd`.
@@ -79,8 +84,12 @@ impl WalkItem {
     }
 
     /// Opens the item for reading through its directory's descriptor,
-    /// never following a symlink swapped in since the walk saw it.
+    /// never following a symlink swapped in since the walk saw it (or takes
+    /// the descriptor the walk opened so).
     pub fn open(&self) -> std::io::Result<fs::File> {
+        if let Some(file) = self.opened.take().and_then(Opened::take) {
+            return Ok(file);
+        }
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&*self.dir, &self.name, flags, Mode::empty())?;
         Ok(fs::File::from(fd))
@@ -98,6 +107,7 @@ pub struct Walker<'a> {
     batch: Vec<WalkItem>,
     flushed: std::time::Instant,
     parent: Option<ParentCursor<'a>>,
+    read_ahead: Option<ReadAhead>,
     report: &'a Report,
     progress: &'a Progress,
     listings: Listings,
@@ -112,15 +122,18 @@ pub struct Walker<'a> {
 pub type WalkHandle<'scope> = std::thread::ScopedJoinHandle<'scope, Result<Vec<Vec<u8>>>>;
 
 /// Starts a walk of `root` on a thread of `scope`; items arrive on the
-/// receiver. With a `parent` view, each item carries its parent entry.
+/// receiver. With a `parent` view, each item carries its parent entry. With
+/// `reads`, the files a backup will read are opened and read ahead
+/// ([`super::read_ahead`]).
 pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     root: PathBuf,
     parent: Option<ParentCursor<'scope>>,
+    reads: Option<Reads>,
     report: &'scope Report,
     progress: &'scope Progress,
 ) -> Result<(Receiver<Vec<WalkItem>>, WalkHandle<'scope>, u64)> {
-    spawn_listing(scope, root, parent, report, progress, false)
+    spawn_listing(scope, root, parent, reads, report, progress, false)
 }
 
 /// [`spawn`], listing ahead from the start with `ahead`.
@@ -128,6 +141,7 @@ fn spawn_listing<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     root: PathBuf,
     parent: Option<ParentCursor<'scope>>,
+    reads: Option<Reads>,
     report: &'scope Report,
     progress: &'scope Progress,
     ahead: bool,
@@ -143,6 +157,7 @@ fn spawn_listing<'scope>(
         batch: Vec::with_capacity(BATCH),
         flushed: std::time::Instant::now(),
         parent,
+        read_ahead: reads.map(ReadAhead::new),
         report,
         progress,
         listings,
@@ -202,6 +217,13 @@ impl Walker<'_> {
             Some(cursor) => cursor.take(&rel, matches!(kind, ItemKind::Dir))?,
             None => None,
         };
+        // Where storage is fast, the kernel's own read-ahead is enough.
+        let opened = match (&self.read_ahead, &meta) {
+            (Some(ahead), Some(meta)) if self.listings.slow() => {
+                ahead.open(&dir, &name, &kind, meta, parent.as_ref())
+            }
+            _ => None,
+        };
         let item = WalkItem {
             seq: self.seq,
             rel,
@@ -210,6 +232,7 @@ impl Walker<'_> {
             meta,
             kind,
             parent,
+            opened: Cell::new(opened),
         };
         self.seq += 1;
         self.batch.push(item);
@@ -385,7 +408,8 @@ mod tests {
         let progress = Progress::default();
         let items = std::thread::scope(|s| {
             let (rx, handle, _) =
-                spawn_listing(s, root.to_path_buf(), None, &report, &progress, ahead).unwrap();
+                spawn_listing(s, root.to_path_buf(), None, None, &report, &progress, ahead)
+                    .unwrap();
             let items: Vec<_> = rx
                 .into_iter()
                 .flatten()
@@ -451,5 +475,54 @@ mod tests {
         assert!(inline.iter().any(|i| i.1 == b"to-dir" && i.2 == "symlink"));
         let seqs: Vec<u64> = inline.iter().map(|i| i.0).collect();
         assert_eq!(seqs, (0..inline.len() as u64).collect::<Vec<_>>());
+    }
+
+    /// With reads, where storage is slow (forced here), the walk opens the
+    /// files a backup will read, at most 256 at once, never an empty one; a
+    /// worker reads each from there.
+    #[test]
+    fn files_to_read_are_opened_ahead_within_a_budget() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        for f in 0..300 {
+            fs::write(dir.path().join(format!("f{f:03}")), format!("file {f}")).unwrap();
+        }
+        fs::write(dir.path().join("g-empty"), b"").unwrap();
+        let report = Report::default();
+        let progress = Progress::default();
+        let reads = Reads {
+            racy_from: i64::MIN,
+            rehash: false,
+        };
+        let items: Vec<WalkItem> = std::thread::scope(|s| {
+            let root = dir.path().to_path_buf();
+            let (rx, handle, _) =
+                spawn_listing(s, root, None, Some(reads), &report, &progress, true).unwrap();
+            // Every item is held, so no file opened ahead is given back.
+            let items = rx.into_iter().flatten().collect();
+            handle.join().unwrap().unwrap();
+            items
+        });
+        assert_eq!(items.len(), 301);
+        let opened: Vec<bool> = items
+            .iter()
+            .map(|item| {
+                let opened = item.opened.take();
+                let was = opened.is_some();
+                item.opened.set(opened);
+                was
+            })
+            .collect();
+        assert_eq!(opened.iter().filter(|&&o| o).count(), 256);
+        assert!(
+            opened[..256].iter().all(|&o| o),
+            "the first files are opened"
+        );
+        assert!(!opened[300], "an empty file is not opened ahead");
+        for (f, item) in items.iter().take(300).enumerate() {
+            let mut text = String::new();
+            item.open().unwrap().read_to_string(&mut text).unwrap();
+            assert_eq!(text, format!("file {f}"));
+        }
     }
 }

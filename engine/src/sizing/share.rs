@@ -45,7 +45,8 @@ pub fn measure(share: &Path, opts: &SizingOptions) -> Result<ShareFigures> {
     let (mut files, mut bytes, mut entries) = (0u64, 0u64, 0u64);
     let mut candidates: Vec<(PathBuf, u64)> = Vec::new();
     std::thread::scope(|scope| -> Result<()> {
-        let (rx, handle, _) = walk::spawn(scope, share.to_path_buf(), None, &report, &progress)?;
+        let (rx, handle, _) =
+            walk::spawn(scope, share.to_path_buf(), None, None, &report, &progress)?;
         let abs = |rel: &[u8]| share.join(OsStr::from_bytes(rel));
         for item in rx.into_iter().flatten() {
             entries += 1;
