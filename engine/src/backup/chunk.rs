@@ -123,6 +123,15 @@ fn collect_xattrs(
     out
 }
 
+/// The chunks of the parent's version of `item`, when it was a file of
+/// more than one: where they are found again, the file need not be cut.
+fn previous_chunks(item: &WalkItem) -> Option<&[ChunkRef]> {
+    match &item.parent.as_ref()?.kind {
+        EntryKind::File { chunks, .. } if chunks.len() > 1 => Some(chunks),
+        _ => None,
+    }
+}
+
 impl Chunking<'_> {
     /// Turns one walk item into what its layer slot holds.
     pub fn process(&self, item: &WalkItem) -> Result<Slot> {
@@ -212,7 +221,7 @@ impl Chunking<'_> {
             let kind = if before.size <= WHOLE_READ_MAX {
                 self.small_file(&mut file, before.size)
             } else {
-                self.large_file(&file)
+                self.large_file(&file, previous_chunks(item))
             }?;
             let stable = Stat::of(&file)
                 .is_ok_and(|after| after.size == before.size && after.mtime_ns == before.mtime_ns);
@@ -254,19 +263,25 @@ impl Chunking<'_> {
     }
 
     /// Read ahead on a thread of its own; each window is cut in parallel
-    /// segments while the chunks of the one before are hashed and
+    /// segments (or, where the `previous` version's chunks are found again,
+    /// not at all) and hashed while the chunks of the one before are
     /// compressed in parallel. Each byte is hashed once: the file's hash is
     /// made of its chunk ids.
-    fn large_file(&self, file: &File) -> Result<EntryKind, FileError> {
+    fn large_file(
+        &self,
+        file: &File,
+        previous: Option<&[ChunkRef]>,
+    ) -> Result<EntryKind, FileError> {
         let mut chunks = Vec::new();
         let mut size = 0u64;
-        crate::chunker::each_batch(file, self.params, BLOCK, |batch| {
+        crate::chunker::each_batch(file, self.params, BLOCK, previous, |batch| {
             self.progress.check()?;
             let refs = batch
                 .chunks()
                 .par_iter()
-                .map(|piece| {
-                    let chunk = self.chunk(piece);
+                .zip(batch.ids)
+                .map(|(piece, &id)| {
+                    let chunk = self.store(piece, id);
                     // Progress moves chunk by chunk, not window by window.
                     self.account(piece.len() as u64);
                     chunk
@@ -294,7 +309,12 @@ impl Chunking<'_> {
 
     /// hash → dedup → (if new) compress and hand to the packer.
     fn chunk(&self, data: &[u8]) -> Result<ChunkRef> {
-        let id = ChunkId::of(data);
+        self.store(data, ChunkId::of(data))
+    }
+
+    /// dedup → (if new) compress and hand to the packer, for `data` whose
+    /// id is `id`.
+    fn store(&self, data: &[u8], id: ChunkId) -> Result<ChunkRef> {
         let len = data.len() as u32;
         if self.dedup.reserve(id)? {
             // Compressing is the slowest step: stop before it when cancelled.

@@ -70,6 +70,46 @@ impl Gear {
         remaining
     }
 
+    /// Whether a chunk that starts at the front of `source` ends after
+    /// `len` bytes, given that no earlier position of it matched (its bytes
+    /// are those of a chunk cut before, which ended there): true when `len`
+    /// is the maximum, or when the hash matches at `len`. Only the last 32
+    /// byte pairs are rolled: the hash shifts two bits a pair, so older
+    /// pairs have left it. `source` must hold at least a maximum chunk, so
+    /// the cut is not one at the end of a stream (`None` otherwise).
+    pub fn ends_at(&self, source: &[u8], len: usize) -> Option<bool> {
+        if source.len() < self.max || len > self.max {
+            return None;
+        }
+        if len == self.max {
+            return Some(true);
+        }
+        // The first position checked is the pair at the minimum size.
+        if len < 2 * (self.min / 2) {
+            return Some(false);
+        }
+        let (g, gls) = (&*self.gear, &*self.gear_ls);
+        // The pair whose check returns `len`: its first byte for an even
+        // length, its second for an odd one.
+        let pair = len / 2;
+        let mask = match pair < self.avg / 2 {
+            true => self.mask_s,
+            false => self.mask_l,
+        };
+        let first = (self.min / 2).max(pair.saturating_sub(31));
+        let mut hash = 0u64;
+        for k in first..pair {
+            hash = (hash << 2)
+                .wrapping_add(gls[usize::from(source[2 * k])])
+                .wrapping_add(g[usize::from(source[2 * k + 1])]);
+        }
+        let even = (hash << 2).wrapping_add(gls[usize::from(source[2 * pair])]);
+        Some(match len % 2 {
+            0 => even & (mask << 1) == 0,
+            _ => even.wrapping_add(g[usize::from(source[2 * pair + 1])]) & mask == 0,
+        })
+    }
+
     /// Rolls `hash` over the byte pairs `from..to` of `source`; the first
     /// position whose hash matches `mask` (the pair's first byte against
     /// the mask shifted left by one), or `None` with `hash` carried on.
@@ -188,6 +228,27 @@ mod tests {
             prop_assume!(p.validate().is_ok());
             let (reference, ours) = both(&data, &p);
             prop_assert_eq!(ours, reference);
+        }
+    }
+
+    proptest! {
+        /// At every cut with a maximum chunk in view, `ends_at` says the
+        /// chunk ends there, and at no length before it.
+        #[test]
+        fn ends_at_agrees_with_the_cut(data in data(), p in params()) {
+            prop_assume!(p.validate().is_ok());
+            let gear = Gear::new(&p);
+            let mut at = 0;
+            while data.len() - at >= p.max_size as usize {
+                let source = &data[at..];
+                let len = gear.cut(source);
+                prop_assert_eq!(gear.ends_at(source, len), Some(true));
+                for shorter in 0..len {
+                    prop_assert_eq!(gear.ends_at(source, shorter), Some(false), "{}", shorter);
+                }
+                at += len;
+            }
+            prop_assert_eq!(gear.ends_at(&data[at..], 1), None);
         }
     }
 

@@ -18,6 +18,7 @@ use rayon::prelude::*;
 use strata_format::config::ChunkerParams;
 
 mod gear;
+mod guide;
 mod stream;
 use gear::Gear;
 pub use stream::{each_batch, Batch, Stop};
@@ -187,15 +188,128 @@ mod tests {
             let whole = cut_slice(&data, &small());
             let mut lengths = Vec::new();
             let mut joined = Vec::new();
-            let streamed = each_batch(&data[..], small(), block, |batch| -> Result<(), ()> {
+            let streamed = each_batch(&data[..], small(), block, None, |batch| -> Result<(), ()> {
                 joined.extend_from_slice(batch.data);
-                lengths.extend(batch.lengths);
+                lengths.extend_from_slice(batch.lengths);
                 Ok(())
             });
             prop_assert!(streamed.is_ok());
             prop_assert_eq!(lengths, whole);
             prop_assert_eq!(joined, data);
         }
+    }
+
+    /// `data` with `edits` applied in turn: (where, how many bytes removed,
+    /// how many inserted).
+    fn edited(data: &[u8], edits: &[(usize, usize, usize)], seed: u8) -> Vec<u8> {
+        let mut out = data.to_vec();
+        for (n, &(at, cut, put)) in edits.iter().enumerate() {
+            let at = at.min(out.len());
+            let end = (at + cut).min(out.len());
+            let inserted = noise(put, seed.wrapping_add(n as u8));
+            out.splice(at..end, inserted);
+        }
+        out
+    }
+
+    /// The chunk list of `data` as a backup records it.
+    fn chunk_refs(data: &[u8], p: &ChunkerParams) -> Vec<strata_format::layer::ChunkRef> {
+        let mut at = 0;
+        cut_slice(data, p)
+            .into_iter()
+            .map(|len| {
+                let id = strata_format::ChunkId::of(&data[at..at + len]);
+                at += len;
+                strata_format::layer::ChunkRef {
+                    id,
+                    len: len as u32,
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// A stream guided by a previous version's chunks (the same data,
+        /// or edited in places, or unrelated) is cut exactly as without a
+        /// guide, and every id is the hash of its chunk.
+        #[test]
+        fn guided_cuts_equal_whole_cuts(
+            len in 0usize..60_000,
+            seed in any::<u8>(),
+            block in 0usize..9000,
+            runs in proptest::collection::vec((0usize..60_000, 0usize..5000), 0..3),
+            edits in proptest::collection::vec((0usize..60_000, 0usize..3000, 0usize..3000), 0..4),
+            unrelated in any::<bool>(),
+        ) {
+            let p = small();
+            let before = patchy(len, seed, &runs);
+            let previous = match unrelated {
+                true => chunk_refs(&noise(len, seed ^ 0x55), &p),
+                false => chunk_refs(&before, &p),
+            };
+            let data = edited(&before, &edits, seed);
+            let mut lengths = Vec::new();
+            let mut ids = Vec::new();
+            let streamed = each_batch(&data[..], p, block, Some(&previous), |batch| -> Result<(), ()> {
+                lengths.extend_from_slice(batch.lengths);
+                ids.extend_from_slice(batch.ids);
+                Ok(())
+            });
+            prop_assert!(streamed.is_ok());
+            prop_assert_eq!(lengths, cut_slice(&data, &p));
+            let expected: Vec<_> = chunk_refs(&data, &p).into_iter().map(|c| c.id).collect();
+            prop_assert_eq!(ids, expected);
+        }
+    }
+
+    /// The cuts of `data` streamed with the guide of `previous`.
+    fn guided(data: &[u8], previous: &[strata_format::layer::ChunkRef]) -> Vec<usize> {
+        let mut lengths = Vec::new();
+        let streamed = each_batch(
+            data,
+            small(),
+            4096,
+            Some(previous),
+            |batch| -> Result<(), ()> {
+                lengths.extend_from_slice(batch.lengths);
+                Ok(())
+            },
+        );
+        assert!(streamed.is_ok());
+        lengths
+    }
+
+    /// A previous chunk whose bytes are all the same, but whose cut fell
+    /// where it did because of the byte after it, which changed: it is not
+    /// taken, since the cut no longer falls there.
+    #[test]
+    fn a_previous_chunk_is_not_taken_when_the_byte_after_it_changed() {
+        let p = small();
+        let gear = Gear::new(&p);
+        let max = p.max_size as usize;
+        for seed in 0..=255u8 {
+            let before = noise(20_000, seed);
+            let previous = chunk_refs(&before, &p);
+            let mut start = 0;
+            for chunk in &previous {
+                let len = chunk.len as usize;
+                let end = start + len;
+                if len < max && start + max <= before.len() {
+                    for value in 0..=255u8 {
+                        let mut data = before.clone();
+                        data[end] = value;
+                        if gear.ends_at(&data[start..], len) == Some(false) {
+                            let whole = cut_slice(&data, &p);
+                            assert_ne!(whole, cut_slice(&before, &p));
+                            assert_eq!(guided(&data, &previous), whole);
+                            return;
+                        }
+                    }
+                }
+                start = end;
+            }
+        }
+        panic!("no chunk found whose cut moves with the byte after it");
     }
 
     /// A window of one byte value is cut every maximum chunk, from any start:
@@ -225,10 +339,16 @@ mod tests {
             }
         }
         let mut seen = 0;
-        let failed = each_batch(Failing(5000), small(), 1024, |batch| -> Result<(), ()> {
-            seen += batch.data.len();
-            Ok(())
-        });
+        let failed = each_batch(
+            Failing(5000),
+            small(),
+            1024,
+            None,
+            |batch| -> Result<(), ()> {
+                seen += batch.data.len();
+                Ok(())
+            },
+        );
         assert!(matches!(failed, Err(Stop::Read(e)) if e.to_string() == "disk gone"));
         assert!(seen <= 5000);
     }
@@ -238,7 +358,7 @@ mod tests {
     fn the_consumers_error_stops_the_stream() {
         let data = noise(200_000, 3);
         let mut calls = 0;
-        let stopped = each_batch(&data[..], small(), 1024, |_| {
+        let stopped = each_batch(&data[..], small(), 1024, None, |_| {
             calls += 1;
             Err("enough")
         });

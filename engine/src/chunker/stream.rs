@@ -5,13 +5,17 @@ use std::io::{self, Read};
 
 use crossbeam_channel::{Receiver, Sender};
 use strata_format::config::ChunkerParams;
+use strata_format::layer::ChunkRef;
+use strata_format::ChunkId;
 
 use super::cut_window;
+use super::guide::{hash_all, Guide};
 
-/// A run of consecutive chunks: `data` split at `lengths`.
+/// A run of consecutive chunks: `data` split at `lengths`, with their ids.
 pub struct Batch<'a> {
     pub data: &'a [u8],
-    pub lengths: Vec<usize>,
+    pub lengths: &'a [usize],
+    pub ids: &'a [ChunkId],
 }
 
 impl Batch<'_> {
@@ -19,7 +23,7 @@ impl Batch<'_> {
     pub fn chunks(&self) -> Vec<&[u8]> {
         let mut out = Vec::with_capacity(self.lengths.len());
         let mut at = 0;
-        for &len in &self.lengths {
+        for &len in self.lengths {
             out.push(&self.data[at..at + len]);
             at += len;
         }
@@ -37,15 +41,19 @@ pub enum Stop<E> {
 }
 
 /// Cuts `reader` in windows of about `block` bytes (at least one maximum
-/// chunk) plus the uncut tail of the window before, and hands each window's
-/// chunks to `each`, in stream order. A thread of its own reads one block
-/// ahead; the next window is cut (in parallel segments) while `each` works
-/// on the one before. At most three blocks are held: the one `each` has,
-/// the one being cut and the one being read.
+/// chunk) plus the uncut tail of the window before, hashes the chunks, and
+/// hands each window's chunks to `each`, in stream order. A thread of its
+/// own reads one block ahead; the next window is cut (in parallel segments)
+/// and hashed while `each` works on the one before. At most three blocks
+/// are held: the one `each` has, the one being cut and the one being read.
+/// With the `previous` version's chunks, unchanged stretches are found
+/// again by their ids instead of being cut ([`super::guide`]); the cuts
+/// are the same.
 pub fn each_batch<R, E>(
     reader: R,
     params: ChunkerParams,
     block: usize,
+    previous: Option<&[ChunkRef]>,
     mut each: impl FnMut(Batch<'_>) -> Result<(), E> + Send,
 ) -> Result<(), Stop<E>>
 where
@@ -58,10 +66,12 @@ where
         let (send, blocks) = crossbeam_channel::bounded(0);
         let (recycle, spare) = crossbeam_channel::unbounded::<Vec<u8>>();
         scope.spawn(move || read_blocks(reader, head, block, &send, &spare));
-        let windows = Windows {
+        let mut windows = Windows {
             blocks,
             params,
             head,
+            cut: 0,
+            guide: previous.map(|chunks| Guide::new(chunks, &params)),
         };
         let mut current = windows.next(&[]).map_err(Stop::Read)?;
         while let Some(window) = current {
@@ -115,6 +125,9 @@ struct Windows {
     blocks: Receiver<io::Result<Vec<u8>>>,
     params: ChunkerParams,
     head: usize,
+    /// Bytes of the stream cut so far: where the next window starts.
+    cut: u64,
+    guide: Option<Guide>,
 }
 
 /// One window: `buf[start..]` holds its bytes, cut at `lengths` (the rest
@@ -123,6 +136,7 @@ struct Window {
     buf: Vec<u8>,
     start: usize,
     lengths: Vec<usize>,
+    ids: Vec<ChunkId>,
     /// The stream ends with this window: every byte of it is cut.
     eof: bool,
 }
@@ -135,7 +149,8 @@ impl Window {
     fn batch(&self) -> Batch<'_> {
         Batch {
             data: &self.buf[self.start..self.cut_end()],
-            lengths: self.lengths.clone(),
+            lengths: &self.lengths,
+            ids: &self.ids,
         }
     }
 
@@ -147,7 +162,7 @@ impl Window {
 impl Windows {
     /// The window after the one whose uncut tail is `tail`; `None` at the
     /// end of the stream.
-    fn next(&self, tail: &[u8]) -> io::Result<Option<Window>> {
+    fn next(&mut self, tail: &[u8]) -> io::Result<Option<Window>> {
         let (buf, start, eof) = match self.blocks.recv() {
             Ok(block) => {
                 let mut block = block?;
@@ -165,11 +180,20 @@ impl Windows {
         // Whole maximum chunks: runs of equal bytes (cut every maximum chunk)
         // then resynchronise at once.
         let segment = window.len().div_ceil(threads).div_ceil(max).max(2) * max;
-        let lengths = cut_window(window, eof, &self.params, segment);
+        let (lengths, ids) = match &mut self.guide {
+            Some(guide) => guide.cut(window, self.cut, eof, &self.params, segment),
+            None => {
+                let lengths = cut_window(window, eof, &self.params, segment);
+                let ids = hash_all(window, &lengths);
+                (lengths, ids)
+            }
+        };
+        self.cut += lengths.iter().sum::<usize>() as u64;
         Ok(Some(Window {
             buf,
             start,
             lengths,
+            ids,
             eof,
         }))
     }
