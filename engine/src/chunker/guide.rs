@@ -25,41 +25,38 @@ use strata_format::ChunkId;
 use super::cut_window;
 use super::gear::Gear;
 
-/// One chunk of the previous version.
-struct Old {
-    len: usize,
-    id: ChunkId,
-    /// Cut with a maximum chunk in view, so by the rules of any window.
-    full_view: bool,
-}
-
 /// The previous version's chunks, and where the walk along them stands.
-pub struct Guide {
-    old: Vec<Old>,
+pub struct Guide<'a> {
+    old: &'a [ChunkRef],
+    /// The previous chunks before this one were cut with a maximum chunk in
+    /// view, so by the rules of any window; the rest, near the end of the
+    /// previous version, are never taken.
+    full_view: usize,
     by_id: HashMap<ChunkId, usize>,
     /// The previous chunk expected next, and where it would start now.
     next: Option<(usize, u64)>,
 }
 
-impl Guide {
-    /// A guide along `chunks`, the previous version's, for `params`.
-    pub fn new(chunks: &[ChunkRef], params: &ChunkerParams) -> Guide {
-        let size: u64 = chunks.iter().map(|c| u64::from(c.len)).sum();
+impl<'a> Guide<'a> {
+    /// A guide along `old`, the previous version's chunks, for `params`.
+    pub fn new(old: &'a [ChunkRef], params: &ChunkerParams) -> Guide<'a> {
         let max = u64::from(params.max_size);
-        let mut start = 0u64;
-        let mut old = Vec::with_capacity(chunks.len());
-        let mut by_id = HashMap::with_capacity(chunks.len());
-        for (i, c) in chunks.iter().enumerate() {
-            old.push(Old {
-                len: c.len as usize,
-                id: c.id,
-                full_view: size - start >= max,
-            });
+        let mut after: u64 = old.iter().map(|c| u64::from(c.len)).sum();
+        let mut full_view = 0;
+        for c in old {
+            if after < max {
+                break;
+            }
+            full_view += 1;
+            after -= u64::from(c.len);
+        }
+        let mut by_id = HashMap::with_capacity(old.len());
+        for (i, c) in old.iter().enumerate() {
             by_id.entry(c.id).or_insert(i);
-            start += u64::from(c.len);
         }
         Guide {
             old,
+            full_view,
             by_id,
             next: Some((0, 0)),
         }
@@ -105,12 +102,13 @@ impl Guide {
         // The previous chunks this window would hold if nothing changed.
         let mut spans = Vec::new();
         let mut pos = 0;
-        for old in self.old[first..].iter().take_while(|o| o.full_view) {
+        for old in self.old.get(first..self.full_view).unwrap_or_default() {
+            let len = old.len as usize;
             if pos + max > window.len() {
                 break;
             }
-            spans.push((pos, old.len));
-            pos += old.len;
+            spans.push((pos, len));
+            pos += len;
         }
         let found = hash_spans(window, &spans);
         let mut lengths = Vec::new();
@@ -134,14 +132,18 @@ impl Guide {
     fn passed(&mut self, start: u64, len: usize, id: ChunkId) {
         let end = start + len as u64;
         let expected = self.next.filter(|&(j, at)| {
-            at == start && self.old.get(j).is_some_and(|o| o.id == id && o.len == len)
+            at == start
+                && self
+                    .old
+                    .get(j)
+                    .is_some_and(|o| o.id == id && o.len as usize == len)
         });
         self.next = match expected {
             Some((j, _)) => Some((j + 1, end)),
             None => self
                 .by_id
                 .get(&id)
-                .filter(|&&m| self.old[m].len == len)
+                .filter(|&&m| self.old.get(m).is_some_and(|o| o.len as usize == len))
                 .map(|&m| (m + 1, end)),
         };
     }

@@ -121,13 +121,13 @@ fn read_blocks(
 }
 
 /// Makes each window from the blocks read and the tail of the one before.
-struct Windows {
+struct Windows<'a> {
     blocks: Receiver<io::Result<Vec<u8>>>,
     params: ChunkerParams,
     head: usize,
     /// Bytes of the stream cut so far: where the next window starts.
     cut: u64,
-    guide: Option<Guide>,
+    guide: Option<Guide<'a>>,
 }
 
 /// One window: `buf[start..]` holds its bytes, cut at `lengths` (the rest
@@ -159,7 +159,7 @@ impl Window {
     }
 }
 
-impl Windows {
+impl Windows<'_> {
     /// The window after the one whose uncut tail is `tail`; `None` at the
     /// end of the stream.
     fn next(&mut self, tail: &[u8]) -> io::Result<Option<Window>> {
