@@ -1,6 +1,6 @@
 //! Content-defined chunking with FastCDC, in parallel and read ahead.
 //!
-//! [`gear::Gear`] finds one cut, exactly where `fastcdc::v2020` does.
+//! `gear::Gear` finds one cut, exactly where `fastcdc::v2020` does.
 //! A FastCDC cut depends only on the bytes from the chunk's start up to one
 //! maximum chunk further (and on whether the stream ends before that). So:
 //! - a window of the stream can be cut like the whole stream, as long as a
@@ -99,7 +99,8 @@ pub fn cut_window(data: &[u8], eof: bool, params: &ChunkerParams, segment: usize
     lengths
 }
 
-/// Cuts a slice held in memory at the same points as [`ChunkStream`].
+/// Cuts a slice held in memory at the same points as [`each_batch`] cuts
+/// a stream.
 pub fn cut_slice(data: &[u8], params: &ChunkerParams) -> Vec<usize> {
     if data.len() <= params.min_size as usize {
         return if data.is_empty() {

@@ -47,7 +47,7 @@ pub enum Stop<E> {
 /// and hashed while `each` works on the one before. At most three blocks
 /// are held: the one `each` has, the one being cut and the one being read.
 /// With the `previous` version's chunks, unchanged stretches are found
-/// again by their ids instead of being cut ([`super::guide`]); the cuts
+/// again by their ids instead of being cut (see the `guide` module); the cuts
 /// are the same.
 pub fn each_batch<R, E>(
     reader: R,
