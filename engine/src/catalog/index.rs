@@ -111,7 +111,11 @@ impl Catalog {
                 "{insert} INTO chunks (id, pack_id, offset, stored_len, raw_len, compression)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
             ))?;
-            for e in entries {
+            // In key order: each page of the index is then visited once,
+            // not once per random id.
+            let mut sorted: Vec<&PackEntry> = entries.iter().collect();
+            sorted.sort_unstable_by_key(|e| e.id.0);
+            for e in sorted {
                 stmt.execute(params![
                     &e.id.0[..],
                     &pack.0[..],
@@ -135,7 +139,9 @@ impl Catalog {
                 "INSERT OR IGNORE INTO layer_chunks (backup_id, chunk_id) VALUES (?1, ?2)",
             )?;
             let backup = backup.to_string();
-            for c in chunks {
+            let mut sorted: Vec<&ChunkId> = chunks.iter().collect();
+            sorted.sort_unstable_by_key(|c| c.0);
+            for c in sorted {
                 stmt.execute(params![backup, &c.0[..]])?;
             }
         }
