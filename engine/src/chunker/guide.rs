@@ -150,7 +150,7 @@ impl<'a> Guide<'a> {
 }
 
 /// The ids of `data` cut at `lengths`, hashed in parallel.
-pub fn hash_all(data: &[u8], lengths: &[usize]) -> Vec<ChunkId> {
+fn hash_all(data: &[u8], lengths: &[usize]) -> Vec<ChunkId> {
     let mut spans = Vec::with_capacity(lengths.len());
     let mut at = 0;
     for &len in lengths {

@@ -8,8 +8,7 @@ use strata_format::config::ChunkerParams;
 use strata_format::layer::ChunkRef;
 use strata_format::ChunkId;
 
-use super::cut_window;
-use super::guide::{hash_all, Guide};
+use super::guide::Guide;
 
 /// A run of consecutive chunks: `data` split at `lengths`, with their ids.
 pub struct Batch<'a> {
@@ -71,7 +70,7 @@ where
             params,
             head,
             cut: 0,
-            guide: previous.map(|chunks| Guide::new(chunks, &params)),
+            guide: Guide::new(previous.unwrap_or_default(), &params),
         };
         let mut current = windows.next(&[]).map_err(Stop::Read)?;
         while let Some(window) = current {
@@ -127,7 +126,7 @@ struct Windows<'a> {
     head: usize,
     /// Bytes of the stream cut so far: where the next window starts.
     cut: u64,
-    guide: Option<Guide<'a>>,
+    guide: Guide<'a>,
 }
 
 /// One window: `buf[start..]` holds its bytes, cut at `lengths` (the rest
@@ -180,14 +179,7 @@ impl Windows<'_> {
         // Whole maximum chunks: runs of equal bytes (cut every maximum chunk)
         // then resynchronise at once.
         let segment = window.len().div_ceil(threads).div_ceil(max).max(2) * max;
-        let (lengths, ids) = match &mut self.guide {
-            Some(guide) => guide.cut(window, self.cut, eof, &self.params, segment),
-            None => {
-                let lengths = cut_window(window, eof, &self.params, segment);
-                let ids = hash_all(window, &lengths);
-                (lengths, ids)
-            }
-        };
+        let (lengths, ids) = self.guide.cut(window, self.cut, eof, &self.params, segment);
         self.cut += lengths.iter().sum::<usize>() as u64;
         Ok(Some(Window {
             buf,
