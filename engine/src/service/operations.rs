@@ -5,7 +5,6 @@
 //! it holds, and cancels it when another process moved its backup out of the
 //! status it runs in (`backup delete --force`, `backup set --state`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use strata_format::{BackupId, ShareId};
@@ -68,14 +67,14 @@ impl Engine {
         progress: &Progress,
         work: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        let stop = AtomicBool::new(false);
         let store = &*self.store;
-        let stopped = &stop;
+        // Dropping the sender stops the heartbeat at once, not at its next beat.
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         std::thread::scope(|s| {
             let beat =
-                s.spawn(move || heartbeat(store, op, backup, expect, locks, progress, stopped));
+                s.spawn(move || heartbeat(store, op, backup, expect, locks, progress, &stopped));
             let result = work();
-            stopped.store(true, Ordering::Relaxed);
+            drop(stop);
             let _ = beat.join();
             result
         })
@@ -89,27 +88,29 @@ fn heartbeat(
     expect: BackupStatus,
     locks: &[&Held],
     progress: &Progress,
-    stop: &AtomicBool,
+    stop: &crossbeam_channel::Receiver<()>,
 ) {
     let restore = expect == BackupStatus::Restoring;
-    let mut last: Option<Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
-        if last.is_none_or(|t| t.elapsed() >= BEAT) {
-            last = Some(Instant::now());
-            // A failed beat is retried at the next one; the work goes on.
-            let _ = catalog.heartbeat(op, now_ns());
-            for lock in locks {
-                let _ = lock.touch();
-            }
-            if expect == BackupStatus::Creating || restore {
-                let _ = catalog.set_backup_progress(backup, progress.percent(), restore);
-            }
-            match catalog.backup(backup) {
-                Ok(b) if b.status == expect => {}
-                Ok(_) | Err(Error::NotFound { .. }) => progress.cancel(),
-                Err(_) => {}
-            }
+    loop {
+        let beat = Instant::now();
+        // A failed beat is retried at the next one; the work goes on.
+        let _ = catalog.heartbeat(op, now_ns());
+        for lock in locks {
+            let _ = lock.touch();
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if expect == BackupStatus::Creating || restore {
+            let _ = catalog.set_backup_progress(backup, progress.percent(), restore);
+        }
+        match catalog.backup(backup) {
+            Ok(b) if b.status == expect => {}
+            Ok(_) | Err(Error::NotFound { .. }) => progress.cancel(),
+            Err(_) => {}
+        }
+        // Nothing is ever sent: the wait ends at the next beat, or at once
+        // when the work is done and the sender is dropped.
+        let next = beat + BEAT;
+        if stop.recv_deadline(next) != Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+            return;
+        }
     }
 }
