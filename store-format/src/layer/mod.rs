@@ -454,8 +454,12 @@ pub enum LayerRecord {
 
 /// Iterator over a layer's records; ends with an error at the first bad one.
 pub struct Records<R: BufRead> {
-    body: zstd::Decoder<'static, R>,
+    /// Decompressed a piece at a time: records are small, and a call into
+    /// the decoder per record field costs more than copying out of a buffer.
+    body: io::BufReader<zstd::Decoder<'static, R>>,
     version: u32,
+    /// The record being decoded; reused.
+    buf: Vec<u8>,
     last_entry: Option<Vec<u8>>,
     last_tombstone: Option<Vec<u8>>,
     entries: u64,
@@ -471,8 +475,9 @@ impl<R: BufRead> Records<R> {
     /// the end.
     pub(crate) fn new(body: R, version: u32, entries: u64, tombstones: u64) -> Result<Self> {
         Ok(Records {
-            body: zstd::Decoder::with_buffer(body)?,
+            body: io::BufReader::with_capacity(DECODED_PIECE, zstd::Decoder::with_buffer(body)?),
             version,
+            buf: Vec::new(),
             last_entry: None,
             last_tombstone: None,
             entries: 0,
@@ -501,16 +506,12 @@ impl<R: BufRead> Records<R> {
         if len > MAX_RECORD {
             return Err(FormatError::corrupt("layer", "record too large"));
         }
-        let mut buf = Vec::new();
-        (&mut self.body)
-            .take(u64::from(len))
-            .read_to_end(&mut buf)
-            .map_err(|e| FormatError::corrupt("layer", format!("zstd: {e}")))?;
-        if buf.len() != len as usize {
+        self.buf.resize(len as usize, 0);
+        if read_full(&mut self.body, &mut self.buf)? != self.buf.len() {
             return Err(FormatError::corrupt("layer", "truncated record"));
         }
         let record: Record =
-            postcard::from_bytes(&buf).map_err(|e| FormatError::corrupt("layer record", e))?;
+            postcard::from_bytes(&self.buf).map_err(|e| FormatError::corrupt("layer record", e))?;
         match record {
             Record::Entry(entry) => {
                 if self.tombstones > 0 {
@@ -518,19 +519,29 @@ impl<R: BufRead> Records<R> {
                 }
                 check_entry(&entry, self.version)?;
                 check_order(self.last_entry.as_deref(), &entry.path, "entries")?;
-                self.last_entry = Some(entry.path.clone());
+                remember(&mut self.last_entry, &entry.path);
                 self.entries += 1;
                 Ok(Some(LayerRecord::Entry(entry)))
             }
             Record::Tombstone(t) => {
                 path::validate(&t.path)?;
                 check_order(self.last_tombstone.as_deref(), &t.path, "tombstones")?;
-                self.last_tombstone = Some(t.path.clone());
+                remember(&mut self.last_tombstone, &t.path);
                 self.tombstones += 1;
                 Ok(Some(LayerRecord::Tombstone(t)))
             }
         }
     }
+}
+
+/// Decompressed bytes buffered while records are read.
+const DECODED_PIECE: usize = 32 << 10;
+
+/// Keeps `path` as the last one seen, in the buffer already held.
+fn remember(last: &mut Option<Vec<u8>>, path: &[u8]) {
+    let kept = last.get_or_insert_with(Vec::new);
+    kept.clear();
+    kept.extend_from_slice(path);
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
