@@ -150,7 +150,7 @@ const HELD_ENTRIES: u64 = 1024;
 
 /// Where a layer's entries come from.
 enum Source<'a> {
-    Stream(Records<BufReader<BodyReader<'a>>>),
+    Stream(Box<Records<BufReader<BodyReader<'a>>>>),
     Held(std::vec::IntoIter<Entry>),
 }
 
@@ -219,7 +219,7 @@ fn open_input(layer: &ChainLayer, held: u64) -> Result<(Source<'_>, Vec<Vec<u8>>
     }
     let entries = match whole {
         true => Source::Held(kept.into_iter()),
-        false => Source::Stream(layer.records()?),
+        false => Source::Stream(Box::new(layer.records()?)),
     };
     Ok((entries, tombstones))
 }

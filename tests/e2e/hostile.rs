@@ -205,3 +205,96 @@ fn a_share_root_or_restore_target_that_is_a_symlink_is_refused() {
     env.strata(&["backup", "restore", "b"]).fails(2, "symlink");
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+/// Names flipped between a file and a directory while backups (full and
+/// incremental) walk them: every backup completes, perhaps naming a path it
+/// could not take, and each restores every name as one state or the other,
+/// never a mix and never through an internal error.
+#[test]
+fn names_flipped_between_file_and_directory_are_backed_up_as_one_or_the_other() {
+    let env = Env::new();
+    let share = env.path("flips");
+    fs::create_dir_all(&share).unwrap();
+    for i in 0..400 {
+        fs::write(share.join(format!("f{i:03}")), b"plain").unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let (share, stop) = (share.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut flips = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for i in 0..16 {
+                    let p = share.join(format!("sw{i:02}"));
+                    if p.is_dir() {
+                        let _ = fs::remove_file(p.join("inner"));
+                        let _ = fs::remove_dir(&p);
+                        let _ = fs::write(&p, b"a file");
+                    } else {
+                        let _ = fs::remove_file(&p);
+                        let _ = fs::create_dir(&p);
+                        let _ = fs::write(p.join("inner"), b"in a directory");
+                    }
+                    flips += 1;
+                }
+            }
+            flips
+        })
+    };
+    let started = Instant::now();
+    let mut backups = Vec::new();
+    while started.elapsed() < RACE {
+        let mut args = vec!["backup", "create", "-f", "json"];
+        if !backups.is_empty() {
+            args.push("--incremental");
+        }
+        args.push(share.to_str().unwrap());
+        let run = env.strata(&args);
+        assert!(
+            run.code == 0 || run.code == 3,
+            "exit {}: {}",
+            run.code,
+            run.stderr
+        );
+        backups.push(run.json()["id"].as_str().unwrap().to_string());
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(flipper.join().unwrap() > 0, "the race did not run");
+    assert!(backups.len() > 1, "no incremental ran during the race");
+    // A dozen of them, spread over the race, the last included.
+    let step = backups.len().div_ceil(12);
+    let checked = backups.iter().rev().step_by(step);
+    for (i, id) in checked.enumerate() {
+        let target = env.path(&format!("restored{i}"));
+        restore_to(&env, id, &target).ok();
+        for f in 0..400 {
+            assert_eq!(fs::read(target.join(format!("f{f:03}"))).unwrap(), b"plain");
+        }
+        for s in 0..16 {
+            let p = target.join(format!("sw{s:02}"));
+            let Ok(meta) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                for inner in fs::read_dir(&p).unwrap() {
+                    let inner = inner.unwrap();
+                    assert_eq!(inner.file_name(), "inner", "backup {id}: {}", p.display());
+                    // Written while it was read: whole, or not yet.
+                    let content = fs::read(inner.path()).unwrap();
+                    assert!(
+                        content == b"in a directory" || content.is_empty(),
+                        "backup {id}: {} holds {content:?}",
+                        inner.path().display()
+                    );
+                }
+            } else {
+                let content = fs::read(&p).unwrap();
+                assert!(
+                    content == b"a file" || content.is_empty(),
+                    "backup {id}: {} holds {content:?}",
+                    p.display()
+                );
+            }
+        }
+    }
+}

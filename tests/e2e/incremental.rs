@@ -175,6 +175,7 @@ fn unchanged_files_are_not_read_and_rehash_reads_everything() {
     assert_eq!(none["new_bytes"], 0);
     assert_eq!(none["logical_bytes"].as_u64(), Some(total));
     assert_eq!(none["file_count"], full["file_count"]);
+    assert_eq!(none["dir_count"], full["dir_count"]);
 
     fs::write(share.join("sub/f3"), b"new content").unwrap();
     fs::remove_file(share.join("sub/f4")).unwrap();
@@ -197,6 +198,40 @@ fn unchanged_files_are_not_read_and_rehash_reads_everything() {
 
     let target = env.path("restored");
     restore_to(&env, &id(&rehashed), &target).ok();
+    assert_same(&snapshot(&share), &snapshot(&target));
+}
+
+/// Nothing changed: every entry (files, directories, symlinks, hardlinks,
+/// many directories deep) is inherited without being handed on, yet counted
+/// in the backup's totals, and the backup restores the tree as it is.
+#[test]
+fn an_unchanged_tree_is_counted_whole_and_restores() {
+    let env = Env::new();
+    let share = env.path("deep");
+    for d in 0..30 {
+        let dir = share.join(format!("d{d:02}/e{}/f{}", d % 3, d % 5));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..(d % 7 + 1) {
+            fs::write(dir.join(format!("n{f}")), noise(100 + d * 37 + f, d as u64)).unwrap();
+        }
+        std::os::unix::fs::symlink(format!("../n{}", d % 2), dir.join("link")).unwrap();
+    }
+    fs::hard_link(share.join("d04/e1/f4/n0"), share.join("d29/twin")).unwrap();
+    fs::create_dir(share.join("empty")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let full = backup(&env, &share);
+    let none = incremental(&env, &share, &[]).ok().json();
+    assert_eq!(none["read_bytes"], 0, "{none}");
+    assert_eq!(none["changed_count"], 0, "{none}");
+    assert_eq!(none["deleted_count"], 0, "{none}");
+    for field in ["file_count", "dir_count", "logical_bytes"] {
+        assert_eq!(none[field], full[field], "{field}: {none} against {full}");
+    }
+    // Regular files and hardlinks count as files; symlinks do not.
+    let files: u64 = (0..30).map(|d| d % 7 + 1).sum::<u64>() + 1;
+    assert_eq!(none["file_count"].as_u64(), Some(files), "{none}");
+    let target = env.path("restored");
+    restore_to(&env, &id(&none), &target).ok();
     assert_same(&snapshot(&share), &snapshot(&target));
 }
 

@@ -148,7 +148,7 @@ fn a_repack_killed_anywhere_loses_nothing() {
         let kept = half_dead(&env, &share, round);
         let mut child = env.spawn(&["repack", "--max-unused", "10%"]);
         // Once it holds the lock (its work has begun), at a random point.
-        if kill_after_exclusive_lock(&env, &mut child, Duration::from_millis(next() % 20)) {
+        if kill_after_exclusive_lock(&env, &mut child, Duration::from_millis(next() % 10)) {
             killed_running += 1;
         }
         env.strata(&["cleanup", "--wait", "5"]).ok();

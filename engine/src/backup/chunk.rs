@@ -141,7 +141,7 @@ impl Chunking<'_> {
         };
         if let Some(parent) = &item.parent {
             if !self.rehash && diff::unchanged(&item.kind, meta, parent, self.racy_from) {
-                self.count(&parent.kind);
+                self.counters.count(&parent.kind);
                 if let EntryKind::File { size, .. } = parent.kind {
                     self.progress.add_bytes(size);
                 }
@@ -181,25 +181,11 @@ impl Chunking<'_> {
                 Err(FileError::Fatal(e)) => return Err(e),
             },
         };
-        self.count(&kind);
+        self.counters.count(&kind);
         let entry = base_entry(item, &meta, kind, xattrs);
         match &item.parent {
             Some(parent) if diff::same(&entry, parent, self.rehash) => Ok(Slot::Unchanged),
             _ => Ok(Slot::Entry(entry)),
-        }
-    }
-
-    /// Counts an entry of the backup's tree (recorded or inherited).
-    fn count(&self, kind: &EntryKind) {
-        let c = self.counters;
-        match kind {
-            EntryKind::File { size, .. } => {
-                Counters::add(&c.files, 1);
-                Counters::add(&c.logical_bytes, *size);
-            }
-            EntryKind::Dir => Counters::add(&c.dirs, 1),
-            EntryKind::Symlink { .. } => Counters::add(&c.symlinks, 1),
-            EntryKind::Hardlink { .. } => Counters::add(&c.hardlinks, 1),
         }
     }
 

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
@@ -46,16 +47,41 @@ pub enum Unlisted {
 /// One name of a listed directory.
 pub struct Child {
     pub name: OsString,
-    pub meta: std::io::Result<Stat>,
+    /// Its `lstat`; `None` where storage is fast and its directory entry
+    /// says it is not a directory: the walk takes it (a lister only needs
+    /// to know the directories, and the walk's thread has time to spare).
+    pub meta: Option<std::io::Result<Stat>>,
     /// Its own listing, asked for ahead of the walk.
-    pub pending: Option<Receiver<Listed>>,
+    pub pending: Option<Pending>,
+}
+
+/// A listing asked for ahead: whoever claims it first lists the directory,
+/// the pool or the walk once it gets there, so the walk never waits for a
+/// listing no one has started.
+pub struct Pending {
+    claimed: Arc<AtomicBool>,
+    listed: Receiver<Listed>,
+}
+
+impl Pending {
+    /// Claims the listing for the walk: `false` when the pool started it
+    /// (then [`Pending::wait`] for it).
+    pub fn claim(&self) -> bool {
+        !self.claimed.swap(true, Ordering::AcqRel)
+    }
+
+    /// The listing the pool started.
+    pub fn wait(self) -> Receiver<Listed> {
+        self.listed
+    }
 }
 
 /// A directory, open, with its children in stored-path order.
 pub type Listed = std::result::Result<(OwnedFd, Vec<Child>), Unlisted>;
 
-/// A listed directory as the walk goes through it.
+/// A listed directory as the walk (or the lister) goes through it.
 pub struct DirCursor {
+    /// Its stored path (the lister keeps none).
     pub rel: Vec<u8>,
     pub fd: Arc<OwnedFd>,
     /// The children the walk has not taken yet.
@@ -65,10 +91,10 @@ pub struct DirCursor {
 }
 
 impl DirCursor {
-    pub fn new(rel: Vec<u8>, fd: OwnedFd, children: Vec<Child>) -> DirCursor {
+    pub fn new(rel: Vec<u8>, fd: Arc<OwnedFd>, children: Vec<Child>) -> DirCursor {
         DirCursor {
             rel,
-            fd: Arc::new(fd),
+            fd,
             children: children.into(),
             looked: 0,
         }
@@ -87,11 +113,15 @@ pub struct Listings {
     pool: Arc<rayon::ThreadPool>,
     /// Directories on other devices are mount points, never listed.
     root_dev: u64,
-    /// Whether listings are asked for ahead of the walk.
-    ahead: bool,
+    /// Whether listings are asked for ahead of the walk; shared with the
+    /// walk, which reads ahead where listings are slow.
+    ahead: Arc<AtomicBool>,
     /// Time spent in listings on the walk's thread, and their names.
     waited: std::time::Duration,
     names: u32,
+    /// Where storage is fast: whether every name is `lstat`'ed, or only
+    /// those that may be directories (the walk takes the others).
+    stat_all: bool,
 }
 
 impl Listings {
@@ -106,30 +136,48 @@ impl Listings {
         Ok(Listings {
             pool: Arc::new(pool),
             root_dev,
-            ahead,
+            ahead: Arc::new(AtomicBool::new(ahead)),
             waited: std::time::Duration::ZERO,
             names: 0,
+            stat_all: true,
         })
+    }
+
+    /// Whether every name is `lstat`'ed where storage is fast (where it is
+    /// slow, every name always is, here or on the pool).
+    pub fn stat_all(&mut self, all: bool) {
+        self.stat_all = all;
     }
 
     /// Lists the directory open as `fd` here and now.
     pub fn list(&mut self, fd: OwnedFd) -> Listed {
         let started = std::time::Instant::now();
-        let listed = children_of(fd, &self.pool);
+        let slow = self.is_slow();
+        let listed = children_of(fd, slow.then_some(&*self.pool), slow || self.stat_all);
         if let Ok((_, children)) = &listed {
             let names = u32::try_from(children.len()).unwrap_or(u32::MAX);
             self.names = self.names.saturating_add(names.saturating_add(1));
             self.waited += started.elapsed();
-            self.ahead |=
-                self.names >= SLOW_SAMPLE && self.waited > SLOW_PER_NAME.saturating_mul(self.names);
+            if self.names >= SLOW_SAMPLE && self.waited > SLOW_PER_NAME.saturating_mul(self.names) {
+                self.ahead.store(true, Ordering::Relaxed);
+            }
         }
         listed
     }
 
     /// Whether listings proved slow (or listing ahead was asked for): the
-    /// storage is a cold disk or remote, and reading ahead pays.
-    pub fn slow(&self) -> bool {
-        self.ahead
+    /// storage is a cold disk or remote, and reading ahead pays. The flag
+    /// stays readable once the listings have moved to the lister.
+    pub fn slow(&self) -> Arc<AtomicBool> {
+        self.ahead.clone()
+    }
+
+    pub fn is_slow(&self) -> bool {
+        self.ahead.load(Ordering::Relaxed)
+    }
+
+    pub fn root_dev(&self) -> u64 {
+        self.root_dev
     }
 
     /// Opens and lists the child directory `name` of `parent` here and now.
@@ -146,27 +194,37 @@ impl Listings {
     /// Asks for the listings of the directories among the next
     /// [`LOOKAHEAD`] children of `cursor`.
     pub fn ahead(&self, cursor: &mut DirCursor) {
-        if !self.ahead {
+        if !self.is_slow() {
             return;
         }
         let until = LOOKAHEAD.min(cursor.children.len());
         while cursor.looked < until {
             let child = &mut cursor.children[cursor.looked];
             cursor.looked += 1;
-            let Ok(walked) = &child.meta else { continue };
+            let Some(Ok(walked)) = &child.meta else {
+                continue;
+            };
             if walked.file_type() != FileType::Directory || walked.dev != self.root_dev {
                 continue;
             }
             let (tx, rx) = crossbeam_channel::bounded(1);
+            let claimed = Arc::new(AtomicBool::new(false));
             let (parent, name, walked) = (cursor.fd.clone(), child.name.clone(), *walked);
             let pool = self.pool.clone();
+            let claim = claimed.clone();
             self.pool.spawn(move || {
-                let listed =
-                    open_dir(&parent, &name, &walked).and_then(|fd| children_of(fd, &pool));
+                if claim.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                let listed = open_dir(&parent, &name, &walked)
+                    .and_then(|fd| children_of(fd, Some(&pool), true));
                 // The walk may have stopped meanwhile.
                 let _ = tx.send(listed);
             });
-            child.pending = Some(rx);
+            child.pending = Some(Pending {
+                claimed,
+                listed: rx,
+            });
         }
     }
 }
@@ -199,40 +257,54 @@ fn open_dir(dir: &OwnedFd, name: &std::ffi::OsStr, walked: &Stat) -> Result<Owne
     }
 }
 
-/// The children of the directory open as `fd`, each `lstat`'ed; on a
-/// thread of `pool`.
-fn children_of(fd: OwnedFd, pool: &rayon::ThreadPool) -> Listed {
+/// The children of the directory open as `fd`, in stored-path order, each
+/// `lstat`'ed (on `pool`, for a large directory) if `all`, else only those
+/// that may be directories.
+fn children_of(fd: OwnedFd, pool: Option<&rayon::ThreadPool>, all: bool) -> Listed {
     let names = match list_names(&fd) {
         Ok(names) => names,
         Err(e) => return Err(Unlisted::Kept(format!("cannot list directory: {e}"))),
     };
-    let stat = |name: OsString| Child {
-        meta: Stat::at(&fd, &name),
+    let stat = |(name, kind): (OsString, FileType)| Child {
+        meta: match all || matches!(kind, FileType::Directory | FileType::Unknown) {
+            true => Some(Stat::at(&fd, &name)),
+            false => None,
+        },
         name,
         pending: None,
     };
-    let children = match names.len() {
-        0..=SEQUENTIAL_STATS => names.into_iter().map(stat).collect(),
-        _ => pool.install(|| names.into_par_iter().map(stat).collect()),
+    let children = match (names.len(), pool) {
+        (SEQUENTIAL_STATS.., Some(pool)) => {
+            pool.install(|| names.into_par_iter().map(stat).collect())
+        }
+        _ => names.into_iter().map(stat).collect(),
     };
     Ok((fd, children))
 }
 
-/// The names in the directory open as `fd`, sorted by their bytes (the
-/// stored-path order of siblings).
+/// The names in the directory open as `fd`, with the type their entries
+/// give, sorted by their bytes (the stored-path order of siblings).
 /// The descriptor is fresh from `open`, read once, here.
-fn list_names(fd: &OwnedFd) -> std::io::Result<Vec<OsString>> {
-    // One `getdents` covers a small directory; a large one takes a few.
-    let mut buf = vec![std::mem::MaybeUninit::uninit(); 32 << 10];
-    let mut dir = rustix::fs::RawDir::new(fd, &mut buf);
-    let mut names = Vec::new();
-    while let Some(entry) = dir.next() {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(OsString::from_vec(name.to_vec()));
-        }
+fn list_names(fd: &OwnedFd) -> std::io::Result<Vec<(OsString, FileType)>> {
+    thread_local! {
+        /// One `getdents` covers a small directory; a large one takes a few.
+        /// Kept per thread: a fresh buffer per directory costs the
+        /// allocator more than the listing.
+        static BUF: std::cell::RefCell<Vec<std::mem::MaybeUninit<u8>>> =
+            std::cell::RefCell::new(vec![std::mem::MaybeUninit::uninit(); 32 << 10]);
     }
-    names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let mut names = BUF.with_borrow_mut(|buf| -> std::io::Result<Vec<(OsString, FileType)>> {
+        let mut dir = rustix::fs::RawDir::new(fd, buf.as_mut_slice());
+        let mut names = Vec::new();
+        while let Some(entry) = dir.next() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push((OsString::from_vec(name.to_vec()), entry.file_type()));
+            }
+        }
+        Ok(names)
+    })?;
+    names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     Ok(names)
 }

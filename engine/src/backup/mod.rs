@@ -16,6 +16,7 @@ mod chunk;
 mod dedup;
 mod diff;
 mod layer;
+mod lister;
 mod listing;
 mod read_ahead;
 pub(crate) mod report;
@@ -134,6 +135,7 @@ pub fn run(
             plan.source_path.clone(),
             parent,
             Some(reads),
+            &counters,
             &report,
             progress,
         )?;

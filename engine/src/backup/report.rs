@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use crate::catalog::Problem;
+use strata_format::layer::EntryKind;
 
 /// Most problems kept in the report; the count goes on beyond it.
 const MAX_KEPT: usize = 10_000;
@@ -68,5 +69,18 @@ pub struct Counters {
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    /// Counts an entry of the backup's tree (recorded or inherited).
+    pub fn count(&self, kind: &EntryKind) {
+        match kind {
+            EntryKind::File { size, .. } => {
+                Counters::add(&self.files, 1);
+                Counters::add(&self.logical_bytes, *size);
+            }
+            EntryKind::Dir => Counters::add(&self.dirs, 1),
+            EntryKind::Symlink { .. } => Counters::add(&self.symlinks, 1),
+            EntryKind::Hardlink { .. } => Counters::add(&self.hardlinks, 1),
+        }
     }
 }

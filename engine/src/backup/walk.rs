@@ -1,13 +1,14 @@
 //! Stage 1: walk the share depth-first in stored-path order.
 //!
-//! One thread goes through the tree in order, lists each directory as it
-//! reaches it and hands out the items; a large directory's children are
-//! `lstat`'ed on a small pool, and where listings prove slow (NFS, a cold
-//! disk) the directories just ahead are listed there in advance (see
-//! [`super::listing`]). Items leave numbered in order, so later stages may
-//! finish them out of order and the layer is still written sorted.
-//! Symlinks are never followed. Hardlinks are detected here, in order, so the
-//! first name of an inode is the one that carries the content.
+//! The walk takes each directory's listing (its names, sorted, and their
+//! `lstat`) from the lister ([`super::lister`]), a thread of its own that
+//! keeps ahead of it, and hands out the items. Items leave numbered in
+//! order, so later stages may finish them out of order and the layer is
+//! still written sorted. In an incremental backup, an item whose `lstat`
+//! matches its parent entry is counted here and goes no further: its entry
+//! stands. Symlinks are never followed. Hardlinks are detected here, in
+//! order, so the first name of an inode is the one that carries the
+//! content.
 //!
 //! Nothing outside the share is ever read, whatever is renamed or swapped
 //! for a symlink while the walk runs: the root is opened once (and refused
@@ -24,17 +25,20 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustix::fs::{FileType, Mode, OFlags};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use strata_format::layer::Entry;
+use strata_format::layer::{Entry, EntryKind};
 
-use super::diff::ParentCursor;
-use super::listing::{Child, DirCursor, Listed, Listings, Unlisted};
+use super::diff::{self, ParentCursor};
+use super::lister::{self, Handed};
+use super::listing::{Child, DirCursor, Listings, Unlisted};
 use super::read_ahead::{Opened, ReadAhead, Reads};
+use super::report::Counters;
 use super::report::Report;
 use super::stat::Stat;
 use crate::error::{Error, IoContext, Result};
@@ -108,13 +112,20 @@ pub struct Walker<'a> {
     flushed: std::time::Instant,
     parent: Option<ParentCursor<'a>>,
     read_ahead: Option<ReadAhead>,
+    reads: Option<Reads>,
+    /// Where the entries passed over unchanged are counted.
+    counters: &'a Counters,
+    /// Items passed over unchanged since the last hand-off (for progress).
+    passed: u64,
     report: &'a Report,
     progress: &'a Progress,
-    listings: Listings,
+    /// The directories' listings, from the lister, in the order they are entered.
+    listed: lister::Stream,
+    /// Whether listings proved slow (the lister's finding).
+    slow: Arc<AtomicBool>,
     seq: u64,
     links: HashMap<(u64, u64), Vec<u8>>,
     root_dev: u64,
-    root: Arc<OwnedFd>,
     root_path: PathBuf,
 }
 
@@ -130,10 +141,23 @@ pub fn spawn<'scope>(
     root: PathBuf,
     parent: Option<ParentCursor<'scope>>,
     reads: Option<Reads>,
+    counters: &'scope Counters,
     report: &'scope Report,
     progress: &'scope Progress,
 ) -> Result<(Receiver<Vec<WalkItem>>, WalkHandle<'scope>, u64)> {
-    spawn_listing(scope, root, parent, reads, report, progress, false)
+    let watch = Watch {
+        counters,
+        report,
+        progress,
+    };
+    spawn_listing(scope, root, parent, reads, watch, false)
+}
+
+/// Where a walk reports: counts, problems, progress.
+struct Watch<'a> {
+    counters: &'a Counters,
+    report: &'a Report,
+    progress: &'a Progress,
 }
 
 /// [`spawn`], listing ahead from the start with `ahead`.
@@ -142,35 +166,49 @@ fn spawn_listing<'scope>(
     root: PathBuf,
     parent: Option<ParentCursor<'scope>>,
     reads: Option<Reads>,
-    report: &'scope Report,
-    progress: &'scope Progress,
+    watch: Watch<'scope>,
     ahead: bool,
 ) -> Result<(Receiver<Vec<WalkItem>>, WalkHandle<'scope>, u64)> {
+    let Watch {
+        counters,
+        report,
+        progress,
+    } = watch;
     // A root that is a symlink is refused.
     let root_fd = crate::beneath::Beneath::open(&root)?.into_fd();
     let meta = Stat::of(&root_fd).at(&root)?;
     raise_fd_limit();
     let (tx, rx) = crossbeam_channel::bounded(1024 / BATCH);
     let listings = Listings::new(4, meta.dev, ahead)?;
+    let slow = listings.slow();
+    // Its own descriptor, so the listing reads from the start.
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let listed_root = rustix::fs::openat(&root_fd, ".", flags, Mode::empty())
+        .map_err(std::io::Error::from)
+        .at(&root)?;
+    let listed = lister::spawn(scope, listed_root, meta.ino, listings, progress);
     let mut walker = Walker {
         tx,
         batch: Vec::with_capacity(BATCH),
         flushed: std::time::Instant::now(),
         parent,
         read_ahead: reads.map(ReadAhead::new),
+        reads,
+        counters,
+        passed: 0,
         report,
         progress,
-        listings,
+        listed,
+        slow,
         seq: 0,
         links: HashMap::new(),
         root_dev: meta.dev,
-        root: Arc::new(root_fd),
         root_path: root.clone(),
     };
     let root_ino = meta.ino;
     let root_dev = meta.dev;
     let handle = scope.spawn(move || {
-        walker.run(root.clone())?;
+        walker.run(root.clone(), root_ino)?;
         // A share moved away, unmounted or replaced while it was walked must
         // not turn into a backup of whatever was walked instead (or into
         // deletions): its root must still be the directory opened at the start.
@@ -217,9 +255,21 @@ impl Walker<'_> {
             Some(cursor) => cursor.take(&rel, matches!(kind, ItemKind::Dir))?,
             None => None,
         };
+        if let (Some(meta), Some(inherited), Some(reads)) = (&meta, &parent, self.reads) {
+            if !reads.rehash && diff::unchanged(&kind, meta, inherited, reads.racy_from) {
+                // The parent's entry stands: counted here, and nothing is
+                // handed to the workers (most items, when little changed).
+                self.counters.count(&inherited.kind);
+                if let EntryKind::File { size, .. } = inherited.kind {
+                    self.progress.add_bytes(size);
+                }
+                self.passed += 1;
+                return Ok(true);
+            }
+        }
         // Where storage is fast, the kernel's own read-ahead is enough.
         let opened = match (&self.read_ahead, &meta) {
-            (Some(ahead), Some(meta)) if self.listings.slow() => {
+            (Some(ahead), Some(meta)) if self.slow.load(Ordering::Relaxed) => {
                 ahead.open(&dir, &name, &kind, meta, parent.as_ref())
             }
             _ => None,
@@ -242,6 +292,7 @@ impl Walker<'_> {
     /// Hands the items gathered so far to the workers; `false` when the
     /// consumers have gone.
     fn flush(&mut self) -> bool {
+        self.progress.add_files(std::mem::take(&mut self.passed));
         if self.batch.is_empty() {
             return true;
         }
@@ -250,23 +301,21 @@ impl Walker<'_> {
         self.tx.send(batch).is_ok()
     }
 
-    /// A listing asked for ahead. Before waiting for one not done yet (a
-    /// listing over NFS), the workers get what there is.
-    fn wait(&mut self, pending: Receiver<Listed>) -> Result<Listed> {
-        let listed = match pending.try_recv() {
-            Ok(listed) => Ok(listed),
-            Err(_) => {
-                self.flush_if_waited();
-                pending.recv()
-            }
-        };
-        listed.map_err(|_| Error::Bug("a directory listing was lost".into()))
-    }
-
-    fn flush_if_waited(&mut self) {
-        if self.flushed.elapsed() >= BATCH_WAIT {
+    /// The listing of the directory `ino`, the next one the walk enters.
+    /// Before waiting for it (a listing over NFS), the workers get what
+    /// there is.
+    fn next_listing(&mut self, ino: u64) -> Result<Handed> {
+        if !self.listed.ready() && self.flushed.elapsed() >= BATCH_WAIT {
             self.flush();
         }
+        let handed = self.listed.next()?;
+        if handed.ino != ino {
+            return Err(Error::Bug(format!(
+                "the walk's lister listed directory inode {} where the walk entered inode {ino}",
+                handed.ino
+            )));
+        }
+        Ok(handed)
     }
 
     /// Keeps what the parent backup had below the directory `rel`, which
@@ -279,14 +328,9 @@ impl Walker<'_> {
         }
     }
 
-    fn run(&mut self, root: PathBuf) -> Result<()> {
+    fn run(&mut self, root: PathBuf, root_ino: u64) -> Result<()> {
         let mut stack: Vec<DirCursor> = Vec::new();
-        // Its own descriptor, so the listing reads from the start.
-        let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
-        let root_fd = rustix::fs::openat(&*self.root, ".", flags, Mode::empty())
-            .map_err(std::io::Error::from)
-            .at(&root)?;
-        match self.listings.list(root_fd) {
+        match self.next_listing(root_ino)?.listed {
             Ok((fd, children)) => stack.push(DirCursor::new(Vec::new(), fd, children)),
             Err(Unlisted::Gone | Unlisted::Kept(_)) => {
                 return Err(Error::InvalidArgument(format!(
@@ -297,24 +341,33 @@ impl Walker<'_> {
         }
         while let Some(top) = stack.last_mut() {
             self.progress.check()?;
-            self.listings.ahead(top);
-            let Some(Child {
-                name,
-                meta,
-                pending,
-            }) = top.next_child()
-            else {
+            let Some(Child { name, meta, .. }) = top.next_child() else {
                 stack.pop();
                 continue;
             };
             let rel = strata_format::path::join(&top.rel, name.as_bytes());
             let dir = top.fd.clone();
-            if name.as_bytes().contains(&b'/') || strata_format::path::validate(&rel).is_err() {
+            if !lister::storable(&name) {
                 self.report
                     .problem(&rel, "name cannot be stored; skipped".to_string());
                 continue;
             }
-            let meta = match meta {
+            // What the lister did not `lstat` (fast storage, not a
+            // directory by its entry) is taken here.
+            let listed_as_dir = meta.is_some();
+            let meta = match meta.unwrap_or_else(|| Stat::at(&*dir, &name)) {
+                Ok(meta) if !listed_as_dir && meta.file_type() == FileType::Directory => {
+                    // Replaced by a directory since it was listed: it was
+                    // not listed as one, so it is not walked now.
+                    self.report.problem(
+                        &rel,
+                        "became a directory while the backup ran; not backed up".into(),
+                    );
+                    if let Some(parent) = &mut self.parent {
+                        parent.keep(&rel)?;
+                    }
+                    continue;
+                }
                 Ok(meta) => meta,
                 // Gone since it was listed: deleted (the parent view's
                 // cursor records it so as the walk passes it).
@@ -329,21 +382,21 @@ impl Walker<'_> {
                 }
             };
             let ft = meta.file_type();
-            let (kind, descend) = match ft {
-                FileType::Directory => (ItemKind::Dir, true),
-                FileType::Symlink => (ItemKind::Symlink, false),
+            let kind = match ft {
+                FileType::Directory => ItemKind::Dir,
+                FileType::Symlink => ItemKind::Symlink,
                 FileType::RegularFile => {
                     if meta.nlink > 1 {
                         let key = (meta.dev, meta.ino);
                         match self.links.get(&key) {
-                            Some(first) => (ItemKind::Hardlink(first.clone()), false),
+                            Some(first) => ItemKind::Hardlink(first.clone()),
                             None => {
                                 self.links.insert(key, rel.clone());
-                                (ItemKind::File, false)
+                                ItemKind::File
                             }
                         }
                     } else {
-                        (ItemKind::File, false)
+                        ItemKind::File
                     }
                 }
                 special => {
@@ -355,32 +408,28 @@ impl Walker<'_> {
                         _ => "special file",
                     };
                     self.report.warning(&rel, format!("{what} skipped"));
-                    (ItemKind::Nothing, false)
+                    ItemKind::Nothing
                 }
             };
             if matches!(kind, ItemKind::File) {
                 self.progress.add_total(meta.size);
             }
-            let descend = descend && meta.dev == self.root_dev;
+            let descend = lister::descends(&name, &meta, self.root_dev);
             if !descend && ft == FileType::Directory {
                 self.report
                     .warning(&rel, "mount point: contents not backed up".to_string());
+            }
+            if !descend {
+                if !self.emit((rel, dir, name), Some(meta), kind)? {
+                    return Ok(());
+                }
+                continue;
             }
             let located = (rel.clone(), dir.clone(), name.clone());
             if !self.emit(located, Some(meta), kind)? {
                 return Ok(());
             }
-            if !descend {
-                continue;
-            }
-            let listed = match pending {
-                Some(pending) => self.wait(pending)?,
-                None => {
-                    self.flush_if_waited();
-                    self.listings.open_and_list(&dir, &name, &meta)
-                }
-            };
-            match listed {
+            match self.next_listing(meta.ino)?.listed {
                 Ok((fd, children)) => stack.push(DirCursor::new(rel, fd, children)),
                 Err(Unlisted::Gone) => {}
                 Err(Unlisted::Kept(why)) => {
@@ -399,6 +448,15 @@ mod tests {
     use super::*;
     use std::path::Path;
 
+    fn watch<'a>(report: &'a Report, progress: &'a Progress) -> Watch<'a> {
+        static COUNTERS: std::sync::OnceLock<Counters> = std::sync::OnceLock::new();
+        Watch {
+            counters: COUNTERS.get_or_init(Counters::default),
+            report,
+            progress,
+        }
+    }
+
     /// An item's number, path, kind and size.
     type Seen = (u64, Vec<u8>, String, u64);
 
@@ -407,9 +465,15 @@ mod tests {
         let report = Report::default();
         let progress = Progress::default();
         let items = std::thread::scope(|s| {
-            let (rx, handle, _) =
-                spawn_listing(s, root.to_path_buf(), None, None, &report, &progress, ahead)
-                    .unwrap();
+            let (rx, handle, _) = spawn_listing(
+                s,
+                root.to_path_buf(),
+                None,
+                None,
+                watch(&report, &progress),
+                ahead,
+            )
+            .unwrap();
             let items: Vec<_> = rx
                 .into_iter()
                 .flatten()
@@ -497,7 +561,7 @@ mod tests {
         let items: Vec<WalkItem> = std::thread::scope(|s| {
             let root = dir.path().to_path_buf();
             let (rx, handle, _) =
-                spawn_listing(s, root, None, Some(reads), &report, &progress, true).unwrap();
+                spawn_listing(s, root, None, Some(reads), watch(&report, &progress), true).unwrap();
             // Every item is held, so no file opened ahead is given back.
             let items = rx.into_iter().flatten().collect();
             handle.join().unwrap().unwrap();

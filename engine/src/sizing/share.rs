@@ -41,12 +41,20 @@ fn mix(n: u64) -> u64 {
 pub fn measure(share: &Path, opts: &SizingOptions) -> Result<ShareFigures> {
     let report = Report::default();
     let progress = Progress::default();
+    let counters = crate::backup::Counters::default();
     let started = Instant::now();
     let (mut files, mut bytes, mut entries) = (0u64, 0u64, 0u64);
     let mut candidates: Vec<(PathBuf, u64)> = Vec::new();
     std::thread::scope(|scope| -> Result<()> {
-        let (rx, handle, _) =
-            walk::spawn(scope, share.to_path_buf(), None, None, &report, &progress)?;
+        let (rx, handle, _) = walk::spawn(
+            scope,
+            share.to_path_buf(),
+            None,
+            None,
+            &counters,
+            &report,
+            &progress,
+        )?;
         let abs = |rel: &[u8]| share.join(OsStr::from_bytes(rel));
         for item in rx.into_iter().flatten() {
             entries += 1;
