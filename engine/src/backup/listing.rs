@@ -1,13 +1,15 @@
 //! Listing the directories of a walk: each opened from its parent's
 //! descriptor (never through a symlink, and only if it is still the
-//! directory that was walked), its names read and sorted, each name
-//! `lstat`'ed.
+//! directory that was walked), its names read and sorted, and the names
+//! `lstat`'ed (all of them, or only those that may be directories, the
+//! walk taking the others: see [`Listings::stat_all`]).
 //!
 //! Where listings are slow (a share over NFS, a cold disk: each `lstat` a
-//! round trip), the walk asks for the listings of the directories a little
-//! ahead of where it is ([`Listings::ahead`]), on a pool of its own, so the
-//! waits of a whole tree overlap while items still leave in path order.
-//! Where they are fast, that hand-off would cost more CPU than it saves.
+//! round trip), the lister asks for the listings of the directories a
+//! little ahead of where it is ([`Listings::ahead`]), on a pool of its own,
+//! so the waits of a whole tree overlap while listings still leave in path
+//! order. Where they are fast, that hand-off would cost more CPU than it
+//! saves.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -23,12 +25,13 @@ use rustix::fs::{FileType, Mode, OFlags};
 use super::stat::Stat;
 use crate::error::{Error, Result};
 
-/// Directories with at most this many names are stat'ed by the thread that
-/// lists them; larger ones by the whole pool.
+/// Where listings are slow, directories with at most this many names are
+/// stat'ed by the thread that lists them; larger ones by the whole pool.
+/// Where they are fast, the pool's wake-ups would cost more than it saves.
 const SEQUENTIAL_STATS: usize = 32;
-/// Names of a directory looked ahead of the walk's position in it: the
-/// directories among them are listed before the walk reaches them.
-const LOOKAHEAD: usize = 16;
+/// Subdirectories listed ahead of the lister's position in a directory
+/// where listings are slow: one per thread of the pool.
+const LOOKAHEAD: usize = 4;
 /// Listings that took longer than this per name on average turn listing
 /// ahead on (a local, cached `lstat` takes a few microseconds), once they
 /// have covered [`SLOW_SAMPLE`] names.
@@ -192,7 +195,8 @@ impl Listings {
     }
 
     /// Asks for the listings of the directories among the next
-    /// [`LOOKAHEAD`] children of `cursor`.
+    /// [`LOOKAHEAD`] children of `cursor` (the lister's cursors hold
+    /// subdirectories only).
     pub fn ahead(&self, cursor: &mut DirCursor) {
         if !self.is_slow() {
             return;
