@@ -248,6 +248,12 @@ impl Drop for Conn<'_> {
     }
 }
 
+/// The page cache of a read snapshot, at most (SQLite's default is 2 MiB
+/// a connection, which the lookups of a large chunk index fill): a restore
+/// looks each chunk up once a window, so the B-tree's upper levels are what
+/// pays to keep, and the memory of a restore stays flat in the file count.
+const SNAPSHOT_CACHE_KIB: i64 = 256;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The data (idle connections) stays valid whatever panicked.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -410,13 +416,20 @@ impl Catalog {
     /// plans with one lookup per chunk). Nothing is written.
     pub fn reading<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
         let snapshot = self.pinned()?;
-        {
+        let cache: i64 = {
             let conn = snapshot.conn()?;
+            let cache = conn.pragma_query_value(None, "cache_size", |r| r.get(0))?;
+            conn.pragma_update(None, "cache_size", -SNAPSHOT_CACHE_KIB)?;
             conn.execute_batch("BEGIN DEFERRED")?;
-        }
+            cache
+        };
         let out = f(&snapshot);
         // Read-only: ending it either way releases the snapshot.
-        snapshot.conn()?.execute_batch("ROLLBACK")?;
+        {
+            let conn = snapshot.conn()?;
+            conn.execute_batch("ROLLBACK")?;
+            conn.pragma_update(None, "cache_size", cache)?;
+        }
         if let Some(conn) = snapshot.pinned {
             let conn = conn.into_inner().unwrap_or_else(|p| p.into_inner());
             drop(Conn::Pooled(Some(conn), &self.pool));

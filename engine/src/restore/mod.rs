@@ -98,10 +98,18 @@ pub fn run(
     };
     while let Some((window, units)) = current.take() {
         let next = windows.next_window()?;
-        let (filled, prepared) = rayon::join(
-            || restorer.fill(&window.tree, &units, &mut outcome),
-            || next.map(|w| restorer.prepare(w)).transpose(),
-        );
+        // The next window is read and planned on this thread, always: what
+        // a window holds is then allocated and freed by one thread, and the
+        // allocator's footprint stays that of a window or two however many
+        // there are (when pool threads took turns, each kept its own).
+        let (filled, prepared) = std::thread::scope(|s| {
+            let filling = s.spawn(|| restorer.fill(&window.tree, &units, &mut outcome));
+            let prepared = next.map(|w| restorer.prepare(w)).transpose();
+            let filled = filling
+                .join()
+                .unwrap_or_else(|_| Err(Error::Bug("a restore thread panicked".into())));
+            (filled, prepared)
+        });
         filled?;
         meta::apply_dirs(target, &window.closed)?;
         current = prepared?;
@@ -123,13 +131,18 @@ struct Restorer<'a> {
 
 impl Restorer<'_> {
     /// Lays out a window (directories, empty files) while its units are
-    /// planned (catalog lookups): they need nothing of each other.
+    /// planned (catalog lookups) on the calling thread: they need nothing
+    /// of each other.
     fn prepare(&self, window: tree::Window) -> Result<(tree::Window, Vec<plan::Unit>)> {
         let tree = &window.tree;
-        let (laid, units) = rayon::join(
-            || write::layout(self.target, tree),
-            || plan::units(tree, self.index),
-        );
+        let (laid, units) = std::thread::scope(|s| {
+            let laying = s.spawn(|| write::layout(self.target, tree));
+            let units = plan::units(tree, self.index);
+            let laid = laying
+                .join()
+                .unwrap_or_else(|_| Err(Error::Bug("a restore thread panicked".into())));
+            (laid, units)
+        });
         laid?;
         let units = units?;
         Ok((window, units))
