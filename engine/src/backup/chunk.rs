@@ -38,8 +38,6 @@ pub struct Chunking<'a> {
     pub zstd_level: Option<i32>,
     /// Read every file, even those whose `lstat` matches the parent.
     pub rehash: bool,
-    /// Parent entries stamped at or after this are re-read (see [`diff::RACY_WINDOW_NS`]).
-    pub racy_from: i64,
     pub dedup: &'a Dedup<'a>,
     pub blobs: Sender<Blob>,
     pub counters: &'a Counters,
@@ -139,15 +137,8 @@ impl Chunking<'_> {
         let Some(meta) = item.meta.as_ref() else {
             return Ok(Slot::Empty);
         };
-        if let Some(parent) = &item.parent {
-            if !self.rehash && diff::unchanged(&item.kind, meta, parent, self.racy_from) {
-                self.counters.count(&parent.kind);
-                if let EntryKind::File { size, .. } = parent.kind {
-                    self.progress.add_bytes(size);
-                }
-                return Ok(Slot::Unchanged);
-            }
-        }
+        // What the parent's entry stands for never gets here: the walk
+        // counted it and went on (`Reads::inherits`).
         // A path's xattrs, for what is not read as an open file.
         let at_path = || read_xattrs(&item.at(), &item.rel, self.report);
         let (kind, meta, xattrs) = match &item.kind {

@@ -146,7 +146,6 @@ pub fn run(
             params: config.chunker,
             zstd_level: plan.zstd_level,
             rehash: plan.rehash,
-            racy_from,
             dedup: &dedup,
             blobs,
             counters: &counters,

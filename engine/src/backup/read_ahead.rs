@@ -27,7 +27,8 @@ const MAX_BYTES: u64 = 8 << 20;
 /// Files opened ahead and not yet taken by a worker, at most.
 const MAX_FILES: usize = 256;
 
-/// Which files a backup will read, so the walk can open them ahead.
+/// Which entries a backup inherits from its parent without reading them;
+/// it reads the rest.
 #[derive(Clone, Copy)]
 pub struct Reads {
     /// The parent's data timestamp minus the racy window
@@ -37,9 +38,18 @@ pub struct Reads {
     pub rehash: bool,
 }
 
+impl Reads {
+    /// Whether the parent's entry stands for the item the walk found
+    /// (`kind`, `meta`): its `lstat` shows it unchanged, and not every file
+    /// is to be read.
+    pub fn inherits(&self, kind: &ItemKind, meta: &Stat, parent: &Entry) -> bool {
+        !self.rehash && diff::unchanged(kind, meta, parent, self.racy_from)
+    }
+}
+
 /// The walk's side: opens files ahead within the budget.
+#[derive(Default)]
 pub struct ReadAhead {
-    reads: Reads,
     open: Arc<AtomicUsize>,
 }
 
@@ -64,32 +74,18 @@ impl Opened {
 }
 
 impl ReadAhead {
-    pub fn new(reads: Reads) -> ReadAhead {
-        ReadAhead {
-            reads,
-            open: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// Opens `name` in `dir` and asks for its pages, if the backup will read
-    /// it and the budget allows; `None` otherwise, or when it cannot be
-    /// opened (the worker then opens it and reports why).
+    /// Opens the file `name` in `dir` and asks for its pages, if the budget
+    /// allows; `None` otherwise, or when it cannot be opened (the worker
+    /// then opens it and reports why). The walk asks only for the items a
+    /// backup reads: those it does not inherit ([`Reads::inherits`]).
     pub fn open(
         &self,
         dir: &OwnedFd,
         name: &std::ffi::OsStr,
         kind: &ItemKind,
         meta: &Stat,
-        parent: Option<&Entry>,
     ) -> Option<Opened> {
-        let read = match parent {
-            Some(parent) => {
-                self.reads.rehash || !diff::unchanged(kind, meta, parent, self.reads.racy_from)
-            }
-            None => true,
-        };
         if !matches!(kind, ItemKind::File)
-            || !read
             || !(1..=MAX_BYTES).contains(&meta.size)
             || self.open.load(Ordering::Relaxed) >= MAX_FILES
         {

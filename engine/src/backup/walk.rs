@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use strata_format::layer::{Entry, EntryKind};
 
-use super::diff::{self, ParentCursor};
+use super::diff::ParentCursor;
 use super::lister::{self, Handed};
 use super::listing::{Child, DirCursor, Listings, Unlisted};
 use super::read_ahead::{Opened, ReadAhead, Reads};
@@ -192,7 +192,7 @@ fn spawn_listing<'scope>(
         batch: Vec::with_capacity(BATCH),
         flushed: std::time::Instant::now(),
         parent,
-        read_ahead: reads.map(ReadAhead::new),
+        read_ahead: reads.map(|_| ReadAhead::default()),
         reads,
         counters,
         passed: 0,
@@ -256,7 +256,7 @@ impl Walker<'_> {
             None => None,
         };
         if let (Some(meta), Some(inherited), Some(reads)) = (&meta, &parent, self.reads) {
-            if !reads.rehash && diff::unchanged(&kind, meta, inherited, reads.racy_from) {
+            if reads.inherits(&kind, meta, inherited) {
                 // The parent's entry stands: counted here, and nothing is
                 // handed to the workers (most items, when little changed).
                 self.counters.count(&inherited.kind);
@@ -270,7 +270,7 @@ impl Walker<'_> {
         // Where storage is fast, the kernel's own read-ahead is enough.
         let opened = match (&self.read_ahead, &meta) {
             (Some(ahead), Some(meta)) if self.slow.load(Ordering::Relaxed) => {
-                ahead.open(&dir, &name, &kind, meta, parent.as_ref())
+                ahead.open(&dir, &name, &kind, meta)
             }
             _ => None,
         };
