@@ -174,7 +174,7 @@ fn fill_pack(
                 let entry = &placement.entry;
                 let raw = expand(pack.id, entry, stored.blob(entry)?, room(scratch, entry))?;
                 check(pack.id, entry, &raw)?;
-                for &i in &placement.files {
+                for i in placement.files() {
                     let e = &tree.entries[i];
                     let EntryKind::File { size, hash, .. } = &e.kind else {
                         return Err(Error::Bug("pack unit names a non-file".into()));

@@ -39,6 +39,10 @@ pub struct Windows<'a> {
     budget: usize,
     /// An entry read past the end of the last window.
     pending: Option<Entry>,
+    /// A restored window's emptied entry list, for the next window: the
+    /// lists keep their capacity, so the heap is not grown and freed anew
+    /// each window.
+    spare: Vec<Vec<Entry>>,
 }
 
 /// A window and the directories none of whose entries are still to come,
@@ -67,13 +71,14 @@ impl<'a> Windows<'a> {
             targets,
             budget,
             pending: None,
+            spare: Vec::new(),
         })
     }
 
     /// The next window; `None` once the tree is done (then [`Windows::rest`]
     /// gives the directories still open).
     pub fn next_window(&mut self) -> Result<Option<Window>> {
-        let mut entries = Vec::new();
+        let mut entries = self.spare.pop().unwrap_or_default();
         let mut closed = Vec::new();
         let mut used = 0;
         while used < self.budget {
@@ -90,12 +95,19 @@ impl<'a> Windows<'a> {
             entries.push(e);
         }
         if entries.is_empty() {
+            self.spare.push(entries);
             return Ok(None);
         }
         Ok(Some(Window {
             tree: Tree { entries },
             closed,
         }))
+    }
+
+    /// Takes back a restored window's entry list.
+    pub fn recycle(&mut self, mut tree: Tree) {
+        tree.entries.clear();
+        self.spare.push(tree.entries);
     }
 
     /// The directories still open at the end, deepest first.
