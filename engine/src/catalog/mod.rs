@@ -428,6 +428,9 @@ impl Catalog {
         {
             let conn = snapshot.conn()?;
             conn.execute_batch("ROLLBACK")?;
+            // The snapshot's pages go: the next snapshot may come on another
+            // connection of the pool, and each would keep its own.
+            conn.execute_batch("PRAGMA shrink_memory")?;
             conn.pragma_update(None, "cache_size", cache)?;
         }
         if let Some(conn) = snapshot.pinned {
