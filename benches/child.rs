@@ -10,7 +10,8 @@
 //! CATALOG REPO` (threshold 20%; bytes are the live bytes copied), or
 //! `strata-bench-child delete CATALOG REPO BACKUP-ID`, or `strata-bench-child
 //! prune CATALOG REPO` (daily 7, weekly 4, monthly 12, yearly 3). Prints `key=value` lines: secs, bytes, files,
-//! peak_rss_kib, cpu_secs, id, and for backups read, new, changed, deleted.
+//! peak_rss_kib, mapped_rss_kib (pages of files and shared memory at the
+//! end), cpu_secs, id, and for backups read, new, changed, deleted.
 
 mod procstat;
 
@@ -138,6 +139,7 @@ fn run(args: &[String]) -> Result<(), String> {
         _ => return Err(format!("unknown operation {op:?}")),
     }
     println!("peak_rss_kib={}", procstat::peak_rss_kib());
+    println!("mapped_rss_kib={}", procstat::mapped_rss_kib());
     println!("cpu_secs={}", procstat::cpu_secs(std::process::id()));
     Ok(())
 }

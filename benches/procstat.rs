@@ -4,11 +4,22 @@
 
 /// This process's peak resident set, in KiB (`VmHWM`).
 pub fn peak_rss_kib() -> u64 {
+    own_status_kib("VmHWM:")
+}
+
+/// How much of this process's resident set is pages of files and shared
+/// memory (its code and libraries, SQLite's shared index), in KiB, now:
+/// what its peak holds besides its heap and stacks.
+pub fn mapped_rss_kib() -> u64 {
+    own_status_kib("RssFile:") + own_status_kib("RssShmem:")
+}
+
+fn own_status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
