@@ -59,7 +59,8 @@ pub struct RestoreOptions {
 /// 16.8-17.1 MiB; a tree of 99,032 source paths in 1.71-1.72 s, as before,
 /// peak 66-70 MiB against 74-76. What the allocator keeps between windows
 /// grows with the window, so smaller windows also keep a restore of a
-/// million files nearer one of ten thousand (1.06 against 1.12).
+/// million files nearer one of ten thousand: 1.06-1.07 against 1.11-1.12 in
+/// alternating runs on one machine (the scale benchmark: 1.10-1.14).
 pub const DEFAULT_WINDOW_BYTES: usize = 2 << 20;
 
 /// Restores `backup` (its chain as the repository holds it) into `target`
