@@ -7,6 +7,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+#[path = "procstat.rs"]
+pub mod procstat;
+
 pub fn noise(out: &mut [u8], seed: u64) {
     blake3::Hasher::new()
         .update(&seed.to_le_bytes())
@@ -325,18 +328,6 @@ pub struct Measured {
     pub stdout: String,
 }
 
-/// A field of `/proc/PID/status` in KiB.
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Runs `cmd` to completion and measures it; panics with its stderr if it
 /// fails. The peak RSS is the kernel's high-water mark, read every few
 /// milliseconds while the process lives (it only grows, so a read misses
@@ -375,7 +366,7 @@ pub fn measure(cmd: &mut Command) -> Measured {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        peak = status_kib(pid, "VmHWM:").unwrap_or(0).max(peak);
+        peak = procstat::status_kib(pid, "VmHWM:").unwrap_or(0).max(peak);
         std::thread::sleep(std::time::Duration::from_millis(5));
     };
     let secs = started.elapsed().as_secs_f64();

@@ -17,7 +17,6 @@ mod common;
 #[path = "../tests/e2e/ganesha.rs"]
 #[allow(dead_code)]
 mod ganesha;
-mod procstat;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -74,7 +73,7 @@ fn main() {
     // backup or restore is followed by the same over `nfs://`.
     let first = raw_figures(&server, &share, benching);
     // CPU time ganesha has used so far (it runs on the same cores).
-    let server_cpu = || server.pid().map_or(0.0, procstat::cpu_secs);
+    let server_cpu = || server.pid().map_or(0.0, common::procstat::cpu_secs);
     let repo = |kind: &str, i: usize| match kind {
         "local" => path(&work.path().join(format!("repo{i}"))),
         _ => server.url(&format!("repo{i}")),

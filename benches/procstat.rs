@@ -4,26 +4,27 @@
 
 /// This process's peak resident set, in KiB (`VmHWM`).
 pub fn peak_rss_kib() -> u64 {
-    own_status_kib("VmHWM:")
+    status_kib(std::process::id(), "VmHWM:").unwrap_or(0)
 }
 
 /// How much of this process's resident set is pages of files and shared
 /// memory (its code and libraries, SQLite's shared index), in KiB, now:
 /// what its peak holds besides its heap and stacks.
 pub fn mapped_rss_kib() -> u64 {
-    own_status_kib("RssFile:") + own_status_kib("RssShmem:")
+    let own = |field| status_kib(std::process::id(), field).unwrap_or(0);
+    own("RssFile:") + own("RssShmem:")
 }
 
-fn own_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A field of `/proc/PID/status`, in KiB.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// CPU time process `pid` has used (user + system, every thread), in
