@@ -141,7 +141,9 @@ pub struct ChunkRef {
 /// One extended attribute.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Xattr {
+    #[serde(with = "serde_bytes")]
     pub name: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
 }
 
@@ -155,10 +157,12 @@ pub enum EntryKind {
     },
     Dir,
     Symlink {
+        #[serde(with = "serde_bytes")]
         target: Vec<u8>,
     },
     /// A further name of a file recorded earlier under `target`.
     Hardlink {
+        #[serde(with = "serde_bytes")]
         target: Vec<u8>,
     },
 }
@@ -166,6 +170,7 @@ pub enum EntryKind {
 /// One path of the share and its metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    #[serde(with = "serde_bytes")]
     pub path: Vec<u8>,
     pub mode: u32,
     pub uid: u32,
@@ -182,6 +187,7 @@ pub struct Entry {
 /// A path (and everything below it) deleted since the parent layer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
+    #[serde(with = "serde_bytes")]
     pub path: Vec<u8>,
 }
 

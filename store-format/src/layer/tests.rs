@@ -283,3 +283,107 @@ proptest! {
         }
     }
 }
+
+/// Records as serde writes a `Vec<u8>` it is not told is a byte string: a
+/// length and then each byte, one element at a time. Layers were written
+/// that way before their byte strings were declared as such; postcard puts
+/// the same bytes on the wire either way, which this mirror proves.
+mod as_sequences {
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    pub enum Record {
+        Entry(Entry),
+        Tombstone { path: Vec<u8> },
+    }
+
+    #[derive(Serialize)]
+    pub struct Entry {
+        pub path: Vec<u8>,
+        pub mode: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub mtime_ns: i64,
+        pub ctime_ns: i64,
+        pub inode: u64,
+        pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+        pub kind: Kind,
+    }
+
+    #[derive(Serialize)]
+    pub enum Kind {
+        File {
+            size: u64,
+            chunks: Vec<super::ChunkRef>,
+            hash: super::FileHash,
+        },
+        Dir,
+        Symlink { target: Vec<u8> },
+        Hardlink { target: Vec<u8> },
+    }
+
+    pub fn of(e: &super::Entry) -> Record {
+        Record::Entry(Entry {
+            path: e.path.clone(),
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime_ns: e.mtime_ns,
+            ctime_ns: e.ctime_ns,
+            inode: e.inode,
+            xattrs: e
+                .xattrs
+                .iter()
+                .map(|x| (x.name.clone(), x.value.clone()))
+                .collect(),
+            kind: match &e.kind {
+                super::EntryKind::File { size, chunks, hash } => Kind::File {
+                    size: *size,
+                    chunks: chunks.clone(),
+                    hash: *hash,
+                },
+                super::EntryKind::Dir => Kind::Dir,
+                super::EntryKind::Symlink { target } => Kind::Symlink {
+                    target: target.clone(),
+                },
+                super::EntryKind::Hardlink { target } => Kind::Hardlink {
+                    target: target.clone(),
+                },
+            },
+        })
+    }
+}
+
+proptest! {
+    #[test]
+    fn records_are_the_bytes_element_wise_encoding_wrote(
+        path in proptest::collection::vec(any::<u8>(), 0..300),
+        kind in arb_kind(),
+        link in proptest::collection::vec(any::<u8>(), 0..300),
+        hardlink in any::<bool>(),
+        xattrs in proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 0..20), proptest::collection::vec(any::<u8>(), 0..300)),
+            0..3),
+        inode in any::<u64>(),
+    ) {
+        let mut e = entry(&path, kind);
+        e.inode = inode;
+        e.xattrs = xattrs.into_iter().map(|(name, value)| Xattr { name, value }).collect();
+        if !link.is_empty() {
+            e.kind = match hardlink {
+                true => EntryKind::Hardlink { target: link },
+                false => EntryKind::Symlink { target: link },
+            };
+        }
+        let old = postcard::to_allocvec(&as_sequences::of(&e)).unwrap();
+        let new = postcard::to_allocvec(&Record::Entry(e.clone())).unwrap();
+        prop_assert_eq!(&new, &old);
+        match postcard::from_bytes::<Record>(&old).unwrap() {
+            Record::Entry(got) => prop_assert_eq!(got, e),
+            Record::Tombstone(_) => prop_assert!(false, "an entry decoded as a tombstone"),
+        }
+        let old = postcard::to_allocvec(&as_sequences::Record::Tombstone { path: path.clone() }).unwrap();
+        let new = postcard::to_allocvec(&Record::Tombstone(Tombstone { path: path.clone() })).unwrap();
+        prop_assert_eq!(&new, &old);
+    }
+}
