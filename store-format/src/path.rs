@@ -39,10 +39,28 @@ pub fn validate(path: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Component-wise order of two stored paths.
+/// Component-wise order of two stored paths: byte order with `/` read as
+/// the lowest byte. Paths compared in a walk or a merge share long prefixes
+/// (their directories), so the shared prefix is skipped a block at a time
+/// and only the first differing byte is mapped.
 pub fn cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let same = common_prefix(a, b);
     let key = |c: &u8| if *c == b'/' { 0u8 } else { *c };
-    a.iter().map(key).cmp(b.iter().map(key))
+    a[same..].iter().map(key).cmp(b[same..].iter().map(key))
+}
+
+/// The length of the longest common prefix of `a` and `b`.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 16;
+    let most = a.len().min(b.len());
+    let mut at = 0;
+    while at + BLOCK <= most && a[at..at + BLOCK] == b[at..at + BLOCK] {
+        at += BLOCK;
+    }
+    while at < most && a[at] == b[at] {
+        at += 1;
+    }
+    at
 }
 
 /// True when `path` is `ancestor` itself or lies below it.
@@ -105,7 +123,25 @@ mod tests {
         assert!(!is_within(b"ab", b"a"));
     }
 
+    /// The order as first written: every byte mapped, one by one.
+    fn cmp_bytewise(a: &[u8], b: &[u8]) -> Ordering {
+        let key = |c: &u8| if *c == b'/' { 0u8 } else { *c };
+        a.iter().map(key).cmp(b.iter().map(key))
+    }
+
     proptest! {
+        #[test]
+        fn order_matches_bytewise_mapping_on_any_bytes(
+            prefix in proptest::collection::vec(prop_oneof![Just(b'/'), Just(0u8), any::<u8>()], 0..40),
+            a in proptest::collection::vec(prop_oneof![Just(b'/'), Just(0u8), any::<u8>()], 0..40),
+            b in proptest::collection::vec(prop_oneof![Just(b'/'), Just(0u8), any::<u8>()], 0..40),
+        ) {
+            let pa = [&prefix[..], &a[..]].concat();
+            let pb = [&prefix[..], &b[..]].concat();
+            prop_assert_eq!(cmp(&pa, &pb), cmp_bytewise(&pa, &pb));
+            prop_assert_eq!(cmp(&pa, &pa), Ordering::Equal);
+        }
+
         #[test]
         fn order_matches_component_comparison(
             a in proptest::collection::vec("[a-c./-]{1,3}", 1..4),
