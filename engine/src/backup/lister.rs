@@ -28,7 +28,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use rustix::fs::FileType;
 
-use super::listing::{Child, DirCursor, Listings, Unlisted};
+use super::listing::{os, Child, DirCursor, Listings, Unlisted};
 use super::stat::Stat;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -176,7 +176,7 @@ impl Lister {
                     // Ahead of the walk, this thread takes every `lstat`;
                     // otherwise only the directories'.
                     self.listings.stat_all(self.tx.len() >= AHEAD_TO_STAT_ALL);
-                    self.listings.open_and_list(&top.fd, &name, &meta)
+                    self.listings.open_and_list(&top.fd, os(&name), &meta)
                 }
             };
             if let Some(cursor) = self.hand(meta.ino, listed, root_dev) {
@@ -208,7 +208,7 @@ impl Lister {
                 let dirs: Vec<Child> = children
                     .iter()
                     .filter_map(|c| match &c.meta {
-                        Some(Ok(meta)) if descends(&c.name, meta, root_dev) => Some(Child {
+                        Some(Ok(meta)) if descends(os(&c.name), meta, root_dev) => Some(Child {
                             name: c.name.clone(),
                             meta: Some(Ok(*meta)),
                             pending: None,

@@ -12,9 +12,9 @@
 //! saves.
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -47,9 +47,18 @@ pub enum Unlisted {
     Kept(String),
 }
 
+/// A name in a listed directory: held inline when short (most are), so a
+/// listing allocates once per directory rather than once per name.
+pub type Name = smallvec::SmallVec<[u8; 32]>;
+
+/// `name` as the OS takes it.
+pub fn os(name: &Name) -> &OsStr {
+    OsStr::from_bytes(name)
+}
+
 /// One name of a listed directory.
 pub struct Child {
-    pub name: OsString,
+    pub name: Name,
     /// Its `lstat`; `None` where storage is fast and its directory entry
     /// says it is not a directory: the walk takes it (a lister only needs
     /// to know the directories, and the walk's thread has time to spare).
@@ -220,7 +229,7 @@ impl Listings {
                 if claim.swap(true, Ordering::AcqRel) {
                     return;
                 }
-                let listed = open_dir(&parent, &name, &walked)
+                let listed = open_dir(&parent, os(&name), &walked)
                     .and_then(|fd| children_of(fd, Some(&pool), true));
                 // The walk may have stopped meanwhile.
                 let _ = tx.send(listed);
@@ -269,9 +278,9 @@ fn children_of(fd: OwnedFd, pool: Option<&rayon::ThreadPool>, all: bool) -> List
         Ok(names) => names,
         Err(e) => return Err(Unlisted::Kept(format!("cannot list directory: {e}"))),
     };
-    let stat = |(name, kind): (OsString, FileType)| Child {
+    let stat = |(name, kind): (Name, FileType)| Child {
         meta: match all || matches!(kind, FileType::Directory | FileType::Unknown) {
-            true => Some(Stat::at(&fd, &name)),
+            true => Some(Stat::at(&fd, os(&name))),
             false => None,
         },
         name,
@@ -289,7 +298,7 @@ fn children_of(fd: OwnedFd, pool: Option<&rayon::ThreadPool>, all: bool) -> List
 /// The names in the directory open as `fd`, with the type their entries
 /// give, sorted by their bytes (the stored-path order of siblings).
 /// The descriptor is fresh from `open`, read once, here.
-fn list_names(fd: &OwnedFd) -> std::io::Result<Vec<(OsString, FileType)>> {
+fn list_names(fd: &OwnedFd) -> std::io::Result<Vec<(Name, FileType)>> {
     thread_local! {
         /// One `getdents` covers a small directory; a large one takes a few.
         /// Kept per thread: a fresh buffer per directory costs the
@@ -297,18 +306,18 @@ fn list_names(fd: &OwnedFd) -> std::io::Result<Vec<(OsString, FileType)>> {
         static BUF: std::cell::RefCell<Vec<std::mem::MaybeUninit<u8>>> =
             std::cell::RefCell::new(vec![std::mem::MaybeUninit::uninit(); 32 << 10]);
     }
-    let mut names = BUF.with_borrow_mut(|buf| -> std::io::Result<Vec<(OsString, FileType)>> {
+    let mut names = BUF.with_borrow_mut(|buf| -> std::io::Result<Vec<(Name, FileType)>> {
         let mut dir = rustix::fs::RawDir::new(fd, buf.as_mut_slice());
         let mut names = Vec::new();
         while let Some(entry) = dir.next() {
             let entry = entry?;
             let name = entry.file_name().to_bytes();
             if name != b"." && name != b".." {
-                names.push((OsString::from_vec(name.to_vec()), entry.file_type()));
+                names.push((Name::from_slice(name), entry.file_type()));
             }
         }
         Ok(names)
     })?;
-    names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    names.sort_unstable_by(|a, b| a.0.as_slice().cmp(b.0.as_slice()));
     Ok(names)
 }

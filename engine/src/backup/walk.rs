@@ -19,10 +19,9 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +35,7 @@ use strata_format::layer::{Entry, EntryKind};
 
 use super::diff::ParentCursor;
 use super::lister::{self, Handed};
-use super::listing::{Child, DirCursor, Listings, Unlisted};
+use super::listing::{os, Child, DirCursor, Listings, Unlisted};
 use super::read_ahead::{Opened, ReadAhead, Reads};
 use super::report::Counters;
 use super::report::Report;
@@ -247,7 +246,7 @@ impl Walker<'_> {
     /// Sends one item; `Ok(false)` when the consumers have gone (the backup stopped).
     fn emit(
         &mut self,
-        (rel, dir, name): (Vec<u8>, Arc<OwnedFd>, OsString),
+        (rel, dir, name): (Vec<u8>, Arc<OwnedFd>, &OsStr),
         meta: Option<Stat>,
         kind: ItemKind,
     ) -> Result<bool> {
@@ -270,7 +269,7 @@ impl Walker<'_> {
         // Where storage is fast, the kernel's own read-ahead is enough.
         let opened = match (&self.read_ahead, &meta) {
             (Some(ahead), Some(meta)) if self.slow.load(Ordering::Relaxed) => {
-                ahead.open(&dir, &name, &kind, meta)
+                ahead.open(&dir, name, &kind, meta)
             }
             _ => None,
         };
@@ -278,7 +277,7 @@ impl Walker<'_> {
             seq: self.seq,
             rel,
             dir,
-            name,
+            name: name.to_os_string(),
             meta,
             kind,
             parent,
@@ -345,9 +344,10 @@ impl Walker<'_> {
                 stack.pop();
                 continue;
             };
-            let rel = strata_format::path::join(&top.rel, name.as_bytes());
+            let rel = strata_format::path::join(&top.rel, &name);
+            let name = os(&name);
             let dir = top.fd.clone();
-            if !lister::storable(&name) {
+            if !lister::storable(name) {
                 self.report
                     .problem(&rel, "name cannot be stored; skipped".to_string());
                 continue;
@@ -355,7 +355,7 @@ impl Walker<'_> {
             // What the lister did not `lstat` (fast storage, not a
             // directory by its entry) is taken here.
             let listed_as_dir = meta.is_some();
-            let meta = match meta.unwrap_or_else(|| Stat::at(&*dir, &name)) {
+            let meta = match meta.unwrap_or_else(|| Stat::at(&*dir, name)) {
                 Ok(meta) if !listed_as_dir && meta.file_type() == FileType::Directory => {
                     // Replaced by a directory since it was listed: it was
                     // not listed as one, so it is not walked now.
@@ -414,7 +414,7 @@ impl Walker<'_> {
             if matches!(kind, ItemKind::File) {
                 self.progress.add_total(meta.size);
             }
-            let descend = lister::descends(&name, &meta, self.root_dev);
+            let descend = lister::descends(name, &meta, self.root_dev);
             if !descend && ft == FileType::Directory {
                 self.report
                     .warning(&rel, "mount point: contents not backed up".to_string());
@@ -425,7 +425,7 @@ impl Walker<'_> {
                 }
                 continue;
             }
-            let located = (rel.clone(), dir.clone(), name.clone());
+            let located = (rel.clone(), dir.clone(), name);
             if !self.emit(located, Some(meta), kind)? {
                 return Ok(());
             }
@@ -444,149 +444,4 @@ impl Walker<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn watch<'a>(report: &'a Report, progress: &'a Progress) -> Watch<'a> {
-        static COUNTERS: std::sync::OnceLock<Counters> = std::sync::OnceLock::new();
-        Watch {
-            counters: COUNTERS.get_or_init(Counters::default),
-            report,
-            progress,
-        }
-    }
-
-    /// An item's number, path, kind and size.
-    type Seen = (u64, Vec<u8>, String, u64);
-
-    /// What a walk hands out, and the problems it reports.
-    fn walked(root: &Path, ahead: bool) -> (Vec<Seen>, Vec<String>) {
-        let report = Report::default();
-        let progress = Progress::default();
-        let items = std::thread::scope(|s| {
-            let (rx, handle, _) = spawn_listing(
-                s,
-                root.to_path_buf(),
-                None,
-                None,
-                watch(&report, &progress),
-                ahead,
-            )
-            .unwrap();
-            let items: Vec<_> = rx
-                .into_iter()
-                .flatten()
-                .map(|item| {
-                    let kind = match &item.kind {
-                        ItemKind::File => "file".to_string(),
-                        ItemKind::Dir => "dir".to_string(),
-                        ItemKind::Symlink => "symlink".to_string(),
-                        ItemKind::Hardlink(to) => {
-                            format!("link to {}", String::from_utf8_lossy(to))
-                        }
-                        ItemKind::Nothing => "nothing".to_string(),
-                    };
-                    (item.seq, item.rel, kind, item.meta.map_or(0, |m| m.size))
-                })
-                .collect();
-            handle.join().unwrap().unwrap();
-            items
-        });
-        let problems = report
-            .take()
-            .into_iter()
-            .map(|p| format!("{p:?}"))
-            .collect();
-        (items, problems)
-    }
-
-    #[test]
-    fn listing_ahead_hands_out_the_same_items_in_the_same_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        for d in 0..12 {
-            for sub in 0..(d % 4) {
-                let p = root.join(format!("d{d:02}/s{sub}/deeper"));
-                fs::create_dir_all(&p).unwrap();
-                fs::write(p.join("leaf"), vec![b'x'; d * 10 + sub]).unwrap();
-            }
-            fs::create_dir_all(root.join(format!("d{d:02}"))).unwrap();
-            for f in 0..(d * 7) {
-                fs::write(root.join(format!("d{d:02}/f{f}")), vec![b'y'; f]).unwrap();
-            }
-        }
-        fs::create_dir(root.join("empty")).unwrap();
-        std::os::unix::fs::symlink("d01", root.join("to-dir")).unwrap();
-        fs::hard_link(root.join("d03/f2"), root.join("d11/zz")).unwrap();
-        let (inline, problems) = walked(root, false);
-        let (ahead, ahead_problems) = walked(root, true);
-        assert!(problems.is_empty(), "{problems:?}");
-        assert!(ahead_problems.is_empty(), "{ahead_problems:?}");
-        assert_eq!(inline, ahead);
-        // Every path, in order, each once: the root's 12 + 2 names and
-        // everything below them.
-        let paths: Vec<&Vec<u8>> = inline.iter().map(|i| &i.1).collect();
-        let mut sorted = paths.clone();
-        sorted.sort_by(|a, b| strata_format::path::cmp(a, b));
-        sorted.dedup();
-        assert_eq!(paths, sorted);
-        let files = inline.iter().filter(|i| i.2 == "file").count();
-        assert_eq!(files, (0..12).map(|d| d * 7 + d % 4).sum::<usize>());
-        assert!(inline
-            .iter()
-            .any(|i| i.1 == b"d11/zz" && i.2 == "link to d03/f2"));
-        assert!(inline.iter().any(|i| i.1 == b"to-dir" && i.2 == "symlink"));
-        let seqs: Vec<u64> = inline.iter().map(|i| i.0).collect();
-        assert_eq!(seqs, (0..inline.len() as u64).collect::<Vec<_>>());
-    }
-
-    /// With reads, where storage is slow (forced here), the walk opens the
-    /// files a backup will read, at most 256 at once, never an empty one; a
-    /// worker reads each from there.
-    #[test]
-    fn files_to_read_are_opened_ahead_within_a_budget() {
-        use std::io::Read;
-        let dir = tempfile::tempdir().unwrap();
-        for f in 0..300 {
-            fs::write(dir.path().join(format!("f{f:03}")), format!("file {f}")).unwrap();
-        }
-        fs::write(dir.path().join("g-empty"), b"").unwrap();
-        let report = Report::default();
-        let progress = Progress::default();
-        let reads = Reads {
-            racy_from: i64::MIN,
-            rehash: false,
-        };
-        let items: Vec<WalkItem> = std::thread::scope(|s| {
-            let root = dir.path().to_path_buf();
-            let (rx, handle, _) =
-                spawn_listing(s, root, None, Some(reads), watch(&report, &progress), true).unwrap();
-            // Every item is held, so no file opened ahead is given back.
-            let items = rx.into_iter().flatten().collect();
-            handle.join().unwrap().unwrap();
-            items
-        });
-        assert_eq!(items.len(), 301);
-        let opened: Vec<bool> = items
-            .iter()
-            .map(|item| {
-                let opened = item.opened.take();
-                let was = opened.is_some();
-                item.opened.set(opened);
-                was
-            })
-            .collect();
-        assert_eq!(opened.iter().filter(|&&o| o).count(), 256);
-        assert!(
-            opened[..256].iter().all(|&o| o),
-            "the first files are opened"
-        );
-        assert!(!opened[300], "an empty file is not opened ahead");
-        for (f, item) in items.iter().take(300).enumerate() {
-            let mut text = String::new();
-            item.open().unwrap().read_to_string(&mut text).unwrap();
-            assert_eq!(text, format!("file {f}"));
-        }
-    }
-}
+mod tests;

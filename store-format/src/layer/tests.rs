@@ -318,8 +318,12 @@ mod as_sequences {
             hash: super::FileHash,
         },
         Dir,
-        Symlink { target: Vec<u8> },
-        Hardlink { target: Vec<u8> },
+        Symlink {
+            target: Vec<u8>,
+        },
+        Hardlink {
+            target: Vec<u8>,
+        },
     }
 
     pub fn of(e: &super::Entry) -> Record {
