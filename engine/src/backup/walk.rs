@@ -246,12 +246,12 @@ impl Walker<'_> {
     /// Sends one item; `Ok(false)` when the consumers have gone (the backup stopped).
     fn emit(
         &mut self,
-        (rel, dir, name): (Vec<u8>, Arc<OwnedFd>, &OsStr),
+        (rel, dir, name): (&[u8], Arc<OwnedFd>, &OsStr),
         meta: Option<Stat>,
         kind: ItemKind,
     ) -> Result<bool> {
         let parent = match &mut self.parent {
-            Some(cursor) => cursor.take(&rel, matches!(kind, ItemKind::Dir))?,
+            Some(cursor) => cursor.take(rel, matches!(kind, ItemKind::Dir))?,
             None => None,
         };
         if let (Some(meta), Some(inherited), Some(reads)) = (&meta, &parent, self.reads) {
@@ -275,7 +275,7 @@ impl Walker<'_> {
         };
         let item = WalkItem {
             seq: self.seq,
-            rel,
+            rel: rel.to_vec(),
             dir,
             name: name.to_os_string(),
             meta,
@@ -329,6 +329,9 @@ impl Walker<'_> {
 
     fn run(&mut self, root: PathBuf, root_ino: u64) -> Result<()> {
         let mut stack: Vec<DirCursor> = Vec::new();
+        // The path of the child at hand, rebuilt in place for each: most
+        // children's parent entries stand, and nothing of them is kept.
+        let mut at = Vec::new();
         match self.next_listing(root_ino)?.listed {
             Ok((fd, children)) => stack.push(DirCursor::new(Vec::new(), fd, children)),
             Err(Unlisted::Gone | Unlisted::Kept(_)) => {
@@ -344,12 +347,18 @@ impl Walker<'_> {
                 stack.pop();
                 continue;
             };
-            let rel = strata_format::path::join(&top.rel, &name);
+            at.clear();
+            if !top.rel.is_empty() {
+                at.extend_from_slice(&top.rel);
+                at.push(b'/');
+            }
+            at.extend_from_slice(&name);
+            let rel = at.as_slice();
             let name = os(&name);
             let dir = top.fd.clone();
             if !lister::storable(name) {
                 self.report
-                    .problem(&rel, "name cannot be stored; skipped".to_string());
+                    .problem(rel, "name cannot be stored; skipped".to_string());
                 continue;
             }
             // What the lister did not `lstat` (fast storage, not a
@@ -360,11 +369,11 @@ impl Walker<'_> {
                     // Replaced by a directory since it was listed: it was
                     // not listed as one, so it is not walked now.
                     self.report.problem(
-                        &rel,
+                        rel,
                         "became a directory while the backup ran; not backed up".into(),
                     );
                     if let Some(parent) = &mut self.parent {
-                        parent.keep(&rel)?;
+                        parent.keep(rel)?;
                     }
                     continue;
                 }
@@ -373,10 +382,10 @@ impl Walker<'_> {
                 // cursor records it so as the walk passes it).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    self.report.problem(&rel, format!("cannot stat: {e}"));
+                    self.report.problem(rel, format!("cannot stat: {e}"));
                     if let Some(parent) = &mut self.parent {
                         // What the parent backup had here stays, subtree included.
-                        parent.keep(&rel)?;
+                        parent.keep(rel)?;
                     }
                     continue;
                 }
@@ -391,7 +400,7 @@ impl Walker<'_> {
                         match self.links.get(&key) {
                             Some(first) => ItemKind::Hardlink(first.clone()),
                             None => {
-                                self.links.insert(key, rel.clone());
+                                self.links.insert(key, rel.to_vec());
                                 ItemKind::File
                             }
                         }
@@ -407,7 +416,7 @@ impl Walker<'_> {
                         FileType::CharacterDevice => "character device",
                         _ => "special file",
                     };
-                    self.report.warning(&rel, format!("{what} skipped"));
+                    self.report.warning(rel, format!("{what} skipped"));
                     ItemKind::Nothing
                 }
             };
@@ -417,7 +426,7 @@ impl Walker<'_> {
             let descend = lister::descends(name, &meta, self.root_dev);
             if !descend && ft == FileType::Directory {
                 self.report
-                    .warning(&rel, "mount point: contents not backed up".to_string());
+                    .warning(rel, "mount point: contents not backed up".to_string());
             }
             if !descend {
                 if !self.emit((rel, dir, name), Some(meta), kind)? {
@@ -425,16 +434,16 @@ impl Walker<'_> {
                 }
                 continue;
             }
-            let located = (rel.clone(), dir.clone(), name);
+            let located = (rel, dir.clone(), name);
             if !self.emit(located, Some(meta), kind)? {
                 return Ok(());
             }
             match self.next_listing(meta.ino)?.listed {
-                Ok((fd, children)) => stack.push(DirCursor::new(rel, fd, children)),
+                Ok((fd, children)) => stack.push(DirCursor::new(rel.to_vec(), fd, children)),
                 Err(Unlisted::Gone) => {}
                 Err(Unlisted::Kept(why)) => {
-                    self.report.problem(&rel, why);
-                    self.keep_below(&rel)?;
+                    self.report.problem(rel, why);
+                    self.keep_below(rel)?;
                 }
             }
         }
