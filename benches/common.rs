@@ -331,7 +331,8 @@ pub struct Measured {
 /// Runs `cmd` to completion and measures it; panics with its stderr if it
 /// fails. The peak RSS is the kernel's high-water mark, read every few
 /// milliseconds while the process lives (it only grows, so a read misses
-/// at most the last few milliseconds).
+/// at most the last few milliseconds); the wall time ends when the process
+/// is reaped.
 pub fn measure(cmd: &mut Command) -> Measured {
     use std::io::Read;
     let started = std::time::Instant::now();
@@ -361,15 +362,27 @@ pub fn measure(cmd: &mut Command) -> Measured {
         })
     })
     .collect();
+    // The end is taken when the process is reaped, by a thread that waits
+    // for nothing else: a poll every few milliseconds would add up to one
+    // period to every command's time (and not to the primitives measured
+    // in-process beside them).
+    let (ended, end) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let secs = started.elapsed().as_secs_f64();
+        let _ = ended.send(());
+        (status, secs)
+    });
     let mut peak = 0;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
+    loop {
         peak = procstat::status_kib(pid, "VmHWM:").unwrap_or(0).max(peak);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    let secs = started.elapsed().as_secs_f64();
+        match end.recv_timeout(std::time::Duration::from_millis(5)) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => break,
+        }
+    }
+    let (status, secs) = waiter.join().expect("waiter");
+    let status = status.expect("wait");
     let mut outputs = readers.into_iter().map(|r| r.join().unwrap_or_default());
     let stdout = outputs.next().unwrap_or_default();
     let stderr = outputs.next().unwrap_or_default();
