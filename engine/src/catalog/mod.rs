@@ -248,6 +248,13 @@ impl Drop for Conn<'_> {
     }
 }
 
+/// The page cache of a pooled connection, at most (SQLite's default is
+/// 2 MiB): a backup looks its new chunks up on one connection per worker,
+/// each lookup a path from the B-tree's root to a leaf, and with the
+/// default each connection's cache grew with the chunk index to 2 MiB,
+/// most of it leaves no later lookup reads again.
+const CONNECTION_CACHE_KIB: i64 = 1024;
+
 /// The page cache of a read snapshot, at most (SQLite's default is 2 MiB
 /// a connection, which the lookups of a large chunk index fill): a restore
 /// looks each chunk up once a window, so the B-tree's upper levels are what
@@ -267,6 +274,7 @@ fn connect(path: &Path) -> Result<Connection> {
     // Index rows must be durable before the layer that needs them is published.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -CONNECTION_CACHE_KIB)?;
     Ok(conn)
 }
 
@@ -470,5 +478,32 @@ impl Catalog {
             [key, value],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_kib(catalog: &Catalog) -> i64 {
+        let conn = catalog.conn().unwrap();
+        let pages: i64 = conn
+            .pragma_query_value(None, "cache_size", |r| r.get(0))
+            .unwrap();
+        -pages
+    }
+
+    /// Every connection's page cache is bounded, a read snapshot's more so,
+    /// and a connection goes back to the pool with its own bound.
+    #[test]
+    fn page_caches_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        assert_eq!(cache_kib(&catalog), CONNECTION_CACHE_KIB);
+        let inside = catalog.reading(|snapshot| Ok(cache_kib(snapshot))).unwrap();
+        assert_eq!(inside, SNAPSHOT_CACHE_KIB);
+        assert_eq!(cache_kib(&catalog), CONNECTION_CACHE_KIB);
+        let pinned = catalog.pinned().unwrap();
+        assert_eq!(cache_kib(&pinned), CONNECTION_CACHE_KIB);
     }
 }
