@@ -199,7 +199,7 @@ fn run_dataset(
 ) {
     let mut record = |phase: &str, tool: Tool, run: &Measured| {
         println!(
-            "{} / {phase} / {}: {:.2} s, peak {:.0} MiB",
+            "{} / {phase} / {}: {:.3} s, peak {:.0} MiB",
             data.name,
             tool.name(),
             run.secs,
