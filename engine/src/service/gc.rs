@@ -9,11 +9,12 @@
 //! catalog's layer. A pack whose trailer cannot be read, or a repository with
 //! a layer that cannot be read, is never swept: what it references is unknown.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rayon::prelude::*;
 use strata_format::layer::{EntryKind, Layer, LayerRecord};
+use strata_format::pack::PackEntry;
 use strata_format::{BackupId, ChunkId, PackId};
 
 use super::Site;
@@ -117,6 +118,10 @@ pub(crate) fn layer_chunks(
     Ok(())
 }
 
+/// Where chunks are: each id's copies, with the pack holding each and that
+/// pack's length.
+type Copies = HashMap<ChunkId, Vec<(PackId, u64, PackEntry)>>;
+
 /// Whether `pack` may go: its trailer reads and none of its chunks is
 /// referenced. A pack whose trailer cannot be read is kept (and named).
 pub(crate) fn is_garbage(repo: &Repository, pack: &PackId, referenced: &ChunkSet) -> Result<bool> {
@@ -171,19 +176,20 @@ impl Site {
             ..Sweep::default()
         };
         let mut unreadable = Vec::new();
-        let mut present: HashSet<PackId> = packs.iter().copied().collect();
+        let mut garbage = Vec::new();
         for (pack, verdict) in verdicts {
             match verdict {
-                Ok(true) => {
-                    lock.touch()?;
-                    self.repo.remove_pack(&pack)?;
-                    present.remove(&pack);
-                    sweep.removed += 1;
-                }
+                Ok(true) => garbage.push(pack),
                 Ok(false) => {}
                 Err(e @ Error::Corrupt { .. }) => unreadable.push(e.to_string()),
                 Err(e) => return Err(e),
             }
+        }
+        self.remove_packs(lock, &garbage)?;
+        sweep.removed += garbage.len() as u64;
+        let mut present: HashSet<PackId> = packs.iter().copied().collect();
+        for pack in &garbage {
+            present.remove(pack);
         }
         if !unreadable.is_empty() {
             sweep.skipped = Some(format!(
@@ -215,6 +221,69 @@ impl Site {
             super::recover::index_packs(&self.repo, &*self.index, &unknown, &mut scan, &quiet)?;
         }
         Ok(())
+    }
+
+    /// Removes the packs `going`, one at a time, keeping every index row on
+    /// a pack that is there. A chunk can be in two packs (a repack killed
+    /// midway wrote its copy; the index names one), so before a pack goes,
+    /// the rows that name it move to a copy in a pack still there (one that
+    /// stays, if there is one); then the pack goes, then its other rows. A
+    /// copy is thus never left unindexed, whenever this is stopped.
+    pub(crate) fn remove_packs(&self, lock: &Held, going: &[PackId]) -> Result<()> {
+        let copies = self.copies_of(going)?;
+        let leaving: HashSet<PackId> = going.iter().copied().collect();
+        let mut gone = HashSet::new();
+        for pack in going {
+            lock.touch()?;
+            let mut moves: HashMap<PackId, (u64, Vec<PackEntry>)> = HashMap::new();
+            for row in self.index.pack_chunks(pack)? {
+                let there = copies.get(&row.id).into_iter().flatten();
+                let mut candidates = there.filter(|(p, ..)| p != pack && !gone.contains(p));
+                let staying = candidates.clone().find(|(p, ..)| !leaving.contains(p));
+                if let Some((p, len, entry)) = staying.or_else(|| candidates.next()) {
+                    moves.entry(*p).or_insert((*len, Vec::new())).1.push(*entry);
+                }
+            }
+            for (p, (len, entries)) in moves {
+                self.index.move_chunks(p, len, &entries)?;
+            }
+            self.repo.remove_pack(pack)?;
+            self.index.forget_packs(std::slice::from_ref(pack))?;
+            gone.insert(*pack);
+        }
+        Ok(())
+    }
+
+    /// Every other copy, in a pack the index knows, of the chunks whose
+    /// rows name one of `going`: where it is, with its pack's length.
+    fn copies_of(&self, going: &[PackId]) -> Result<Copies> {
+        let mut named: HashSet<ChunkId> = HashSet::new();
+        for pack in going {
+            named.extend(self.index.pack_chunks(pack)?.into_iter().map(|e| e.id));
+        }
+        let mut copies: Copies = HashMap::new();
+        if named.is_empty() {
+            return Ok(copies);
+        }
+        let known: Vec<PackId> = self.index.packs()?.into_iter().map(|(p, _)| p).collect();
+        let trailers: Vec<(PackId, Result<crate::packs::read::PackTrailer>)> = known
+            .par_iter()
+            .map(|p| (*p, crate::packs::read::read_trailer(&self.repo, p)))
+            .collect();
+        for (pack, trailer) in trailers {
+            // A pack gone already, or whose trailer cannot be read, holds
+            // no copy to keep (the latter is named by `check`).
+            let Ok(trailer) = trailer else { continue };
+            for e in trailer.entries {
+                if named.contains(&e.id) {
+                    copies
+                        .entry(e.id)
+                        .or_default()
+                        .push((pack, trailer.pack_len, e));
+                }
+            }
+        }
+        Ok(copies)
     }
 
     /// Drops index rows of every pack not in `present` (the repository's packs).

@@ -175,11 +175,7 @@ pub(crate) fn repack_locked(
     report.packs_written += written.0.into_inner();
     // Every live chunk is now durable in a new pack and indexed there.
     let old: Vec<PackId> = chosen.iter().map(|c| c.pack).collect();
-    for c in &chosen {
-        lock.touch()?;
-        site.repo.remove_pack(&c.pack)?;
-    }
-    site.index.forget_packs(&old)?;
+    site.remove_packs(lock, &old)?;
     Ok(())
 }
 
