@@ -237,10 +237,14 @@ impl Site {
             lock.touch()?;
             let mut moves: HashMap<PackId, (u64, Vec<PackEntry>)> = HashMap::new();
             for row in self.index.pack_chunks(pack)? {
-                let there = copies.get(&row.id).into_iter().flatten();
-                let mut candidates = there.filter(|(p, ..)| p != pack && !gone.contains(p));
-                let staying = candidates.clone().find(|(p, ..)| !leaving.contains(p));
-                if let Some((p, len, entry)) = staying.or_else(|| candidates.next()) {
+                let there: Vec<_> = copies
+                    .get(&row.id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(p, ..)| p != pack && !gone.contains(p))
+                    .collect();
+                let pick = there.iter().find(|(p, ..)| !leaving.contains(p));
+                if let Some((p, len, entry)) = pick.or(there.first()) {
                     moves.entry(*p).or_insert((*len, Vec::new())).1.push(*entry);
                 }
             }
@@ -254,8 +258,8 @@ impl Site {
         Ok(())
     }
 
-    /// Every other copy, in a pack the index knows, of the chunks whose
-    /// rows name one of `going`: where it is, with its pack's length.
+    /// Every copy, in a pack the index knows, of the chunks whose rows name
+    /// one of `going`: where it is, with its pack's length.
     fn copies_of(&self, going: &[PackId]) -> Result<Copies> {
         let mut named: HashSet<ChunkId> = HashSet::new();
         for pack in going {
@@ -271,9 +275,14 @@ impl Site {
             .map(|p| (*p, crate::packs::read::read_trailer(&self.repo, p)))
             .collect();
         for (pack, trailer) in trailers {
-            // A pack gone already, or whose trailer cannot be read, holds
-            // no copy to keep (the latter is named by `check`).
-            let Ok(trailer) = trailer else { continue };
+            let trailer = match trailer {
+                Ok(t) => t,
+                // A pack whose trailer cannot be read holds no copy to keep
+                // (`check` names it); one gone already, neither.
+                Err(Error::Corrupt { .. } | Error::Unsupported(_)) => continue,
+                Err(_) if self.repo.pack_size(&pack)?.is_none() => continue,
+                Err(e) => return Err(e),
+            };
             for e in trailer.entries {
                 if named.contains(&e.id) {
                     copies
