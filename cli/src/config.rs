@@ -47,7 +47,7 @@ pub struct FileConfig {
     /// chunks (default 256); past it a Bloom filter of that size is used.
     pub gc_memory_mib: Option<u32>,
     /// MiB a restore may spend on the part of the tree it holds at once
-    /// (default 4); the tree is restored in windows of that size.
+    /// (default 2); the tree is restored in windows of that size.
     pub restore_window_mib: Option<u32>,
 }
 

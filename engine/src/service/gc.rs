@@ -308,3 +308,6 @@ impl Site {
         Ok(gone.len() as u64)
     }
 }
+
+#[cfg(test)]
+mod tests;
