@@ -8,7 +8,8 @@
 //!
 //! `cargo bench -p strata-benches --bench layer` runs it on 400,000 entries
 //! shaped like a tree of source files (paths of about 80 bytes under a few
-//! shared prefixes, a directory entry every 20 files, one chunk a file); under `cargo test` it runs on a few thousand as a smoke test.
+//! shared prefixes, a directory entry every 20 files, one chunk a file);
+//! under `cargo test` it runs on a few thousand as a smoke test.
 //! Each measure is the fastest of `RUNS` runs.
 
 use std::io::Read;

@@ -236,6 +236,8 @@ impl Site {
         for pack in going {
             lock.touch()?;
             let mut moves: HashMap<PackId, (u64, Vec<PackEntry>)> = HashMap::new();
+            // Read again, not taken from `copies_of`: rows may have moved
+            // here from a pack this loop removed before.
             for row in self.index.pack_chunks(pack)? {
                 let there: Vec<_> = copies
                     .get(&row.id)
