@@ -212,11 +212,15 @@ pub enum ShareCommand {
     /// Show one share.
     Show { share: String },
     /// Set a share's status (`in-use` marks it busy for everything but
-    /// `backup create --force`; any status resets it, as an administrator).
+    /// `backup create --force`; any status resets it, as an administrator),
+    /// or its path (which confirms the path of a share a catalog rebuild or
+    /// an import recorded).
     Set {
         share: String,
+        #[arg(long, required_unless_present = "path")]
+        status: Option<String>,
         #[arg(long)]
-        status: String,
+        path: Option<std::path::PathBuf>,
     },
     /// Delete a share's record (never its data).
     Delete { shares: Vec<String> },

@@ -49,6 +49,9 @@ pub struct FileConfig {
     /// MiB a restore may spend on the part of the tree it holds at once
     /// (default 2); the tree is restored in windows of that size.
     pub restore_window_mib: Option<u32>,
+    /// Absolute directories under which snapshots a storage made may be
+    /// registered, besides each share's own snapshot locations.
+    pub snapshot_roots: Option<Vec<PathBuf>>,
 }
 
 /// A `[retention]` table: restic's `--keep-*` rules.
@@ -247,6 +250,12 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
             bail!("restore_window_mib must be at least 1");
         }
         config.restore_window_bytes = (mib as usize) << 20;
+    }
+    for root in file.snapshot_roots.iter().flatten() {
+        let text = root.to_str().unwrap_or_default();
+        strata_engine::validate::absolute_path("snapshot root", text)
+            .with_context(|| format!("snapshot_roots: {}", root.display()))?;
+        config.snapshot_roots.push(root.clone());
     }
     if let Some(r) = &file.retention {
         config.retention = r.to_retention().context("[retention]")?;

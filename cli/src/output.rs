@@ -33,12 +33,27 @@ fn pick<'a>(fields: &[&'a str], columns: &[String]) -> Result<Vec<&'a str>> {
         .collect()
 }
 
+/// A value as a table cell or a `-f value` line: a control character
+/// (newline, escape, NUL, …) is shown escaped, so a stored value can neither
+/// break the layout nor send a sequence to the reader's terminal.
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "None".into(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => escape_controls(s),
         other => other.to_string(),
     }
+}
+
+fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 fn table(out: &mut impl Write, header: &[String], rows: &[Vec<String>]) -> Result<()> {
@@ -177,5 +192,19 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.2} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        let hostile = Value::String("a\u{1b}]0;owned\u{7}\nb\0c".into());
+        let shown = text(&hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "a\\u{1b}]0;owned\\u{7}\\nb\\u{0}c");
+        assert_eq!(text(&Value::String("plain ü".into())), "plain ü");
     }
 }

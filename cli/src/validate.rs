@@ -3,38 +3,14 @@
 //! (a script that retries would otherwise make duplicates).
 
 use strata_engine::catalog::{BackupStatus, ShareStatus};
+use strata_engine::validate::{share_name, share_size, text};
 use strata_engine::Error;
 
 use crate::args::{BackupCommand, Cli, Command, QuotaCommand, ShareCommand, SnapshotCommand};
 use crate::commands::{backup, quota, repack, share, snapshot};
 
-/// Longest name or description accepted (Manila's limit).
-const MAX_TEXT: usize = 255;
-
 fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
-}
-
-/// A name must be non-empty; neither may hold control characters (a newline
-/// would break `-f value` rows) or exceed [`MAX_TEXT`] characters.
-fn text(what: &str, value: Option<&str>, may_be_empty: bool) -> Result<(), Error> {
-    let Some(value) = value else {
-        return Ok(());
-    };
-    if value.is_empty() && !may_be_empty {
-        return Err(invalid(format!("the {what} is empty")));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "the {what} {value:?} holds a control character"
-        )));
-    }
-    if value.chars().count() > MAX_TEXT {
-        return Err(invalid(format!(
-            "the {what} is longer than {MAX_TEXT} characters"
-        )));
-    }
-    Ok(())
 }
 
 fn normalise(name: &str) -> String {
@@ -135,11 +111,20 @@ pub fn arguments(cli: &Cli) -> Result<(), Error> {
         Command::Backup(BackupCommand::List { status, .. }) => {
             status.as_deref().map(BackupStatus::parse).transpose()?;
         }
-        Command::Share(ShareCommand::Create { name, protocol, .. }) => {
-            text("share name", Some(name), false)?;
+        Command::Share(ShareCommand::Create {
+            name,
+            protocol,
+            size,
+            ..
+        }) => {
+            share_name(name)?;
+            share_size(*size)?;
             text("protocol", Some(protocol), false)?;
         }
-        Command::Share(ShareCommand::Set { status, .. }) => {
+        Command::Share(ShareCommand::Set {
+            status: Some(status),
+            ..
+        }) => {
             ShareStatus::parse(status)?;
         }
         Command::Share(ShareCommand::Snapshot(SnapshotCommand::Create {
@@ -174,18 +159,6 @@ pub fn arguments(cli: &Cli) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_and_descriptions() {
-        assert!(text("n", Some("nightly"), false).is_ok());
-        assert!(text("n", Some(""), false).is_err());
-        assert!(text("n", Some(""), true).is_ok());
-        assert!(text("n", Some("a\nb"), true).is_err());
-        assert!(text("n", Some("tab\there"), true).is_err());
-        assert!(text("n", Some(&"x".repeat(256)), true).is_err());
-        assert!(text("n", Some("ünïcode ok"), false).is_ok());
-        assert!(text("n", None, false).is_ok());
-    }
 
     #[test]
     fn limits() {

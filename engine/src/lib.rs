@@ -65,6 +65,7 @@ pub mod restore;
 mod service;
 pub mod sizing;
 pub mod store;
+pub mod validate;
 pub mod view;
 
 pub use catalog::Catalog;

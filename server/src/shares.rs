@@ -194,7 +194,8 @@ async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Re
                 "shares from snapshots, share networks and share groups are not supported",
             ));
         }
-        let _ = (&new.description, &new.share_type, &new.availability_zone);
+        strata_engine::validate::text("description", new.description.as_deref(), true)?;
+        let _ = (&new.share_type, &new.availability_zone);
         let _ = (&new.metadata, &new.is_public, &new.scheduler_hints);
         let root = ctx.state.share_root.as_ref().ok_or_else(|| {
             Fault::bad_request("this server makes no shares: it has no share root configured")

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `strata` binary on real directories.
 
 mod backup_types;
+mod boundaries;
 mod corruption;
 mod crash;
 mod errors;

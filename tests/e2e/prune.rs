@@ -47,10 +47,17 @@ fn pack_bytes(env: &Env) -> u64 {
 }
 
 /// One backup per night: the share as it is, registered as that night's
-/// snapshot, so its data timestamp is the night's.
+/// snapshot (the test's directory is a configured snapshot root), so its
+/// data timestamp is the night's.
 fn nightly(env: &Env, share: &Path, night: i64, first: bool) -> String {
+    let config = env.path("snapshot-roots.toml");
+    let root = env.dir.path().display().to_string();
+    fs::write(&config, format!("snapshot_roots = [{root:?}]\n")).unwrap();
+    let config = config.display().to_string();
     let snap = env
         .strata(&[
+            "--config",
+            &config,
             "share",
             "snapshot",
             "create",
@@ -66,7 +73,16 @@ fn nightly(env: &Env, share: &Path, night: i64, first: bool) -> String {
         .json();
     let snap = snap["id"].as_str().unwrap();
     let name = format!("night-{night}");
-    let mut args = vec!["backup", "create", "--snapshot", snap, "--name", &name];
+    let mut args = vec![
+        "--config",
+        &config,
+        "backup",
+        "create",
+        "--snapshot",
+        snap,
+        "--name",
+        &name,
+    ];
     if !first {
         args.push("--incremental");
     }

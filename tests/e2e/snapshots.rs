@@ -255,8 +255,9 @@ fn a_share_that_cannot_be_snapshotted_says_so_and_a_registered_snapshot_is_never
         .ok();
     env.strata(&["share", "snapshot", "create", "plain"])
         .fails(2, "not a btrfs subvolume");
-    // The storage's own snapshot, registered by path.
-    let theirs = env.path("storage-snapshot");
+    // The storage's own snapshot, registered by path (where a filer
+    // shows its snapshots: the share's `.snapshot` directory).
+    let theirs = share.join(".snapshot/storage-snapshot");
     fs::create_dir_all(&theirs).unwrap();
     fill(&theirs, 50, 10);
     let snap = json(
@@ -321,6 +322,7 @@ fn a_share_that_cannot_be_snapshotted_says_so_and_a_registered_snapshot_is_never
     // A share with snapshots (and no backup) is not deleted.
     let lonely = env.path("lonely");
     fs::create_dir_all(&lonely).unwrap();
+    fs::create_dir_all(lonely.join(".zfs/snapshot/only")).unwrap();
     env.strata(&["share", "create", "--name", "lonely", "--path", s(&lonely)])
         .ok();
     env.strata(&[
@@ -331,7 +333,7 @@ fn a_share_that_cannot_be_snapshotted_says_so_and_a_registered_snapshot_is_never
         "--name",
         "only",
         "--path",
-        s(&lonely),
+        s(&lonely.join(".zfs/snapshot/only")),
     ])
     .ok();
     env.strata(&["share", "delete", "lonely"])
@@ -359,7 +361,7 @@ fn the_parent_of_a_snapshot_backup_is_the_latest_older_than_the_snapshot() {
     env.strata(&["share", "create", "--name", "vol", "--path", s(&share)])
         .ok();
     let register = |name: &str, at: &str, seed: u64| {
-        let dir = env.path(name);
+        let dir = share.join(".snapshot").join(name);
         fs::create_dir_all(&dir).unwrap();
         fill(&dir, seed, 12);
         json(

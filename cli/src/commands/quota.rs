@@ -35,7 +35,7 @@ pub const REBUILD_FIELDS: [&str; 10] = [
     "bytes_read",
     "repository_bytes",
 ];
-pub const CHECK_FIELDS: [&str; 12] = [
+pub const CHECK_FIELDS: [&str; 13] = [
     "clean",
     "bad_packs",
     "damaged_packs",
@@ -48,6 +48,7 @@ pub const CHECK_FIELDS: [&str; 12] = [
     "foreign_layers",
     "temp_files",
     "dead_operations",
+    "unrestorable",
 ];
 
 /// The fields `check --read-data` adds.
@@ -179,6 +180,7 @@ pub fn check(
         json!(report.foreign_layers),
         json!(report.temp_files),
         json!(report.dead_operations),
+        json!(report.unrestorable),
     ];
     let mut rec: Record = CHECK_FIELDS.into_iter().zip(values).collect();
     let clean = report.is_clean() && data.as_ref().is_none_or(|d| d.is_clean());

@@ -13,7 +13,8 @@ use crate::output::{self, Record};
 use crate::progress::Bar;
 
 /// The fields of a share, as `share show` prints them.
-pub const FIELDS: [&str; 11] = [
+pub const FIELDS: [&str; 12] = [
+    "adopted",
     "created_at",
     "fail_reason",
     "id",
@@ -29,6 +30,7 @@ pub const FIELDS: [&str; 11] = [
 
 pub fn record(s: &Share) -> Record {
     let values = [
+        json!(s.adopted),
         time(Some(s.created_at)),
         json!(s.fail_reason),
         json!(s.id.to_string()),
@@ -92,16 +94,26 @@ pub fn run(engine: &Engine, global: &Global, cmd: &ShareCommand) -> Result<()> {
             let share = engine.find_share(share)?;
             output::show(global.format, &global.columns, &record(&share))
         }
-        ShareCommand::Set { share, status } => {
-            let share = engine.find_share(share)?;
-            let to = ShareStatus::parse(status)?;
-            let before = engine.set_share_status(&share, to)?;
-            eprintln!(
-                "share {}: status {} -> {}",
-                share.name,
-                before.as_str(),
-                to.as_str()
-            );
+        ShareCommand::Set {
+            share,
+            status,
+            path,
+        } => {
+            let mut share = engine.find_share(share)?;
+            if let Some(path) = path {
+                share = engine.confirm_share_path(&share, path)?;
+                eprintln!("share {}: path {} (confirmed)", share.name, share.path);
+            }
+            if let Some(status) = status {
+                let to = ShareStatus::parse(status)?;
+                let before = engine.set_share_status(&share, to)?;
+                eprintln!(
+                    "share {}: status {} -> {}",
+                    share.name,
+                    before.as_str(),
+                    to.as_str()
+                );
+            }
             Ok(())
         }
         ShareCommand::Delete { shares } => {

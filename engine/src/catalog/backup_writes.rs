@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::store::{
     Admission, Admitted, BackupRecord, BackupStatus, Problem, Reparent, SnapshotStatus,
 };
+use crate::validate;
 
 fn status_of(tx: &Transaction<'_>, id: BackupId) -> Result<Option<BackupStatus>> {
     let status: Option<String> = tx
@@ -131,11 +132,13 @@ impl Catalog {
         }
         let used = super::quotas::usage(&tx, &b.project)?;
         let quota = &admission.quota;
-        let over_count = quota.backups.is_some_and(|limit| used.backups + 1 > limit);
-        let over_size = quota
-            .backup_gigabytes
-            .is_some_and(|limit| used.backup_gigabytes + admission.estimate_gib > limit);
-        if over_count || over_size {
+        let fits_count = validate::fits(used.backups, 1, quota.backups);
+        let fits_size = validate::fits(
+            used.backup_gigabytes,
+            admission.estimate_gib,
+            quota.backup_gigabytes,
+        );
+        if !(fits_count && fits_size) {
             return Ok(Admitted::OverQuota(used));
         }
         insert_row(&tx, b)?;

@@ -167,6 +167,11 @@ CREATE INDEX snapshots_by_share ON snapshots(share_id);
     r#"
 CREATE INDEX backups_by_project_created ON backups(project, created_at, id);
 "#,
+    // 7: a share recorded from a repository or an imported record, whose
+    // path an operator has not confirmed yet.
+    r#"
+ALTER TABLE shares ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -12,7 +12,7 @@ use crate::store::{Share, ShareStatus};
 
 const COLUMNS: &str =
     "id, project, name, path, size_gib, protocol, status, created_at, updated_at, \
-    source_backup_id, fail_reason";
+    source_backup_id, fail_reason, adopted";
 
 type RawShare = (String, String, Option<String>, Share);
 
@@ -33,6 +33,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<RawShare> {
             updated_at: r.get(8)?,
             source_backup_id: None,
             fail_reason: r.get(10)?,
+            adopted: r.get(11)?,
         },
     ))
 }
@@ -56,8 +57,8 @@ impl Catalog {
     pub fn insert_share(&self, share: &Share) -> Result<()> {
         let result = self.conn()?.execute(
             "INSERT INTO shares (id, project, name, path, size_gib, protocol, status, created_at,
-                source_backup_id, fail_reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                source_backup_id, fail_reason, adopted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 share.id.to_string(),
                 share.project,
@@ -68,7 +69,8 @@ impl Catalog {
                 share.status.as_str(),
                 share.created_at,
                 share.source_backup_id.map(|b| b.to_string()),
-                share.fail_reason
+                share.fail_reason,
+                share.adopted
             ],
         );
         match result {
@@ -228,6 +230,18 @@ impl Catalog {
             params![reason, now_ns(), id.to_string()],
         )?;
         Ok(())
+    }
+
+    /// See [`crate::store::ServiceStore::confirm_share_path`].
+    pub fn confirm_share_path(&self, id: ShareId, path: &str, from: &[ShareStatus]) -> Result<()> {
+        self.write(|tx| {
+            expect(tx, id, from)?;
+            tx.execute(
+                "UPDATE shares SET path = ?1, adopted = 0, updated_at = ?2 WHERE id = ?3",
+                params![path, now_ns(), id.to_string()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Sets a share's status whatever it is; returns the status it had.

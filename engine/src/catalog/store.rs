@@ -117,6 +117,10 @@ impl ServiceStore for Catalog {
         Catalog::reset_share_status(self, id, to)
     }
 
+    fn confirm_share_path(&self, id: ShareId, path: &str, from: &[ShareStatus]) -> Result<()> {
+        Catalog::confirm_share_path(self, id, path, from)
+    }
+
     fn delete_share(&self, id: ShareId, from: &[ShareStatus]) -> Result<()> {
         Catalog::delete_share(self, id, from)
     }

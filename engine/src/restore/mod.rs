@@ -15,8 +15,11 @@
 mod fill;
 mod meta;
 mod plan;
+mod refusals;
 mod tree;
 mod write;
+
+pub use refusals::refusal;
 
 use std::path::Path;
 

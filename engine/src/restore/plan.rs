@@ -180,22 +180,38 @@ impl Planner {
         if let Some(found) = self.known.get(&id) {
             return Ok(*found);
         }
-        let loc = index.locate(&id)?.ok_or_else(|| Error::Corrupt {
-            location: format!("chunk {id}"),
-            detail: format!(
-                "needed by {} but not in the chunk index",
-                String::from_utf8_lossy(path)
-            ),
-        })?;
-        if loc.entry.raw_len != len {
-            return Err(Error::Corrupt {
-                location: format!("chunk {id}"),
-                detail: format!("layer says {len} bytes, index says {}", loc.entry.raw_len),
-            });
-        }
+        let loc = locate(index, id, len, path)?;
         self.known.insert(id, loc);
         Ok(loc)
     }
+}
+
+/// Where the chunk `id` of the file at `path` is, which must be indexed
+/// with the length the layer gives it (`len`).
+pub(super) fn locate(
+    index: &dyn ChunkIndex,
+    id: ChunkId,
+    len: u32,
+    path: &[u8],
+) -> Result<ChunkLocation> {
+    let loc = index.locate(&id)?.ok_or_else(|| Error::Corrupt {
+        location: format!("chunk {id}"),
+        detail: format!(
+            "needed by {} but not in the chunk index",
+            String::from_utf8_lossy(path)
+        ),
+    })?;
+    if loc.entry.raw_len != len {
+        return Err(Error::Corrupt {
+            location: format!("chunk {id}"),
+            detail: format!(
+                "needed by {}: the layer says {len} bytes, the index says {}",
+                String::from_utf8_lossy(path),
+                loc.entry.raw_len
+            ),
+        });
+    }
+    Ok(loc)
 }
 
 /// A pack unit holds at most this many chunks, or this many raw bytes (at

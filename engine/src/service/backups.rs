@@ -138,6 +138,7 @@ impl Engine {
             RestoreTarget::Source => self.store.share(backup.share_id)?,
             RestoreTarget::Share(arg) => self.target_share(backup, arg)?,
         };
+        super::shares::confirmed(&share)?;
         let role = ShareRole {
             from: &[ShareStatus::Available, ShareStatus::BackupRestoringError],
             during: ShareStatus::BackupRestoring,
@@ -480,6 +481,8 @@ impl Engine {
         name: Option<&str>,
         description: Option<&str>,
     ) -> Result<()> {
+        crate::validate::text("backup name", name, false)?;
+        crate::validate::text("description", description, true)?;
         self.store.rename_backup(backup.id, name, description)
     }
 }

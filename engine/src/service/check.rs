@@ -3,7 +3,7 @@
 //! pack body) and changes nothing: dead operations and leftovers are
 //! reported, not cleaned.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 use strata_format::pack::PackEntry;
@@ -43,6 +43,9 @@ pub struct CheckReport {
     pub temp_files: u64,
     /// Operations recorded as running whose process is gone.
     pub dead_operations: u64,
+    /// Live backups a restore would refuse (their merged tree breaks a
+    /// rule a restore enforces), each with the path and why.
+    pub unrestorable: Vec<String>,
 }
 
 impl CheckReport {
@@ -57,6 +60,7 @@ impl CheckReport {
             && self.missing_layers.is_empty()
             && self.temp_files == 0
             && self.dead_operations == 0
+            && self.unrestorable.is_empty()
     }
 }
 
@@ -223,6 +227,24 @@ impl Engine {
             }
         }
         report.foreign_layers += scan.layers.iter().filter(|id| !ours.contains(id)).count() as u64;
+        let mut lengths = HashMap::new();
+        let damaged: HashSet<_> = scan.damaged.iter().map(|(id, _)| *id).collect();
+        for b in backups.iter().filter(|b| live.contains(&b.id)) {
+            let chain = self.chain(b)?;
+            if chain
+                .iter()
+                .any(|id| damaged.contains(id) || !in_repository.contains(id))
+            {
+                continue;
+            }
+            match crate::restore::refusal(&site.repo, index, &b.id, &mut lengths) {
+                Ok(()) => {}
+                Err(e @ Error::Corrupt { .. }) => {
+                    report.unrestorable.push(format!("backup {}: {e}", b.id));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // A running operation's temporary files are not leftovers.
         let boot = crate::process::boot_id();
         report.temp_files += site

@@ -39,7 +39,9 @@ fn over_quota(project: &str, admission: &Admission, used: QuotaUsage) -> Error {
         backups,
         backup_gigabytes,
     } = admission.quota;
-    if let Some(limit) = backups.filter(|limit| used.backups + 1 > *limit) {
+    if let Some(limit) =
+        backups.filter(|limit| !crate::validate::fits(used.backups, 1, Some(*limit)))
+    {
         return Error::Quota(format!(
             "project {project}: backups quota is {limit}, {} in use; one more would exceed it",
             used.backups
@@ -94,6 +96,9 @@ impl Engine {
         req: &CreateBackup,
         progress: &Progress,
     ) -> Result<BackupResult> {
+        crate::validate::text("backup name", req.name.as_deref(), false)?;
+        crate::validate::text("description", req.description.as_deref(), true)?;
+        super::shares::confirmed(share)?;
         let mut record = new_record(self, share, req)?;
         if let Some(name) = &req.backup_type {
             record.backup_type = Some(self.backup_type(name)?.display_name.clone());

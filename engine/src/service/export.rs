@@ -11,11 +11,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use strata_format::ShareId;
 
-use super::recover::{ensure_share, index_layer, index_packs};
-use super::{Engine, RebuildReport};
+use super::Engine;
 use crate::catalog::{BackupRecord, BackupStatus};
 use crate::error::{Error, Result};
-use crate::progress::Progress;
 
 /// The `backup_service` of strata's records.
 pub const BACKUP_SERVICE: &str = "strata";
@@ -29,20 +27,20 @@ pub struct ExportedBackup {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Record {
+pub(super) struct Record {
     version: u32,
-    repository_id: String,
-    repository: String,
+    pub repository_id: String,
+    pub repository: String,
     /// Full backup first, this backup last.
-    chain: Vec<String>,
-    backup: Fields,
+    pub chain: Vec<String>,
+    pub backup: Fields,
     share: ShareFields,
 }
 
 /// The backup's fields, as `backup show` has them.
 #[derive(Serialize, Deserialize)]
-struct Fields {
-    id: String,
+pub(super) struct Fields {
+    pub id: String,
     project: String,
     share_id: String,
     name: Option<String>,
@@ -124,7 +122,7 @@ impl Fields {
         }
     }
 
-    fn record(&self) -> Result<BackupRecord> {
+    pub(super) fn record(&self) -> Result<BackupRecord> {
         Ok(BackupRecord {
             id: id("backup id", &self.id)?,
             project: self.project.clone(),
@@ -168,7 +166,7 @@ impl Fields {
     }
 }
 
-fn decode(service: &str, url: &str) -> Result<Record> {
+pub(super) fn decode(service: &str, url: &str) -> Result<Record> {
     if service != BACKUP_SERVICE {
         return Err(Error::InvalidArgument(format!(
             "backup service {service:?} is not strata's ({BACKUP_SERVICE:?})"
@@ -219,117 +217,6 @@ impl Engine {
             backup_service: BACKUP_SERVICE.into(),
             backup_url: base64::engine::general_purpose::STANDARD.encode(json),
         })
-    }
-
-    /// Recreates an exported backup record in this catalog: its share if
-    /// missing, the index of every pack this catalog does not know yet, and
-    /// the backup, `available`. Its parent's record must be here already.
-    pub fn import_backup(
-        &self,
-        service: &str,
-        url: &str,
-        progress: &Progress,
-    ) -> Result<BackupRecord> {
-        let record = decode(service, url)?;
-        let Some(site) = self
-            .sites()
-            .find(|s| s.repo.config().repository_id.to_string() == record.repository_id)
-        else {
-            let ours: Vec<String> = self
-                .sites()
-                .map(|s| format!("{} at {}", s.repo.config().repository_id, s.repo.location()))
-                .collect();
-            return Err(Error::InvalidArgument(format!(
-                "the record is of repository {} at {}; this catalog indexes {}",
-                record.repository_id,
-                record.repository,
-                ours.join(", ")
-            )));
-        };
-        let backup = record.backup.record()?;
-        let home = self.site_of(&backup)?.repo.config().repository_id;
-        if home != site.repo.config().repository_id {
-            return Err(Error::InvalidArgument(format!(
-                "backup {} is of backup type {}, whose backups this catalog keeps in repository \
-                 {home}, not in {}",
-                backup.id,
-                backup.backup_type.as_deref().unwrap_or("default"),
-                record.repository_id
-            )));
-        }
-        if record.chain.last() != Some(&record.backup.id) {
-            return Err(bad_record("its chain does not end with the backup"));
-        }
-        if self.store.backup(backup.id).is_ok() {
-            return Err(Error::InvalidArgument(format!(
-                "backup {} is already in this catalog",
-                backup.id
-            )));
-        }
-        if let Some(parent) = backup.parent_id {
-            if self.store.backup(parent).is_err() {
-                return Err(Error::NotFound {
-                    kind: "parent backup record",
-                    name: format!(
-                        "{parent} (import the records of backup {} first)",
-                        backup.id
-                    ),
-                });
-            }
-        }
-        let known: std::collections::HashSet<_> =
-            site.index.packs()?.into_iter().map(|(p, _)| p).collect();
-        let unknown: Vec<_> = site
-            .repo
-            .list_pack_files()?
-            .into_iter()
-            .filter(|p| !known.contains(p))
-            .collect();
-        let mut scan = RebuildReport::default();
-        index_packs(&site.repo, &*site.index, &unknown, &mut scan, progress)?;
-        let bytes = site.repo.load_layer(&backup.id).map_err(|e| match e {
-            Error::NotFound { name, .. } => Error::Corrupt {
-                location: name,
-                detail: format!(
-                    "the layer of backup {} is missing from the repository",
-                    backup.id
-                ),
-            },
-            other => other,
-        })?;
-        let summary = index_layer(&*site.index, backup.id, &bytes);
-        let summary = match summary {
-            Ok(s) if s.unplaced.0 == 0 => s,
-            Ok(s) => {
-                site.index.drop_refs(backup.id)?;
-                self.store.remove_backup(backup.id)?;
-                return Err(Error::Corrupt {
-                    location: format!("backup {}", backup.id),
-                    detail: format!(
-                        "{} chunk(s) it needs are in no readable pack (the first: {}){}",
-                        s.unplaced.0,
-                        s.unplaced.1.map(|c| c.to_string()).unwrap_or_default(),
-                        scan.damaged
-                            .first()
-                            .map(|d| format!("; {d}"))
-                            .unwrap_or_default()
-                    ),
-                });
-            }
-            Err(e) => {
-                site.index.drop_refs(backup.id)?;
-                self.store.remove_backup(backup.id)?;
-                return Err(e);
-            }
-        };
-        ensure_share(&*self.store, &summary)?;
-        self.store.import_backup(
-            &backup,
-            &summary.problems(),
-            summary.meta.service.share_root_dev,
-        )?;
-        progress.finish();
-        self.store.backup(backup.id)
     }
 }
 

@@ -10,6 +10,7 @@ mod cleanup;
 mod create;
 mod export;
 mod gc;
+mod import;
 mod operations;
 mod prune;
 mod rebuild;
@@ -77,6 +78,10 @@ pub struct EngineConfig {
     /// once (with their plan): it restores the tree in windows of this
     /// size, so its memory does not grow with the tree.
     pub restore_window_bytes: usize,
+    /// Directories under which a storage's snapshots may be registered
+    /// besides each share's own snapshot locations (`<share>/.snapshot/`,
+    /// `<share>/.zfs/snapshot/`, strata's `.strata-snapshots/<share>/`).
+    pub snapshot_roots: Vec<PathBuf>,
 }
 
 /// Default [`EngineConfig::gc_memory_bytes`]: exact up to about five
@@ -123,6 +128,7 @@ impl EngineConfig {
             retention: Retention::default(),
             gc_memory_bytes: DEFAULT_GC_MEMORY_BYTES,
             restore_window_bytes: crate::restore::DEFAULT_WINDOW_BYTES,
+            snapshot_roots: Vec::new(),
         }
     }
 }

@@ -205,7 +205,15 @@ fn index_layers(
             Err(e) => return Err(e),
         };
         report.layers += 1;
-        record(catalog, &summary)?;
+        if let Err(e) = record(catalog, &summary) {
+            let Error::Corrupt { .. } = e else {
+                return Err(e);
+            };
+            catalog.remove_backup(id)?;
+            report.damaged.push(e.to_string());
+            layers.insert(id, Some(format!("its layer is refused ({e})")));
+            continue;
+        }
         report.backups += 1;
         shares.insert(summary.meta.share_id);
         let why = summary.unplaced.1.map(|c| {

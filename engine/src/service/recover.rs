@@ -14,6 +14,7 @@ use crate::packs::read::{read_trailer, PackTrailer};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::store::ServiceStore;
+use crate::validate;
 
 /// References are written to the catalog this many at a time.
 const REF_BATCH: usize = 8192;
@@ -82,6 +83,7 @@ impl LayerSummary {
             updated_at: None,
             source_backup_id: None,
             fail_reason: None,
+            adopted: true,
         }
     }
 
@@ -97,6 +99,28 @@ impl LayerSummary {
             })
             .collect()
     }
+}
+
+/// What a layer says about its backup and share passes the rules a user's
+/// values pass: a repository is input like any other.
+pub(crate) fn checked_meta(meta: &LayerMeta) -> Result<()> {
+    let s = &meta.service;
+    validate::text("project", Some(&meta.project), false)?;
+    validate::share_name(&meta.share_name)?;
+    validate::share_path(&meta.share_path)?;
+    validate::share_size(s.share_size_gib)?;
+    validate::text("backup name", Some(&meta.name), true)?;
+    validate::text("description", Some(&meta.description), true)?;
+    validate::text("share protocol", Some(&s.share_protocol), true)?;
+    for (what, value) in [
+        ("backup type", &s.backup_type),
+        ("snapshot id", &s.snapshot_id),
+        ("availability zone", &s.availability_zone),
+        ("host", &s.host),
+    ] {
+        validate::text(what, value.as_deref(), false)?;
+    }
+    Ok(())
 }
 
 /// Verifies the layer of `id` (checksum, every record) and records which
@@ -115,6 +139,10 @@ pub(crate) fn index_layer(
             detail: format!("it records backup {}", layer.meta.backup_id),
         });
     }
+    checked_meta(&layer.meta).map_err(|e| Error::Corrupt {
+        location: location.clone(),
+        detail: format!("its metadata is refused: {e}"),
+    })?;
     let mut batch = Vec::with_capacity(REF_BATCH);
     for record in layer.records().map_err(|e| Error::format(&location, e))? {
         let LayerRecord::Entry(entry) = record.map_err(|e| Error::format(&location, e))? else {
@@ -142,11 +170,24 @@ pub(crate) fn index_layer(
     })
 }
 
-/// Records the share of `summary` unless the catalog has it; a name taken
-/// by another share gets the share id's first characters appended.
+/// Records the share of `summary` unless the catalog has it, *adopted*
+/// (its path unconfirmed); a name taken by another share gets the share
+/// id's first characters appended. A share of that id in another project
+/// is refused as a forged layer, without naming that project.
 pub(crate) fn ensure_share(catalog: &dyn ServiceStore, summary: &LayerSummary) -> Result<()> {
-    if catalog.share(summary.meta.share_id).is_ok() {
-        return Ok(());
+    match catalog.share(summary.meta.share_id) {
+        Ok(share) if share.project == summary.meta.project => return Ok(()),
+        Ok(_) => {
+            return Err(Error::Corrupt {
+                location: format!("layer {}", summary.meta.backup_id),
+                detail: format!(
+                    "it names share {} of project {:?}, which is no share of that project",
+                    summary.meta.share_id, summary.meta.project
+                ),
+            })
+        }
+        Err(Error::NotFound { .. }) => {}
+        Err(e) => return Err(e),
     }
     catalog.ensure_project(&summary.meta.project)?;
     let mut share = summary.share();

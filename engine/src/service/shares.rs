@@ -1,6 +1,6 @@
 //! Share operations: create, list, show, delete, and zero-config registration.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use strata_format::ShareId;
 
@@ -11,6 +11,7 @@ use crate::clock::now_ns;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 use crate::repository::new_uuid;
+use crate::validate;
 
 /// How `create_share` should describe the share.
 #[derive(Clone, Debug)]
@@ -27,16 +28,8 @@ pub struct NewShare<'a> {
 /// The share's protocol, upper case, once its name, size and protocol are
 /// valid.
 fn checked_protocol(new: &NewShare<'_>) -> Result<String> {
-    if new.name.is_empty() {
-        return Err(Error::InvalidArgument(
-            "a share needs a non-empty name".into(),
-        ));
-    }
-    if new.size_gib == Some(0) {
-        return Err(Error::InvalidArgument(
-            "a share's size is at least 1 GiB".into(),
-        ));
-    }
+    validate::share_name(new.name)?;
+    validate::share_size(new.size_gib)?;
     let protocol = new.protocol.to_ascii_uppercase();
     if !["NFS", "CIFS", "CEPHFS", "GLUSTERFS", "HDFS", "MAPRFS"].contains(&protocol.as_str()) {
         return Err(Error::InvalidArgument(format!(
@@ -47,7 +40,70 @@ fn checked_protocol(new: &NewShare<'_>) -> Result<String> {
     Ok(protocol)
 }
 
+/// The directory a share's path names, resolved to its canonical form,
+/// which must pass [`validate::share_path`].
+fn share_dir(path: &Path) -> Result<PathBuf> {
+    let canonical = std::fs::canonicalize(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            kind: "share path",
+            name: path.display().to_string(),
+        },
+        _ => Error::io(path, e),
+    })?;
+    if !canonical.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "share path {} is not a directory",
+            canonical.display()
+        )));
+    }
+    let text = canonical.to_str().ok_or_else(|| {
+        Error::InvalidArgument(format!("share path {} is not UTF-8", canonical.display()))
+    })?;
+    validate::share_path(text)?;
+    Ok(canonical)
+}
+
+/// Refuses to read or write the share in place while its path is one a
+/// repository or an imported record chose, not an operator.
+pub(crate) fn confirmed(share: &Share) -> Result<()> {
+    match share.adopted {
+        false => Ok(()),
+        true => Err(Error::NotPermitted(format!(
+            "share {} was recorded from the repository or an imported record, and its path \
+             {:?} is not confirmed; an operator confirms it with `share set {} --path DIR` \
+             (or restores elsewhere with --target-dir)",
+            share.name, share.path, share.name
+        ))),
+    }
+}
+
 impl Engine {
+    /// Confirms (or moves) a share's path: the share is no longer adopted,
+    /// and backups and in-place restores use `path`. Refused while the
+    /// share is busy, or when another share of the project has that path.
+    pub fn confirm_share_path(&self, share: &Share, path: &Path) -> Result<Share> {
+        let path = share_dir(path)?;
+        let text = path.display().to_string();
+        if let Some(other) = self.store.share_by_path(&share.project, &text)? {
+            if other.id != share.id {
+                return Err(Error::InvalidArgument(format!(
+                    "{text} is the path of share {} already",
+                    other.name
+                )));
+            }
+        }
+        let idle = [
+            ShareStatus::Available,
+            ShareStatus::InUse,
+            ShareStatus::Error,
+            ShareStatus::BackupRestoringError,
+        ];
+        self.store
+            .confirm_share_path(share.id, &text, &idle)
+            .map_err(|e| super::backups::busy_share(e, share))?;
+        self.store.share(share.id)
+    }
+
     /// Creates a share from a backup (Manila's `share create --backup-id`):
     /// its directory must be missing (it is created) or empty; the share is
     /// `creating` while the backup is restored into it, then `available`,
@@ -88,6 +144,7 @@ impl Engine {
             updated_at: None,
             source_backup_id: Some(backup.id),
             fail_reason: None,
+            adopted: false,
         };
         self.store.insert_share(&share)?;
         let role = ShareRole {
@@ -102,19 +159,7 @@ impl Engine {
 
     pub fn create_share(&self, new: &NewShare<'_>) -> Result<Share> {
         let protocol = checked_protocol(new)?;
-        let path = std::fs::canonicalize(new.path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                kind: "share path",
-                name: new.path.display().to_string(),
-            },
-            _ => Error::io(new.path, e),
-        })?;
-        if !path.is_dir() {
-            return Err(Error::InvalidArgument(format!(
-                "share path {} is not a directory",
-                path.display()
-            )));
-        }
+        let path = share_dir(new.path)?;
         let share = Share {
             id: match new.id {
                 Some(id) => id,
@@ -130,6 +175,7 @@ impl Engine {
             updated_at: None,
             source_backup_id: None,
             fail_reason: None,
+            adopted: false,
         };
         self.store.insert_share(&share)?;
         Ok(share)

@@ -43,6 +43,57 @@ fn snapshot_home(share: &Share) -> Result<PathBuf> {
     Ok(parent.join(".strata-snapshots").join(share.id.to_string()))
 }
 
+/// A registered snapshot's directory: an absolute, normalized path with no
+/// symlink anywhere on it (it resolves to itself), that is a snapshot
+/// location of `share` (`<share>/.snapshot/NAME`,
+/// `<share>/.zfs/snapshot/NAME`, strata's own
+/// `.strata-snapshots/<share id>/NAME` beside it) or lies under one of
+/// `roots`. Anything else would put another tree's files into the share's
+/// backups, and into the share on an in-place restore.
+fn registrable(share: &Share, path: &Path, roots: &[PathBuf]) -> Result<PathBuf> {
+    let text = path.to_str().ok_or_else(|| {
+        Error::InvalidArgument(format!("snapshot path {} is not UTF-8", path.display()))
+    })?;
+    crate::validate::absolute_path("snapshot path", text)?;
+    let canonical = std::fs::canonicalize(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            kind: "snapshot path",
+            name: text.to_string(),
+        },
+        _ => Error::io(path, e),
+    })?;
+    if canonical != path {
+        return Err(Error::InvalidArgument(format!(
+            "snapshot path {text} passes through a symlink (it resolves to {}); a snapshot \
+             is registered by a path without symlinks",
+            canonical.display()
+        )));
+    }
+    if !std::fs::symlink_metadata(path).at(path)?.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "snapshot path {text} is not a directory"
+        )));
+    }
+    let share_root = Path::new(&share.path);
+    let homes = [
+        Some(share_root.join(".snapshot")),
+        Some(share_root.join(".zfs").join("snapshot")),
+        snapshot_home(share).ok(),
+    ];
+    let at_home = path
+        .parent()
+        .is_some_and(|parent| homes.iter().flatten().any(|h| h == parent));
+    let under_root = roots.iter().any(|r| path.starts_with(r) && path != r);
+    if !(at_home || under_root) {
+        return Err(Error::InvalidArgument(format!(
+            "snapshot path {text} is not a snapshot location of share {} ({}/.snapshot/NAME, \
+             {}/.zfs/snapshot/NAME) nor under a configured snapshot root",
+            share.name, share.path, share.path
+        )));
+    }
+    Ok(canonical)
+}
+
 /// The btrfs file system's magic number (`statfs`), and the inode number of
 /// every subvolume's root directory.
 const BTRFS_MAGIC: i64 = 0x9123_683e;
@@ -96,6 +147,8 @@ impl Engine {
     /// subvolume gets a read-only btrfs snapshot beside it; any other
     /// share needs the path of a snapshot its storage made.
     pub fn create_snapshot(&self, share: &Share, new: &NewSnapshot<'_>) -> Result<Snapshot> {
+        crate::validate::text("snapshot name", new.name, false)?;
+        crate::validate::text("description", new.description, true)?;
         let steady = [
             ShareStatus::Available,
             ShareStatus::InUse,
@@ -122,20 +175,8 @@ impl Engine {
             fail_reason: None,
         };
         if let Some(path) = new.path {
-            let path = std::fs::canonicalize(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::NotFound {
-                    kind: "snapshot path",
-                    name: path.display().to_string(),
-                },
-                _ => Error::io(path, e),
-            })?;
+            let path = registrable(share, path, &self.config.snapshot_roots)?;
             let meta = std::fs::metadata(&path).at(&path)?;
-            if !meta.is_dir() {
-                return Err(Error::InvalidArgument(format!(
-                    "snapshot path {} is not a directory",
-                    path.display()
-                )));
-            }
             snapshot.path = path.display().to_string();
             snapshot.created_at = new
                 .created_at
@@ -235,7 +276,8 @@ impl Engine {
     }
 
     /// The snapshot `arg` names, which a backup of `share` can read: one of
-    /// this share's, and available.
+    /// this share's, available, and (registered) still at one of the
+    /// share's snapshot locations with no symlink on its path.
     pub(super) fn snapshot_to_back_up(&self, share: &Share, arg: &str) -> Result<Snapshot> {
         let snapshot = self.find_snapshot(arg)?;
         if snapshot.share_id != share.id {
@@ -246,6 +288,13 @@ impl Engine {
         }
         if snapshot.status != SnapshotStatus::Available {
             return Err(snapshot_gone(Some(snapshot.id), Some(snapshot.status)));
+        }
+        if snapshot.kind == SnapshotKind::Registered {
+            registrable(
+                share,
+                Path::new(&snapshot.path),
+                &self.config.snapshot_roots,
+            )?;
         }
         Ok(snapshot)
     }

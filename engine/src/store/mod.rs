@@ -111,6 +111,9 @@ pub trait ServiceStore: Send + Sync {
     /// Sets a share's status whatever it is (an administrator's reset);
     /// returns the status it had.
     fn reset_share_status(&self, id: ShareId, to: ShareStatus) -> Result<ShareStatus>;
+    /// Sets the share's path and marks it confirmed (no longer adopted),
+    /// if it is in one of `from`; durable when it returns.
+    fn confirm_share_path(&self, id: ShareId, path: &str, from: &[ShareStatus]) -> Result<()>;
     /// Removes a share that is in one of `from` and that no backup record
     /// names; refused otherwise (`Busy` for its status, `InvalidState` for
     /// its backups).

@@ -304,6 +304,10 @@ pub struct Share {
     pub source_backup_id: Option<BackupId>,
     /// Why its creation, or the last restore into it, failed.
     pub fail_reason: Option<String>,
+    /// Recorded from the repository (a catalog rebuild) or an imported
+    /// record, its path not yet confirmed by an operator: until it is,
+    /// nothing backs it up or restores into it.
+    pub adopted: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

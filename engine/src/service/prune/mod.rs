@@ -87,9 +87,24 @@ pub struct PruneReport {
     pub pack_bytes_after: u64,
 }
 
+/// Refuses a policy under which no backup can be kept.
+fn keeps_something(policy: &Retention) -> Result<()> {
+    match policy.keeps_nothing() {
+        false => Ok(()),
+        true => Err(Error::InvalidArgument(
+            "the retention policy keeps no backup (every rule is 0): prune refuses to remove \
+             them all; use `backup delete` to remove backups deliberately"
+                .into(),
+        )),
+    }
+}
+
 impl Engine {
     /// Applies the retention policy; see the module documentation.
     pub fn prune(&self, req: &PruneRequest, progress: &Progress) -> Result<PruneReport> {
+        if !req.policy.is_empty() {
+            keeps_something(&req.policy)?;
+        }
         let share = match &req.share {
             Some(s) => Some(self.store.find_share(&self.config.project, s)?.id),
             None => None,
@@ -155,6 +170,7 @@ impl Engine {
                     }
                 },
             };
+            keeps_something(policy)?;
             let names: HashMap<BackupId, &BackupRecord> = list.iter().map(|b| (b.id, *b)).collect();
             let candidates: Vec<policy::Candidate> = list
                 .iter()

@@ -31,6 +31,21 @@ impl Retention {
     pub fn is_empty(&self) -> bool {
         *self == Retention::default()
     }
+
+    /// Whether the policy can keep no backup at all: every rule is off or
+    /// zero (`--keep-last 0`, `--keep-within 0d`). Such a policy is a
+    /// deletion of everything, which is refused.
+    pub fn keeps_nothing(&self) -> bool {
+        let counts = [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ];
+        counts.iter().all(|n| n.unwrap_or(0) == 0) && self.within.is_none_or(|d| d.is_zero())
+    }
 }
 
 /// A rule that kept a backup.
