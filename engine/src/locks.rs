@@ -12,7 +12,10 @@
 //!
 //! Both sides create their own file first and look for the other's after,
 //! so at least one of two racing processes sees the other and backs off.
-//! A lock whose mtime is older than [`STALE_AFTER`] belongs to a dead holder.
+//! A lock whose mtime has not changed for [`STALE_AFTER`] *of the
+//! observer's own clock* belongs to a dead holder ([`crate::liveness`]):
+//! the mtime is written from the holder's clock and is never compared with
+//! ours, so nodes whose clocks disagree never take a live lock.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::backend::{io_kind, Backend};
 use crate::error::{Error, Result};
+use crate::liveness::Watch;
 
 /// A holder touches its lock every second; one untouched this long is dead.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -71,12 +75,28 @@ impl Drop for Held {
     }
 }
 
+/// A lock's heartbeat: its mtime, as a number (whatever clock wrote it).
+fn beat(mtime: SystemTime) -> i128 {
+    match mtime.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => after.as_nanos() as i128,
+        Err(before) => -(before.duration().as_nanos() as i128),
+    }
+}
+
+/// The name a lock's heartbeat is watched under (locks of every repository
+/// this process uses share one watch).
+fn watched(backend: &dyn Backend, key: &str) -> String {
+    format!("{}/{key}", backend.location())
+}
+
+/// The lock's heartbeat if it exists; `Err` when the export cannot say.
+fn read_beat(backend: &dyn Backend, key: &str) -> Result<Option<i128>> {
+    Ok(backend.stat(key)?.map(|meta| beat(meta.mtime)))
+}
+
 fn is_live(backend: &dyn Backend, key: &str) -> bool {
-    match backend.stat(key) {
-        Ok(Some(meta)) => match SystemTime::now().duration_since(meta.mtime) {
-            Ok(age) => age < STALE_AFTER,
-            Err(_) => true, // touched "in the future": clocks differ; assume alive
-        },
+    match read_beat(backend, key) {
+        Ok(Some(b)) => Watch::global().alive(&watched(backend, key), b, STALE_AFTER),
         Ok(None) => false,
         // Unknown (the export is unreachable): assume the holder is alive.
         Err(_) => true,
@@ -120,6 +140,7 @@ fn live_shared(backend: &dyn Backend, mine: Option<&str>) -> Result<Vec<String>>
             live.push(key);
         } else {
             let _ = backend.remove(&key);
+            Watch::global().forget(&watched(backend, &key));
         }
     }
     Ok(live)
@@ -129,12 +150,17 @@ fn live_shared(backend: &dyn Backend, mine: Option<&str>) -> Result<Vec<String>>
 /// cannot both remove it; if the one renamed turns out live (its holder
 /// re-created it meanwhile), it is put back.
 fn take_over(backend: &dyn Backend) {
+    let Ok(Some(stale)) = read_beat(backend, EXCLUSIVE) else {
+        return;
+    };
     let aside = format!("locks/stale-{}", crate::process::owner_tag());
     if backend.rename(EXCLUSIVE, &aside).is_ok() {
-        if is_live(backend, &aside) {
+        // Not the lock judged stale (its holder beat, or re-created it).
+        if !matches!(read_beat(backend, &aside), Ok(Some(b)) if b == stale) {
             let _ = backend.publish(&aside, EXCLUSIVE, true);
         }
         let _ = backend.remove(&aside);
+        Watch::global().forget(&watched(backend, EXCLUSIVE));
     }
 }
 
@@ -267,10 +293,24 @@ mod tests {
     #[test]
     fn a_stale_lock_is_taken_over() {
         let (root, b) = lock_dir();
-        let old = SystemTime::now() - STALE_AFTER - Duration::from_secs(5);
-        for name in ["exclusive", "shared-dead"] {
+        // Written by a clock far ahead of ours, and far behind: neither
+        // says anything about whether the holder lives.
+        let ahead = SystemTime::now() + Duration::from_secs(600);
+        let behind = SystemTime::now() - Duration::from_secs(600);
+        for (name, t) in [("exclusive", behind), ("shared-dead", ahead)] {
             let f = fs::File::create(root.path().join("locks").join(name)).unwrap();
-            f.set_modified(old).unwrap();
+            f.set_modified(t).unwrap();
+        }
+        assert!(matches!(
+            exclusive(&b, "x", Duration::ZERO),
+            Err(Error::Busy(_))
+        ));
+        assert_eq!(live_shared_count(b.as_ref()).unwrap(), 1);
+        // Unchanged for STALE_AFTER of our clock: dead.
+        let long_ago = Instant::now() - STALE_AFTER - Duration::from_secs(1);
+        for (name, t) in [("exclusive", behind), ("shared-dead", ahead)] {
+            let key = watched(b.as_ref(), &format!("locks/{name}"));
+            Watch::global().seen_since(&key, beat(t), long_ago);
         }
         let e = exclusive(&b, "x", Duration::ZERO).unwrap();
         assert!(!root.path().join("locks/shared-dead").exists());

@@ -239,14 +239,18 @@ impl Repository {
 
     /// Publishes a finished pack. Durable when this returns.
     pub fn publish_pack(&self, tmp: TempObject, id: &PackId) -> Result<()> {
-        self.publish(tmp, &Self::pack_key(id), true)
+        self.publish(tmp, &Self::pack_key(id), true)?;
+        crate::failpoint::hit("repository.pack_published");
+        Ok(())
     }
 
     /// Publishes a layer at `generation` (0: the commit point of a backup; a
     /// higher one: a rewrite that supersedes every lower one). Refuses a
     /// name that exists. Durable when this returns.
     pub fn publish_layer(&self, tmp: TempObject, id: &BackupId, generation: u32) -> Result<()> {
-        self.publish(tmp, &Self::layer_key(id, generation), true)
+        self.publish(tmp, &Self::layer_key(id, generation), true)?;
+        crate::failpoint::hit("repository.layer_published");
+        Ok(())
     }
 
     /// Every layer object under `layers/`, in (id, generation) order; names
@@ -385,7 +389,10 @@ impl Repository {
     }
 
     pub fn remove_pack(&self, id: &PackId) -> Result<()> {
-        self.backend.remove(&Self::pack_key(id))
+        crate::failpoint::hit("repository.removing_pack");
+        self.backend.remove(&Self::pack_key(id))?;
+        crate::failpoint::hit("repository.pack_removed");
+        Ok(())
     }
 
     /// Removes every generation of `id`'s layer, the current one last, so
@@ -404,10 +411,13 @@ impl Repository {
 
     /// Removes one layer object; one already gone is not an error.
     pub fn remove_layer_object(&self, name: &LayerName) -> Result<()> {
+        crate::failpoint::hit("repository.removing_layer");
         match self.backend.remove(&name.key()) {
-            Err(e) if is_not_found(&e) => Ok(()),
-            other => other,
+            Err(e) if is_not_found(&e) => {}
+            other => other?,
         }
+        crate::failpoint::hit("repository.layer_removed");
+        Ok(())
     }
 }
 

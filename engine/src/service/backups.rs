@@ -461,7 +461,10 @@ impl Engine {
         site.repo.remove_layer(&id)?;
         // A type's own repository has its own index, and its references.
         site.index.drop_refs(id)?;
-        self.store.remove_backup(id)
+        crate::failpoint::hit("delete.references_dropped");
+        self.store.remove_backup(id)?;
+        crate::failpoint::hit("delete.record_removed");
+        Ok(())
     }
 
     /// An administrator's reset of a backup's status (as `cinder

@@ -17,8 +17,8 @@ use strata_format::BackupId;
 
 use super::Engine;
 use crate::catalog::{BackupStatus, OpKind, Operation, ShareStatus};
-use crate::clock::now_ns;
 use crate::error::{Error, Result};
+use crate::liveness::Watch;
 use crate::repository::Repository;
 use crate::{locks, process};
 
@@ -39,7 +39,13 @@ impl Engine {
     pub(super) fn is_dead(op: &Operation) -> bool {
         match process::is_alive(&op.host, &op.boot_id, op.pid, op.process_start) {
             Some(alive) => !alive,
-            None => now_ns() - op.heartbeat_at > locks::STALE_AFTER.as_nanos() as i64,
+            // Another host's process: dead once its heartbeat has stood
+            // still for STALE_AFTER of our clock (never compared with it).
+            None => !Watch::global().alive(
+                &format!("operation/{}", op.id),
+                i128::from(op.heartbeat_at),
+                locks::STALE_AFTER,
+            ),
         }
     }
 

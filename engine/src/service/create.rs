@@ -341,8 +341,10 @@ impl Engine {
         done.read_bytes = outcome.read_bytes;
         done.changed_count = outcome.changed;
         done.deleted_count = outcome.deleted;
+        crate::failpoint::hit("backup.layer_published");
         self.store
             .complete_backup(&done, &outcome.problems, Some(outcome.root_dev))?;
+        crate::failpoint::hit("backup.recorded");
         drop(lock);
         Ok(BackupResult {
             backup: self.store.backup(record.id)?,

@@ -253,8 +253,10 @@ impl Site {
             for (p, (len, entries)) in moves {
                 self.index.move_chunks(p, len, &entries)?;
             }
+            crate::failpoint::hit("sweep.rows_moved");
             self.repo.remove_pack(pack)?;
             self.index.forget_packs(std::slice::from_ref(pack))?;
+            crate::failpoint::hit("sweep.pack_forgotten");
             gone.insert(*pack);
         }
         Ok(())

@@ -103,6 +103,7 @@ impl Engine {
             .collect();
         let mut scan = RebuildReport::default();
         index_packs(&site.repo, &*site.index, &unknown, &mut scan, progress)?;
+        crate::failpoint::hit("import.packs_indexed");
         let summary = match index_layer(&*site.index, backup.id, &bytes) {
             Ok(s) if s.unplaced.0 == 0 => s,
             Ok(s) => {
@@ -136,6 +137,7 @@ impl Engine {
             site.index.drop_refs(backup.id)?;
             return Err(e);
         }
+        crate::failpoint::hit("import.recorded");
         progress.finish();
         self.store.backup(backup.id)
     }

@@ -11,11 +11,11 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use strata_format::BackupId;
+use strata_format::{BackupId, ShareId};
 
 use super::recover::{ensure_share, index_layer, index_packs, LayerSummary};
 use super::{Engine, EngineConfig};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, ShareStatus};
 use crate::error::{Error, IoContext, Result};
 use crate::index::ChunkIndex;
 use crate::progress::Progress;
@@ -75,6 +75,7 @@ impl Engine {
         progress: &Progress,
     ) -> Result<RebuildReport> {
         let target = &config.catalog_path;
+        let confirmed = confirmed_paths(target);
         if target.exists() && !force && !Catalog::open(target)?.is_empty()? {
             return Err(Error::InvalidState(format!(
                 "catalog {} is not empty; only a forced rebuild replaces it with one rebuilt \
@@ -145,14 +146,37 @@ impl Engine {
             }
         }
         fail_broken_chains(&catalog, &layers, &mut report)?;
+        for share in catalog.list_shares(None)? {
+            if confirmed.get(&share.id) == Some(&share.path) {
+                catalog.confirm_share_path(share.id, &share.path, &ShareStatus::ALL)?;
+            }
+        }
         catalog.finish_bulk_load()?;
+        crate::failpoint::hit("rebuild.built");
         for (building, path) in &indexes {
             durable_rename(building, path)?;
         }
         durable_rename(&building, target)?;
+        crate::failpoint::hit("rebuild.renamed");
         progress.finish();
         Ok(report)
     }
+}
+
+/// The shares whose paths an operator confirmed in the catalog a forced
+/// rebuild replaces (none if it is missing or unreadable): a rebuilt share
+/// at the same path stays confirmed; any other is adopted.
+fn confirmed_paths(catalog: &Path) -> HashMap<ShareId, String> {
+    if !catalog.exists() {
+        return HashMap::new();
+    }
+    let shares = Catalog::open(catalog).and_then(|c| c.list_shares(None));
+    shares
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| !s.adopted)
+        .map(|s| (s.id, s.path))
+        .collect()
 }
 
 /// Syncs the database at `from`, then renames it over `to` (whose journal

@@ -173,6 +173,7 @@ pub(crate) fn repack_locked(
     let written = Written(std::sync::atomic::AtomicU64::new(0));
     copy_live(site, &chosen, lock, &written, progress)?;
     report.packs_written += written.0.into_inner();
+    crate::failpoint::hit("repack.copied");
     // Every live chunk is now durable in a new pack and indexed there.
     let old: Vec<PackId> = chosen.iter().map(|c| c.pack).collect();
     site.remove_packs(lock, &old)?;

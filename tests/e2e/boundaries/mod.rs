@@ -3,6 +3,8 @@
 //! boundary, lost data or left something stuck, and what must happen now.
 
 mod admission;
+mod clocks;
+mod crash_points;
 mod records;
 mod snapshots;
 mod trees;

@@ -258,6 +258,7 @@ impl Engine {
                     tombstones: new.tombstones,
                 },
             );
+            crate::failpoint::hit("prune.parent_recorded");
             if let Err(e) = moved {
                 // Deleted meanwhile, or not as this prune saw it: the old
                 // chain stands, and its removed ancestors with it.
