@@ -52,6 +52,18 @@ pub struct FileConfig {
     /// Absolute directories under which snapshots a storage made may be
     /// registered, besides each share's own snapshot locations.
     pub snapshot_roots: Option<Vec<PathBuf>>,
+    /// Octal permission bits of repository objects (default `"0660"`) and
+    /// directories (default `"0770"`), as the NFS backup driver sets them.
+    pub repository_file_mode: Option<String>,
+    pub repository_dir_mode: Option<String>,
+}
+
+/// An octal permission string (`"0660"`) within `0o777`.
+fn octal_mode(key: &str, value: &str) -> Result<u32> {
+    match u32::from_str_radix(value.trim_start_matches("0o"), 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => bail!("{key} must be octal permission bits such as \"0660\", not {value:?}"),
+    }
 }
 
 /// A `[retention]` table: restic's `--keep-*` rules.
@@ -250,6 +262,16 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
             bail!("restore_window_mib must be at least 1");
         }
         config.restore_window_bytes = (mib as usize) << 20;
+    }
+    if let Some(m) = &file.repository_file_mode {
+        config.repository_modes.file = octal_mode("repository_file_mode", m)?;
+    }
+    if let Some(m) = &file.repository_dir_mode {
+        config.repository_modes.dir = octal_mode("repository_dir_mode", m)?;
+    }
+    if config.repository_modes.dir & 0o700 != 0o700 || config.repository_modes.file & 0o600 != 0o600
+    {
+        bail!("repository modes must let their owner read and write (and enter directories)");
     }
     for root in file.snapshot_roots.iter().flatten() {
         let text = root.to_str().unwrap_or_default();

@@ -20,7 +20,7 @@ use strata_format::config::RepoConfig;
 use strata_format::{BackupId, PackId, RepositoryId};
 
 use crate::backend::{
-    io_kind, Backend, Location, NfsBackend, ObjectReader, ObjectWriter, PosixBackend,
+    io_kind, Backend, Location, Modes, NfsBackend, ObjectReader, ObjectWriter, PosixBackend,
 };
 use crate::error::{Error, Result};
 
@@ -73,23 +73,23 @@ impl Drop for TempObject {
 }
 
 /// The backend for a location: a directory, or a connection to an export.
-pub fn connect(location: &Location) -> Result<Arc<dyn Backend>> {
+pub fn connect(location: &Location, modes: Modes) -> Result<Arc<dyn Backend>> {
     Ok(match location {
-        Location::Posix(dir) => Arc::new(PosixBackend::new(dir)?),
-        Location::Nfs(url) => Arc::new(NfsBackend::connect(url)?),
+        Location::Posix(dir) => Arc::new(PosixBackend::with_modes(dir, modes)?),
+        Location::Nfs(url) => Arc::new(NfsBackend::connect_with(url, modes)?),
     })
 }
 
 /// [`connect`] to a location that must exist already: nothing is created
 /// (a missing one is `NotFound`).
-pub fn connect_existing(location: &Location) -> Result<Arc<dyn Backend>> {
+pub fn connect_existing(location: &Location, modes: Modes) -> Result<Arc<dyn Backend>> {
     match location {
         Location::Posix(dir) if !dir.is_dir() => Err(Error::NotFound {
             kind: "repository",
             name: dir.display().to_string(),
         }),
-        Location::Posix(_) => connect(location),
-        Location::Nfs(url) => match NfsBackend::connect_existing(url) {
+        Location::Posix(_) => connect(location, modes),
+        Location::Nfs(url) => match NfsBackend::connect_existing(url, modes) {
             Err(e) if is_not_found(&e) => Err(Error::NotFound {
                 kind: "repository",
                 name: location.to_string(),

@@ -160,7 +160,7 @@ fn seeds_config_keys_reach_the_export() {
     fs::write(
         &config,
         format!(
-            "backup_driver = \"nfs\"\nbackup_mount_export = \"127.0.0.1:/export/seeds\"\nbackup_mount_options = \"vers=4.1,port={}\"\n",
+            "backup_driver = \"nfs\"\nbackup_mount_export = \"127.0.0.1:/export/seeds\"\nbackup_mount_options = \"'-o vers=4',minorversion=1,hard,proto=tcp,port={}\"\n",
             g.port
         ),
     )
@@ -177,6 +177,21 @@ fn seeds_config_keys_reach_the_export() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(g.export.join("seeds/config").is_file());
     assert!(verify_packs(&g.export.join("seeds")) > 0);
+    // The driver's modes, over NFS too: 0660 objects, 0770 directories.
+    crate::boundaries::assert_modes(&g.export.join("seeds"), 0o660, 0o770);
+    // An option the client cannot honour is refused by name, not dropped.
+    fs::write(
+        &config,
+        "backup_driver = \"nfs\"\nbackup_mount_export = \"127.0.0.1:/export/seeds\"\nbackup_mount_options = \"vers=3,rsize=65536\"\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("--catalog")
+        .arg(env.path("catalog.db"))
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "list"]);
+    crate::harness::run(cmd).fails(2, "rsize=65536");
 }
 
 #[test]

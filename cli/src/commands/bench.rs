@@ -17,7 +17,7 @@ fn round(v: f64, places: i32) -> serde_json::Value {
 }
 
 pub fn run(config: &EngineConfig, global: &Global, args: &BenchArgs) -> Result<()> {
-    let backend = strata_engine::repository::connect(&config.repository)?;
+    let backend = strata_engine::repository::connect(&config.repository, config.repository_modes)?;
     // An existing repository's own settings win over the config's defaults
     // for new repositories.
     let repo_config = match Repository::open(backend.clone()) {

@@ -60,29 +60,97 @@ impl Location {
     }
 
     /// The seeds' form: `backup_mount_export = HOST:/PATH` and
-    /// `backup_mount_options` (comma-separated; `vers`/`nfsvers`, `port` and
-    /// `mountport` are used, kernel-only options such as `hard` ignored).
+    /// `backup_mount_options`, as the seeds write it (`'-o vers=4',
+    /// minorversion=1`: quotes and `-o` are the mount command's). Each
+    /// option is honoured ([`mount_options`]) or refused by name.
     pub fn from_mount_export(export: &str, options: &str) -> Result<Location> {
         let (host, path) = export
             .split_once(":/")
             .ok_or_else(|| invalid(export, "expected HOST:/PATH"))?;
         let mut url = format!("nfs://{host}/{path}");
-        let mut query = Vec::new();
-        for opt in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-            let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
-            match k {
-                "vers" | "nfsvers" => query.push(format!("version={v}")),
-                "port" => query.push(format!("nfsport={v}")),
-                "mountport" => query.push(format!("mountport={v}")),
-                _ => {}
-            }
-        }
+        let query = mount_options(options).map_err(|e| invalid(options, e))?;
         if !query.is_empty() {
             url.push('?');
             url.push_str(&query.join("&"));
         }
         Location::parse(&url)
     }
+}
+
+/// What `backup_mount_options` asks of strata's NFS client, as location
+/// query options:
+/// - `vers`/`nfsvers` (`3`, `4`, `4.0`, `4.1`, `4.2`), with `minorversion`
+///   (`vers=4,minorversion=1` is 4.1);
+/// - `port` (the NFS port), `mountport`, `noresvport`;
+/// - `hard` (a call retries without end, as a hard mount does), `soft`
+///   (it gives up after `timeo` tenths of a second times `retrans + 1`,
+///   the kernel's defaults 600 and 2 where not given), `timeo`, `retrans`;
+/// - `proto=tcp` and `sec=sys`, which is what the client speaks.
+///
+/// Anything else (`rsize`, `proto=udp`, `sec=krb5`, …) is refused by name:
+/// an option an operator wrote is never silently dropped.
+pub(crate) fn mount_options(options: &str) -> std::result::Result<Vec<String>, String> {
+    let cleaned: String = options
+        .chars()
+        .filter(|c| *c != '\'' && *c != '"')
+        .collect();
+    let mut query = Vec::new();
+    let (mut vers, mut minor) = (None::<String>, None::<String>);
+    let (mut soft, mut hard) = (false, false);
+    let (mut timeo, mut retrans) = (600u64, 2u64);
+    let number = |k: &str, v: &str| {
+        v.parse::<u64>()
+            .map_err(|_| format!("mount option {k} needs a number, not {v:?}"))
+    };
+    let tokens = cleaned
+        .split([',', ' ', '\t'])
+        .map(|t| t.strip_prefix("-o").unwrap_or(t))
+        .filter(|t| !t.is_empty());
+    for opt in tokens {
+        let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
+        match (k, v) {
+            ("vers" | "nfsvers", v) => vers = Some(v.to_string()),
+            ("minorversion", v) => minor = Some(number(k, v)?.to_string()),
+            ("port", v) => query.push(format!("nfsport={}", number(k, v)?)),
+            ("mountport", v) => query.push(format!("mountport={}", number(k, v)?)),
+            ("noresvport", "") => query.push("noresvport=true".into()),
+            ("hard", "") => hard = true,
+            ("soft", "") => soft = true,
+            ("timeo", v) => timeo = number(k, v)?,
+            ("retrans", v) => retrans = number(k, v)?,
+            ("proto", "tcp") | ("sec", "sys") => {}
+            _ => {
+                return Err(format!(
+                    "mount option {opt:?} is not supported by strata's NFS client (it takes \
+                     vers, nfsvers, minorversion, port, mountport, noresvport, hard, soft, \
+                     timeo, retrans, proto=tcp, sec=sys)"
+                ))
+            }
+        }
+    }
+    let version = match (vers.as_deref(), minor.as_deref()) {
+        (None, None) => None,
+        (None, Some(_)) => return Err("minorversion without vers=4".into()),
+        (Some("4"), Some(m)) => Some(format!("4.{m}")),
+        (Some("4"), None) => Some("4.0".into()),
+        (Some(v), None) => Some(v.to_string()),
+        (Some(v), Some(m)) if v == format!("4.{m}") => Some(v.to_string()),
+        (Some(v), Some(m)) => return Err(format!("vers={v} and minorversion={m} disagree")),
+    };
+    if let Some(v) = version {
+        query.push(format!("version={v}"));
+    }
+    match (hard, soft) {
+        (true, true) => return Err("mount options hard and soft contradict".into()),
+        // Without end: as long as a duration can be written here.
+        (true, false) => query.push("retry=900000000".into()),
+        (false, true) => {
+            let secs = timeo.saturating_mul(retrans.saturating_add(1)) / 10;
+            query.push(format!("retry={secs}"));
+        }
+        (false, false) => {}
+    }
+    Ok(query)
 }
 
 impl NfsUrl {
@@ -246,7 +314,7 @@ mod tests {
             Location::from_mount_export("nas:/srv/backups", "vers=4.1,hard,port=2050").unwrap();
         assert_eq!(
             seeds.to_string(),
-            "nfs://nas/srv/backups?version=4.1&nfsport=2050"
+            "nfs://nas/srv/backups?version=4.1&nfsport=2050&retry=900000000"
         );
         let Location::Nfs(d) = Location::parse("nfs://h:2049/e").unwrap() else {
             panic!("not nfs")
@@ -308,6 +376,40 @@ mod tests {
             };
             let back = Location::parse(&url.to_string()).unwrap();
             prop_assert_eq!(back, Location::Nfs(url));
+        }
+    }
+
+    #[test]
+    fn every_mount_option_is_honoured_or_refused_by_name() {
+        let url =
+            |opts: &str| Location::from_mount_export("nas:/srv/b", opts).map(|l| l.to_string());
+        // The seeds' own spelling, quotes and `-o` included.
+        assert_eq!(
+            url("'-o vers=4',minorversion=1").unwrap(),
+            "nfs://nas/srv/b?version=4.1"
+        );
+        assert_eq!(
+            url("vers=4,minorversion=1").unwrap(),
+            "nfs://nas/srv/b?version=4.1"
+        );
+        assert_eq!(url("-o vers=3").unwrap(), "nfs://nas/srv/b?version=3");
+        assert_eq!(url("nfsvers=4.2").unwrap(), "nfs://nas/srv/b?version=4.2");
+        assert_eq!(
+            url("soft,timeo=100,retrans=3,proto=tcp,sec=sys").unwrap(),
+            "nfs://nas/srv/b?version=4.1&retry=40"
+        );
+        for (bad, named) in [
+            ("rsize=65536", "rsize"),
+            ("proto=udp", "proto=udp"),
+            ("sec=krb5", "sec=krb5"),
+            ("vers=3,minorversion=1", "disagree"),
+            ("hard,soft", "contradict"),
+            ("timeo=soon", "timeo"),
+            ("vers=5", "version"),
+            ("noatime", "noatime"),
+        ] {
+            let e = url(bad).unwrap_err().to_string();
+            assert!(e.contains(named), "{bad}: {e}");
         }
     }
 }

@@ -31,6 +31,25 @@ mod nfs;
 mod posix;
 
 pub use location::Location;
+
+/// The permission bits of what a backend creates in the repository. The
+/// NFS backup driver's rule by default: data and metadata `0660`,
+/// directories `0770` (whatever the process's umask), so the repository is
+/// never world-readable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Modes {
+    pub file: u32,
+    pub dir: u32,
+}
+
+impl Default for Modes {
+    fn default() -> Self {
+        Modes {
+            file: 0o660,
+            dir: 0o770,
+        }
+    }
+}
 pub use nfs::{NfsBackend, DEFAULT_RETRY_BUDGET};
 pub use posix::PosixBackend;
 

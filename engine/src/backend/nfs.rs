@@ -23,7 +23,7 @@ mod object;
 use std::sync::Arc;
 
 use super::location::NfsUrl;
-use super::{check_key, Backend, ObjectMeta, ObjectReader, ObjectWriter, Space};
+use super::{check_key, Backend, Modes, ObjectMeta, ObjectReader, ObjectWriter, Space};
 use crate::error::Result;
 use client::Client;
 pub use client::DEFAULT_RETRY_BUDGET;
@@ -39,15 +39,20 @@ impl NfsBackend {
     /// export if it is missing.
     /// Connects to the export path of `url`, creating it if missing.
     pub fn connect(url: &NfsUrl) -> Result<NfsBackend> {
+        Self::connect_with(url, Modes::default())
+    }
+
+    /// [`NfsBackend::connect`], creating objects and directories with `modes`.
+    pub fn connect_with(url: &NfsUrl, modes: Modes) -> Result<NfsBackend> {
         Ok(NfsBackend {
-            client: Arc::new(Client::connect(url, true)?),
+            client: Arc::new(Client::connect(url, true, modes)?),
         })
     }
 
     /// Connects to the export path of `url`, which must exist.
-    pub fn connect_existing(url: &NfsUrl) -> Result<NfsBackend> {
+    pub fn connect_existing(url: &NfsUrl, modes: Modes) -> Result<NfsBackend> {
         Ok(NfsBackend {
-            client: Arc::new(Client::connect(url, false)?),
+            client: Arc::new(Client::connect(url, false, modes)?),
         })
     }
 

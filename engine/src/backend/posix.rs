@@ -5,27 +5,58 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::{check_key, io_error, Backend, ObjectMeta, ObjectReader, ObjectWriter, Space};
+use super::{check_key, io_error, Backend, Modes, ObjectMeta, ObjectReader, ObjectWriter, Space};
 use crate::error::Result;
 
 #[derive(Debug)]
 pub struct PosixBackend {
     root: PathBuf,
     location: String,
+    modes: Modes,
+}
+
+/// Creates `path` and its missing parents, each given `mode` exactly
+/// (not as the umask would leave it).
+fn make_dirs(path: &Path, mode: u32) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        make_dirs(parent, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e),
+        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(mode)),
+    }
 }
 
 impl PosixBackend {
-    /// A backend on directory `root`, created if missing.
+    /// A backend on directory `root`, created if missing, with the default
+    /// [`Modes`].
     pub fn new(root: &Path) -> Result<PosixBackend> {
+        Self::with_modes(root, Modes::default())
+    }
+
+    /// A backend on directory `root`, created if missing; what it creates
+    /// gets `modes`.
+    pub fn with_modes(root: &Path, modes: Modes) -> Result<PosixBackend> {
         let location = root.display().to_string();
-        fs::create_dir_all(root).map_err(|e| io_error(&location, "", e))?;
+        // Directories above the repository are the operator's: made as
+        // the umask says; the repository's own directory gets `modes.dir`.
+        let parent = root.parent().filter(|p| !p.as_os_str().is_empty());
+        parent
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| make_dirs(root, modes.dir))
+            .map_err(|e| io_error(&location, "", e))?;
         Ok(PosixBackend {
             root: root.to_path_buf(),
             location,
+            modes,
         })
     }
 
@@ -119,7 +150,7 @@ impl Backend for PosixBackend {
         if path.is_dir() {
             return Ok(());
         }
-        fs::create_dir_all(&path).map_err(self.err(dir))?;
+        make_dirs(&path, self.modes.dir).map_err(self.err(dir))?;
         self.sync_parent(&path)
     }
 
@@ -128,8 +159,10 @@ impl Backend for PosixBackend {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(self.modes.file)
             .open(&path)
+            .map_err(self.err(key))?;
+        file.set_permissions(fs::Permissions::from_mode(self.modes.file))
             .map_err(self.err(key))?;
         Ok(Box::new(PosixWriter {
             out: BufWriter::with_capacity(1 << 20, file),
@@ -142,7 +175,7 @@ impl Backend for PosixBackend {
         let (src, dst) = (self.path(from)?, self.path(to)?);
         if let Some(dir) = dst.parent() {
             if !dir.is_dir() {
-                fs::create_dir_all(dir).map_err(self.err(to))?;
+                make_dirs(dir, self.modes.dir).map_err(self.err(to))?;
                 self.sync_parent(dir)?;
             }
         }

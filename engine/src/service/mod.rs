@@ -82,6 +82,8 @@ pub struct EngineConfig {
     /// besides each share's own snapshot locations (`<share>/.snapshot/`,
     /// `<share>/.zfs/snapshot/`, strata's `.strata-snapshots/<share>/`).
     pub snapshot_roots: Vec<PathBuf>,
+    /// The permission bits of repository objects and directories.
+    pub repository_modes: crate::backend::Modes,
 }
 
 /// Default [`EngineConfig::gc_memory_bytes`]: exact up to about five
@@ -129,6 +131,7 @@ impl EngineConfig {
             gc_memory_bytes: DEFAULT_GC_MEMORY_BYTES,
             restore_window_bytes: crate::restore::DEFAULT_WINDOW_BYTES,
             snapshot_roots: Vec::new(),
+            repository_modes: crate::backend::Modes::default(),
         }
     }
 }
@@ -208,6 +211,7 @@ impl Engine {
             &config.repository,
             &config.new_repository,
             &config.catalog_path,
+            config.repository_modes,
         )?;
         let mut site = Site {
             repo,

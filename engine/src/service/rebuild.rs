@@ -83,13 +83,19 @@ impl Engine {
                 target.display()
             )));
         }
-        let repo = Repository::open(crate::repository::connect(&config.repository)?)?;
+        let repo = Repository::open(crate::repository::connect(
+            &config.repository,
+            config.repository_modes,
+        )?)?;
         let mut repos = vec![repo];
         for t in &config.backup_types {
             let Some(location) = &t.repository else {
                 continue;
             };
-            let repo = Repository::open(crate::repository::connect(location)?)?;
+            let repo = Repository::open(crate::repository::connect(
+                location,
+                config.repository_modes,
+            )?)?;
             let id = repo.config().repository_id;
             if repos.iter().all(|r| r.config().repository_id != id) {
                 repos.push(repo);

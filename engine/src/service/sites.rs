@@ -39,6 +39,7 @@ pub(crate) fn bind(
     location: &Location,
     new_repository: &RepoConfig,
     catalog: &std::path::Path,
+    modes: crate::backend::Modes,
 ) -> Result<Repository> {
     let (id_key, path_key) = (format!("{key}_id"), format!("{key}_path"));
     let bound = store.meta(&id_key)?;
@@ -57,11 +58,13 @@ pub(crate) fn bind(
     }
     // A bound repository is never created: connecting must not make it.
     let backend = match &bound {
-        Some(known) => crate::repository::connect_existing(location).map_err(|e| match e {
-            Error::NotFound { .. } => refuse(known),
-            other => other,
-        })?,
-        None => crate::repository::connect(location)?,
+        Some(known) => {
+            crate::repository::connect_existing(location, modes).map_err(|e| match e {
+                Error::NotFound { .. } => refuse(known),
+                other => other,
+            })?
+        }
+        None => crate::repository::connect(location, modes)?,
     };
     let repo = match &bound {
         Some(known) => Repository::open(backend).map_err(|e| match e {
@@ -111,6 +114,7 @@ pub(crate) fn type_sites(
             location,
             &t.new_repository,
             &config.catalog_path,
+            config.repository_modes,
         )?;
         let id = repo.config().repository_id;
         if default.repo.config().repository_id == id {

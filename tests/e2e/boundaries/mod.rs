@@ -6,6 +6,7 @@ mod admission;
 mod clocks;
 mod crash_points;
 mod records;
+mod repository;
 mod snapshots;
 mod trees;
 
@@ -19,6 +20,23 @@ use crate::harness::Env;
 /// to its metadata and records, with valid checksums: what the operator of
 /// the export, or a hostile repository, could hand strata. Entries are put
 /// back in path order.
+/// Every object below `root` has permission bits `file`, every directory
+/// (`root` included) `dir`.
+pub fn assert_modes(root: &std::path::Path, file: u32, dir: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| fs::symlink_metadata(p).expect("stat").permissions().mode() & 0o7777;
+    assert_eq!(mode(root), dir, "{}", root.display());
+    for entry in fs::read_dir(root).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            assert_modes(&path, file, dir);
+        } else {
+            assert_eq!(mode(&path), file, "{}", path.display());
+        }
+    }
+}
+
 pub fn rewrite_layer(
     env: &Env,
     backup: &str,

@@ -10,7 +10,7 @@ use nfs_rs::{Mount, Nfs4ErrorCode, NfsError, Time};
 
 use super::errors::{is_transient, to_io};
 use crate::backend::location::NfsUrl;
-use crate::backend::{io_error, ObjectMeta, Space};
+use crate::backend::{io_error, Modes, ObjectMeta, Space};
 use crate::error::Result;
 
 /// How long a call keeps retrying transient failures: long enough for a
@@ -28,6 +28,7 @@ pub struct Client {
     conn: RwLock<Conn>,
     reconnecting: tokio::sync::Mutex<()>,
     budget: Duration,
+    modes: Modes,
 }
 
 impl std::fmt::Debug for Client {
@@ -56,7 +57,7 @@ async fn mount_url(url: &NfsUrl) -> nfs_rs::Result<Arc<dyn Mount>> {
 async fn mount_creating(
     url: &NfsUrl,
     budget: Duration,
-    create: bool,
+    create: Option<u32>,
 ) -> nfs_rs::Result<Arc<dyn Mount>> {
     let start = Instant::now();
     let mut delay = FIRST_BACKOFF;
@@ -67,15 +68,16 @@ async fn mount_creating(
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_BACKOFF);
             }
-            Err(e) if !create => return Err(e),
+            Err(e) if create.is_none() => return Err(e),
             Err(e) => {
+                let dir_mode = create.unwrap_or(Modes::default().dir);
                 let Some((parent, name)) = url.parent() else {
                     return Err(e);
                 };
-                let Ok(up) = Box::pin(mount_creating(&parent, budget, true)).await else {
+                let Ok(up) = Box::pin(mount_creating(&parent, budget, create)).await else {
                     return Err(e);
                 };
-                let made = up.mkdir_path(&name, 0o755).await;
+                let made = up.mkdir_path(&name, dir_mode).await;
                 let _ = up.umount().await;
                 match made {
                     Ok(_) => {}
@@ -91,7 +93,7 @@ async fn mount_creating(
 impl Client {
     /// Mounts the export path of `url`, creating it when `create` allows
     /// and it is missing.
-    pub fn connect(url: &NfsUrl, create: bool) -> Result<Client> {
+    pub fn connect(url: &NfsUrl, create: bool, modes: Modes) -> Result<Client> {
         let location = url.without_options();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -104,7 +106,7 @@ impl Client {
             .block_on(mount_creating(
                 url,
                 budget.min(Duration::from_secs(15)),
-                create,
+                create.then_some(modes.dir),
             ))
             .map_err(|e| io_error(&location, "", to_io(&e)))?;
         Ok(Client {
@@ -114,7 +116,13 @@ impl Client {
             conn: RwLock::new((0, mount)),
             reconnecting: tokio::sync::Mutex::new(()),
             budget,
+            modes,
         })
+    }
+
+    /// The permission bits of what this client creates.
+    pub fn modes(&self) -> Modes {
+        self.modes
     }
 
     pub fn location(&self) -> &str {
@@ -188,6 +196,7 @@ impl Client {
     }
 
     pub fn create_dir(&self, dir: &str) -> Result<()> {
+        let dir_mode = self.modes.dir;
         let mut prefix = String::new();
         for part in dir.split('/') {
             if !prefix.is_empty() {
@@ -195,9 +204,14 @@ impl Client {
             }
             prefix.push_str(part);
             self.block_call(&prefix, |m, k| async move {
-                match m.mkdir_path(&k, 0o755).await {
+                match m.mkdir_path(&k, dir_mode).await {
                     Err(e) if e.is_exist() => Ok(()),
-                    other => other.map(|_| ()),
+                    // Exactly the mode asked, whatever the server's umask.
+                    Ok(_) => m
+                        .setattr_path(&k, false, Some(dir_mode), None, None, None, None, None)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
                 }
             })?;
         }

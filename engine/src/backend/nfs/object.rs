@@ -71,8 +71,20 @@ pub struct NfsWriter {
 
 impl NfsWriter {
     pub fn create(client: Arc<Client>, key: &str) -> Result<NfsWriter> {
+        let mode = client.modes().file;
         let fh = client.block_call(key, |m, k| async move {
-            let made = m.create_path(&k, Some(0o644)).await?;
+            let made = m.create_path(&k, Some(mode)).await?;
+            m.setattr(
+                made.fh.clone(),
+                None,
+                Some(mode),
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
+            .await?;
             // Writes go by handle with no open state to lose on a restart.
             m.close(made.fh.clone()).await?;
             Ok(made.fh)
