@@ -252,6 +252,7 @@ fn main() {
             auth: Auth::NoAuth,
             share_root: None,
             grace: Duration::from_secs(0),
+            max_connections: strata_server::MAX_CONNECTIONS,
         };
         strata_server::serve_until(
             engine,

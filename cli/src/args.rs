@@ -394,4 +394,7 @@ pub struct ServeArgs {
     /// Seconds running work may take to finish after SIGTERM.
     #[arg(long, default_value_t = 30)]
     pub grace: u64,
+    /// Connections served at once; one more is closed at once.
+    #[arg(long, default_value_t = strata_server::MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }

@@ -208,13 +208,24 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Reads a request body of at most [`MAX_BODY`] bytes; a larger one is a
 /// 413 with Manila's fault body.
 pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, Fault> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        Fault::new(
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(Fault::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("Request body is larger than {MAX_BODY} bytes."),
-        )
-    })
+        )),
+        Err(_) => Err(Fault::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "Request body not received within {} s.",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
+
+/// How long a client may take to send a request's body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Decodes a JSON body into `T`: malformed JSON, a wrong type or an unknown
 /// field is a 400 naming what is wrong; an empty body is a 422 (Manila's

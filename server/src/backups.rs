@@ -233,31 +233,15 @@ async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Re
         if let Some(t) = &backup_type {
             engine.backup_type(t)?;
         }
-        // Incremental when the share has a backup of this type to build on.
-        let incremental = match incremental {
-            Some(i) => i,
-            None => {
-                let display = match &backup_type {
-                    Some(t) => Some(engine.backup_type(t)?.display_name.clone()),
-                    None => None,
-                };
-                engine
-                    .store()
-                    .list_backups(&BackupFilter {
-                        share_id: Some(share.id),
-                        status: Some(BackupStatus::Available),
-                        ..BackupFilter::default()
-                    })?
-                    .iter()
-                    .any(|b| b.backup_type == display)
-            }
-        };
         let id = BackupId(random_id()?);
+        // Unsaid, incremental when the share has a backup of this type to
+        // build on: the engine decides as it admits the backup.
         let req = CreateBackup {
             id: Some(id),
             name: new.name,
             description: new.description,
-            incremental,
+            incremental: incremental.unwrap_or(false),
+            incremental_if_possible: incremental.is_none(),
             backup_type,
             ..CreateBackup::default()
         };
@@ -329,12 +313,7 @@ async fn remove(s: Shared<Arc<State>>, h: HeaderMap, p: Params) -> Response {
     blocking(&s, h, p.0.clone(), move |ctx| {
         ctx.req.require(BACKUPS, true)?;
         let b = backup_of(ctx, &id_of(&p.0)?)?;
-        if !matches!(b.status, BackupStatus::Available | BackupStatus::Error) {
-            return Err(Fault::bad_request(format!(
-                "Backup status must be available or error, not {}.",
-                b.status.as_str()
-            )));
-        }
+        ctx.engine.check_deletable(&b, false)?;
         let engine = Arc::clone(&ctx.engine);
         ctx.state
             .pool

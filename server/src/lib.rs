@@ -14,6 +14,7 @@
 pub mod api;
 pub mod auth;
 mod backups;
+mod listen;
 mod shares;
 pub mod views;
 mod work;
@@ -34,6 +35,7 @@ use strata_engine::Engine;
 
 use api::{Fault, Requested, MAX_VERSION, MIN_VERSION};
 use auth::{Auth, Identity};
+pub use listen::{HEADER_TIMEOUT, MAX_CONNECTIONS};
 
 /// How the server runs.
 pub struct ServeConfig {
@@ -45,7 +47,12 @@ pub struct ServeConfig {
     pub share_root: Option<PathBuf>,
     /// How long running work may take to finish after SIGTERM.
     pub grace: Duration,
+    /// Connections served at once; one more is closed at once.
+    pub max_connections: usize,
 }
+
+/// Engines kept for callers' projects at most.
+const PROJECT_ENGINES: usize = 256;
 
 /// What every handler reaches.
 pub(crate) struct State {
@@ -76,6 +83,11 @@ impl State {
             return Ok(Arc::clone(e));
         }
         let engine = Arc::new(self.engine.for_project(project)?);
+        // Engines are cheap to make again: the cache stays small whatever
+        // project names callers send.
+        if projects.len() >= PROJECT_ENGINES {
+            projects.clear();
+        }
         projects.insert(project.to_string(), Arc::clone(&engine));
         Ok(engine)
     }
@@ -224,10 +236,8 @@ pub fn serve_until(
             .local_addr()
             .map_err(|e| format!("cannot read the listening address: {e}"))?;
         ready(addr);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-            .map_err(|e| format!("server failed: {e}"))
+        listen::accept(listener, app, stop, config.max_connections).await;
+        Ok::<(), String>(())
     })?;
     let left = state.pool.shutdown(config.grace);
     if left > 0 {

@@ -9,11 +9,11 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State as Shared};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use strata_engine::catalog::Share;
+use strata_engine::catalog::{Share, ShareStatus};
 use strata_engine::NewShare;
 use strata_format::ShareId;
 
@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<Arc<State>> {
         .route("/shares/detail", get(detail))
         .route("/shares/{id}", get(show))
         .route("/shares/{id}/export_locations", get(export_locations))
+        .route("/shares/{id}/action", post(action))
         .route("/types/default", get(default_type))
 }
 
@@ -136,6 +137,44 @@ async fn default_type(s: Shared<Arc<State>>, h: HeaderMap, p: Params) -> Respons
             }
         }))
         .into_response())
+    })
+    .await
+}
+
+/// `{"reset_status": {"status": …}}` (`os-reset_status` before 2.7): an
+/// administrator's reset of a share's status, as Manila has it.
+async fn action(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Response {
+    let bytes = match read_body(raw).await {
+        Ok(b) => b,
+        Err(f) => return f.into_response(),
+    };
+    blocking(&s, h, p.0.clone(), move |ctx| {
+        let action: serde_json::Map<String, Value> = body(&bytes, "action")?;
+        let mut entries = action.into_iter();
+        let (Some((name, arg)), None) = (entries.next(), entries.next()) else {
+            return Err(Fault::bad_request(
+                "An action body names exactly one action.",
+            ));
+        };
+        let share = share_of(ctx, &p.0)?;
+        if !matches!(name.as_str(), "reset_status" | "os-reset_status") {
+            return Err(Fault::bad_request(format!(
+                "There is no such action: {name}"
+            )));
+        }
+        if !ctx.who.admin {
+            return Err(Fault::forbidden(
+                "Policy doesn't allow share:reset_status to be performed.",
+            ));
+        }
+        let status = arg
+            .get("status")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Fault::bad_request("Must specify 'status'"))?;
+        let to = ShareStatus::parse(status)
+            .map_err(|_| Fault::bad_request(format!("Invalid status provided: {status}")))?;
+        ctx.engine.set_share_status(&share, to)?;
+        Ok(StatusCode::ACCEPTED.into_response())
     })
     .await
 }

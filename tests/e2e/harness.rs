@@ -143,6 +143,19 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Whether `test`, which needs root, must skip: loudly when not root, and
+/// a failure instead where `STRATA_REQUIRE_ROOT=1` (as in CI).
+pub fn skip_without_root(test: &str, why: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    if std::env::var("STRATA_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{test} needs root ({why}), and STRATA_REQUIRE_ROOT=1");
+    }
+    eprintln!("!!!!!!!! SKIPPED {test}: needs root ({why})");
+    true
+}
+
 /// A tree with every kind of entry a share holds. Returns its root.
 pub fn build_tree(root: &Path) {
     let w = |rel: &str, data: &[u8]| {

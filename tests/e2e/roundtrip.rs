@@ -214,8 +214,10 @@ fn zero_config_uses_xdg_directories() {
 
 #[test]
 fn unreadable_file_is_reported_and_the_rest_backed_up() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to run strata as an unprivileged user");
+    if skip_without_root(
+        "unreadable_file_is_reported_and_the_rest_backed_up",
+        "to run strata as an unprivileged user",
+    ) {
         return;
     }
     let env = Env::new();

@@ -180,10 +180,7 @@ fn a_stale_index_never_makes_a_backup_lean_on_removed_packs() {
 /// it published before it exits; what was there before stays.
 #[test]
 fn a_failed_backup_leaves_no_packs_behind() {
-    if !is_root() {
-        eprintln!(
-            "!!!!!!!! SKIPPED a_failed_backup_leaves_no_packs_behind: needs root to mount a tmpfs"
-        );
+    if skip_without_root("a_failed_backup_leaves_no_packs_behind", "to mount a tmpfs") {
         return;
     }
     let env = Env::new();

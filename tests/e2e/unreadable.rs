@@ -147,8 +147,7 @@ fn an_empty_share_is_refused_unless_the_operator_says_so() {
 
 #[test]
 fn a_share_on_another_device_is_refused_unless_the_operator_says_so() {
-    if !is_root() {
-        eprintln!("!!!!!!!! SKIPPED a_share_on_another_device_is_refused: needs root to mount");
+    if skip_without_root("a_share_on_another_device_is_refused", "to mount") {
         return;
     }
     let env = Env::new();

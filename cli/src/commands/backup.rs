@@ -242,6 +242,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
                 name: name.clone(),
                 description: description.clone(),
                 incremental: *incremental,
+                incremental_if_possible: false,
                 parent: parent.clone(),
                 rehash: *rehash,
                 force: *force,

@@ -15,13 +15,14 @@ pub const QUOTA_FIELDS: [&str; 5] = [
     "backup_gigabytes",
     "backup_gigabytes_in_use",
 ];
-pub const CLEANUP_FIELDS: [&str; 6] = [
+pub const CLEANUP_FIELDS: [&str; 7] = [
     "operations_cleaned",
     "temp_files_removed",
     "packs_removed",
     "packs_skipped",
     "packs_repacked",
     "layers_settled",
+    "shares_released",
 ];
 pub const REBUILD_FIELDS: [&str; 10] = [
     "clean",
@@ -129,6 +130,7 @@ pub fn cleanup(engine: &Engine, global: &Global, wait: u64) -> Result<()> {
         json!(report.packs_skipped),
         json!(repacked),
         json!(report.layers_settled),
+        json!(report.shares_released),
     ];
     let rec: Record = CLEANUP_FIELDS.into_iter().zip(values).collect();
     output::show(global.format, &global.columns, &rec)

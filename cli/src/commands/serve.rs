@@ -35,6 +35,7 @@ pub fn run(engine: Engine, args: &ServeArgs) -> Result<()> {
         auth,
         share_root: args.share_root.clone(),
         grace: Duration::from_secs(args.grace),
+        max_connections: args.max_connections,
     };
     strata_server::serve(engine, config, |addr| {
         eprintln!("listening on http://{addr}");

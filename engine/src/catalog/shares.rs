@@ -244,6 +244,32 @@ impl Catalog {
         })
     }
 
+    /// See [`crate::store::ServiceStore::release_orphan_share`].
+    pub fn release_orphan_share(
+        &self,
+        id: ShareId,
+        from: ShareStatus,
+        to: ShareStatus,
+        reason: &str,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let held: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM operations WHERE share_id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )?;
+            if held > 0 || expect(tx, id, &[from]).is_err() {
+                return Ok(false);
+            }
+            set_status(tx, id, to)?;
+            tx.execute(
+                "UPDATE shares SET fail_reason = ?1 WHERE id = ?2",
+                params![reason, id.to_string()],
+            )?;
+            Ok(true)
+        })
+    }
+
     /// Sets a share's status whatever it is; returns the status it had.
     pub fn reset_share_status(&self, id: ShareId, to: ShareStatus) -> Result<ShareStatus> {
         self.write(|tx| {

@@ -117,6 +117,16 @@ impl ServiceStore for Catalog {
         Catalog::reset_share_status(self, id, to)
     }
 
+    fn release_orphan_share(
+        &self,
+        id: ShareId,
+        from: ShareStatus,
+        to: ShareStatus,
+        reason: &str,
+    ) -> Result<bool> {
+        Catalog::release_orphan_share(self, id, from, to, reason)
+    }
+
     fn confirm_share_path(&self, id: ShareId, path: &str, from: &[ShareStatus]) -> Result<()> {
         Catalog::confirm_share_path(self, id, path, from)
     }

@@ -31,6 +31,10 @@ pub struct CreateBackup {
     pub description: Option<String>,
     /// Build on the share's latest available backup instead of a full backup.
     pub incremental: bool,
+    /// Build on the share's latest available backup of this type if it has
+    /// one, else make a full backup (the REST API's default when a request
+    /// says neither): decided when the backup is admitted.
+    pub incremental_if_possible: bool,
     /// Build on this backup (id or name); implies `incremental`.
     pub parent: Option<String>,
     /// Read and hash every file, trusting no metadata (incremental only).
@@ -318,19 +322,41 @@ impl Engine {
                 )
             },
         );
-        if result.is_ok() {
+        // The target share is given back whatever happens to the backup
+        // meanwhile (an administrator's reset stops a restore; the backup
+        // may even be gone): nothing may leave it busy.
+        let released = self.release_target(backup, share, &result);
+        let settled = self.settle_restored(backup, result.is_ok());
+        released?;
+        settled?;
+        result
+    }
+
+    /// The backup after its restore: `available` again, unless an
+    /// administrator moved it meanwhile (then their status stands) or it is
+    /// gone.
+    fn settle_restored(&self, backup: &BackupRecord, done: bool) -> Result<()> {
+        if done {
             self.store.set_backup_progress(backup.id, 100, true)?;
         }
-        // An administrator may have moved the backup meanwhile (that is how a
-        // restore is stopped): then their status stands.
         match self.store.transition_backup(
             backup.id,
             &[BackupStatus::Restoring],
             BackupStatus::Available,
         ) {
-            Ok(_) | Err(Error::InvalidState(_)) => {}
-            Err(e) => return Err(e),
+            Ok(_) | Err(Error::InvalidState(_) | Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
+    }
+
+    /// The share a restore wrote into, moved to its `done` or `failed`
+    /// status with the reason kept.
+    fn release_target(
+        &self,
+        backup: &BackupRecord,
+        share: Option<(&Share, ShareRole)>,
+        result: &Result<RestoreOutcome>,
+    ) -> Result<()> {
         if let Some((share, role)) = share {
             let reason = result
                 .as_ref()
@@ -345,7 +371,7 @@ impl Engine {
                 .set_share_fail_reason(share.id, reason.as_deref())?;
             self.store.transition_share(share.id, &[role.during], to)?;
         }
-        result
+        Ok(())
     }
 
     /// Deletes a backup: its layer, its chunk references, and (when no
@@ -364,13 +390,8 @@ impl Engine {
         force: bool,
         progress: &Progress,
     ) -> Result<()> {
+        self.check_deletable(backup, force)?;
         if backup.status == BackupStatus::Creating {
-            if !force {
-                return Err(Error::InvalidState(format!(
-                    "backup {} is creating; a forced delete stops and deletes it",
-                    backup.id
-                )));
-            }
             return self.cancel_creating(backup.id);
         }
         // The operation is recorded before the status moves: a process
@@ -409,6 +430,40 @@ impl Engine {
         }
         self.end_operation(&op)?;
         result
+    }
+
+    /// Whether `backup` may be deleted now, by the one rule every front end
+    /// applies: it is `available`, `error` or `error_deleting` (a failed
+    /// delete is tried again), or `creating` with `force` (the backup is
+    /// stopped); and no restore of it is running (an administrator's reset
+    /// of its status stops one first). Dependents are checked as the
+    /// status moves.
+    pub fn check_deletable(&self, backup: &BackupRecord, force: bool) -> Result<()> {
+        match backup.status {
+            BackupStatus::Available | BackupStatus::Error | BackupStatus::ErrorDeleting => {}
+            BackupStatus::Creating if force => return Ok(()),
+            BackupStatus::Creating => {
+                return Err(Error::InvalidState(format!(
+                    "backup {} is creating; a forced delete stops and deletes it",
+                    backup.id
+                )))
+            }
+            other => {
+                return Err(Error::InvalidState(format!(
+                    "backup {} is {}; only an available or error backup is deleted",
+                    backup.id,
+                    other.as_str()
+                )))
+            }
+        }
+        if self.restore_running(backup.id)? {
+            return Err(Error::Busy(format!(
+                "backup {} is being restored; wait for the restore to finish, or reset the \
+                 backup's status to stop it",
+                backup.id
+            )));
+        }
+        Ok(())
     }
 
     /// `creating → deleting`, then waits for the backup's process to notice

@@ -33,6 +33,8 @@ pub struct CleanupReport {
     pub packs_skipped: Option<String>,
     /// Backups whose layer rewrite a crash interrupted, now settled.
     pub layers_settled: u64,
+    /// Shares left busy by an operation no longer recorded, given back.
+    pub shares_released: u64,
 }
 
 impl Engine {
@@ -47,6 +49,42 @@ impl Engine {
                 locks::STALE_AFTER,
             ),
         }
+    }
+
+    /// Gives back every share left busy with no operation recorded on it
+    /// (its operation ended without releasing it): a restore's target
+    /// becomes `backup_restoring_error`, a share being backed up
+    /// `available`.
+    fn release_orphan_shares(&self) -> Result<u64> {
+        let mut released = 0;
+        for share in self.store.list_shares(None)? {
+            let (to, why) = match share.status {
+                ShareStatus::BackupRestoring => (
+                    ShareStatus::BackupRestoringError,
+                    "the restore into it is no longer running",
+                ),
+                ShareStatus::BackupCreating => (ShareStatus::Available, ""),
+                _ => continue,
+            };
+            let reason = match why {
+                "" => share.fail_reason.clone().unwrap_or_default(),
+                why => why.to_string(),
+            };
+            if self
+                .store
+                .release_orphan_share(share.id, share.status, to, &reason)?
+            {
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Whether a restore of `backup` is running.
+    pub(crate) fn restore_running(&self, backup: BackupId) -> Result<bool> {
+        Ok(self.store.operations()?.iter().any(|op| {
+            op.backup_id == Some(backup) && op.kind == OpKind::Restore && !Self::is_dead(op)
+        }))
     }
 
     /// Whether the operation running on `backup` (if any) is alive.
@@ -89,6 +127,7 @@ impl Engine {
             }
             self.store.remove_operation(&op.id)?;
         }
+        report.shares_released = self.release_orphan_shares()?;
         let mut skipped = Vec::new();
         for site in self.sites() {
             if gc_wait.is_some() {

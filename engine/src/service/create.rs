@@ -30,6 +30,8 @@ pub(crate) enum ParentChoice {
     None,
     /// The `available` backup of the share with the latest data timestamp.
     Latest,
+    /// [`ParentChoice::Latest`] if the share has one, else a full backup.
+    LatestIfAny,
     /// This backup, which must be an `available` backup of the share.
     Explicit(BackupId),
 }
@@ -68,6 +70,10 @@ fn parent_gone(parent: Option<BackupId>, status: Option<BackupStatus>) -> Error 
         },
     }
 }
+
+/// How many times a backup that builds on the latest backup chooses again
+/// when the one it chose is deleted before it is admitted.
+const PARENT_ATTEMPTS: u32 = 5;
 
 /// How long a backup waits for a pack removal (delete, cleanup) to finish.
 pub(super) const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
@@ -112,48 +118,64 @@ impl Engine {
             Some(s) => Some(self.snapshot_to_back_up(share, s)?),
             None => None,
         };
-        let choice = match (&req.parent, req.incremental) {
-            (Some(parent), _) => ParentChoice::Explicit(self.find_backup(parent)?.id),
-            (None, true) => ParentChoice::Latest,
-            (None, false) => ParentChoice::None,
-        };
-        let parent = self.choose_parent(
-            share.id,
-            choice,
-            snapshot.as_ref(),
-            record.backup_type.as_deref(),
-        )?;
-        if let Some(parent) = parent {
-            // A snapshot is its own tree, on its own device: chosen by
-            // the operator, it cannot be an unmounted share.
-            if !req.allow_root_change && snapshot.is_none() {
-                self.check_root(share, parent)?;
-            }
-        }
-        record.parent_id = parent;
-        record.is_incremental = parent.is_some();
-        record.snapshot_id = snapshot.as_ref().map(|s| s.id);
-        let last_size = of_share.last().map(|b| b.size_gib);
-        let admission = Admission {
-            parent,
-            quota: self.effective_quota()?,
-            estimate_gib: share.size_gib.or(last_size).unwrap_or(0).max(1),
-            snapshot: record.snapshot_id,
+        let choice = match (&req.parent, req.incremental, req.incremental_if_possible) {
+            (Some(parent), ..) => ParentChoice::Explicit(self.find_backup(parent)?.id),
+            (None, true, _) => ParentChoice::Latest,
+            (None, false, true) => ParentChoice::LatestIfAny,
+            (None, false, false) => ParentChoice::None,
         };
         // A backup of a snapshot leaves the share available for everything
         // else: that is the point of backing up a snapshot.
         let holds_share = snapshot.is_none();
-        let op = self.begin_operation(&OpTarget {
-            kind: OpKind::Backup,
-            backup: record.id,
-            share: holds_share.then_some(share.id),
-            share_status_before: None,
-        })?;
-        let before = match self.admit(&record, share, &admission, req.force, &op, holds_share) {
-            Ok(before) => before,
-            Err(e) => {
-                self.end_operation(&op)?;
-                return Err(e);
+        let last_size = of_share.last().map(|b| b.size_gib);
+        let mut attempt = 0;
+        let (parent, op, before) = loop {
+            let parent = self.choose_parent(
+                share.id,
+                choice,
+                snapshot.as_ref(),
+                record.backup_type.as_deref(),
+            )?;
+            if let Some(parent) = parent {
+                // A snapshot is its own tree, on its own device: chosen by
+                // the operator, it cannot be an unmounted share.
+                if !req.allow_root_change && snapshot.is_none() {
+                    self.check_root(share, parent)?;
+                }
+            }
+            record.parent_id = parent;
+            record.is_incremental = parent.is_some();
+            record.snapshot_id = snapshot.as_ref().map(|s| s.id);
+            let admission = Admission {
+                parent,
+                quota: self.effective_quota()?,
+                estimate_gib: share.size_gib.or(last_size).unwrap_or(0).max(1),
+                snapshot: record.snapshot_id,
+            };
+            let op = self.begin_operation(&OpTarget {
+                kind: OpKind::Backup,
+                backup: record.id,
+                share: holds_share.then_some(share.id),
+                share_status_before: None,
+            })?;
+            match self.admit(&record, share, &admission, req.force, &op, holds_share) {
+                Ok(before) => break (parent, op, before),
+                Err(e) => {
+                    self.end_operation(&op)?;
+                    // The parent chosen went (deleted meanwhile): a backup
+                    // that asked for the latest builds on the next latest.
+                    let chosen_by_us =
+                        matches!(choice, ParentChoice::Latest | ParentChoice::LatestIfAny);
+                    let gone = parent.is_some_and(|p| {
+                        self.store
+                            .backup(p)
+                            .map_or(true, |b| b.status != BackupStatus::Available)
+                    });
+                    attempt += 1;
+                    if !(chosen_by_us && gone && attempt < PARENT_ATTEMPTS) {
+                        return Err(e);
+                    }
+                }
             }
         };
         progress.recorded();
@@ -230,7 +252,7 @@ impl Engine {
     ) -> Result<Option<BackupId>> {
         match choice {
             ParentChoice::None => Ok(None),
-            ParentChoice::Latest => {
+            ParentChoice::Latest | ParentChoice::LatestIfAny => {
                 let available = self.store.list_backups(&BackupFilter {
                     share_id: Some(share),
                     status: Some(BackupStatus::Available),
@@ -244,6 +266,7 @@ impl Engine {
                     .max_by_key(|b| (b.data_timestamp, b.created_at));
                 match latest {
                     Some(b) => Ok(Some(b.id)),
+                    None if choice == ParentChoice::LatestIfAny => Ok(None),
                     None => Err(Error::InvalidState(match snapshot {
                         None => format!(
                             "share {share} has no available backup to build an incremental on; \

@@ -152,9 +152,10 @@ pub struct Engine {
 impl Engine {
     /// This engine acting in `project`: the same catalog, repositories and
     /// indexes (shared, not reopened), another project's shares and
-    /// backups. What a server uses to act for each caller.
+    /// backups. What a server uses to act for each caller. Writes nothing:
+    /// the project is recorded by its first share or quota.
     pub fn for_project(&self, project: &str) -> Result<Engine> {
-        self.store.ensure_project(project)?;
+        crate::validate::text("project", Some(project), false)?;
         let mut config = self.config.clone();
         config.project = project.to_string();
         Ok(Engine {
@@ -284,6 +285,7 @@ impl Engine {
     }
 
     pub fn set_quota(&self, quota: &Quota) -> Result<()> {
+        self.store.ensure_project(&self.config.project)?;
         self.store.set_quota(&self.config.project, quota)
     }
 

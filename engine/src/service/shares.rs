@@ -146,6 +146,7 @@ impl Engine {
             fail_reason: None,
             adopted: false,
         };
+        self.store.ensure_project(&share.project)?;
         self.store.insert_share(&share)?;
         let role = ShareRole {
             from: &[ShareStatus::Creating],
@@ -177,6 +178,7 @@ impl Engine {
             fail_reason: None,
             adopted: false,
         };
+        self.store.ensure_project(&share.project)?;
         self.store.insert_share(&share)?;
         Ok(share)
     }

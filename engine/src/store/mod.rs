@@ -111,6 +111,16 @@ pub trait ServiceStore: Send + Sync {
     /// Sets a share's status whatever it is (an administrator's reset);
     /// returns the status it had.
     fn reset_share_status(&self, id: ShareId, to: ShareStatus) -> Result<ShareStatus>;
+    /// Moves the share from `from` to `to` with `reason`, atomically, only
+    /// if no recorded operation holds it (an operation is recorded before
+    /// it claims a share); returns whether it moved.
+    fn release_orphan_share(
+        &self,
+        id: ShareId,
+        from: ShareStatus,
+        to: ShareStatus,
+        reason: &str,
+    ) -> Result<bool>;
     /// Sets the share's path and marks it confirmed (no longer adopted),
     /// if it is in one of `from`; durable when it returns.
     fn confirm_share_path(&self, id: ShareId, path: &str, from: &[ShareStatus]) -> Result<()>;

@@ -461,14 +461,37 @@ fn twenty_backups_over_four_shares_all_end_available() {
 #[test]
 fn sigterm_mid_backup_then_restart_cleans_up_as_for_a_killed_cli() {
     let env = Env::new();
-    let share = share_of_noise(&env, "proj-a", "big", 18);
-    let slow = env.slow_config();
-    let slow = slow.to_str().unwrap();
-    let mut s = Server::start(&env, &["--config", slow], &["--grace", "0"]);
+    let share = share_of_noise(&env, "proj-a", "big", 3);
+    // The backup is held mid-way (a pack published, no layer yet) until
+    // the server is stopped: no guess at how long a backup takes.
+    let log = env.path("points.log");
+    let log_str = log.to_str().unwrap();
+    let mut s = Server::start_with(
+        &env,
+        &[],
+        &["--grace", "0"],
+        &[
+            (
+                "STRATA_FAILPOINTS",
+                "repository.pack_published=sleep(60000)",
+            ),
+            ("STRATA_FAILPOINT_LOG", log_str),
+        ],
+    );
     let r = create_backup(&s, A, &share, "cut");
     r.expect(202);
     let id = r.json["share_backup"]["id"].as_str().unwrap().to_string();
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("repository.pack_published")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup never got going"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = s.child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -6,6 +6,7 @@
 
 mod http;
 mod openstack;
+mod races;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -26,6 +27,11 @@ pub struct Server {
 impl Server {
     /// `strata GLOBAL serve … EXTRA`.
     pub fn start(env: &Env, global: &[&str], extra: &[&str]) -> Server {
+        Self::start_with(env, global, extra, &[])
+    }
+
+    /// [`Server::start`] with these environment variables (failpoints).
+    pub fn start_with(env: &Env, global: &[&str], extra: &[&str], vars: &[(&str, &str)]) -> Server {
         let root = env.path("share-root");
         std::fs::create_dir_all(&root).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -37,6 +43,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--share-root"])
             .arg(&root)
             .args(extra)
+            .envs(vars.iter().copied())
             .env_remove("STRATA_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
