@@ -136,6 +136,7 @@ impl Engine {
     ) -> Result<RestoreOutcome> {
         let share = match &req.target {
             RestoreTarget::Dir(dir) => {
+                self.outside_every_share(dir)?;
                 let target = prepare_target_dir(dir)?;
                 return self.restore_into(backup, None, &target, progress);
             }
@@ -252,24 +253,37 @@ impl Engine {
         target: &Path,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
-        let site = self.site_of(backup)?;
         let op = self.begin_operation(&OpTarget {
             kind: OpKind::Restore,
             backup: backup.id,
             share: share.map(|(s, _)| s.id),
             share_status_before: None,
         })?;
+        let result = self.restore_in_operation(backup, share, target, &op, progress);
+        self.end_operation(&op)?;
+        result
+    }
+
+    /// [`Engine::restore_into`] within operation `op`, which the caller
+    /// recorded (naming the share) and ends.
+    pub(crate) fn restore_in_operation(
+        &self,
+        backup: &BackupRecord,
+        share: Option<(&Share, ShareRole)>,
+        target: &Path,
+        op: &str,
+        progress: &Progress,
+    ) -> Result<RestoreOutcome> {
+        let site = self.site_of(backup)?;
         // No pack is removed or moved while the lock stands (a sweep or a
         // repack waits, and a restore waits for one that runs); the index
         // first learns what one did before.
-        let locked = locks::shared(site.repo.backend(), &op, super::create::SHARED_LOCK_WAIT)
+        let locked = locks::shared(site.repo.backend(), op, super::create::SHARED_LOCK_WAIT)
             .and_then(|lock| site.sync_index().map(|()| lock));
-        let result = match locked {
-            Ok(lock) => self.restore_supervised(backup, share, target, &op, &lock, progress),
+        match locked {
+            Ok(lock) => self.restore_supervised(backup, share, target, op, &lock, progress),
             Err(e) => Err(e),
-        };
-        self.end_operation(&op)?;
-        result
+        }
     }
 
     fn restore_supervised(
@@ -581,6 +595,59 @@ fn compatible_protocols(from: &str, to: &str) -> bool {
     const POSIX: [&str; 4] = ["NFS", "CEPHFS", "GLUSTERFS", "MAPRFS"];
     let (from, to) = (from.to_ascii_uppercase(), to.to_ascii_uppercase());
     from == to || (POSIX.contains(&from.as_str()) && POSIX.contains(&to.as_str()))
+}
+
+/// `path` as it will resolve: its nearest existing ancestor canonical, the
+/// rest (not there yet) appended.
+fn resolved(path: &Path) -> Result<PathBuf> {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        match std::fs::canonicalize(at) {
+            Ok(real) => {
+                let mut out = real;
+                out.extend(rest.iter().rev());
+                return Ok(out);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(at, e)),
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+            }
+            _ => return Ok(path.to_path_buf()),
+        }
+    }
+}
+
+impl Engine {
+    /// Refuses a restore target directory inside a registered share (of
+    /// any project): writing there would bypass the share's status, busy
+    /// rules and checks; `--target-share` is the way into a share.
+    fn outside_every_share(&self, dir: &Path) -> Result<()> {
+        let target = resolved(dir)?;
+        for share in self.store.list_shares(None)? {
+            let root = Path::new(&share.path);
+            if target.starts_with(root) || root.starts_with(&target) {
+                let which = match share.project == self.config.project {
+                    true => format!("share {}", share.name),
+                    false => "a share".to_string(),
+                };
+                return Err(Error::InvalidArgument(format!(
+                    "restore target {} is inside (or holds) {which}; restore into a share \
+                     with --target-share",
+                    target.display()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A restore target directory must be missing (it is created) or empty.

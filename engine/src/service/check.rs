@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use rayon::prelude::*;
 use strata_format::pack::PackEntry;
-use strata_format::PackId;
+use strata_format::{ChunkId, PackId};
 
 use super::gc::{scan_layers, Collect};
 use super::{Engine, Site};
@@ -135,6 +135,43 @@ impl Engine {
 }
 
 impl Engine {
+    /// Of the indexed packs `gone` from the repository, those a layer still
+    /// needs: a chunk of theirs that a layer references is in no pack of
+    /// the repository, listed again now (another node's repack or sweep
+    /// removes packs while this check runs; what it moved is elsewhere).
+    fn still_needed(
+        &self,
+        site: &Site,
+        gone: &[PackId],
+        listed: &[PackId],
+        referenced: &HashSet<ChunkId>,
+        mut in_repository: HashSet<ChunkId>,
+    ) -> Result<Vec<PackId>> {
+        if gone.is_empty() {
+            return Ok(Vec::new());
+        }
+        let before: HashSet<&PackId> = listed.iter().collect();
+        for pack in site.repo.list_pack_files()? {
+            if before.contains(&pack) {
+                continue;
+            }
+            if let Ok(t) = crate::packs::read::read_trailer(&site.repo, &pack) {
+                in_repository.extend(t.entries.iter().map(|e| e.id));
+            }
+        }
+        let mut needed = Vec::new();
+        for pack in gone {
+            let rows = site.index.pack_chunks(pack)?;
+            if rows
+                .iter()
+                .any(|e| referenced.contains(&e.id) && !in_repository.contains(&e.id))
+            {
+                needed.push(*pack);
+            }
+        }
+        Ok(needed)
+    }
+
     /// [`Engine::check`] of one repository and the backups it holds.
     fn check_site(
         &self,
@@ -177,9 +214,12 @@ impl Engine {
         let files = site.repo.list_pack_files()?;
         let indexed = index.packs()?;
         let known: HashSet<PackId> = indexed.iter().map(|(p, _)| *p).collect();
+        let mut gone = Vec::new();
         for (pack, size) in &indexed {
-            if site.repo.pack_size(pack)? != Some(*size) {
-                report.bad_packs.push(pack.to_string());
+            match site.repo.pack_size(pack)? {
+                Some(s) if s == *size => {}
+                Some(_) => report.bad_packs.push(pack.to_string()),
+                None => gone.push(*pack),
             }
         }
         let repo = &site.repo;
@@ -192,7 +232,11 @@ impl Engine {
                 )
             })
             .collect();
+        let mut in_repository: HashSet<ChunkId> = HashSet::new();
         for (pack, trailer) in trailers {
+            if let Ok(t) = &trailer {
+                in_repository.extend(t.iter().map(|e| e.id));
+            }
             let trailer = match trailer {
                 Ok(t) => t,
                 Err(e @ (Error::Corrupt { .. } | Error::Unsupported(_))) => {
@@ -215,6 +259,11 @@ impl Engine {
             }
         }
 
+        report.bad_packs.extend(
+            self.still_needed(site, &gone, &files, &exact, in_repository)?
+                .iter()
+                .map(PackId::to_string),
+        );
         let ours: HashSet<_> = backups.iter().map(|b| b.id).collect();
         let in_repository: HashSet<_> = scan.layers.iter().copied().collect();
         for b in backups.iter().filter(|b| live.contains(&b.id)) {

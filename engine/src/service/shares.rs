@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use strata_format::ShareId;
 
 use super::backups::{prepare_target_dir, ShareRole};
+use super::operations::OpTarget;
 use super::Engine;
-use crate::catalog::{BackupRecord, Share, ShareStatus};
+use crate::catalog::{BackupRecord, OpKind, Share, ShareStatus};
 use crate::clock::now_ns;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
@@ -147,14 +148,26 @@ impl Engine {
             adopted: false,
         };
         self.store.ensure_project(&share.project)?;
-        self.store.insert_share(&share)?;
-        let role = ShareRole {
-            from: &[ShareStatus::Creating],
-            during: ShareStatus::Creating,
-            done: ShareStatus::Available,
-            failed: ShareStatus::Error,
-        };
-        self.restore_into(backup, Some((&share, role)), &path, progress)?;
+        // The operation is recorded before the share exists: a process
+        // killed at any point leaves a `creating` share with an operation
+        // that `cleanup` finds dead and ends in `error`.
+        let op = self.begin_operation(&OpTarget {
+            kind: OpKind::Restore,
+            backup: backup.id,
+            share: Some(share.id),
+            share_status_before: None,
+        })?;
+        let made = self.store.insert_share(&share).and_then(|()| {
+            let role = ShareRole {
+                from: &[ShareStatus::Creating],
+                during: ShareStatus::Creating,
+                done: ShareStatus::Available,
+                failed: ShareStatus::Error,
+            };
+            self.restore_in_operation(backup, Some((&share, role)), &path, &op, progress)
+        });
+        self.end_operation(&op)?;
+        made?;
         self.store.share(share.id)
     }
 

@@ -101,3 +101,27 @@ fn tables_show_control_characters_escaped() {
     env.strata(&["share", "create", "--name", "..", "--path", &dir])
         .fails(2, "a share name may not be");
 }
+
+#[test]
+fn a_target_dir_inside_a_share_is_refused() {
+    let env = Env::new();
+    let dir = share_dir(&env, "s");
+    let other = share_dir(&env, "other");
+    env.strata(&["share", "create", "--name", "other", "--path", &other])
+        .ok();
+    let id = env
+        .strata(&["backup", "create", "-f", "json", &dir])
+        .ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for inside in [format!("{other}/restored"), format!("{dir}/deep/er")] {
+        env.strata(&["backup", "restore", &id, "--target-dir", &inside])
+            .fails(2, "--target-share");
+        assert!(!std::path::Path::new(&inside).exists(), "{inside}");
+    }
+    let outside = env.path("elsewhere").display().to_string();
+    env.strata(&["backup", "restore", &id, "--target-dir", &outside])
+        .ok();
+}

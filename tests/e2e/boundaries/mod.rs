@@ -5,6 +5,7 @@
 mod admission;
 mod clocks;
 mod crash_points;
+mod nodes;
 mod records;
 mod repository;
 mod snapshots;

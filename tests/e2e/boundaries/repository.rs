@@ -47,3 +47,43 @@ fn repository_objects_and_directories_get_the_drivers_modes() {
         bad.stderr
     );
 }
+
+#[test]
+fn a_backup_type_on_the_default_repository_shares_its_one_index() {
+    let env = Env::new();
+    let share = env.path("share");
+    fs::create_dir_all(&share).unwrap();
+    fs::write(share.join("a"), noise(100_000, 2)).unwrap();
+    let config = env.path("types.toml");
+    // The same repository, spelled with a trailing slash.
+    fs::write(
+        &config,
+        format!(
+            "enabled_backup_types = [\"gold\"]\n[gold]\nrepository = \"{}/\"\n",
+            env.repository
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let d = share.to_str().unwrap();
+    env.strata(&[
+        "--config",
+        c,
+        "backup",
+        "create",
+        "--backup-options",
+        "backup_type=gold",
+        d,
+    ])
+    .ok();
+    env.strata(&["--config", c, "catalog", "rebuild", "--force"])
+        .ok();
+    env.strata(&["--config", c, "check"]).ok();
+    let indexes: Vec<_> = fs::read_dir(env.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".repository-"))
+        .collect();
+    assert!(indexes.is_empty(), "a second index: {indexes:?}");
+}

@@ -7,6 +7,7 @@
 mod http;
 mod openstack;
 mod races;
+mod same;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
