@@ -74,6 +74,7 @@ pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use progress::{Progress, ProgressSnapshot};
 pub use repository::Repository;
+pub use service::export::decode_backup_record;
 pub use service::shares::NewShare;
 pub use service::{
     BackupResult, BackupType, BackupView, CheckReport, CleanupReport, CreateBackup, DataReport,

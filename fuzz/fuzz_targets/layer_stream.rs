@@ -14,15 +14,21 @@ fuzz_target!(|data: &[u8]| {
         buf.copy_from_slice(piece);
         Ok(())
     };
-    let Ok(tail) = LayerTail::verify(data.len() as u64, read_at) else { return };
+    let Ok(tail) = LayerTail::verify(data.len() as u64, read_at) else {
+        return;
+    };
     let Some(body) = data.get(tail.body.start as usize..tail.body.end as usize) else {
         panic!("a verified layer's body lies outside it");
     };
-    let Ok(records) = tail.records(body) else { return };
+    let Ok(records) = tail.records(body) else {
+        return;
+    };
     for record in records {
         match record {
             Ok(LayerRecord::Entry(e)) => assert!(strata_format::path::validate(&e.path).is_ok()),
-            Ok(LayerRecord::Tombstone(t)) => assert!(strata_format::path::validate(&t.path).is_ok()),
+            Ok(LayerRecord::Tombstone(t)) => {
+                assert!(strata_format::path::validate(&t.path).is_ok())
+            }
             Err(_) => break,
         }
     }

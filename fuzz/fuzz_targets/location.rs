@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use strata_engine::backend::Location;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(Location::Nfs(url)) = Location::parse(text) {
         let again = Location::parse(&url.to_string()).expect("a printed location parses");
         assert_eq!(again, Location::Nfs(url.clone()));

@@ -18,7 +18,11 @@ fuzz_target!(|input: (u8, u32, [u8; 32], Vec<u8>, u16)| {
         offset: 12,
         stored_len: stored.len() as u32,
         raw_len: raw_len % (1 << 20),
-        compression: if comp % 2 == 0 { Compression::None } else { Compression::Zstd },
+        compression: if comp % 2 == 0 {
+            Compression::None
+        } else {
+            Compression::Zstd
+        },
     };
     let decoded = decode_chunk(&entry, &stored);
     if let Ok(raw) = &decoded {

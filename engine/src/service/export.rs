@@ -166,6 +166,12 @@ impl Fields {
     }
 }
 
+/// The backup an exported record claims, decoded and checked as far as the
+/// record alone allows (an import then checks it against its layer).
+pub fn decode_backup_record(service: &str, url: &str) -> Result<BackupRecord> {
+    decode(service, url)?.backup.record()
+}
+
 pub(super) fn decode(service: &str, url: &str) -> Result<Record> {
     if service != BACKUP_SERVICE {
         return Err(Error::InvalidArgument(format!(
