@@ -99,6 +99,48 @@ pub fn share_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The `backup_options` of a new backup (Manila's), as every front end
+/// passes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackupOptions {
+    /// `backup_type`: an enabled type's name (checked when the backup is
+    /// made).
+    pub backup_type: Option<String>,
+    /// `incremental`: `true`/`false` (also `1`/`0`, `yes`/`no`); unsaid,
+    /// the front end's default.
+    pub incremental: Option<bool>,
+}
+
+/// Parses `backup_options` given as key/value pairs; an unknown key or a
+/// bad value is refused, naming it.
+pub fn backup_options<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<BackupOptions> {
+    let mut out = BackupOptions::default();
+    for (key, value) in pairs {
+        match key {
+            "backup_type" if !value.is_empty() => {
+                text("backup type", Some(value), false)?;
+                out.backup_type = Some(value.to_string());
+            }
+            "incremental" => {
+                out.incremental = Some(match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(invalid(format!("incremental={value:?} is not a boolean"))),
+                })
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "unknown backup option {key}={value:?} (known: backup_type=NAME, \
+                     incremental=true|false)"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Whether a project already using `used` GiB may add `estimate` GiB under
 /// `limit`: the sum is checked, so no size wraps past the limit.
 pub fn fits(used: u64, estimate: u64, limit: Option<u64>) -> bool {
@@ -127,6 +169,22 @@ mod tests {
         assert!(share_name("..").is_err());
         assert!(share_name("a/b").is_err());
         assert!(share_name("projects").is_ok());
+    }
+
+    #[test]
+    fn backup_options_are_known_or_refused() {
+        let o = backup_options([("backup_type", "gold"), ("incremental", "Yes")]).unwrap();
+        assert_eq!(o.backup_type.as_deref(), Some("gold"));
+        assert_eq!(o.incremental, Some(true));
+        assert_eq!(backup_options([]).unwrap(), BackupOptions::default());
+        for bad in [
+            [("backup_type", "")],
+            [("incremental", "maybe")],
+            [("compression", "zstd")],
+            [("backup_type", "a\u{1b}b")],
+        ] {
+            assert!(backup_options(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

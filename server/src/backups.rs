@@ -42,9 +42,9 @@ fn id_of(path: &HashMap<String, String>) -> Result<String, Fault> {
 pub(crate) fn backup_of(ctx: &Ctx, id: &str) -> Result<BackupRecord, Fault> {
     let missing = || Fault::not_found(format!("No backup exists with ID {id}."));
     let parsed: BackupId = id.parse().map_err(|_| missing())?;
-    match ctx.engine.store().backup(parsed) {
-        Ok(b) if b.project == ctx.who.project || ctx.who.admin => Ok(b),
-        Ok(_) | Err(strata_engine::Error::NotFound { .. }) => Err(missing()),
+    match ctx.engine.visible_backup(parsed, ctx.who.admin) {
+        Ok(b) => Ok(b),
+        Err(strata_engine::Error::NotFound { .. }) => Err(missing()),
         Err(e) => Err(e.into()),
     }
 }
@@ -65,9 +65,9 @@ pub(crate) fn callers_share(
     missing: impl Fn() -> Fault,
 ) -> Result<Share, Fault> {
     let parsed: ShareId = id.parse().map_err(|_| missing())?;
-    match ctx.engine.store().share(parsed) {
-        Ok(s) if s.project == ctx.who.project || ctx.who.admin => Ok(s),
-        Ok(_) | Err(strata_engine::Error::NotFound { .. }) => Err(missing()),
+    match ctx.engine.visible_share(parsed, ctx.who.admin) {
+        Ok(s) => Ok(s),
+        Err(strata_engine::Error::NotFound { .. }) => Err(missing()),
         Err(e) => Err(e.into()),
     }
 }
@@ -205,30 +205,23 @@ async fn create(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Re
             .share_id
             .ok_or_else(|| Fault::bad_request("'share_id' is missing from the request body."))?;
         let share = share_in_body(ctx, &share_id)?;
-        let mut backup_type = None;
-        let mut incremental = None;
+        let mut pairs = Vec::new();
         for (k, v) in new.backup_options.iter().flatten() {
-            match (k.as_str(), v) {
-                ("backup_type", Value::String(t)) => backup_type = Some(t.clone()),
-                ("incremental", Value::Bool(b)) => incremental = Some(*b),
-                ("incremental", Value::String(b)) => {
-                    incremental = Some(match b.to_lowercase().as_str() {
-                        "true" | "1" | "yes" => true,
-                        "false" | "0" | "no" => false,
-                        _ => {
-                            return Err(Fault::bad_request(format!(
-                                "incremental={b:?} is not a boolean"
-                            )))
-                        }
-                    })
-                }
-                _ => {
+            let value = match v {
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => b.to_string(),
+                other => {
                     return Err(Fault::bad_request(format!(
-                        "unknown or invalid backup option {k}={v}; known: backup_type, incremental"
+                        "backup option {k}={other} is neither a string nor a boolean"
                     )))
                 }
-            }
+            };
+            pairs.push((k.clone(), value));
         }
+        let options = strata_engine::validate::backup_options(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+        let (backup_type, incremental) = (options.backup_type, options.incremental);
         let engine = Arc::clone(&ctx.engine);
         if let Some(t) = &backup_type {
             engine.backup_type(t)?;

@@ -116,29 +116,19 @@ pub const TYPE_LIST: &[(&str, &str)] = &[
     ("Compression", "compression"),
 ];
 
-/// The backup type `--backup-options` names; any other key is refused.
-fn backup_type_option(options: &[String]) -> Result<Option<String>> {
-    let mut backup_type = None;
+/// `--backup-options KEY=VALUE` as the engine reads them.
+fn parse_backup_options(options: &[String]) -> Result<strata_engine::validate::BackupOptions> {
+    let mut pairs = Vec::with_capacity(options.len());
     for option in options {
-        match option.split_once('=') {
-            Some(("backup_type", value)) if !value.is_empty() => {
-                backup_type = Some(value.to_string());
-            }
-            Some((key, _)) if key != "backup_type" => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown backup option {key:?} (known: backup_type)"
-                ))
-                .into())
-            }
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "backup option {option:?} is not KEY=VALUE (backup_type=NAME)"
-                ))
-                .into())
-            }
-        }
+        let Some(pair) = option.split_once('=') else {
+            return Err(Error::InvalidArgument(format!(
+                "backup option {option:?} is not KEY=VALUE (backup_type=NAME, incremental=true)"
+            ))
+            .into());
+        };
+        pairs.push(pair);
     }
-    Ok(backup_type)
+    Ok(strata_engine::validate::backup_options(pairs)?)
 }
 
 /// `backup type list`.
@@ -227,9 +217,11 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             backup_options,
             share,
         } => {
-            let backup_type = backup_type_option(backup_options)?;
+            let options = parse_backup_options(backup_options)?;
+            let incremental = *incremental || options.incremental == Some(true);
+            let backup_type = options.backup_type;
             let (share, registered) =
-                engine.share_for_backup(share, *incremental || parent.is_some())?;
+                engine.share_for_backup(share, incremental || parent.is_some())?;
             if registered {
                 eprintln!(
                     "registered {} as share {} ({})",
@@ -241,7 +233,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             let req = CreateBackup {
                 name: name.clone(),
                 description: description.clone(),
-                incremental: *incremental,
+                incremental,
                 incremental_if_possible: false,
                 parent: parent.clone(),
                 rehash: *rehash,

@@ -96,6 +96,32 @@ impl Engine {
         })
     }
 
+    /// Backup `id` as this engine's project sees it: its own, or any with
+    /// `all_projects` (an administrator's); another project's is not
+    /// found, exactly as a missing one (its existence is not told).
+    pub fn visible_backup(&self, id: BackupId, all_projects: bool) -> Result<BackupRecord> {
+        match self.store.backup(id) {
+            Ok(b) if all_projects || b.project == self.config.project => Ok(b),
+            Ok(_) => Err(Error::NotFound {
+                kind: "backup",
+                name: id.to_string(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Engine::visible_backup`] for shares.
+    pub fn visible_share(&self, id: strata_format::ShareId, all_projects: bool) -> Result<Share> {
+        match self.store.share(id) {
+            Ok(s) if all_projects || s.project == self.config.project => Ok(s),
+            Ok(_) => Err(Error::NotFound {
+                kind: "share",
+                name: id.to_string(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     pub fn find_backup(&self, id_or_name: &str) -> Result<BackupRecord> {
         self.store.find_backup(&self.config.project, id_or_name)
     }
