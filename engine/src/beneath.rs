@@ -57,22 +57,51 @@ fn components(rel: &[u8]) -> std::io::Result<Vec<&[u8]>> {
 }
 
 impl Beneath {
-    /// Opens `path`, which must be a directory and not a symlink.
+    /// Opens `path`, which must be a directory and not a symlink. An
+    /// absolute path is resolved from `/` one descriptor at a time with no
+    /// symlink followed anywhere on it (share and snapshot paths and
+    /// restore targets are canonical: a symlink on one is a swap).
     pub fn open(path: &Path) -> Result<Self> {
         let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
-        match rustix::fs::open(path, flags, Mode::empty()) {
+        let opened = match path.strip_prefix("/") {
+            Ok(rel) if !rel.as_os_str().is_empty() => rustix::fs::open("/", flags, Mode::empty())
+                .map_err(io)
+                .and_then(|top| {
+                    let top = Beneath {
+                        root: top,
+                        path: PathBuf::from("/"),
+                    };
+                    top.open_at(
+                        rel.as_os_str().as_bytes(),
+                        OFlags::DIRECTORY | OFlags::RDONLY,
+                        0,
+                    )
+                })
+                .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO)),
+            _ => rustix::fs::open(path, flags, Mode::empty()),
+        };
+        match opened {
             Ok(root) => Ok(Beneath {
                 root,
                 path: path.to_path_buf(),
             }),
-            Err(Errno::LOOP | Errno::NOTDIR) => {
+            Err(Errno::LOOP | Errno::NOTDIR | Errno::XDEV) => {
                 let symlink = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink());
-                Err(Error::InvalidArgument(match symlink {
-                    true => format!(
+                let through = path
+                    .ancestors()
+                    .skip(1)
+                    .any(|a| std::fs::symlink_metadata(a).is_ok_and(|m| m.is_symlink()));
+                Err(Error::InvalidArgument(match (symlink, through) {
+                    (true, _) => format!(
                         "{} is a symlink; a share or restore target must be a real directory",
                         path.display()
                     ),
-                    false => format!("{} is not a directory", path.display()),
+                    (false, true) => format!(
+                        "{} passes through a symlink; a share or restore target is reached \
+                         by a path without symlinks",
+                        path.display()
+                    ),
+                    (false, false) => format!("{} is not a directory", path.display()),
                 }))
             }
             Err(Errno::NOENT) => Err(Error::NotFound {
@@ -259,9 +288,18 @@ mod tests {
         b.open_at(b"real/g", create, 0o600).unwrap();
         NO_OPENAT2.store(false, Ordering::Relaxed);
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
-        // A root that is a symlink is refused.
+        // A root that is a symlink is refused, and so is one reached
+        // through a symlink anywhere on its path.
         let err = Beneath::open(&root.join("link")).unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
+        fs::create_dir(outside.join("inner")).unwrap();
+        let err = Beneath::open(&root.join("link/inner")).unwrap_err();
+        assert!(
+            err.to_string().contains("passes through a symlink"),
+            "{err}"
+        );
+        let real = fs::canonicalize(root.join("real")).unwrap();
+        assert_eq!(Beneath::open(&real).unwrap().path(), real.as_path());
     }
 
     #[test]
