@@ -241,7 +241,7 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         config.project = project;
     }
     config.availability_zone = file.availability_zone.clone();
-    config.default_quota = strata_engine::catalog::Quota {
+    config.default_quota = strata_engine::store::Quota {
         backups: file.quota_backups,
         backup_gigabytes: file.quota_backup_gigabytes,
     };

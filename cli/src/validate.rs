@@ -2,7 +2,7 @@
 //! fail on a bad column, name or value must fail before it commits a backup
 //! (a script that retries would otherwise make duplicates).
 
-use strata_engine::catalog::{BackupStatus, ShareStatus};
+use strata_engine::store::{BackupStatus, ShareStatus};
 use strata_engine::validate::{share_name, share_size, text};
 use strata_engine::Error;
 

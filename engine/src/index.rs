@@ -15,8 +15,14 @@
 use strata_format::pack::PackEntry;
 use strata_format::{BackupId, ChunkId, PackId};
 
-use crate::catalog::ChunkLocation;
 use crate::error::Result;
+
+/// Where a chunk is stored: its pack, and its entry in that pack's trailer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLocation {
+    pub pack: PackId,
+    pub entry: PackEntry,
+}
 
 /// Shared by every thread of a pipeline (`Send + Sync`, `&self`): an
 /// implementation serves concurrent calls, each on a connection of its own.

@@ -49,11 +49,7 @@ fn pack_bytes(dir: &Path) -> u64 {
     total
 }
 
-fn backup(
-    engine: &Engine,
-    share: &Path,
-    incremental: bool,
-) -> strata_engine::catalog::BackupRecord {
+fn backup(engine: &Engine, share: &Path, incremental: bool) -> strata_engine::store::BackupRecord {
     let (share, _) = engine
         .share_for_backup(share.to_str().unwrap(), incremental)
         .unwrap();

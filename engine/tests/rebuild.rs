@@ -8,7 +8,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use strata_engine::backend::Location;
-use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus};
+use strata_engine::store::{BackupFilter, BackupRecord, BackupStatus};
 use strata_engine::{CreateBackup, Engine, EngineConfig, Progress};
 
 #[derive(Clone, Debug)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 
 use strata_engine::backend::Location;
-use strata_engine::catalog::{BackupFilter, BackupStatus, Quota, ShareStatus};
+use strata_engine::store::{BackupFilter, BackupStatus, Quota, ShareStatus};
 use strata_engine::{CreateBackup, Engine, EngineConfig, Error, Progress, RestoreRequest};
 
 fn engine(dir: &Path) -> Engine {
@@ -47,7 +47,7 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn share(engine: &Engine, dir: &Path) -> strata_engine::catalog::Share {
+fn share(engine: &Engine, dir: &Path) -> strata_engine::store::Share {
     fs::create_dir_all(dir).unwrap();
     engine
         .share_for_backup(dir.to_str().unwrap(), false)

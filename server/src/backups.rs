@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus, Share};
+use strata_engine::store::{BackupFilter, BackupRecord, BackupStatus, Share};
 use strata_engine::store::{BackupQuery, BackupSort};
 use strata_engine::{CreateBackup, RestoreRequest, RestoreTarget};
 use strata_format::{BackupId, ShareId};

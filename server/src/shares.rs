@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use strata_engine::catalog::{Share, ShareStatus};
+use strata_engine::store::{Share, ShareStatus};
 use strata_engine::NewShare;
 use strata_format::ShareId;
 

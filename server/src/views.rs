@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use strata_engine::catalog::{BackupRecord, Share};
 use strata_engine::clock::iso8601;
+use strata_engine::store::{BackupRecord, Share};
 
 use crate::api::{Requested, Version, BACKUP_TYPE};
 use crate::auth::Identity;

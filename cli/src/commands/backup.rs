@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde_json::json;
-use strata_engine::catalog::{BackupFilter, BackupRecord, BackupStatus, ShareStatus};
+use strata_engine::store::{BackupFilter, BackupRecord, BackupStatus, ShareStatus};
 use strata_engine::{
     BackupView, CreateBackup, Engine, Error, Progress, RestoreRequest, RestoreTarget,
 };

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use serde_json::{json, Value};
-use strata_engine::catalog::Quota;
+use strata_engine::store::Quota;
 use strata_engine::Engine;
 
 use crate::args::{Global, QuotaCommand};

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use strata_engine::catalog::{Share, ShareStatus};
+use strata_engine::store::{Share, ShareStatus};
 
 use strata_engine::{Engine, NewShare, Progress};
 

@@ -84,7 +84,7 @@ impl<'a> Dedup<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::ChunkLocation;
+    use crate::index::ChunkLocation;
     use strata_format::pack::PackEntry;
     use strata_format::{BackupId, PackId};
 

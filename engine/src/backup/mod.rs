@@ -32,13 +32,13 @@ use strata_format::{BackupId, ShareId};
 
 pub use report::Counters;
 
-use crate::catalog::Problem;
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::locks::Held;
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::store::Problem;
 
 /// Everything a backup needs to know before it starts.
 pub struct BackupPlan {

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use crate::catalog::Problem;
+use crate::store::Problem;
 use strata_format::layer::EntryKind;
 
 /// Most problems kept in the report; the count goes on beyond it.

@@ -10,13 +10,7 @@ use strata_format::{BackupId, ChunkId, PackId};
 use super::Catalog;
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-
-/// Where a chunk is stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkLocation {
-    pub pack: PackId,
-    pub entry: PackEntry,
-}
+use crate::index::ChunkLocation;
 
 fn compression_from(code: i64) -> Result<Compression> {
     match code {

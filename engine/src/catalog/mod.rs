@@ -22,11 +22,6 @@ mod shares;
 mod snapshots;
 mod store;
 
-pub use crate::store::{
-    BackupFilter, BackupRecord, BackupStatus, OpKind, Operation, Problem, Quota, QuotaUsage, Share,
-    ShareStatus,
-};
-pub use index::ChunkLocation;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

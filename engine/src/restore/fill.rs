@@ -17,9 +17,9 @@ use super::plan::{FileUnit, PackUnit, Unit};
 use super::tree::Tree;
 use super::write::{check_hash, Target, WRITE_PIECE};
 use crate::beneath::Beneath;
-use crate::catalog::ChunkLocation;
 use crate::direct_io::{self, BlockWriter, Buffer};
 use crate::error::{Error, IoContext, Result};
+use crate::index::ChunkLocation;
 use crate::packs::read::{
     check, expand, expanded_len, grown, read_ahead, read_span, room, spans, Blob, Buffers, Span,
 };

@@ -15,9 +15,9 @@ use strata_format::pack::{Compression, PackEntry};
 use strata_format::{ChunkId, PackId};
 
 use super::tree::Tree;
-use crate::catalog::ChunkLocation;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
+use crate::index::ChunkLocation;
 
 /// One chunk to fetch, and the single-chunk files made of it.
 pub struct Placement {

@@ -10,11 +10,11 @@ use strata_format::BackupId;
 
 use super::operations::OpTarget;
 use super::Engine;
-use crate::catalog::{BackupRecord, BackupStatus, OpKind, Problem, Share, ShareStatus};
 use crate::error::{Error, IoContext, Result};
 use crate::locks;
 use crate::progress::Progress;
 use crate::restore::{self, RestoreOutcome};
+use crate::store::{BackupRecord, BackupStatus, OpKind, Problem, Share, ShareStatus};
 
 #[derive(Clone, Debug, Default)]
 pub struct CreateBackup {

@@ -11,9 +11,9 @@ use strata_format::{ChunkId, PackId};
 
 use super::gc::{scan_layers, Collect};
 use super::{Engine, Site};
-use crate::catalog::{BackupFilter, BackupRecord, BackupStatus};
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
+use crate::store::{BackupFilter, BackupRecord, BackupStatus};
 
 /// What `strata check` found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

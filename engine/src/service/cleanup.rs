@@ -16,10 +16,10 @@ use strata_format::layer::Layer;
 use strata_format::BackupId;
 
 use super::Engine;
-use crate::catalog::{BackupStatus, OpKind, Operation, ShareStatus};
 use crate::error::{Error, Result};
 use crate::liveness::Watch;
 use crate::repository::Repository;
+use crate::store::{BackupStatus, OpKind, Operation, ShareStatus};
 use crate::{locks, process};
 
 /// What a cleanup did.

@@ -14,7 +14,6 @@ use super::backups::busy_share;
 use super::operations::OpTarget;
 use super::{BackupResult, CreateBackup, Engine};
 use crate::backup::{self, BackupPlan};
-use crate::catalog::{BackupFilter, BackupRecord, BackupStatus, OpKind, Share, ShareStatus};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::locks;
@@ -22,6 +21,7 @@ use crate::progress::Progress;
 use crate::repository::new_uuid;
 use crate::store::Snapshot;
 use crate::store::{Admission, Admitted, Quota, QuotaUsage};
+use crate::store::{BackupFilter, BackupRecord, BackupStatus, OpKind, Share, ShareStatus};
 
 /// Which backup an incremental builds on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,9 +8,9 @@ use strata_format::BackupId;
 
 use super::operations::OpTarget;
 use super::{Engine, Site};
-use crate::catalog::{BackupRecord, BackupStatus, OpKind};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::store::{BackupRecord, BackupStatus, OpKind};
 
 /// How long `delete --force` waits for a running backup to stop.
 const CANCEL_WAIT: Duration = Duration::from_secs(60);

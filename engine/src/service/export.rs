@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use strata_format::ShareId;
 
 use super::Engine;
-use crate::catalog::{BackupRecord, BackupStatus};
 use crate::error::{Error, Result};
+use crate::store::{BackupRecord, BackupStatus};
 
 /// The `backup_service` of strata's records.
 pub const BACKUP_SERVICE: &str = "strata";

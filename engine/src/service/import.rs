@@ -16,9 +16,9 @@ use strata_format::layer::Layer;
 use super::export::decode;
 use super::recover::{checked_meta, ensure_share, index_layer, index_packs, LayerSummary};
 use super::{Engine, RebuildReport, Site};
-use crate::catalog::BackupRecord;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::store::BackupRecord;
 use crate::validate;
 
 /// The backup as its layer records it, with the name and description of

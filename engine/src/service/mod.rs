@@ -40,11 +40,12 @@ pub use snapshots::NewSnapshot;
 pub use verify::{DataReport, DataSubset};
 
 use crate::backend::Location;
-use crate::catalog::{BackupRecord, Catalog, Quota, QuotaUsage};
+use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::repository::Repository;
 use crate::store::ServiceStore;
+use crate::store::{BackupRecord, Quota, QuotaUsage};
 
 /// Where things live and the defaults for new objects.
 #[derive(Clone, Debug)]
@@ -239,7 +240,7 @@ impl Engine {
     /// When this catalog knows no backup at all but the repository holds
     /// layers: the catalog was lost, or belongs to another node. Says so.
     pub fn unknown_layers(&self) -> Result<u64> {
-        let filter = crate::catalog::BackupFilter::default();
+        let filter = crate::store::BackupFilter::default();
         if !self.store.list_backups(&filter)?.is_empty() {
             return Ok(0);
         }

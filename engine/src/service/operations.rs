@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use strata_format::{BackupId, ShareId};
 
 use super::Engine;
-use crate::catalog::{BackupStatus, OpKind, Operation};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::locks::Held;
@@ -18,6 +17,7 @@ use crate::process;
 use crate::progress::Progress;
 use crate::repository::new_uuid;
 use crate::store::ServiceStore;
+use crate::store::{BackupStatus, OpKind, Operation};
 
 /// How often the heartbeat writes (the issue asks for at least every second).
 const BEAT: Duration = Duration::from_millis(500);

@@ -15,11 +15,12 @@ use strata_format::{BackupId, ShareId};
 
 use super::recover::{ensure_share, index_layer, index_packs, LayerSummary};
 use super::{Engine, EngineConfig};
-use crate::catalog::{Catalog, ShareStatus};
+use crate::catalog::Catalog;
 use crate::error::{Error, IoContext, Result};
 use crate::index::ChunkIndex;
 use crate::progress::Progress;
 use crate::repository::{LayerName, Repository};
+use crate::store::ShareStatus;
 
 /// What a rebuild found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -297,7 +298,7 @@ fn fail_broken_chains(
             at = parents.get(&p).copied().flatten();
         }
         if let Some(why) = cause {
-            catalog.fail_backup(id, &[crate::catalog::BackupStatus::Available], &why)?;
+            catalog.fail_backup(id, &[crate::store::BackupStatus::Available], &why)?;
             report.failed_backups.push(format!("{id}: {why}"));
         }
     }

@@ -7,13 +7,13 @@ use strata_format::layer::{EntryKind, Layer, LayerMeta, LayerRecord};
 use strata_format::{BackupId, ChunkId, PackId};
 
 use super::RebuildReport;
-use crate::catalog::{BackupRecord, BackupStatus, Problem, Share, ShareStatus};
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::packs::read::{read_trailer, PackTrailer};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::store::ServiceStore;
+use crate::store::{BackupRecord, BackupStatus, Problem, Share, ShareStatus};
 use crate::validate;
 
 /// References are written to the catalog this many at a time.

@@ -7,11 +7,11 @@ use strata_format::ShareId;
 use super::backups::{prepare_target_dir, ShareRole};
 use super::operations::OpTarget;
 use super::Engine;
-use crate::catalog::{BackupRecord, OpKind, Share, ShareStatus};
 use crate::clock::now_ns;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 use crate::repository::new_uuid;
+use crate::store::{BackupRecord, OpKind, Share, ShareStatus};
 use crate::validate;
 
 /// How `create_share` should describe the share.
@@ -275,7 +275,7 @@ impl Engine {
         }
         let backups = self
             .store
-            .list_backups(&crate::catalog::BackupFilter {
+            .list_backups(&crate::store::BackupFilter {
                 share_id: Some(share.id),
                 ..Default::default()
             })?

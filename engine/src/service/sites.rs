@@ -10,10 +10,10 @@ use strata_format::RepositoryId;
 
 use super::{BackupType, Engine, EngineConfig};
 use crate::backend::Location;
-use crate::catalog::BackupRecord;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::repository::Repository;
+use crate::store::BackupRecord;
 use crate::store::ServiceStore;
 
 /// One repository and the chunk index of it.

@@ -12,10 +12,10 @@ use std::process::Command;
 use strata_format::SnapshotId;
 
 use super::Engine;
-use crate::catalog::{Share, ShareStatus};
 use crate::clock::now_ns;
 use crate::error::{Error, IoContext, Result};
 use crate::repository::new_uuid;
+use crate::store::{Share, ShareStatus};
 use crate::store::{Snapshot, SnapshotKind, SnapshotStatus};
 
 /// What `create_snapshot` should record.

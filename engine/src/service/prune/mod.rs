@@ -30,12 +30,12 @@ pub use policy::{Retention, Rule};
 use super::operations::OpTarget;
 use super::repack::{repack_locked, RepackReport};
 use super::{Engine, Site};
-use crate::catalog::{BackupFilter, BackupRecord, BackupStatus, OpKind};
 use crate::error::{Error, Result};
 use crate::locks::{self, Held};
 use crate::process;
 use crate::progress::Progress;
 use crate::store::Reparent;
+use crate::store::{BackupFilter, BackupRecord, BackupStatus, OpKind};
 
 /// What to prune and how.
 #[derive(Clone, Debug, Default)]

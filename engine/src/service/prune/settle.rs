@@ -13,9 +13,9 @@ use strata_format::ChunkId;
 
 use super::super::gc::layer_chunks;
 use super::super::{Engine, Site};
-use crate::catalog::BackupStatus;
 use crate::error::{Error, Result};
 use crate::repository::{LayerName, Repository};
+use crate::store::BackupStatus;
 use crate::store::Reparent;
 use crate::{locks, process};
 use std::time::Duration;
