@@ -19,10 +19,11 @@ use strata_format::{ChunkId, FileHash};
 
 use super::dedup::Dedup;
 use super::diff;
+use super::kind::ItemKind;
 use super::layer::Slot;
 use super::report::{Counters, Report};
 use super::stat::Stat;
-use super::walk::{ItemKind, WalkItem};
+use super::walk::WalkItem;
 use crate::chunker::Stop;
 use crate::error::{Error, Result};
 use crate::packs::write::Blob;

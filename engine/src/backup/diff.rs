@@ -17,8 +17,8 @@ use std::cmp::Ordering;
 use strata_format::layer::{Entry, EntryKind};
 use strata_format::path;
 
+use super::kind::ItemKind;
 use super::stat::Stat;
-use super::walk::ItemKind;
 use crate::error::{Error, Result};
 
 /// An entry whose mtime or ctime is this close to (or after) the moment its

@@ -15,6 +15,7 @@
 mod chunk;
 mod dedup;
 mod diff;
+pub(crate) mod kind;
 mod layer;
 mod lister;
 mod listing;

@@ -19,8 +19,8 @@ use rustix::fs::{Advice, Mode, OFlags};
 use strata_format::layer::Entry;
 
 use super::diff;
+use super::kind::ItemKind;
 use super::stat::Stat;
-use super::walk::ItemKind;
 
 /// Files larger than this are read ahead by their own reader thread.
 const MAX_BYTES: u64 = 8 << 20;

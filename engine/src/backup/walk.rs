@@ -34,6 +34,7 @@ use crossbeam_channel::{Receiver, Sender};
 use strata_format::layer::{Entry, EntryKind};
 
 use super::diff::ParentCursor;
+use super::kind::ItemKind;
 use super::lister::{self, Handed};
 use super::listing::{os, Child, DirCursor, Listings, Unlisted};
 use super::read_ahead::{Opened, ReadAhead, Reads};
@@ -42,17 +43,6 @@ use super::report::Report;
 use super::stat::Stat;
 use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
-
-/// What the walk found at one path.
-pub enum ItemKind {
-    File,
-    Dir,
-    Symlink,
-    /// Another name of an inode first seen at this (stored) path.
-    Hardlink(Vec<u8>),
-    /// Nothing to back up (a skipped or unreadable entry); keeps the numbering.
-    Nothing,
-}
 
 pub struct WalkItem {
     pub seq: u64,

@@ -22,7 +22,6 @@ mod shares;
 mod snapshots;
 mod store;
 
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 

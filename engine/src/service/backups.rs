@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use strata_format::BackupId;
 
-use super::operations::OpTarget;
+use super::operations::{busy_share, OpTarget};
 use super::Engine;
 use crate::error::{Error, IoContext, Result};
 use crate::locks;
@@ -298,7 +298,7 @@ impl Engine {
         // No pack is removed or moved while the lock stands (a sweep or a
         // repack waits, and a restore waits for one that runs); the index
         // first learns what one did before.
-        let locked = locks::shared(site.repo.backend(), op, super::create::SHARED_LOCK_WAIT)
+        let locked = locks::shared(site.repo.backend(), op, super::operations::SHARED_LOCK_WAIT)
             .and_then(|lock| site.sync_index().map(|()| lock));
         match locked {
             Ok(lock) => self.restore_supervised(backup, share, target, op, &lock, progress),
@@ -428,25 +428,6 @@ impl Engine {
         crate::validate::text("backup name", name, false)?;
         crate::validate::text("description", description, true)?;
         self.store.rename_backup(backup.id, name, description)
-    }
-}
-
-pub(super) fn busy_share(e: Error, share: &Share) -> Error {
-    match e {
-        Error::Busy(_) => {
-            let running = match share.status {
-                ShareStatus::BackupCreating => "a backup of it is running",
-                ShareStatus::BackupRestoring => "a restore into it is running",
-                ShareStatus::InUse => "it is in use (a forced backup reads it anyway)",
-                _ => "it is busy",
-            };
-            Error::Busy(format!(
-                "share {} is {}: {running}",
-                share.name,
-                share.status.as_str()
-            ))
-        }
-        other => other,
     }
 }
 

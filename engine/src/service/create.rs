@@ -10,8 +10,7 @@ use std::time::Duration;
 use strata_format::layer::ServiceMeta;
 use strata_format::{BackupId, ShareId};
 
-use super::backups::busy_share;
-use super::operations::OpTarget;
+use super::operations::{busy_share, OpTarget, SHARED_LOCK_WAIT};
 use super::{BackupResult, CreateBackup, Engine};
 use crate::backup::{self, BackupPlan};
 use crate::clock::now_ns;
@@ -74,9 +73,6 @@ fn parent_gone(parent: Option<BackupId>, status: Option<BackupStatus>) -> Error 
 /// How many times a backup that builds on the latest backup chooses again
 /// when the one it chose is deleted before it is admitted.
 const PARENT_ATTEMPTS: u32 = 5;
-
-/// How long a backup waits for a pack removal (delete, cleanup) to finish.
-pub(super) const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 fn new_record(engine: &Engine, share: &Share, req: &CreateBackup) -> Result<BackupRecord> {
     let id = match req.id {

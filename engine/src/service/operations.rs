@@ -17,7 +17,11 @@ use crate::process;
 use crate::progress::Progress;
 use crate::repository::new_uuid;
 use crate::store::ServiceStore;
-use crate::store::{BackupStatus, OpKind, Operation};
+use crate::store::{BackupStatus, OpKind, Operation, Share, ShareStatus};
+
+/// How long a backup or restore waits for a pack removal (delete,
+/// cleanup, repack) to finish before it takes its shared lock.
+pub(super) const SHARED_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// How often the heartbeat writes (the issue asks for at least every second).
 const BEAT: Duration = Duration::from_millis(500);
@@ -112,5 +116,25 @@ fn heartbeat(
         if stop.recv_deadline(next) != Err(crossbeam_channel::RecvTimeoutError::Timeout) {
             return;
         }
+    }
+}
+
+/// `e`, a refusal by a busy share, told as what runs on the share.
+pub(super) fn busy_share(e: Error, share: &Share) -> Error {
+    match e {
+        Error::Busy(_) => {
+            let running = match share.status {
+                ShareStatus::BackupCreating => "a backup of it is running",
+                ShareStatus::BackupRestoring => "a restore into it is running",
+                ShareStatus::InUse => "it is in use (a forced backup reads it anyway)",
+                _ => "it is busy",
+            };
+            Error::Busy(format!(
+                "share {} is {}: {running}",
+                share.name,
+                share.status.as_str()
+            ))
+        }
+        other => other,
     }
 }

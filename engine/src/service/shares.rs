@@ -101,7 +101,7 @@ impl Engine {
         ];
         self.store
             .confirm_share_path(share.id, &text, &idle)
-            .map_err(|e| super::backups::busy_share(e, share))?;
+            .map_err(|e| super::operations::busy_share(e, share))?;
         self.store.share(share.id)
     }
 

@@ -12,8 +12,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use super::{mb_per_s, SizingOptions};
+use crate::backup::kind::ItemKind;
 use crate::backup::report::Report;
-use crate::backup::walk::{self, ItemKind};
+use crate::backup::walk;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
