@@ -6,6 +6,7 @@ use rusqlite::{params, OptionalExtension};
 use strata_format::BackupId;
 
 use super::Catalog;
+use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::store::{OpKind, Operation};
 
@@ -41,10 +42,10 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn heartbeat(&self, id: &str, now: i64) -> Result<()> {
+    pub fn heartbeat(&self, id: &str) -> Result<()> {
         self.conn()?.execute(
-            "UPDATE operations SET heartbeat_at = ?1 WHERE id = ?2",
-            params![now, id],
+            "UPDATE operations SET heartbeat_at = MAX(heartbeat_at + 1, ?1) WHERE id = ?2",
+            params![now_ns(), id],
         )?;
         Ok(())
     }

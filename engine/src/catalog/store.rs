@@ -240,8 +240,8 @@ impl ServiceStore for Catalog {
         Catalog::insert_operation(self, op)
     }
 
-    fn heartbeat(&self, id: &str, now: i64) -> Result<()> {
-        Catalog::heartbeat(self, id, now)
+    fn heartbeat(&self, id: &str) -> Result<()> {
+        Catalog::heartbeat(self, id)
     }
 
     fn remove_operation(&self, id: &str) -> Result<()> {

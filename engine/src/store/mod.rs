@@ -241,8 +241,11 @@ pub trait ServiceStore: Send + Sync {
 
     /// Records a running operation.
     fn insert_operation(&self, op: &Operation) -> Result<()>;
-    /// Stamps operation `id` alive at `now` (nanoseconds).
-    fn heartbeat(&self, id: &str, now: i64) -> Result<()>;
+    /// Stamps operation `id` alive, on the store's own clock. The stamp
+    /// only ever grows (by at least 1 each beat, whatever that clock does):
+    /// observers watch it change, on their own clocks, and never compare
+    /// it with their time.
+    fn heartbeat(&self, id: &str) -> Result<()>;
     fn remove_operation(&self, id: &str) -> Result<()>;
     /// Every recorded operation, oldest first.
     fn operations(&self) -> Result<Vec<Operation>>;
