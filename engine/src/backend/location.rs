@@ -62,7 +62,7 @@ impl Location {
     /// The seeds' form: `backup_mount_export = HOST:/PATH` and
     /// `backup_mount_options`, as the seeds write it (`'-o vers=4',
     /// minorversion=1`: quotes and `-o` are the mount command's). Each
-    /// option is honoured ([`mount_options`]) or refused by name.
+    /// option is honoured or refused by name (see `mount_options`).
     pub fn from_mount_export(export: &str, options: &str) -> Result<Location> {
         let (host, path) = export
             .split_once(":/")

@@ -9,7 +9,8 @@ use super::{write_tx, Catalog};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::store::{
-    Admission, Admitted, BackupRecord, BackupStatus, Problem, Reparent, SnapshotStatus,
+    Admission, Admitted, BackupRecord, BackupStatus, BackupWrites, Problem, Reparent,
+    SnapshotStatus,
 };
 use crate::validate;
 
@@ -113,9 +114,8 @@ fn set_root_dev(tx: &Transaction<'_>, id: BackupId, dev: u64) -> Result<()> {
     Ok(())
 }
 
-impl Catalog {
-    /// See [`crate::store::ServiceStore::insert_backup`].
-    pub fn insert_backup(&self, b: &BackupRecord, admission: &Admission) -> Result<Admitted> {
+impl BackupWrites for Catalog {
+    fn insert_backup(&self, b: &BackupRecord, admission: &Admission) -> Result<Admitted> {
         let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         if let Some(parent) = admission.parent {
@@ -146,8 +146,7 @@ impl Catalog {
         Ok(Admitted::Yes)
     }
 
-    /// See [`crate::store::ServiceStore::import_backup`].
-    pub fn import_backup(
+    fn import_backup(
         &self,
         b: &BackupRecord,
         problems: &[Problem],
@@ -170,8 +169,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// See [`crate::store::ServiceStore::transition_backup`].
-    pub fn transition_backup(
+    fn transition_backup(
         &self,
         id: BackupId,
         from: &[BackupStatus],
@@ -184,8 +182,7 @@ impl Catalog {
         })
     }
 
-    /// See [`crate::store::ServiceStore::reparent_backup`].
-    pub fn reparent_backup(&self, id: BackupId, change: &Reparent<'_>) -> Result<()> {
+    fn reparent_backup(&self, id: BackupId, change: &Reparent<'_>) -> Result<()> {
         self.write(|tx| {
             expect(tx, id, change.statuses)?;
             let parent: Option<String> = tx.query_row(
@@ -217,8 +214,7 @@ impl Catalog {
         })
     }
 
-    /// See [`crate::store::ServiceStore::transition_leaf_backup`].
-    pub fn transition_leaf_backup(
+    fn transition_leaf_backup(
         &self,
         id: BackupId,
         from: &[BackupStatus],
@@ -242,8 +238,7 @@ impl Catalog {
         Ok(before)
     }
 
-    /// See [`crate::store::ServiceStore::complete_backup`].
-    pub fn complete_backup(
+    fn complete_backup(
         &self,
         b: &BackupRecord,
         problems: &[Problem],
@@ -290,8 +285,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// See [`crate::store::ServiceStore::fail_backup`].
-    pub fn fail_backup(&self, id: BackupId, from: &[BackupStatus], reason: &str) -> Result<()> {
+    fn fail_backup(&self, id: BackupId, from: &[BackupStatus], reason: &str) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         expect(&tx, id, from)?;
@@ -304,7 +298,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn set_fail_reason(&self, id: BackupId, reason: &str) -> Result<()> {
+    fn set_fail_reason(&self, id: BackupId, reason: &str) -> Result<()> {
         self.conn()?.execute(
             "UPDATE backups SET fail_reason = ?1, updated_at = ?2 WHERE id = ?3",
             params![reason, now_ns(), id.to_string()],
@@ -312,7 +306,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn set_backup_progress(&self, id: BackupId, percent: u32, restore: bool) -> Result<()> {
+    fn set_backup_progress(&self, id: BackupId, percent: u32, restore: bool) -> Result<()> {
         let column = if restore {
             "restore_progress"
         } else {
@@ -325,7 +319,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn rename_backup(
+    fn rename_backup(
         &self,
         id: BackupId,
         name: Option<&str>,
@@ -340,7 +334,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn reset_backup_status(&self, id: BackupId, to: BackupStatus) -> Result<BackupStatus> {
+    fn reset_backup_status(&self, id: BackupId, to: BackupStatus) -> Result<BackupStatus> {
         self.write(|tx| {
             let before = expect(tx, id, &BackupStatus::ALL)?;
             set_status(tx, id, to)?;
@@ -349,7 +343,7 @@ impl Catalog {
     }
 
     /// Removes a backup's row, report, root device and chunk references.
-    pub fn remove_backup(&self, id: BackupId) -> Result<()> {
+    fn remove_backup(&self, id: BackupId) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
         let id = id.to_string();

@@ -6,7 +6,7 @@ use strata_format::{BackupId, ShareId};
 
 use super::Catalog;
 use crate::error::{Error, Result};
-use crate::store::{BackupFilter, BackupQuery, BackupRecord, BackupStatus, Problem};
+use crate::store::{BackupFilter, BackupQuery, BackupReads, BackupRecord, BackupStatus, Problem};
 
 const COLUMNS: &str = "id, project, share_id, name, description, status, progress, \
     restore_progress, size_gib, created_at, updated_at, host, availability_zone, backup_type, \
@@ -64,7 +64,31 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Result<BackupRecord>> {
 }
 
 impl Catalog {
-    pub fn backup(&self, id: BackupId) -> Result<BackupRecord> {
+    pub fn count_backups_of_share(&self, share: ShareId) -> Result<u64> {
+        let n: i64 = self.conn()?.query_row(
+            "SELECT COUNT(*) FROM backups WHERE share_id = ?1",
+            [share.to_string()],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+}
+
+impl BackupReads for Catalog {
+    /// The device of the share's root when `backup` read it, if recorded.
+    fn backup_root_dev(&self, backup: BackupId) -> Result<Option<u64>> {
+        let dev: Option<i64> = self
+            .conn()?
+            .query_row(
+                "SELECT dev FROM backup_roots WHERE backup_id = ?1",
+                [backup.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(dev.map(|d| d as u64))
+    }
+
+    fn backup(&self, id: BackupId) -> Result<BackupRecord> {
         self.conn()?
             .query_row(
                 &format!("SELECT {COLUMNS} FROM backups WHERE id = ?1"),
@@ -81,7 +105,7 @@ impl Catalog {
     }
 
     /// Finds a backup of `project` by id, or by name (which must then be unique).
-    pub fn find_backup(&self, project: &str, id_or_name: &str) -> Result<BackupRecord> {
+    fn find_backup(&self, project: &str, id_or_name: &str) -> Result<BackupRecord> {
         if let Some(found) = self
             .conn()?
             .query_row(
@@ -113,7 +137,7 @@ impl Catalog {
         }
     }
 
-    pub fn list_backups(&self, filter: &BackupFilter<'_>) -> Result<Vec<BackupRecord>> {
+    fn list_backups(&self, filter: &BackupFilter<'_>) -> Result<Vec<BackupRecord>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM backups
@@ -132,11 +156,10 @@ impl Catalog {
         )?;
         rows.map(|r| r?).collect()
     }
-
-    /// See [`crate::store::ServiceStore::list_backups_page`]. Only the
+    /// Only the
     /// conditions given go into the statement, so that a project's page
     /// in creation order walks its index and stops after the page.
-    pub fn list_backups_page(&self, q: &BackupQuery<'_>) -> Result<Vec<BackupRecord>> {
+    fn list_backups_page(&self, q: &BackupQuery<'_>) -> Result<Vec<BackupRecord>> {
         let mut clauses: Vec<&str> = Vec::new();
         let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
         let mut add = |clause: &'static str, arg: Option<String>| {
@@ -184,7 +207,7 @@ impl Catalog {
         rows.map(|r| r?).collect()
     }
 
-    pub fn backup_problems(&self, id: BackupId) -> Result<Vec<Problem>> {
+    fn backup_problems(&self, id: BackupId) -> Result<Vec<Problem>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT path, problem FROM backup_problems WHERE backup_id = ?1 ORDER BY rowid",
@@ -198,19 +221,8 @@ impl Catalog {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn count_backups_of_share(&self, share: ShareId) -> Result<u64> {
-        let n: i64 = self.conn()?.query_row(
-            "SELECT COUNT(*) FROM backups WHERE share_id = ?1",
-            [share.to_string()],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
-    }
-}
-
-impl Catalog {
     /// Backups whose parent is `id`.
-    pub fn dependents(&self, id: BackupId) -> Result<Vec<BackupId>> {
+    fn dependents(&self, id: BackupId) -> Result<Vec<BackupId>> {
         let conn = self.conn()?;
         let mut stmt =
             conn.prepare("SELECT id FROM backups WHERE parent_id = ?1 ORDER BY created_at")?;

@@ -17,11 +17,10 @@ mod index;
 mod operations;
 mod quotas;
 mod recovered;
-mod roots;
 mod shares;
 mod snapshots;
-mod store;
 
+use crate::store::ProjectStore;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -446,9 +445,11 @@ impl Catalog {
         }
         out
     }
+}
 
+impl ProjectStore for Catalog {
     /// Records a project (idempotent).
-    pub fn ensure_project(&self, name: &str) -> Result<()> {
+    fn ensure_project(&self, name: &str) -> Result<()> {
         self.conn()?.execute(
             "INSERT OR IGNORE INTO projects (name, created_at) VALUES (?1, ?2)",
             rusqlite::params![name, crate::clock::now_ns()],
@@ -456,21 +457,21 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn projects(&self) -> Result<Vec<String>> {
+    fn projects(&self) -> Result<Vec<String>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare("SELECT name FROM projects ORDER BY name")?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+    fn meta(&self, key: &str) -> Result<Option<String>> {
         Ok(self
             .conn()?
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     }
 
-    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
         self.conn()?.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",

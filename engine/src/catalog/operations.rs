@@ -8,7 +8,7 @@ use strata_format::BackupId;
 use super::Catalog;
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-use crate::store::{OpKind, Operation};
+use crate::store::{OpKind, Operation, OperationStore};
 
 const COLUMNS: &str = "id, kind, backup_id, share_id, share_status_before, pid, process_start, \
     host, boot_id, started_at, heartbeat_at";
@@ -21,8 +21,8 @@ fn parse_opt<T: std::str::FromStr>(s: Option<String>) -> Result<Option<T>> {
     .transpose()
 }
 
-impl Catalog {
-    pub fn insert_operation(&self, op: &Operation) -> Result<()> {
+impl OperationStore for Catalog {
+    fn insert_operation(&self, op: &Operation) -> Result<()> {
         self.conn()?.execute(
             &format!("INSERT INTO operations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
             params![
@@ -42,7 +42,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn heartbeat(&self, id: &str) -> Result<()> {
+    fn heartbeat(&self, id: &str) -> Result<()> {
         self.conn()?.execute(
             "UPDATE operations SET heartbeat_at = MAX(heartbeat_at + 1, ?1) WHERE id = ?2",
             params![now_ns(), id],
@@ -50,13 +50,13 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn remove_operation(&self, id: &str) -> Result<()> {
+    fn remove_operation(&self, id: &str) -> Result<()> {
         self.conn()?
             .execute("DELETE FROM operations WHERE id = ?1", [id])?;
         Ok(())
     }
 
-    pub fn operations(&self) -> Result<Vec<Operation>> {
+    fn operations(&self) -> Result<Vec<Operation>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM operations ORDER BY started_at"
@@ -97,7 +97,7 @@ impl Catalog {
     }
 
     /// The operation running on `backup`, if any.
-    pub fn operation_on(&self, backup: BackupId) -> Result<Option<String>> {
+    fn operation_on(&self, backup: BackupId) -> Result<Option<String>> {
         Ok(self
             .conn()?
             .query_row(

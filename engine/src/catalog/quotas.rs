@@ -5,11 +5,24 @@ use rusqlite::{params, OptionalExtension};
 
 use super::Catalog;
 use crate::error::Result;
-use crate::store::{Quota, QuotaUsage};
+use crate::store::{Quota, QuotaStore, QuotaUsage};
 
-impl Catalog {
+/// Usage as a transaction sees it (every backup row counts, whatever its status).
+pub(crate) fn usage(conn: &rusqlite::Connection, project: &str) -> Result<QuotaUsage> {
+    let (n, gib): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(size_gib), 0) FROM backups WHERE project = ?1",
+        [project],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(QuotaUsage {
+        backups: n.max(0) as u64,
+        backup_gigabytes: gib.max(0) as u64,
+    })
+}
+
+impl QuotaStore for Catalog {
     /// The project's own limits (`None` where it has none of its own).
-    pub fn quota(&self, project: &str) -> Result<Option<Quota>> {
+    fn quota(&self, project: &str) -> Result<Option<Quota>> {
         Ok(self
             .conn()?
             .query_row(
@@ -25,7 +38,7 @@ impl Catalog {
             .optional()?)
     }
 
-    pub fn set_quota(&self, project: &str, quota: &Quota) -> Result<()> {
+    fn set_quota(&self, project: &str, quota: &Quota) -> Result<()> {
         self.conn()?.execute(
             "INSERT INTO quotas (project, backups, backup_gigabytes) VALUES (?1, ?2, ?3)
              ON CONFLICT (project) DO UPDATE SET backups = excluded.backups,
@@ -39,21 +52,8 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn quota_usage(&self, project: &str) -> Result<QuotaUsage> {
+    fn quota_usage(&self, project: &str) -> Result<QuotaUsage> {
         let conn = self.conn()?;
         usage(&conn, project)
     }
-}
-
-/// Usage as a transaction sees it (every backup row counts, whatever its status).
-pub(crate) fn usage(conn: &rusqlite::Connection, project: &str) -> Result<QuotaUsage> {
-    let (n, gib): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(size_gib), 0) FROM backups WHERE project = ?1",
-        [project],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok(QuotaUsage {
-        backups: n.max(0) as u64,
-        backup_gigabytes: gib.max(0) as u64,
-    })
 }

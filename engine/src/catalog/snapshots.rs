@@ -7,7 +7,7 @@ use strata_format::{ShareId, SnapshotId};
 use super::{write_tx, Catalog};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-use crate::store::{Snapshot, SnapshotKind, SnapshotStatus};
+use crate::store::{Snapshot, SnapshotKind, SnapshotStatus, SnapshotStore};
 
 const COLUMNS: &str = "id, project, share_id, name, description, status, path, kind, \
     created_at, updated_at, fail_reason";
@@ -91,8 +91,8 @@ fn set_status(
     Ok(())
 }
 
-impl Catalog {
-    pub fn insert_snapshot(&self, s: &Snapshot) -> Result<()> {
+impl SnapshotStore for Catalog {
+    fn insert_snapshot(&self, s: &Snapshot) -> Result<()> {
         self.conn()?.execute(
             &format!(
                 "INSERT INTO snapshots ({COLUMNS})
@@ -115,7 +115,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub fn snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
+    fn snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
         let row = self
             .conn()?
             .query_row(
@@ -128,7 +128,7 @@ impl Catalog {
             .unwrap_or_else(|| Err(not_found(&id.to_string())))
     }
 
-    pub fn find_snapshot(&self, project: &str, id_or_name: &str) -> Result<Snapshot> {
+    fn find_snapshot(&self, project: &str, id_or_name: &str) -> Result<Snapshot> {
         let conn = self.conn()?;
         let by_id = conn
             .query_row(
@@ -156,7 +156,7 @@ impl Catalog {
         }
     }
 
-    pub fn list_snapshots(
+    fn list_snapshots(
         &self,
         project: Option<&str>,
         share: Option<ShareId>,
@@ -171,7 +171,7 @@ impl Catalog {
         rows.map(|r| finish(r?)).collect()
     }
 
-    pub fn transition_snapshot(
+    fn transition_snapshot(
         &self,
         id: SnapshotId,
         from: &[SnapshotStatus],
@@ -185,7 +185,7 @@ impl Catalog {
         })
     }
 
-    pub fn transition_idle_snapshot(
+    fn transition_idle_snapshot(
         &self,
         id: SnapshotId,
         from: &[SnapshotStatus],
@@ -211,7 +211,7 @@ impl Catalog {
         Ok(before)
     }
 
-    pub fn remove_snapshot(&self, id: SnapshotId) -> Result<()> {
+    fn remove_snapshot(&self, id: SnapshotId) -> Result<()> {
         self.conn()?
             .execute("DELETE FROM snapshots WHERE id = ?1", [id.to_string()])?;
         Ok(())

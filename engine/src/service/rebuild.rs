@@ -20,7 +20,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::index::ChunkIndex;
 use crate::progress::Progress;
 use crate::repository::{LayerName, Repository};
-use crate::store::ShareStatus;
+use crate::store::{BackupReads, BackupWrites, ProjectStore, ShareStatus, ShareStore};
 
 /// What a rebuild found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

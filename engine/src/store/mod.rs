@@ -2,6 +2,12 @@
 //! shares, backups, running operations and quotas, moved between statuses
 //! by compare-and-set.
 //!
+//! The store is one object made of parts, one trait each: [`ProjectStore`],
+//! [`QuotaStore`], [`ShareStore`], [`BackupReads`], [`BackupWrites`],
+//! [`SnapshotStore`] and [`OperationStore`]; [`ServiceStore`] is all of
+//! them. The SQLite catalog implements each part beside its tables, with
+//! no forwarding layer: every operation has one name.
+//!
 //! The store makes transitions atomic; it decides nothing. Which statuses
 //! admit a backup, what a quota allows, which backup an incremental builds
 //! on: the service layer (`crate::service`) decides, and hands the store
@@ -70,15 +76,27 @@ pub enum Admitted {
     SnapshotGone(Option<SnapshotStatus>),
 }
 
-pub trait ServiceStore: Send + Sync {
+/// The store's own bookkeeping and its projects.
+pub trait ProjectStore: Send + Sync {
     /// A value of the store's own bookkeeping (which repository it indexes).
     fn meta(&self, key: &str) -> Result<Option<String>>;
     fn set_meta(&self, key: &str, value: &str) -> Result<()>;
-
     /// Records a project (idempotent).
     fn ensure_project(&self, name: &str) -> Result<()>;
     fn projects(&self) -> Result<Vec<String>>;
+}
 
+/// Each project's limits and what its backups count against them.
+pub trait QuotaStore: Send + Sync {
+    /// The project's own limits (`None` where it has none of its own).
+    fn quota(&self, project: &str) -> Result<Option<Quota>>;
+    fn set_quota(&self, project: &str, quota: &Quota) -> Result<()>;
+    /// What the project's backup records count for against its quota.
+    fn quota_usage(&self, project: &str) -> Result<QuotaUsage>;
+}
+
+/// Shares and their statuses, moved by compare-and-set.
+pub trait ShareStore: Send + Sync {
     /// Inserts a share; refused (`InvalidArgument`) when its project already
     /// has a share of that name.
     fn insert_share(&self, share: &Share) -> Result<()>;
@@ -96,7 +114,7 @@ pub trait ServiceStore: Send + Sync {
         from: &[ShareStatus],
         to: ShareStatus,
     ) -> Result<ShareStatus>;
-    /// [`ServiceStore::transition_share`], and, in the same atomic step,
+    /// [`ShareStore::transition_share`], and, in the same atomic step,
     /// records on operation `op` the status the share had, so that a
     /// cleanup after a crash gives back the right one.
     fn claim_share(
@@ -128,7 +146,10 @@ pub trait ServiceStore: Send + Sync {
     /// names; refused otherwise (`Busy` for its status, `InvalidState` for
     /// its backups).
     fn delete_share(&self, id: ShareId, from: &[ShareStatus]) -> Result<()>;
+}
 
+/// Backup records as they are read.
+pub trait BackupReads: Send + Sync {
     fn backup(&self, id: BackupId) -> Result<BackupRecord>;
     /// A backup of `project` by id, or by name (which must then be unique).
     fn find_backup(&self, project: &str, id_or_name: &str) -> Result<BackupRecord>;
@@ -142,6 +163,11 @@ pub trait ServiceStore: Send + Sync {
     fn backup_problems(&self, id: BackupId) -> Result<Vec<Problem>>;
     /// The device of the share's root when `id` read it, if recorded.
     fn backup_root_dev(&self, id: BackupId) -> Result<Option<u64>>;
+}
+
+/// Backup records as they change: admission, statuses, figures, parents,
+/// each by compare-and-set.
+pub trait BackupWrites: Send + Sync {
     /// Inserts a new backup's record (`creating`) if `admission` holds;
     /// nothing is written otherwise.
     fn insert_backup(&self, b: &BackupRecord, admission: &Admission) -> Result<Admitted>;
@@ -162,7 +188,7 @@ pub trait ServiceStore: Send + Sync {
         from: &[BackupStatus],
         to: BackupStatus,
     ) -> Result<BackupStatus>;
-    /// [`ServiceStore::transition_backup`] on condition that no backup
+    /// [`BackupWrites::transition_backup`] on condition that no backup
     /// names `id` as its parent (checked in the same step, so that no
     /// incremental can start on a backup being deleted); `InvalidState`
     /// naming the dependents otherwise.
@@ -205,7 +231,10 @@ pub trait ServiceStore: Send + Sync {
     fn reset_backup_status(&self, id: BackupId, to: BackupStatus) -> Result<BackupStatus>;
     /// Removes a backup's record, report and chunk references.
     fn remove_backup(&self, id: BackupId) -> Result<()>;
+}
 
+/// Share snapshots and their statuses.
+pub trait SnapshotStore: Send + Sync {
     /// Inserts a snapshot's record.
     fn insert_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
     fn snapshot(&self, id: SnapshotId) -> Result<Snapshot>;
@@ -227,7 +256,7 @@ pub trait ServiceStore: Send + Sync {
         to: SnapshotStatus,
         reason: Option<&str>,
     ) -> Result<SnapshotStatus>;
-    /// [`ServiceStore::transition_snapshot`] on condition that no backup
+    /// [`SnapshotStore::transition_snapshot`] on condition that no backup
     /// is `creating` from it (checked in the same step): a snapshot being
     /// backed up is busy. `Busy` naming the backup otherwise.
     fn transition_idle_snapshot(
@@ -238,7 +267,10 @@ pub trait ServiceStore: Send + Sync {
     ) -> Result<SnapshotStatus>;
     /// Removes a snapshot's record.
     fn remove_snapshot(&self, id: SnapshotId) -> Result<()>;
+}
 
+/// Running operations and their heartbeats (crash cleanup reads them).
+pub trait OperationStore: Send + Sync {
     /// Records a running operation.
     fn insert_operation(&self, op: &Operation) -> Result<()>;
     /// Stamps operation `id` alive, on the store's own clock. The stamp
@@ -251,10 +283,23 @@ pub trait ServiceStore: Send + Sync {
     fn operations(&self) -> Result<Vec<Operation>>;
     /// The operation running on `backup`, if any.
     fn operation_on(&self, backup: BackupId) -> Result<Option<String>>;
+}
 
-    /// The project's own limits (`None` where it has none of its own).
-    fn quota(&self, project: &str) -> Result<Option<Quota>>;
-    fn set_quota(&self, project: &str, quota: &Quota) -> Result<()>;
-    /// What the project's backup records count for against its quota.
-    fn quota_usage(&self, project: &str) -> Result<QuotaUsage>;
+/// The service layer's whole store: every part of it, as one object. Each
+/// method says what is durable when it returns; the SQLite catalog
+/// implements each part beside its tables.
+pub trait ServiceStore:
+    ProjectStore + QuotaStore + ShareStore + BackupReads + BackupWrites + SnapshotStore + OperationStore
+{
+}
+
+impl<T> ServiceStore for T where
+    T: ProjectStore
+        + QuotaStore
+        + ShareStore
+        + BackupReads
+        + BackupWrites
+        + SnapshotStore
+        + OperationStore
+{
 }
