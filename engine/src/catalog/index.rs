@@ -10,7 +10,7 @@ use strata_format::{BackupId, ChunkId, PackId};
 use super::Catalog;
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-use crate::index::ChunkLocation;
+use crate::index::{ChunkIndex, ChunkLocation};
 
 fn compression_from(code: i64) -> Result<Compression> {
     match code {
@@ -59,40 +59,6 @@ impl Row {
 }
 
 impl Catalog {
-    /// True when the index knows `id`.
-    pub fn has_chunk(&self, id: &ChunkId) -> Result<bool> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
-        Ok(stmt.exists([&id.0[..]])?)
-    }
-
-    pub fn lookup_chunk(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT pack_id, id, offset, stored_len, raw_len, compression FROM chunks WHERE id = ?1",
-        )?;
-        let Some((pack, row)) = stmt.query_row([&id.0[..]], Row::read).optional()? else {
-            return Ok(None);
-        };
-        let pack = PackId::from_slice(&pack)
-            .ok_or_else(|| Error::Bug("catalog holds a malformed pack id".into()))?;
-        Ok(Some(ChunkLocation {
-            pack,
-            entry: row.entry()?,
-        }))
-    }
-
-    /// Records a pack that is already durable in the repository, and its chunks.
-    /// A chunk the index already knows keeps its first location.
-    pub fn commit_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
-        self.place(pack, size, entries, "INSERT OR IGNORE")
-    }
-
-    /// Records a pack and points its chunks at it, wherever they were.
-    pub fn move_chunks(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
-        self.place(pack, size, entries, "INSERT OR REPLACE")
-    }
-
     fn place(&self, pack: PackId, size: u64, entries: &[PackEntry], insert: &str) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = super::write_tx(&mut conn)?;
@@ -123,9 +89,57 @@ impl Catalog {
         tx.commit()?;
         Ok(())
     }
+}
+
+impl ChunkIndex for Catalog {
+    /// True when the index knows `id`.
+    fn contains(&self, id: &ChunkId) -> Result<bool> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached("SELECT 1 FROM chunks WHERE id = ?1")?;
+        Ok(stmt.exists([&id.0[..]])?)
+    }
+
+    fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT pack_id, id, offset, stored_len, raw_len, compression FROM chunks WHERE id = ?1",
+        )?;
+        let Some((pack, row)) = stmt.query_row([&id.0[..]], Row::read).optional()? else {
+            return Ok(None);
+        };
+        let pack = PackId::from_slice(&pack)
+            .ok_or_else(|| Error::Bug("catalog holds a malformed pack id".into()))?;
+        Ok(Some(ChunkLocation {
+            pack,
+            entry: row.entry()?,
+        }))
+    }
+
+    fn reading(&self, f: &mut dyn FnMut(&dyn ChunkIndex) -> Result<()>) -> Result<()> {
+        Catalog::reading(self, |c| f(c))
+    }
+
+    /// Records a pack that is already durable in the repository, and its chunks.
+    /// A chunk the index already knows keeps its first location.
+    fn commit_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        self.place(pack, size, entries, "INSERT OR IGNORE")
+    }
+
+    /// Records a pack and points its chunks at it, wherever they were.
+    fn move_chunks(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
+        self.place(pack, size, entries, "INSERT OR REPLACE")
+    }
+
+    fn drop_refs(&self, backup: BackupId) -> Result<()> {
+        self.conn()?.execute(
+            "DELETE FROM layer_chunks WHERE backup_id = ?1",
+            [backup.to_string()],
+        )?;
+        Ok(())
+    }
 
     /// Records that `backup`'s layer references `chunks`.
-    pub fn add_layer_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
+    fn add_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
         let mut conn = self.conn()?;
         let tx = super::write_tx(&mut conn)?;
         {
@@ -143,8 +157,20 @@ impl Catalog {
         Ok(())
     }
 
+    /// Chunks `backup` references that the index cannot place: how many,
+    /// and one of them.
+    fn unplaced(&self, backup: BackupId) -> Result<(u64, Option<ChunkId>)> {
+        let (n, first): (i64, Option<Vec<u8>>) = self.conn()?.query_row(
+            "SELECT COUNT(*), MIN(r.chunk_id) FROM layer_chunks r
+             WHERE r.backup_id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = r.chunk_id)",
+            [backup.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((n as u64, first.and_then(|f| ChunkId::from_slice(&f))))
+    }
+
     /// Every pack the index knows, with its size.
-    pub fn list_packs(&self) -> Result<Vec<(PackId, u64)>> {
+    fn packs(&self) -> Result<Vec<(PackId, u64)>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare("SELECT id, size FROM packs ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
@@ -157,12 +183,25 @@ impl Catalog {
         }
         Ok(out)
     }
-}
 
-impl Catalog {
+    /// The index rows that place chunks in `pack`, in offset order.
+    fn pack_chunks(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT pack_id, id, offset, stored_len, raw_len, compression FROM chunks
+             WHERE pack_id = ?1 ORDER BY offset",
+        )?;
+        let rows = stmt.query_map([&pack.0[..]], Row::read)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.1.entry()?);
+        }
+        Ok(out)
+    }
+
     /// Forgets `packs` and their chunks (their files are gone from the
     /// repository). One transaction: durable when this returns.
-    pub fn forget_packs(&self, packs: &[PackId]) -> Result<()> {
+    fn forget_packs(&self, packs: &[PackId]) -> Result<()> {
         if packs.is_empty() {
             return Ok(());
         }
@@ -178,75 +217,5 @@ impl Catalog {
         }
         tx.commit()?;
         Ok(())
-    }
-}
-
-impl Catalog {
-    /// The index rows that place chunks in `pack`, in offset order.
-    pub fn pack_chunks(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT pack_id, id, offset, stored_len, raw_len, compression FROM chunks
-             WHERE pack_id = ?1 ORDER BY offset",
-        )?;
-        let rows = stmt.query_map([&pack.0[..]], Row::read)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row?.1.entry()?);
-        }
-        Ok(out)
-    }
-}
-
-impl crate::index::ChunkIndex for Catalog {
-    fn contains(&self, id: &ChunkId) -> Result<bool> {
-        self.has_chunk(id)
-    }
-
-    fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        self.lookup_chunk(id)
-    }
-
-    fn reading(
-        &self,
-        f: &mut dyn FnMut(&dyn crate::index::ChunkIndex) -> Result<()>,
-    ) -> Result<()> {
-        Catalog::reading(self, |c| f(c))
-    }
-
-    fn commit_pack(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
-        Catalog::commit_pack(self, pack, size, entries)
-    }
-
-    fn move_chunks(&self, pack: PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
-        Catalog::move_chunks(self, pack, size, entries)
-    }
-
-    fn drop_refs(&self, backup: BackupId) -> Result<()> {
-        self.conn()?.execute(
-            "DELETE FROM layer_chunks WHERE backup_id = ?1",
-            [backup.to_string()],
-        )?;
-        Ok(())
-    }
-
-    fn add_refs(&self, backup: BackupId, chunks: &[ChunkId]) -> Result<()> {
-        self.add_layer_refs(backup, chunks)
-    }
-
-    fn unplaced(&self, backup: BackupId) -> Result<(u64, Option<ChunkId>)> {
-        self.unplaced_chunks(backup)
-    }
-
-    fn packs(&self) -> Result<Vec<(PackId, u64)>> {
-        self.list_packs()
-    }
-
-    fn pack_chunks(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
-        Catalog::pack_chunks(self, pack)
-    }
-
-    fn forget_packs(&self, packs: &[PackId]) -> Result<()> {
-        Catalog::forget_packs(self, packs)
     }
 }

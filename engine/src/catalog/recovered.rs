@@ -3,21 +3,8 @@
 
 use super::Catalog;
 use crate::error::{Error, Result};
-use strata_format::{BackupId, ChunkId};
 
 impl Catalog {
-    /// Chunks `backup` references that the index cannot place: how many,
-    /// and one of them.
-    pub fn unplaced_chunks(&self, backup: BackupId) -> Result<(u64, Option<ChunkId>)> {
-        let (n, first): (i64, Option<Vec<u8>>) = self.conn()?.query_row(
-            "SELECT COUNT(*), MIN(r.chunk_id) FROM layer_chunks r
-             WHERE r.backup_id = ?1 AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.id = r.chunk_id)",
-            [backup.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok((n as u64, first.and_then(|f| ChunkId::from_slice(&f))))
-    }
-
     /// For a catalog being built that nobody uses until it is renamed into
     /// place: commits are not synced (the file is synced once, at the end),
     /// and the page cache is larger (a fixed 64 MiB), so a million-chunk
