@@ -11,7 +11,9 @@
 //!   their ids; [`write`](crate::packs::write) fills packs and publishes each before its
 //!   chunks enter the index.
 //! - Two narrow interfaces stand between the engine and its catalog, each
-//!   with its durability contract on every method:
+//!   with its durability contract on every method, and a conformance suite
+//!   every implementation runs (`cargo test conformance`: the SQLite
+//!   catalog, and [`index::MemoryIndex`] for the chunk index):
 //!   [`index::ChunkIndex`] (which pack holds each chunk, which backup
 //!   references which chunk: what backup, restore, check, rebuild and
 //!   import see) and [`store::ServiceStore`] (projects, shares, backups,

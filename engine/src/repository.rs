@@ -508,7 +508,7 @@ mod tests {
     use crate::backend;
 
     #[test]
-    fn posix_backend_keeps_the_contract() {
+    fn conformance_object_store_posix() {
         let dir = tempfile::tempdir().unwrap();
         let b = PosixBackend::new(dir.path()).unwrap();
         backend::conformance::run(&b).unwrap();

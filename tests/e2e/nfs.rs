@@ -59,10 +59,9 @@ fn nfs_env(test: &str) -> Option<(Env, Ganesha)> {
 }
 
 #[test]
-fn nfs_backend_keeps_the_contract() {
+fn conformance_object_store_nfs() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(g) = Ganesha::start("nfs_backend_keeps_the_contract", &dir.path().join("export"))
-    else {
+    let Some(g) = Ganesha::start("conformance_object_store_nfs", &dir.path().join("export")) else {
         return;
     };
     let Location::Nfs(url) = Location::parse(&g.url("deep/repo")).unwrap() else {

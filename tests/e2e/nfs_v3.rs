@@ -16,7 +16,7 @@ use crate::harness::*;
 
 /// Set in the copy of the test that runs inside the namespace.
 const INSIDE: &str = "STRATA_TEST_INSIDE_NETNS";
-const NAME: &str = "nfs_v3::backups_restore_over_nfs_v3_and_the_contract_holds";
+const NAME: &str = "nfs_v3::conformance_object_store_nfs3_and_backups_restore_over_it";
 
 fn on_path(tool: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -26,7 +26,7 @@ fn on_path(tool: &str) -> bool {
 }
 
 #[test]
-fn backups_restore_over_nfs_v3_and_the_contract_holds() {
+fn conformance_object_store_nfs3_and_backups_restore_over_it() {
     if std::env::var_os(INSIDE).is_some() {
         return inside();
     }

@@ -25,6 +25,7 @@
 //! [`Error::InvalidState`]: crate::Error::InvalidState
 //! [`Error::Busy`]: crate::Error::Busy
 
+pub mod conformance;
 mod records;
 
 pub use records::{

@@ -70,3 +70,8 @@ pub trait ChunkIndex: Send + Sync {
     /// repository). Atomic and durable on return.
     fn forget_packs(&self, packs: &[PackId]) -> Result<()>;
 }
+
+pub mod conformance;
+mod memory;
+
+pub use memory::MemoryIndex;
