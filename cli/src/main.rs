@@ -61,7 +61,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     }
     if let Command::Catalog(CatalogCommand::Rebuild { force }) = &cli.command {
         // Makes the catalog: nothing may open it first.
-        return commands::quota::rebuild(&config, &cli.global, *force);
+        return commands::upkeep::rebuild(&config, &cli.global, *force);
     }
     let engine = Engine::open(config)?;
     if let Command::Serve(args) = &cli.command {
@@ -79,7 +79,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Check {
             read_data,
             read_data_subset,
-        } => commands::quota::check(
+        } => commands::upkeep::check(
             &engine,
             &cli.global,
             *read_data || read_data_subset.is_some(),
@@ -89,7 +89,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             Err(Error::Bug("bench and catalog rebuild run without the engine".into()).into())
         }
         Command::Cleanup { wait } => {
-            commands::quota::cleanup(&engine, &cli.global, *wait).map(|()| 0)
+            commands::upkeep::cleanup(&engine, &cli.global, *wait).map(|()| 0)
         }
         Command::Repack {
             max_unused,

@@ -7,7 +7,7 @@ use strata_engine::validate::{share_name, share_size, text};
 use strata_engine::Error;
 
 use crate::args::{BackupCommand, Cli, Command, QuotaCommand, ShareCommand, SnapshotCommand};
-use crate::commands::{backup, quota, repack, share, snapshot};
+use crate::commands::{backup, quota, repack, share, snapshot, upkeep};
 
 fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
@@ -35,9 +35,9 @@ fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
             read_data,
             read_data_subset,
         } => {
-            let mut fields = quota::CHECK_FIELDS.to_vec();
+            let mut fields = upkeep::CHECK_FIELDS.to_vec();
             if *read_data || read_data_subset.is_some() {
-                fields.extend(quota::DATA_FIELDS);
+                fields.extend(upkeep::DATA_FIELDS);
             }
             fields
         }
@@ -48,10 +48,10 @@ fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
             headers(snapshot::LIST)
         }
         Command::Backup(BackupCommand::Type(_)) => headers(backup::TYPE_LIST),
-        Command::Catalog(_) => quota::REBUILD_FIELDS.to_vec(),
+        Command::Catalog(_) => upkeep::REBUILD_FIELDS.to_vec(),
         Command::Backup(BackupCommand::Export { .. }) => backup::EXPORT_FIELDS.to_vec(),
         Command::Backup(BackupCommand::Import { .. }) => backup::FIELDS.to_vec(),
-        Command::Cleanup { .. } => quota::CLEANUP_FIELDS.to_vec(),
+        Command::Cleanup { .. } => upkeep::CLEANUP_FIELDS.to_vec(),
         Command::Repack { .. } => repack::FIELDS.to_vec(),
         _ => return None,
     })

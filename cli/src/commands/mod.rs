@@ -9,6 +9,7 @@ pub mod repack;
 pub mod serve;
 pub mod share;
 pub mod snapshot;
+pub mod upkeep;
 
 use serde_json::Value;
 use strata_engine::clock::iso8601;

@@ -26,7 +26,7 @@ use super::stat::Stat;
 use super::walk::WalkItem;
 use crate::chunker::Stop;
 use crate::error::{Error, Result};
-use crate::packs::write::Blob;
+use crate::packs::write::NewBlob;
 use crate::progress::Progress;
 
 /// Files up to this size are read in one piece.
@@ -40,7 +40,7 @@ pub struct Chunking<'a> {
     /// Read every file, even those whose `lstat` matches the parent.
     pub rehash: bool,
     pub dedup: &'a Dedup<'a>,
-    pub blobs: Sender<Blob>,
+    pub blobs: Sender<NewBlob>,
     pub counters: &'a Counters,
     pub report: &'a Report,
     pub progress: &'a Progress,
@@ -302,7 +302,7 @@ impl Chunking<'_> {
             Counters::add(&self.counters.new_bytes, u64::from(len));
             Counters::add(&self.counters.new_chunks, 1);
             self.blobs
-                .send(Blob {
+                .send(NewBlob {
                     id,
                     stored,
                     raw_len: len,

@@ -147,11 +147,11 @@ impl Buffers {
 pub struct Span<'p> {
     start: u64,
     len: usize,
-    held: Held,
+    held: SpanBytes,
     pool: &'p Buffers,
 }
 
-enum Held {
+enum SpanBytes {
     Buffer(Vec<u8>),
     /// In order; `starts[i]` is where `pieces[i]` starts in the pack.
     Pieces {
@@ -162,7 +162,7 @@ enum Held {
 
 impl Drop for Span<'_> {
     fn drop(&mut self) {
-        if let Held::Buffer(buf) = &mut self.held {
+        if let SpanBytes::Buffer(buf) = &mut self.held {
             self.pool.give(std::mem::take(buf));
         }
     }
@@ -225,8 +225,8 @@ impl Span<'_> {
             .filter(|&end| end <= self.len)
             .ok_or_else(missing)?;
         match &self.held {
-            Held::Buffer(buf) => buf.get(at..end).map(Blob::Whole).ok_or_else(missing),
-            Held::Pieces { starts, pieces } => {
+            SpanBytes::Buffer(buf) => buf.get(at..end).map(Blob::Whole).ok_or_else(missing),
+            SpanBytes::Pieces { starts, pieces } => {
                 let (from, to) = (entry.offset, entry.offset + u64::from(entry.stored_len));
                 // The blob's bytes in a piece that starts at `s`.
                 let within = |s: u64, len: usize| {
@@ -326,7 +326,7 @@ pub fn read_span<'p>(
         return Ok(Span {
             start,
             len,
-            held: Held::Pieces { starts, pieces },
+            held: SpanBytes::Pieces { starts, pieces },
             pool,
         });
     }
@@ -340,10 +340,10 @@ pub fn read_span<'p>(
     let mut span = Span {
         start,
         len,
-        held: Held::Buffer(buf),
+        held: SpanBytes::Buffer(buf),
         pool,
     };
-    if let Held::Buffer(buf) = &mut span.held {
+    if let SpanBytes::Buffer(buf) = &mut span.held {
         pack.read_into(start, &mut buf[..len])?;
     }
     Ok(span)

@@ -79,7 +79,7 @@ fn pieces_span<'p>(
     Span {
         start,
         len: (end - start) as usize,
-        held: Held::Pieces {
+        held: SpanBytes::Pieces {
             starts: at[..at.len() - 1].to_vec(),
             pieces,
         },

@@ -16,7 +16,7 @@ use crate::index::ChunkIndex;
 use crate::repository::{new_pack_id, Repository, TempObject};
 
 /// A new chunk, compressed, on its way into a pack.
-pub struct Blob {
+pub struct NewBlob {
     pub id: ChunkId,
     pub stored: Vec<u8>,
     pub raw_len: u32,
@@ -76,7 +76,7 @@ pub fn spawn<'scope>(
     placement: Placement,
     sink: &'scope dyn Sink,
 ) -> (
-    Sender<Blob>,
+    Sender<NewBlob>,
     std::thread::ScopedJoinHandle<'scope, Result<()>>,
 ) {
     let (tx, rx) = crossbeam_channel::bounded(16);
@@ -129,7 +129,7 @@ fn publish_all(
 const MAX_PACK_ENTRIES: usize = 16_384;
 
 impl Packer<'_> {
-    fn run(&mut self, rx: Receiver<Blob>) -> Result<()> {
+    fn run(&mut self, rx: Receiver<NewBlob>) -> Result<()> {
         for blob in rx {
             let pack = match self.open.as_mut() {
                 Some(pack) => pack,

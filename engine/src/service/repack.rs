@@ -16,7 +16,7 @@ use super::{Engine, Site};
 use crate::error::{Error, Result};
 use crate::locks::{self, Held};
 use crate::packs::read::{check, expand, read_span, read_trailer, room, spans, Buffers};
-use crate::packs::write::{self, Blob, Placement, Sink};
+use crate::packs::write::{self, NewBlob, Placement, Sink};
 use crate::process;
 use crate::progress::Progress;
 
@@ -208,7 +208,7 @@ fn copy_live(
                         check(c.pack, entry, &raw)?;
                         progress.add_bytes(u64::from(entry.stored_len));
                         blobs
-                            .send(Blob {
+                            .send(NewBlob {
                                 id: entry.id,
                                 stored: bytes,
                                 raw_len: entry.raw_len,

@@ -12,7 +12,7 @@ use strata_format::PackId;
 
 use crate::backend::Location;
 use crate::packs::read::read_trailer;
-use crate::packs::write::{self, Blob, Placement, Sink};
+use crate::packs::write::{self, NewBlob, Placement, Sink};
 use crate::repository::Repository;
 use crate::service::{CreateBackup, DataSubset, Engine, EngineConfig};
 use crate::{locks, Progress};
@@ -46,7 +46,7 @@ fn copy_pack(repo: &Repository, index: &dyn crate::index::ChunkIndex, pack: &Pac
         let (tx, handle) = write::spawn(s, repo, index, Placement::New, &landed);
         for e in read_trailer(repo, pack).unwrap().entries {
             let at = e.offset as usize;
-            tx.send(Blob {
+            tx.send(NewBlob {
                 id: e.id,
                 stored: bytes[at..at + e.stored_len as usize].to_vec(),
                 raw_len: e.raw_len,
