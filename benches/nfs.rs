@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use common::{child, generate, num};
 use strata_engine::backend::{Backend, Location};
-use strata_engine::sizing::{self, SizingOptions};
+use strata_engine::bench::{self as sizing, SizingOptions};
 
 const RUNS: usize = 3;
 const KINDS: [&str; 2] = ["local", "nfs"];

@@ -50,6 +50,7 @@
 
 pub mod backend;
 pub mod backup;
+pub mod bench;
 pub mod beneath;
 pub mod catalog;
 pub mod chunker;
@@ -67,7 +68,6 @@ pub mod progress;
 pub mod repository;
 pub mod restore;
 mod service;
-pub mod sizing;
 pub mod store;
 pub mod validate;
 pub mod view;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde_json::json;
-use strata_engine::sizing::{self, SizingOptions};
+use strata_engine::bench::{self as sizing, SizingOptions};
 use strata_engine::{EngineConfig, Repository};
 
 use crate::args::{BenchArgs, Global};

@@ -13,7 +13,7 @@
 
 mod backup_writes;
 mod backups;
-mod index;
+mod chunks;
 mod operations;
 mod quotas;
 mod recovered;
