@@ -71,26 +71,6 @@ impl Error {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{DatabaseCorrupt, DiskFull, NotADatabase};
-        match &e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if matches!(f.code, NotADatabase | DatabaseCorrupt) =>
-            {
-                Error::Corrupt {
-                    location: "the catalog database".into(),
-                    detail: e.to_string(),
-                }
-            }
-            rusqlite::Error::SqliteFailure(f, _) if f.code == DiskFull => Error::NoSpace {
-                path: "the catalog database".into(),
-            },
-            _ => Error::Catalog(e.to_string()),
-        }
-    }
-}
-
 /// Adds the path to an `io::Result`.
 pub trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
