@@ -481,6 +481,28 @@ impl ProjectStore for Catalog {
     }
 }
 
+/// SQLite's errors as the engine's: a damaged database is corruption, a
+/// full disk is no space, anything else a catalog failure.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, DiskFull, NotADatabase};
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, NotADatabase | DatabaseCorrupt) =>
+            {
+                Error::Corrupt {
+                    location: "the catalog database".into(),
+                    detail: e.to_string(),
+                }
+            }
+            rusqlite::Error::SqliteFailure(f, _) if f.code == DiskFull => Error::NoSpace {
+                path: "the catalog database".into(),
+            },
+            _ => Error::Catalog(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,27 +527,5 @@ mod tests {
         assert_eq!(cache_kib(&catalog), CONNECTION_CACHE_KIB);
         let pinned = catalog.pinned().unwrap();
         assert_eq!(cache_kib(&pinned), CONNECTION_CACHE_KIB);
-    }
-}
-
-/// SQLite's errors as the engine's: a damaged database is corruption, a
-/// full disk is no space, anything else a catalog failure.
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{DatabaseCorrupt, DiskFull, NotADatabase};
-        match &e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if matches!(f.code, NotADatabase | DatabaseCorrupt) =>
-            {
-                Error::Corrupt {
-                    location: "the catalog database".into(),
-                    detail: e.to_string(),
-                }
-            }
-            rusqlite::Error::SqliteFailure(f, _) if f.code == DiskFull => Error::NoSpace {
-                path: "the catalog database".into(),
-            },
-            _ => Error::Catalog(e.to_string()),
-        }
     }
 }
