@@ -246,6 +246,38 @@ pub fn body<T: DeserializeOwned>(bytes: &[u8], resource: &str) -> Result<T, Faul
     serde_json::from_value(value).map_err(|e| Fault::bad_request(format!("Invalid request: {e}")))
 }
 
+/// The one action an action body (`POST …/action`) names, and its argument.
+pub fn one_action(bytes: &[u8]) -> Result<(String, Value), Fault> {
+    let action: serde_json::Map<String, Value> = body(bytes, "action")?;
+    let mut entries = action.into_iter();
+    match (entries.next(), entries.next()) {
+        (Some(pair), None) => Ok(pair),
+        _ => Err(Fault::bad_request(
+            "An action body names exactly one action.",
+        )),
+    }
+}
+
+/// The status a `reset_status` action asks for, parsed by `parse`; only an
+/// administrator may reset (`what` names the policy, as Manila does).
+pub fn reset_to<S>(
+    admin: bool,
+    what: &str,
+    arg: &Value,
+    parse: impl Fn(&str) -> Option<S>,
+) -> Result<S, Fault> {
+    if !admin {
+        return Err(Fault::forbidden(format!(
+            "Policy doesn't allow {what}:reset_status to be performed."
+        )));
+    }
+    let status = arg
+        .get("status")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Fault::bad_request("Must specify 'status'"))?;
+    parse(status).ok_or_else(|| Fault::bad_request(format!("Invalid status provided: {status}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use strata_engine::store::{BackupQuery, BackupSort};
 use strata_engine::{CreateBackup, RestoreRequest, RestoreTarget};
 use strata_format::{BackupId, ShareId};
 
-use crate::api::{body, read_body, Fault, BACKUPS, TARGET_RESTORE};
+use crate::api::{body, one_action, read_body, reset_to, Fault, BACKUPS, TARGET_RESTORE};
 use crate::views::{backup_detail, backup_summary};
 use crate::{blocking, Ctx, State};
 
@@ -324,13 +324,7 @@ async fn action(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Re
     };
     blocking(&s, h, p.0.clone(), move |ctx| {
         ctx.req.require(BACKUPS, true)?;
-        let action: serde_json::Map<String, Value> = body(&bytes, "action")?;
-        let mut entries = action.into_iter();
-        let (Some((name, arg)), None) = (entries.next(), entries.next()) else {
-            return Err(Fault::bad_request(
-                "An action body names exactly one action.",
-            ));
-        };
+        let (name, arg) = one_action(&bytes)?;
         let b = backup_of(ctx, &id_of(&p.0)?)?;
         match name.as_str() {
             "restore" => restore(ctx, b, &arg),
@@ -376,17 +370,9 @@ fn restore(ctx: &Ctx, b: BackupRecord, arg: &Value) -> Result<Response, Fault> {
 }
 
 fn reset_status(ctx: &Ctx, b: BackupRecord, arg: &Value) -> Result<Response, Fault> {
-    if !ctx.who.admin {
-        return Err(Fault::forbidden(
-            "Policy doesn't allow share_backup:reset_status to be performed.",
-        ));
-    }
-    let status = arg
-        .get("status")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Fault::bad_request("Must specify 'status'"))?;
-    let to = BackupStatus::parse(status)
-        .map_err(|_| Fault::bad_request(format!("Invalid status provided: {status}")))?;
+    let to = reset_to(ctx.who.admin, "share_backup", arg, |s| {
+        BackupStatus::parse(s).ok()
+    })?;
     ctx.engine.reset_backup_state(&b, to)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

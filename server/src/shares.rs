@@ -17,7 +17,7 @@ use strata_engine::store::{Share, ShareStatus};
 use strata_engine::NewShare;
 use strata_format::ShareId;
 
-use crate::api::{body, read_body, Fault};
+use crate::api::{body, one_action, read_body, reset_to, Fault};
 use crate::backups::{backup_of, callers_share, random_id};
 use crate::views::{export_location, share_detail, share_summary};
 use crate::{blocking, Ctx, State};
@@ -149,30 +149,14 @@ async fn action(s: Shared<Arc<State>>, h: HeaderMap, p: Params, raw: Body) -> Re
         Err(f) => return f.into_response(),
     };
     blocking(&s, h, p.0.clone(), move |ctx| {
-        let action: serde_json::Map<String, Value> = body(&bytes, "action")?;
-        let mut entries = action.into_iter();
-        let (Some((name, arg)), None) = (entries.next(), entries.next()) else {
-            return Err(Fault::bad_request(
-                "An action body names exactly one action.",
-            ));
-        };
+        let (name, arg) = one_action(&bytes)?;
         let share = share_of(ctx, &p.0)?;
         if !matches!(name.as_str(), "reset_status" | "os-reset_status") {
             return Err(Fault::bad_request(format!(
                 "There is no such action: {name}"
             )));
         }
-        if !ctx.who.admin {
-            return Err(Fault::forbidden(
-                "Policy doesn't allow share:reset_status to be performed.",
-            ));
-        }
-        let status = arg
-            .get("status")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Fault::bad_request("Must specify 'status'"))?;
-        let to = ShareStatus::parse(status)
-            .map_err(|_| Fault::bad_request(format!("Invalid status provided: {status}")))?;
+        let to = reset_to(ctx.who.admin, "share", &arg, |s| ShareStatus::parse(s).ok())?;
         ctx.engine.set_share_status(&share, to)?;
         Ok(StatusCode::ACCEPTED.into_response())
     })

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use strata_format::layer::Layer;
 
 use super::export::decode;
-use super::recover::{checked_meta, ensure_share, index_layer, index_packs, LayerSummary};
+use super::recover::{checked_layer, ensure_share, index_opened, index_packs, LayerSummary};
 use super::{Engine, RebuildReport, Site};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -93,7 +93,8 @@ impl Engine {
             },
             other => other,
         })?;
-        let backup = self.admissible(&claimed, &bytes, site)?;
+        let layer = checked_layer(claimed.id, &bytes)?;
+        let backup = self.admissible(&claimed, &layer, site)?;
         let known: HashSet<_> = site.index.packs()?.into_iter().map(|(p, _)| p).collect();
         let unknown: Vec<_> = site
             .repo
@@ -104,7 +105,7 @@ impl Engine {
         let mut scan = RebuildReport::default();
         index_packs(&site.repo, &*site.index, &unknown, &mut scan, progress)?;
         crate::failpoint::hit("import.packs_indexed");
-        let summary = match index_layer(&*site.index, backup.id, &bytes) {
+        let summary = match index_opened(&*site.index, layer) {
             Ok(s) if s.unplaced.0 == 0 => s,
             Ok(s) => {
                 site.index.drop_refs(backup.id)?;
@@ -160,24 +161,18 @@ impl Engine {
         )))
     }
 
-    /// The backup to record for `claimed`, whose layer is `bytes` in
-    /// `site`: the layer's fields, checked against the record, this
+    /// The backup to record for `claimed`, whose layer (in `site`) is
+    /// `layer`: the layer's fields, checked against the record, this
     /// project's, in the repository its type keeps backups in, on a parent
     /// of this project and share that this catalog has.
     fn admissible(
         &self,
         claimed: &BackupRecord,
-        bytes: &[u8],
+        layer: &Layer<'_>,
         site: &Site,
     ) -> Result<BackupRecord> {
-        let location = format!("layer {}", claimed.id);
-        let layer = Layer::decode(bytes).map_err(|e| Error::format(&location, e))?;
-        checked_meta(&layer.meta).map_err(|e| Error::Corrupt {
-            location: location.clone(),
-            detail: format!("its metadata is refused: {e}"),
-        })?;
         let summary = LayerSummary {
-            meta: layer.meta,
+            meta: layer.meta.clone(),
             entries: layer.entry_count,
             tombstones: layer.tombstone_count,
             unplaced: (0, None),

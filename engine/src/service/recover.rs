@@ -131,6 +131,12 @@ pub(crate) fn index_layer(
     id: BackupId,
     bytes: &[u8],
 ) -> Result<LayerSummary> {
+    index_opened(index, checked_layer(id, bytes)?)
+}
+
+/// The layer of `id` in `bytes`, decoded (its checksum verified), naming
+/// that backup, with metadata that passes [`checked_meta`].
+pub(crate) fn checked_layer(id: BackupId, bytes: &[u8]) -> Result<Layer<'_>> {
     let location = format!("layer {id}");
     let layer = Layer::decode(bytes).map_err(|e| Error::format(&location, e))?;
     if layer.meta.backup_id != id {
@@ -140,9 +146,16 @@ pub(crate) fn index_layer(
         });
     }
     checked_meta(&layer.meta).map_err(|e| Error::Corrupt {
-        location: location.clone(),
+        location,
         detail: format!("its metadata is refused: {e}"),
     })?;
+    Ok(layer)
+}
+
+/// [`index_layer`] of a layer already opened.
+pub(crate) fn index_opened(index: &dyn ChunkIndex, layer: Layer<'_>) -> Result<LayerSummary> {
+    let id = layer.meta.backup_id;
+    let location = format!("layer {id}");
     let mut batch = Vec::with_capacity(REF_BATCH);
     for record in layer.records().map_err(|e| Error::format(&location, e))? {
         let LayerRecord::Entry(entry) = record.map_err(|e| Error::format(&location, e))? else {

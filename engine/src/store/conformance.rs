@@ -197,15 +197,18 @@ pub fn run(store: &dyn ServiceStore) -> Result<(), Failure> {
         store.insert_operation(&operation("op-1", Some(s1.id))),
         "insert operation",
     )?;
-    let held = ok(
-        store.release_orphan_share(
-            s1.id,
-            ShareStatus::BackupRestoring,
-            ShareStatus::BackupRestoringError,
-            "gone",
-        ),
-        "release",
-    )?;
+    let release = || {
+        ok(
+            store.release_orphan_share(
+                s1.id,
+                ShareStatus::BackupRestoring,
+                ShareStatus::BackupRestoringError,
+                "gone",
+            ),
+            "release",
+        )
+    };
+    let held = release()?;
     check(!held, "a share an operation holds is not released")?;
     // Heartbeats only grow, whatever the store's clock does.
     let beat = |store: &dyn ServiceStore| -> Result<i64, Failure> {
@@ -224,15 +227,7 @@ pub fn run(store: &dyn ServiceStore) -> Result<(), Failure> {
         "each heartbeat grows the stamp",
     )?;
     ok(store.remove_operation("op-1"), "remove operation")?;
-    let released = ok(
-        store.release_orphan_share(
-            s1.id,
-            ShareStatus::BackupRestoring,
-            ShareStatus::BackupRestoringError,
-            "gone",
-        ),
-        "release",
-    )?;
+    let released = release()?;
     check(released, "a busy share no operation holds is released")?;
     let now = ok(store.share(s1.id), "share")?;
     check(
