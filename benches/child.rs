@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use strata_engine::backend::Location;
+use strata_engine::repository::objects::Location;
 use strata_engine::{CreateBackup, Engine, EngineConfig, Progress, RestoreRequest};
 
 fn run(args: &[String]) -> Result<(), String> {

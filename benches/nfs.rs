@@ -23,8 +23,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{child, generate, num};
-use strata_engine::backend::{Backend, Location};
 use strata_engine::bench::{self as sizing, SizingOptions};
+use strata_engine::repository::objects::{Backend, Location};
 
 const RUNS: usize = 3;
 const KINDS: [&str; 2] = ["local", "nfs"];
@@ -45,7 +45,7 @@ fn raw_figures(server: &ganesha::Ganesha, share: &Path, benching: bool) -> sizin
         panic!("not an nfs url");
     };
     let backend: Arc<dyn Backend> =
-        Arc::new(strata_engine::backend::NfsBackend::connect(&url).expect("connect"));
+        Arc::new(strata_engine::repository::objects::NfsBackend::connect(&url).expect("connect"));
     let opts = SizingOptions {
         read_sample: 64 << 20,
         cpu_sample: 32 << 20,

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{child, num};
-use strata_engine::backend::PosixBackend;
+use strata_engine::repository::objects::PosixBackend;
 use strata_engine::Repository;
 use strata_format::config::RepoConfig;
 use strata_format::layer::{

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{child, generate, num};
-use strata_engine::backend::PosixBackend;
+use strata_engine::repository::objects::PosixBackend;
 use strata_engine::Repository;
 use strata_format::config::RepoConfig;
 use strata_format::layer::{ChunkRef, Entry, EntryKind, LayerMeta, LayerWriter};

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{child, noise};
-use strata_engine::backend::{Location, PosixBackend};
+use strata_engine::repository::objects::{Location, PosixBackend};
 use strata_engine::{Engine, EngineConfig, Repository};
 use strata_format::config::{CompressionSetting, RepoConfig};
 use strata_format::layer::{ChunkRef, Entry, EntryKind, LayerMeta, LayerWriter};

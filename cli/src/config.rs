@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use strata_engine::backend::Location;
+use strata_engine::repository::objects::Location;
 use strata_engine::EngineConfig;
 use strata_format::config::{ChunkerParams, CompressionSetting};
 

@@ -3,12 +3,12 @@
 //! The principal types and how they connect:
 //!
 //! - [`Repository`] holds packs and layers (bytes defined by `strata-format`)
-//!   in a [`backend::Backend`]: a directory, or an NFS export reached with a
+//!   in a [`repository::objects::ObjectStore`]: a directory, or an NFS export reached with a
 //!   userspace client. It never modifies an object in place. It is the
 //!   truth: everything else can be rebuilt from it.
-//! - [`packs`] is how anything touches a pack: [`read`](crate::packs::read) lists a pack's
+//! - [`repository::packs`] is how anything touches a pack: [`read`](crate::repository::packs::read) lists a pack's
 //!   chunks from its trailer and reads its blobs in spans, verified against
-//!   their ids; [`write`](crate::packs::write) fills packs and publishes each before its
+//!   their ids; [`write`](crate::repository::packs::write) fills packs and publishes each before its
 //!   chunks enter the index.
 //! - Two narrow interfaces stand between the engine and its catalog, each
 //!   with its durability contract on every method, and a conformance suite
@@ -39,7 +39,7 @@
 //!   followed, so nothing renamed or swapped meanwhile can steer them out.
 //!
 //! ```no_run
-//! use strata_engine::{backend::Location, Engine, EngineConfig, Progress};
+//! use strata_engine::{repository::Location, Engine, EngineConfig, Progress};
 //! let engine = Engine::open(EngineConfig::new("catalog.db".into(), Location::Posix("repo".into())))?;
 //! engine.cleanup(None)?; // after processes that died mid-operation
 //! let (share, _) = engine.share_for_backup("/srv/share", false)?;
@@ -48,7 +48,6 @@
 //! # Ok::<(), strata_engine::Error>(())
 //! ```
 
-pub mod backend;
 pub mod backup;
 pub mod bench;
 pub mod beneath;
@@ -61,8 +60,6 @@ pub mod error;
 pub mod failpoint;
 pub mod index;
 pub mod liveness;
-pub mod locks;
-pub mod packs;
 pub mod process;
 pub mod progress;
 pub mod repository;

@@ -5,7 +5,7 @@
 //! holder's clock; comparing them with ours would make a node whose clock
 //! runs ahead see every live holder as dead. So a heartbeat is never
 //! compared with our time: it is *dead* once its value has stayed the same
-//! for [`crate::locks::STALE_AFTER`] of our monotonic clock, and alive
+//! for [`crate::repository::leases::STALE_AFTER`] of our monotonic clock, and alive
 //! until then — including the first time we see it. A process that has
 //! just started therefore waits that long before it takes over anything.
 

@@ -24,8 +24,8 @@ use strata_format::path;
 
 use strata_format::BackupId;
 
-use crate::backend::ObjectReader;
 use crate::error::{Error, Result};
+use crate::repository::objects::ObjectReader;
 use crate::repository::{LayerName, Repository};
 
 /// One verified layer of a chain, open for streaming from the repository:

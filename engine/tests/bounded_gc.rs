@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use strata_engine::backend::Location;
+use strata_engine::repository::objects::Location;
 use strata_engine::{
     CreateBackup, DataSubset, Engine, EngineConfig, Progress, PruneRequest, RestoreRequest,
     RestoreTarget, Retention,

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use strata_engine::backend::Location;
+use strata_engine::repository::objects::Location;
 use strata_engine::store::{BackupFilter, BackupStatus, ShareStatus};
 use strata_engine::{CreateBackup, Engine, EngineConfig, Error, Progress, RestoreRequest};
 

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use proptest::prelude::*;
-use strata_engine::backend::Location;
+use strata_engine::repository::objects::Location;
 use strata_engine::store::{BackupFilter, BackupRecord, BackupStatus};
 use strata_engine::{CreateBackup, Engine, EngineConfig, Progress};
 

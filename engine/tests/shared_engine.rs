@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 
-use strata_engine::backend::Location;
+use strata_engine::repository::objects::Location;
 use strata_engine::store::{BackupFilter, BackupStatus, Quota, ShareStatus};
 use strata_engine::{CreateBackup, Engine, EngineConfig, Error, Progress, RestoreRequest};
 

@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use strata_engine::backend::Location;
+use strata_engine::repository::objects::Location;
 use strata_engine::{CreateBackup, Engine, EngineConfig, Progress, RestoreRequest, RestoreTarget};
 
 fn engine(dir: &Path, window: usize) -> Engine {

@@ -4,7 +4,7 @@
 //! itself.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use strata_engine::backend::Location;
+use strata_engine::repository::objects::Location;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

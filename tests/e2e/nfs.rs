@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_engine::backend::{conformance, Location, NfsBackend};
+use strata_engine::repository::objects::{conformance, Location, NfsBackend};
 
 use crate::ganesha::Ganesha;
 use crate::harness::*;

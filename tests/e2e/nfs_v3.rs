@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_engine::backend::{conformance, Location, NfsBackend};
+use strata_engine::repository::objects::{conformance, Location, NfsBackend};
 
 use crate::ganesha::{self, Ganesha};
 use crate::harness::*;

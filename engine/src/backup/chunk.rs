@@ -26,8 +26,8 @@ use super::stat::Stat;
 use super::walk::WalkItem;
 use crate::chunker::Stop;
 use crate::error::{Error, Result};
-use crate::packs::write::NewBlob;
 use crate::progress::Progress;
+use crate::repository::packs::write::NewBlob;
 
 /// Files up to this size are read in one piece.
 const WHOLE_READ_MAX: u64 = 8 << 20;

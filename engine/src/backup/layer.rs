@@ -16,7 +16,7 @@ use strata_format::{BackupId, ChunkId};
 use super::report::Report;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
-use crate::locks::Held;
+use crate::repository::leases::Held;
 use crate::repository::{Repository, TempObject};
 use strata_format::layer::Entry;
 

@@ -36,8 +36,8 @@ pub use report::Counters;
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
-use crate::locks::Held;
 use crate::progress::Progress;
+use crate::repository::leases::Held;
 use crate::repository::Repository;
 use crate::store::Problem;
 
@@ -140,8 +140,13 @@ pub fn run(
             &report,
             progress,
         )?;
-        let (blobs, packer) =
-            crate::packs::write::spawn(s, repo, index, crate::packs::write::Placement::New, &sink);
+        let (blobs, packer) = crate::repository::packs::write::spawn(
+            s,
+            repo,
+            index,
+            crate::repository::packs::write::Placement::New,
+            &sink,
+        );
         let (entries, assembler) = layer::spawn(s, repo, index, plan.backup_id, &report)?;
         let chunking = chunk::Chunking {
             params: config.chunker,
@@ -256,7 +261,7 @@ struct Landed<'a> {
     counters: &'a Counters,
 }
 
-impl crate::packs::write::Sink for Landed<'_> {
+impl crate::repository::packs::write::Sink for Landed<'_> {
     fn appended(&self, bytes: u64) {
         Counters::add(&self.counters.stored_bytes, bytes);
     }

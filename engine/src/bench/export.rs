@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{mb_per_s, Latencies, SizingOptions};
-use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::repository::objects::Backend;
 
 pub struct ExportFigures {
     pub write_mb_per_s: f64,
@@ -126,7 +126,9 @@ fn remove_prefix(b: &dyn Backend, prefix: &str) -> Result<()> {
                     b.remove(&format!("{dir}/{name}"))?;
                 }
             }
-            Err(e) if crate::backend::io_kind(&e) == Some(std::io::ErrorKind::NotFound) => {}
+            Err(e)
+                if crate::repository::objects::io_kind(&e)
+                    == Some(std::io::ErrorKind::NotFound) => {}
             Err(e) => return Err(e),
         }
         b.remove_dir(&dir)?;

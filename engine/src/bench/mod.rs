@@ -21,8 +21,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use strata_format::config::ChunkerParams;
 
-use crate::backend::Backend;
 use crate::error::Result;
+use crate::repository::objects::Backend;
 
 /// What to measure and how much.
 #[derive(Debug, Clone)]

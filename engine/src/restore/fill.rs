@@ -20,10 +20,10 @@ use crate::beneath::Beneath;
 use crate::direct_io::{self, BlockWriter, Buffer};
 use crate::error::{Error, IoContext, Result};
 use crate::index::ChunkLocation;
-use crate::packs::read::{
+use crate::progress::Progress;
+use crate::repository::packs::read::{
     check, expand, expanded_len, grown, read_ahead, read_span, room, spans, Blob, Buffers, Span,
 };
-use crate::progress::Progress;
 use crate::repository::{PackFile, Repository};
 
 /// Runs every unit (in parallel), so every file gets its data and every

@@ -11,8 +11,8 @@ use strata_format::BackupId;
 use super::operations::{busy_share, OpTarget};
 use super::Engine;
 use crate::error::{Error, IoContext, Result};
-use crate::locks;
 use crate::progress::Progress;
+use crate::repository::leases;
 use crate::restore::{self, RestoreOutcome};
 use crate::store::{BackupRecord, BackupStatus, OpKind, Problem, Share, ShareStatus};
 
@@ -298,7 +298,7 @@ impl Engine {
         // No pack is removed or moved while the lock stands (a sweep or a
         // repack waits, and a restore waits for one that runs); the index
         // first learns what one did before.
-        let locked = locks::shared(site.repo.backend(), op, super::operations::SHARED_LOCK_WAIT)
+        let locked = leases::shared(site.repo.backend(), op, super::operations::SHARED_LOCK_WAIT)
             .and_then(|lock| site.sync_index().map(|()| lock));
         match locked {
             Ok(lock) => self.restore_supervised(backup, share, target, op, &lock, progress),
@@ -312,7 +312,7 @@ impl Engine {
         share: Option<(&Share, ShareRole)>,
         target: &Path,
         op: &str,
-        lock: &locks::Held,
+        lock: &leases::Held,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
         self.store.transition_backup(

@@ -155,7 +155,7 @@ impl Engine {
             if before.contains(&pack) {
                 continue;
             }
-            if let Ok(t) = crate::packs::read::read_trailer(&site.repo, &pack) {
+            if let Ok(t) = crate::repository::packs::read::read_trailer(&site.repo, &pack) {
                 in_repository.extend(t.entries.iter().map(|e| e.id));
             }
         }
@@ -210,7 +210,8 @@ impl Engine {
             .damaged_layers
             .extend(scan.damaged.iter().map(|(_, e)| e.to_string()));
 
-        let backups_running = crate::locks::live_shared_count(site.repo.backend().as_ref())? > 0;
+        let backups_running =
+            crate::repository::leases::live_shared_count(site.repo.backend().as_ref())? > 0;
         let files = site.repo.list_pack_files()?;
         let indexed = index.packs()?;
         let known: HashSet<PackId> = indexed.iter().map(|(p, _)| *p).collect();
@@ -228,7 +229,7 @@ impl Engine {
             .map(|p| {
                 (
                     *p,
-                    crate::packs::read::read_trailer(repo, p).map(|t| t.entries),
+                    crate::repository::packs::read::read_trailer(repo, p).map(|t| t.entries),
                 )
             })
             .collect();

@@ -18,9 +18,10 @@ use strata_format::BackupId;
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::liveness::Watch;
+use crate::process;
+use crate::repository::leases;
 use crate::repository::Repository;
 use crate::store::{BackupStatus, OpKind, Operation, ShareStatus};
-use crate::{locks, process};
 
 /// What a cleanup did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -46,7 +47,7 @@ impl Engine {
             None => !Watch::global().alive(
                 &format!("operation/{}", op.id),
                 i128::from(op.heartbeat_at),
-                locks::STALE_AFTER,
+                leases::STALE_AFTER,
             ),
         }
     }
@@ -116,7 +117,7 @@ impl Engine {
                 op.host
             ));
             for site in self.sites() {
-                locks::break_shared(site.repo.backend().as_ref(), &op.id);
+                leases::break_shared(site.repo.backend().as_ref(), &op.id);
                 for name in site.repo.list_temp()? {
                     let owner = process::parse_tag(&name);
                     if owner == Some((op.host.as_str(), op.pid, op.process_start)) {
@@ -152,7 +153,7 @@ impl Engine {
 /// would otherwise block backups until it goes stale).
 fn release_dead_exclusive_lock(repo: &Repository) {
     let backend = repo.backend().as_ref();
-    let Some(owner) = locks::exclusive_owner(backend) else {
+    let Some(owner) = leases::exclusive_owner(backend) else {
         return;
     };
     let holder = owner
@@ -164,7 +165,7 @@ fn release_dead_exclusive_lock(repo: &Repository) {
         return;
     };
     if process::is_alive(host, &process::boot_id(), pid, start) == Some(false) {
-        locks::break_exclusive(backend);
+        leases::break_exclusive(backend);
     }
 }
 

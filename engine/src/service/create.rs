@@ -15,8 +15,8 @@ use super::{BackupResult, CreateBackup, Engine};
 use crate::backup::{self, BackupPlan};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
-use crate::locks;
 use crate::progress::Progress;
+use crate::repository::leases;
 use crate::repository::new_uuid;
 use crate::store::Snapshot;
 use crate::store::{Admission, Admitted, Quota, QuotaUsage};
@@ -315,7 +315,7 @@ impl Engine {
             None => None,
         };
         let site = self.site_of(record)?;
-        let lock = locks::shared(site.repo.backend(), op, SHARED_LOCK_WAIT)?;
+        let lock = leases::shared(site.repo.backend(), op, SHARED_LOCK_WAIT)?;
         // No sweep runs while the lock stands; one that ran before (maybe on
         // another node) may have removed packs the index still names, which
         // this backup must not deduplicate against.

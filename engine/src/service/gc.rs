@@ -21,8 +21,8 @@ use super::Site;
 use crate::chunkset::ChunkSet;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
-use crate::locks::{self, Held};
 use crate::process;
+use crate::repository::leases::{self, Held};
 use crate::repository::Repository;
 
 /// What one sweep did.
@@ -125,7 +125,7 @@ type Copies = HashMap<ChunkId, Vec<(PackId, u64, PackEntry)>>;
 /// Whether `pack` may go: its trailer reads and none of its chunks is
 /// referenced. A pack whose trailer cannot be read is kept (and named).
 pub(crate) fn is_garbage(repo: &Repository, pack: &PackId, referenced: &ChunkSet) -> Result<bool> {
-    match crate::packs::read::read_trailer(repo, pack).map(|t| t.entries) {
+    match crate::repository::packs::read::read_trailer(repo, pack).map(|t| t.entries) {
         Ok(entries) => Ok(!entries.iter().any(|e| referenced.contains(&e.id))),
         // Removed by another sweep since the listing: nothing to do.
         Err(_) if repo.pack_size(pack)?.is_none() => Ok(false),
@@ -140,7 +140,7 @@ impl Site {
     pub(crate) fn collect_packs(&self, wait: Duration) -> Result<Sweep> {
         // The trailing `~` makes it parse as a tag (see `release_dead_exclusive_lock`).
         let owner = format!("gc-{}~", process::owner_tag());
-        let lock = match locks::exclusive(self.repo.backend(), &owner, wait) {
+        let lock = match leases::exclusive(self.repo.backend(), &owner, wait) {
             Ok(lock) => lock,
             Err(Error::Busy(why)) => {
                 return Ok(Sweep {
@@ -274,9 +274,14 @@ impl Site {
             return Ok(copies);
         }
         let known: Vec<PackId> = self.index.packs()?.into_iter().map(|(p, _)| p).collect();
-        let trailers: Vec<(PackId, Result<crate::packs::read::PackTrailer>)> = known
+        let trailers: Vec<(PackId, Result<crate::repository::packs::read::PackTrailer>)> = known
             .par_iter()
-            .map(|p| (*p, crate::packs::read::read_trailer(&self.repo, p)))
+            .map(|p| {
+                (
+                    *p,
+                    crate::repository::packs::read::read_trailer(&self.repo, p),
+                )
+            })
             .collect();
         for (pack, trailer) in trailers {
             let trailer = match trailer {

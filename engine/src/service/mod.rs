@@ -39,10 +39,10 @@ pub use sites::{IndexFor, Site};
 pub use snapshots::NewSnapshot;
 pub use verify::{DataReport, DataSubset};
 
-use crate::backend::Location;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
+use crate::repository::objects::Location;
 use crate::repository::Repository;
 use crate::store::ServiceStore;
 use crate::store::{BackupRecord, Quota, QuotaUsage};
@@ -85,7 +85,7 @@ pub struct EngineConfig {
     /// `<share>/.zfs/snapshot/`, strata's `.strata-snapshots/<share>/`).
     pub snapshot_roots: Vec<PathBuf>,
     /// The permission bits of repository objects and directories.
-    pub repository_modes: crate::backend::Modes,
+    pub repository_modes: crate::repository::objects::Modes,
 }
 
 /// Default [`EngineConfig::gc_memory_bytes`]: exact up to about five
@@ -133,7 +133,7 @@ impl EngineConfig {
             gc_memory_bytes: DEFAULT_GC_MEMORY_BYTES,
             restore_window_bytes: crate::restore::DEFAULT_WINDOW_BYTES,
             snapshot_roots: Vec::new(),
-            repository_modes: crate::backend::Modes::default(),
+            repository_modes: crate::repository::objects::Modes::default(),
         }
     }
 }

@@ -14,11 +14,13 @@ use strata_format::PackId;
 use super::gc::{scan_layers, Collect};
 use super::{Engine, Site};
 use crate::error::{Error, Result};
-use crate::locks::{self, Held};
-use crate::packs::read::{check, expand, read_span, read_trailer, room, spans, Buffers};
-use crate::packs::write::{self, NewBlob, Placement, Sink};
 use crate::process;
 use crate::progress::Progress;
+use crate::repository::leases::{self, Held};
+use crate::repository::packs::read::{
+    check, expand, read_span, read_trailer, room, spans, Buffers,
+};
+use crate::repository::packs::write::{self, NewBlob, Placement, Sink};
 
 /// What a repack found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -98,7 +100,7 @@ fn repack_site(
 ) -> Result<()> {
     // The trailing `~` makes it parse as a tag, like a sweep's.
     let owner = format!("repack-{}~", process::owner_tag());
-    let lock = match locks::exclusive(site.repo.backend(), &owner, wait) {
+    let lock = match leases::exclusive(site.repo.backend(), &owner, wait) {
         Ok(lock) => lock,
         Err(Error::Busy(why)) => {
             report.skipped = Some(why);

@@ -9,9 +9,9 @@ use strata_format::config::RepoConfig;
 use strata_format::RepositoryId;
 
 use super::{BackupType, Engine, EngineConfig};
-use crate::backend::Location;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
+use crate::repository::objects::Location;
 use crate::repository::Repository;
 use crate::store::BackupRecord;
 use crate::store::ServiceStore;
@@ -39,7 +39,7 @@ pub(crate) fn bind(
     location: &Location,
     new_repository: &RepoConfig,
     catalog: &std::path::Path,
-    modes: crate::backend::Modes,
+    modes: crate::repository::objects::Modes,
 ) -> Result<Repository> {
     let (id_key, path_key) = (format!("{key}_id"), format!("{key}_path"));
     let bound = store.meta(&id_key)?;

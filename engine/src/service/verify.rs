@@ -11,8 +11,8 @@ use strata_format::{BackupId, ChunkId, PackId};
 use super::gc::{scan_layers, Collect};
 use super::{Engine, Site};
 use crate::error::{Error, Result};
-use crate::packs::read::{verify_pack, Buffers, PackVerdict};
 use crate::progress::Progress;
+use crate::repository::packs::read::{verify_pack, Buffers, PackVerdict};
 
 /// Which packs a data check reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,12 +10,13 @@ use std::time::Duration;
 use strata_format::pack::PackEntry;
 use strata_format::PackId;
 
-use crate::backend::Location;
-use crate::packs::read::read_trailer;
-use crate::packs::write::{self, NewBlob, Placement, Sink};
+use crate::repository::leases;
+use crate::repository::objects::Location;
+use crate::repository::packs::read::read_trailer;
+use crate::repository::packs::write::{self, NewBlob, Placement, Sink};
 use crate::repository::Repository;
 use crate::service::{CreateBackup, DataSubset, Engine, EngineConfig};
-use crate::{locks, Progress};
+use crate::Progress;
 
 /// Notes the packs the writer lands.
 #[derive(Default)]
@@ -105,7 +106,7 @@ fn removing_packs_keeps_every_chunk_indexed_on_a_copy_that_stays() {
         assert_eq!(site.index.locate(&c.id).unwrap().unwrap().pack, first);
     }
 
-    let lock = locks::exclusive(site.repo.backend(), "test", Duration::ZERO).unwrap();
+    let lock = leases::exclusive(site.repo.backend(), "test", Duration::ZERO).unwrap();
     site.remove_packs(&lock, &[first, also_going]).unwrap();
     drop(lock);
 

@@ -31,9 +31,9 @@ use super::operations::OpTarget;
 use super::repack::{repack_locked, RepackReport};
 use super::{Engine, Site};
 use crate::error::{Error, Result};
-use crate::locks::{self, Held};
 use crate::process;
 use crate::progress::Progress;
+use crate::repository::leases::{self, Held};
 use crate::store::Reparent;
 use crate::store::{BackupFilter, BackupRecord, BackupStatus, OpKind};
 
@@ -140,7 +140,7 @@ impl Engine {
                 continue;
             }
             let owner = format!("prune-{}~", process::owner_tag());
-            let lock = locks::exclusive(site.repo.backend(), &owner, req.wait)?;
+            let lock = leases::exclusive(site.repo.backend(), &owner, req.wait)?;
             site.sync_index()?;
             self.prune_site(site, &lock, &removed, req, progress, &mut report)?;
         }

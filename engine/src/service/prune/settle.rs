@@ -14,10 +14,11 @@ use strata_format::ChunkId;
 use super::super::gc::layer_chunks;
 use super::super::{Engine, Site};
 use crate::error::{Error, Result};
+use crate::process;
+use crate::repository::leases;
 use crate::repository::{LayerName, Repository};
 use crate::store::BackupStatus;
 use crate::store::Reparent;
-use crate::{locks, process};
 use std::time::Duration;
 
 /// Removes every generation of `current.id`'s layer below `current`.
@@ -40,7 +41,7 @@ impl Engine {
             return Ok(0);
         }
         let owner = format!("prune-{}~", process::owner_tag());
-        match locks::exclusive(site.repo.backend(), &owner, Duration::ZERO) {
+        match leases::exclusive(site.repo.backend(), &owner, Duration::ZERO) {
             Ok(_lock) => self.settle_rewrites(site),
             Err(Error::Busy(_)) => Ok(0),
             Err(e) => Err(e),

@@ -19,10 +19,14 @@ use std::sync::Arc;
 use strata_format::config::RepoConfig;
 use strata_format::{BackupId, PackId, RepositoryId};
 
-use crate::backend::{
-    io_kind, Backend, Location, Modes, NfsBackend, ObjectReader, ObjectWriter, PosixBackend,
-};
 use crate::error::{Error, Result};
+use objects::{io_kind, Backend, Modes, NfsBackend, ObjectReader, ObjectWriter, PosixBackend};
+
+pub mod leases;
+pub mod objects;
+pub mod packs;
+
+pub use objects::Location;
 
 #[derive(Clone)]
 pub struct Repository {
@@ -505,13 +509,13 @@ impl PackFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend;
+    use crate::repository::objects;
 
     #[test]
     fn conformance_object_store_posix() {
         let dir = tempfile::tempdir().unwrap();
         let b = PosixBackend::new(dir.path()).unwrap();
-        backend::conformance::run(&b).unwrap();
+        objects::conformance::run(&b).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -21,9 +21,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::backend::{io_kind, Backend};
 use crate::error::{Error, Result};
 use crate::liveness::Watch;
+use crate::repository::objects::{io_kind, Backend};
 
 /// A holder touches its lock every second; one untouched this long is dead.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -253,7 +253,7 @@ pub fn break_shared(backend: &dyn Backend, owner: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::PosixBackend;
+    use crate::repository::objects::PosixBackend;
     use std::fs;
 
     /// A repository-like root with `tmp/` and `locks/`.

@@ -11,8 +11,8 @@ use nfs_rs::Mount;
 use tokio::task::JoinHandle;
 
 use super::client::Client;
-use crate::backend::{ObjectReader, ObjectWriter};
 use crate::error::{Error, Result};
+use crate::repository::objects::{ObjectReader, ObjectWriter};
 
 /// Bytes sent as one WRITE batch and COMMIT. A writer holds up to one
 /// piece filling and [`IN_FLIGHT`] sent; a backup has up to four packs
@@ -232,7 +232,7 @@ impl NfsReader {
         })?;
         if !whole {
             let end = ranges.last().map_or(0, |r| r.end);
-            return Err(crate::backend::io_error(
+            return Err(crate::repository::objects::io_error(
                 self.client.location(),
                 &self.key,
                 std::io::Error::new(

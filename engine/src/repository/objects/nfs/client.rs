@@ -9,9 +9,9 @@ use futures::StreamExt;
 use nfs_rs::{Mount, Nfs4ErrorCode, NfsError, Time};
 
 use super::errors::{is_transient, to_io};
-use crate::backend::location::NfsUrl;
-use crate::backend::{io_error, Modes, ObjectMeta, Space};
 use crate::error::Result;
+use crate::repository::objects::location::NfsUrl;
+use crate::repository::objects::{io_error, Modes, ObjectMeta, Space};
 
 /// How long a call keeps retrying transient failures: long enough for a
 /// server to restart or fail over. A location's `retry=SECONDS` overrides it.
@@ -259,7 +259,7 @@ impl Client {
             });
             match linked {
                 Ok(()) => break,
-                Err(e) => match crate::backend::io_kind(&e) {
+                Err(e) => match crate::repository::objects::io_kind(&e) {
                     // A LINK whose reply was lost and that was sent again
                     // finds its own work done: the same file on both names.
                     Some(std::io::ErrorKind::AlreadyExists) => {
@@ -292,7 +292,10 @@ impl Client {
             });
             match renamed {
                 Ok(()) => return Ok(()),
-                Err(e) if crate::backend::io_kind(&e) == Some(std::io::ErrorKind::NotFound) => {
+                Err(e)
+                    if crate::repository::objects::io_kind(&e)
+                        == Some(std::io::ErrorKind::NotFound) =>
+                {
                     if create_parent {
                         if let Some(dir) = self.parent_missing(to)? {
                             self.create_dir(&dir)?;
