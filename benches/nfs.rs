@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use common::{child, generate, num};
 use strata_engine::bench::{self as sizing, SizingOptions};
-use strata_engine::repository::objects::{Backend, Location};
+use strata_engine::repository::objects::{Location, ObjectStore};
 
 const RUNS: usize = 3;
 const KINDS: [&str; 2] = ["local", "nfs"];
@@ -44,8 +44,8 @@ fn raw_figures(server: &ganesha::Ganesha, share: &Path, benching: bool) -> sizin
     let Location::Nfs(url) = Location::parse(&server.url("raw")).expect("url") else {
         panic!("not an nfs url");
     };
-    let backend: Arc<dyn Backend> =
-        Arc::new(strata_engine::repository::objects::NfsBackend::connect(&url).expect("connect"));
+    let backend: Arc<dyn ObjectStore> =
+        Arc::new(strata_engine::repository::objects::NfsStore::connect(&url).expect("connect"));
     let opts = SizingOptions {
         read_sample: 64 << 20,
         cpu_sample: 32 << 20,
@@ -156,9 +156,9 @@ fn main() {
     println!(
         "raw export (strata bench, best of start and end): write {raw_write:.1} MB/s, read {raw_read:.1} MB/s; \
          create {:.2} ms, rename {:.2} ms, remove {:.2} ms, list {:.2} ms",
-        first.export_latency.create_ms,
-        first.export_latency.rename_ms,
-        first.export_latency.remove_ms,
+        first.export_latency.put_ms,
+        first.export_latency.replace_ms,
+        first.export_latency.delete_ms,
         first.export_latency.list_ms
     );
     println!(

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{child, num};
-use strata_engine::repository::objects::PosixBackend;
+use strata_engine::repository::objects::PosixStore;
 use strata_engine::Repository;
 use strata_format::config::RepoConfig;
 use strata_format::layer::{
@@ -63,7 +63,7 @@ fn entry(path: &str, i: u32, inode: u64) -> Entry {
 /// Writes the chain into `repo`; returns each night's tree (path → chunk)
 /// and the backups' ids, oldest first.
 fn synthetic(repo: &Path, nights: u32) -> (Vec<BTreeMap<String, u32>>, Vec<BackupId>) {
-    let backend = Arc::new(PosixBackend::new(repo).expect("backend"));
+    let backend = Arc::new(PosixStore::new(repo).expect("backend"));
     Repository::init(backend, RepoConfig::new(RepositoryId([7; 16]))).expect("init");
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{child, generate, num};
-use strata_engine::repository::objects::PosixBackend;
+use strata_engine::repository::objects::PosixStore;
 use strata_engine::Repository;
 use strata_format::config::RepoConfig;
 use strata_format::layer::{ChunkRef, Entry, EntryKind, LayerMeta, LayerWriter};
@@ -27,7 +27,7 @@ const FILE_CHUNKS: u32 = 1_000;
 /// Writes `chunks` distinct 32-byte chunks into packs under `repo`, and one
 /// layer whose files reference every one of them.
 fn synthetic(repo: &Path, chunks: u32) {
-    let backend = Arc::new(PosixBackend::new(repo).expect("backend"));
+    let backend = Arc::new(PosixStore::new(repo).expect("backend"));
     Repository::init(backend, RepoConfig::new(RepositoryId([0; 16]))).expect("init");
     let chunk = |i: u32| -> Vec<u8> {
         let mut c = [0u8; 32];

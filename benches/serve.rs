@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{child, noise};
-use strata_engine::repository::objects::{Location, PosixBackend};
+use strata_engine::repository::objects::{Location, PosixStore};
 use strata_engine::{Engine, EngineConfig, Repository};
 use strata_format::config::{CompressionSetting, RepoConfig};
 use strata_format::layer::{ChunkRef, Entry, EntryKind, LayerMeta, LayerWriter};
@@ -32,7 +32,7 @@ const TOKEN: &str = "bench:default";
 
 /// `count` full backups of one share, each one file of one shared chunk.
 fn synthetic(repo: &Path, count: u32) -> Vec<BackupId> {
-    let backend = Arc::new(PosixBackend::new(repo).expect("backend"));
+    let backend = Arc::new(PosixStore::new(repo).expect("backend"));
     Repository::init(backend, RepoConfig::new(RepositoryId([9; 16]))).expect("init");
     let content = b"the same 32 bytes in every backup".to_vec();
     let chunk = ChunkId::of(&content);

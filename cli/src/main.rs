@@ -24,7 +24,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
     match e.downcast_ref::<Error>() {
         Some(Error::NotFound { .. }) => 4,
-        Some(Error::Busy(_) | Error::InvalidState(_)) => 5,
+        Some(Error::Busy(_) | Error::InvalidState(_) | Error::Precondition { .. }) => 5,
         Some(Error::Quota(_)) => 6,
         Some(Error::Cancelled) => 9,
         Some(Error::NotPermitted(_)) => 10,

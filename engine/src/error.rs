@@ -19,6 +19,10 @@ pub enum Error {
     },
     #[error("no space left on device writing {path}")]
     NoSpace { path: PathBuf },
+    /// A conditional put or delete found the object other than it required
+    /// (there, changed, or gone); nothing was changed.
+    #[error("{key} in {location} exists or changed")]
+    Precondition { location: String, key: String },
     #[error("{kind} not found: {name}")]
     NotFound { kind: &'static str, name: String },
     #[error("{0}")]

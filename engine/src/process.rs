@@ -66,3 +66,44 @@ pub fn parse_tag(name: &str) -> Option<(&str, u32, u64)> {
     parts.next()?;
     Some((host, pid, start))
 }
+
+/// A process as the repository names it: in the names of its unfinished
+/// puts and in the locks it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tag {
+    pub host: String,
+    pub pid: u32,
+    pub start: u64,
+}
+
+impl Tag {
+    pub fn this() -> Tag {
+        Tag {
+            host: host_name(),
+            pid: this_pid(),
+            start: this_start(),
+        }
+    }
+
+    /// The tag a name starts with (`host~pid~start~...`).
+    pub fn parse(name: &str) -> Option<Tag> {
+        let (host, pid, start) = parse_tag(name)?;
+        Some(Tag {
+            host: host.to_string(),
+            pid,
+            start,
+        })
+    }
+
+    /// Whether this process is known to be gone: only answerable on its
+    /// own host.
+    pub fn is_gone(&self) -> bool {
+        is_alive(&self.host, &boot_id(), self.pid, self.start) == Some(false)
+    }
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&tag(&self.host, self.pid, self.start))
+    }
+}

@@ -17,83 +17,17 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 
-use strata_format::layer::{Entry, LayerMeta, LayerRecord, LayerTail, Records};
+use strata_format::layer::{Entry, LayerMeta, LayerRecord, Records};
 use strata_format::path;
 
 use strata_format::BackupId;
 
 use crate::error::{Error, Result};
-use crate::repository::objects::ObjectReader;
+use crate::repository::layers::BodyReader;
+pub use crate::repository::layers::ChainLayer;
 use crate::repository::{LayerName, Repository};
-
-/// One verified layer of a chain, open for streaming from the repository:
-/// what is held is its metadata and a reader, not its bytes.
-pub struct ChainLayer {
-    /// Where it is, for error messages.
-    pub location: String,
-    pub tail: LayerTail,
-    object: Box<dyn ObjectReader>,
-}
-
-impl ChainLayer {
-    /// Verifies (checksum, footer) the layer `object`.
-    pub fn open(location: String, object: Box<dyn ObjectReader>) -> Result<ChainLayer> {
-        let tail = LayerTail::verify(object.len(), |at, buf| {
-            object.read_at(at, buf).map_err(std::io::Error::other)
-        })
-        .map_err(|e| Error::format(location.as_str(), e))?;
-        Ok(ChainLayer {
-            location,
-            tail,
-            object,
-        })
-    }
-
-    pub fn meta(&self) -> &LayerMeta {
-        &self.tail.meta
-    }
-
-    /// Streams its records, read from the repository a piece at a time.
-    pub fn records(&self) -> Result<Records<BufReader<BodyReader<'_>>>> {
-        let body = BodyReader {
-            object: &*self.object,
-            at: self.tail.body.start,
-            end: self.tail.body.end,
-        };
-        self.tail
-            .records(BufReader::with_capacity(BODY_PIECE, body))
-            .map_err(|e| Error::format(self.location.as_str(), e))
-    }
-}
-
-/// Bytes read from a layer object at a time while it is streamed.
-const BODY_PIECE: usize = 64 << 10;
-
-/// The body of a layer object, as a byte stream.
-pub struct BodyReader<'a> {
-    object: &'a dyn ObjectReader,
-    at: u64,
-    end: u64,
-}
-
-impl Read for BodyReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = (self.end - self.at).min(buf.len() as u64) as usize;
-        if n > 0 {
-            self.object
-                .read_at(self.at, &mut buf[..n])
-                .map_err(std::io::Error::other)?;
-            self.at += n as u64;
-        }
-        Ok(n)
-    }
-}
-
-fn open_layer(repo: &Repository, name: &LayerName) -> Result<ChainLayer> {
-    ChainLayer::open(format!("layer {}", name.id), repo.open_layer_object(name)?)
-}
 
 /// Opens the chain of layers that makes `top`'s tree, full backup first,
 /// each verified. The chain is the one the repository holds: each backup's
@@ -117,15 +51,15 @@ pub fn load_chain(repo: &Repository, top: &BackupId) -> Result<Vec<ChainLayer>> 
         }
         let Some(&generation) = current.get(&id) else {
             return Err(Error::Corrupt {
-                location: format!("{}/{}", repo.location(), Repository::layer_key(&id, 0)),
+                location: format!("{}/{}", repo.location(), LayerName::first(id).key()),
                 detail: format!("the layer of backup {id} is missing from the repository"),
             });
         };
-        let layer = match open_layer(repo, &LayerName { id, generation }) {
+        let layer = match repo.open_layer(&LayerName { id, generation }) {
             // Superseded since the listing: open the newest.
             Err(Error::NotFound { .. }) => {
                 let generation = repo.layer_generation(&id)?.unwrap_or(generation);
-                open_layer(repo, &LayerName { id, generation })?
+                repo.open_layer(&LayerName { id, generation })?
             }
             other => other?,
         };

@@ -25,7 +25,11 @@ fn noise(len: usize, seed: u8) -> Vec<u8> {
     out
 }
 
+/// Files below `dir` (none when it was never made).
 fn count_files(dir: &Path) -> usize {
+    if !dir.exists() {
+        return 0;
+    }
     let mut n = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

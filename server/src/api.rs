@@ -172,7 +172,7 @@ impl Fault {
             E::InvalidArgument(_) | E::InvalidState(_) | E::Unsupported(_) => {
                 StatusCode::BAD_REQUEST
             }
-            E::Busy(_) => StatusCode::CONFLICT,
+            E::Busy(_) | E::Precondition { .. } => StatusCode::CONFLICT,
             E::NotPermitted(_) => StatusCode::FORBIDDEN,
             E::Quota(_) => StatusCode::PAYLOAD_TOO_LARGE,
             E::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,

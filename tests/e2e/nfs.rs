@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_engine::repository::objects::{conformance, Location, NfsBackend};
+use strata_engine::repository::objects::{conformance, Location, NfsStore};
 
 use crate::ganesha::Ganesha;
 use crate::harness::*;
@@ -68,7 +68,7 @@ fn conformance_object_store_nfs() {
         panic!("not an nfs location");
     };
     // The repository's directories below the export are created on connect.
-    let backend = NfsBackend::connect(&url).unwrap();
+    let backend = NfsStore::connect(&url).unwrap();
     assert!(g.export.join("deep/repo").is_dir());
     conformance::run(&backend).unwrap();
 }
@@ -358,9 +358,9 @@ fn bench_measures_every_stage_and_leaves_nothing() {
             "share_read_mb_per_s",
             "export_write_mb_per_s",
             "export_read_mb_per_s",
-            "export_create_ms",
-            "export_rename_ms",
-            "export_remove_ms",
+            "export_put_ms",
+            "export_replace_ms",
+            "export_delete_ms",
             "export_list_ms",
             "cpu_mb_per_s_one_core",
             "cpu_mb_per_s_all_cores",

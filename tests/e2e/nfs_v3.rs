@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_engine::repository::objects::{conformance, Location, NfsBackend};
+use strata_engine::repository::objects::{conformance, Location, NfsStore};
 
 use crate::ganesha::{self, Ganesha};
 use crate::harness::*;
@@ -107,7 +107,7 @@ fn inside() {
         "{}",
         url.client_url()
     );
-    conformance::run(&NfsBackend::connect(&url).unwrap()).unwrap();
+    conformance::run(&NfsStore::connect(&url).unwrap()).unwrap();
     assert!(g.export.join("deep/contract").is_dir());
 
     // A full and an incremental backup, each restored byte for byte.

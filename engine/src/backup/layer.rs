@@ -1,5 +1,5 @@
 //! Stage: assemble the layer. Entries arrive numbered, possibly out of order;
-//! they are written in walk order to a layer under `tmp/`, and the chunks
+//! they are written in walk order to a new layer, and the chunks
 //! they reference are recorded in the catalog for delete. Tombstones (paths
 //! of the parent that are gone, or that this backup could not read) are
 //! kept aside and written after the entries, as the format requires.
@@ -9,21 +9,21 @@ use std::collections::{BTreeMap, HashSet};
 use crossbeam_channel::{Receiver, Sender};
 use std::cmp::Ordering;
 
-use strata_format::layer::{EntryKind, LayerMeta, LayerWriter, Tombstone};
+use strata_format::layer::{EntryKind, LayerMeta, Tombstone};
 use strata_format::path;
 use strata_format::{BackupId, ChunkId};
 
 use super::report::Report;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
-use crate::repository::leases::Held;
-use crate::repository::{Repository, TempObject};
+use crate::repository::layers::NewLayer;
+use crate::repository::leases::Lease;
+use crate::repository::{LayerName, Repository};
 use strata_format::layer::Entry;
 
 /// A layer written up to its tombstones; `commit` finishes and publishes it.
 pub struct LayerDraft {
-    name: String,
-    writer: LayerWriter<TempObject>,
+    writer: NewLayer,
     /// Paths of the parent this backup could not read, in path order.
     tombstones: Vec<Vec<u8>>,
     pub entries: u64,
@@ -67,13 +67,10 @@ pub fn spawn<'scope>(
     backup: BackupId,
     report: &'scope Report,
 ) -> Result<(EntrySender, Assembler<'scope>)> {
-    let tmp = repo.temp_object("layer")?;
-    let name = tmp.name();
-    let writer = LayerWriter::new(tmp).map_err(|e| Error::format(name.as_str(), e))?;
+    let writer = repo.new_layer(LayerName::first(backup))?;
     let (tx, rx) = crossbeam_channel::bounded(4096 / super::walk::BATCH);
     let handle = scope.spawn(move || {
         let mut draft = LayerDraft {
-            name,
             writer,
             tombstones: Vec::new(),
             entries: 0,
@@ -138,10 +135,7 @@ fn assemble(
                     refs.clear();
                 }
             }
-            draft
-                .writer
-                .add_entry(&entry)
-                .map_err(|e| Error::format(draft.name.as_str(), e))?;
+            draft.writer.add_entry(&entry)?;
             draft.entries += 1;
         }
     }
@@ -159,28 +153,15 @@ impl LayerDraft {
     /// find, and those this backup could not read) and the footer, then
     /// publishes the layer: the backup's commit point. Returns the number of
     /// tombstones written.
-    pub fn commit(
-        self,
-        repo: &Repository,
-        lock: &Held,
-        meta: &LayerMeta,
-        gone: Vec<Vec<u8>>,
-    ) -> Result<u64> {
-        let name = self.name;
+    pub fn commit(self, lock: &Lease, meta: &LayerMeta, gone: Vec<Vec<u8>>) -> Result<u64> {
         let mut writer = self.writer;
         let tombstones = merge_sorted(gone, self.tombstones);
         for t in &tombstones {
-            writer
-                .add_tombstone(&Tombstone { path: t.clone() })
-                .map_err(|e| Error::format(name.as_str(), e))?;
+            writer.add_tombstone(&Tombstone { path: t.clone() })?;
         }
-        let (tmp, _) = writer
-            .finish(meta)
-            .map_err(|e| Error::format(name.as_str(), e))?;
         // Every chunk the layer names is in a pack no sweep could remove
-        // while the shared lock stood.
-        lock.verify()?;
-        repo.publish_layer(tmp, &meta.backup_id, 0)?;
+        // while the shared lease stood.
+        writer.publish(meta, || lock.verify())?;
         Ok(tombstones.len() as u64)
     }
 }

@@ -37,7 +37,7 @@ use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::progress::Progress;
-use crate::repository::leases::Held;
+use crate::repository::leases::Lease;
 use crate::repository::Repository;
 use crate::store::Problem;
 
@@ -94,7 +94,7 @@ pub struct BackupOutcome {
 pub fn run(
     repo: &Repository,
     index: &dyn ChunkIndex,
-    lock: &Held,
+    lock: &Lease,
     plan: &BackupPlan,
     progress: &Progress,
 ) -> Result<BackupOutcome> {
@@ -221,7 +221,7 @@ pub fn run(
         },
     };
     let changed = draft.entries;
-    let deleted = draft.commit(repo, lock, &meta, gone)?;
+    let deleted = draft.commit(lock, &meta, gone)?;
     progress.finish();
     Ok(BackupOutcome {
         stats,

@@ -1,6 +1,6 @@
-//! The repository's side: pack-sized durable writes (create, write,
-//! make durable, publish), reading them back, and the latency of the small
-//! operations a backup does. Everything lives under a temporary prefix
+//! The repository's side: pack-sized durable puts, reading them back, and
+//! the latency of the small operations a backup does (a lease's put,
+//! renewal and delete, a listing). Everything lives under a temporary prefix
 //! that is removed at the end, also when a step fails.
 
 use std::sync::Arc;
@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use super::{mb_per_s, Latencies, SizingOptions};
 use crate::error::{Error, Result};
-use crate::repository::objects::Backend;
+use crate::process::Tag;
+use crate::repository::layout;
+use crate::repository::objects::{Cond, Key, ObjectStore};
 
 pub struct ExportFigures {
     pub write_mb_per_s: f64,
@@ -40,48 +42,38 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-pub fn measure(backend: &Arc<dyn Backend>, opts: &SizingOptions) -> Result<ExportFigures> {
-    let tag: String = crate::process::owner_tag()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let prefix = format!("strata-bench-{tag}");
-    let measured = (|| {
-        backend.create_dir(&format!("{prefix}/tmp"))?;
-        backend.create_dir(&format!("{prefix}/objects"))?;
-        stages(backend.as_ref(), &prefix, opts)
-    })();
-    let cleaned = remove_prefix(backend.as_ref(), &prefix);
+pub fn measure(store: &Arc<dyn ObjectStore>, opts: &SizingOptions) -> Result<ExportFigures> {
+    let prefix = layout::bench_prefix(&Tag::this());
+    let measured = stages(store.as_ref(), &prefix, opts);
+    let cleaned = remove_prefix(store.as_ref(), &prefix);
     let figures = measured?;
     cleaned?;
     Ok(figures)
 }
 
-fn stages(b: &dyn Backend, prefix: &str, opts: &SizingOptions) -> Result<ExportFigures> {
+fn key(prefix: &str, name: &str) -> Result<Key> {
+    Key::new(format!("{prefix}{name}"))
+}
+
+fn stages(s: &dyn ObjectStore, prefix: &str, opts: &SizingOptions) -> Result<ExportFigures> {
     let size = usize::try_from(opts.object_size)
         .map_err(|_| Error::InvalidArgument("object size too large".into()))?;
     let count = (opts.write_bytes / opts.object_size).max(1);
     let data = noise(size);
     let started = Instant::now();
     for i in 0..count {
-        let tmp = format!("{prefix}/tmp/pack-{i}");
-        let mut w = b.create(&tmp)?;
-        w.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
-        w.finish()?;
-        b.publish(&tmp, &format!("{prefix}/objects/pack-{i}"), true)?;
+        let pack = key(prefix, &format!("pack-{i}"))?;
+        let mut w = s.writer(&pack, Cond::IfAbsent)?;
+        w.write_all(&data)
+            .map_err(|e| Error::io(pack.as_str(), e))?;
+        w.commit()?;
     }
     let write_mb_per_s = mb_per_s(count * opts.object_size, started.elapsed().as_secs_f64());
 
     let mut buf = vec![0u8; 4 << 20];
     let started = Instant::now();
     for i in 0..count {
-        let r = b.open(&format!("{prefix}/objects/pack-{i}"))?;
+        let r = s.open(&key(prefix, &format!("pack-{i}"))?)?;
         let mut at = 0;
         while at < r.len() {
             let n = (r.len() - at).min(buf.len() as u64) as usize;
@@ -91,47 +83,37 @@ fn stages(b: &dyn Backend, prefix: &str, opts: &SizingOptions) -> Result<ExportF
     }
     let read_mb_per_s = mb_per_s(count * opts.object_size, started.elapsed().as_secs_f64());
 
-    let (mut create, mut rename, mut remove, mut list) = (vec![], vec![], vec![], vec![]);
+    let (mut put, mut replace, mut delete, mut list) = (vec![], vec![], vec![], vec![]);
     for i in 0..opts.small_ops {
-        let tmp = format!("{prefix}/tmp/small-{i}");
-        let named = format!("{prefix}/objects/small-{i}");
-        create.push(timed(|| {
-            let mut w = b.create(&tmp)?;
-            w.write_all(b"lock owner\n")
-                .map_err(|e| Error::io(&tmp, e))?;
-            w.finish()
+        let small = key(prefix, &format!("small-{i}"))?;
+        let mut etag = None;
+        put.push(timed(|| {
+            etag = Some(s.put(&small, b"lock owner\n", Cond::IfAbsent)?);
+            Ok(())
         })?);
-        rename.push(timed(|| b.rename(&tmp, &named))?);
-        list.push(timed(|| b.list(&format!("{prefix}/objects")).map(|_| ()))?);
-        remove.push(timed(|| b.remove(&named))?);
+        let etag = etag.ok_or_else(|| Error::Bug("a timed put gave no etag".into()))?;
+        replace.push(timed(|| {
+            s.put(&small, b"lock owner, renewed\n", Cond::IfMatch(etag))
+                .map(|_| ())
+        })?);
+        list.push(timed(|| s.list(prefix, None).map(|_| ()))?);
+        delete.push(timed(|| s.delete(&small, Cond::Any))?);
     }
     Ok(ExportFigures {
         write_mb_per_s,
         read_mb_per_s,
         latencies: Latencies {
-            create_ms: median_ms(create),
-            rename_ms: median_ms(rename),
-            remove_ms: median_ms(remove),
+            put_ms: median_ms(put),
+            replace_ms: median_ms(replace),
+            delete_ms: median_ms(delete),
             list_ms: median_ms(list),
         },
     })
 }
 
-fn remove_prefix(b: &dyn Backend, prefix: &str) -> Result<()> {
-    for dir in ["tmp", "objects"] {
-        let dir = format!("{prefix}/{dir}");
-        match b.list(&dir) {
-            Ok(names) => {
-                for name in names {
-                    b.remove(&format!("{dir}/{name}"))?;
-                }
-            }
-            Err(e)
-                if crate::repository::objects::io_kind(&e)
-                    == Some(std::io::ErrorKind::NotFound) => {}
-            Err(e) => return Err(e),
-        }
-        b.remove_dir(&dir)?;
+fn remove_prefix(s: &dyn ObjectStore, prefix: &str) -> Result<()> {
+    for key in s.list_all(prefix)? {
+        s.delete(&key, Cond::Any)?;
     }
-    b.remove_dir(prefix)
+    Ok(())
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 use strata_format::config::ChunkerParams;
 
 use crate::error::Result;
-use crate::repository::objects::Backend;
+use crate::repository::objects::ObjectStore;
 
 /// What to measure and how much.
 #[derive(Debug, Clone)]
@@ -61,9 +61,9 @@ impl Default for SizingOptions {
 /// Median latencies of the small operations, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Latencies {
-    pub create_ms: f64,
-    pub rename_ms: f64,
-    pub remove_ms: f64,
+    pub put_ms: f64,
+    pub replace_ms: f64,
+    pub delete_ms: f64,
     pub list_ms: f64,
 }
 
@@ -100,9 +100,13 @@ pub(crate) fn mb_per_s(bytes: u64, secs: f64) -> f64 {
 }
 
 /// Measures every stage, then names the one that bounds a backup.
-pub fn run(share: &Path, backend: &Arc<dyn Backend>, opts: &SizingOptions) -> Result<SizingReport> {
+pub fn run(
+    share: &Path,
+    store: &Arc<dyn ObjectStore>,
+    opts: &SizingOptions,
+) -> Result<SizingReport> {
     let shared = share::measure(share, opts)?;
-    let export = export::measure(backend, opts)?;
+    let export = export::measure(store, opts)?;
     let cpu = cpu::measure(&shared.sample, opts);
 
     // Every rate in logical bytes per second of the share.
@@ -138,7 +142,7 @@ pub fn run(share: &Path, backend: &Arc<dyn Backend>, opts: &SizingOptions) -> Re
     };
     Ok(SizingReport {
         share: share.display().to_string(),
-        repository: backend.location().to_string(),
+        repository: store.location().to_string(),
         share_files: shared.files,
         share_bytes: shared.bytes,
         walk_files_per_s: shared.walk_files_per_s,

@@ -1,206 +1,292 @@
-//! Repository locks that work on NFS: plain files under `locks/`, created
-//! with `O_EXCL` (atomic on the server), kept alive by touching their mtime,
-//! and taken over once their holder stops touching them. No `fcntl` locks,
-//! which NFS implements unreliably.
+//! Repository leases (FORMAT.md section 7a): the locks that keep sweeps
+//! and backups apart, on any object store, built on conditional puts and
+//! deletes. No `fcntl` locks, which NFS implements unreliably.
 //!
-//! - A **shared** lock (`locks/shared-<owner>`) is held by every backup for
+//! - A **shared** lease (`locks/shared-<op>`) is held by every backup for
 //!   its whole run: a running backup deduplicates against packs that no
 //!   layer references yet.
-//! - The **exclusive** lock (`locks/exclusive`) is held to remove packs
-//!   (delete, cleanup). It is granted only when no live shared lock exists;
-//!   while it is held or wanted, new shared locks wait.
+//! - The **exclusive** lease (`locks/exclusive`) is held to remove or
+//!   rewrite packs (sweep, repack, prune). It is granted only when no live
+//!   shared lease exists; while it is held or wanted, new shared leases
+//!   wait.
 //!
-//! Both sides create their own file first and look for the other's after,
-//! so at least one of two racing processes sees the other and backs off.
-//! A lock whose mtime has not changed for [`STALE_AFTER`] *of the
-//! observer's own clock* belongs to a dead holder ([`crate::liveness`]):
-//! the mtime is written from the holder's clock and is never compared with
-//! ours, so nodes whose clocks disagree never take a live lock.
+//! A lease is created with [`Cond::IfAbsent`] and its holder renews it
+//! every second (a put of the same bytes under [`Cond::IfMatch`]: a new
+//! version). Both sides create their own lease first and look for the
+//! other's after, so at least one of two racing processes sees the other
+//! and backs off. A lease whose version has not changed for
+//! [`STALE_AFTER`] *of the observer's own clock* belongs to a dead holder
+//! ([`crate::liveness`]) and is deleted on that version only
+//! ([`Cond::IfMatch`]), so a lease renewed meanwhile stays.
 
-use std::io::Write;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use super::layout;
+use super::objects::{Cond, Etag, Key, ObjectStore};
+use super::Repository;
 use crate::error::{Error, Result};
 use crate::liveness::Watch;
-use crate::repository::objects::{io_kind, Backend};
+use crate::process::Tag;
 
-/// A holder touches its lock every second; one untouched this long is dead.
+/// A holder renews its lease every second; one unchanged this long is dead.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
-const EXCLUSIVE: &str = "locks/exclusive";
 
-/// A lock this process holds; released (removed) on drop.
-pub struct Held {
-    backend: Arc<dyn Backend>,
-    key: String,
+/// Why a process holds the exclusive lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Removing packs no layer references.
+    Sweep,
+    /// Rewriting packs to drop dead chunks.
+    Repack,
+    /// Removing backups and merging their layers.
+    Prune,
 }
 
-impl std::fmt::Debug for Held {
+impl Purpose {
+    fn word(self) -> &'static str {
+        match self {
+            Purpose::Sweep => "gc",
+            Purpose::Repack => "repack",
+            Purpose::Prune => "prune",
+        }
+    }
+}
+
+/// Who holds a lease, as its content says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// A backup's operation (a shared lease).
+    Backup(String),
+    /// A process with the exclusive lease.
+    Exclusive { purpose: Purpose, process: Tag },
+}
+
+impl Holder {
+    /// The lease's content: the holder's id, one line.
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Holder::Backup(op) => format!("{op}\n"),
+            Holder::Exclusive { purpose, process } => format!("{}-{process}~\n", purpose.word()),
+        }
+        .into_bytes()
+    }
+
+    /// The holder of an exclusive lease, from its content.
+    fn decode_exclusive(bytes: &[u8]) -> Option<Holder> {
+        let text = std::str::from_utf8(bytes).ok()?.trim();
+        let (word, process) = text.split_once('-')?;
+        let purpose = [Purpose::Sweep, Purpose::Repack, Purpose::Prune]
+            .into_iter()
+            .find(|p| p.word() == word)?;
+        Some(Holder::Exclusive {
+            purpose,
+            process: Tag::parse(process)?,
+        })
+    }
+}
+
+/// A lease this process holds; released (deleted) on drop.
+pub struct Lease {
+    store: Arc<dyn ObjectStore>,
+    key: Key,
+    content: Vec<u8>,
+    /// The version this process last wrote.
+    etag: Mutex<Etag>,
+}
+
+impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Held").field("key", &self.key).finish()
+        f.debug_struct("Lease").field("key", &self.key).finish()
     }
 }
 
-impl Held {
-    /// Proves the holder alive. Called by the operation's heartbeat.
-    pub fn touch(&self) -> Result<()> {
-        self.backend.touch(&self.key)
+impl Lease {
+    fn etag(&self) -> Etag {
+        self.etag.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Fails unless the lock is still there: a holder that stalled past
-    /// [`STALE_AFTER`] may have had it taken over, and then a sweep may have
-    /// removed packs it relies on. Checked before a backup publishes its layer.
-    pub fn verify(&self) -> Result<()> {
-        match self.backend.stat(&self.key)? {
-            Some(_) => Ok(()),
-            None => Err(Error::InvalidState(format!(
-                "the repository lock {}/{} was taken over while this operation stalled; \
-                 packs it relies on may have been removed",
-                self.backend.location(),
-                self.key
-            ))),
+    /// Renews the lease: proves the holder alive. Called by the
+    /// operation's heartbeat. A lease taken over is not brought back.
+    pub fn renew(&self) -> Result<()> {
+        let renewed = self
+            .store
+            .put(&self.key, &self.content, Cond::IfMatch(self.etag()));
+        let etag = match renewed {
+            Ok(etag) => etag,
+            // A renewal whose answer was lost moved the version: the lease
+            // is still ours while it holds our content.
+            Err(Error::Precondition { .. }) if self.still_ours()? => {
+                match self.store.stat(&self.key)? {
+                    Some(meta) => meta.etag,
+                    None => return Err(self.taken_over()),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        *self.etag.lock().unwrap_or_else(|p| p.into_inner()) = etag;
+        Ok(())
+    }
+
+    fn still_ours(&self) -> Result<bool> {
+        match self.store.get(&self.key) {
+            Ok(bytes) => Ok(bytes == self.content),
+            Err(e) if super::is_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
-    /// The lock's key in the repository (`locks/...`).
-    pub fn key(&self) -> &str {
+    fn taken_over(&self) -> Error {
+        Error::InvalidState(format!(
+            "the repository lock {}/{} was taken over while this operation stalled; \
+             packs it relies on may have been removed",
+            self.store.location(),
+            self.key
+        ))
+    }
+
+    /// Fails unless the lease is still this holder's: one that stalled
+    /// past [`STALE_AFTER`] may have had it taken over, and then a sweep
+    /// may have removed packs it relies on. Checked before a backup
+    /// publishes its layer. Only the holder ever writes its content, and a
+    /// renewal never re-creates a lease that was deleted.
+    pub fn verify(&self) -> Result<()> {
+        match self.still_ours()? {
+            true => Ok(()),
+            false => Err(self.taken_over()),
+        }
+    }
+
+    /// The lease's key in the repository.
+    pub fn key(&self) -> &Key {
         &self.key
     }
 }
 
-impl Drop for Held {
+impl Drop for Lease {
     fn drop(&mut self) {
-        let _ = self.backend.remove(&self.key);
+        let released = self.store.delete(&self.key, Cond::IfMatch(self.etag()));
+        // A version this process lost track of, still holding its content.
+        if matches!(released, Err(Error::Precondition { .. })) && self.still_ours().unwrap_or(false)
+        {
+            let _ = self.store.delete(&self.key, Cond::Any);
+        }
     }
 }
 
-/// A lock's heartbeat: its mtime, as a number (whatever clock wrote it).
-fn beat(mtime: SystemTime) -> i128 {
-    match mtime.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(after) => after.as_nanos() as i128,
-        Err(before) => -(before.duration().as_nanos() as i128),
-    }
+/// The name a lease's versions are watched under (leases of every
+/// repository this process uses share one watch).
+fn watched(store: &dyn ObjectStore, key: &Key) -> String {
+    format!("{}/{key}", store.location())
 }
 
-/// The name a lock's heartbeat is watched under (locks of every repository
-/// this process uses share one watch).
-fn watched(backend: &dyn Backend, key: &str) -> String {
-    format!("{}/{key}", backend.location())
+/// A version as the watch counts heartbeats.
+fn beat(etag: &Etag) -> i128 {
+    let hash = blake3::hash(etag.0.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash.as_bytes()[..16]);
+    i128::from_le_bytes(first)
 }
 
-/// The lock's heartbeat if it exists; `Err` when the export cannot say.
-fn read_beat(backend: &dyn Backend, key: &str) -> Result<Option<i128>> {
-    Ok(backend.stat(key)?.map(|meta| beat(meta.mtime)))
+/// The lease's current version and whether its holder lives; `Err` when
+/// the store cannot say.
+fn look(store: &dyn ObjectStore, key: &Key) -> Result<Option<(Etag, bool)>> {
+    Ok(store.stat(key)?.map(|meta| {
+        let live = Watch::global().alive(&watched(store, key), beat(&meta.etag), STALE_AFTER);
+        (meta.etag, live)
+    }))
 }
 
-fn is_live(backend: &dyn Backend, key: &str) -> bool {
-    match read_beat(backend, key) {
-        Ok(Some(b)) => Watch::global().alive(&watched(backend, key), b, STALE_AFTER),
+fn is_live(store: &dyn ObjectStore, key: &Key) -> bool {
+    match look(store, key) {
+        Ok(Some((_, live))) => live,
         Ok(None) => false,
-        // Unknown (the export is unreachable): assume the holder is alive.
+        // Unknown (the store is unreachable): assume the holder is alive.
         Err(_) => true,
     }
 }
 
-/// Creates the lock object with its content in one step: the content is
-/// written under the repository's `tmp/` (named after this process, so
-/// cleanup finds it if we die), then published exclusively, which fails
-/// if the lock exists (a hard link: atomic on NFS, like `O_EXCL`).
-fn create(backend: &Arc<dyn Backend>, key: &str, owner: &str) -> Result<Held> {
-    let tmp = format!("tmp/{}~lock-{owner}", crate::process::owner_tag());
-    let written = (|| {
-        let mut w = backend.create(&tmp)?;
-        writeln!(w, "{owner}").map_err(|e| Error::io(&tmp, e))?;
-        w.finish()?;
-        backend.publish(&tmp, key, true)
-    })();
-    if written.is_err() {
-        let _ = backend.remove(&tmp);
-    }
-    written.map(|()| Held {
-        backend: backend.clone(),
-        key: key.to_string(),
+fn create(store: &Arc<dyn ObjectStore>, key: Key, holder: &Holder) -> Result<Lease> {
+    let content = holder.encode();
+    let etag = store.put(&key, &content, Cond::IfAbsent)?;
+    Ok(Lease {
+        store: store.clone(),
+        key,
+        content,
+        etag: Mutex::new(etag),
     })
 }
 
-fn already_exists(e: &Error) -> bool {
-    io_kind(e) == Some(std::io::ErrorKind::AlreadyExists)
+/// Deletes the lease at `key` if its holder is dead: on the version judged
+/// stale only, so a holder that renewed meanwhile keeps it.
+fn remove_if_dead(store: &dyn ObjectStore, key: &Key) -> Result<bool> {
+    match look(store, key)? {
+        Some((etag, false)) => {
+            let _ = store.delete(key, Cond::IfMatch(etag));
+            Watch::global().forget(&watched(store, key));
+            Ok(true)
+        }
+        Some((_, true)) => Ok(false),
+        None => Ok(true),
+    }
 }
 
-/// Live shared locks other than `mine`; stale ones are removed on the way.
-fn live_shared(backend: &dyn Backend, mine: Option<&str>) -> Result<Vec<String>> {
+/// Live shared leases other than `mine`; dead ones are removed on the way.
+fn live_shared(store: &dyn ObjectStore) -> Result<Vec<Key>> {
     let mut live = Vec::new();
-    for name in backend.list("locks")? {
-        let key = format!("locks/{name}");
-        if !name.starts_with("shared-") || Some(key.as_str()) == mine {
-            continue;
-        }
-        if is_live(backend, &key) {
+    for key in store.list_all(layout::SHARED_LEASES)? {
+        if !remove_if_dead(store, &key)? {
             live.push(key);
-        } else {
-            let _ = backend.remove(&key);
-            Watch::global().forget(&watched(backend, &key));
         }
     }
     Ok(live)
 }
 
-/// Removes a stale exclusive lock. Renaming it away first means two takers
-/// cannot both remove it; if the one renamed turns out live (its holder
-/// re-created it meanwhile), it is put back.
-fn take_over(backend: &dyn Backend) {
-    let Ok(Some(stale)) = read_beat(backend, EXCLUSIVE) else {
-        return;
-    };
-    let aside = format!("locks/stale-{}", crate::process::owner_tag());
-    if backend.rename(EXCLUSIVE, &aside).is_ok() {
-        // Not the lock judged stale (its holder beat, or re-created it).
-        if !matches!(read_beat(backend, &aside), Ok(Some(b)) if b == stale) {
-            let _ = backend.publish(&aside, EXCLUSIVE, true);
-        }
-        let _ = backend.remove(&aside);
-        Watch::global().forget(&watched(backend, EXCLUSIVE));
-    }
-}
-
-/// Takes a shared lock, waiting up to `wait` while the exclusive lock is
-/// held.
-pub fn shared(backend: &Arc<dyn Backend>, owner: &str, wait: Duration) -> Result<Held> {
+/// Takes the shared lease of backup operation `op`, waiting up to `wait`
+/// while the exclusive lease is held.
+pub fn shared(repo: &Repository, op: &str, wait: Duration) -> Result<Lease> {
+    let store = &repo.store;
     let deadline = Instant::now() + wait;
-    let key = format!("locks/shared-{owner}");
+    let key = layout::shared_lease(op)?;
+    let exclusive = layout::exclusive_lease();
     loop {
-        let held = create(backend, &key, owner)?;
-        if !is_live(backend.as_ref(), EXCLUSIVE) {
+        let held = create(store, key.clone(), &Holder::Backup(op.to_string()))?;
+        if !is_live(store.as_ref(), &exclusive) {
             return Ok(held);
         }
         drop(held);
         if Instant::now() >= deadline {
             return Err(Error::Busy(format!(
-                "the repository is locked exclusively ({}/{EXCLUSIVE}): a delete or cleanup is removing packs",
-                backend.location()
+                "the repository is locked exclusively ({}/{exclusive}): a delete or cleanup is removing packs",
+                store.location()
             )));
         }
         std::thread::sleep(POLL);
     }
 }
 
-/// Takes the exclusive lock, waiting up to `wait` for it and for every
-/// live shared lock to go.
-pub fn exclusive(backend: &Arc<dyn Backend>, owner: &str, wait: Duration) -> Result<Held> {
+/// Takes the exclusive lease for `purpose`, waiting up to `wait` for it
+/// and for every live shared lease to go.
+pub fn exclusive(repo: &Repository, purpose: Purpose, wait: Duration) -> Result<Lease> {
+    let store = &repo.store;
     let deadline = Instant::now() + wait;
+    let key = layout::exclusive_lease();
+    let holder = Holder::Exclusive {
+        purpose,
+        process: Tag::this(),
+    };
     let held = loop {
-        match create(backend, EXCLUSIVE, owner) {
+        match create(store, key.clone(), &holder) {
             Ok(held) => break held,
-            Err(e) if already_exists(&e) => {
-                if !is_live(backend.as_ref(), EXCLUSIVE) {
-                    take_over(backend.as_ref());
+            Err(Error::Precondition { .. }) => {
+                if remove_if_dead(store.as_ref(), &key)? {
                     continue;
                 }
                 if Instant::now() >= deadline {
                     return Err(Error::Busy(format!(
-                        "the repository is locked exclusively by another process ({}/{EXCLUSIVE})",
-                        backend.location()
+                        "the repository is locked exclusively by another process ({}/{key})",
+                        store.location()
                     )));
                 }
                 std::thread::sleep(POLL);
@@ -209,7 +295,7 @@ pub fn exclusive(backend: &Arc<dyn Backend>, owner: &str, wait: Duration) -> Res
         }
     };
     loop {
-        let others = live_shared(backend.as_ref(), None)?;
+        let others = live_shared(store.as_ref())?;
         if others.is_empty() {
             return Ok(held);
         }
@@ -219,102 +305,127 @@ pub fn exclusive(backend: &Arc<dyn Backend>, owner: &str, wait: Duration) -> Res
                 others.len()
             )));
         }
-        held.touch()?;
+        held.renew()?;
         std::thread::sleep(POLL);
     }
 }
 
-/// How many live shared locks (running backups, on any node) there are.
-/// Changes nothing: stale locks are not removed.
-pub fn live_shared_count(backend: &dyn Backend) -> Result<usize> {
-    Ok(backend
-        .list("locks")?
+/// How many live shared leases (running backups, on any node) there are.
+/// Changes nothing: dead leases are not removed.
+pub fn live_shared_count(repo: &Repository) -> Result<usize> {
+    let store = repo.store.as_ref();
+    Ok(store
+        .list_all(layout::SHARED_LEASES)?
         .iter()
-        .filter(|name| name.starts_with("shared-") && is_live(backend, &format!("locks/{name}")))
+        .filter(|key| is_live(store, key))
         .count())
 }
 
-/// The owner written in the exclusive lock, if it is held.
-pub fn exclusive_owner(backend: &dyn Backend) -> Option<String> {
-    let bytes = backend.read(EXCLUSIVE).ok()?;
-    Some(String::from_utf8_lossy(&bytes).trim().to_string())
+/// Who holds the exclusive lease, if it is held by a holder it names.
+pub fn exclusive_holder(repo: &Repository) -> Option<Holder> {
+    let bytes = repo.store.get(&layout::exclusive_lease()).ok()?;
+    Holder::decode_exclusive(&bytes)
 }
 
-/// Removes the exclusive lock whatever its state (its holder is known dead).
-pub fn break_exclusive(backend: &dyn Backend) {
-    let _ = backend.remove(EXCLUSIVE);
+/// Removes the exclusive lease whatever its state (its holder is known dead).
+pub fn break_exclusive(repo: &Repository) {
+    let _ = repo.store.delete(&layout::exclusive_lease(), Cond::Any);
 }
 
-/// Removes the shared lock of operation `owner` (its process is gone).
-pub fn break_shared(backend: &dyn Backend, owner: &str) {
-    let _ = backend.remove(&format!("locks/shared-{owner}"));
+/// Removes the shared lease of operation `op` (its process is gone).
+pub fn break_shared(repo: &Repository, op: &str) {
+    if let Ok(key) = layout::shared_lease(op) {
+        let _ = repo.store.delete(&key, Cond::Any);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repository::objects::PosixBackend;
-    use std::fs;
+    use crate::repository::objects::{MemoryStore, PosixStore};
+    use strata_format::config::RepoConfig;
+    use strata_format::RepositoryId;
 
-    /// A repository-like root with `tmp/` and `locks/`.
-    fn lock_dir() -> (tempfile::TempDir, Arc<dyn Backend>) {
-        let root = tempfile::tempdir().unwrap();
-        fs::create_dir(root.path().join("tmp")).unwrap();
-        fs::create_dir(root.path().join("locks")).unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(PosixBackend::new(root.path()).unwrap());
-        (root, backend)
+    fn repos() -> Vec<(Option<tempfile::TempDir>, Repository)> {
+        let dir = tempfile::tempdir().unwrap();
+        let posix: Arc<dyn ObjectStore> = Arc::new(PosixStore::new(dir.path()).unwrap());
+        let memory: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new("leases"));
+        vec![
+            (
+                Some(dir),
+                Repository::init(posix, RepoConfig::new(RepositoryId([0; 16]))).unwrap(),
+            ),
+            (
+                None,
+                Repository::init(memory, RepoConfig::new(RepositoryId([0; 16]))).unwrap(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn holders_encode_and_decode() {
+        let holder = Holder::Exclusive {
+            purpose: Purpose::Repack,
+            process: Tag::this(),
+        };
+        assert_eq!(Holder::decode_exclusive(&holder.encode()), Some(holder));
+        assert_eq!(Holder::decode_exclusive(b"nobody\n"), None);
     }
 
     #[test]
     fn shared_and_exclusive_exclude_each_other() {
-        let (root, b) = lock_dir();
-        let a = shared(&b, "a", Duration::ZERO).unwrap();
-        let bb = shared(&b, "b", Duration::ZERO).unwrap();
-        let e = exclusive(&b, "x", Duration::from_millis(200));
-        assert!(matches!(e, Err(Error::Busy(_))), "{e:?}");
-        // A refused exclusive lock leaves nothing behind.
-        assert!(!root.path().join(EXCLUSIVE).exists());
-        drop((a, bb));
-        let e = exclusive(&b, "x", Duration::ZERO).unwrap();
-        assert_eq!(
-            fs::read_to_string(root.path().join(e.key())).unwrap(),
-            "x\n"
-        );
-        assert_eq!(exclusive_owner(b.as_ref()).as_deref(), Some("x"));
-        assert!(matches!(
-            shared(&b, "c", Duration::from_millis(200)),
-            Err(Error::Busy(_))
-        ));
-        drop(e);
-        shared(&b, "c", Duration::ZERO).unwrap();
-        assert_eq!(fs::read_dir(root.path().join("tmp")).unwrap().count(), 0);
+        for (_dir, r) in repos() {
+            let a = shared(&r, "a", Duration::ZERO).unwrap();
+            let b = shared(&r, "b", Duration::ZERO).unwrap();
+            let e = exclusive(&r, Purpose::Sweep, Duration::from_millis(200));
+            assert!(matches!(e, Err(Error::Busy(_))), "{e:?}");
+            // A refused exclusive lease leaves nothing behind.
+            assert!(exclusive_holder(&r).is_none());
+            a.renew().unwrap();
+            a.renew().unwrap();
+            a.verify().unwrap();
+            drop((a, b));
+            let e = exclusive(&r, Purpose::Sweep, Duration::ZERO).unwrap();
+            assert!(matches!(
+                exclusive_holder(&r),
+                Some(Holder::Exclusive {
+                    purpose: Purpose::Sweep,
+                    ..
+                })
+            ));
+            assert!(matches!(
+                shared(&r, "c", Duration::from_millis(200)),
+                Err(Error::Busy(_))
+            ));
+            e.renew().unwrap();
+            drop(e);
+            shared(&r, "c", Duration::ZERO).unwrap();
+            assert!(r.unfinished().unwrap().is_empty());
+        }
     }
 
     #[test]
-    fn a_stale_lock_is_taken_over() {
-        let (root, b) = lock_dir();
-        // Written by a clock far ahead of ours, and far behind: neither
-        // says anything about whether the holder lives.
-        let ahead = SystemTime::now() + Duration::from_secs(600);
-        let behind = SystemTime::now() - Duration::from_secs(600);
-        for (name, t) in [("exclusive", behind), ("shared-dead", ahead)] {
-            let f = fs::File::create(root.path().join("locks").join(name)).unwrap();
-            f.set_modified(t).unwrap();
+    fn a_stale_lease_is_taken_over_and_its_holder_knows() {
+        for (_dir, r) in repos() {
+            let dead = shared(&r, "dead", Duration::ZERO).unwrap();
+            assert!(matches!(
+                exclusive(&r, Purpose::Prune, Duration::ZERO),
+                Err(Error::Busy(_))
+            ));
+            assert_eq!(live_shared_count(&r).unwrap(), 1);
+            // Unchanged for STALE_AFTER of our clock: dead.
+            let long_ago = Instant::now() - STALE_AFTER - Duration::from_secs(1);
+            let meta = r.store.stat(dead.key()).unwrap().unwrap();
+            let name = watched(r.store.as_ref(), dead.key());
+            Watch::global().seen_since(&name, beat(&meta.etag), long_ago);
+            let e = exclusive(&r, Purpose::Prune, Duration::ZERO).unwrap();
+            assert!(r.store.stat(dead.key()).unwrap().is_none());
+            // The stalled holder finds out, and does not bring it back.
+            assert!(dead.renew().is_err());
+            assert!(dead.verify().is_err());
+            assert!(r.store.stat(dead.key()).unwrap().is_none());
+            drop(e);
+            assert!(exclusive_holder(&r).is_none());
         }
-        assert!(matches!(
-            exclusive(&b, "x", Duration::ZERO),
-            Err(Error::Busy(_))
-        ));
-        assert_eq!(live_shared_count(b.as_ref()).unwrap(), 1);
-        // Unchanged for STALE_AFTER of our clock: dead.
-        let long_ago = Instant::now() - STALE_AFTER - Duration::from_secs(1);
-        for (name, t) in [("exclusive", behind), ("shared-dead", ahead)] {
-            let key = watched(b.as_ref(), &format!("locks/{name}"));
-            Watch::global().seen_since(&key, beat(t), long_ago);
-        }
-        let e = exclusive(&b, "x", Duration::ZERO).unwrap();
-        assert!(!root.path().join("locks/shared-dead").exists());
-        drop(e);
-        assert!(!root.path().join(EXCLUSIVE).exists());
     }
 }

@@ -298,7 +298,7 @@ impl Engine {
         // No pack is removed or moved while the lock stands (a sweep or a
         // repack waits, and a restore waits for one that runs); the index
         // first learns what one did before.
-        let locked = leases::shared(site.repo.backend(), op, super::operations::SHARED_LOCK_WAIT)
+        let locked = leases::shared(&site.repo, op, super::operations::SHARED_LOCK_WAIT)
             .and_then(|lock| site.sync_index().map(|()| lock));
         match locked {
             Ok(lock) => self.restore_supervised(backup, share, target, op, &lock, progress),
@@ -312,7 +312,7 @@ impl Engine {
         share: Option<(&Share, ShareRole)>,
         target: &Path,
         op: &str,
-        lock: &leases::Held,
+        lock: &leases::Lease,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
         self.store.transition_backup(

@@ -210,8 +210,7 @@ impl Engine {
             .damaged_layers
             .extend(scan.damaged.iter().map(|(_, e)| e.to_string()));
 
-        let backups_running =
-            crate::repository::leases::live_shared_count(site.repo.backend().as_ref())? > 0;
+        let backups_running = crate::repository::leases::live_shared_count(&site.repo)? > 0;
         let files = site.repo.list_pack_files()?;
         let indexed = index.packs()?;
         let known: HashSet<PackId> = indexed.iter().map(|(p, _)| *p).collect();
@@ -295,16 +294,14 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        // A running operation's temporary files are not leftovers.
+        // A running operation's unfinished puts are not leftovers.
         let boot = crate::process::boot_id();
         report.temp_files += site
             .repo
-            .list_temp()?
+            .unfinished()?
             .iter()
-            .filter(|name| match crate::process::parse_tag(name) {
-                Some((host, pid, start)) => {
-                    crate::process::is_alive(host, &boot, pid, start) != Some(true)
-                }
+            .filter(|u| match &u.writer {
+                Some(w) => crate::process::is_alive(&w.host, &boot, w.pid, w.start) != Some(true),
                 None => true,
             })
             .count() as u64;

@@ -12,14 +12,13 @@
 
 use std::time::Duration;
 
-use strata_format::layer::Layer;
 use strata_format::BackupId;
 
 use super::Engine;
 use crate::error::{Error, Result};
 use crate::liveness::Watch;
 use crate::process;
-use crate::repository::leases;
+use crate::repository::leases::{self, Holder};
 use crate::repository::Repository;
 use crate::store::{BackupStatus, OpKind, Operation, ShareStatus};
 
@@ -117,11 +116,15 @@ impl Engine {
                 op.host
             ));
             for site in self.sites() {
-                leases::break_shared(site.repo.backend().as_ref(), &op.id);
-                for name in site.repo.list_temp()? {
-                    let owner = process::parse_tag(&name);
-                    if owner == Some((op.host.as_str(), op.pid, op.process_start)) {
-                        site.repo.remove_temp(&name)?;
+                leases::break_shared(&site.repo, &op.id);
+                let dead = process::Tag {
+                    host: op.host.clone(),
+                    pid: op.pid,
+                    start: op.process_start,
+                };
+                for unfinished in site.repo.unfinished()? {
+                    if unfinished.writer.as_ref() == Some(&dead) {
+                        site.repo.discard(&unfinished)?;
                         report.temp_files += 1;
                     }
                 }
@@ -149,37 +152,26 @@ impl Engine {
     }
 }
 
-/// Removes the exclusive lock if its holder, on this host, is gone (it
+/// Removes the exclusive lease if its holder, on this host, is gone (it
 /// would otherwise block backups until it goes stale).
 fn release_dead_exclusive_lock(repo: &Repository) {
-    let backend = repo.backend().as_ref();
-    let Some(owner) = leases::exclusive_owner(backend) else {
-        return;
-    };
-    let holder = owner
-        .trim()
-        .trim_start_matches("gc-")
-        .trim_start_matches("repack-")
-        .trim_start_matches("prune-");
-    let Some((host, pid, start)) = process::parse_tag(holder) else {
-        return;
-    };
-    if process::is_alive(host, &process::boot_id(), pid, start) == Some(false) {
-        leases::break_exclusive(backend);
+    if let Some(Holder::Exclusive { process, .. }) = leases::exclusive_holder(repo) {
+        if process.is_gone() {
+            leases::break_exclusive(repo);
+        }
     }
 }
 
-/// Temporary files of this host's processes that are gone.
+/// What puts of this host's processes that are gone left unfinished.
 fn sweep_orphan_temp(repo: &Repository) -> Result<u64> {
     let host = process::host_name();
-    let boot = process::boot_id();
     let mut removed = 0;
-    for name in repo.list_temp()? {
-        let Some((h, pid, start)) = process::parse_tag(&name) else {
+    for unfinished in repo.unfinished()? {
+        let Some(writer) = &unfinished.writer else {
             continue;
         };
-        if h == host && process::is_alive(h, &boot, pid, start) == Some(false) {
-            repo.remove_temp(&name)?;
+        if writer.host == host && writer.is_gone() {
+            repo.discard(&unfinished)?;
             removed += 1;
         }
     }
@@ -280,7 +272,7 @@ impl Engine {
             Err(Error::NotFound { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
-        let Ok(layer) = Layer::decode(&bytes) else {
+        let Ok(layer) = bytes.decode() else {
             return Ok(false);
         };
         let mut done = self.store.backup(id)?;

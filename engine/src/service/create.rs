@@ -315,7 +315,7 @@ impl Engine {
             None => None,
         };
         let site = self.site_of(record)?;
-        let lock = leases::shared(site.repo.backend(), op, SHARED_LOCK_WAIT)?;
+        let lock = leases::shared(&site.repo, op, SHARED_LOCK_WAIT)?;
         // No sweep runs while the lock stands; one that ran before (maybe on
         // another node) may have removed packs the index still names, which
         // this backup must not deduplicate against.

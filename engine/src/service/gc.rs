@@ -13,7 +13,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rayon::prelude::*;
-use strata_format::layer::{EntryKind, Layer, LayerRecord};
+use strata_format::layer::{EntryKind, LayerRecord};
+
+use crate::repository::layers::StoredLayer;
 use strata_format::pack::PackEntry;
 use strata_format::{BackupId, ChunkId, PackId};
 
@@ -21,8 +23,7 @@ use super::Site;
 use crate::chunkset::ChunkSet;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
-use crate::process;
-use crate::repository::leases::{self, Held};
+use crate::repository::leases::{self, Lease, Purpose};
 use crate::repository::Repository;
 
 /// What one sweep did.
@@ -103,11 +104,11 @@ pub(crate) fn scan_layers(repo: &Repository, mut collect: Collect<'_>) -> Result
 /// Hands every chunk `bytes` (the layer of `id`) references to `found`.
 pub(crate) fn layer_chunks(
     id: &BackupId,
-    bytes: &[u8],
+    stored: &StoredLayer,
     found: &mut dyn FnMut(&ChunkId),
 ) -> Result<()> {
     let location = format!("layer {id}");
-    let layer = Layer::decode(bytes).map_err(|e| Error::format(&location, e))?;
+    let layer = stored.decode()?;
     for record in layer.records().map_err(|e| Error::format(&location, e))? {
         if let LayerRecord::Entry(entry) = record.map_err(|e| Error::format(&location, e))? {
             if let EntryKind::File { chunks, .. } = entry.kind {
@@ -139,8 +140,7 @@ impl Site {
     /// every pack that is no longer in the repository (whoever removed it).
     pub(crate) fn collect_packs(&self, wait: Duration) -> Result<Sweep> {
         // The trailing `~` makes it parse as a tag (see `release_dead_exclusive_lock`).
-        let owner = format!("gc-{}~", process::owner_tag());
-        let lock = match leases::exclusive(self.repo.backend(), &owner, wait) {
+        let lock = match leases::exclusive(&self.repo, Purpose::Sweep, wait) {
             Ok(lock) => lock,
             Err(Error::Busy(why)) => {
                 return Ok(Sweep {
@@ -154,7 +154,7 @@ impl Site {
     }
 
     /// [`Site::collect_packs`] under an exclusive lock the caller holds.
-    pub(crate) fn sweep(&self, lock: &Held) -> Result<Sweep> {
+    pub(crate) fn sweep(&self, lock: &Lease) -> Result<Sweep> {
         let scan = scan_layers(&self.repo, Collect::Referenced(self.memory))?;
         if let Some((_, e)) = scan.damaged.first() {
             return Ok(Sweep {
@@ -229,12 +229,12 @@ impl Site {
     /// the rows that name it move to a copy in a pack still there (one that
     /// stays, if there is one); then the pack goes, then its other rows. A
     /// copy is thus never left unindexed, whenever this is stopped.
-    pub(crate) fn remove_packs(&self, lock: &Held, going: &[PackId]) -> Result<()> {
+    pub(crate) fn remove_packs(&self, lock: &Lease, going: &[PackId]) -> Result<()> {
         let copies = self.copies_of(going)?;
         let leaving: HashSet<PackId> = going.iter().copied().collect();
         let mut gone = HashSet::new();
         for pack in going {
-            lock.touch()?;
+            lock.renew()?;
             let mut moves: HashMap<PackId, (u64, Vec<PackEntry>)> = HashMap::new();
             // Read again, not taken from `copies_of`: rows may have moved
             // here from a pack this loop removed before.

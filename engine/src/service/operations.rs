@@ -14,7 +14,7 @@ use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::process;
 use crate::progress::Progress;
-use crate::repository::leases::Held;
+use crate::repository::leases::Lease;
 use crate::repository::new_uuid;
 use crate::store::ServiceStore;
 use crate::store::{BackupStatus, OpKind, Operation, Share, ShareStatus};
@@ -67,7 +67,7 @@ impl Engine {
         op: &str,
         backup: BackupId,
         expect: BackupStatus,
-        locks: &[&Held],
+        locks: &[&Lease],
         progress: &Progress,
         work: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
@@ -90,7 +90,7 @@ fn heartbeat(
     op: &str,
     backup: BackupId,
     expect: BackupStatus,
-    locks: &[&Held],
+    locks: &[&Lease],
     progress: &Progress,
     stop: &crossbeam_channel::Receiver<()>,
 ) {
@@ -100,7 +100,7 @@ fn heartbeat(
         // A failed beat is retried at the next one; the work goes on.
         let _ = catalog.heartbeat(op);
         for lock in locks {
-            let _ = lock.touch();
+            let _ = lock.renew();
         }
         if expect == BackupStatus::Creating || restore {
             let _ = catalog.set_backup_progress(backup, progress.percent(), restore);

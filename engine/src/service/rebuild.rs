@@ -219,9 +219,9 @@ fn index_layers(
     for name in names {
         let id = name.id;
         let bytes = repo.load_layer_object(name)?;
-        report.bytes_read += bytes.len() as u64;
-        report.repository_bytes += bytes.len() as u64;
-        progress.add_bytes(bytes.len() as u64);
+        report.bytes_read += bytes.len();
+        report.repository_bytes += bytes.len();
+        progress.add_bytes(bytes.len());
         progress.add_files(1);
         let summary = match index_layer(index, id, &bytes) {
             Ok(summary) => summary,

@@ -10,6 +10,7 @@ use super::RebuildReport;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::progress::Progress;
+use crate::repository::layers::StoredLayer;
 use crate::repository::packs::read::{read_trailer, PackTrailer};
 use crate::repository::Repository;
 use crate::store::ServiceStore;
@@ -129,16 +130,16 @@ pub(crate) fn checked_meta(meta: &LayerMeta) -> Result<()> {
 pub(crate) fn index_layer(
     index: &dyn ChunkIndex,
     id: BackupId,
-    bytes: &[u8],
+    stored: &StoredLayer,
 ) -> Result<LayerSummary> {
-    index_opened(index, checked_layer(id, bytes)?)
+    index_opened(index, checked_layer(id, stored)?)
 }
 
 /// The layer of `id` in `bytes`, decoded (its checksum verified), naming
 /// that backup, with metadata that passes [`checked_meta`].
-pub(crate) fn checked_layer(id: BackupId, bytes: &[u8]) -> Result<Layer<'_>> {
+pub(crate) fn checked_layer(id: BackupId, stored: &StoredLayer) -> Result<Layer<'_>> {
     let location = format!("layer {id}");
-    let layer = Layer::decode(bytes).map_err(|e| Error::format(&location, e))?;
+    let layer = stored.decode()?;
     if layer.meta.backup_id != id {
         return Err(Error::Corrupt {
             location,

@@ -14,9 +14,8 @@ use strata_format::PackId;
 use super::gc::{scan_layers, Collect};
 use super::{Engine, Site};
 use crate::error::{Error, Result};
-use crate::process;
 use crate::progress::Progress;
-use crate::repository::leases::{self, Held};
+use crate::repository::leases::{self, Lease, Purpose};
 use crate::repository::packs::read::{
     check, expand, read_span, read_trailer, room, spans, Buffers,
 };
@@ -99,8 +98,7 @@ fn repack_site(
     report: &mut RepackReport,
 ) -> Result<()> {
     // The trailing `~` makes it parse as a tag, like a sweep's.
-    let owner = format!("repack-{}~", process::owner_tag());
-    let lock = match leases::exclusive(site.repo.backend(), &owner, wait) {
+    let lock = match leases::exclusive(&site.repo, Purpose::Repack, wait) {
         Ok(lock) => lock,
         Err(Error::Busy(why)) => {
             report.skipped = Some(why);
@@ -117,7 +115,7 @@ fn repack_site(
 /// caller holds, with the index already in line with `packs/`.
 pub(crate) fn repack_locked(
     site: &Site,
-    lock: &Held,
+    lock: &Lease,
     max_unused_percent: u32,
     dry_run: bool,
     progress: &Progress,
@@ -187,7 +185,7 @@ pub(crate) fn repack_locked(
 fn copy_live(
     site: &Site,
     chosen: &[Chosen],
-    lock: &Held,
+    lock: &Lease,
     sink: &Written,
     progress: &Progress,
 ) -> Result<()> {
@@ -197,7 +195,7 @@ fn copy_live(
         let sent = (|| -> Result<()> {
             let mut scratch = Vec::new();
             for c in chosen {
-                lock.touch()?;
+                lock.renew()?;
                 let pack = site.repo.open_pack(&c.pack)?;
                 let entries: Vec<&PackEntry> = c.live.iter().collect();
                 for run in spans(&entries) {

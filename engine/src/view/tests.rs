@@ -1,5 +1,6 @@
 //! The merged view against a naive model: a map that applies each layer's
 //! tombstones (path and subtree) and then its entries.
+use crate::repository::objects::ObjectReader;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;

@@ -1,11 +1,13 @@
-//! The contract every [`Backend`] must keep, as one suite: the POSIX
-//! backend runs it in unit tests, the NFS backend against a real server in
-//! the end-to-end tests. It works below a fresh prefix and removes it.
+//! The contract every [`ObjectStore`] must keep, as one suite: the POSIX
+//! and memory stores run it in unit tests (`conformance_object_store_*`),
+//! the NFS store against a real server in the end-to-end tests. It takes an
+//! empty store and leaves it empty.
 
 use std::io::ErrorKind;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{io_kind, Backend};
+use super::{io_kind, Cond, Key, ObjectStore, PAGE};
+use crate::error::Error;
 
 /// A failed expectation, with what was seen.
 pub type Failure = String;
@@ -22,6 +24,10 @@ fn kind_of<T>(r: crate::error::Result<T>) -> Option<ErrorKind> {
     r.err().as_ref().and_then(io_kind)
 }
 
+fn is_precondition<T>(r: &crate::error::Result<T>) -> bool {
+    matches!(r, Err(Error::Precondition { .. }))
+}
+
 /// Bytes that differ at every offset modulo a large prime, so a piece
 /// written at the wrong offset shows.
 fn pattern(len: usize) -> Vec<u8> {
@@ -30,82 +36,85 @@ fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn write(b: &dyn Backend, key: &str, data: &[u8]) -> Result<(), Failure> {
-    let mut w = b.create(key).map_err(|e| format!("create {key}: {e}"))?;
-    // Odd-sized writes, so pieces and buffers never line up with them.
-    for part in data.chunks(1_000_003) {
-        w.write_all(part).map_err(|e| format!("write {key}: {e}"))?;
-    }
-    w.finish().map_err(|e| format!("finish {key}: {e}"))
+fn key(k: &str) -> Key {
+    Key(k.to_string())
+}
+
+fn e(what: &str) -> impl FnOnce(Error) -> Failure + '_ {
+    move |err| format!("{what}: {err}")
 }
 
 /// Runs the suite; the first broken promise is the error.
-pub fn run(b: &dyn Backend) -> Result<(), Failure> {
-    let prefix = format!("conformance-{}", std::process::id());
-    let p = |k: &str| format!("{prefix}/{k}");
-    let e = |what: &str| {
-        let what = what.to_string();
-        move |err: crate::error::Error| format!("{what}: {err}")
-    };
-    b.create_dir(&p("tmp")).map_err(e("create_dir"))?;
-    b.create_dir(&p("tmp")).map_err(e("create_dir twice"))?;
+pub fn run(s: &dyn ObjectStore) -> Result<(), Failure> {
+    ensure!(
+        s.list("", None).map_err(e("list"))?.keys.is_empty(),
+        "the store is not empty"
+    );
+    whole_and_ranges(s)?;
+    conditions(s)?;
+    listing(s)?;
+    racing(s)?;
+    for bad in ["../x", "/abs", "a//b", "a/./b", ""] {
+        ensure!(Key::new(bad).is_err(), "key {bad:?} was accepted");
+    }
+    let left = s.list_all("").map_err(e("list"))?;
+    ensure!(left.is_empty(), "the suite left {left:?}");
+    Ok(())
+}
 
-    // A large object crosses every write buffer; published exclusively
-    // into a directory that does not exist yet.
+/// A large object crosses every write buffer; read back whole and by range.
+fn whole_and_ranges(s: &dyn ObjectStore) -> Result<(), Failure> {
     let big = pattern(20 * 1024 * 1024 + 12_345);
-    write(b, &p("tmp/big"), &big)?;
-    b.publish(&p("tmp/big"), &p("packs/ab/big"), true)
-        .map_err(e("publish"))?;
+    let k = key("packs/ab/big");
+    let mut w = s.writer(&k, Cond::IfAbsent).map_err(e("writer"))?;
+    // Odd-sized writes, so pieces and buffers never line up with them.
+    for part in big.chunks(1_000_003) {
+        w.write_all(part).map_err(|x| format!("write: {x}"))?;
+    }
     ensure!(
-        b.stat(&p("tmp/big")).map_err(e("stat"))?.is_none(),
-        "the temporary name survived publish"
+        s.stat(&k).map_err(e("stat"))?.is_none(),
+        "an uncommitted put is visible"
     );
-    let meta = b.stat(&p("packs/ab/big")).map_err(e("stat"))?;
+    let etag = w.commit().map_err(e("commit"))?;
+    let meta = s
+        .stat(&k)
+        .map_err(e("stat"))?
+        .ok_or("committed object missing")?;
+    ensure!(meta.len == big.len() as u64, "size {}", meta.len);
     ensure!(
-        meta.map(|m| m.len) == Some(big.len() as u64),
-        "published size {meta:?}"
+        meta.etag == etag,
+        "stat's etag {meta:?} is not commit's {etag:?}"
     );
-    ensure!(
-        b.read(&p("packs/ab/big")).map_err(e("read"))? == big,
-        "read back differs"
-    );
-    let r = b.open(&p("packs/ab/big")).map_err(e("open"))?;
+    ensure!(s.get(&k).map_err(e("get"))? == big, "read back differs");
+    let r = s.open(&k).map_err(e("open"))?;
     ensure!(r.len() == big.len() as u64, "reader length {}", r.len());
-    for (at, len) in [
-        (0usize, 1usize),
-        (8 << 20, 3 << 20),
-        (big.len() - 7, 7),
-        (1_234_567, 4_000_000),
-    ] {
-        let mut buf = vec![0u8; len];
-        r.read_at(at as u64, &mut buf).map_err(e("read_at"))?;
-        ensure!(buf == big[at..at + len], "range {at}+{len} differs");
+    for (at, len) in [(0usize, 1usize), (8 << 20, 3 << 20), (big.len() - 7, 7)] {
+        let got = s
+            .get_range(&k, at as u64..(at + len) as u64)
+            .map_err(e("get_range"))?;
+        ensure!(got == big[at..at + len], "range {at}+{len} differs");
     }
     let mut past = vec![0u8; 10];
-    let k = kind_of(r.read_at(big.len() as u64 - 5, &mut past));
+    let kind = kind_of(r.read_at(big.len() as u64 - 5, &mut past));
     ensure!(
-        k == Some(ErrorKind::UnexpectedEof),
-        "read past the end gave {k:?}"
+        kind == Some(ErrorKind::UnexpectedEof),
+        "read past the end gave {kind:?}"
     );
 
     // Shared reads: the bytes of the ranges in order, each range starting
-    // a piece, whatever pieces the backend received them in.
+    // a piece, whatever pieces the store received them in.
     let piece = r.piece_len().unwrap_or(1 << 20) as u64;
     let from = 1_000_001u64;
-    let ends = [
+    let bounds = [
+        from,
         from + 1,
         from + piece,
         from + piece + 7,
         from + 4 * piece + 3,
     ];
-    let ranges: Vec<_> = std::iter::once(from)
-        .chain(ends)
-        .collect::<Vec<_>>()
-        .windows(2)
-        .map(|w| w[0]..w[1])
-        .collect();
+    let ranges: Vec<_> = bounds.windows(2).map(|w| w[0]..w[1]).collect();
     let pieces = r.read_shared(&ranges).map_err(e("read_shared"))?;
-    let end = ends[ends.len() - 1] as usize;
+    let end = bounds[bounds.len() - 1] as usize;
     ensure!(
         pieces.concat() == big[from as usize..end],
         "shared read of {ranges:?} differs"
@@ -121,107 +130,211 @@ pub fn run(b: &dyn Backend) -> Result<(), Failure> {
         "a range does not start a piece: ranges {ranges:?}, pieces at {starts:?}"
     );
     let tail = big.len() as u64 - 5;
-    let k = kind_of(r.read_shared(&[tail - 100..tail, tail..tail + 10]));
+    let kind = kind_of(r.read_shared(&[tail - 100..tail, tail..tail + 10]));
     ensure!(
-        k == Some(ErrorKind::UnexpectedEof),
-        "shared read past the end gave {k:?}"
+        kind == Some(ErrorKind::UnexpectedEof),
+        "shared read past the end gave {kind:?}"
     );
+    drop(r);
 
-    // Exclusive publish refuses an existing name and touches neither.
-    write(b, &p("tmp/other"), b"other")?;
-    let k = kind_of(b.publish(&p("tmp/other"), &p("packs/ab/big"), true));
+    // A writer dropped uncommitted leaves nothing behind.
+    let mut w = s
+        .writer(&key("packs/ab/dropped"), Cond::Any)
+        .map_err(e("writer"))?;
+    w.write_all(b"never").map_err(|x| format!("write: {x}"))?;
+    drop(w);
     ensure!(
-        k == Some(ErrorKind::AlreadyExists),
-        "exclusive publish over a name gave {k:?}"
-    );
-    ensure!(
-        b.read(&p("tmp/other")).map_err(e("read"))? == b"other",
-        "refused source changed"
-    );
-    ensure!(
-        b.stat(&p("packs/ab/big"))
+        s.stat(&key("packs/ab/dropped"))
             .map_err(e("stat"))?
-            .map(|m| m.len)
-            == Some(big.len() as u64),
-        "refused target changed"
+            .is_none(),
+        "a dropped put is visible"
+    );
+    ensure!(
+        s.unfinished().map_err(e("unfinished"))?.is_empty(),
+        "a dropped put left an unfinished one"
+    );
+    let kind = kind_of(s.open(&key("packs/ab/missing")));
+    ensure!(
+        kind == Some(ErrorKind::NotFound),
+        "opening a missing object gave {kind:?}"
+    );
+    s.delete(&k, Cond::Any).map_err(e("delete"))?;
+    s.delete(&k, Cond::Any).map_err(e("delete twice"))?;
+    ensure!(
+        s.stat(&k).map_err(e("stat"))?.is_none(),
+        "deleted object remains"
+    );
+    Ok(())
+}
+
+/// `IfAbsent`, `IfMatch` and `Any` on put and delete.
+fn conditions(s: &dyn ObjectStore) -> Result<(), Failure> {
+    let k = key("locks/exclusive");
+    let first = s.put(&k, b"one\n", Cond::IfAbsent).map_err(e("put"))?;
+    ensure!(
+        is_precondition(&s.put(&k, b"two\n", Cond::IfAbsent)),
+        "IfAbsent over an object was not refused"
+    );
+    ensure!(
+        s.get(&k).map_err(e("get"))? == b"one\n",
+        "a refused put changed the object"
     );
 
-    // Plain publish replaces; rename moves.
-    b.publish(&p("tmp/other"), &p("config"), false)
-        .map_err(e("publish"))?;
-    write(b, &p("tmp/newer"), b"newer")?;
-    b.publish(&p("tmp/newer"), &p("config"), false)
-        .map_err(e("publish over"))?;
+    // The same bytes again are a new version.
+    let second = s
+        .put(&k, b"one\n", Cond::IfMatch(first.clone()))
+        .map_err(e("IfMatch"))?;
     ensure!(
-        b.read(&p("config")).map_err(e("read"))? == b"newer",
-        "publish did not replace"
+        second != first,
+        "a put under IfMatch kept the etag {first:?}"
     );
-    b.rename(&p("config"), &p("tmp/moved"))
-        .map_err(e("rename"))?;
     ensure!(
-        b.stat(&p("config")).map_err(e("stat"))?.is_none(),
-        "rename left the old name"
+        is_precondition(&s.put(&k, b"one\n", Cond::IfMatch(first.clone()))),
+        "IfMatch of a superseded version was not refused"
     );
-
+    let third = s
+        .put(&k, b"other bytes\n", Cond::IfMatch(second.clone()))
+        .map_err(e("IfMatch, new bytes"))?;
+    ensure!(
+        s.get(&k).map_err(e("get"))? == b"other bytes\n",
+        "IfMatch did not replace"
+    );
+    ensure!(
+        is_precondition(&s.delete(&k, Cond::IfMatch(second))),
+        "delete of a superseded version was not refused"
+    );
+    ensure!(
+        s.stat(&k).map_err(e("stat"))?.is_some(),
+        "a refused delete removed the object"
+    );
+    let fourth = s.put(&k, b"any\n", Cond::Any).map_err(e("put Any"))?;
+    ensure!(fourth != third, "a put under Any kept the etag");
+    s.delete(&k, Cond::IfMatch(fourth.clone()))
+        .map_err(e("delete IfMatch"))?;
+    ensure!(
+        s.stat(&k).map_err(e("stat"))?.is_none(),
+        "delete IfMatch left the object"
+    );
+    ensure!(
+        is_precondition(&s.delete(&k, Cond::IfMatch(fourth.clone()))),
+        "delete IfMatch of a missing object was not refused"
+    );
+    ensure!(
+        is_precondition(&s.put(&k, b"x", Cond::IfMatch(fourth))),
+        "IfMatch on a missing object was not refused"
+    );
     // An empty object is an object.
-    write(b, &p("tmp/empty"), b"")?;
+    s.put(&k, b"", Cond::IfAbsent).map_err(e("put empty"))?;
     ensure!(
-        b.read(&p("tmp/empty")).map_err(e("read empty"))?.is_empty(),
+        s.get(&k).map_err(e("get empty"))?.is_empty(),
         "empty object has bytes"
     );
+    s.delete(&k, Cond::Any).map_err(e("delete"))
+}
 
-    let mut names = b.list(&p("tmp")).map_err(e("list"))?;
-    names.sort();
-    ensure!(names == ["empty", "moved"], "list gave {names:?}");
-    let k = kind_of(b.list(&p("nowhere")));
-    ensure!(
-        k == Some(ErrorKind::NotFound),
-        "listing a missing directory gave {k:?}"
-    );
-    let k = kind_of(b.open(&p("tmp/missing")));
-    ensure!(
-        k == Some(ErrorKind::NotFound),
-        "opening a missing object gave {k:?}"
-    );
-
-    // touch moves the mtime to now, by the server's clock.
-    let before = SystemTime::now() - Duration::from_secs(2);
-    b.touch(&p("tmp/moved")).map_err(e("touch"))?;
-    let m = b
-        .stat(&p("tmp/moved"))
-        .map_err(e("stat"))?
-        .ok_or("touched object vanished")?;
-    ensure!(m.mtime >= before, "touch left mtime at {:?}", m.mtime);
-
-    let space = b.space().map_err(e("space"))?;
-    ensure!(
-        space.total > 0 && space.available <= space.total,
-        "space {space:?}"
-    );
-
-    for bad in ["../x", "/abs", "a//b", "a/./b", ""] {
-        ensure!(b.stat(bad).is_err(), "key {bad:?} was accepted");
+/// Recursive listing in key order, by prefix, in pages.
+fn listing(s: &dyn ObjectStore) -> Result<(), Failure> {
+    let mut keys: Vec<String> = (0..PAGE + 37)
+        .map(|i| format!("packs/{:02x}/{i:05}", i % 7))
+        .collect();
+    keys.extend(["packs.x", "layers/a", "layers/a.1", "layers/ab", "config"].map(String::from));
+    for k in &keys {
+        s.put(&key(k), k.as_bytes(), Cond::IfAbsent)
+            .map_err(e("put"))?;
     }
+    keys.sort();
+    let all: Vec<String> = s
+        .list_all("")
+        .map_err(e("list"))?
+        .into_iter()
+        .map(|k| k.to_string())
+        .collect();
+    ensure!(all == keys, "a full listing is not every key in order");
+    let first = s.list("packs/", None).map_err(e("list"))?;
+    ensure!(
+        first.keys.len() == PAGE,
+        "a first page of {}",
+        first.keys.len()
+    );
+    let next = first.next.clone().ok_or("a full page has no next")?;
+    let second = s.list("packs/", Some(&next)).map_err(e("list"))?;
+    ensure!(
+        second.keys.len() == 37 && second.next.is_none(),
+        "second page {second:?}"
+    );
+    let layers = s.list_all("layers/a").map_err(e("list"))?;
+    ensure!(
+        layers.iter().map(Key::as_str).collect::<Vec<_>>()
+            == ["layers/a", "layers/a.1", "layers/ab"],
+        "prefix listing gave {layers:?}"
+    );
+    ensure!(
+        s.list_all("nowhere/").map_err(e("list"))?.is_empty(),
+        "listed a missing prefix"
+    );
+    for k in &keys {
+        s.delete(&key(k), Cond::Any).map_err(e("delete"))?;
+    }
+    Ok(())
+}
 
-    for key in ["tmp/moved", "tmp/empty", "packs/ab/big"] {
-        b.remove(&p(key)).map_err(e("remove"))?;
+/// Concurrent callers: of racing creators one wins; of racing deleters of
+/// one version, one wins.
+fn racing(s: &dyn ObjectStore) -> Result<(), Failure> {
+    const RACERS: usize = 6;
+    let k = key("locks/race");
+    for _round in 0..3 {
+        let won = AtomicUsize::new(0);
+        let failed = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for i in 0..RACERS {
+                let (won, failed, k) = (&won, &failed, &k);
+                scope.spawn(
+                    move || match s.put(k, format!("{i}\n").as_bytes(), Cond::IfAbsent) {
+                        Ok(_) => {
+                            won.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(Error::Precondition { .. }) => {}
+                        Err(x) => failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(x.to_string()),
+                    },
+                );
+            }
+        });
+        let failed = failed.into_inner().unwrap_or_default();
+        ensure!(failed.is_empty(), "racing creators failed: {failed:?}");
+        ensure!(
+            won.load(Ordering::SeqCst) == 1,
+            "{} racing creators won",
+            won.load(Ordering::SeqCst)
+        );
+        let etag = s
+            .stat(&k)
+            .map_err(e("stat"))?
+            .ok_or("the winner's object is missing")?
+            .etag;
+        let won = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..RACERS {
+                let (won, k, etag) = (&won, &k, &etag);
+                scope.spawn(move || {
+                    if s.delete(k, Cond::IfMatch(etag.clone())).is_ok() {
+                        won.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        ensure!(
+            won.load(Ordering::SeqCst) == 1,
+            "{} racing deleters won",
+            won.load(Ordering::SeqCst)
+        );
+        ensure!(
+            s.stat(&k).map_err(e("stat"))?.is_none(),
+            "racing deleters left the object"
+        );
     }
-    b.remove(&p("tmp/moved")).map_err(e("remove twice"))?;
-    ensure!(
-        b.stat(&p("packs/ab/big")).map_err(e("stat"))?.is_none(),
-        "removed object remains"
-    );
-    for dir in ["tmp", "packs/ab", "packs", ""] {
-        let dir = if dir.is_empty() {
-            prefix.clone()
-        } else {
-            p(dir)
-        };
-        b.remove_dir(&dir).map_err(e("remove_dir"))?;
-    }
-    ensure!(
-        b.stat(&prefix).map_err(e("stat"))?.is_none(),
-        "the prefix remains"
-    );
     Ok(())
 }

@@ -1,16 +1,20 @@
-//! Where a repository's objects live: a [`Backend`] stores named objects
-//! (packs, layers, the config, lock files) under slash-separated keys such
-//! as `packs/ab/<id>` or `tmp/<name>`.
+//! Where a repository's objects live: an [`ObjectStore`] keeps whole
+//! objects under typed [`Key`]s (`packs/ab/<id>`, `layers/<id>`, ...; the
+//! repository's `layout` names every one). Its verbs are an object
+//! store's: put (with [`Cond::IfAbsent`] or [`Cond::IfMatch`]), get and
+//! ranged get, stat, a recursive paged list, and a conditional delete. There
+//! are no directories, renames or links: how an adapter publishes an object
+//! whole is its own business.
 //!
-//! Two backends implement the trait and pass one conformance suite
-//! ([`conformance::run`]):
-//! - [`PosixBackend`]: a directory, locally mounted NFS exports included;
-//! - [`NfsBackend`]: an NFS export reached with a userspace client (NFSv3 or
-//!   NFSv4.1), so no kernel client, mount or root is needed.
+//! Adapters, all held to one conformance suite ([`conformance::run`]):
+//! - [`PosixStore`]: a directory, locally mounted NFS exports included;
+//! - [`NfsStore`]: an NFS export reached with a userspace client (NFSv3 or
+//!   NFSv4.1), so no kernel client, mount or root is needed;
+//! - [`MemoryStore`]: in memory, for fast tests.
 //!
-//! Every object is written once under a temporary key, made durable with
-//! [`ObjectWriter::finish`] and then published under its final key with
-//! [`Backend::publish`]. Nothing is modified in place.
+//! The first two share [`files::Files`], which builds the object verbs
+//! from a filesystem's (write under `tmp/`, fsync, then publish by link or
+//! rename). [`Retrying`] and [`Limited`] wrap any adapter.
 //!
 //! Each method states what is durable when it returns: "durable" means it
 //! survives a crash of this process, of the client machine and of the
@@ -19,16 +23,18 @@
 use std::io::Write;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
 pub mod conformance;
+pub mod files;
 mod location;
+mod memory;
 mod nfs;
 mod posix;
+mod wrappers;
 
 pub use location::Location;
 
@@ -50,15 +56,64 @@ impl Default for Modes {
         }
     }
 }
-pub use nfs::{NfsBackend, DEFAULT_RETRY_BUDGET};
-pub use posix::PosixBackend;
+pub use files::Files;
+pub use memory::MemoryStore;
+pub use nfs::{NfsFs, DEFAULT_RETRY_BUDGET};
+pub use posix::PosixFs;
+pub use wrappers::{Limited, Retrying};
 
-/// What [`Backend::stat`] tells about an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A repository in a directory.
+pub type PosixStore = Files<PosixFs>;
+/// A repository on an NFS export, through the userspace client.
+pub type NfsStore = Files<NfsFs>;
+
+/// An object's name in the store: relative, slash-separated, with no
+/// empty, `.` or `..` component. The repository's layout builds them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(String);
+
+impl Key {
+    /// Checks `key` and makes it a key.
+    pub fn new(key: impl Into<String>) -> Result<Key> {
+        let key = key.into();
+        check_key(&key)?;
+        Ok(Key(key))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One version of an object: a put that replaces it, even with the same
+/// bytes, gives it a new etag.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Etag(pub String);
+
+/// The condition a put or delete is made on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cond {
+    /// Whatever is there.
+    Any,
+    /// Only if no object has the key (a put; fails with
+    /// [`Error::Precondition`]).
+    IfAbsent,
+    /// Only if the object is the version `etag` names (fails with
+    /// [`Error::Precondition`], also when there is no object).
+    IfMatch(Etag),
+}
+
+/// What [`ObjectStore::stat`] tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub len: u64,
-    /// Last modification, by the server's clock.
-    pub mtime: SystemTime,
+    pub etag: Etag,
 }
 
 /// Space on the filesystem holding the repository, in bytes.
@@ -69,37 +124,50 @@ pub struct Space {
     pub total: u64,
 }
 
-/// A store of named objects. Keys are relative, slash-separated, and never
-/// contain `..` or empty components; the caller builds them.
-pub trait Backend: Send + Sync + std::fmt::Debug {
-    /// The repository's location for messages: a directory or `nfs://` URL.
+/// One page of a listing, in key order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub keys: Vec<Key>,
+    /// Where the next page starts (pass it as `after`); `None` on the last.
+    pub next: Option<Key>,
+}
+
+/// How many keys one page of [`ObjectStore::list`] holds at most.
+pub const PAGE: usize = 1000;
+
+/// A put that was started and never committed, left by a writer that
+/// died: `writer` names its process, when the adapter knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    pub name: String,
+    pub writer: Option<crate::process::Tag>,
+}
+
+/// A store of whole objects under [`Key`]s.
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// The store's location for messages: a directory or `nfs://` URL.
     fn location(&self) -> &str;
 
-    /// Creates directory `dir` and any missing parents. Durable on return.
-    fn create_dir(&self, dir: &str) -> Result<()>;
+    /// Starts a put of `key`. Nothing is visible until
+    /// [`ObjectWriter::commit`] returns, which checks `cond` and publishes
+    /// the object whole; a writer dropped uncommitted leaves nothing (or,
+    /// if its process dies first, an [`Unfinished`] put).
+    fn writer(&self, key: &Key, cond: Cond) -> Result<Box<dyn ObjectWriter>>;
 
-    /// Starts a new object at `key`, which callers name uniquely (a
-    /// temporary key). Nothing written is durable until
-    /// [`ObjectWriter::finish`] returns; a writer dropped unfinished leaves
-    /// a partial object for the caller to remove.
-    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+    /// Puts a whole (small) object. Durable on return; the new etag.
+    fn put(&self, key: &Key, body: &[u8], cond: Cond) -> Result<Etag> {
+        let mut w = self.writer(key, cond)?;
+        w.write_all(body)
+            .map_err(|e| io_error(self.location(), key.as_str(), e))?;
+        w.commit()
+    }
 
-    /// Makes the finished object `from` visible at `to` and removes the
-    /// name `from`. With `exclusive`, fails with [`Error::Io`] of kind
-    /// `AlreadyExists` when `to` exists, leaving both untouched (this is how
-    /// locks are created atomically); without it, `to` is replaced.
-    /// Durable on return: after any crash, `to` names the whole object.
-    fn publish(&self, from: &str, to: &str, exclusive: bool) -> Result<()>;
-
-    /// Renames `from` to `to`, replacing `to`. Durable on return.
-    fn rename(&self, from: &str, to: &str) -> Result<()>;
-
-    /// Opens an object to read byte ranges of it. A missing object is
-    /// `Error::Io` of kind `NotFound`.
-    fn open(&self, key: &str) -> Result<Box<dyn ObjectReader>>;
+    /// Opens an object to read byte ranges of it (the ranged get). A
+    /// missing object is `Error::Io` of kind `NotFound`.
+    fn open(&self, key: &Key) -> Result<Box<dyn ObjectReader>>;
 
     /// Reads a whole (small) object.
-    fn read(&self, key: &str) -> Result<Vec<u8>> {
+    fn get(&self, key: &Key) -> Result<Vec<u8>> {
         let reader = self.open(key)?;
         let len = usize::try_from(reader.len())
             .map_err(|_| Error::Bug(format!("{key} is too large to read whole")))?;
@@ -108,32 +176,59 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         Ok(buf)
     }
 
-    /// Size and mtime of an object, or `None` when there is none.
-    fn stat(&self, key: &str) -> Result<Option<ObjectMeta>>;
+    /// Reads `range` of an object; past its end is `UnexpectedEof`.
+    fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Vec<u8>> {
+        let len = usize::try_from(range.end.saturating_sub(range.start))
+            .map_err(|_| Error::Bug(format!("a read of {range:?} does not fit in memory")))?;
+        let mut buf = vec![0u8; len];
+        self.open(key)?.read_at(range.start, &mut buf)?;
+        Ok(buf)
+    }
 
-    /// Names of the entries directly inside `dir`, in no order. A missing
-    /// directory is `Error::Io` of kind `NotFound`.
-    fn list(&self, dir: &str) -> Result<Vec<String>>;
+    /// Size and etag of an object, or `None` when there is none.
+    fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>>;
 
-    /// Removes an object; a missing one is not an error. Durable on return.
-    fn remove(&self, key: &str) -> Result<()>;
+    /// The keys that start with `prefix` and sort after `after`, at any
+    /// depth, in key order, at most [`PAGE`] of them.
+    fn list(&self, prefix: &str, after: Option<&Key>) -> Result<Page>;
 
-    /// Removes the empty directory `dir`; a missing one is not an error.
-    fn remove_dir(&self, dir: &str) -> Result<()>;
+    /// Every key that starts with `prefix`, page after page.
+    fn list_all(&self, prefix: &str) -> Result<Vec<Key>> {
+        let mut out: Vec<Key> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.list(prefix, after.as_ref())?;
+            out.extend(page.keys);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
 
-    /// Sets an object's mtime to now (lock heartbeats). Not necessarily
-    /// durable: a lost touch only makes a lock look older.
-    fn touch(&self, key: &str) -> Result<()>;
+    /// Removes an object. With [`Cond::Any`] a missing one is not an
+    /// error; with [`Cond::IfMatch`] only that version is removed.
+    /// Durable on return.
+    fn delete(&self, key: &Key, cond: Cond) -> Result<()>;
 
-    /// Free and total space where the repository lives.
-    fn space(&self) -> Result<Space>;
+    /// Free and total space where the objects live, when the store has
+    /// such a limit.
+    fn space(&self) -> Result<Option<Space>>;
+
+    /// Puts that were started and never committed.
+    fn unfinished(&self) -> Result<Vec<Unfinished>>;
+
+    /// Removes what an unfinished put left. Durable on return.
+    fn discard(&self, unfinished: &Unfinished) -> Result<()>;
 }
 
 /// An object being written, sequentially.
 pub trait ObjectWriter: Write + Send {
-    /// Makes every byte written durable (fsync, or NFS COMMIT). The object
-    /// keeps its temporary key until [`Backend::publish`].
-    fn finish(self: Box<Self>) -> Result<()>;
+    /// Makes every byte written durable, then the object visible at its
+    /// key if the put's condition holds ([`Error::Precondition`] if not,
+    /// and nothing is visible). Durable on return: after any crash, the
+    /// key names the whole object. The new version's etag.
+    fn commit(self: Box<Self>) -> Result<Etag>;
 }
 
 /// An object open for reading by byte range. Safe to share between threads.
@@ -182,6 +277,7 @@ pub fn io_kind(e: &Error) -> Option<std::io::ErrorKind> {
     match e {
         Error::Io { source, .. } => Some(source.kind()),
         Error::NoSpace { .. } => Some(std::io::ErrorKind::StorageFull),
+        Error::Precondition { .. } => Some(std::io::ErrorKind::AlreadyExists),
         _ => None,
     }
 }
@@ -198,7 +294,7 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// An `Error::Io` on `key` of `backend`.
+/// An `Error::Io` on `key` of the store at `location`.
 pub(crate) fn io_error(location: &str, key: &str, source: std::io::Error) -> Error {
     let path = if key.is_empty() {
         PathBuf::from(location)

@@ -1,16 +1,17 @@
-//! The repository on an NFS export, reached with a userspace client (no
-//! kernel NFS client, no mount, no root).
+//! The [`Fs`] of an NFS export reached with a userspace client (no
+//! kernel NFS client, no mount, no root), for [`super::NfsStore`].
 //!
 //! Every call runs on a small private async runtime and is retried, with
 //! backoff and a fresh connection, on transient failures (dropped or
 //! refused connections, timeouts, NFS delay/jukebox/grace, stale handles
-//! or sessions after a server restart) until [`NfsBackend::retry_budget`]
-//! runs out. Objects are addressed by path on every call, so a new
-//! connection looks them up again.
+//! or sessions after a server restart) until [`NfsFs::retry_budget`]
+//! runs out: reconnecting is the client's own business, so this retry
+//! lives here, not in [`super::Retrying`]. Objects are addressed by path on
+//! every call, so a new connection looks them up again.
 //!
 //! Durability: object data is written UNSTABLE, in pieces of up to 16 MiB
 //! sent concurrently, and each piece is COMMITted (the server's write
-//! verifier checked) before it counts as written; [`ObjectWriter::finish`]
+//! verifier checked) before it counts as written; [`FileWriter::finish`]
 //! returns once the last piece is committed. A server restart can lose
 //! only uncommitted pieces, which are sent again. Namespace operations
 //! (CREATE, LINK, RENAME, REMOVE) are synchronous in the NFS protocol: the
@@ -22,47 +23,48 @@ mod object;
 
 use std::sync::Arc;
 
+use super::files::{FileMeta, FileWriter, Files, Fs};
 use super::location::NfsUrl;
-use super::{check_key, Backend, Modes, ObjectMeta, ObjectReader, ObjectWriter, Space};
+use super::{check_key, Modes, ObjectReader, Space};
 use crate::error::Result;
 use client::Client;
 pub use client::DEFAULT_RETRY_BUDGET;
 
-/// A repository on an NFS export. Cheap to share between threads.
+/// An NFS export's files. Cheap to share between threads.
 #[derive(Debug, Clone)]
-pub struct NfsBackend {
+pub struct NfsFs {
     client: Arc<Client>,
 }
 
-impl NfsBackend {
-    /// Connects to `url`, creating the repository's directory below the
-    /// export if it is missing.
+impl Files<NfsFs> {
     /// Connects to the export path of `url`, creating it if missing.
-    pub fn connect(url: &NfsUrl) -> Result<NfsBackend> {
+    pub fn connect(url: &NfsUrl) -> Result<Files<NfsFs>> {
         Self::connect_with(url, Modes::default())
     }
 
-    /// [`NfsBackend::connect`], creating objects and directories with `modes`.
-    pub fn connect_with(url: &NfsUrl, modes: Modes) -> Result<NfsBackend> {
-        Ok(NfsBackend {
+    /// [`Files::connect`], creating objects and directories with `modes`.
+    pub fn connect_with(url: &NfsUrl, modes: Modes) -> Result<Files<NfsFs>> {
+        Ok(Files::on(NfsFs {
             client: Arc::new(Client::connect(url, true, modes)?),
-        })
+        }))
     }
 
     /// Connects to the export path of `url`, which must exist.
-    pub fn connect_existing(url: &NfsUrl, modes: Modes) -> Result<NfsBackend> {
-        Ok(NfsBackend {
+    pub fn connect_existing(url: &NfsUrl, modes: Modes) -> Result<Files<NfsFs>> {
+        Ok(Files::on(NfsFs {
             client: Arc::new(Client::connect(url, false, modes)?),
-        })
+        }))
     }
+}
 
+impl NfsFs {
     /// How long a failing call keeps retrying before it reports the error.
     pub fn retry_budget(&self) -> std::time::Duration {
         self.client.budget()
     }
 }
 
-impl Backend for NfsBackend {
+impl Fs for NfsFs {
     fn location(&self) -> &str {
         self.client.location()
     }
@@ -72,7 +74,7 @@ impl Backend for NfsBackend {
         self.client.create_dir(dir)
     }
 
-    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+    fn create(&self, key: &str) -> Result<Box<dyn FileWriter>> {
         check_key(key)?;
         Ok(Box::new(object::NfsWriter::create(
             self.client.clone(),
@@ -97,13 +99,15 @@ impl Backend for NfsBackend {
         Ok(Box::new(object::NfsReader::open(self.client.clone(), key)?))
     }
 
-    fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+    fn stat(&self, key: &str) -> Result<Option<FileMeta>> {
         check_key(key)?;
         self.client.stat(key)
     }
 
-    fn list(&self, dir: &str) -> Result<Vec<String>> {
-        check_key(dir)?;
+    fn list(&self, dir: &str) -> Result<Vec<(String, bool)>> {
+        if !dir.is_empty() {
+            check_key(dir)?;
+        }
         self.client.list(dir)
     }
 
@@ -112,14 +116,9 @@ impl Backend for NfsBackend {
         self.client.remove(key)
     }
 
-    fn remove_dir(&self, dir: &str) -> Result<()> {
-        check_key(dir)?;
-        self.client.remove_dir(dir)
-    }
-
-    fn touch(&self, key: &str) -> Result<()> {
+    fn touch(&self, key: &str, mtime_ns: i128) -> Result<()> {
         check_key(key)?;
-        self.client.touch(key)
+        self.client.touch(key, mtime_ns)
     }
 
     fn space(&self) -> Result<Space> {

@@ -1,19 +1,20 @@
-//! The repository in a directory. Durability comes from fsync: of a file
+//! The [`Fs`] of a directory, for [`super::PosixStore`]. Durability comes from fsync: of a file
 //! before its name is published, and of the directory after a name in it
 //! is created, renamed or removed. A locally mounted NFS export is such a
 //! directory (the kernel client turns fsync into COMMIT).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-use super::{check_key, io_error, Backend, Modes, ObjectMeta, ObjectReader, ObjectWriter, Space};
+use super::files::{FileMeta, FileWriter, Files, Fs};
+use super::{check_key, io_error, Modes, ObjectReader, Space};
 use crate::error::Result;
 
 #[derive(Debug)]
-pub struct PosixBackend {
+pub struct PosixFs {
     root: PathBuf,
     location: String,
     modes: Modes,
@@ -35,16 +36,22 @@ fn make_dirs(path: &Path, mode: u32) -> std::io::Result<()> {
     }
 }
 
-impl PosixBackend {
-    /// A backend on directory `root`, created if missing, with the default
+impl Files<PosixFs> {
+    /// A store in directory `root`, created if missing, with the default
     /// [`Modes`].
-    pub fn new(root: &Path) -> Result<PosixBackend> {
+    pub fn new(root: &Path) -> Result<Files<PosixFs>> {
         Self::with_modes(root, Modes::default())
     }
 
-    /// A backend on directory `root`, created if missing; what it creates
+    /// A store in directory `root`, created if missing; what it creates
     /// gets `modes`.
-    pub fn with_modes(root: &Path, modes: Modes) -> Result<PosixBackend> {
+    pub fn with_modes(root: &Path, modes: Modes) -> Result<Files<PosixFs>> {
+        PosixFs::new(root, modes).map(Files::on)
+    }
+}
+
+impl PosixFs {
+    fn new(root: &Path, modes: Modes) -> Result<PosixFs> {
         let location = root.display().to_string();
         // Directories above the repository are the operator's: made as
         // the umask says; the repository's own directory gets `modes.dir`.
@@ -53,7 +60,7 @@ impl PosixBackend {
             .map_or(Ok(()), fs::create_dir_all)
             .and_then(|()| make_dirs(root, modes.dir))
             .map_err(|e| io_error(&location, "", e))?;
-        Ok(PosixBackend {
+        Ok(PosixFs {
             root: root.to_path_buf(),
             location,
             modes,
@@ -61,6 +68,9 @@ impl PosixBackend {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
+        if key.is_empty() {
+            return Ok(self.root.clone());
+        }
         check_key(key)?;
         Ok(self.root.join(key))
     }
@@ -110,7 +120,7 @@ impl Write for PosixWriter {
     }
 }
 
-impl ObjectWriter for PosixWriter {
+impl FileWriter for PosixWriter {
     fn finish(self: Box<Self>) -> Result<()> {
         let PosixWriter { out, location, key } = *self;
         let file = out
@@ -140,7 +150,7 @@ impl ObjectReader for PosixReader {
     }
 }
 
-impl Backend for PosixBackend {
+impl Fs for PosixFs {
     fn location(&self) -> &str {
         &self.location
     }
@@ -154,7 +164,7 @@ impl Backend for PosixBackend {
         self.sync_parent(&path)
     }
 
-    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+    fn create(&self, key: &str) -> Result<Box<dyn FileWriter>> {
         let path = self.path(key)?;
         let file = OpenOptions::new()
             .write(true)
@@ -213,26 +223,25 @@ impl Backend for PosixBackend {
         }))
     }
 
-    fn read(&self, key: &str) -> Result<Vec<u8>> {
-        fs::read(self.path(key)?).map_err(self.err(key))
-    }
-
-    fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
+    fn stat(&self, key: &str) -> Result<Option<FileMeta>> {
         match fs::symlink_metadata(self.path(key)?) {
-            Ok(m) => Ok(Some(ObjectMeta {
+            Ok(m) => Ok(Some(FileMeta {
                 len: m.len(),
-                mtime: m.modified().map_err(self.err(key))?,
+                id: m.ino(),
+                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+                is_dir: m.is_dir(),
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err(key)(e)),
         }
     }
 
-    fn list(&self, dir: &str) -> Result<Vec<String>> {
+    fn list(&self, dir: &str) -> Result<Vec<(String, bool)>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(self.path(dir)?).map_err(self.err(dir))? {
             let entry = entry.map_err(self.err(dir))?;
-            out.push(entry.file_name().to_string_lossy().into_owned());
+            let is_dir = entry.file_type().map_err(self.err(dir))?.is_dir();
+            out.push((entry.file_name().to_string_lossy().into_owned(), is_dir));
         }
         Ok(out)
     }
@@ -241,15 +250,13 @@ impl Backend for PosixBackend {
         self.unlink(key, |p| fs::remove_file(p))
     }
 
-    fn remove_dir(&self, dir: &str) -> Result<()> {
-        self.unlink(dir, |p| fs::remove_dir(p))
-    }
-
-    fn touch(&self, key: &str) -> Result<()> {
+    fn touch(&self, key: &str, mtime_ns: i128) -> Result<()> {
+        let at = std::time::UNIX_EPOCH
+            + std::time::Duration::from_nanos(u64::try_from(mtime_ns).unwrap_or(0));
         OpenOptions::new()
             .write(true)
             .open(self.path(key)?)
-            .and_then(|f| f.set_modified(SystemTime::now()))
+            .and_then(|f| f.set_modified(at))
             .map_err(self.err(key))
     }
 

@@ -1,5 +1,5 @@
 //! The pack writer. Blobs arrive compressed; the packer thread appends them
-//! to a pack under `tmp/`; a pack that reaches the target size (or
+//! to a new pack (invisible until published); a pack that reaches the target size (or
 //! `MAX_PACK_ENTRIES` chunks) is finished and handed to the publisher
 //! thread, which makes it durable, publishes it, and only then enters its
 //! chunks in the index (publish → index: no chunk is ever indexed before its
@@ -13,7 +13,7 @@ use strata_format::{ChunkId, PackId};
 
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
-use crate::repository::{new_pack_id, Repository, TempObject};
+use crate::repository::{new_pack_id, NewObject, Repository};
 
 /// A new chunk, compressed, on its way into a pack.
 pub struct NewBlob {
@@ -27,7 +27,7 @@ struct OpenPack {
     id: PackId,
     /// The temporary object's name, for messages.
     name: String,
-    writer: PackWriter<TempObject>,
+    writer: PackWriter<NewObject>,
 }
 
 /// How a written pack's chunks enter the index.
@@ -59,7 +59,7 @@ struct Packer<'a> {
 /// A pack whose bytes are all written (not yet durable).
 struct FinishedPack {
     id: PackId,
-    tmp: TempObject,
+    tmp: NewObject,
     entries: Vec<PackEntry>,
     size: u64,
 }
@@ -113,7 +113,7 @@ fn publish_all(
     packs: Receiver<FinishedPack>,
 ) -> Result<()> {
     for pack in packs {
-        repo.publish_pack(pack.tmp, &pack.id)?;
+        repo.publish_pack(pack.tmp)?;
         match placement {
             Placement::New => index.commit_pack(pack.id, pack.size, &pack.entries)?,
             Placement::Moved => index.move_chunks(pack.id, pack.size, &pack.entries)?,
@@ -147,14 +147,11 @@ impl Packer<'_> {
     }
 
     fn start(&self) -> Result<OpenPack> {
-        let tmp = self.repo.temp_object("pack")?;
-        let name = tmp.name();
+        let id = new_pack_id()?;
+        let tmp = self.repo.new_pack(&id)?;
+        let name = tmp.name().to_string();
         let writer = PackWriter::new(tmp).map_err(|e| Error::format(name.as_str(), e))?;
-        Ok(OpenPack {
-            id: new_pack_id()?,
-            name,
-            writer,
-        })
+        Ok(OpenPack { id, name, writer })
     }
 
     /// Writes the trailer and hands the pack to the publisher.

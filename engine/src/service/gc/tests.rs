@@ -41,7 +41,10 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// repack stopped before it moved the index rows leaves one: the index
 /// still places those chunks in `pack`.
 fn copy_pack(repo: &Repository, index: &dyn crate::index::ChunkIndex, pack: &PackId) -> PackId {
-    let bytes = repo.backend().read(&Repository::pack_key(pack)).unwrap();
+    let bytes = repo
+        .objects()
+        .get(&crate::repository::layout::pack(pack))
+        .unwrap();
     let landed = Landed::default();
     std::thread::scope(|s| {
         let (tx, handle) = write::spawn(s, repo, index, Placement::New, &landed);
@@ -106,7 +109,7 @@ fn removing_packs_keeps_every_chunk_indexed_on_a_copy_that_stays() {
         assert_eq!(site.index.locate(&c.id).unwrap().unwrap().pack, first);
     }
 
-    let lock = leases::exclusive(site.repo.backend(), "test", Duration::ZERO).unwrap();
+    let lock = leases::exclusive(&site.repo, leases::Purpose::Sweep, Duration::ZERO).unwrap();
     site.remove_packs(&lock, &[first, also_going]).unwrap();
     drop(lock);
 

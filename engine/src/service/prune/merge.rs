@@ -12,11 +12,12 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use strata_format::layer::{Entry, EntryKind, LayerMeta, LayerWriter, Tombstone};
+use strata_format::layer::{Entry, EntryKind, LayerMeta, Tombstone};
 use strata_format::path;
 use strata_format::{BackupId, ChunkId};
 
 use crate::error::{Error, Result};
+use crate::repository::layers::NewLayer;
 use crate::repository::{LayerName, Repository};
 use crate::view::{load_chain, MergedView};
 
@@ -51,9 +52,11 @@ pub(crate) fn rewrite(
     };
     let below = MergedView::new(&base_layers)?;
 
-    let tmp = repo.temp_object("layer")?;
-    let location = tmp.name();
-    let mut writer = LayerWriter::new(tmp).map_err(|e| Error::format(location.as_str(), e))?;
+    let name = LayerName {
+        id: backup,
+        generation: current + 1,
+    };
+    let mut writer = repo.new_layer(name)?;
     let mut diff = Diff::default();
     let mut tombstones: Vec<Vec<u8>> = Vec::new();
     let mut top = top.peekable();
@@ -78,7 +81,7 @@ pub(crate) fn rewrite(
         match order {
             Ordering::Less => {
                 let entry = next(&mut top)?;
-                diff.entry(&mut writer, &location, entry)?;
+                diff.entry(&mut writer, entry)?;
             }
             Ordering::Greater => {
                 let gone = next(&mut below)?;
@@ -97,24 +100,15 @@ pub(crate) fn rewrite(
                     .last()
                     .is_some_and(|t| path::is_within(&entry.path, t));
                 if entry != old || covered {
-                    diff.entry(&mut writer, &location, entry)?;
+                    diff.entry(&mut writer, entry)?;
                 }
             }
         }
     }
     for path in tombstones.iter() {
-        writer
-            .add_tombstone(&Tombstone { path: path.clone() })
-            .map_err(|e| Error::format(location.as_str(), e))?;
+        writer.add_tombstone(&Tombstone { path: path.clone() })?;
     }
-    let (tmp, _) = writer
-        .finish(&meta)
-        .map_err(|e| Error::format(location.as_str(), e))?;
-    let name = LayerName {
-        id: backup,
-        generation: current + 1,
-    };
-    repo.publish_layer(tmp, &backup, name.generation)?;
+    writer.publish(&meta, || Ok(()))?;
     Ok(Rewritten {
         name,
         entries: diff.entries,
@@ -135,18 +129,11 @@ struct Diff {
 }
 
 impl Diff {
-    fn entry(
-        &mut self,
-        writer: &mut LayerWriter<crate::repository::TempObject>,
-        location: &str,
-        entry: Entry,
-    ) -> Result<()> {
+    fn entry(&mut self, writer: &mut NewLayer, entry: Entry) -> Result<()> {
         if let EntryKind::File { chunks, .. } = &entry.kind {
             self.chunks.extend(chunks.iter().map(|c| c.id));
         }
-        writer
-            .add_entry(&entry)
-            .map_err(|e| Error::format(location, e))?;
+        writer.add_entry(&entry)?;
         self.entries += 1;
         Ok(())
     }

@@ -22,7 +22,6 @@ mod settle;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use strata_format::layer::Layer;
 use strata_format::{BackupId, ShareId};
 
 pub use policy::{Retention, Rule};
@@ -31,9 +30,8 @@ use super::operations::OpTarget;
 use super::repack::{repack_locked, RepackReport};
 use super::{Engine, Site};
 use crate::error::{Error, Result};
-use crate::process;
 use crate::progress::Progress;
-use crate::repository::leases::{self, Held};
+use crate::repository::leases::{self, Lease, Purpose};
 use crate::store::Reparent;
 use crate::store::{BackupFilter, BackupRecord, BackupStatus, OpKind};
 
@@ -139,8 +137,7 @@ impl Engine {
             if removed.is_empty() {
                 continue;
             }
-            let owner = format!("prune-{}~", process::owner_tag());
-            let lock = leases::exclusive(site.repo.backend(), &owner, req.wait)?;
+            let lock = leases::exclusive(&site.repo, Purpose::Prune, req.wait)?;
             site.sync_index()?;
             self.prune_site(site, &lock, &removed, req, progress, &mut report)?;
         }
@@ -196,7 +193,7 @@ impl Engine {
     fn prune_site(
         &self,
         site: &Site,
-        lock: &Held,
+        lock: &Lease,
         removed: &HashSet<BackupId>,
         req: &PruneRequest,
         progress: &Progress,
@@ -234,7 +231,7 @@ impl Engine {
         targets.sort_by_key(|id| layers.get(id).map(|l| l.time_ns));
         progress.add_files_total(targets.len() as u64);
         for id in targets {
-            lock.touch()?;
+            lock.renew()?;
             let (generation, parent) = match layers.get(&id) {
                 Some(l) => (l.generation, l.parent),
                 None => continue,
@@ -290,7 +287,7 @@ impl Engine {
         let mut going: Vec<BackupId> = removed.iter().copied().collect();
         going.sort_by_key(|id| std::cmp::Reverse(layers.get(id).map(|l| l.time_ns)));
         for id in going {
-            lock.touch()?;
+            lock.renew()?;
             if let Some(child) = layers.iter().find(|(_, l)| l.parent == Some(id)) {
                 let why = format!("backup {} still builds on it", child.0);
                 keep_because(report, id, why);
@@ -366,9 +363,7 @@ fn current_layers(site: &Site) -> Result<HashMap<BackupId, CurrentLayer>> {
     let mut out = HashMap::new();
     for name in site.repo.list_layers()? {
         let bytes = site.repo.load_layer_object(&name)?;
-        let meta = Layer::decode(&bytes)
-            .map_err(|e| Error::format(format!("layer {}", name.id), e))?
-            .meta;
+        let meta = bytes.decode()?.meta;
         out.insert(
             name.id,
             CurrentLayer {

@@ -8,14 +8,12 @@
 
 use std::collections::HashSet;
 
-use strata_format::layer::Layer;
 use strata_format::ChunkId;
 
 use super::super::gc::layer_chunks;
 use super::super::{Engine, Site};
 use crate::error::{Error, Result};
-use crate::process;
-use crate::repository::leases;
+use crate::repository::leases::{self, Purpose};
 use crate::repository::{LayerName, Repository};
 use crate::store::BackupStatus;
 use crate::store::Reparent;
@@ -40,8 +38,7 @@ impl Engine {
         if !objects.windows(2).any(|w| w[0].id == w[1].id) {
             return Ok(0);
         }
-        let owner = format!("prune-{}~", process::owner_tag());
-        match leases::exclusive(site.repo.backend(), &owner, Duration::ZERO) {
+        match leases::exclusive(&site.repo, Purpose::Prune, Duration::ZERO) {
             Ok(_lock) => self.settle_rewrites(site),
             Err(Error::Busy(_)) => Ok(0),
             Err(e) => Err(e),
@@ -63,8 +60,7 @@ impl Engine {
                 continue;
             }
             let bytes = site.repo.load_layer_object(&current)?;
-            let layer = Layer::decode(&bytes)
-                .map_err(|e| Error::format(format!("layer {}", current.id), e))?;
+            let layer = bytes.decode()?;
             match self.store.backup(current.id) {
                 Ok(record) if record.parent_id != layer.meta.parent_id => {
                     let moved = self.store.reparent_backup(

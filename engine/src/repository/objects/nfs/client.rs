@@ -3,15 +3,19 @@
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nfs_rs::{Mount, Nfs4ErrorCode, NfsError, Time};
+use nfs_rs::{Mount, Nfs4ErrorCode, NfsError};
 
 use super::errors::{is_transient, to_io};
 use crate::error::Result;
+use crate::repository::objects::files::FileMeta;
 use crate::repository::objects::location::NfsUrl;
-use crate::repository::objects::{io_error, Modes, ObjectMeta, Space};
+use crate::repository::objects::{io_error, Modes, Space};
+
+/// The file type of a directory, in NFSv3's `ftype3` and NFSv4's `nfs_ftype4`.
+const NF_DIRECTORY: u32 = 2;
 
 /// How long a call keeps retrying transient failures: long enough for a
 /// server to restart or fail over. A location's `retry=SECONDS` overrides it.
@@ -229,10 +233,12 @@ impl Client {
         })
     }
 
-    pub fn stat(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        Ok(self.attributes(key)?.map(|a| ObjectMeta {
+    pub fn stat(&self, key: &str) -> Result<Option<FileMeta>> {
+        Ok(self.attributes(key)?.map(|a| FileMeta {
             len: a.filesize,
-            mtime: a.mtime.to_system_time(),
+            id: a.fileid,
+            mtime_ns: i128::from(a.mtime.seconds) * 1_000_000_000 + i128::from(a.mtime.nseconds),
+            is_dir: a.type_ == NF_DIRECTORY,
         }))
     }
 
@@ -313,14 +319,16 @@ impl Client {
         }
     }
 
-    pub fn list(&self, dir: &str) -> Result<Vec<String>> {
+    /// The entries of `dir`, each with whether it is a directory.
+    pub fn list(&self, dir: &str) -> Result<Vec<(String, bool)>> {
         self.block_call(dir, |m, k| async move {
             let mut names = Vec::new();
-            let mut entries = m.readdir_path(&k).await?;
+            let mut entries = m.readdirplus_path(&k).await?;
             while let Some(entry) = entries.next().await {
-                let name = entry?.file_name;
-                if name != "." && name != ".." {
-                    names.push(name);
+                let entry = entry?;
+                if entry.file_name != "." && entry.file_name != ".." {
+                    let is_dir = entry.attr.is_some_and(|a| a.type_ == NF_DIRECTORY);
+                    names.push((entry.file_name, is_dir));
                 }
             }
             Ok(names)
@@ -336,19 +344,13 @@ impl Client {
         })
     }
 
-    pub fn remove_dir(&self, dir: &str) -> Result<()> {
-        self.block_call(dir, |m, k| async move {
-            match m.rmdir_path(&k).await {
-                Err(e) if e.is_not_found() => Ok(()),
-                other => other,
-            }
-        })
-    }
-
-    pub fn touch(&self, key: &str) -> Result<()> {
+    /// Sets the mtime of `key` (and its atime) to `mtime_ns`.
+    pub fn touch(&self, key: &str, mtime_ns: i128) -> Result<()> {
+        let seconds = u32::try_from(mtime_ns.div_euclid(1_000_000_000)).unwrap_or(0);
+        let nseconds = mtime_ns.rem_euclid(1_000_000_000) as u32;
+        let at = nfs_rs::Time { seconds, nseconds };
         self.block_call(key, |m, k| async move {
-            let now = Time::from_system_time(SystemTime::now());
-            m.setattr_path(&k, false, None, None, None, None, Some(now), Some(now))
+            m.setattr_path(&k, false, None, None, None, None, Some(at), Some(at))
                 .await
         })
     }

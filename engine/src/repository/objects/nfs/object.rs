@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 
 use super::client::Client;
 use crate::error::{Error, Result};
-use crate::repository::objects::{ObjectReader, ObjectWriter};
+use crate::repository::objects::files::FileWriter;
+use crate::repository::objects::ObjectReader;
 
 /// Bytes sent as one WRITE batch and COMMIT. A writer holds up to one
 /// piece filling and [`IN_FLIGHT`] sent; a backup has up to four packs
@@ -168,13 +169,13 @@ impl Write for NfsWriter {
         Ok(n)
     }
 
-    /// Buffered bytes are sent by [`ObjectWriter::finish`], not here.
+    /// Buffered bytes are sent by [`FileWriter::finish`], not here.
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
 
-impl ObjectWriter for NfsWriter {
+impl FileWriter for NfsWriter {
     fn finish(mut self: Box<Self>) -> Result<()> {
         self.send()?;
         let mut first = Ok(());

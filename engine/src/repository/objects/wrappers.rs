@@ -1,0 +1,199 @@
+//! Wrappers that give any [`ObjectStore`] a policy, in restic's manner:
+//! [`Retrying`] retries what failed for a passing reason, [`Limited`] caps
+//! how many calls are under way at once. Each is an `ObjectStore` itself,
+//! so they stack.
+
+use std::ops::Range;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{
+    io_kind, Cond, Etag, Key, ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Page, Space,
+    Unfinished,
+};
+use crate::error::Result;
+
+/// Whether an error may pass if the call is made again.
+fn is_transient(e: &crate::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        io_kind(e),
+        Some(
+            Interrupted | TimedOut | ConnectionReset | ConnectionAborted | BrokenPipe | WouldBlock
+        )
+    )
+}
+
+/// Retries a failed call with exponential backoff while the error is
+/// transient and the budget lasts. Only calls that may be repeated safely
+/// are retried: reads, lists, stats, and unconditional puts and deletes
+/// (a conditional one, repeated, could find its own work done and call it
+/// a conflict).
+#[derive(Debug)]
+pub struct Retrying<S> {
+    inner: S,
+    budget: Duration,
+}
+
+impl<S: ObjectStore> Retrying<S> {
+    pub fn new(inner: S, budget: Duration) -> Retrying<S> {
+        Retrying { inner, budget }
+    }
+
+    fn run<T>(&self, mut call: impl FnMut() -> Result<T>) -> Result<T> {
+        let deadline = Instant::now() + self.budget;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match call() {
+                Err(e) if is_transient(&e) && Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<S: ObjectStore> ObjectStore for Retrying<S> {
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+
+    fn writer(&self, key: &Key, cond: Cond) -> Result<Box<dyn ObjectWriter>> {
+        self.run(|| self.inner.writer(key, cond.clone()))
+    }
+
+    fn put(&self, key: &Key, body: &[u8], cond: Cond) -> Result<Etag> {
+        match cond {
+            Cond::Any => self.run(|| self.inner.put(key, body, Cond::Any)),
+            // A repeat could find its own work done and call it a conflict.
+            cond => self.inner.put(key, body, cond),
+        }
+    }
+
+    fn open(&self, key: &Key) -> Result<Box<dyn ObjectReader>> {
+        self.run(|| self.inner.open(key))
+    }
+
+    fn get(&self, key: &Key) -> Result<Vec<u8>> {
+        self.run(|| self.inner.get(key))
+    }
+
+    fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Vec<u8>> {
+        self.run(|| self.inner.get_range(key, range.clone()))
+    }
+
+    fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+        self.run(|| self.inner.stat(key))
+    }
+
+    fn list(&self, prefix: &str, after: Option<&Key>) -> Result<Page> {
+        self.run(|| self.inner.list(prefix, after))
+    }
+
+    fn delete(&self, key: &Key, cond: Cond) -> Result<()> {
+        match cond {
+            Cond::Any => self.run(|| self.inner.delete(key, Cond::Any)),
+            // A repeat could find its own work done and call it a conflict.
+            cond => self.inner.delete(key, cond),
+        }
+    }
+
+    fn space(&self) -> Result<Option<Space>> {
+        self.run(|| self.inner.space())
+    }
+
+    fn unfinished(&self) -> Result<Vec<Unfinished>> {
+        self.run(|| self.inner.unfinished())
+    }
+
+    fn discard(&self, unfinished: &Unfinished) -> Result<()> {
+        self.run(|| self.inner.discard(unfinished))
+    }
+}
+
+/// Lets at most `limit` calls into the inner store at once; the rest wait.
+/// A writer or reader, once made, is not counted: the limit is on calls.
+#[derive(Debug)]
+pub struct Limited<S> {
+    inner: S,
+    limit: usize,
+    running: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl<S: ObjectStore> Limited<S> {
+    pub fn new(inner: S, limit: usize) -> Limited<S> {
+        Limited {
+            inner,
+            limit: limit.max(1),
+            running: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn run<T>(&self, call: impl FnOnce() -> Result<T>) -> Result<T> {
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            while *running >= self.limit {
+                running = self.freed.wait(running).unwrap_or_else(|p| p.into_inner());
+            }
+            *running += 1;
+        }
+        let out = call();
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.freed.notify_one();
+        out
+    }
+}
+
+impl<S: ObjectStore> ObjectStore for Limited<S> {
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+
+    fn writer(&self, key: &Key, cond: Cond) -> Result<Box<dyn ObjectWriter>> {
+        self.run(|| self.inner.writer(key, cond))
+    }
+
+    fn put(&self, key: &Key, body: &[u8], cond: Cond) -> Result<Etag> {
+        self.run(|| self.inner.put(key, body, cond))
+    }
+
+    fn open(&self, key: &Key) -> Result<Box<dyn ObjectReader>> {
+        self.run(|| self.inner.open(key))
+    }
+
+    fn get(&self, key: &Key) -> Result<Vec<u8>> {
+        self.run(|| self.inner.get(key))
+    }
+
+    fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Vec<u8>> {
+        self.run(|| self.inner.get_range(key, range))
+    }
+
+    fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+        self.run(|| self.inner.stat(key))
+    }
+
+    fn list(&self, prefix: &str, after: Option<&Key>) -> Result<Page> {
+        self.run(|| self.inner.list(prefix, after))
+    }
+
+    fn delete(&self, key: &Key, cond: Cond) -> Result<()> {
+        self.run(|| self.inner.delete(key, cond))
+    }
+
+    fn space(&self) -> Result<Option<Space>> {
+        self.run(|| self.inner.space())
+    }
+
+    fn unfinished(&self) -> Result<Vec<Unfinished>> {
+        self.run(|| self.inner.unfinished())
+    }
+
+    fn discard(&self, unfinished: &Unfinished) -> Result<()> {
+        self.run(|| self.inner.discard(unfinished))
+    }
+}
