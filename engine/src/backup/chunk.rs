@@ -14,7 +14,6 @@ use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use strata_format::config::ChunkerParams;
 use strata_format::layer::{ChunkRef, Entry, EntryKind, Xattr};
-use strata_format::pack::compress_chunk;
 use strata_format::{ChunkId, FileHash};
 
 use super::dedup::Dedup;
@@ -27,6 +26,7 @@ use super::walk::WalkItem;
 use crate::chunker::Stop;
 use crate::error::{Error, Result};
 use crate::progress::Progress;
+use crate::repository::codec;
 use crate::repository::packs::write::NewBlob;
 
 /// Files up to this size are read in one piece.
@@ -287,7 +287,7 @@ impl Chunking<'_> {
 
     /// hash → dedup → (if new) compress and hand to the packer.
     fn chunk(&self, data: &[u8]) -> Result<ChunkRef> {
-        self.store(data, ChunkId::of(data))
+        self.store(data, codec::chunk_id(data))
     }
 
     /// dedup → (if new) compress and hand to the packer, for `data` whose
@@ -297,7 +297,7 @@ impl Chunking<'_> {
         if self.dedup.reserve(id)? {
             // Compressing is the slowest step: stop before it when cancelled.
             self.progress.check()?;
-            let (stored, compression) = compress_chunk(data, self.zstd_level)
+            let (stored, compression) = codec::encode(data, self.zstd_level)
                 .map_err(|e| Error::Bug(format!("compressing a chunk: {e}")))?;
             Counters::add(&self.counters.new_bytes, u64::from(len));
             Counters::add(&self.counters.new_chunks, 1);

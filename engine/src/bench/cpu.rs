@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
+use crate::repository::codec;
 use rayon::prelude::*;
-use strata_format::pack::compress_chunk;
 
 use super::{mb_per_s, SizingOptions};
 use crate::chunker::cut_slice;
@@ -24,7 +24,7 @@ fn process(data: &[u8], opts: &SizingOptions) -> u64 {
         let chunk = &data[at..at + len];
         at += len;
         std::hint::black_box(blake3::hash(chunk));
-        stored += match compress_chunk(chunk, opts.zstd_level) {
+        stored += match codec::encode(chunk, opts.zstd_level) {
             Ok((bytes, _)) => bytes.len() as u64,
             Err(_) => len as u64,
         };

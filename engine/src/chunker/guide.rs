@@ -163,6 +163,6 @@ fn hash_all(data: &[u8], lengths: &[usize]) -> Vec<ChunkId> {
 fn hash_spans(data: &[u8], spans: &[(usize, usize)]) -> Vec<ChunkId> {
     spans
         .par_iter()
-        .map(|&(at, len)| ChunkId::of(&data[at..at + len]))
+        .map(|&(at, len)| crate::repository::codec::chunk_id(&data[at..at + len]))
         .collect()
 }

@@ -219,7 +219,7 @@ mod tests {
         cut_slice(data, p)
             .into_iter()
             .map(|len| {
-                let id = strata_format::ChunkId::of(&data[at..at + len]);
+                let id = crate::repository::codec::chunk_id(&data[at..at + len]);
                 at += len;
                 strata_format::layer::ChunkRef {
                     id,

@@ -6,7 +6,7 @@
 //! layers/<backup-id>     one layer per backup (`.<n>`: its n-th rewrite)
 //! locks/exclusive        the exclusive lease
 //! locks/shared-<op-id>   a backup's shared lease
-//! strata-bench-<tag>/    what `strata bench` writes and removes
+//! strata-bench-<tag>-*  what `strata bench` writes and removes
 //! ```
 //!
 //! Objects being written are the store adapter's business (`tmp/` on a
@@ -113,9 +113,10 @@ pub fn shared_lease_of(key: &Key) -> Option<&str> {
         .filter(|op| !op.is_empty())
 }
 
-/// Where `strata bench` measures the store, named after its process.
+/// The prefix of what `strata bench` puts (and removes), named after its
+/// process; at the top, so no directory is left on a filesystem.
 pub fn bench_prefix(tag: &crate::process::Tag) -> String {
-    format!("strata-bench-{tag}/")
+    format!("strata-bench-{tag}-")
 }
 
 #[cfg(test)]

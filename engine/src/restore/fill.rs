@@ -22,7 +22,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::index::ChunkLocation;
 use crate::progress::Progress;
 use crate::repository::packs::read::{
-    check, expand, expanded_len, grown, read_ahead, read_span, room, spans, Blob, Buffers, Span,
+    expanded_len, grown, open_blob, read_ahead, read_span, spans, Blob, Buffers, Span,
 };
 use crate::repository::{PackFile, Repository};
 
@@ -172,8 +172,7 @@ fn fill_pack(
             progress.check()?;
             for placement in &unit.placements[span] {
                 let entry = &placement.entry;
-                let raw = expand(pack.id, entry, stored.blob(entry)?, room(scratch, entry))?;
-                check(pack.id, entry, &raw)?;
+                let raw = stored.open(pack.id, entry, scratch)?;
                 for i in placement.files() {
                     let e = &tree.entries[i];
                     let EntryKind::File { size, hash, .. } = &e.kind else {
@@ -268,12 +267,8 @@ fn leading(window: &[ChunkLocation], room: usize) -> (usize, usize) {
 /// there or copied there when stored raw, and checks them against its id.
 fn place(pack: PackId, entry: &PackEntry, stored: Blob, into: &mut [u8]) -> Result<()> {
     match entry.compression {
-        Compression::Zstd => check(pack, entry, &expand(pack, entry, stored, into)?),
-        Compression::None => {
-            let raw = expand(pack, entry, stored, &mut [])?;
-            check(pack, entry, &raw)?;
-            raw.copy_to(into)
-        }
+        Compression::Zstd => open_blob(pack, entry, stored, into).map(|_| ()),
+        Compression::None => open_blob(pack, entry, stored, &mut [])?.copy_to(into),
     }
 }
 
@@ -371,9 +366,7 @@ fn write_chunks(
                             place(loc.pack, &loc.entry, stored, into).map(|()| None)
                         }
                         Dest::Later(into) => {
-                            let raw = expand(loc.pack, &loc.entry, stored, into)?;
-                            check(loc.pack, &loc.entry, &raw)?;
-                            Ok(Some(raw))
+                            open_blob(loc.pack, &loc.entry, stored, into).map(Some)
                         }
                     }
                 })

@@ -15,7 +15,6 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use strata_format::layer::{Entry, EntryKind};
-use strata_format::ChunkId;
 
 use super::meta;
 use super::tree::Tree;
@@ -75,7 +74,7 @@ pub fn layout(root: &Beneath, tree: &Tree) -> Result<()> {
             return Ok(());
         };
         if chunks.is_empty() {
-            check_hash(&e.path, ChunkId::of(b"").0, hash.0)?;
+            check_hash(&e.path, crate::repository::codec::chunk_id(b"").0, hash.0)?;
             let file = create_fresh(root, &e.path, |extra| {
                 open_new(root, &e.path, extra | OFlags::EXCL)
             })?;

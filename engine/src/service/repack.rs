@@ -16,9 +16,7 @@ use super::{Engine, Site};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::leases::{self, Lease, Purpose};
-use crate::repository::packs::read::{
-    check, expand, read_span, read_trailer, room, spans, Buffers,
-};
+use crate::repository::packs::read::{read_spans, read_trailer, Buffers};
 use crate::repository::packs::write::{self, NewBlob, Placement, Sink};
 
 /// What a repack found and did.
@@ -198,14 +196,11 @@ fn copy_live(
                 lock.renew()?;
                 let pack = site.repo.open_pack(&c.pack)?;
                 let entries: Vec<&PackEntry> = c.live.iter().collect();
-                for run in spans(&entries) {
-                    let wanted = &entries[run];
-                    let span = read_span(&pack, wanted, &pool)?;
-                    for entry in wanted {
-                        let stored = span.blob(entry)?;
-                        let bytes = stored.parts().concat();
-                        let raw = expand(c.pack, entry, stored, room(&mut scratch, entry))?;
-                        check(c.pack, entry, &raw)?;
+                for (run, span) in read_spans(&pack, &entries, &pool) {
+                    let span = span?;
+                    for entry in &entries[run] {
+                        let bytes = span.blob(entry)?.parts().concat();
+                        span.open(c.pack, entry, &mut scratch)?;
                         progress.add_bytes(u64::from(entry.stored_len));
                         blobs
                             .send(NewBlob {

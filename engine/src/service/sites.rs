@@ -51,11 +51,6 @@ pub(crate) fn bind(
             store.meta(&path_key).ok().flatten().unwrap_or_default(),
         ))
     };
-    if let (Some(known), Location::Posix(dir)) = (&bound, location) {
-        if !dir.join("config").exists() {
-            return Err(refuse(known));
-        }
-    }
     // A bound repository is never created: connecting must not make it.
     let backend = match &bound {
         Some(known) => {

@@ -9,12 +9,12 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 use strata_format::pack::{
-    check_chunk_parts, check_lengths, decode_tail, decode_trailer, expand_chunk, Compression,
-    PackEntry, TAIL_LEN,
+    check_chunk_parts, check_lengths, decode_tail, decode_trailer, Compression, PackEntry, TAIL_LEN,
 };
 use strata_format::{ChunkId, PackId};
 
 use crate::error::{Error, Result};
+use crate::repository::codec;
 use crate::repository::{PackFile, Repository};
 
 /// The largest single read. Each restore thread holds a few spans at once
@@ -212,6 +212,17 @@ impl<'a> Blob<'a> {
 }
 
 impl Span<'_> {
+    /// The raw bytes of `entry`'s blob, opened and verified (see
+    /// [`open_blob`]), expanded into `scratch` when compressed.
+    pub fn open<'a>(
+        &'a self,
+        pack: PackId,
+        entry: &PackEntry,
+        scratch: &'a mut Vec<u8>,
+    ) -> Result<Blob<'a>> {
+        open_blob(pack, entry, self.blob(entry)?, room(scratch, entry))
+    }
+
     /// The stored blob of `entry`, one of the entries this span was read for.
     pub fn blob(&self, entry: &PackEntry) -> Result<Blob<'_>> {
         let missing = || Error::Bug(format!("blob at {} is not in its span", entry.offset));
@@ -390,7 +401,7 @@ fn at(pack: PackId, entry: &PackEntry) -> String {
 /// Turns a stored blob into its chunk's bytes, decompressed into `out` (at
 /// least `raw_len` bytes) or lent back when stored raw, **not yet checked**
 /// against its id: the caller checks them with [`check`].
-pub fn expand<'a>(
+fn expand<'a>(
     pack: PackId,
     entry: &PackEntry,
     stored: Blob<'a>,
@@ -408,7 +419,7 @@ pub fn expand<'a>(
     };
     let len = stored.len();
     match stored {
-        Blob::Whole(stored) => expand_chunk(entry, stored, out)
+        Blob::Whole(stored) => codec::decode(entry, stored, out)
             .map(Blob::Whole)
             .map_err(named),
         Blob::Parts(parts) => match entry.compression {
@@ -419,7 +430,7 @@ pub fn expand<'a>(
             // Rare: reads are cut so that most blobs come back whole.
             Compression::Zstd => {
                 let joined = parts.concat();
-                let len = expand_chunk(entry, &joined, out).map_err(named)?.len();
+                let len = codec::decode(entry, &joined, out).map_err(named)?.len();
                 Ok(Blob::Whole(&out[..len]))
             }
         },
@@ -429,10 +440,7 @@ pub fn expand<'a>(
 /// The room [`expand`] needs for a chunk: its raw length when it is
 /// compressed, none when it is stored raw (it is lent back).
 pub fn expanded_len(entry: &PackEntry) -> usize {
-    match entry.compression {
-        Compression::None => 0,
-        Compression::Zstd => entry.raw_len as usize,
-    }
+    codec::decoded_room(entry)
 }
 
 /// `scratch`, grown to at least `len` bytes (only growth is zero-filled).
@@ -448,8 +456,36 @@ pub fn room<'a>(scratch: &'a mut Vec<u8>, entry: &PackEntry) -> &'a mut [u8] {
     grown(scratch, expanded_len(entry))
 }
 
+/// A blob's raw bytes, opened (expanded into `room` when compressed, lent
+/// as stored when raw) and verified against its id: the one way a stored
+/// chunk becomes data, for restore, repack and check alike.
+pub fn open_blob<'a>(
+    pack: PackId,
+    entry: &PackEntry,
+    stored: Blob<'a>,
+    room: &'a mut [u8],
+) -> Result<Blob<'a>> {
+    let raw = expand(pack, entry, stored, room)?;
+    check(pack, entry, &raw)?;
+    Ok(raw)
+}
+
+/// The spans of `entries` (in pack order), each read as the iterator
+/// reaches it: what every pass over a pack's blobs starts from. Each item
+/// is the entries' range and the span read for them.
+pub fn read_spans<'p>(
+    pack: &'p PackFile,
+    entries: &'p [&'p PackEntry],
+    pool: &'p Buffers,
+) -> impl Iterator<Item = (Range<usize>, Result<Span<'p>>)> + 'p {
+    spans(entries).into_iter().map(move |run| {
+        let span = read_span(pack, &entries[run.clone()], pool);
+        (run, span)
+    })
+}
+
 /// Checks a chunk's bytes against its id; the error names the pack and offset.
-pub fn check(pack: PackId, entry: &PackEntry, raw: &Blob) -> Result<()> {
+fn check(pack: PackId, entry: &PackEntry, raw: &Blob) -> Result<()> {
     check_chunk_parts(entry, raw.parts()).map_err(|err| Error::Corrupt {
         location: at(pack, entry),
         detail: err.to_string(),
@@ -494,9 +530,9 @@ pub fn verify_pack(repo: &Repository, id: &PackId, pool: &Buffers) -> Result<Pac
     verdict.bytes = trailer.bytes_read;
     let entries: Vec<&PackEntry> = trailer.entries.iter().collect();
     let mut scratch = Vec::new();
-    for run in spans(&entries) {
+    for (run, span) in read_spans(&pack, &entries, pool) {
         let wanted = &entries[run];
-        let span = match read_span(&pack, wanted, pool) {
+        let span = match span {
             Ok(span) => span,
             Err(e @ Error::Corrupt { .. }) => {
                 for entry in wanted {
@@ -508,11 +544,7 @@ pub fn verify_pack(repo: &Repository, id: &PackId, pool: &Buffers) -> Result<Pac
         };
         for entry in wanted {
             verdict.bytes += u64::from(entry.stored_len);
-            let raw = span
-                .blob(entry)
-                .and_then(|stored| expand(pack.id, entry, stored, room(&mut scratch, entry)))
-                .and_then(|raw| check(pack.id, entry, &raw));
-            match raw {
+            match span.open(pack.id, entry, &mut scratch).map(|_| ()) {
                 Ok(()) => {
                     verdict.intact += 1;
                     verdict.intact_bytes += u64::from(entry.raw_len);
