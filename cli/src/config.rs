@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use strata_engine::catalog::CatalogLocation;
 use strata_engine::repository::objects::Location;
 use strata_engine::EngineConfig;
 use strata_format::config::{ChunkerParams, CompressionSetting};
@@ -228,8 +229,14 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         None => (FileConfig::default(), Vec::new()),
     };
     let catalog = match global.catalog.clone().or(file.catalog.clone()) {
-        Some(p) => p,
-        None => xdg("XDG_STATE_HOME", ".local/state")?.join("strata/catalog.db"),
+        // A path, or a URL the engine recognises (and may refuse).
+        Some(p) => match p.to_str() {
+            Some(text) => CatalogLocation::parse(text)?,
+            None => CatalogLocation::Sqlite(p),
+        },
+        None => CatalogLocation::Sqlite(
+            xdg("XDG_STATE_HOME", ".local/state")?.join("strata/catalog.db"),
+        ),
     };
     let mut repository = repository_location(global, &file)?;
     with_env_retry(&mut repository);

@@ -14,11 +14,14 @@
 mod backup_writes;
 mod backups;
 mod chunks;
+mod location;
 mod operations;
 mod quotas;
 mod recovered;
 mod shares;
 mod snapshots;
+
+pub use location::{CatalogLocation, Fresh};
 
 use crate::store::ProjectStore;
 use std::path::{Path, PathBuf};
@@ -367,15 +370,6 @@ impl Catalog {
 
     pub fn path(&self) -> &Path {
         &self.pool.path
-    }
-
-    /// Where the catalog at `catalog` keeps the chunk index of another
-    /// repository it indexes (a backup type's own): a SQLite file beside
-    /// it, named after that repository's id.
-    pub fn index_path(catalog: &Path, repository: &strata_format::RepositoryId) -> PathBuf {
-        let mut name = catalog.as_os_str().to_os_string();
-        name.push(format!(".repository-{repository}.db"));
-        PathBuf::from(name)
     }
 
     /// A connection for one call: the pinned one, else one from the pool.

@@ -294,12 +294,12 @@ impl Engine {
         op: &str,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
-        let site = self.site_of(backup)?;
+        let vault = self.vault_of(backup)?;
         // No pack is removed or moved while the lock stands (a sweep or a
         // repack waits, and a restore waits for one that runs); the index
         // first learns what one did before.
-        let locked = leases::shared(&site.repo, op, super::operations::SHARED_LOCK_WAIT)
-            .and_then(|lock| site.sync_index().map(|()| lock));
+        let locked = leases::shared(&vault.repo, op, super::operations::SHARED_LOCK_WAIT)
+            .and_then(|lock| vault.sync_index().map(|()| lock));
         match locked {
             Ok(lock) => self.restore_supervised(backup, share, target, op, &lock, progress),
             Err(e) => Err(e),
@@ -334,7 +334,7 @@ impl Engine {
             }
         }
         progress.recorded();
-        let site = self.site_of(backup)?;
+        let vault = self.vault_of(backup)?;
         let result = self.supervise(
             op,
             backup.id,
@@ -347,8 +347,8 @@ impl Engine {
                     window_bytes: self.config.restore_window_bytes,
                 };
                 restore::run(
-                    &site.repo,
-                    &*site.index,
+                    &vault.repo,
+                    &*vault.index,
                     &backup.id,
                     target,
                     &options,

@@ -10,7 +10,7 @@ use strata_format::pack::PackEntry;
 use strata_format::{ChunkId, PackId};
 
 use super::gc::{scan_layers, Collect};
-use super::{Engine, Site};
+use super::{Engine, Vault};
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::store::{BackupFilter, BackupRecord, BackupStatus};
@@ -100,13 +100,13 @@ impl Engine {
     pub fn check(&self) -> Result<CheckReport> {
         let mut report = CheckReport::default();
         let backups = self.store.list_backups(&BackupFilter::default())?;
-        let sites: Vec<&Site> = self.sites().collect();
-        let mut by_site: Vec<Vec<&BackupRecord>> = vec![Vec::new(); sites.len()];
+        let vaults: Vec<&Vault> = self.vaults().collect();
+        let mut by_site: Vec<Vec<&BackupRecord>> = vec![Vec::new(); vaults.len()];
         for b in &backups {
-            match self.site_of(b) {
-                Ok(site) => {
-                    let id = site.repo.config().repository_id;
-                    if let Some(i) = sites
+            match self.vault_of(b) {
+                Ok(vault) => {
+                    let id = vault.repo.config().repository_id;
+                    if let Some(i) = vaults
                         .iter()
                         .position(|s| s.repo.config().repository_id == id)
                     {
@@ -116,8 +116,8 @@ impl Engine {
                 Err(e) => report.missing_layers.push(e.to_string()),
             }
         }
-        for (site, backups) in sites.into_iter().zip(by_site) {
-            self.check_site(site, &backups, &mut report)?;
+        for (vault, backups) in vaults.into_iter().zip(by_site) {
+            self.check_site(vault, &backups, &mut report)?;
         }
         if report.index_mismatches.len() > NAMED {
             let more = report.index_mismatches.len() - NAMED;
@@ -141,7 +141,7 @@ impl Engine {
     /// removes packs while this check runs; what it moved is elsewhere).
     fn still_needed(
         &self,
-        site: &Site,
+        vault: &Vault,
         gone: &[PackId],
         listed: &[PackId],
         referenced: &HashSet<ChunkId>,
@@ -151,17 +151,17 @@ impl Engine {
             return Ok(Vec::new());
         }
         let before: HashSet<&PackId> = listed.iter().collect();
-        for pack in site.repo.list_pack_files()? {
+        for pack in vault.repo.list_pack_files()? {
             if before.contains(&pack) {
                 continue;
             }
-            if let Ok(t) = crate::repository::packs::read::read_trailer(&site.repo, &pack) {
+            if let Ok(t) = crate::repository::packs::read::read_trailer(&vault.repo, &pack) {
                 in_repository.extend(t.entries.iter().map(|e| e.id));
             }
         }
         let mut needed = Vec::new();
         for pack in gone {
-            let rows = site.index.pack_chunks(pack)?;
+            let rows = vault.index.pack_chunks(pack)?;
             if rows
                 .iter()
                 .any(|e| referenced.contains(&e.id) && !in_repository.contains(&e.id))
@@ -175,7 +175,7 @@ impl Engine {
     /// [`Engine::check`] of one repository and the backups it holds.
     fn check_site(
         &self,
-        site: &Site,
+        vault: &Vault,
         backups: &[&BackupRecord],
         report: &mut CheckReport,
     ) -> Result<()> {
@@ -186,13 +186,13 @@ impl Engine {
             .filter(|b| matches!(b.status, BackupStatus::Available | BackupStatus::Restoring))
             .map(|b| b.id)
             .collect();
-        let index: &dyn ChunkIndex = &*site.index;
+        let index: &dyn ChunkIndex = &*vault.index;
         let mut unindexed = 0;
         // Exact: `check` names garbage packs, so none may hide behind a
         // false positive.
         let mut exact = HashSet::new();
         let scan = scan_layers(
-            &site.repo,
+            &vault.repo,
             Collect::PerLayer(&mut |id, chunks| {
                 exact.extend(chunks.iter().copied());
                 if live.contains(&id) {
@@ -210,19 +210,19 @@ impl Engine {
             .damaged_layers
             .extend(scan.damaged.iter().map(|(_, e)| e.to_string()));
 
-        let backups_running = crate::repository::leases::live_shared_count(&site.repo)? > 0;
-        let files = site.repo.list_pack_files()?;
+        let backups_running = crate::repository::leases::live_shared_count(&vault.repo)? > 0;
+        let files = vault.repo.list_pack_files()?;
         let indexed = index.packs()?;
         let known: HashSet<PackId> = indexed.iter().map(|(p, _)| *p).collect();
         let mut gone = Vec::new();
         for (pack, size) in &indexed {
-            match site.repo.pack_size(pack)? {
+            match vault.repo.pack_size(pack)? {
                 Some(s) if s == *size => {}
                 Some(_) => report.bad_packs.push(pack.to_string()),
                 None => gone.push(*pack),
             }
         }
-        let repo = &site.repo;
+        let repo = &vault.repo;
         let trailers: Vec<(PackId, Result<Vec<PackEntry>>)> = files
             .par_iter()
             .map(|p| {
@@ -260,7 +260,7 @@ impl Engine {
         }
 
         report.bad_packs.extend(
-            self.still_needed(site, &gone, &files, &exact, in_repository)?
+            self.still_needed(vault, &gone, &files, &exact, in_repository)?
                 .iter()
                 .map(PackId::to_string),
         );
@@ -286,7 +286,7 @@ impl Engine {
             {
                 continue;
             }
-            match crate::restore::refusal(&site.repo, index, &b.id, &mut lengths) {
+            match crate::restore::refusal(&vault.repo, index, &b.id, &mut lengths) {
                 Ok(()) => {}
                 Err(e @ Error::Corrupt { .. }) => {
                     report.unrestorable.push(format!("backup {}: {e}", b.id));
@@ -296,7 +296,7 @@ impl Engine {
         }
         // A running operation's unfinished puts are not leftovers.
         let boot = crate::process::boot_id();
-        report.temp_files += site
+        report.temp_files += vault
             .repo
             .unfinished()?
             .iter()

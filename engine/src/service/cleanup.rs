@@ -115,16 +115,16 @@ impl Engine {
                 op.pid,
                 op.host
             ));
-            for site in self.sites() {
-                leases::break_shared(&site.repo, &op.id);
+            for vault in self.vaults() {
+                leases::break_shared(&vault.repo, &op.id);
                 let dead = process::Tag {
                     host: op.host.clone(),
                     pid: op.pid,
                     start: op.process_start,
                 };
-                for unfinished in site.repo.unfinished()? {
+                for unfinished in vault.repo.unfinished()? {
                     if unfinished.writer.as_ref() == Some(&dead) {
-                        site.repo.discard(&unfinished)?;
+                        vault.repo.discard(&unfinished)?;
                         report.temp_files += 1;
                     }
                 }
@@ -133,16 +133,16 @@ impl Engine {
         }
         report.shares_released = self.release_orphan_shares()?;
         let mut skipped = Vec::new();
-        for site in self.sites() {
+        for vault in self.vaults() {
             if gc_wait.is_some() {
-                report.temp_files += sweep_orphan_temp(&site.repo)?;
+                report.temp_files += sweep_orphan_temp(&vault.repo)?;
             }
-            release_dead_exclusive_lock(&site.repo);
+            release_dead_exclusive_lock(&vault.repo);
             if gc_wait.is_some() {
-                report.layers_settled += self.settle_site(site)?;
+                report.layers_settled += self.settle_site(vault)?;
             }
             if gc_wait.is_some() || wrote_packs {
-                let sweep = site.collect_packs(gc_wait.unwrap_or(Duration::ZERO))?;
+                let sweep = vault.collect_packs(gc_wait.unwrap_or(Duration::ZERO))?;
                 report.packs_removed += sweep.removed;
                 skipped.extend(sweep.skipped);
             }
@@ -266,8 +266,8 @@ impl Engine {
 
     /// Completes a `creating` backup whose layer is in the repository.
     fn complete_from_layer(&self, id: BackupId) -> Result<bool> {
-        let site = self.site_of(&self.store.backup(id)?)?;
-        let bytes = match site.repo.load_layer(&id) {
+        let vault = self.vault_of(&self.store.backup(id)?)?;
+        let bytes = match vault.repo.load_layer(&id) {
             Ok(bytes) => bytes,
             Err(Error::NotFound { .. }) => return Ok(false),
             Err(e) => return Err(e),

@@ -314,12 +314,12 @@ impl Engine {
             Some(id) => Some(self.store.snapshot(id)?),
             None => None,
         };
-        let site = self.site_of(record)?;
-        let lock = leases::shared(&site.repo, op, SHARED_LOCK_WAIT)?;
+        let vault = self.vault_of(record)?;
+        let lock = leases::shared(&vault.repo, op, SHARED_LOCK_WAIT)?;
         // No sweep runs while the lock stands; one that ran before (maybe on
         // another node) may have removed packs the index still names, which
         // this backup must not deduplicate against.
-        site.sync_index()?;
+        vault.sync_index()?;
         let plan = BackupPlan {
             backup_id: record.id,
             share_id: share.id,
@@ -351,7 +351,7 @@ impl Engine {
             BackupStatus::Creating,
             &[&lock],
             progress,
-            || backup::run(&site.repo, &*site.index, &lock, &plan, progress),
+            || backup::run(&vault.repo, &*vault.index, &lock, &plan, progress),
         )?;
         let mut done = record.clone();
         done.set_layer_stats(&outcome.stats);
@@ -444,8 +444,8 @@ impl Engine {
                 // The packs it published are referenced by no layer: removed
                 // now if no other backup runs (else `cleanup` removes them).
                 // The backup's own error is what the caller needs to see.
-                if let Ok(site) = self.site_of(&self.store.backup(id)?) {
-                    let _ = site.collect_packs(Duration::ZERO);
+                if let Ok(vault) = self.vault_of(&self.store.backup(id)?) {
+                    let _ = vault.collect_packs(Duration::ZERO);
                 }
                 Err(e)
             }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use strata_format::BackupId;
 
 use super::operations::OpTarget;
-use super::{Engine, Site};
+use super::{Engine, Vault};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::store::{BackupRecord, BackupStatus, OpKind};
@@ -147,19 +147,19 @@ impl Engine {
     /// row and chunk references; then, if no backup is running, the packs
     /// nothing references any more (otherwise `cleanup` collects them).
     pub(crate) fn remove_backup_data(&self, id: BackupId) -> Result<()> {
-        let site = self.site_of(&self.store.backup(id)?)?;
-        self.remove_backup_records(site, id)?;
+        let vault = self.vault_of(&self.store.backup(id)?)?;
+        self.remove_backup_records(vault, id)?;
         // A sweep that cannot run now (busy, an unreadable layer) leaves
         // the packs to `cleanup`.
-        site.collect_packs(GC_WAIT).map(|_| ())
+        vault.collect_packs(GC_WAIT).map(|_| ())
     }
 
     /// Every generation of the backup's layer, then its chunk references
     /// and its record; packs are left to a sweep.
-    pub(crate) fn remove_backup_records(&self, site: &Site, id: BackupId) -> Result<()> {
-        site.repo.remove_layer(&id)?;
+    pub(crate) fn remove_backup_records(&self, vault: &Vault, id: BackupId) -> Result<()> {
+        vault.repo.remove_layer(&id)?;
         // A type's own repository has its own index, and its references.
-        site.index.drop_refs(id)?;
+        vault.index.drop_refs(id)?;
         crate::failpoint::hit("delete.references_dropped");
         self.store.remove_backup(id)?;
         crate::failpoint::hit("delete.record_removed");

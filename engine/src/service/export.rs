@@ -202,11 +202,11 @@ impl Engine {
             )));
         }
         let share = self.store.share(backup.share_id)?;
-        let site = self.site_of(backup)?;
+        let vault = self.vault_of(backup)?;
         let record = Record {
             version: RECORD_VERSION,
-            repository_id: site.repo.config().repository_id.to_string(),
-            repository: site.repo.location().to_string(),
+            repository_id: vault.repo.config().repository_id.to_string(),
+            repository: vault.repo.location().to_string(),
             chain: self.chain(backup)?.iter().map(|b| b.to_string()).collect(),
             backup: Fields::of(backup),
             share: ShareFields {

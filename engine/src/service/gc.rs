@@ -19,7 +19,7 @@ use crate::repository::layers::StoredLayer;
 use strata_format::pack::PackEntry;
 use strata_format::{BackupId, ChunkId, PackId};
 
-use super::Site;
+use super::Vault;
 use crate::chunkset::ChunkSet;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
@@ -134,7 +134,7 @@ pub(crate) fn is_garbage(repo: &Repository, pack: &PackId, referenced: &ChunkSet
     }
 }
 
-impl Site {
+impl Vault {
     /// Removes every pack no layer in the repository references, waiting up
     /// to `wait` for the exclusive lock; then forgets, in the local index,
     /// every pack that is no longer in the repository (whoever removed it).
@@ -153,7 +153,7 @@ impl Site {
         self.sweep(&lock)
     }
 
-    /// [`Site::collect_packs`] under an exclusive lock the caller holds.
+    /// [`Vault::collect_packs`] under an exclusive lock the caller holds.
     pub(crate) fn sweep(&self, lock: &Lease) -> Result<Sweep> {
         let scan = scan_layers(&self.repo, Collect::Referenced(self.memory))?;
         if let Some((_, e)) = scan.damaged.first() {

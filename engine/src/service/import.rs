@@ -15,7 +15,7 @@ use strata_format::layer::Layer;
 
 use super::export::decode;
 use super::recover::{checked_layer, ensure_share, index_opened, index_packs, LayerSummary};
-use super::{Engine, RebuildReport, Site};
+use super::{Engine, RebuildReport, Vault};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::store::BackupRecord;
@@ -70,7 +70,7 @@ impl Engine {
         progress: &Progress,
     ) -> Result<BackupRecord> {
         let record = decode(service, url)?;
-        let site = self.site_with_id(&record.repository_id, &record.repository)?;
+        let vault = self.site_with_id(&record.repository_id, &record.repository)?;
         let claimed = record.backup.record()?;
         if record.chain.last() != Some(&record.backup.id) {
             return Err(Error::InvalidArgument(
@@ -83,7 +83,7 @@ impl Engine {
                 claimed.id
             )));
         }
-        let bytes = site.repo.load_layer(&claimed.id).map_err(|e| match e {
+        let bytes = vault.repo.load_layer(&claimed.id).map_err(|e| match e {
             Error::NotFound { name, .. } => Error::Corrupt {
                 location: name,
                 detail: format!(
@@ -94,21 +94,21 @@ impl Engine {
             other => other,
         })?;
         let layer = checked_layer(claimed.id, &bytes)?;
-        let backup = self.admissible(&claimed, &layer, site)?;
-        let known: HashSet<_> = site.index.packs()?.into_iter().map(|(p, _)| p).collect();
-        let unknown: Vec<_> = site
+        let backup = self.admissible(&claimed, &layer, vault)?;
+        let known: HashSet<_> = vault.index.packs()?.into_iter().map(|(p, _)| p).collect();
+        let unknown: Vec<_> = vault
             .repo
             .list_pack_files()?
             .into_iter()
             .filter(|p| !known.contains(p))
             .collect();
         let mut scan = RebuildReport::default();
-        index_packs(&site.repo, &*site.index, &unknown, &mut scan, progress)?;
+        index_packs(&vault.repo, &*vault.index, &unknown, &mut scan, progress)?;
         crate::failpoint::hit("import.packs_indexed");
-        let summary = match index_opened(&*site.index, layer) {
+        let summary = match index_opened(&*vault.index, layer) {
             Ok(s) if s.unplaced.0 == 0 => s,
             Ok(s) => {
-                site.index.drop_refs(backup.id)?;
+                vault.index.drop_refs(backup.id)?;
                 return Err(Error::Corrupt {
                     location: format!("backup {}", backup.id),
                     detail: format!(
@@ -123,7 +123,7 @@ impl Engine {
                 });
             }
             Err(e) => {
-                site.index.drop_refs(backup.id)?;
+                vault.index.drop_refs(backup.id)?;
                 return Err(e);
             }
         };
@@ -135,7 +135,7 @@ impl Engine {
             )
         });
         if let Err(e) = recorded {
-            site.index.drop_refs(backup.id)?;
+            vault.index.drop_refs(backup.id)?;
             return Err(e);
         }
         crate::failpoint::hit("import.recorded");
@@ -143,16 +143,16 @@ impl Engine {
         self.store.backup(backup.id)
     }
 
-    /// The site of repository `id`, which this catalog must index.
-    fn site_with_id(&self, id: &str, location: &str) -> Result<&Site> {
-        if let Some(site) = self
-            .sites()
+    /// The vault of repository `id`, which this catalog must index.
+    fn site_with_id(&self, id: &str, location: &str) -> Result<&Vault> {
+        if let Some(vault) = self
+            .vaults()
             .find(|s| s.repo.config().repository_id.to_string() == id)
         {
-            return Ok(site);
+            return Ok(vault);
         }
         let ours: Vec<String> = self
-            .sites()
+            .vaults()
             .map(|s| format!("{} at {}", s.repo.config().repository_id, s.repo.location()))
             .collect();
         Err(Error::InvalidArgument(format!(
@@ -161,7 +161,7 @@ impl Engine {
         )))
     }
 
-    /// The backup to record for `claimed`, whose layer (in `site`) is
+    /// The backup to record for `claimed`, whose layer (in `vault`) is
     /// `layer`: the layer's fields, checked against the record, this
     /// project's, in the repository its type keeps backups in, on a parent
     /// of this project and share that this catalog has.
@@ -169,7 +169,7 @@ impl Engine {
         &self,
         claimed: &BackupRecord,
         layer: &Layer<'_>,
-        site: &Site,
+        vault: &Vault,
     ) -> Result<BackupRecord> {
         let summary = LayerSummary {
             meta: layer.meta.clone(),
@@ -184,14 +184,14 @@ impl Engine {
                 backup.id, backup.project
             )));
         }
-        let home = self.site_of(&backup)?.repo.config().repository_id;
-        if home != site.repo.config().repository_id {
+        let home = self.vault_of(&backup)?.repo.config().repository_id;
+        if home != vault.repo.config().repository_id {
             return Err(Error::InvalidArgument(format!(
                 "backup {} is of backup type {}, whose backups this catalog keeps in repository \
                  {home}, not in {}",
                 backup.id,
                 backup.backup_type.as_deref().unwrap_or("default"),
-                site.repo.config().repository_id
+                vault.repo.config().repository_id
             )));
         }
         if let Some(parent) = backup.parent_id {

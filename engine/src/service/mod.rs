@@ -18,8 +18,8 @@ mod rebuild;
 mod recover;
 mod repack;
 pub mod shares;
-mod sites;
 mod snapshots;
+mod vaults;
 mod verify;
 
 use std::path::PathBuf;
@@ -35,11 +35,11 @@ pub use export::ExportedBackup;
 pub use prune::{Decision, PruneReport, PruneRequest, Retention, Rule};
 pub use rebuild::RebuildReport;
 pub use repack::RepackReport;
-pub use sites::{IndexFor, Site};
 pub use snapshots::NewSnapshot;
+pub use vaults::{IndexFor, Vault};
 pub use verify::{DataReport, DataSubset};
 
-use crate::catalog::Catalog;
+use crate::catalog::CatalogLocation;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::repository::objects::Location;
@@ -50,7 +50,7 @@ use crate::store::{BackupRecord, Quota, QuotaUsage};
 /// Where things live and the defaults for new objects.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    pub catalog_path: PathBuf,
+    pub catalog: CatalogLocation,
     /// A directory or an `nfs://` export.
     pub repository: Location,
     pub project: String,
@@ -117,9 +117,9 @@ pub struct BackupType {
 }
 
 impl EngineConfig {
-    pub fn new(catalog_path: PathBuf, repository: Location) -> Self {
+    pub fn new(catalog: impl Into<CatalogLocation>, repository: Location) -> Self {
         EngineConfig {
-            catalog_path,
+            catalog: catalog.into(),
             repository,
             project: "default".into(),
             compression: None,
@@ -144,9 +144,9 @@ impl EngineConfig {
 pub struct Engine {
     pub(crate) store: Arc<dyn ServiceStore>,
     /// The default repository, and its chunk index.
-    pub(crate) site: Site,
+    pub(crate) vault: Vault,
     /// The repositories of backup types that have their own.
-    pub(crate) type_sites: Vec<Site>,
+    pub(crate) type_vaults: Vec<Vault>,
     pub(crate) config: EngineConfig,
     pub(crate) host: String,
 }
@@ -162,14 +162,14 @@ impl Engine {
         config.project = project.to_string();
         Ok(Engine {
             store: Arc::clone(&self.store),
-            site: self.site.clone(),
-            type_sites: self.type_sites.clone(),
+            vault: self.vault.clone(),
+            type_vaults: self.type_vaults.clone(),
             config,
             host: self.host.clone(),
         })
     }
 
-    /// Opens the SQLite catalog at `config.catalog_path` and the
+    /// Opens the catalog at `config.catalog` and the
     /// repositories, creating any that is missing (see
     /// [`Engine::with_catalog`]). A backup type's own repository gets its
     /// own chunk index, a SQLite file beside the catalog.
@@ -177,10 +177,10 @@ impl Engine {
         if config.project.is_empty() {
             return Err(Error::InvalidArgument("the project name is empty".into()));
         }
-        let catalog = Catalog::open(&config.catalog_path)?;
-        let path = config.catalog_path.clone();
+        let catalog = config.catalog.open()?;
+        let location = config.catalog.clone();
         let index_for = move |id: &RepositoryId| -> Result<Arc<dyn ChunkIndex>> {
-            Ok(Arc::new(Catalog::open(&Catalog::index_path(&path, id))?))
+            Ok(Arc::new(location.index_for(id).open()?))
         };
         Engine::with_catalog(
             Arc::new(catalog.clone()),
@@ -208,21 +208,21 @@ impl Engine {
         if config.project.is_empty() {
             return Err(Error::InvalidArgument("the project name is empty".into()));
         }
-        let repo = sites::bind(
+        let repo = vaults::bind(
             &*store,
             "repository",
             &config.repository,
             &config.new_repository,
-            &config.catalog_path,
+            &config.catalog,
             config.repository_modes,
         )?;
-        let mut site = Site {
+        let mut vault = Vault {
             repo,
             index,
             types: Vec::new(),
             memory: config.gc_memory_bytes,
         };
-        let type_sites = sites::type_sites(&*store, &config, &mut site, index_for)?;
+        let type_vaults = vaults::type_vaults(&*store, &config, &mut vault, index_for)?;
         store.ensure_project(&config.project)?;
         let host = rustix::system::uname()
             .nodename()
@@ -230,8 +230,8 @@ impl Engine {
             .into_owned();
         Ok(Engine {
             store,
-            site,
-            type_sites,
+            vault,
+            type_vaults,
             config,
             host,
         })
@@ -245,8 +245,8 @@ impl Engine {
             return Ok(0);
         }
         let mut layers = 0;
-        for site in self.sites() {
-            layers += site.repo.list_layers()?.len() as u64;
+        for vault in self.vaults() {
+            layers += vault.repo.list_layers()?.len() as u64;
         }
         Ok(layers)
     }
@@ -258,12 +258,12 @@ impl Engine {
 
     /// The chunk index of the default repository.
     pub fn index(&self) -> &dyn ChunkIndex {
-        &*self.site.index
+        &*self.vault.index
     }
 
     /// The default repository.
     pub fn repository(&self) -> &Repository {
-        &self.site.repo
+        &self.vault.repo
     }
 
     pub fn project(&self) -> &str {
@@ -294,11 +294,11 @@ impl Engine {
     /// The zstd level of new chunks of a backup of `backup_type` (its own
     /// setting, else the engine's, else the repository's).
     fn zstd_level(&self, backup_type: Option<&BackupType>) -> Option<i32> {
-        let site = self.site_for(backup_type);
+        let vault = self.site_for(backup_type);
         backup_type
             .and_then(|t| t.compression)
             .or(self.config.compression)
-            .unwrap_or(site.repo.config().compression)
+            .unwrap_or(vault.repo.config().compression)
             .zstd_level()
     }
 

@@ -4,19 +4,19 @@
 //! pack list from pack trailers (never pack bodies); projects, shares,
 //! backups (parents, data timestamps, names, descriptions, figures, reports)
 //! and chunk references from layer metadata and entries. Quotas and
-//! operations take their defaults. The new catalog is written beside the
-//! old path and renamed over it at the end, so a rebuild killed at any
-//! point leaves either the old catalog or none, and can simply run again.
+//! operations take their defaults. A fresh store is built beside the
+//! catalog's location and swapped in whole at the end
+//! ([`CatalogLocation::build_fresh`]), so a rebuild killed at any point
+//! leaves the old catalog or the new one, and can simply run again.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 
 use strata_format::{BackupId, ShareId};
 
 use super::recover::{ensure_share, index_layer, index_packs, LayerSummary};
 use super::{Engine, EngineConfig};
-use crate::catalog::Catalog;
-use crate::error::{Error, IoContext, Result};
+use crate::catalog::{Catalog, CatalogLocation, Fresh};
+use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::progress::Progress;
 use crate::repository::{LayerName, Repository};
@@ -46,42 +46,20 @@ impl RebuildReport {
     }
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// Removes a SQLite database file and its journal files.
-fn remove_database(path: &Path) -> Result<()> {
-    for p in [
-        path.to_path_buf(),
-        sibling(path, "-wal"),
-        sibling(path, "-shm"),
-    ] {
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&p, e)),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 impl Engine {
-    /// Rebuilds the catalog at `config.catalog_path` from the repository.
+    /// Rebuilds the catalog at `config.catalog` from the repository.
     /// A catalog that records anything is replaced only with `force`.
     pub fn rebuild_catalog(
         config: &EngineConfig,
         force: bool,
         progress: &Progress,
     ) -> Result<RebuildReport> {
-        let target = &config.catalog_path;
+        let target = &config.catalog;
         let confirmed = confirmed_paths(target);
-        if target.exists() && !force && !Catalog::open(target)?.is_empty()? {
+        if target.exists() && !force && !target.open()?.is_empty()? {
             return Err(Error::InvalidState(format!(
-                "catalog {} is not empty; only a forced rebuild replaces it with one rebuilt \
-                 from the repository",
-                target.display()
+                "catalog {target} is not empty; only a forced rebuild replaces it with one \
+                 rebuilt from the repository"
             )));
         }
         let repo = Repository::open(crate::repository::connect(
@@ -102,11 +80,9 @@ impl Engine {
                 repos.push(repo);
             }
         }
-        let building = sibling(target, ".rebuild");
-        remove_database(&building)?;
-        let catalog = Catalog::open(&building)?.pinned()?;
-        // Not live until renamed into place (and synced before that).
-        catalog.bulk_load()?;
+        // Not live until swapped into place.
+        let fresh = target.build_fresh()?;
+        let catalog = fresh.catalog();
         catalog.set_meta(
             "repository_id",
             &repos[0].config().repository_id.to_string(),
@@ -121,24 +97,22 @@ impl Engine {
             listed.push((packs, layers));
         }
         let mut layers = Layers::new();
-        // Each other repository's index is its own file, built beside its
-        // place and renamed into it before the catalog (whose records name
+        // Each other repository's index is a store of its own, built beside
+        // its place and swapped in before the catalog (whose records name
         // its backups) is.
-        let mut indexes = Vec::new();
+        let mut indexes: Vec<Fresh> = Vec::new();
         for (n, (repo, (packs, ids))) in repos.iter().zip(&listed).enumerate() {
-            let own = match n {
-                0 => None,
-                _ => {
-                    let path = Catalog::index_path(target, &repo.config().repository_id);
-                    let building = sibling(&path, ".rebuild");
-                    remove_database(&building)?;
-                    let own = Catalog::open(&building)?.pinned()?;
-                    own.bulk_load()?;
-                    indexes.push((building, path));
-                    Some(own)
-                }
+            if n > 0 {
+                indexes.push(
+                    target
+                        .index_for(&repo.config().repository_id)
+                        .build_fresh()?,
+                );
+            }
+            let index = match n {
+                0 => catalog,
+                _ => indexes.last().map_or(catalog, Fresh::catalog),
             };
-            let index = own.as_ref().unwrap_or(&catalog);
             index_packs(repo, index, packs, &mut report, progress)?;
             layers.extend(index_layers(
                 repo,
@@ -148,22 +122,18 @@ impl Engine {
                 &mut report,
                 progress,
             )?);
-            if let Some(own) = own {
-                own.finish_bulk_load()?;
-            }
         }
-        fail_broken_chains(&catalog, &layers, &mut report)?;
+        fail_broken_chains(catalog, &layers, &mut report)?;
         for share in catalog.list_shares(None)? {
             if confirmed.get(&share.id) == Some(&share.path) {
                 catalog.confirm_share_path(share.id, &share.path, &ShareStatus::ALL)?;
             }
         }
-        catalog.finish_bulk_load()?;
         crate::failpoint::hit("rebuild.built");
-        for (building, path) in &indexes {
-            durable_rename(building, path)?;
+        for index in indexes {
+            index.swap()?;
         }
-        durable_rename(&building, target)?;
+        fresh.swap()?;
         crate::failpoint::hit("rebuild.renamed");
         progress.finish();
         Ok(report)
@@ -173,32 +143,17 @@ impl Engine {
 /// The shares whose paths an operator confirmed in the catalog a forced
 /// rebuild replaces (none if it is missing or unreadable): a rebuilt share
 /// at the same path stays confirmed; any other is adopted.
-fn confirmed_paths(catalog: &Path) -> HashMap<ShareId, String> {
+fn confirmed_paths(catalog: &CatalogLocation) -> HashMap<ShareId, String> {
     if !catalog.exists() {
         return HashMap::new();
     }
-    let shares = Catalog::open(catalog).and_then(|c| c.list_shares(None));
+    let shares = catalog.open().and_then(|c| c.list_shares(None));
     shares
         .unwrap_or_default()
         .into_iter()
         .filter(|s| !s.adopted)
         .map(|s| (s.id, s.path))
         .collect()
-}
-
-/// Syncs the database at `from`, then renames it over `to` (whose journal
-/// must not be replayed into it) and syncs the directory.
-fn durable_rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::File::open(from)
-        .and_then(|f| f.sync_all())
-        .at(from)?;
-    remove_database(to)?;
-    std::fs::rename(from, to).at(to)?;
-    let dir = match to.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
 /// Why each backup a layer names cannot stand, if it cannot.

@@ -12,7 +12,7 @@ use strata_format::pack::PackEntry;
 use strata_format::PackId;
 
 use super::gc::{scan_layers, Collect};
-use super::{Engine, Site};
+use super::{Engine, Vault};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::leases::{self, Lease, Purpose};
@@ -72,9 +72,9 @@ impl Engine {
             )));
         }
         let mut report = RepackReport::default();
-        for site in self.sites() {
+        for vault in self.vaults() {
             repack_site(
-                site,
+                vault,
                 max_unused_percent,
                 dry_run,
                 wait,
@@ -88,7 +88,7 @@ impl Engine {
 }
 
 fn repack_site(
-    site: &Site,
+    vault: &Vault,
     max_unused_percent: u32,
     dry_run: bool,
     wait: Duration,
@@ -96,7 +96,7 @@ fn repack_site(
     report: &mut RepackReport,
 ) -> Result<()> {
     // The trailing `~` makes it parse as a tag, like a sweep's.
-    let lock = match leases::exclusive(&site.repo, Purpose::Repack, wait) {
+    let lock = match leases::exclusive(&vault.repo, Purpose::Repack, wait) {
         Ok(lock) => lock,
         Err(Error::Busy(why)) => {
             report.skipped = Some(why);
@@ -105,21 +105,21 @@ fn repack_site(
         Err(e) => return Err(e),
     };
     // What a sweep or a repack by another node did is learnt first.
-    site.sync_index()?;
-    repack_locked(site, &lock, max_unused_percent, dry_run, progress, report)
+    vault.sync_index()?;
+    repack_locked(vault, &lock, max_unused_percent, dry_run, progress, report)
 }
 
-/// Repacks `site`'s packs above the threshold under an exclusive lock the
+/// Repacks `vault`'s packs above the threshold under an exclusive lock the
 /// caller holds, with the index already in line with `packs/`.
 pub(crate) fn repack_locked(
-    site: &Site,
+    vault: &Vault,
     lock: &Lease,
     max_unused_percent: u32,
     dry_run: bool,
     progress: &Progress,
     report: &mut RepackReport,
 ) -> Result<()> {
-    let scan = scan_layers(&site.repo, Collect::Referenced(site.memory))?;
+    let scan = scan_layers(&vault.repo, Collect::Referenced(vault.memory))?;
     report.approximate |= !scan.referenced.is_exact();
     if let Some((_, e)) = scan.damaged.first() {
         report.skipped = Some(format!(
@@ -128,8 +128,8 @@ pub(crate) fn repack_locked(
         return Ok(());
     }
     let mut chosen = Vec::new();
-    for pack in site.repo.list_pack_files()? {
-        let trailer = match read_trailer(&site.repo, &pack) {
+    for pack in vault.repo.list_pack_files()? {
+        let trailer = match read_trailer(&vault.repo, &pack) {
             Ok(t) => t,
             Err(e @ (Error::Corrupt { .. } | Error::Unsupported(_))) => {
                 report.damaged.push(e.to_string());
@@ -150,7 +150,7 @@ pub(crate) fn repack_locked(
             if !scan.referenced.contains(&e.id) {
                 continue;
             }
-            let elsewhere = site.index.locate(&e.id)?.is_some_and(|at| at.pack != pack);
+            let elsewhere = vault.index.locate(&e.id)?.is_some_and(|at| at.pack != pack);
             if !elsewhere {
                 live.push(e);
             }
@@ -169,19 +169,19 @@ pub(crate) fn repack_locked(
         return Ok(());
     }
     let written = Written(std::sync::atomic::AtomicU64::new(0));
-    copy_live(site, &chosen, lock, &written, progress)?;
+    copy_live(vault, &chosen, lock, &written, progress)?;
     report.packs_written += written.0.into_inner();
     crate::failpoint::hit("repack.copied");
     // Every live chunk is now durable in a new pack and indexed there.
     let old: Vec<PackId> = chosen.iter().map(|c| c.pack).collect();
-    site.remove_packs(lock, &old)?;
+    vault.remove_packs(lock, &old)?;
     Ok(())
 }
 
 /// Copies the live blobs of `chosen` into new packs, each checked against
 /// its chunk id first; returns when they are durable and indexed.
 fn copy_live(
-    site: &Site,
+    vault: &Vault,
     chosen: &[Chosen],
     lock: &Lease,
     sink: &Written,
@@ -189,12 +189,12 @@ fn copy_live(
 ) -> Result<()> {
     let pool = Buffers::new();
     std::thread::scope(|s| -> Result<()> {
-        let (blobs, writer) = write::spawn(s, &site.repo, &*site.index, Placement::Moved, sink);
+        let (blobs, writer) = write::spawn(s, &vault.repo, &*vault.index, Placement::Moved, sink);
         let sent = (|| -> Result<()> {
             let mut scratch = Vec::new();
             for c in chosen {
                 lock.renew()?;
-                let pack = site.repo.open_pack(&c.pack)?;
+                let pack = vault.repo.open_pack(&c.pack)?;
                 let entries: Vec<&PackEntry> = c.live.iter().collect();
                 for (run, span) in read_spans(&pack, &entries, &pool) {
                     let span = span?;

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use strata_format::{BackupId, ChunkId, PackId};
 
 use super::gc::{scan_layers, Collect};
-use super::{Engine, Site};
+use super::{Engine, Vault};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::packs::read::{verify_pack, Buffers, PackVerdict};
@@ -101,8 +101,8 @@ impl Engine {
     pub fn check_data(&self, subset: DataSubset, progress: &Progress) -> Result<DataReport> {
         let mut report = DataReport::default();
         let mut affected = BTreeSet::new();
-        for site in self.sites() {
-            self.check_site_data(site, subset, progress, &mut report, &mut affected)?;
+        for vault in self.vaults() {
+            self.check_site_data(vault, subset, progress, &mut report, &mut affected)?;
         }
         // The backups built on an affected one need it too.
         let mut chains = BTreeSet::new();
@@ -125,26 +125,26 @@ impl Engine {
 
     fn check_site_data(
         &self,
-        site: &Site,
+        vault: &Vault,
         subset: DataSubset,
         progress: &Progress,
         report: &mut DataReport,
         affected: &mut BTreeSet<BackupId>,
     ) -> Result<()> {
-        let packs: Vec<PackId> = site
+        let packs: Vec<PackId> = vault
             .repo
             .list_pack_files()?
             .into_iter()
             .filter(|p| subset.takes(p))
             .collect();
         for p in &packs {
-            progress.add_total(site.repo.pack_size(p)?.unwrap_or(0));
+            progress.add_total(vault.repo.pack_size(p)?.unwrap_or(0));
         }
         let pool = Buffers::new();
         let found: Mutex<Vec<(PackId, PackVerdict)>> = Mutex::new(Vec::new());
         packs.par_iter().try_for_each(|pack| -> Result<()> {
             progress.check()?;
-            let verdict = verify_pack(&site.repo, pack, &pool)?;
+            let verdict = verify_pack(&vault.repo, pack, &pool)?;
             progress.add_bytes(verdict.bytes);
             progress.add_files(1);
             found
@@ -171,7 +171,7 @@ impl Engine {
                         report.damaged_chunks.push(why);
                     }
                     None => {
-                        bad.extend(site.index.pack_chunks(&pack)?.iter().map(|e| e.id));
+                        bad.extend(vault.index.pack_chunks(&pack)?.iter().map(|e| e.id));
                         report.damaged_packs.push(why);
                     }
                 }
@@ -179,7 +179,7 @@ impl Engine {
         }
         let mut needs: HashMap<BackupId, bool> = HashMap::new();
         let scan = scan_layers(
-            &site.repo,
+            &vault.repo,
             Collect::PerLayer(&mut |id, chunks| {
                 needs.insert(id, chunks.iter().any(|c| bad.contains(c)));
                 Ok(())

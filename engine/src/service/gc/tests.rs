@@ -97,28 +97,28 @@ fn removing_packs_keeps_every_chunk_indexed_on_a_copy_that_stays() {
         .unwrap()
         .backup;
 
-    let site = engine.site_for(None);
-    let original = site.repo.list_pack_files().unwrap();
+    let vault = engine.site_for(None);
+    let original = vault.repo.list_pack_files().unwrap();
     assert_eq!(original.len(), 1, "the test wants its chunks in one pack");
     let first = original[0];
-    let chunks = site.index.pack_chunks(&first).unwrap();
+    let chunks = vault.index.pack_chunks(&first).unwrap();
     assert_eq!(chunks.len(), 12);
-    let also_going = copy_pack(&site.repo, &*site.index, &first);
-    let staying = copy_pack(&site.repo, &*site.index, &first);
+    let also_going = copy_pack(&vault.repo, &*vault.index, &first);
+    let staying = copy_pack(&vault.repo, &*vault.index, &first);
     for c in &chunks {
-        assert_eq!(site.index.locate(&c.id).unwrap().unwrap().pack, first);
+        assert_eq!(vault.index.locate(&c.id).unwrap().unwrap().pack, first);
     }
 
-    let lock = leases::exclusive(&site.repo, leases::Purpose::Sweep, Duration::ZERO).unwrap();
-    site.remove_packs(&lock, &[first, also_going]).unwrap();
+    let lock = leases::exclusive(&vault.repo, leases::Purpose::Sweep, Duration::ZERO).unwrap();
+    vault.remove_packs(&lock, &[first, also_going]).unwrap();
     drop(lock);
 
-    assert_eq!(site.repo.list_pack_files().unwrap(), vec![staying]);
+    assert_eq!(vault.repo.list_pack_files().unwrap(), vec![staying]);
     for c in &chunks {
-        let at = site.index.locate(&c.id).unwrap().unwrap();
+        let at = vault.index.locate(&c.id).unwrap().unwrap();
         assert_eq!(at.pack, staying, "chunk {} left on a removed pack", c.id);
     }
-    let known: Vec<PackId> = site
+    let known: Vec<PackId> = vault
         .index
         .packs()
         .unwrap()

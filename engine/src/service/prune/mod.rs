@@ -28,7 +28,7 @@ pub use policy::{Retention, Rule};
 
 use super::operations::OpTarget;
 use super::repack::{repack_locked, RepackReport};
-use super::{Engine, Site};
+use super::{Engine, Vault};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::repository::leases::{self, Lease, Purpose};
@@ -121,7 +121,7 @@ impl Engine {
             return Ok(report);
         }
         let records: HashMap<BackupId, &BackupRecord> = backups.iter().map(|b| (b.id, b)).collect();
-        for site in self.sites() {
+        for vault in self.vaults() {
             let removed: HashSet<BackupId> = report
                 .decisions
                 .iter()
@@ -129,17 +129,17 @@ impl Engine {
                 .filter(|d| {
                     records
                         .get(&d.backup)
-                        .and_then(|b| self.site_of(b).ok())
-                        .is_some_and(|s| std::ptr::eq(s, site))
+                        .and_then(|b| self.vault_of(b).ok())
+                        .is_some_and(|s| std::ptr::eq(s, vault))
                 })
                 .map(|d| d.backup)
                 .collect();
             if removed.is_empty() {
                 continue;
             }
-            let lock = leases::exclusive(&site.repo, Purpose::Prune, req.wait)?;
-            site.sync_index()?;
-            self.prune_site(site, &lock, &removed, req, progress, &mut report)?;
+            let lock = leases::exclusive(&vault.repo, Purpose::Prune, req.wait)?;
+            vault.sync_index()?;
+            self.prune_site(vault, &lock, &removed, req, progress, &mut report)?;
         }
         progress.finish();
         Ok(report)
@@ -192,17 +192,17 @@ impl Engine {
 
     fn prune_site(
         &self,
-        site: &Site,
+        vault: &Vault,
         lock: &Lease,
         removed: &HashSet<BackupId>,
         req: &PruneRequest,
         progress: &Progress,
         report: &mut PruneReport,
     ) -> Result<()> {
-        report.pack_bytes_before += pack_bytes(site)?;
+        report.pack_bytes_before += pack_bytes(vault)?;
         // A rewrite an earlier prune left unsettled is finished first.
-        self.settle_rewrites(site)?;
-        let mut layers = current_layers(site)?;
+        self.settle_rewrites(vault)?;
+        let mut layers = current_layers(vault)?;
         let mut removed = removed.clone();
         // A layer this catalog does not know (another node's, an import)
         // that builds on a removed backup keeps that backup as it is.
@@ -240,7 +240,7 @@ impl Engine {
             while let Some(b) = base.filter(|b| removed.contains(b)) {
                 base = layers.get(&b).and_then(|l| l.parent);
             }
-            let new = merge::rewrite(&site.repo, id, generation, base)?;
+            let new = merge::rewrite(&vault.repo, id, generation, base)?;
             let moved = self.store.reparent_backup(
                 id,
                 &Reparent {
@@ -259,7 +259,7 @@ impl Engine {
             if let Err(e) = moved {
                 // Deleted meanwhile, or not as this prune saw it: the old
                 // chain stands, and its removed ancestors with it.
-                site.repo.remove_layer_object(&new.name)?;
+                vault.repo.remove_layer_object(&new.name)?;
                 let mut up = parent;
                 while let Some(b) = up.filter(|b| removed.contains(b)) {
                     removed.remove(&b);
@@ -273,9 +273,9 @@ impl Engine {
                 continue;
             }
             // The new generation is durable and recorded: the old ones go.
-            settle::remove_older(&site.repo, &new.name)?;
+            settle::remove_older(&vault.repo, &new.name)?;
             let chunks: Vec<_> = new.chunks.into_iter().collect();
-            site.index.add_refs(id, &chunks)?;
+            vault.index.add_refs(id, &chunks)?;
             if let Some(l) = layers.get_mut(&id) {
                 l.generation = new.name.generation;
                 l.parent = base;
@@ -293,7 +293,7 @@ impl Engine {
                 keep_because(report, id, why);
                 continue;
             }
-            match self.remove_pruned(site, id) {
+            match self.remove_pruned(vault, id) {
                 Ok(()) => {
                     layers.remove(&id);
                     report.removed += 1;
@@ -304,18 +304,18 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let sweep = site.sweep(lock)?;
+        let sweep = vault.sweep(lock)?;
         report.packs_removed += sweep.removed;
         if let Some(max) = req.max_unused_percent {
-            repack_locked(site, lock, max, false, progress, &mut report.repack)?;
+            repack_locked(vault, lock, max, false, progress, &mut report.repack)?;
         }
-        report.pack_bytes_after += pack_bytes(site)?;
+        report.pack_bytes_after += pack_bytes(vault)?;
         Ok(())
     }
 
     /// Deletes one pruned backup as `backup delete` would, short of the
     /// sweep (the prune sweeps once, under the lock it holds).
-    fn remove_pruned(&self, site: &Site, id: BackupId) -> Result<()> {
+    fn remove_pruned(&self, vault: &Vault, id: BackupId) -> Result<()> {
         let op = self.begin_operation(&OpTarget {
             kind: OpKind::Delete,
             backup: id,
@@ -327,7 +327,7 @@ impl Engine {
             &[BackupStatus::Available],
             BackupStatus::Deleting,
         );
-        let result = moved.and_then(|_| self.remove_backup_records(site, id));
+        let result = moved.and_then(|_| self.remove_backup_records(vault, id));
         if result.is_err()
             && self
                 .store
@@ -358,11 +358,11 @@ struct CurrentLayer {
     time_ns: i64,
 }
 
-/// Every backup's current layer in `site`, read and verified.
-fn current_layers(site: &Site) -> Result<HashMap<BackupId, CurrentLayer>> {
+/// Every backup's current layer in `vault`, read and verified.
+fn current_layers(vault: &Vault) -> Result<HashMap<BackupId, CurrentLayer>> {
     let mut out = HashMap::new();
-    for name in site.repo.list_layers()? {
-        let bytes = site.repo.load_layer_object(&name)?;
+    for name in vault.repo.list_layers()? {
+        let bytes = vault.repo.load_layer_object(&name)?;
         let meta = bytes.decode()?.meta;
         out.insert(
             name.id,
@@ -376,6 +376,6 @@ fn current_layers(site: &Site) -> Result<HashMap<BackupId, CurrentLayer>> {
     Ok(out)
 }
 
-fn pack_bytes(site: &Site) -> Result<u64> {
-    Ok(site.index.packs()?.iter().map(|(_, size)| size).sum())
+fn pack_bytes(vault: &Vault) -> Result<u64> {
+    Ok(vault.index.packs()?.iter().map(|(_, size)| size).sum())
 }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use strata_format::ChunkId;
 
 use super::super::gc::layer_chunks;
-use super::super::{Engine, Site};
+use super::super::{Engine, Vault};
 use crate::error::{Error, Result};
 use crate::repository::leases::{self, Purpose};
 use crate::repository::{LayerName, Repository};
@@ -30,28 +30,28 @@ pub(crate) fn remove_older(repo: &Repository, current: &LayerName) -> Result<()>
 }
 
 impl Engine {
-    /// [`Engine::settle_rewrites`] when `site` needs it, under the
+    /// [`Engine::settle_rewrites`] when `vault` needs it, under the
     /// exclusive lock if it is free now (a busy repository is settled by a
     /// later cleanup; readers follow the highest generation meanwhile).
-    pub(crate) fn settle_site(&self, site: &Site) -> Result<u64> {
-        let objects = site.repo.layer_objects()?;
+    pub(crate) fn settle_site(&self, vault: &Vault) -> Result<u64> {
+        let objects = vault.repo.layer_objects()?;
         if !objects.windows(2).any(|w| w[0].id == w[1].id) {
             return Ok(0);
         }
-        match leases::exclusive(&site.repo, Purpose::Prune, Duration::ZERO) {
-            Ok(_lock) => self.settle_rewrites(site),
+        match leases::exclusive(&vault.repo, Purpose::Prune, Duration::ZERO) {
+            Ok(_lock) => self.settle_rewrites(vault),
             Err(Error::Busy(_)) => Ok(0),
             Err(e) => Err(e),
         }
     }
 
-    /// Settles every backup of `site` whose layer has more than one
+    /// Settles every backup of `vault` whose layer has more than one
     /// generation; returns how many. Run under the exclusive lock, so no
     /// prune is midway.
-    pub(crate) fn settle_rewrites(&self, site: &Site) -> Result<u64> {
-        let objects = site.repo.layer_objects()?;
+    pub(crate) fn settle_rewrites(&self, vault: &Vault) -> Result<u64> {
+        let objects = vault.repo.layer_objects()?;
         let mut settled = 0;
-        for current in site.repo.list_layers()? {
+        for current in vault.repo.list_layers()? {
             let older = objects
                 .iter()
                 .filter(|n| n.id == current.id && n.generation < current.generation)
@@ -59,7 +59,7 @@ impl Engine {
             if older == 0 {
                 continue;
             }
-            let bytes = site.repo.load_layer_object(&current)?;
+            let bytes = vault.repo.load_layer_object(&current)?;
             let layer = bytes.decode()?;
             match self.store.backup(current.id) {
                 Ok(record) if record.parent_id != layer.meta.parent_id => {
@@ -88,13 +88,13 @@ impl Engine {
                         chunks.insert(*c);
                     })?;
                     let chunks: Vec<ChunkId> = chunks.into_iter().collect();
-                    site.index.add_refs(current.id, &chunks)?;
+                    vault.index.add_refs(current.id, &chunks)?;
                 }
                 // Known and in line, or another catalog's backup.
                 Ok(_) | Err(Error::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-            remove_older(&site.repo, &current)?;
+            remove_older(&vault.repo, &current)?;
             settled += 1;
         }
         Ok(settled)

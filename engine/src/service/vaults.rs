@@ -1,7 +1,8 @@
-//! The repositories one catalog indexes: the default one, and those of the
-//! backup types that have their own. Each has its own chunk index (so
-//! deduplication and pack removal stay within a repository); a backup's
-//! type says which one holds it.
+//! The vaults one catalog indexes: a vault is one repository with its own
+//! chunk index (so deduplication and pack removal stay within a
+//! repository). There is the default vault, and one for each repository
+//! that backup types of their own are kept in; a backup's type says which
+//! vault holds it.
 
 use std::sync::Arc;
 
@@ -16,9 +17,10 @@ use crate::repository::Repository;
 use crate::store::BackupRecord;
 use crate::store::ServiceStore;
 
-/// One repository and the chunk index of it.
+/// A vault: one repository and the chunk index of it, where the backups of
+/// some backup types are kept.
 #[derive(Clone)]
-pub struct Site {
+pub struct Vault {
     pub(crate) repo: Repository,
     pub(crate) index: Arc<dyn ChunkIndex>,
     /// The backup types (configuration names) whose backups it holds.
@@ -38,7 +40,7 @@ pub(crate) fn bind(
     key: &str,
     location: &Location,
     new_repository: &RepoConfig,
-    catalog: &std::path::Path,
+    catalog: &crate::catalog::CatalogLocation,
     modes: crate::repository::objects::Modes,
 ) -> Result<Repository> {
     let (id_key, path_key) = (format!("{key}_id"), format!("{key}_path"));
@@ -46,7 +48,7 @@ pub(crate) fn bind(
     let refuse = |known: &str| {
         Error::InvalidArgument(format!(
             "catalog {} indexes {} {known} at {}; there is no repository at {location}",
-            catalog.display(),
+            catalog,
             key.replace('_', " "),
             store.meta(&path_key).ok().flatten().unwrap_or_default(),
         ))
@@ -79,7 +81,7 @@ pub(crate) fn bind(
             let path = store.meta(&path_key)?.unwrap_or_default();
             return Err(Error::InvalidArgument(format!(
                 "catalog {} indexes {} {known} at {path}, not {repo_id} at {location}",
-                catalog.display(),
+                catalog,
                 key.replace('_', " "),
             )));
         }
@@ -87,16 +89,16 @@ pub(crate) fn bind(
     Ok(repo)
 }
 
-/// The sites of the backup types that have a repository of their own
-/// (types sharing one repository share its site; a type whose repository
+/// The vaults of the backup types that have a repository of their own
+/// (types sharing one repository share its vault; a type whose repository
 /// is the default one joins `default`).
-pub(crate) fn type_sites(
+pub(crate) fn type_vaults(
     store: &dyn ServiceStore,
     config: &EngineConfig,
-    default: &mut Site,
+    default: &mut Vault,
     index_for: IndexFor<'_>,
-) -> Result<Vec<Site>> {
-    let mut sites: Vec<Site> = Vec::new();
+) -> Result<Vec<Vault>> {
+    let mut vaults: Vec<Vault> = Vec::new();
     for t in &config.backup_types {
         let Some(location) = &t.repository else {
             default.types.push(t.name.clone());
@@ -108,7 +110,7 @@ pub(crate) fn type_sites(
             &key,
             location,
             &t.new_repository,
-            &config.catalog_path,
+            &config.catalog,
             config.repository_modes,
         )?;
         let id = repo.config().repository_id;
@@ -116,12 +118,12 @@ pub(crate) fn type_sites(
             default.types.push(t.name.clone());
             continue;
         }
-        match sites
+        match vaults
             .iter_mut()
             .find(|s| s.repo.config().repository_id == id)
         {
-            Some(site) => site.types.push(t.name.clone()),
-            None => sites.push(Site {
+            Some(vault) => vault.types.push(t.name.clone()),
+            None => vaults.push(Vault {
                 index: index_for(&id)?,
                 repo,
                 types: vec![t.name.clone()],
@@ -129,27 +131,27 @@ pub(crate) fn type_sites(
             }),
         }
     }
-    Ok(sites)
+    Ok(vaults)
 }
 
 impl Engine {
     /// Every repository this engine indexes, the default one first.
-    pub(crate) fn sites(&self) -> impl Iterator<Item = &Site> {
-        std::iter::once(&self.site).chain(&self.type_sites)
+    pub(crate) fn vaults(&self) -> impl Iterator<Item = &Vault> {
+        std::iter::once(&self.vault).chain(&self.type_vaults)
     }
 
     /// Where backups of `backup_type` (`None`: the default type) live.
-    pub(crate) fn site_for(&self, backup_type: Option<&BackupType>) -> &Site {
+    pub(crate) fn site_for(&self, backup_type: Option<&BackupType>) -> &Vault {
         backup_type
-            .and_then(|t| self.type_sites.iter().find(|s| s.types.contains(&t.name)))
-            .unwrap_or(&self.site)
+            .and_then(|t| self.type_vaults.iter().find(|s| s.types.contains(&t.name)))
+            .unwrap_or(&self.vault)
     }
 
     /// Where `backup` lives: its type's repository. A type that is no
     /// longer configured is an error, not the default repository.
-    pub(crate) fn site_of(&self, backup: &BackupRecord) -> Result<&Site> {
+    pub(crate) fn vault_of(&self, backup: &BackupRecord) -> Result<&Vault> {
         match (&backup.backup_type, self.type_of(backup)) {
-            (None, _) => Ok(&self.site),
+            (None, _) => Ok(&self.vault),
             (Some(_), Some(t)) => Ok(self.site_for(Some(t))),
             (Some(name), None) => Err(Error::InvalidState(format!(
                 "backup {} is of backup type {name}, which is not enabled in this \
