@@ -117,7 +117,7 @@ impl Engine {
             layers.extend(index_layers(
                 repo,
                 index,
-                &catalog,
+                catalog,
                 ids,
                 &mut report,
                 progress,
