@@ -40,7 +40,7 @@
 //!
 //! ```no_run
 //! use strata_engine::{repository::Location, Engine, EngineConfig, Progress};
-//! let engine = Engine::open(EngineConfig::new("catalog.db".into(), Location::Posix("repo".into())))?;
+//! let engine = Engine::open(EngineConfig::new(std::path::PathBuf::from("catalog.db"), Location::Posix("repo".into())))?;
 //! engine.cleanup(None)?; // after processes that died mid-operation
 //! let (share, _) = engine.share_for_backup("/srv/share", false)?;
 //! let done = engine.create_backup(&share, &Default::default(), &Progress::default())?;
