@@ -19,7 +19,8 @@ use strata_format::{PackId, RepositoryId};
 
 use crate::error::{Error, Result};
 use objects::{
-    io_kind, Cond, Modes, NfsStore, ObjectReader, ObjectStore, ObjectWriter, PosixStore,
+    io_kind, Cond, MemoryStore, Modes, NfsStore, ObjectReader, ObjectStore, ObjectWriter,
+    PosixStore,
 };
 
 pub mod codec;
@@ -86,6 +87,7 @@ pub fn connect(location: &Location, modes: Modes) -> Result<Arc<dyn ObjectStore>
     Ok(match location {
         Location::Posix(dir) => Arc::new(PosixStore::with_modes(dir, modes)?),
         Location::Nfs(url) => Arc::new(NfsStore::connect_with(url, modes)?),
+        Location::Memory(name) => Arc::new(MemoryStore::named(name)),
     })
 }
 
@@ -98,6 +100,13 @@ pub fn connect_existing(location: &Location, modes: Modes) -> Result<Arc<dyn Obj
             name: dir.display().to_string(),
         }),
         Location::Posix(_) => connect(location, modes),
+        Location::Memory(name) => match MemoryStore::existing(name) {
+            Some(store) => Ok(Arc::new(store)),
+            None => Err(Error::NotFound {
+                kind: "repository",
+                name: location.to_string(),
+            }),
+        },
         Location::Nfs(url) => match NfsStore::connect_existing(url, modes) {
             Err(e) if is_not_found(&e) => Err(Error::NotFound {
                 kind: "repository",

@@ -11,11 +11,15 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
-/// A repository location.
+/// A repository location: which object store adapter, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Posix(PathBuf),
     Nfs(NfsUrl),
+    /// Objects in this process's memory, under a name (fast tests): never
+    /// parsed from what an operator writes, since nothing in it outlives
+    /// the process.
+    Memory(String),
 }
 
 /// A parsed `nfs://` location.
@@ -273,6 +277,7 @@ impl fmt::Display for Location {
         match self {
             Location::Posix(p) => write!(f, "{}", p.display()),
             Location::Nfs(u) => write!(f, "{u}"),
+            Location::Memory(name) => write!(f, "memory:{name}"),
         }
     }
 }

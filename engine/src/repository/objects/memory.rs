@@ -3,10 +3,10 @@
 //! are exact compare-and-set. Nothing survives the process: "durable" means
 //! visible to every later call.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::ops::{Bound, Range};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
@@ -38,7 +38,31 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
+/// The stores of this process by name: `Location::Memory(name)` opens the
+/// same one each time.
+fn registry() -> MutexGuard<'static, HashMap<String, MemoryStore>> {
+    static STORES: OnceLock<Mutex<HashMap<String, MemoryStore>>> = OnceLock::new();
+    STORES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
 impl MemoryStore {
+    /// The process's store called `name`, made empty the first time.
+    pub fn named(name: &str) -> MemoryStore {
+        registry()
+            .entry(name.to_string())
+            .or_insert_with(|| MemoryStore::new(name))
+            .clone()
+    }
+
+    /// The process's store called `name`, if one was made.
+    pub fn existing(name: &str) -> Option<MemoryStore> {
+        registry().get(name).cloned()
+    }
+
+    /// A store of its own, in no registry.
     pub fn new(name: &str) -> MemoryStore {
         MemoryStore {
             objects: Arc::default(),
