@@ -1,17 +1,22 @@
-//! The whole engine on the in-memory object store: backups, an incremental,
-//! restores, a delete and a sweep, with nothing of the repository on disk.
-//! What runs here runs on every adapter: the engine sees only the object
-//! verbs.
+//! The whole engine on the in-memory adapters: backups, an incremental,
+//! restores, a delete, a sweep and a check, with nothing of the repository
+//! on disk, once beside a SQLite catalog and once with the service store
+//! and the chunk index in memory as well. What runs here runs on every
+//! adapter: the engine sees only the ports.
 #![allow(clippy::unwrap_used)] // a test file: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use strata_engine::index::{ChunkIndex, MemoryIndex};
 use strata_engine::repository::objects::{MemoryStore, ObjectStore};
 use strata_engine::repository::Location;
+use strata_engine::store::MemoryServiceStore;
 use strata_engine::{CreateBackup, Engine, EngineConfig, Progress, RestoreRequest, RestoreTarget};
+use strata_format::RepositoryId;
 
 fn noise(len: usize, seed: u8) -> Vec<u8> {
     let mut out = vec![0u8; len];
@@ -41,18 +46,48 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 #[test]
-fn the_engine_runs_whole_on_the_memory_store() {
+fn the_engine_runs_whole_on_the_memory_object_store() {
     let tmp = tempfile::tempdir().unwrap();
-    let share = tmp.path().join("share");
+    let name = format!("engine-{}", std::process::id());
+    let config = EngineConfig::new(
+        tmp.path().join("catalog.db"),
+        Location::Memory(name.clone()),
+    );
+    exercise(&Engine::open(config).unwrap(), &name, tmp.path());
+}
+
+#[test]
+fn the_engine_runs_whole_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let name = format!("all-in-memory-{}", std::process::id());
+    let config = EngineConfig::new(tmp.path().join("unused.db"), Location::Memory(name.clone()));
+    let own_index = |_: &RepositoryId| -> strata_engine::Result<Arc<dyn ChunkIndex>> {
+        Ok(Arc::new(MemoryIndex::default()))
+    };
+    let engine = Engine::with_catalog(
+        Arc::new(MemoryServiceStore::new()),
+        Arc::new(MemoryIndex::default()),
+        &own_index,
+        config,
+    )
+    .unwrap();
+    exercise(&engine, &name, tmp.path());
+    assert!(
+        !tmp.path().join("unused.db").exists(),
+        "no catalog file was made"
+    );
+}
+
+/// Backs `tmp/share` up twice into the memory store `name`, restores both,
+/// deletes the incremental, sweeps and checks.
+fn exercise(engine: &Engine, name: &str, tmp: &Path) {
+    let share = tmp.join("share");
     fs::create_dir_all(share.join("sub/deeper")).unwrap();
     fs::write(share.join("big.bin"), noise(9 << 20, 1)).unwrap();
     fs::write(share.join("sub/text.txt"), b"strata ".repeat(50_000)).unwrap();
     fs::write(share.join("sub/deeper/small"), b"x").unwrap();
     fs::write(share.join("empty"), b"").unwrap();
 
-    let name = format!("engine-{}", std::process::id());
-    let location = Location::Memory(name.clone());
-    let engine = Engine::open(EngineConfig::new(tmp.path().join("catalog.db"), location)).unwrap();
     let (s, _) = engine
         .share_for_backup(share.to_str().unwrap(), false)
         .unwrap();
@@ -76,16 +111,16 @@ fn the_engine_runs_whole_on_the_memory_store() {
     assert_eq!(incremental.parent_id, Some(full.id));
     let incremental_tree = tree(&share);
 
-    let store = MemoryStore::existing(&name).unwrap();
+    let store = MemoryStore::existing(name).unwrap();
     assert!(!store.list_all("packs/").unwrap().is_empty());
     assert_eq!(store.list_all("layers/").unwrap().len(), 2);
     assert!(
-        !tmp.path().join("repo").exists(),
+        !tmp.join("repo").exists(),
         "nothing of the repository is on disk"
     );
 
     let restore = |backup, into: &str| {
-        let target = tmp.path().join(into);
+        let target = tmp.join(into);
         let req = RestoreRequest {
             target: RestoreTarget::Dir(target.clone()),
         };

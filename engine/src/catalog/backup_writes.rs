@@ -37,7 +37,7 @@ fn expect(tx: &Transaction<'_>, id: BackupId, from: &[BackupStatus]) -> Result<B
         return Err(Error::InvalidState(format!(
             "backup {id} is {}, expected {}",
             current.as_str(),
-            super::one_of(from, BackupStatus::as_str)
+            crate::store::one_of(from, BackupStatus::as_str)
         )));
     }
     Ok(current)

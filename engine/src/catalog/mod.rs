@@ -308,14 +308,6 @@ fn use_wal(conn: &Connection) -> Result<()> {
     }
 }
 
-/// `a or b or c`: the statuses a compare-and-set expected, for its error.
-fn one_of<T: Copy>(from: &[T], name: fn(T) -> &'static str) -> String {
-    from.iter()
-        .map(|s| name(*s))
-        .collect::<Vec<_>>()
-        .join(" or ")
-}
-
 /// A transaction that holds the write lock from its start. Every
 /// transaction that writes must be one: a deferred transaction that reads
 /// and then writes fails at once with "database is locked" (no wait) when

@@ -72,7 +72,7 @@ fn expect(tx: &Transaction<'_>, id: ShareId, from: &[ShareStatus]) -> Result<Sha
     if !from.contains(&current) {
         return Err(Error::Busy(format!(
             "share {name} is {status}, not {}",
-            super::one_of(from, ShareStatus::as_str)
+            crate::store::one_of(from, ShareStatus::as_str)
         )));
     }
     Ok(current)

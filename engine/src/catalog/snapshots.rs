@@ -72,7 +72,7 @@ fn expect(tx: &Transaction<'_>, id: SnapshotId, from: &[SnapshotStatus]) -> Resu
         return Err(Error::InvalidState(format!(
             "snapshot {id} is {}, expected {}",
             current.as_str(),
-            super::one_of(from, SnapshotStatus::as_str)
+            crate::store::one_of(from, SnapshotStatus::as_str)
         )));
     }
     Ok(current)

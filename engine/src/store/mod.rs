@@ -26,7 +26,10 @@
 //! [`Error::Busy`]: crate::Error::Busy
 
 pub mod conformance;
+mod memory;
 mod records;
+
+pub use memory::MemoryServiceStore;
 
 pub use records::{
     BackupFilter, BackupQuery, BackupRecord, BackupSort, BackupStatus, OpKind, Operation, Problem,
@@ -303,4 +306,12 @@ impl<T> ServiceStore for T where
         + SnapshotStore
         + OperationStore
 {
+}
+
+/// `from`'s names joined with "or", for messages of a compare-and-set.
+pub(crate) fn one_of<T: Copy>(from: &[T], name: fn(T) -> &'static str) -> String {
+    from.iter()
+        .map(|s| name(*s))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
