@@ -1,11 +1,13 @@
 //! The merged view against a naive model: a map that applies each layer's
 //! tombstones (path and subtree) and then its entries.
-use crate::repository::objects::ObjectReader;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use strata_format::layer::{EntryKind, LayerMeta, LayerStats, LayerWriter, Tombstone};
-use strata_format::{BackupId, ShareId};
+use strata_format::config::RepoConfig;
+use strata_format::layer::{EntryKind, LayerMeta, LayerStats, Tombstone};
+use strata_format::{BackupId, RepositoryId, ShareId};
+
+use crate::repository::objects::{Cond, MemoryStore, ObjectStore};
 
 use super::*;
 
@@ -48,39 +50,29 @@ fn sorted(mut paths: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     paths
 }
 
-fn layer_bytes(entries: &[Vec<u8>], tombstones: &[Vec<u8>], layer: u32) -> Vec<u8> {
-    let mut w = LayerWriter::new(Vec::new()).unwrap();
+/// A repository in memory, to hold a test's layers.
+fn repository() -> Repository {
+    let store: std::sync::Arc<dyn ObjectStore> = std::sync::Arc::new(MemoryStore::new("view"));
+    Repository::init(store, RepoConfig::new(RepositoryId([0; 16]))).unwrap()
+}
+
+/// Writes layer `layer` (of backup `[layer; 16]`) and opens it to stream.
+fn chain_layer(
+    repo: &Repository,
+    entries: &[Vec<u8>],
+    tombstones: &[Vec<u8>],
+    layer: u8,
+) -> Result<ChainLayer> {
+    let name = LayerName::first(BackupId([layer; 16]));
+    let mut w = repo.new_layer(name)?;
     for p in entries {
-        w.add_entry(&entry(p, layer)).unwrap();
+        w.add_entry(&entry(p, u32::from(layer)))?;
     }
     for p in tombstones {
-        w.add_tombstone(&Tombstone { path: p.clone() }).unwrap();
+        w.add_tombstone(&Tombstone { path: p.clone() })?;
     }
-    w.finish(&meta()).unwrap().0
-}
-
-/// A layer object held in memory.
-struct Memory(Vec<u8>);
-
-impl ObjectReader for Memory {
-    fn len(&self) -> u64 {
-        self.0.len() as u64
-    }
-
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let at = offset as usize;
-        match self.0.get(at..at + buf.len()) {
-            Some(bytes) => {
-                buf.copy_from_slice(bytes);
-                Ok(())
-            }
-            None => Err(Error::Bug("read past the end".into())),
-        }
-    }
-}
-
-fn chain_layer(location: &str, bytes: Vec<u8>) -> Result<ChainLayer> {
-    ChainLayer::open(location.to_string(), Box::new(Memory(bytes)))
+    w.publish(&meta(), || Ok(()))?;
+    repo.open_layer(&name)
 }
 
 fn key(p: &[u8]) -> Vec<u8> {
@@ -100,6 +92,7 @@ proptest! {
     ) {
         let mut model: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
         let mut encoded = Vec::new();
+        let repo = repository();
         for (i, (entries, tombstones)) in layers.iter().enumerate() {
             // The first layer of a chain is a full backup: no tombstones.
             let tombstones = if i == 0 { &Vec::new() } else { tombstones };
@@ -107,8 +100,7 @@ proptest! {
             for p in entries {
                 model.insert(key(p), entry(p, i as u32));
             }
-            let bytes = layer_bytes(entries, tombstones, i as u32);
-            encoded.push(chain_layer(&format!("layer {i}"), bytes).unwrap());
+            encoded.push(chain_layer(&repo, entries, tombstones, i as u8).unwrap());
         }
         let expected: Vec<Entry> = model.into_values().collect();
         // Every layer streamed, every layer held, and a mix of both.
@@ -124,9 +116,14 @@ proptest! {
 
 #[test]
 fn a_corrupt_layer_is_reported_with_its_location() {
-    let mut bytes = layer_bytes(&[b"a".to_vec()], &[], 0);
+    let repo = repository();
+    chain_layer(&repo, &[b"a".to_vec()], &[], 7).unwrap();
+    let name = LayerName::first(BackupId([7; 16]));
+    let store = repo.objects();
+    let mut bytes = store.get(&name.key()).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 1;
-    let err = chain_layer("layer x", bytes).err().unwrap();
-    assert!(err.to_string().contains("layer x"), "{err}");
+    store.put(&name.key(), &bytes, Cond::Any).unwrap();
+    let err = repo.open_layer(&name).err().unwrap();
+    assert!(err.to_string().contains(&name.id.to_string()), "{err}");
 }
