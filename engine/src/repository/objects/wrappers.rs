@@ -197,3 +197,120 @@ impl<S: ObjectStore> ObjectStore for Limited<S> {
         self.run(|| self.inner.discard(unfinished))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::repository::objects::MemoryStore;
+
+    /// A memory store whose next `failures` calls time out, and which
+    /// counts the calls under way at once.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: MemoryStore,
+        failures: AtomicUsize,
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl Flaky {
+        fn new(failures: usize) -> Flaky {
+            Flaky {
+                inner: MemoryStore::new("flaky"),
+                failures: AtomicUsize::new(failures),
+                running: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+            }
+        }
+
+        fn call<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            let failing = self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let out = match failing {
+                true => Err(crate::Error::io(
+                    "flaky",
+                    std::io::Error::from(std::io::ErrorKind::TimedOut),
+                )),
+                false => f(),
+            };
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            out
+        }
+    }
+
+    impl ObjectStore for Flaky {
+        fn location(&self) -> &str {
+            self.inner.location()
+        }
+        fn writer(&self, key: &Key, cond: Cond) -> Result<Box<dyn ObjectWriter>> {
+            self.call(|| self.inner.writer(key, cond))
+        }
+        fn put(&self, key: &Key, body: &[u8], cond: Cond) -> Result<Etag> {
+            self.call(|| self.inner.put(key, body, cond))
+        }
+        fn open(&self, key: &Key) -> Result<Box<dyn ObjectReader>> {
+            self.call(|| self.inner.open(key))
+        }
+        fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+            self.call(|| self.inner.stat(key))
+        }
+        fn list(&self, prefix: &str, after: Option<&Key>) -> Result<Page> {
+            self.call(|| self.inner.list(prefix, after))
+        }
+        fn delete(&self, key: &Key, cond: Cond) -> Result<()> {
+            self.call(|| self.inner.delete(key, cond))
+        }
+        fn space(&self) -> Result<Option<Space>> {
+            self.inner.space()
+        }
+        fn unfinished(&self) -> Result<Vec<Unfinished>> {
+            self.inner.unfinished()
+        }
+        fn discard(&self, unfinished: &Unfinished) -> Result<()> {
+            self.inner.discard(unfinished)
+        }
+    }
+
+    fn key(k: &str) -> Key {
+        Key::new(k).unwrap()
+    }
+
+    #[test]
+    fn passing_failures_are_retried_and_conditional_calls_are_not() {
+        let s = Retrying::new(Flaky::new(2), Duration::from_secs(5));
+        s.put(&key("a"), b"1", Cond::Any).unwrap();
+        assert_eq!(s.get(&key("a")).unwrap(), b"1");
+        // A conditional put is made once: its failure is the caller's.
+        s.inner.failures.store(1, Ordering::SeqCst);
+        let refused = s.put(&key("b"), b"2", Cond::IfAbsent);
+        assert_eq!(
+            io_kind(&refused.unwrap_err()),
+            Some(std::io::ErrorKind::TimedOut)
+        );
+        s.put(&key("b"), b"2", Cond::IfAbsent).unwrap();
+        // A budget that runs out gives the error back.
+        let short = Retrying::new(Flaky::new(1000), Duration::from_millis(200));
+        assert!(short.stat(&key("a")).is_err());
+    }
+
+    #[test]
+    fn a_limit_caps_the_calls_under_way() {
+        let s = Limited::new(Flaky::new(0), 2);
+        std::thread::scope(|scope| {
+            for i in 0..8 {
+                let s = &s;
+                scope.spawn(move || s.put(&key(&format!("k{i}")), b"x", Cond::Any).unwrap());
+            }
+        });
+        assert_eq!(s.list_all("").unwrap().len(), 8);
+        let most = s.inner.most.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&most), "{most} calls ran at once");
+    }
+}
