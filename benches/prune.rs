@@ -17,7 +17,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{child, num};
+use strata_engine::repository::layout::{self, LayerName};
 use strata_engine::repository::objects::PosixStore;
+use strata_engine::repository::objects::{Cond, ObjectStore};
 use strata_engine::Repository;
 use strata_format::config::RepoConfig;
 use strata_format::layer::{
@@ -64,7 +66,7 @@ fn entry(path: &str, i: u32, inode: u64) -> Entry {
 /// and the backups' ids, oldest first.
 fn synthetic(repo: &Path, nights: u32) -> (Vec<BTreeMap<String, u32>>, Vec<BackupId>) {
     let backend = Arc::new(PosixStore::new(repo).expect("backend"));
-    Repository::init(backend, RepoConfig::new(RepositoryId([7; 16]))).expect("init");
+    Repository::init(backend.clone(), RepoConfig::new(RepositoryId([7; 16]))).expect("init");
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -141,7 +143,9 @@ fn synthetic(repo: &Path, nights: u32) -> (Vec<BTreeMap<String, u32>>, Vec<Backu
             service: Default::default(),
         };
         let (bytes, _) = w.finish(&meta).expect("finish layer");
-        fs::write(repo.join("layers").join(id.to_string()), bytes).expect("write layer");
+        backend
+            .put(&LayerName::first(id).key(), &bytes, Cond::IfAbsent)
+            .expect("write layer");
         trees.push(tree.clone());
         ids.push(id);
         parent = Some(id);
@@ -155,9 +159,9 @@ fn synthetic(repo: &Path, nights: u32) -> (Vec<BTreeMap<String, u32>>, Vec<Backu
         }
         let (bytes, _, _) = w.finish().expect("finish");
         let id = PackId(*blake3::hash(&(p as u64).to_le_bytes()).as_bytes());
-        let dir = repo.join("packs").join(id.shard());
-        fs::create_dir_all(&dir).expect("mkdir");
-        fs::write(dir.join(id.to_string()), bytes).expect("write pack");
+        backend
+            .put(&layout::pack(&id), &bytes, Cond::IfAbsent)
+            .expect("write pack");
     }
     (trees, ids)
 }

@@ -8,12 +8,13 @@
 
 mod common;
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
 use common::{child, generate, num};
+use strata_engine::repository::layout::{self, LayerName};
 use strata_engine::repository::objects::PosixStore;
+use strata_engine::repository::objects::{Cond, ObjectStore};
 use strata_engine::Repository;
 use strata_format::config::RepoConfig;
 use strata_format::layer::{ChunkRef, Entry, EntryKind, LayerMeta, LayerWriter};
@@ -28,7 +29,7 @@ const FILE_CHUNKS: u32 = 1_000;
 /// layer whose files reference every one of them.
 fn synthetic(repo: &Path, chunks: u32) {
     let backend = Arc::new(PosixStore::new(repo).expect("backend"));
-    Repository::init(backend, RepoConfig::new(RepositoryId([0; 16]))).expect("init");
+    Repository::init(backend.clone(), RepoConfig::new(RepositoryId([0; 16]))).expect("init");
     let chunk = |i: u32| -> Vec<u8> {
         let mut c = [0u8; 32];
         c[..4].copy_from_slice(&i.to_le_bytes());
@@ -43,9 +44,9 @@ fn synthetic(repo: &Path, chunks: u32) {
         }
         let (bytes, _, _) = w.finish().expect("finish");
         let id = PackId(*blake3::hash(&p.to_le_bytes()).as_bytes());
-        let dir = repo.join("packs").join(id.shard());
-        fs::create_dir_all(&dir).expect("mkdir");
-        fs::write(dir.join(id.to_string()), bytes).expect("write pack");
+        backend
+            .put(&layout::pack(&id), &bytes, Cond::IfAbsent)
+            .expect("write pack");
     }
     let mut w = LayerWriter::new(Vec::new()).expect("layer");
     let mut names: Vec<String> = (0..chunks.div_ceil(FILE_CHUNKS))
@@ -95,7 +96,9 @@ fn synthetic(repo: &Path, chunks: u32) {
         service: Default::default(),
     };
     let (bytes, _) = w.finish(&meta).expect("finish layer");
-    fs::write(repo.join("layers").join(id.to_string()), bytes).expect("write layer");
+    backend
+        .put(&LayerName::first(id).key(), &bytes, Cond::IfAbsent)
+        .expect("write layer");
 }
 
 fn report(what: &str, r: &std::collections::HashMap<String, String>) {

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{child, noise};
+use strata_engine::repository::layout::{self, LayerName};
+use strata_engine::repository::objects::{Cond, ObjectStore};
 use strata_engine::repository::objects::{Location, PosixStore};
 use strata_engine::{Engine, EngineConfig, Repository};
 use strata_format::config::{CompressionSetting, RepoConfig};
@@ -33,7 +35,7 @@ const TOKEN: &str = "bench:default";
 /// `count` full backups of one share, each one file of one shared chunk.
 fn synthetic(repo: &Path, count: u32) -> Vec<BackupId> {
     let backend = Arc::new(PosixStore::new(repo).expect("backend"));
-    Repository::init(backend, RepoConfig::new(RepositoryId([9; 16]))).expect("init");
+    Repository::init(backend.clone(), RepoConfig::new(RepositoryId([9; 16]))).expect("init");
     let content = b"the same 32 bytes in every backup".to_vec();
     let chunk = ChunkId::of(&content);
     let mut w = PackWriter::new(Vec::new()).expect("pack");
@@ -41,9 +43,9 @@ fn synthetic(repo: &Path, count: u32) -> Vec<BackupId> {
         .expect("add");
     let (bytes, _, _) = w.finish().expect("finish");
     let pack = PackId(*blake3::hash(b"serve-bench").as_bytes());
-    let dir = repo.join("packs").join(pack.shard());
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join(pack.to_string()), bytes).expect("pack");
+    backend
+        .put(&layout::pack(&pack), &bytes, Cond::IfAbsent)
+        .expect("pack");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -91,7 +93,9 @@ fn synthetic(repo: &Path, count: u32) -> Vec<BackupId> {
                 service: Default::default(),
             };
             let (bytes, _) = w.finish(&meta).expect("finish layer");
-            std::fs::write(repo.join("layers").join(id.to_string()), bytes).expect("layer");
+            backend
+                .put(&LayerName::first(id).key(), &bytes, Cond::IfAbsent)
+                .expect("layer");
             id
         })
         .collect()
