@@ -171,8 +171,9 @@ impl<F: Fs> Files<F> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        // Forward even when this clock is behind the one that wrote it.
-        let mtime_ns = now.max(meta.mtime_ns + 1);
+        // Forward even when this clock is behind the one that wrote it, by
+        // a step a filesystem with coarse timestamps still records.
+        let mtime_ns = now.max(meta.mtime_ns + 1_000_000_000);
         match self.fs.touch(key.as_str(), mtime_ns) {
             Err(e) if io_kind(&e) == Some(std::io::ErrorKind::NotFound) => {
                 return Err(self.precondition(key))
@@ -181,6 +182,8 @@ impl<F: Fs> Files<F> {
         }
         let after = Self::is_object(self.fs.stat(key.as_str())?);
         match after {
+            // Not seen to change: a real put makes the new version.
+            Some(m) if m.id == meta.id && m.etag() == *etag => Ok(None),
             Some(m) if m.id == meta.id => Ok(Some(m.etag())),
             _ => Err(self.precondition(key)),
         }
