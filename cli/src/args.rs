@@ -282,6 +282,27 @@ pub enum BackupCommand {
         #[arg(long)]
         all_projects: bool,
     },
+    /// List the entries of a backup's tree: the children of PATH (the
+    /// root when omitted), or PATH itself when it is not a directory. Read
+    /// from the backup's layers; no data is read.
+    Ls {
+        backup: String,
+        path: Option<String>,
+        /// Every descendant, not only the children.
+        #[arg(long, short = 'r')]
+        recursive: bool,
+        /// Type, mode, owner, size and mtime beside each path.
+        #[arg(long, short = 'l')]
+        long: bool,
+    },
+    /// What changed between two backups (at or below PATH): added (+),
+    /// removed (-), modified (M), type changed (T), metadata only (U).
+    /// Read from the layers alone.
+    Diff {
+        first: String,
+        second: String,
+        path: Option<String>,
+    },
     /// Show one backup.
     Show {
         backup: String,

@@ -7,7 +7,7 @@ use strata_engine::validate::{share_name, share_size, text};
 use strata_engine::Error;
 
 use crate::args::{BackupCommand, Cli, Command, QuotaCommand, ShareCommand, SnapshotCommand};
-use crate::commands::{backup, quota, repack, share, snapshot, upkeep};
+use crate::commands::{backup, browse, quota, repack, share, snapshot, upkeep};
 
 fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
@@ -26,6 +26,9 @@ fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
             backup::FIELDS.to_vec()
         }
         Command::Backup(BackupCommand::List { .. }) => headers(backup::LIST),
+        Command::Backup(BackupCommand::Ls { long: true, .. }) => headers(browse::LS_LONG),
+        Command::Backup(BackupCommand::Ls { .. }) => headers(browse::LS),
+        Command::Backup(BackupCommand::Diff { .. }) => headers(browse::DIFF),
         Command::Share(ShareCommand::Create { .. } | ShareCommand::Show { .. }) => {
             share::FIELDS.to_vec()
         }

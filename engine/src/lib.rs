@@ -76,7 +76,8 @@ pub use repository::Repository;
 pub use service::export::decode_backup_record;
 pub use service::shares::NewShare;
 pub use service::{
-    BackupResult, BackupType, BackupView, CheckReport, CleanupReport, CreateBackup, DataReport,
-    DataSubset, Decision, Engine, EngineConfig, ExportedBackup, NewSnapshot, PruneReport,
-    PruneRequest, RebuildReport, RepackReport, RestoreRequest, RestoreTarget, Retention, Rule,
+    BackupResult, BackupType, BackupView, Change, CheckReport, CleanupReport, CreateBackup,
+    DataReport, DataSubset, Decision, Difference, Engine, EngineConfig, ExportedBackup,
+    NewSnapshot, PruneReport, PruneRequest, RebuildReport, RepackReport, RestoreRequest,
+    RestoreTarget, Retention, Rule,
 };

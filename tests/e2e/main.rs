@@ -2,6 +2,7 @@
 
 mod backup_types;
 mod boundaries;
+mod browse;
 mod corruption;
 mod crash;
 mod errors;

@@ -300,6 +300,17 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             output::list(global.format, &global.columns, LIST, &records)?;
             Ok(0)
         }
+        BackupCommand::Ls {
+            backup,
+            path,
+            recursive,
+            long,
+        } => super::browse::ls(engine, global, backup, path.as_deref(), *recursive, *long),
+        BackupCommand::Diff {
+            first,
+            second,
+            path,
+        } => super::browse::diff(engine, global, first, second, path.as_deref()),
         BackupCommand::Show {
             backup,
             problems: true,

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod browse;
 pub mod prune;
 pub mod quota;
 pub mod repack;

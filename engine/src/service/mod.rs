@@ -5,6 +5,7 @@
 //! other processes reading the catalog see what is running.
 
 mod backups;
+mod browse;
 mod check;
 mod cleanup;
 mod create;
@@ -29,6 +30,7 @@ use strata_format::config::{CompressionSetting, RepoConfig};
 use strata_format::RepositoryId;
 
 pub use backups::{BackupResult, BackupView, CreateBackup, RestoreRequest, RestoreTarget};
+pub use browse::{Change, Difference};
 pub use check::CheckReport;
 pub use cleanup::CleanupReport;
 pub use export::ExportedBackup;

@@ -26,7 +26,7 @@ fn make_dirs(path: &Path, mode: u32) -> std::io::Result<()> {
     if path.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = path.parent() {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         make_dirs(parent, mode)?;
     }
     match fs::DirBuilder::new().mode(mode).create(path) {
