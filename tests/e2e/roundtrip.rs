@@ -327,3 +327,32 @@ fn a_tree_larger_than_the_restore_window_restores_exactly() {
     restore("1").ok();
     assert_same(&before, &snapshot(&target));
 }
+
+#[test]
+fn relative_catalog_and_repository_paths_work_from_the_current_directory() {
+    let env = Env::new();
+    let share = env.path("share");
+    fs::create_dir_all(&share).expect("mkdir");
+    fs::write(share.join("f"), b"relative").expect("write");
+    let strata = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.current_dir(env.path(""))
+            .args(["--catalog", "c.db", "--repository", "repo"])
+            .args(args);
+        run(cmd)
+    };
+    strata(&["backup", "create", "share"]).ok();
+    assert!(env.path("repo/config").is_file());
+    let target = env.path("restored");
+    let listed = strata(&["backup", "list", "-f", "value", "-c", "ID"]).ok();
+    let id = listed.stdout.trim().to_string();
+    strata(&[
+        "backup",
+        "restore",
+        &id,
+        "--target-dir",
+        target.to_str().expect("utf8"),
+    ])
+    .ok();
+    assert_eq!(fs::read(target.join("f")).expect("restored"), b"relative");
+}
