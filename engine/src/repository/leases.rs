@@ -166,6 +166,14 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        // A shared lease's key is its operation's alone: nobody else ever
+        // creates it, so it goes whatever its version (one durable unlink,
+        // where a conditional delete costs a rename and two more syncs at
+        // the end of every backup and restore).
+        if layout::shared_lease_of(&self.key).is_some() {
+            let _ = self.store.delete(&self.key, Cond::Any);
+            return;
+        }
         let released = self.store.delete(&self.key, Cond::IfMatch(self.etag()));
         // A version this process lost track of, still holding its content.
         if matches!(released, Err(Error::Precondition { .. })) && self.still_ours().unwrap_or(false)
