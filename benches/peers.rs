@@ -4,7 +4,8 @@
 //! backup, incremental after a seeded mutation (1% of files edited, 0.2%
 //! deleted and added; 8 short inserts into the tar), and restore into the
 //! benchmark's fresh file system (cold cache). Each figure is the best of
-//! `RUNS`, the tools alternating; a ratio is strata's time over restic's.
+//! `RUNS`, the tools alternating (each run starting with the next one); a
+//! ratio is strata's time over restic's.
 //!
 //! Beside them, the same run's primitive limits: chunk + hash + compress
 //! on two threads (in memory), a cold sequential read, and a bare parallel
@@ -212,7 +213,11 @@ fn run_dataset(
     };
     let mut kept: Vec<Repo> = Vec::new();
     for r in 0..runs {
-        for &tool in tools {
+        // Each run starts with the next tool, so no tool always follows
+        // the same one (the order of the kept repositories, and so of the
+        // later phases, rotates with it).
+        let order = (0..tools.len()).map(|k| tools[(k + r) % tools.len()]);
+        for tool in order {
             for cold in [true, false] {
                 let cache = if cold { "cold" } else { "warm" };
                 let dir = work.join(format!("repos/{}-{}-{r}-{cache}", data.name, tool.name()));
