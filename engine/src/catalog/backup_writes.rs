@@ -10,9 +10,7 @@ use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::store::{
     Admission, Admitted, BackupRecord, BackupStatus, BackupWrites, Problem, Reparent,
-    SnapshotStatus,
 };
-use crate::validate;
 
 fn status_of(tx: &Transaction<'_>, id: BackupId) -> Result<Option<BackupStatus>> {
     let status: Option<String> = tx
@@ -118,28 +116,13 @@ impl BackupWrites for Catalog {
     fn insert_backup(&self, b: &BackupRecord, admission: &Admission) -> Result<Admitted> {
         let mut conn = self.conn()?;
         let tx = write_tx(&mut conn)?;
-        if let Some(parent) = admission.parent {
-            let status = status_of(&tx, parent)?;
-            if status != Some(BackupStatus::Available) {
-                return Ok(Admitted::ParentGone(status));
-            }
-        }
-        if let Some(snapshot) = admission.snapshot {
-            let status = super::snapshots::status_of(&tx, snapshot)?;
-            if status != Some(SnapshotStatus::Available) {
-                return Ok(Admitted::SnapshotGone(status));
-            }
-        }
-        let used = super::quotas::usage(&tx, &b.project)?;
-        let quota = &admission.quota;
-        let fits_count = validate::fits(used.backups, 1, quota.backups);
-        let fits_size = validate::fits(
-            used.backup_gigabytes,
-            admission.estimate_gib,
-            quota.backup_gigabytes,
-        );
-        if !(fits_count && fits_size) {
-            return Ok(Admitted::OverQuota(used));
+        let admitted = admission.judge(
+            |parent| status_of(&tx, parent),
+            |snapshot| super::snapshots::status_of(&tx, snapshot),
+            || super::quotas::usage(&tx, &b.project),
+        )?;
+        if admitted != Admitted::Yes {
+            return Ok(admitted);
         }
         insert_row(&tx, b)?;
         tx.commit()?;

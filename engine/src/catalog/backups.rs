@@ -121,20 +121,11 @@ impl BackupReads for Catalog {
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM backups WHERE project = ?1 AND name = ?2"
         ))?;
-        let mut found: Vec<BackupRecord> = stmt
+        let found: Vec<BackupRecord> = stmt
             .query_map([project, id_or_name], from_row)?
             .map(|r| r?)
             .collect::<Result<_>>()?;
-        match found.len() {
-            0 => Err(Error::NotFound {
-                kind: "backup",
-                name: id_or_name.to_string(),
-            }),
-            1 => Ok(found.remove(0)),
-            n => Err(Error::InvalidArgument(format!(
-                "{n} backups are named {id_or_name:?}; name one by id"
-            ))),
-        }
+        crate::store::only_one(found, "backup", id_or_name)
     }
 
     fn list_backups(&self, filter: &BackupFilter<'_>) -> Result<Vec<BackupRecord>> {

@@ -143,17 +143,11 @@ impl SnapshotStore for Catalog {
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM snapshots WHERE project = ?1 AND name = ?2"
         ))?;
-        let mut found: Vec<Snapshot> = stmt
+        let found: Vec<Snapshot> = stmt
             .query_map([project, id_or_name], from_row)?
             .map(|r| finish(r?))
             .collect::<Result<_>>()?;
-        match found.len() {
-            0 => Err(not_found(id_or_name)),
-            1 => Ok(found.remove(0)),
-            n => Err(Error::InvalidArgument(format!(
-                "{n} snapshots are named {id_or_name:?}; name one by id"
-            ))),
-        }
+        crate::store::only_one(found, "snapshot", id_or_name)
     }
 
     fn list_snapshots(

@@ -54,6 +54,57 @@ pub struct Admission {
     pub snapshot: Option<SnapshotId>,
 }
 
+impl Admission {
+    /// Judges the admission on what the store finds, looked up only as
+    /// needed (in the store's atomic step): the parent's status, the
+    /// snapshot's, and what the project's records count for.
+    pub fn judge(
+        &self,
+        parent_status: impl FnOnce(BackupId) -> Result<Option<BackupStatus>>,
+        snapshot_status: impl FnOnce(SnapshotId) -> Result<Option<SnapshotStatus>>,
+        usage: impl FnOnce() -> Result<QuotaUsage>,
+    ) -> Result<Admitted> {
+        if let Some(parent) = self.parent {
+            let status = parent_status(parent)?;
+            if status != Some(BackupStatus::Available) {
+                return Ok(Admitted::ParentGone(status));
+            }
+        }
+        if let Some(snapshot) = self.snapshot {
+            let status = snapshot_status(snapshot)?;
+            if status != Some(SnapshotStatus::Available) {
+                return Ok(Admitted::SnapshotGone(status));
+            }
+        }
+        let used = usage()?;
+        let fits_count = crate::validate::fits(used.backups, 1, self.quota.backups);
+        let fits_size = crate::validate::fits(
+            used.backup_gigabytes,
+            self.estimate_gib,
+            self.quota.backup_gigabytes,
+        );
+        Ok(match fits_count && fits_size {
+            true => Admitted::Yes,
+            false => Admitted::OverQuota(used),
+        })
+    }
+}
+
+/// The one record a name picks out of `found` (those of that name); more
+/// than one is refused, naming the `kind`, so the caller names it by id.
+pub(crate) fn only_one<T>(mut found: Vec<T>, kind: &'static str, id_or_name: &str) -> Result<T> {
+    match found.len() {
+        0 => Err(crate::Error::NotFound {
+            kind,
+            name: id_or_name.to_string(),
+        }),
+        1 => Ok(found.remove(0)),
+        n => Err(crate::Error::InvalidArgument(format!(
+            "{n} {kind}s are named {id_or_name:?}; name one by id"
+        ))),
+    }
+}
+
 /// A backup's parent changing because its layer was rewritten against its
 /// grandparent (a prune merged the parent into it).
 #[derive(Clone, Copy, Debug)]

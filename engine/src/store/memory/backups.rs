@@ -10,9 +10,8 @@ use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::store::{
     one_of, Admission, Admitted, BackupFilter, BackupQuery, BackupReads, BackupRecord, BackupSort,
-    BackupStatus, BackupWrites, Problem, Reparent, SnapshotStatus,
+    BackupStatus, BackupWrites, Problem, Reparent,
 };
-use crate::validate;
 
 fn not_found(name: &str) -> Error {
     Error::NotFound {
@@ -92,6 +91,28 @@ impl State {
             .collect()
     }
 
+    /// Records a new backup; one whose id is known is refused.
+    fn add_backup(
+        &mut self,
+        b: &BackupRecord,
+        problems: &[Problem],
+        root_dev: Option<u64>,
+    ) -> Result<()> {
+        if self.backups.contains_key(&b.id) {
+            return Err(Error::InvalidArgument(format!(
+                "backup {} is already in the catalog",
+                b.id
+            )));
+        }
+        let record = Backup {
+            record: b.clone(),
+            problems: problems.to_vec(),
+            root_dev,
+        };
+        self.backups.insert(b.id, record);
+        Ok(())
+    }
+
     fn update(&mut self, id: BackupId, change: impl FnOnce(&mut BackupRecord)) {
         if let Some(b) = self.backups.get_mut(&id) {
             change(&mut b.record);
@@ -119,16 +140,11 @@ impl BackupReads for MemoryServiceStore {
         if let Some(b) = mine().find(|b| b.id.to_string() == id_or_name) {
             return Ok(b.clone());
         }
-        let mut named: Vec<&BackupRecord> = mine()
+        let named: Vec<BackupRecord> = mine()
             .filter(|b| b.name.as_deref() == Some(id_or_name))
+            .cloned()
             .collect();
-        match named.len() {
-            0 => Err(not_found(id_or_name)),
-            1 => Ok(named.remove(0).clone()),
-            n => Err(Error::InvalidArgument(format!(
-                "{n} backups are named {id_or_name:?}; name one by id"
-            ))),
-        }
+        crate::store::only_one(named, "backup", id_or_name)
     }
 
     fn list_backups(&self, filter: &BackupFilter<'_>) -> Result<Vec<BackupRecord>> {
@@ -196,42 +212,15 @@ impl BackupReads for MemoryServiceStore {
 impl BackupWrites for MemoryServiceStore {
     fn insert_backup(&self, b: &BackupRecord, admission: &Admission) -> Result<Admitted> {
         let mut state = self.lock();
-        if let Some(parent) = admission.parent {
-            let status = state.backups.get(&parent).map(|p| p.record.status);
-            if status != Some(BackupStatus::Available) {
-                return Ok(Admitted::ParentGone(status));
-            }
+        let admitted = admission.judge(
+            |parent| Ok(state.backups.get(&parent).map(|p| p.record.status)),
+            |snapshot| Ok(state.snapshots.get(&snapshot).map(|s| s.status)),
+            || Ok(state.usage(&b.project)),
+        )?;
+        if admitted == Admitted::Yes {
+            state.add_backup(b, &[], None)?;
         }
-        if let Some(snapshot) = admission.snapshot {
-            let status = state.snapshots.get(&snapshot).map(|s| s.status);
-            if status != Some(SnapshotStatus::Available) {
-                return Ok(Admitted::SnapshotGone(status));
-            }
-        }
-        let used = state.usage(&b.project);
-        let quota = &admission.quota;
-        let fits_count = validate::fits(used.backups, 1, quota.backups);
-        let fits_size = validate::fits(
-            used.backup_gigabytes,
-            admission.estimate_gib,
-            quota.backup_gigabytes,
-        );
-        if !(fits_count && fits_size) {
-            return Ok(Admitted::OverQuota(used));
-        }
-        if state.backups.contains_key(&b.id) {
-            return Err(Error::InvalidArgument(format!(
-                "backup {} is already in the catalog",
-                b.id
-            )));
-        }
-        let record = Backup {
-            record: b.clone(),
-            problems: Vec::new(),
-            root_dev: None,
-        };
-        state.backups.insert(b.id, record);
-        Ok(Admitted::Yes)
+        Ok(admitted)
     }
 
     fn import_backup(
@@ -240,20 +229,7 @@ impl BackupWrites for MemoryServiceStore {
         problems: &[Problem],
         root_dev: Option<u64>,
     ) -> Result<()> {
-        let mut state = self.lock();
-        if state.backups.contains_key(&b.id) {
-            return Err(Error::InvalidArgument(format!(
-                "backup {} is already in the catalog",
-                b.id
-            )));
-        }
-        let record = Backup {
-            record: b.clone(),
-            problems: problems.to_vec(),
-            root_dev,
-        };
-        state.backups.insert(b.id, record);
-        Ok(())
+        self.lock().add_backup(b, problems, root_dev)
     }
 
     fn transition_backup(

@@ -171,16 +171,11 @@ impl SnapshotStore for MemoryServiceStore {
         if let Some(s) = mine().find(|s| s.id.to_string() == id_or_name) {
             return Ok(s.clone());
         }
-        let mut named: Vec<&Snapshot> = mine()
+        let named: Vec<Snapshot> = mine()
             .filter(|s| s.name.as_deref() == Some(id_or_name))
+            .cloned()
             .collect();
-        match named.len() {
-            0 => Err(snapshot_not_found(id_or_name)),
-            1 => Ok(named.remove(0).clone()),
-            n => Err(Error::InvalidArgument(format!(
-                "{n} snapshots are named {id_or_name:?}; name one by id"
-            ))),
-        }
+        super::only_one(named, "snapshot", id_or_name)
     }
 
     fn list_snapshots(
