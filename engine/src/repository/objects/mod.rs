@@ -60,7 +60,7 @@ pub use files::Files;
 pub use memory::MemoryStore;
 pub use nfs::{NfsFs, DEFAULT_RETRY_BUDGET};
 pub use posix::PosixFs;
-pub use wrappers::{Limited, Retrying};
+pub use wrappers::{Limit, Limited, Policy, Retry, Retrying, Wrapped};
 
 /// A repository in a directory.
 pub type PosixStore = Files<PosixFs>;

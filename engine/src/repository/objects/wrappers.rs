@@ -1,7 +1,8 @@
 //! Wrappers that give any [`ObjectStore`] a policy, in restic's manner:
 //! [`Retrying`] retries what failed for a passing reason, [`Limited`] caps
-//! how many calls are under way at once. Each is an `ObjectStore` itself,
-//! so they stack.
+//! how many calls are under way at once. Both are one [`Wrapped`] store
+//! with a [`Policy`] around each call, and an `ObjectStore` themselves, so
+//! they stack.
 
 use std::ops::Range;
 use std::sync::{Condvar, Mutex};
@@ -12,6 +13,30 @@ use super::{
     Unfinished,
 };
 use crate::error::Result;
+
+/// What a wrapper does around each call to the store it wraps.
+/// `repeatable` says whether the call may be made again to the same effect:
+/// reads, lists, and unconditional puts and deletes (a conditional one,
+/// repeated, could find its own work done and call it a conflict).
+pub trait Policy: Send + Sync + std::fmt::Debug {
+    fn run<T>(&self, repeatable: bool, call: &mut dyn FnMut() -> Result<T>) -> Result<T>;
+}
+
+/// A store with a policy around each of its calls.
+#[derive(Debug)]
+pub struct Wrapped<S, P> {
+    inner: S,
+    policy: P,
+}
+
+/// Retries a failed, repeatable call with exponential backoff while the
+/// error is transient and the budget lasts.
+pub type Retrying<S> = Wrapped<S, Retry>;
+
+/// Lets at most a number of calls into the inner store at once; the rest
+/// wait. A writer or reader, once made, is not counted: the limit is on
+/// calls.
+pub type Limited<S> = Wrapped<S, Limit>;
 
 /// Whether an error may pass if the call is made again.
 fn is_transient(e: &crate::Error) -> bool {
@@ -24,28 +49,28 @@ fn is_transient(e: &crate::Error) -> bool {
     )
 }
 
-/// Retries a failed call with exponential backoff while the error is
-/// transient and the budget lasts. Only calls that may be repeated safely
-/// are retried: reads, lists, stats, and unconditional puts and deletes
-/// (a conditional one, repeated, could find its own work done and call it
-/// a conflict).
+/// [`Retrying`]'s policy: the time a call may keep being retried.
 #[derive(Debug)]
-pub struct Retrying<S> {
-    inner: S,
+pub struct Retry {
     budget: Duration,
 }
 
-impl<S: ObjectStore> Retrying<S> {
+impl<S: ObjectStore> Wrapped<S, Retry> {
     pub fn new(inner: S, budget: Duration) -> Retrying<S> {
-        Retrying { inner, budget }
+        Wrapped {
+            inner,
+            policy: Retry { budget },
+        }
     }
+}
 
-    fn run<T>(&self, mut call: impl FnMut() -> Result<T>) -> Result<T> {
+impl Policy for Retry {
+    fn run<T>(&self, repeatable: bool, call: &mut dyn FnMut() -> Result<T>) -> Result<T> {
         let deadline = Instant::now() + self.budget;
         let mut pause = Duration::from_millis(50);
         loop {
             match call() {
-                Err(e) if is_transient(&e) && Instant::now() + pause < deadline => {
+                Err(e) if repeatable && is_transient(&e) && Instant::now() + pause < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
@@ -55,85 +80,29 @@ impl<S: ObjectStore> Retrying<S> {
     }
 }
 
-impl<S: ObjectStore> ObjectStore for Retrying<S> {
-    fn location(&self) -> &str {
-        self.inner.location()
-    }
-
-    fn writer(&self, key: &Key, cond: Cond) -> Result<Box<dyn ObjectWriter>> {
-        self.run(|| self.inner.writer(key, cond.clone()))
-    }
-
-    fn put(&self, key: &Key, body: &[u8], cond: Cond) -> Result<Etag> {
-        match cond {
-            Cond::Any => self.run(|| self.inner.put(key, body, Cond::Any)),
-            // A repeat could find its own work done and call it a conflict.
-            cond => self.inner.put(key, body, cond),
-        }
-    }
-
-    fn open(&self, key: &Key) -> Result<Box<dyn ObjectReader>> {
-        self.run(|| self.inner.open(key))
-    }
-
-    fn get(&self, key: &Key) -> Result<Vec<u8>> {
-        self.run(|| self.inner.get(key))
-    }
-
-    fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Vec<u8>> {
-        self.run(|| self.inner.get_range(key, range.clone()))
-    }
-
-    fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>> {
-        self.run(|| self.inner.stat(key))
-    }
-
-    fn list(&self, prefix: &str, after: Option<&Key>) -> Result<Page> {
-        self.run(|| self.inner.list(prefix, after))
-    }
-
-    fn delete(&self, key: &Key, cond: Cond) -> Result<()> {
-        match cond {
-            Cond::Any => self.run(|| self.inner.delete(key, Cond::Any)),
-            // A repeat could find its own work done and call it a conflict.
-            cond => self.inner.delete(key, cond),
-        }
-    }
-
-    fn space(&self) -> Result<Option<Space>> {
-        self.run(|| self.inner.space())
-    }
-
-    fn unfinished(&self) -> Result<Vec<Unfinished>> {
-        self.run(|| self.inner.unfinished())
-    }
-
-    fn discard(&self, unfinished: &Unfinished) -> Result<()> {
-        self.run(|| self.inner.discard(unfinished))
-    }
-}
-
-/// Lets at most `limit` calls into the inner store at once; the rest wait.
-/// A writer or reader, once made, is not counted: the limit is on calls.
+/// [`Limited`]'s policy: how many calls may be under way at once.
 #[derive(Debug)]
-pub struct Limited<S> {
-    inner: S,
+pub struct Limit {
     limit: usize,
     running: Mutex<usize>,
     freed: Condvar,
 }
 
-impl<S: ObjectStore> Limited<S> {
+impl<S: ObjectStore> Wrapped<S, Limit> {
     pub fn new(inner: S, limit: usize) -> Limited<S> {
-        Limited {
+        Wrapped {
             inner,
-            limit: limit.max(1),
-            running: Mutex::new(0),
-            freed: Condvar::new(),
+            policy: Limit {
+                limit: limit.max(1),
+                running: Mutex::new(0),
+                freed: Condvar::new(),
+            },
         }
     }
+}
 
-    fn run<T>(&self, call: impl FnOnce() -> Result<T>) -> Result<T> {
+impl Policy for Limit {
+    fn run<T>(&self, _: bool, call: &mut dyn FnMut() -> Result<T>) -> Result<T> {
         {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             while *running >= self.limit {
@@ -148,53 +117,61 @@ impl<S: ObjectStore> Limited<S> {
     }
 }
 
-impl<S: ObjectStore> ObjectStore for Limited<S> {
+impl<S: ObjectStore, P: Policy> ObjectStore for Wrapped<S, P> {
     fn location(&self) -> &str {
         self.inner.location()
     }
 
     fn writer(&self, key: &Key, cond: Cond) -> Result<Box<dyn ObjectWriter>> {
-        self.run(|| self.inner.writer(key, cond))
+        self.policy
+            .run(true, &mut || self.inner.writer(key, cond.clone()))
     }
 
     fn put(&self, key: &Key, body: &[u8], cond: Cond) -> Result<Etag> {
-        self.run(|| self.inner.put(key, body, cond))
+        let repeatable = cond == Cond::Any;
+        self.policy
+            .run(repeatable, &mut || self.inner.put(key, body, cond.clone()))
     }
 
     fn open(&self, key: &Key) -> Result<Box<dyn ObjectReader>> {
-        self.run(|| self.inner.open(key))
+        self.policy.run(true, &mut || self.inner.open(key))
     }
 
     fn get(&self, key: &Key) -> Result<Vec<u8>> {
-        self.run(|| self.inner.get(key))
+        self.policy.run(true, &mut || self.inner.get(key))
     }
 
     fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Vec<u8>> {
-        self.run(|| self.inner.get_range(key, range))
+        self.policy
+            .run(true, &mut || self.inner.get_range(key, range.clone()))
     }
 
     fn stat(&self, key: &Key) -> Result<Option<ObjectMeta>> {
-        self.run(|| self.inner.stat(key))
+        self.policy.run(true, &mut || self.inner.stat(key))
     }
 
     fn list(&self, prefix: &str, after: Option<&Key>) -> Result<Page> {
-        self.run(|| self.inner.list(prefix, after))
+        self.policy
+            .run(true, &mut || self.inner.list(prefix, after))
     }
 
     fn delete(&self, key: &Key, cond: Cond) -> Result<()> {
-        self.run(|| self.inner.delete(key, cond))
+        let repeatable = cond == Cond::Any;
+        self.policy
+            .run(repeatable, &mut || self.inner.delete(key, cond.clone()))
     }
 
     fn space(&self) -> Result<Option<Space>> {
-        self.run(|| self.inner.space())
+        self.policy.run(true, &mut || self.inner.space())
     }
 
     fn unfinished(&self) -> Result<Vec<Unfinished>> {
-        self.run(|| self.inner.unfinished())
+        self.policy.run(true, &mut || self.inner.unfinished())
     }
 
     fn discard(&self, unfinished: &Unfinished) -> Result<()> {
-        self.run(|| self.inner.discard(unfinished))
+        self.policy
+            .run(true, &mut || self.inner.discard(unfinished))
     }
 }
 
