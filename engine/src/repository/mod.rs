@@ -121,7 +121,7 @@ fn is_not_found(e: &Error) -> bool {
     io_kind(e) == Some(std::io::ErrorKind::NotFound)
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut out = [0u8; N];
     getrandom::fill(&mut out).map_err(|e| Error::Bug(format!("no randomness from the OS: {e}")))?;
     Ok(out)

@@ -123,9 +123,7 @@ impl<F: Fs> Files<F> {
 
     /// A fresh name under `tmp/`, named after this process.
     fn temp(&self, kind: &str) -> Result<String> {
-        let mut random = [0u8; 12];
-        getrandom::fill(&mut random)
-            .map_err(|e| Error::Bug(format!("no randomness from the OS: {e}")))?;
+        let random: [u8; 12] = crate::repository::random_bytes()?;
         let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
         Ok(format!("{TEMP}/{}~{kind}-{random}", Tag::this()))
     }
@@ -275,6 +273,7 @@ struct FilesWriter<F: Fs> {
     tmp: String,
     key: Key,
     cond: Cond,
+    published: bool,
 }
 
 impl<F: Fs> Write for FilesWriter<F> {
@@ -301,6 +300,15 @@ impl<F: Fs> FilesWriter<F> {
 
 impl<F: Fs> ObjectWriter for FilesWriter<F> {
     fn commit(mut self: Box<Self>) -> Result<Etag> {
+        let etag = self.publish()?;
+        self.published = true;
+        Ok(etag)
+    }
+}
+
+impl<F: Fs> FilesWriter<F> {
+    /// Makes the file durable, then publishes it under its key.
+    fn publish(&mut self) -> Result<Etag> {
         let file = self
             .file
             .take()
@@ -321,8 +329,11 @@ impl<F: Fs> ObjectWriter for FilesWriter<F> {
 
 impl<F: Fs> Drop for FilesWriter<F> {
     fn drop(&mut self) {
-        // Uncommitted, failed, or published (the name is gone then).
-        let _ = self.store.fs.remove(&self.tmp);
+        // Uncommitted or failed: its file goes (a published one's name is
+        // gone already, and a call to say so would be a round trip wasted).
+        if !self.published {
+            let _ = self.store.fs.remove(&self.tmp);
+        }
     }
 }
 
@@ -346,6 +357,7 @@ impl<F: Fs> ObjectStore for Files<F> {
             tmp,
             key: key.clone(),
             cond,
+            published: false,
         }))
     }
 
@@ -355,10 +367,7 @@ impl<F: Fs> ObjectStore for Files<F> {
                 return Ok(refreshed);
             }
         }
-        let mut w = self.writer(key, cond)?;
-        w.write_all(body)
-            .map_err(|e| super::io_error(self.location(), key.as_str(), e))?;
-        w.commit()
+        super::put_by_writer(self, key, body, cond)
     }
 
     fn open(&self, key: &Key) -> Result<Box<dyn ObjectReader>> {

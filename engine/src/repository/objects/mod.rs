@@ -156,10 +156,7 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
     /// Puts a whole (small) object. Durable on return; the new etag.
     fn put(&self, key: &Key, body: &[u8], cond: Cond) -> Result<Etag> {
-        let mut w = self.writer(key, cond)?;
-        w.write_all(body)
-            .map_err(|e| io_error(self.location(), key.as_str(), e))?;
-        w.commit()
+        put_by_writer(self, key, body, cond)
     }
 
     /// Opens an object to read byte ranges of it (the ranged get). A
@@ -270,6 +267,19 @@ pub trait ObjectReader: Send + Sync {
             })
             .collect()
     }
+}
+
+/// A whole put made through [`ObjectStore::writer`].
+pub(crate) fn put_by_writer<S: ObjectStore + ?Sized>(
+    store: &S,
+    key: &Key,
+    body: &[u8],
+    cond: Cond,
+) -> Result<Etag> {
+    let mut w = store.writer(key, cond)?;
+    w.write_all(body)
+        .map_err(|e| io_error(store.location(), key.as_str(), e))?;
+    w.commit()
 }
 
 /// The kind of an I/O error, when `e` is one.
