@@ -125,9 +125,8 @@ fn run(args: &[String]) -> Result<(), String> {
         ("idle", []) => println!("secs=0"),
         ("restore", [id, target]) => {
             let backup = engine.find_backup(id).map_err(|e| e.to_string())?;
-            let req = RestoreRequest {
-                target: strata_engine::RestoreTarget::Dir(PathBuf::from(target)),
-            };
+            let req =
+                RestoreRequest::whole(strata_engine::RestoreTarget::Dir(PathBuf::from(target)));
             let done = engine
                 .restore_backup(&backup, &req, &progress)
                 .map_err(|e| e.to_string())?;

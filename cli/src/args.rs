@@ -303,6 +303,27 @@ pub enum BackupCommand {
         second: String,
         path: Option<String>,
     },
+    /// Which backups hold paths matching a glob, newest backup first,
+    /// with each version's size and mtime. A glob without a `/` matches a
+    /// name at any depth (`*.conf`), one with a `/` the path from the
+    /// share's root (`etc/**/*.conf`). Read from the layers alone.
+    Find {
+        pattern: String,
+        /// Only this share's backups (id or name).
+        #[arg(long)]
+        share: Option<String>,
+        /// Only backups created at or after this time (RFC 3339, or a
+        /// duration ago: 7days).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only backups created at or before this time.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Write one path of a backup to standard output: a file's bytes, or a
+    /// directory (`/` for the whole tree) as a tar stream with modes,
+    /// owners, mtimes, links and xattrs. Every chunk is verified.
+    Dump { backup: String, path: String },
     /// Show one backup.
     Show {
         backup: String,
@@ -330,6 +351,16 @@ pub enum BackupCommand {
         /// Restore into a plain directory, missing or empty.
         #[arg(long)]
         target_dir: Option<PathBuf>,
+        /// Restore only the paths this glob matches (with their subtrees
+        /// and the directories above them); repeatable. A glob without a
+        /// `/` matches a name at any depth, one with a `/` the path from
+        /// the share's root; `**` crosses directories.
+        #[arg(long, value_name = "GLOB")]
+        include: Vec<String>,
+        /// Leave out the paths this glob matches, with their subtrees;
+        /// repeatable; wins over --include.
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
     },
     /// Print a backup's record (`backup_service`, `backup_url`), which
     /// `backup import` recreates in any catalog of the same repository.

@@ -29,6 +29,7 @@ fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
         Command::Backup(BackupCommand::Ls { long: true, .. }) => headers(browse::LS_LONG),
         Command::Backup(BackupCommand::Ls { .. }) => headers(browse::LS),
         Command::Backup(BackupCommand::Diff { .. }) => headers(browse::DIFF),
+        Command::Backup(BackupCommand::Find { .. }) => headers(browse::FIND),
         Command::Share(ShareCommand::Create { .. } | ShareCommand::Show { .. }) => {
             share::FIELDS.to_vec()
         }

@@ -64,6 +64,7 @@ pub mod process;
 pub mod progress;
 pub mod repository;
 pub mod restore;
+pub mod select;
 mod service;
 pub mod store;
 pub mod validate;
@@ -77,7 +78,7 @@ pub use service::export::decode_backup_record;
 pub use service::shares::NewShare;
 pub use service::{
     BackupResult, BackupType, BackupView, Change, CheckReport, CleanupReport, CreateBackup,
-    DataReport, DataSubset, Decision, Difference, Engine, EngineConfig, ExportedBackup,
-    NewSnapshot, PruneReport, PruneRequest, RebuildReport, RepackReport, RestoreRequest,
-    RestoreTarget, Retention, Rule,
+    DataReport, DataSubset, Decision, Difference, Dumped, Engine, EngineConfig, ExportedBackup,
+    FindScope, NewSnapshot, OpenTree, PruneReport, PruneRequest, RebuildReport, RepackReport,
+    RestoreRequest, RestoreTarget, Retention, Rule,
 };

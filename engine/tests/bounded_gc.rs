@@ -66,9 +66,7 @@ fn backup(engine: &Engine, share: &Path, incremental: bool) -> strata_engine::st
 fn restores(engine: &Engine, dir: &Path, id: &str, expected: &BTreeMap<PathBuf, Vec<u8>>) {
     let target = dir.join(format!("restored-{id}"));
     let backup = engine.find_backup(id).unwrap();
-    let req = RestoreRequest {
-        target: RestoreTarget::Dir(target.clone()),
-    };
+    let req = RestoreRequest::whole(RestoreTarget::Dir(target.clone()));
     engine
         .restore_backup(&backup, &req, &Progress::default())
         .unwrap();

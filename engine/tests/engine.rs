@@ -75,9 +75,7 @@ fn a_chunk_seen_twice_in_one_run_is_stored_once() {
         "random data must be stored raw, once"
     );
     let restored = tmp.path().join("out");
-    let req = RestoreRequest {
-        target: strata_engine::RestoreTarget::Dir(restored.clone()),
-    };
+    let req = RestoreRequest::whole(strata_engine::RestoreTarget::Dir(restored.clone()));
     engine
         .restore_backup(b, &req, &Progress::default())
         .unwrap();

@@ -121,9 +121,7 @@ fn exercise(engine: &Engine, name: &str, tmp: &Path) {
 
     let restore = |backup, into: &str| {
         let target = tmp.join(into);
-        let req = RestoreRequest {
-            target: RestoreTarget::Dir(target.clone()),
-        };
+        let req = RestoreRequest::whole(RestoreTarget::Dir(target.clone()));
         engine
             .restore_backup(backup, &req, &Progress::default())
             .unwrap();

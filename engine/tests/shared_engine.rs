@@ -106,9 +106,9 @@ fn one_engine_runs_backups_restores_and_queries_at_once() {
                         engine
                             .restore_backup(
                                 b,
-                                &RestoreRequest {
-                                    target: strata_engine::RestoreTarget::Dir(target.clone()),
-                                },
+                                &RestoreRequest::whole(strata_engine::RestoreTarget::Dir(
+                                    target.clone(),
+                                )),
                                 &Progress::default(),
                             )
                             .unwrap();
@@ -255,9 +255,7 @@ fn an_incremental_never_builds_on_a_backup_being_deleted() {
             engine
                 .restore_backup(
                     &child.backup,
-                    &RestoreRequest {
-                        target: strata_engine::RestoreTarget::Dir(target.clone()),
-                    },
+                    &RestoreRequest::whole(strata_engine::RestoreTarget::Dir(target.clone())),
                     &Progress::default(),
                 )
                 .unwrap();

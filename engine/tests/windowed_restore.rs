@@ -127,9 +127,7 @@ fn a_restore_one_entry_at_a_time_equals_one_in_a_single_window() {
     for (window, name) in [(1, "one-entry"), (usize::MAX, "single")] {
         let engine = engine(dir.path(), window);
         let target = dir.path().join(name);
-        let req = RestoreRequest {
-            target: RestoreTarget::Dir(target.clone()),
-        };
+        let req = RestoreRequest::whole(RestoreTarget::Dir(target.clone()));
         let done = engine
             .restore_backup(&backup, &req, &Progress::default())
             .unwrap();

@@ -354,12 +354,10 @@ fn restore(ctx: &Ctx, b: BackupRecord, arg: &Value) -> Result<Response, Fault> {
         }
     };
     let share_id = target.unwrap_or(b.share_id);
-    let req = RestoreRequest {
-        target: match target {
-            Some(id) => RestoreTarget::Share(id.to_string()),
-            None => RestoreTarget::Source,
-        },
-    };
+    let req = RestoreRequest::whole(match target {
+        Some(id) => RestoreTarget::Share(id.to_string()),
+        None => RestoreTarget::Source,
+    });
     let backup_id = b.id.to_string();
     let engine = Arc::clone(&ctx.engine);
     ctx.state

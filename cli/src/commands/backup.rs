@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde_json::json;
+use strata_engine::select::Selection;
 use strata_engine::store::{BackupFilter, BackupRecord, BackupStatus, ShareStatus};
 use strata_engine::{
     BackupView, CreateBackup, Engine, Error, Progress, RestoreRequest, RestoreTarget,
@@ -311,6 +312,13 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             second,
             path,
         } => super::browse::diff(engine, global, first, second, path.as_deref()),
+        BackupCommand::Find {
+            pattern,
+            share,
+            since,
+            until,
+        } => super::browse::find(engine, global, pattern, share.as_deref(), since, until),
+        BackupCommand::Dump { backup, path } => super::browse::dump(engine, backup, path),
         BackupCommand::Show {
             backup,
             problems: true,
@@ -355,7 +363,10 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             backup,
             target_share,
             target_dir,
+            include,
+            exclude,
         } => {
+            let selection = Selection::new(include, exclude)?;
             let b = engine.find_backup(backup)?;
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(Arc::clone(&progress), "restore");
@@ -364,7 +375,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
                 (None, Some(dir)) => RestoreTarget::Dir(dir.clone()),
                 (None, None) => RestoreTarget::Source,
             };
-            let req = RestoreRequest { target };
+            let req = RestoreRequest { target, selection };
             let started = std::time::Instant::now();
             let done = engine.restore_backup(&b, &req, &progress);
             drop(bar);

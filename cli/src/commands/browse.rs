@@ -1,8 +1,10 @@
-//! `backup ls` and `backup diff`: a backup's tree read from its layers.
+//! `backup ls`, `find` and `diff`: a backup's tree read from its layers;
+//! `backup dump`: one path of it written out.
 
 use anyhow::Result;
 use serde_json::json;
-use strata_engine::{Engine, Error};
+use strata_engine::select::Patterns;
+use strata_engine::{Engine, Error, FindScope};
 use strata_format::layer::{Entry, EntryKind};
 
 use crate::args::{Format, Global};
@@ -18,6 +20,16 @@ pub const LS_LONG: &[(&str, &str)] = &[
     ("Modified", "mtime"),
     ("Path", "path"),
     ("Target", "target"),
+];
+
+pub const FIND: &[(&str, &str)] = &[
+    ("Backup ID", "backup_id"),
+    ("Backup Name", "backup_name"),
+    ("Created At", "created_at"),
+    ("Type", "type"),
+    ("Size", "size"),
+    ("Modified", "mtime"),
+    ("Path", "path"),
 ];
 
 pub const DIFF: &[(&str, &str)] = &[("Change", "change"), ("Path", "path")];
@@ -112,5 +124,68 @@ pub fn diff(
         Ok(())
     })?;
     output::list(global.format, &global.columns, DIFF, &rows)?;
+    Ok(0)
+}
+
+pub fn find(
+    engine: &Engine,
+    global: &Global,
+    pattern: &str,
+    share: Option<&str>,
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<u8> {
+    let pattern = Patterns::new(&[pattern.to_string()])?;
+    let scope = FindScope {
+        share: share
+            .map(|s| engine.find_share(s))
+            .transpose()?
+            .map(|s| s.id),
+        since: since
+            .as_deref()
+            .map(|t| super::parse_time("--since", t))
+            .transpose()?,
+        until: until
+            .as_deref()
+            .map(|t| super::parse_time("--until", t))
+            .transpose()?,
+    };
+    let mut rows = Vec::new();
+    let searched = engine.find_paths(&pattern, &scope, &mut |b, e| {
+        let size = match &e.kind {
+            EntryKind::File { size, .. } => *size,
+            _ => 0,
+        };
+        rows.push(vec![
+            ("backup_id", json!(b.id.to_string())),
+            ("backup_name", super::opt(&b.name)),
+            ("created_at", super::time(Some(b.created_at))),
+            ("type", json!(kind(e))),
+            ("size", json!(size)),
+            ("mtime", json!(strata_engine::clock::iso8601(e.mtime_ns))),
+            ("path", json!(shown(&e.path))),
+        ]);
+        Ok(())
+    })?;
+    output::list(global.format, &global.columns, FIND, &rows)?;
+    if global.format == Format::Table {
+        eprintln!("{} matches in {searched} backups", rows.len());
+    }
+    Ok(0)
+}
+
+pub fn dump(engine: &Engine, backup: &str, at: &str) -> Result<u8> {
+    let b = engine.find_backup(backup)?;
+    let at = stored_path(at)?;
+    let tree = engine.open_tree(&b)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let dumped = tree.dump(at.as_deref(), &mut out)?;
+    if dumped.xattrs_skipped > 0 {
+        eprintln!(
+            "warning: {} extended attributes with non-UTF-8 names were left out (tar names them in UTF-8)",
+            dumped.xattrs_skipped
+        );
+    }
     Ok(0)
 }

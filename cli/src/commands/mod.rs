@@ -30,6 +30,29 @@ pub fn time(ns: Option<i64>) -> Value {
     ns.map_or(Value::Null, |ns| Value::String(iso8601(ns)))
 }
 
+/// A time given to `flag`: RFC 3339 (`2026-12-02T08:00:00Z`), or a
+/// duration (`36h`, `7days`) meaning that long ago; nanoseconds since the
+/// epoch.
+pub fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
+    let bad = |why: String| strata_engine::Error::InvalidArgument(format!("{flag} {s:?}: {why}"));
+    let t = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(e) => match humantime::parse_duration(s) {
+            Ok(ago) => std::time::SystemTime::now()
+                .checked_sub(ago)
+                .ok_or_else(|| bad("too long ago".into()))?,
+            Err(_) => return Err(bad(format!(
+                "neither an RFC 3339 time (2026-12-02T08:00:00Z) nor a duration ago (7days): {e}"
+            ))
+            .into()),
+        },
+    };
+    let since = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| bad("before 1970".into()))?;
+    Ok(i64::try_from(since.as_nanos()).map_err(|_| bad("too far ahead".into()))?)
+}
+
 pub fn opt(s: &Option<String>) -> Value {
     s.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::json;
 use strata_engine::store::Snapshot;
-use strata_engine::{Engine, Error, NewSnapshot};
+use strata_engine::{Engine, NewSnapshot};
 
 use super::{opt, time};
 use crate::args::{Global, SnapshotCommand};
@@ -49,20 +49,6 @@ pub const LIST: &[(&str, &str)] = &[
     ("Created At", "created_at"),
 ];
 
-/// An RFC 3339 time as nanoseconds since the epoch.
-fn parse_time(s: &str) -> Result<i64> {
-    let t = humantime::parse_rfc3339_weak(s).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "--created-at {s:?} is not an RFC 3339 time (2026-12-02T08:00:00Z): {e}"
-        ))
-    })?;
-    let since = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| Error::InvalidArgument(format!("--created-at {s:?} is before 1970")))?;
-    Ok(i64::try_from(since.as_nanos())
-        .map_err(|_| Error::InvalidArgument(format!("--created-at {s:?} is too far ahead")))?)
-}
-
 pub fn run(engine: &Engine, global: &Global, cmd: &SnapshotCommand) -> Result<()> {
     match cmd {
         SnapshotCommand::Create {
@@ -77,7 +63,10 @@ pub fn run(engine: &Engine, global: &Global, cmd: &SnapshotCommand) -> Result<()
                 name: name.as_deref(),
                 description: description.as_deref(),
                 path: path.as_deref(),
-                created_at: created_at.as_deref().map(parse_time).transpose()?,
+                created_at: created_at
+                    .as_deref()
+                    .map(|t| super::parse_time("--created-at", t))
+                    .transpose()?,
             };
             let snapshot = engine.create_snapshot(&share, &new)?;
             output::show(global.format, &global.columns, &record(&snapshot))

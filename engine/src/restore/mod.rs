@@ -19,6 +19,7 @@ mod refusals;
 mod tree;
 mod write;
 
+pub(crate) use plan::locate as plan_locate;
 pub use refusals::refusal;
 
 use std::path::Path;
@@ -32,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::select::Selection;
 
 /// What a restore did.
 #[derive(Debug, Default)]
@@ -76,12 +78,33 @@ pub fn run(
     options: &RestoreOptions,
     progress: &Progress,
 ) -> Result<RestoreOutcome> {
+    let all = Selection::all();
+    run_selected(repo, index, backup, target, options, &all, progress)
+}
+
+/// Restores the part of `backup` that `selection` takes (see
+/// [`crate::select`]) into `target`: [`run`] with a selection. Only the
+/// selected files' chunks are read.
+pub fn run_selected(
+    repo: &Repository,
+    index: &dyn ChunkIndex,
+    backup: &BackupId,
+    target: &Path,
+    options: &RestoreOptions,
+    selection: &Selection,
+    progress: &Progress,
+) -> Result<RestoreOutcome> {
     let layers = crate::view::load_chain(repo, backup)?;
     let totals = match layers.last() {
         Some(top) => top.meta().stats.clone(),
         None => return Err(Error::Bug("a chain without layers".into())),
     };
-    let mut windows = tree::Windows::new(&layers, totals.hardlinks > 0, options.window_bytes)?;
+    let mut windows = tree::Windows::new(
+        &layers,
+        totals.hardlinks > 0,
+        options.window_bytes,
+        selection,
+    )?;
     // Everything below goes through this descriptor: nothing outside it
     // can be reached, whatever is renamed or swapped meanwhile.
     let target = &Beneath::open(target)?;

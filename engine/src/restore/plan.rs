@@ -188,7 +188,7 @@ impl Planner {
 
 /// Where the chunk `id` of the file at `path` is, which must be indexed
 /// with the length the layer gives it (`len`).
-pub(super) fn locate(
+pub(crate) fn locate(
     index: &dyn ChunkIndex,
     id: ChunkId,
     len: u32,

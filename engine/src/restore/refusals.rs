@@ -14,6 +14,7 @@ use super::DEFAULT_WINDOW_BYTES;
 use crate::error::{Error, Result};
 use crate::index::ChunkIndex;
 use crate::repository::Repository;
+use crate::select::Selection;
 
 /// Walks the tree of `backup` as a restore would, window by window: every
 /// entry below a directory of the tree, every hardlink to a file before it
@@ -32,7 +33,8 @@ pub fn refusal(
         return Err(Error::Bug("a chain without layers".into()));
     };
     let hardlinks = top.meta().stats.hardlinks > 0;
-    let mut windows = Windows::new(&layers, hardlinks, DEFAULT_WINDOW_BYTES)?;
+    let all = Selection::all();
+    let mut windows = Windows::new(&layers, hardlinks, DEFAULT_WINDOW_BYTES, &all)?;
     while let Some(window) = windows.next_window()? {
         for e in &window.tree.entries {
             let EntryKind::File { chunks, .. } = &e.kind else {

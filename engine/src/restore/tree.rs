@@ -13,6 +13,12 @@
 //!   so its target is already restored when the link is made. The targets
 //!   are gathered by a first pass over the view, only when the backup has
 //!   hardlinks; what is held is one path per hardlink.
+//!
+//! A partial restore takes the view through a [`Selection`]: the selected
+//! entries, each with the directories above it. A selected hardlink whose
+//! target is left out becomes the file itself under its first selected
+//! name (a second pass finds those targets' entries), and the inode's
+//! further selected names link to that one.
 
 use std::collections::HashMap;
 
@@ -20,7 +26,20 @@ use strata_format::layer::{Entry, EntryKind};
 use strata_format::path;
 
 use crate::error::{Error, Result};
+use crate::select::{Selected, Selection, Selector, Verdict};
 use crate::view::{ChainLayer, MergedView};
+
+/// The tree's entries, in path order, as a restore takes them.
+type Stream<'a> = Box<dyn Iterator<Item = Result<Entry>> + 'a>;
+
+/// Opens the chain's merged view through `selection`.
+fn stream<'a>(layers: &'a [ChainLayer], selection: &'a Selection) -> Result<Stream<'a>> {
+    let view = MergedView::new(layers)?;
+    Ok(match selection.is_all() {
+        true => Box::new(view),
+        false => Box::new(Selected::new(view, selection)),
+    })
+}
 
 /// One window of the tree: entries in path order.
 pub struct Tree {
@@ -30,11 +49,13 @@ pub struct Tree {
 /// Hands out the checked tree a window at a time, and the directories each
 /// window completes (whose metadata may then be given).
 pub struct Windows<'a> {
-    view: MergedView<'a>,
+    view: Stream<'a>,
     /// The directories the coming entries may lie in, outermost first.
     open: Vec<Entry>,
     /// Hardlink targets, and whether each has been seen as a regular file.
     targets: HashMap<Vec<u8>, bool>,
+    /// Selected hardlinks' targets the selection left out.
+    orphans: Orphans,
     /// Memory (estimated) a window's entries may take.
     budget: usize,
     /// An entry read past the end of the last window.
@@ -55,20 +76,36 @@ pub struct Window {
 impl<'a> Windows<'a> {
     /// `layers`: the chain, full backup first. `hardlinks`: whether the
     /// backup has any (from its layer's totals); `budget`: the estimated
-    /// bytes of entries a window holds (at least one entry).
-    pub fn new(layers: &'a [ChainLayer], hardlinks: bool, budget: usize) -> Result<Self> {
+    /// bytes of entries a window holds (at least one entry); `selection`:
+    /// what of the tree is restored.
+    pub fn new(
+        layers: &'a [ChainLayer],
+        hardlinks: bool,
+        budget: usize,
+        selection: &'a Selection,
+    ) -> Result<Self> {
         let mut targets = HashMap::new();
+        let mut orphans = Orphans::default();
         if hardlinks {
-            for e in MergedView::new(layers)? {
-                if let EntryKind::Hardlink { target } = e?.kind {
+            for e in stream(layers, selection)? {
+                let e = e?;
+                if let EntryKind::Hardlink { target } = e.kind {
+                    orphans.first.entry(target.clone()).or_insert(e.path);
                     targets.insert(target, false);
+                }
+            }
+            if !selection.is_all() {
+                orphans.find(layers, selection)?;
+                for first in orphans.first.values() {
+                    targets.insert(first.clone(), false);
                 }
             }
         }
         Ok(Windows {
-            view: MergedView::new(layers)?,
+            view: stream(layers, selection)?,
             open: Vec::new(),
             targets,
+            orphans,
             budget,
             pending: None,
             spare: Vec::new(),
@@ -86,7 +123,8 @@ impl<'a> Windows<'a> {
                 Some(e) => Some(e),
                 None => self.view.next().transpose()?,
             };
-            let Some(e) = next else { break };
+            let Some(mut e) = next else { break };
+            self.orphans.adopt(&mut e);
             self.check(&e, &mut closed)?;
             used += weight(&e);
             if matches!(e.kind, EntryKind::Dir) {
@@ -154,6 +192,64 @@ impl<'a> Windows<'a> {
             EntryKind::Dir | EntryKind::Symlink { .. } => {}
         }
         Ok(())
+    }
+}
+
+/// The selected hardlinks whose target a selection left out.
+#[derive(Default)]
+struct Orphans {
+    /// Each hardlink target's first selected name (after [`Orphans::find`]:
+    /// only the targets left out).
+    first: HashMap<Vec<u8>, Vec<u8>>,
+    /// The entries of those targets.
+    content: HashMap<Vec<u8>, Entry>,
+}
+
+impl Orphans {
+    /// Keeps, of the targets in `first`, those `selection` leaves out, and
+    /// their entries.
+    fn find(&mut self, layers: &[ChainLayer], selection: &Selection) -> Result<()> {
+        let mut selector = Selector::new(selection);
+        let mut taken = Vec::new();
+        for e in MergedView::new(layers)? {
+            let e = e?;
+            let verdict = selector.decide(&e.path, matches!(e.kind, EntryKind::Dir));
+            if !self.first.contains_key(&e.path) {
+                continue;
+            }
+            match verdict {
+                Verdict::Take => taken.push(e.path),
+                Verdict::Skip | Verdict::Ancestor => {
+                    self.content.insert(e.path.clone(), e);
+                }
+            }
+        }
+        for t in taken {
+            self.first.remove(&t);
+        }
+        Ok(())
+    }
+
+    /// Rewrites a hardlink to a left-out target: its first selected name
+    /// becomes the file, the others link to that name.
+    fn adopt(&self, e: &mut Entry) {
+        let EntryKind::Hardlink { target } = &e.kind else {
+            return;
+        };
+        let (Some(first), Some(file)) = (self.first.get(target), self.content.get(target)) else {
+            return;
+        };
+        if *first == e.path {
+            let path = std::mem::take(&mut e.path);
+            *e = Entry {
+                path,
+                ..file.clone()
+            };
+        } else {
+            e.kind = EntryKind::Hardlink {
+                target: first.clone(),
+            };
+        }
     }
 }
 

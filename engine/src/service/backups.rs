@@ -14,6 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::progress::Progress;
 use crate::repository::leases;
 use crate::restore::{self, RestoreOutcome};
+use crate::select::Selection;
 use crate::store::{BackupRecord, BackupStatus, OpKind, Problem, Share, ShareStatus};
 
 #[derive(Clone, Debug, Default)]
@@ -82,6 +83,26 @@ pub enum RestoreTarget {
 #[derive(Clone, Debug, Default)]
 pub struct RestoreRequest {
     pub target: RestoreTarget,
+    /// What of the backup's tree is restored: all of it, or the paths a
+    /// partial restore selects (only they are replaced in a share).
+    pub selection: Selection,
+}
+
+/// The operation a restore runs in, and the shared lease it holds.
+#[derive(Clone, Copy)]
+struct Supervised<'a> {
+    op: &'a str,
+    lock: &'a leases::Lease,
+}
+
+impl RestoreRequest {
+    /// A restore of the whole tree into `target`.
+    pub fn whole(target: RestoreTarget) -> Self {
+        RestoreRequest {
+            target,
+            selection: Selection::all(),
+        }
+    }
 }
 
 impl Engine {
@@ -157,13 +178,15 @@ impl Engine {
         let share = match &req.target {
             RestoreTarget::Dir(dir) => {
                 self.outside_every_share(dir)?;
+                self.selects_something(backup, &req.selection)?;
                 let target = prepare_target_dir(dir)?;
-                return self.restore_into(backup, None, &target, progress);
+                return self.restore_into(backup, None, &target, &req.selection, progress);
             }
             RestoreTarget::Source => self.store.share(backup.share_id)?,
             RestoreTarget::Share(arg) => self.target_share(backup, arg)?,
         };
         super::shares::confirmed(&share)?;
+        self.selects_something(backup, &req.selection)?;
         let role = ShareRole {
             from: &[ShareStatus::Available, ShareStatus::BackupRestoringError],
             during: ShareStatus::BackupRestoring,
@@ -171,7 +194,13 @@ impl Engine {
             failed: ShareStatus::BackupRestoringError,
         };
         let target = PathBuf::from(&share.path);
-        self.restore_into(backup, Some((&share, role)), &target, progress)
+        self.restore_into(
+            backup,
+            Some((&share, role)),
+            &target,
+            &req.selection,
+            progress,
+        )
     }
 
     /// The share `arg` names as a restore target for `backup`, checked by
@@ -271,6 +300,7 @@ impl Engine {
         backup: &BackupRecord,
         share: Option<(&Share, ShareRole)>,
         target: &Path,
+        selection: &Selection,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
         let op = self.begin_operation(&OpTarget {
@@ -279,7 +309,7 @@ impl Engine {
             share: share.map(|(s, _)| s.id),
             share_status_before: None,
         })?;
-        let result = self.restore_in_operation(backup, share, target, &op, progress);
+        let result = self.restore_in_operation(backup, share, target, &op, selection, progress);
         self.end_operation(&op)?;
         result
     }
@@ -292,6 +322,7 @@ impl Engine {
         share: Option<(&Share, ShareRole)>,
         target: &Path,
         op: &str,
+        selection: &Selection,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
         let vault = self.vault_of(backup)?;
@@ -301,7 +332,10 @@ impl Engine {
         let locked = leases::shared(&vault.repo, op, super::operations::SHARED_LOCK_WAIT)
             .and_then(|lock| vault.sync_index().map(|()| lock));
         match locked {
-            Ok(lock) => self.restore_supervised(backup, share, target, op, &lock, progress),
+            Ok(lock) => {
+                let run = Supervised { op, lock: &lock };
+                self.restore_supervised(backup, share, target, run, selection, progress)
+            }
             Err(e) => Err(e),
         }
     }
@@ -311,8 +345,8 @@ impl Engine {
         backup: &BackupRecord,
         share: Option<(&Share, ShareRole)>,
         target: &Path,
-        op: &str,
-        lock: &leases::Lease,
+        Supervised { op, lock }: Supervised,
+        selection: &Selection,
         progress: &Progress,
     ) -> Result<RestoreOutcome> {
         self.store.transition_backup(
@@ -346,12 +380,13 @@ impl Engine {
                     direct_io: self.config.direct_io,
                     window_bytes: self.config.restore_window_bytes,
                 };
-                restore::run(
+                restore::run_selected(
                     &vault.repo,
                     &*vault.index,
                     &backup.id,
                     target,
                     &options,
+                    selection,
                     progress,
                 )
             },
@@ -364,6 +399,31 @@ impl Engine {
         released?;
         settled?;
         result
+    }
+
+    /// Refuses a partial restore that selects nothing of `backup`'s tree,
+    /// before anything is changed (the layers are read until the first
+    /// selected path; no pack is).
+    fn selects_something(&self, backup: &BackupRecord, selection: &Selection) -> Result<()> {
+        if selection.is_all() {
+            return Ok(());
+        }
+        self.readable(backup)?;
+        let vault = self.vault_of(backup)?;
+        let layers = crate::view::load_chain(&vault.repo, &backup.id)?;
+        let view = crate::view::MergedView::new(&layers)?;
+        if let Some(first) = crate::select::Selected::new(view, selection).next() {
+            return first.map(|_| ());
+        }
+        Err(Error::NotFound {
+            kind: "path",
+            name: format!(
+                "matching --include {:?} --exclude {:?} in backup {}",
+                selection.include(),
+                selection.exclude(),
+                backup.id
+            ),
+        })
     }
 
     /// The backup after its restore: `available` again, unless an

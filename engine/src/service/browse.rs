@@ -14,7 +14,8 @@ use strata_format::path;
 
 use super::Engine;
 use crate::error::{Error, Result};
-use crate::store::{BackupRecord, BackupStatus};
+use crate::select::Patterns;
+use crate::store::{BackupFilter, BackupRecord, BackupStatus};
 use crate::view::{load_chain, MergedView};
 
 /// How a path differs between two backups (restic's letters).
@@ -52,6 +53,15 @@ impl Change {
             Change::Metadata => "metadata",
         }
     }
+}
+
+/// Which backups `find` searches: the project's available ones, of one
+/// share when given, created within `[since, until]` (nanoseconds).
+#[derive(Clone, Debug, Default)]
+pub struct FindScope {
+    pub share: Option<strata_format::ShareId>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
 }
 
 /// One path that differs, with its entry in each backup.
@@ -105,7 +115,7 @@ fn listed(entry: &[u8], at: Option<&[u8]>, recursive: bool) -> bool {
 
 impl Engine {
     /// A backup whose tree may be read: its layer is in the repository.
-    fn readable(&self, backup: &BackupRecord) -> Result<()> {
+    pub(crate) fn readable(&self, backup: &BackupRecord) -> Result<()> {
         match backup.status {
             BackupStatus::Available | BackupStatus::Restoring => Ok(()),
             other => Err(Error::InvalidState(format!(
@@ -164,6 +174,39 @@ impl Engine {
                 ),
             }),
         }
+    }
+
+    /// Hands `visit` each path `pattern` matches in each backup of `scope`,
+    /// newest backup first, paths in order within one. Returns how many
+    /// backups were searched. Reads layers only.
+    pub fn find_paths(
+        &self,
+        pattern: &Patterns,
+        scope: &FindScope,
+        visit: &mut dyn FnMut(&BackupRecord, &Entry) -> Result<()>,
+    ) -> Result<u64> {
+        let mut backups = self.store.list_backups(&BackupFilter {
+            project: Some(&self.config.project),
+            share_id: scope.share,
+            status: Some(BackupStatus::Available),
+            ..Default::default()
+        })?;
+        backups.retain(|b| {
+            scope.since.is_none_or(|t| b.created_at >= t)
+                && scope.until.is_none_or(|t| b.created_at <= t)
+        });
+        backups.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
+        for b in &backups {
+            let vault = self.vault_of(b)?;
+            let layers = load_chain(&vault.repo, &b.id)?;
+            for e in MergedView::new(&layers)? {
+                let e = e?;
+                if pattern.matches(&e.path) {
+                    visit(b, &e)?;
+                }
+            }
+        }
+        Ok(backups.len() as u64)
     }
 
     /// Hands `visit` every path that differs between backups `a` and `b`

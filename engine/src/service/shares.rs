@@ -164,7 +164,14 @@ impl Engine {
                 done: ShareStatus::Available,
                 failed: ShareStatus::Error,
             };
-            self.restore_in_operation(backup, Some((&share, role)), &path, &op, progress)
+            self.restore_in_operation(
+                backup,
+                Some((&share, role)),
+                &path,
+                &op,
+                &crate::select::Selection::all(),
+                progress,
+            )
         });
         self.end_operation(&op)?;
         made?;

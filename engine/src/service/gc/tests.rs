@@ -142,9 +142,8 @@ fn removing_packs_keeps_every_chunk_indexed_on_a_copy_that_stays() {
 
     let target = dir.path().join("restored");
     let found = engine.find_backup(&backup.id.to_string()).unwrap();
-    let req = crate::service::RestoreRequest {
-        target: crate::service::RestoreTarget::Dir(target.clone()),
-    };
+    let req =
+        crate::service::RestoreRequest::whole(crate::service::RestoreTarget::Dir(target.clone()));
     engine
         .restore_backup(&found, &req, &Progress::default())
         .unwrap();
