@@ -41,10 +41,12 @@ pub fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
             Ok(ago) => std::time::SystemTime::now()
                 .checked_sub(ago)
                 .ok_or_else(|| bad("too long ago".into()))?,
-            Err(_) => return Err(bad(format!(
+            Err(_) => {
+                return Err(bad(format!(
                 "neither an RFC 3339 time (2026-12-02T08:00:00Z) nor a duration ago (7days): {e}"
             ))
-            .into()),
+                .into())
+            }
         },
     };
     let since = t
