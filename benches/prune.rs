@@ -141,6 +141,7 @@ fn synthetic(repo: &Path, nights: u32) -> (Vec<BTreeMap<String, u32>>, Vec<Backu
                 ..LayerStats::default()
             },
             service: Default::default(),
+            exclusions: Default::default(),
         };
         let (bytes, _) = w.finish(&meta).expect("finish layer");
         backend

@@ -94,6 +94,7 @@ fn synthetic(repo: &Path, chunks: u32) {
         finished_at_ns: 2,
         stats: Default::default(),
         service: Default::default(),
+        exclusions: Default::default(),
     };
     let (bytes, _) = w.finish(&meta).expect("finish layer");
     backend

@@ -91,6 +91,7 @@ fn synthetic(repo: &Path, count: u32) -> Vec<BackupId> {
                 finished_at_ns: time + 1,
                 stats: Default::default(),
                 service: Default::default(),
+                exclusions: Default::default(),
             };
             let (bytes, _) = w.finish(&meta).expect("finish layer");
             backend

@@ -182,6 +182,28 @@ pub enum SnapshotCommand {
     },
 }
 
+/// What a backup leaves out, besides the share's configured exclusions.
+#[derive(Args, Debug, Default, Clone)]
+pub struct ExcludeArgs {
+    /// Leave out paths matching this glob, with their subtrees; repeatable.
+    /// A glob without a `/` matches a name at any depth (`*.tmp`), one
+    /// with a `/` the path from the share's root (`home/*/cache`).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Read globs to leave out from FILE, one a line (blank lines and
+    /// lines starting with `#` are ignored); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_file: Vec<PathBuf>,
+    /// Leave out the contents of directories tagged as caches (a
+    /// CACHEDIR.TAG file with the cache directory signature).
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out the contents of directories that hold a file of this
+    /// name; repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ShareCommand {
     /// Register a directory as a share.
@@ -266,6 +288,8 @@ pub enum BackupCommand {
         /// enabled backup type's name).
         #[arg(long = "backup-options", value_name = "KEY=VALUE")]
         backup_options: Vec<String>,
+        #[command(flatten)]
+        exclusions: ExcludeArgs,
         share: String,
     },
     /// The backup types enabled in the configuration.

@@ -57,6 +57,21 @@ pub struct FileConfig {
     /// directories (default `"0770"`), as the NFS backup driver sets them.
     pub repository_file_mode: Option<String>,
     pub repository_dir_mode: Option<String>,
+    /// `[share_exclusions.NAME]` tables: what every backup of the share
+    /// NAME (`"*"`: of every share) leaves out.
+    pub share_exclusions: Option<std::collections::BTreeMap<String, ExclusionConfig>>,
+}
+
+/// A `[share_exclusions.NAME]` table: `backup create`'s exclusion flags.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ExclusionConfig {
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub exclude_caches: bool,
+    #[serde(default)]
+    pub exclude_if_present: Vec<String>,
 }
 
 /// An octal permission string (`"0660"`) within `0o777`.
@@ -288,6 +303,17 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
     }
     if let Some(r) = &file.retention {
         config.retention = r.to_retention().context("[retention]")?;
+    }
+    for (share, e) in file.share_exclusions.iter().flatten() {
+        let rules = strata_format::layer::Exclusions {
+            patterns: e.exclude.clone(),
+            caches: e.exclude_caches,
+            if_present: e.exclude_if_present.clone(),
+            excluded: 0,
+        };
+        strata_engine::backup::exclude::Excluder::new(&rules)
+            .with_context(|| format!("[share_exclusions.{share:?}]"))?;
+        config.share_exclusions.insert(share.clone(), rules);
     }
     config.compression = compression(
         file.backup_compression_algorithm.as_deref(),

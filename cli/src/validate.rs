@@ -22,9 +22,12 @@ fn columns_of(command: &Command) -> Option<Vec<&'static str>> {
     let headers = |spec: &[(&'static str, &'static str)]| spec.iter().map(|(h, _)| *h).collect();
     Some(match command {
         Command::Backup(BackupCommand::Show { problems: true, .. }) => headers(backup::PROBLEMS),
-        Command::Backup(BackupCommand::Create { .. } | BackupCommand::Show { .. }) => {
-            backup::FIELDS.to_vec()
+        Command::Backup(BackupCommand::Show { .. }) => {
+            let mut fields = backup::FIELDS.to_vec();
+            fields.extend(backup::SHOW_EXTRA);
+            fields
         }
+        Command::Backup(BackupCommand::Create { .. }) => backup::FIELDS.to_vec(),
         Command::Backup(BackupCommand::List { .. }) => headers(backup::LIST),
         Command::Backup(BackupCommand::Ls { long: true, .. }) => headers(browse::LS_LONG),
         Command::Backup(BackupCommand::Ls { .. }) => headers(browse::LS),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use strata_format::config::RepoConfig;
 use strata_format::layer::{
-    ChunkRef, Entry, EntryKind, Layer, LayerMeta, LayerRecord, LayerStats, LayerWriter,
+    ChunkRef, Entry, EntryKind, Exclusions, Layer, LayerMeta, LayerRecord, LayerStats, LayerWriter,
     ServiceMeta, Tombstone, Xattr,
 };
 use strata_format::pack::{self, Compression, PackWriter};
@@ -88,6 +88,7 @@ fn layer_meta() -> LayerMeta {
             new_chunks: 1,
         },
         service: Default::default(),
+        exclusions: Default::default(),
     }
 }
 
@@ -215,8 +216,21 @@ fn reads_as(name: &str, version: u32, meta: &LayerMeta, entries: Vec<Entry>) {
     assert_eq!(records, records_of(entries));
 }
 
+/// The metadata version 4 adds, filled in.
+fn layer_meta_v4() -> LayerMeta {
+    LayerMeta {
+        exclusions: Exclusions {
+            patterns: vec!["*.tmp".into(), "home/*/cache".into()],
+            caches: true,
+            if_present: vec![".nobackup".into()],
+            excluded: 7,
+        },
+        ..layer_meta_v2()
+    }
+}
+
 #[test]
-fn layer_v3_bytes_are_stable() {
+fn layer_v4_bytes_are_stable() {
     let mut w = LayerWriter::new(Vec::new()).unwrap();
     for e in layer_entries_v3() {
         w.add_entry(&e).unwrap();
@@ -225,8 +239,15 @@ fn layer_v3_bytes_are_stable() {
         path: b"old".to_vec(),
     })
     .unwrap();
-    let (bytes, _) = w.finish(&layer_meta_v2()).unwrap();
-    check("layer-v3.bin", &bytes);
+    let (bytes, _) = w.finish(&layer_meta_v4()).unwrap();
+    check("layer-v4.bin", &bytes);
+    reads_as("layer-v4.bin", 4, &layer_meta_v4(), layer_entries_v3());
+}
+
+/// Version 4 added the exclusions; version-3 layers read as excluding
+/// nothing.
+#[test]
+fn layer_v3_bytes_still_read() {
     reads_as("layer-v3.bin", 3, &layer_meta_v2(), layer_entries_v3());
 }
 

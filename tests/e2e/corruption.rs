@@ -180,6 +180,7 @@ fn a_hostile_layer_cannot_write_outside_the_target() {
         finished_at_ns: 0,
         stats: LayerStats::default(),
         service: Default::default(),
+        exclusions: Default::default(),
     };
     let (bytes, _) = writer.finish(&meta).expect("finish");
     let layer = env.repo().join("layers").join(&id);

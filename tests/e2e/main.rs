@@ -7,6 +7,7 @@ mod corruption;
 mod crash;
 mod dump;
 mod errors;
+mod exclude;
 mod ganesha;
 mod harness;
 mod hostile;

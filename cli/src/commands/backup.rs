@@ -4,15 +4,17 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde_json::json;
+use strata_engine::backup::exclude::Excluder;
 use strata_engine::select::Selection;
 use strata_engine::store::{BackupFilter, BackupRecord, BackupStatus, ShareStatus};
 use strata_engine::{
     BackupView, CreateBackup, Engine, Error, Progress, RestoreRequest, RestoreTarget,
 };
 use strata_format::config::CompressionSetting;
+use strata_format::layer::Exclusions;
 
 use super::{opt, time, with_flag};
-use crate::args::{BackupCommand, Global, TypeCommand};
+use crate::args::{BackupCommand, ExcludeArgs, Global, TypeCommand};
 use crate::output::{self, human_bytes, Record};
 use crate::progress::Bar;
 
@@ -194,13 +196,109 @@ fn summary(b: &BackupRecord) {
 }
 
 /// Prints a backup as `backup show` does.
+/// The fields `backup show` adds to [`FIELDS`]: what the backup left out,
+/// and how that differs from its parent's rules.
+pub const SHOW_EXTRA: [&str; 2] = ["exclusions", "exclusions_changed"];
+
 fn show(engine: &Engine, global: &Global, b: BackupRecord) -> Result<u8> {
-    output::show(
-        global.format,
-        &global.columns,
-        &record(&engine.backup_view(b)?),
-    )?;
+    let mut fields = record(&engine.backup_view(b.clone())?);
+    let (own, parent) = match engine.backup_exclusions(&b) {
+        Ok((own, parent)) => (Some(own), parent),
+        // A backup without a layer yet (creating, error) left nothing out.
+        Err(Error::InvalidState(_)) => (None, None),
+        Err(e) => return Err(e.into()),
+    };
+    let changed = match (&own, &parent) {
+        (Some(own), Some(parent)) => json!(exclusion_change(parent, own)),
+        _ => serde_json::Value::Null,
+    };
+    fields.push((
+        SHOW_EXTRA[0],
+        own.map_or(serde_json::Value::Null, |e| json!(describe(&e))),
+    ));
+    fields.push((SHOW_EXTRA[1], changed));
+    output::show(global.format, &global.columns, &fields)?;
     Ok(0)
+}
+
+/// A backup's exclusion rules and count, in one line.
+fn describe(e: &Exclusions) -> String {
+    let mut parts: Vec<String> = e
+        .patterns
+        .iter()
+        .map(|p| format!("--exclude {p}"))
+        .collect();
+    if e.caches {
+        parts.push("--exclude-caches".into());
+    }
+    parts.extend(
+        e.if_present
+            .iter()
+            .map(|n| format!("--exclude-if-present {n}")),
+    );
+    match parts.is_empty() {
+        true => "none".into(),
+        false => format!("{} ({} paths left out)", parts.join(" "), e.excluded),
+    }
+}
+
+/// How an incremental's rules differ from its parent's: `+RULE` added,
+/// `-RULE` dropped; `none` when they are the same.
+fn exclusion_change(parent: &Exclusions, own: &Exclusions) -> String {
+    let rules = |e: &Exclusions| -> Vec<String> {
+        let mut r: Vec<String> = e
+            .patterns
+            .iter()
+            .map(|p| format!("--exclude {p}"))
+            .collect();
+        r.extend(e.caches.then(|| "--exclude-caches".to_string()));
+        r.extend(
+            e.if_present
+                .iter()
+                .map(|n| format!("--exclude-if-present {n}")),
+        );
+        r
+    };
+    let (before, after) = (rules(parent), rules(own));
+    let mut change: Vec<String> = after
+        .iter()
+        .filter(|r| !before.contains(r))
+        .map(|r| format!("+{r}"))
+        .collect();
+    change.extend(
+        before
+            .iter()
+            .filter(|r| !after.contains(r))
+            .map(|r| format!("-{r}")),
+    );
+    match change.is_empty() {
+        true => "none".into(),
+        false => change.join(", "),
+    }
+}
+
+/// The exclusions of `backup create`'s flags (files read), checked.
+fn exclusion_rules(args: &ExcludeArgs) -> Result<Exclusions> {
+    let mut patterns = args.exclude.clone();
+    for file in &args.exclude_file {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            Error::InvalidArgument(format!("--exclude-file {}: {e}", file.display()))
+        })?;
+        patterns.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    let rules = Exclusions {
+        patterns,
+        caches: args.exclude_caches,
+        if_present: args.exclude_if_present.clone(),
+        excluded: 0,
+    };
+    Excluder::new(&rules)?;
+    Ok(rules)
 }
 
 /// Runs a backup command; returns the process exit status.
@@ -216,9 +314,11 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
             allow_root_change,
             snapshot,
             backup_options,
+            exclusions,
             share,
         } => {
             let options = parse_backup_options(backup_options)?;
+            let exclusions = exclusion_rules(exclusions)?;
             let incremental = *incremental || options.incremental == Some(true);
             let backup_type = options.backup_type;
             let (share, registered) =
@@ -243,6 +343,7 @@ pub fn run(engine: &Engine, global: &Global, cmd: &BackupCommand) -> Result<u8> 
                 snapshot: snapshot.clone(),
                 backup_type,
                 id: None,
+                exclusions,
             };
             let done =
                 engine

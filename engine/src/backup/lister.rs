@@ -28,6 +28,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use rustix::fs::FileType;
 
+use super::exclude::Excluder;
 use super::listing::{os, Child, DirCursor, Listings, Unlisted};
 use super::stat::Stat;
 use crate::error::{Error, Result};
@@ -93,13 +94,15 @@ impl Stream {
 }
 
 /// Starts the lister of the share open as `root` (inode `root_ino`) on a
-/// thread of `scope`. It stops when the walk drops the stream.
+/// thread of `scope`; each listing is cut by `exclude`'s rules before the
+/// walk gets it. It stops when the walk drops the stream.
 pub fn spawn<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     root: OwnedFd,
     root_ino: u64,
     listings: Listings,
     progress: &'scope Progress,
+    exclude: Option<&'scope Excluder>,
 ) -> Stream {
     let (tx, rx) = crossbeam_channel::bounded(AHEAD_BATCHES);
     scope.spawn(move || {
@@ -108,6 +111,7 @@ pub fn spawn<'scope>(
             batch: Vec::new(),
             names: 0,
             listings,
+            exclude,
         };
         if let Err(e) = lister.run(root, root_ino, progress) {
             lister.batch.clear();
@@ -120,23 +124,24 @@ pub fn spawn<'scope>(
     }
 }
 
-struct Lister {
+struct Lister<'a> {
     tx: Sender<Result<Vec<Handed>>>,
     batch: Vec<Handed>,
     names: usize,
     listings: Listings,
+    exclude: Option<&'a Excluder>,
 }
 
 /// The lister stopped because the walk did.
 struct Stopped;
 
-impl Lister {
+impl Lister<'_> {
     fn run(&mut self, root: OwnedFd, root_ino: u64, progress: &Progress) -> Result<()> {
         let root_dev = self.listings.root_dev();
         // Each cursor goes through the subdirectories the walk enters.
         let mut stack: Vec<DirCursor> = Vec::new();
         let listed = self.listings.list(root);
-        if let Some(cursor) = self.hand(root_ino, listed, root_dev) {
+        if let Some(cursor) = self.hand(root_ino, Vec::new(), listed, root_dev) {
             stack.push(cursor);
         }
         while let Some(top) = stack.last_mut() {
@@ -179,7 +184,8 @@ impl Lister {
                     self.listings.open_and_list(&top.fd, os(&name), &meta)
                 }
             };
-            if let Some(cursor) = self.hand(meta.ino, listed, root_dev) {
+            let rel = strata_format::path::join(&top.rel, &name);
+            if let Some(cursor) = self.hand(meta.ino, rel, listed, root_dev) {
                 stack.push(cursor);
             }
             // Where listings are slow, each is worth a hand-off of its own:
@@ -193,16 +199,20 @@ impl Lister {
         Ok(())
     }
 
-    /// Queues `listed` for the walk; returns a cursor over the
-    /// subdirectories the walk will enter.
+    /// Queues `listed`, the listing of the directory `rel`, for the walk;
+    /// returns a cursor over the subdirectories the walk will enter.
     fn hand(
         &mut self,
         ino: u64,
+        rel: Vec<u8>,
         listed: super::listing::Listed,
         root_dev: u64,
     ) -> Option<DirCursor> {
         let (listed, cursor) = match listed {
-            Ok((fd, children)) => {
+            Ok((fd, mut children)) => {
+                if let Some(exclude) = self.exclude {
+                    exclude.filter(&fd, &rel, &mut children);
+                }
                 let fd = Arc::new(fd);
                 self.names += children.len() + 1;
                 let dirs: Vec<Child> = children
@@ -216,8 +226,7 @@ impl Lister {
                         _ => None,
                     })
                     .collect();
-                let cursor =
-                    (!dirs.is_empty()).then(|| DirCursor::new(Vec::new(), fd.clone(), dirs));
+                let cursor = (!dirs.is_empty()).then(|| DirCursor::new(rel, fd.clone(), dirs));
                 (Ok((fd, children)), cursor)
             }
             Err(why) => {

@@ -15,6 +15,7 @@
 mod chunk;
 mod dedup;
 mod diff;
+pub mod exclude;
 pub(crate) mod kind;
 mod layer;
 mod lister;
@@ -28,7 +29,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rayon::iter::{ParallelBridge, ParallelIterator};
-use strata_format::layer::{LayerMeta, LayerStats, ServiceMeta};
+use strata_format::layer::{Exclusions, LayerMeta, LayerStats, ServiceMeta};
 use strata_format::{BackupId, ShareId};
 
 pub use report::Counters;
@@ -67,6 +68,9 @@ pub struct BackupPlan {
     /// Recorded in the layer, for a catalog rebuilt from the repository
     /// (the problems and the root's device are filled in by the run).
     pub service: ServiceMeta,
+    /// What to leave out of the share (recorded in the layer with how
+    /// much it left out).
+    pub exclusions: Exclusions,
 }
 
 pub use diff::RACY_WINDOW_NS;
@@ -104,6 +108,7 @@ pub fn run(
     let counters = Counters::default();
     let dedup = dedup::Dedup::new(index);
     let config = repo.config();
+    let excluder = exclude::Excluder::new(&plan.exclusions)?;
     let parent_layers = match &plan.parent {
         Some(parent) => crate::view::load_chain(repo, parent)?,
         None => Vec::new(),
@@ -136,9 +141,12 @@ pub fn run(
             plan.source_path.clone(),
             parent,
             Some(reads),
-            &counters,
-            &report,
-            progress,
+            walk::Watch {
+                counters: &counters,
+                report: &report,
+                progress,
+                exclude: Some(&excluder),
+            },
         )?;
         let (blobs, packer) = crate::repository::packs::write::spawn(
             s,
@@ -219,6 +227,7 @@ pub fn run(
                 .collect(),
             ..plan.service.clone()
         },
+        exclusions: excluder.outcome(),
     };
     let changed = draft.entries;
     let deleted = draft.commit(lock, &meta, gone)?;

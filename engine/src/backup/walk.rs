@@ -34,6 +34,7 @@ use crossbeam_channel::{Receiver, Sender};
 use strata_format::layer::{Entry, EntryKind};
 
 use super::diff::ParentCursor;
+use super::exclude::Excluder;
 use super::kind::ItemKind;
 use super::lister::{self, Handed};
 use super::listing::{os, Child, DirCursor, Listings, Unlisted};
@@ -130,23 +131,17 @@ pub fn spawn<'scope>(
     root: PathBuf,
     parent: Option<ParentCursor<'scope>>,
     reads: Option<Reads>,
-    counters: &'scope Counters,
-    report: &'scope Report,
-    progress: &'scope Progress,
+    watch: Watch<'scope>,
 ) -> Result<(Receiver<Vec<WalkItem>>, WalkHandle<'scope>, u64)> {
-    let watch = Watch {
-        counters,
-        report,
-        progress,
-    };
     spawn_listing(scope, root, parent, reads, watch, false)
 }
 
-/// Where a walk reports: counts, problems, progress.
-struct Watch<'a> {
-    counters: &'a Counters,
-    report: &'a Report,
-    progress: &'a Progress,
+/// Where a walk reports (counts, problems, progress), and what it leaves out.
+pub struct Watch<'a> {
+    pub counters: &'a Counters,
+    pub report: &'a Report,
+    pub progress: &'a Progress,
+    pub exclude: Option<&'a Excluder>,
 }
 
 /// [`spawn`], listing ahead from the start with `ahead`.
@@ -162,6 +157,7 @@ fn spawn_listing<'scope>(
         counters,
         report,
         progress,
+        exclude,
     } = watch;
     // A root that is a symlink is refused.
     let root_fd = crate::beneath::Beneath::open(&root)?.into_fd();
@@ -175,7 +171,7 @@ fn spawn_listing<'scope>(
     let listed_root = rustix::fs::openat(&root_fd, ".", flags, Mode::empty())
         .map_err(std::io::Error::from)
         .at(&root)?;
-    let listed = lister::spawn(scope, listed_root, meta.ino, listings, progress);
+    let listed = lister::spawn(scope, listed_root, meta.ino, listings, progress, exclude);
     let mut walker = Walker {
         tx,
         batch: Vec::with_capacity(BATCH),

@@ -52,9 +52,12 @@ pub fn measure(share: &Path, opts: &SizingOptions) -> Result<ShareFigures> {
             share.to_path_buf(),
             None,
             None,
-            &counters,
-            &report,
-            &progress,
+            walk::Watch {
+                counters: &counters,
+                report: &report,
+                progress: &progress,
+                exclude: None,
+            },
         )?;
         let abs = |rel: &[u8]| share.join(OsStr::from_bytes(rel));
         for item in rx.into_iter().flatten() {

@@ -46,6 +46,9 @@ pub struct CreateBackup {
     /// backup had entries, or is on another device than at its parent
     /// backup (both look like an unmounted share).
     pub allow_root_change: bool,
+    /// What to leave out, besides the share's configured exclusions
+    /// ([`EngineConfig::share_exclusions`](super::EngineConfig)).
+    pub exclusions: strata_format::layer::Exclusions,
 }
 
 /// A backup as Manila and Cinder show it: the catalog's record plus what is

@@ -9,11 +9,12 @@
 
 use std::cmp::Ordering;
 
-use strata_format::layer::{Entry, EntryKind};
+use strata_format::layer::{Entry, EntryKind, Exclusions};
 use strata_format::path;
 
 use super::Engine;
 use crate::error::{Error, Result};
+use crate::repository::LayerName;
 use crate::select::Patterns;
 use crate::store::{BackupFilter, BackupRecord, BackupStatus};
 use crate::view::{load_chain, MergedView};
@@ -174,6 +175,31 @@ impl Engine {
                 ),
             }),
         }
+    }
+
+    /// What `backup` left out of its share, and what its parent did (`None`
+    /// for a full backup), from their layers: a change of rules between
+    /// the two is why an incremental may remove paths its share still has.
+    pub fn backup_exclusions(
+        &self,
+        backup: &BackupRecord,
+    ) -> Result<(Exclusions, Option<Exclusions>)> {
+        self.readable(backup)?;
+        let vault = self.vault_of(backup)?;
+        let of = |id: strata_format::BackupId| -> Result<Exclusions> {
+            let generation = vault
+                .repo
+                .layer_generation(&id)?
+                .ok_or_else(|| Error::NotFound {
+                    kind: "layer",
+                    name: id.to_string(),
+                })?;
+            let layer = vault.repo.open_layer(&LayerName { id, generation })?;
+            Ok(layer.meta().exclusions.clone())
+        };
+        let own = of(backup.id)?;
+        let parent = backup.parent_id.map(of).transpose()?;
+        Ok((own, parent))
     }
 
     /// Hands `visit` each path `pattern` matches in each backup of `scope`,

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use strata_format::layer::ServiceMeta;
+use strata_format::layer::{Exclusions, ServiceMeta};
 use strata_format::{BackupId, ShareId};
 
 use super::operations::{busy_share, OpTarget, SHARED_LOCK_WAIT};
@@ -74,6 +74,21 @@ fn parent_gone(parent: Option<BackupId>, status: Option<BackupStatus>) -> Error 
 /// when the one it chose is deleted before it is admitted.
 const PARENT_ATTEMPTS: u32 = 5;
 
+/// `more`'s rules added to `rules`, each pattern and name once.
+fn add_rules(rules: &mut Exclusions, more: &Exclusions) {
+    for p in &more.patterns {
+        if !rules.patterns.contains(p) {
+            rules.patterns.push(p.clone());
+        }
+    }
+    for n in &more.if_present {
+        if !rules.if_present.contains(n) {
+            rules.if_present.push(n.clone());
+        }
+    }
+    rules.caches |= more.caches;
+}
+
 fn new_record(engine: &Engine, share: &Share, req: &CreateBackup) -> Result<BackupRecord> {
     let id = match req.id {
         Some(id) => id,
@@ -89,6 +104,21 @@ fn new_record(engine: &Engine, share: &Share, req: &CreateBackup) -> Result<Back
 }
 
 impl Engine {
+    /// What a backup of `share` leaves out: the configured exclusions of
+    /// every share and of this one, then the request's; checked (a bad
+    /// glob is refused before anything is recorded).
+    fn exclusions_for(&self, share: &Share, req: &CreateBackup) -> Result<Exclusions> {
+        let mut rules = Exclusions::default();
+        for key in ["*", share.name.as_str()] {
+            if let Some(configured) = self.config.share_exclusions.get(key) {
+                add_rules(&mut rules, configured);
+            }
+        }
+        add_rules(&mut rules, &req.exclusions);
+        crate::backup::exclude::Excluder::new(&rules)?;
+        Ok(rules)
+    }
+
     /// Backs up `share`. A failure is recorded on the backup (`error`, with
     /// `fail_reason`); a backup deleted with `--force` while it runs stops,
     /// removes what it wrote, and leaves no row.
@@ -101,6 +131,7 @@ impl Engine {
         crate::validate::text("backup name", req.name.as_deref(), false)?;
         crate::validate::text("description", req.description.as_deref(), true)?;
         super::shares::confirmed(share)?;
+        self.exclusions_for(share, req)?;
         let mut record = new_record(self, share, req)?;
         if let Some(name) = &req.backup_type {
             record.backup_type = Some(self.backup_type(name)?.display_name.clone());
@@ -344,6 +375,7 @@ impl Engine {
                 share_root_dev: None,
                 problems: Vec::new(),
             },
+            exclusions: self.exclusions_for(share, req)?,
         };
         let outcome = self.supervise(
             op,

@@ -92,6 +92,9 @@ pub struct EngineConfig {
     pub snapshot_roots: Vec<PathBuf>,
     /// The permission bits of repository objects and directories.
     pub repository_modes: crate::repository::objects::Modes,
+    /// What every backup of a share leaves out, by share name (`*`: every
+    /// share); a backup's own exclusions add to these.
+    pub share_exclusions: std::collections::BTreeMap<String, strata_format::layer::Exclusions>,
 }
 
 /// Default [`EngineConfig::gc_memory_bytes`]: exact up to about five
@@ -140,6 +143,7 @@ impl EngineConfig {
             restore_window_bytes: crate::restore::DEFAULT_WINDOW_BYTES,
             snapshot_roots: Vec::new(),
             repository_modes: crate::repository::objects::Modes::default(),
+            share_exclusions: Default::default(),
         }
     }
 }

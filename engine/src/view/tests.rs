@@ -26,6 +26,7 @@ fn meta() -> LayerMeta {
         finished_at_ns: 0,
         stats: LayerStats::default(),
         service: Default::default(),
+        exclusions: Default::default(),
     }
 }
 

@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! LAYER   = HEADER || BODY || FOOTER
-//! HEADER  = "STRATALY" || version:u32le (= 3; 1 and 2 are still read) 12 bytes
+//! HEADER  = "STRATALY" || version:u32le (= 4; 1 to 3 are still read) 12 bytes
 //! BODY    = one zstd frame; decompressed: RECORD*
 //! RECORD  = len:u32le || postcard(Record)
 //! FOOTER  = META || meta_len:u32le || body_len:u64le
 //!           || entry_count:u64le || tombstone_count:u64le || checksum:[32]
-//! META    = postcard(LayerMeta)        (version 1: without `service`)
+//! META    = postcard(LayerMeta)        (version 1: without `service`;
+//!                                       2 and 3: without `exclusions`)
 //! checksum = BLAKE3(every byte of the layer before it)
 //! ```
 //!
@@ -25,7 +26,7 @@ use crate::id::{BackupId, ChunkId, FileHash, ShareId};
 use crate::path;
 
 pub const LAYER_MAGIC: &[u8; 8] = b"STRATALY";
-pub const LAYER_VERSION: u32 = 3;
+pub const LAYER_VERSION: u32 = 4;
 /// The first layer version whose file hashes are [`FileHash::of_chunks`].
 pub const LAYER_VERSION_CHUNK_HASH: u32 = 3;
 /// The oldest layer version this build reads.
@@ -54,6 +55,36 @@ pub struct LayerMeta {
     /// What a catalog rebuilt from the repository needs beyond the above
     /// (version 2; a version-1 layer reads as the default).
     pub service: ServiceMeta,
+    /// What the backup left out of the share, and by which rules (version
+    /// 4; earlier layers read as none).
+    pub exclusions: Exclusions,
+}
+
+/// The rules by which a backup left paths of its share out, and how many
+/// it left out. A path left out is not in the backup's tree: an
+/// incremental whose parent had it records it as removed, like a path
+/// deleted from the share, and its rules here say why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exclusions {
+    /// Globs over stored paths (a name at any depth when without a `/`).
+    pub patterns: Vec<String>,
+    /// Whether a directory tagged `CACHEDIR.TAG` (with the cache directory
+    /// signature) had its contents left out.
+    pub caches: bool,
+    /// File names whose presence in a directory left its contents out.
+    pub if_present: Vec<String>,
+    /// Entries left out: each excluded path counts once, however much its
+    /// subtree held (an excluded subtree is never read).
+    pub excluded: u64,
+}
+
+impl Exclusions {
+    /// Whether the rules are those of `other` (the counts aside).
+    pub fn same_rules(&self, other: &Exclusions) -> bool {
+        self.patterns == other.patterns
+            && self.caches == other.caches
+            && self.if_present == other.if_present
+    }
 }
 
 /// The service's view of the backup and its share when it was taken: what
@@ -109,6 +140,7 @@ impl From<LayerMetaV1> for LayerMeta {
             finished_at_ns: v1.finished_at_ns,
             stats: v1.stats,
             service: ServiceMeta::default(),
+            exclusions: Exclusions::default(),
         }
     }
 }

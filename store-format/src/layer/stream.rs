@@ -5,7 +5,9 @@
 use std::io;
 use std::ops::Range;
 
-use super::{LayerMeta, LayerMetaV1, FOOTER_FIXED, HEADER_LEN, LAYER_MAGIC, LAYER_VERSION};
+use super::{
+    LayerMeta, LayerMetaV1, ServiceMeta, FOOTER_FIXED, HEADER_LEN, LAYER_MAGIC, LAYER_VERSION,
+};
 use super::{Records, LAYER_VERSION_MIN};
 use crate::error::{FormatError, Result};
 
@@ -82,6 +84,13 @@ pub(super) fn parse_footer(fixed: &[u8], signed_len: u64) -> Result<Footer> {
 pub(super) fn parse_meta(version: u32, bytes: &[u8]) -> Result<LayerMeta> {
     match version {
         1 => postcard::from_bytes::<LayerMetaV1>(bytes).map(LayerMeta::from),
+        // Version 1's fields, then `service`: version 4 without `exclusions`.
+        2 | 3 => postcard::from_bytes::<(LayerMetaV1, ServiceMeta)>(bytes).map(|(v1, service)| {
+            LayerMeta {
+                service,
+                ..LayerMeta::from(v1)
+            }
+        }),
         _ => postcard::from_bytes(bytes),
     }
     .map_err(|e| FormatError::corrupt("layer meta", e))

@@ -17,6 +17,7 @@ pub(crate) fn meta() -> LayerMeta {
         finished_at_ns: 1_700_000_001_000_000_000,
         stats: LayerStats::default(),
         service: Default::default(),
+        exclusions: Default::default(),
     }
 }
 

@@ -8,6 +8,7 @@ fn watch<'a>(report: &'a Report, progress: &'a Progress) -> Watch<'a> {
         counters: COUNTERS.get_or_init(Counters::default),
         report,
         progress,
+        exclude: None,
     }
 }
 
