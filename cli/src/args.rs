@@ -80,6 +80,10 @@ pub enum Command {
     /// estimate the time of a full and of an incremental backup. Writes
     /// only under a temporary prefix in the repository, and removes it.
     Bench(BenchArgs),
+    /// Mount the project's backups read-only with FUSE at MOUNTPOINT:
+    /// `/<share>/<backup name or creation time>/…`, file contents read on
+    /// demand and verified. Runs until unmounted or interrupted (Ctrl-C).
+    Mount { mountpoint: PathBuf },
     /// Serve the Manila share-backup REST API (what `openstack share backup
     /// …` drives) until SIGTERM or SIGINT.
     Serve(ServeArgs),

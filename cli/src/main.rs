@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod config;
+mod mount;
 mod output;
 mod progress;
 mod validate;
@@ -67,6 +68,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     if let Command::Serve(args) = &cli.command {
         return commands::serve::run(engine, args).map(|()| 0);
     }
+    if let Command::Mount { mountpoint } = &cli.command {
+        return mount::run(engine, mountpoint).map(|()| 0);
+    }
     if !matches!(cli.command, Command::Check { .. }) {
         // Whatever a dead process left running is put right before anything
         // else looks at the catalog; `check` reports it instead.
@@ -96,7 +100,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             dry_run,
             wait,
         } => commands::repack::run(&engine, &cli.global, max_unused, *dry_run, *wait),
-        Command::Serve(_) => Err(Error::Bug("serve runs without the shared engine".into()).into()),
+        Command::Serve(_) | Command::Mount { .. } => {
+            Err(Error::Bug("serve and mount run on an engine of their own".into()).into())
+        }
     }
 }
 

@@ -201,9 +201,7 @@ impl<'s> Selector<'s> {
             self.open.pop();
         }
         let inherited = self.open.last().map(|(_, v)| *v);
-        let verdict = if inherited == Some(Verdict::Skip) {
-            Verdict::Skip
-        } else if self.selection.exclude.matches(p) {
+        let verdict = if inherited == Some(Verdict::Skip) || self.selection.exclude.matches(p) {
             Verdict::Skip
         } else if self.selection.include.is_empty()
             || inherited == Some(Verdict::Take)

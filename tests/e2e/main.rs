@@ -12,6 +12,7 @@ mod ganesha;
 mod harness;
 mod hostile;
 mod incremental;
+mod mount;
 mod mutations;
 mod nfs;
 mod nfs_v3;

@@ -16,7 +16,9 @@ use strata_format::path;
 use tar::{EntryType, Header};
 
 use super::reading::OpenTree;
+use super::Engine;
 use crate::error::{Error, Result};
+use std::borrow::Borrow;
 
 /// What a dump wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +31,7 @@ pub struct Dumped {
     pub xattrs_skipped: u64,
 }
 
-impl OpenTree<'_> {
+impl<E: Borrow<Engine>> OpenTree<E> {
     /// Writes `at` (a stored path; `None`: the whole tree) to `out`: a
     /// regular file's bytes, else a tar stream of it and its subtree.
     pub fn dump(&self, at: Option<&[u8]>, out: &mut dyn Write) -> Result<Dumped> {
@@ -200,16 +202,16 @@ impl std::fmt::Display for Carried {
 impl std::error::Error for Carried {}
 
 /// A file's content as a reader, a verified chunk at a time.
-struct Chunks<'t, 'e> {
-    tree: &'t OpenTree<'e>,
+struct Chunks<'t, E: Borrow<Engine>> {
+    tree: &'t OpenTree<E>,
     entry: &'t Entry,
     next: usize,
     held: Vec<u8>,
     at: usize,
 }
 
-impl<'t, 'e> Chunks<'t, 'e> {
-    fn new(tree: &'t OpenTree<'e>, entry: &'t Entry) -> Self {
+impl<'t, E: Borrow<Engine>> Chunks<'t, E> {
+    fn new(tree: &'t OpenTree<E>, entry: &'t Entry) -> Self {
         Chunks {
             tree,
             entry,
@@ -220,7 +222,7 @@ impl<'t, 'e> Chunks<'t, 'e> {
     }
 }
 
-impl Read for Chunks<'_, '_> {
+impl<E: Borrow<Engine>> Read for Chunks<'_, E> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let EntryKind::File { chunks, .. } = &self.entry.kind else {
             return Ok(0);

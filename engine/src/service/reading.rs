@@ -4,6 +4,7 @@
 //! sweep or repack removes or moves a pack it reads. Every chunk is
 //! verified against its id, as a restore verifies it.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -26,9 +27,10 @@ use crate::view::{load_chain, ChainLayer, MergedView};
 /// How often an open tree renews its lease: well inside [`STALE_AFTER`].
 const RENEW_EVERY: Duration = Duration::from_secs(STALE_AFTER.as_secs() / 6);
 
-/// An available backup's tree, open for reading.
-pub struct OpenTree<'e> {
-    vault: &'e Vault,
+/// An available backup's tree, open for reading, on an engine it borrows
+/// (`&Engine`) or shares (`Arc<Engine>`, for a mount that outlives a call).
+pub struct OpenTree<E: Borrow<Engine>> {
+    engine: E,
     backup: BackupRecord,
     layers: Vec<ChainLayer>,
     _lease: Renewed,
@@ -41,15 +43,23 @@ pub struct OpenTree<'e> {
 
 impl Engine {
     /// Opens `backup`'s tree for reading (it must be available).
-    pub fn open_tree(&self, backup: &BackupRecord) -> Result<OpenTree<'_>> {
-        self.readable(backup)?;
-        let vault = self.vault_of(backup)?;
+    pub fn open_tree(&self, backup: &BackupRecord) -> Result<OpenTree<&Engine>> {
+        OpenTree::open(self, backup)
+    }
+}
+
+impl<E: Borrow<Engine>> OpenTree<E> {
+    /// Opens `backup`'s tree on `engine` (it must be available).
+    pub fn open(engine: E, backup: &BackupRecord) -> Result<Self> {
+        let e = engine.borrow();
+        e.readable(backup)?;
+        let vault = e.vault_of(backup)?;
         let op = format!("read-{}", BackupId(new_uuid()?));
         let lease = leases::shared(&vault.repo, &op, super::operations::SHARED_LOCK_WAIT)?;
         vault.sync_index()?;
         let layers = load_chain(&vault.repo, &backup.id)?;
         Ok(OpenTree {
-            vault,
+            engine,
             backup: backup.clone(),
             layers,
             _lease: Renewed::start(lease)?,
@@ -58,9 +68,11 @@ impl Engine {
             read: AtomicU64::new(0),
         })
     }
-}
 
-impl OpenTree<'_> {
+    fn vault(&self) -> Result<&Vault> {
+        self.engine.borrow().vault_of(&self.backup)
+    }
+
     pub fn backup(&self) -> &BackupRecord {
         &self.backup
     }
@@ -98,11 +110,12 @@ impl OpenTree<'_> {
 
     /// The bytes of chunk `c` of the file at `path`, verified.
     pub fn chunk(&self, c: &ChunkRef, path: &[u8]) -> Result<Vec<u8>> {
-        let loc = plan_locate(&*self.vault.index, c.id, c.len, path)?;
+        let vault = self.vault()?;
+        let loc = plan_locate(&*vault.index, c.id, c.len, path)?;
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let pack = match last.take() {
             Some(pack) if pack.id == loc.pack => pack,
-            _ => self.vault.repo.open_pack(&loc.pack)?,
+            _ => vault.repo.open_pack(&loc.pack)?,
         };
         let bytes = self.expand(&pack, loc.pack, &loc.entry);
         *last = Some(pack);
