@@ -9,7 +9,11 @@
 //! the verified chunks' decompressed bytes), `strata-bench-child repack
 //! CATALOG REPO` (threshold 20%; bytes are the live bytes copied), or
 //! `strata-bench-child delete CATALOG REPO BACKUP-ID`, or `strata-bench-child
-//! prune CATALOG REPO` (daily 7, weekly 4, monthly 12, yearly 3). Prints `key=value` lines: secs, bytes, files,
+//! prune CATALOG REPO` (daily 7, weekly 4, monthly 12, yearly 3), or
+//! `strata-bench-child restore-partial CATALOG REPO BACKUP-ID TARGET GLOB`
+//! (restores what GLOB includes), `strata-bench-child ls CATALOG REPO
+//! BACKUP-ID PATH` (lists one directory), `strata-bench-child find CATALOG
+//! REPO GLOB` (searches every backup). Prints `key=value` lines: secs, bytes, files,
 //! peak_rss_kib, mapped_rss_kib (pages of files and shared memory at the
 //! end), cpu_secs, id, and for backups read, new, changed, deleted.
 
@@ -134,6 +138,47 @@ fn run(args: &[String]) -> Result<(), String> {
             println!("secs={secs}");
             println!("bytes={}", done.bytes);
             println!("files={}", done.files);
+            println!("read={}", done.read_bytes);
+        }
+        ("restore-partial", [id, target, glob]) => {
+            let backup = engine.find_backup(id).map_err(|e| e.to_string())?;
+            let mut req =
+                RestoreRequest::whole(strata_engine::RestoreTarget::Dir(PathBuf::from(target)));
+            req.selection = strata_engine::select::Selection::new(&[glob.clone()], &[])
+                .map_err(|e| e.to_string())?;
+            let done = engine
+                .restore_backup(&backup, &req, &progress)
+                .map_err(|e| e.to_string())?;
+            println!("secs={}", started.elapsed().as_secs_f64());
+            println!("bytes={}", done.bytes);
+            println!("files={}", done.files);
+            println!("read={}", done.read_bytes);
+        }
+        ("ls", [id, at]) => {
+            let backup = engine.find_backup(id).map_err(|e| e.to_string())?;
+            let mut entries = 0u64;
+            engine
+                .list_tree(&backup, Some(at.as_bytes()), false, &mut |_| {
+                    entries += 1;
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+            println!("secs={}", started.elapsed().as_secs_f64());
+            println!("files={entries}");
+        }
+        ("find", [glob]) => {
+            let pattern =
+                strata_engine::select::Patterns::new(&[glob.clone()]).map_err(|e| e.to_string())?;
+            let mut found = 0u64;
+            let backups = engine
+                .find_paths(&pattern, &Default::default(), &mut |_, _| {
+                    found += 1;
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+            println!("secs={}", started.elapsed().as_secs_f64());
+            println!("files={found}");
+            println!("backups={backups}");
         }
         _ => return Err(format!("unknown operation {op:?}")),
     }

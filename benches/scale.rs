@@ -4,6 +4,11 @@
 //! restore or an incremental holds must not grow with the tree: the peak
 //! RSS of the large tree is compared with the small one's.
 //!
+//! On the chain's top, the reads that do not restore a whole backup: `ls`
+//! of one directory, `find` of one name over every backup of the chain,
+//! and a partial restore of 1% of the files, with the bytes it read from
+//! packs against a full restore's.
+//!
 //! `cargo bench -p strata-benches --bench scale` runs 10,000 and 1,000,000
 //! files with a chain of 30 layers; under `cargo test`, 1,000 and 20,000
 //! files with a chain of 3, as a smoke test. `STRATA_SCALE_FILES` (the
@@ -50,6 +55,9 @@ struct Figures {
     /// libraries) and shared memory, not its heap.
     restore_mapped_mib: f64,
     restore_secs: f64,
+    /// Stored bytes the full restore read from packs, and file bytes it wrote.
+    restore_read: f64,
+    restore_bytes: f64,
 }
 
 fn mib(run: &std::collections::HashMap<String, String>) -> f64 {
@@ -74,6 +82,8 @@ fn measure(work: &Path, files: u64) -> (Figures, String, String, String) {
         restore_mib: mib(&restore),
         restore_mapped_mib: num(&restore, "mapped_rss_kib") / 1024.0,
         restore_secs: num(&restore, "secs"),
+        restore_read: num(&restore, "read"),
+        restore_bytes: num(&restore, "bytes"),
     };
     (figures, catalog, repo, share_s)
 }
@@ -125,6 +135,8 @@ fn main() {
         mib(&chain_restore),
         num(&chain_restore, "secs")
     );
+    browse(work.path(), (&catalog, &repo, &top), large, &many);
+
     let ratio = many.restore_mib / few.restore_mib;
     println!(
         "restore peak, {} files / {} files = {ratio:.2} (target <= 1.10: {})",
@@ -148,5 +160,56 @@ fn main() {
         "incremental peak over the chain / full backup of {} files = {ratio:.2} (target <= 1.10: {})",
         few.files,
         if ratio <= 1.10 { "met" } else { "MISSED" }
+    );
+}
+
+/// `ls` of one directory, `find` over the chain, and a partial restore of
+/// 1% of the files (every hundredth) of `top`, a backup of `files` files.
+fn browse(work: &Path, (catalog, repo, top): (&str, &str, &str), files: u64, full: &Figures) {
+    // A directory in the middle of the tree: the view streams up to it.
+    let middle = format!("d{:04}", files / 2000);
+    let ls = child(&["ls", catalog, repo, top, &middle]);
+    assert_eq!(
+        num(&ls, "files") as u64,
+        1000.min(files),
+        "ls listed the directory"
+    );
+    let name = format!("f{}.txt", files / 2 + 1);
+    let find = child(&["find", catalog, repo, &name]);
+    let backups = num(&find, "backups");
+    assert!(num(&find, "files") >= 1.0, "find found {name}");
+    let target = work.join("partial").display().to_string();
+    let partial = child(&["restore-partial", catalog, repo, top, &target, "f*00.txt"]);
+    // Every hundredth file from f100.txt on (f0.txt has no "00").
+    assert_eq!(
+        num(&partial, "files") as u64,
+        files / 100 - 1,
+        "restored 1% of the files"
+    );
+    println!();
+    println!("| on the top of the chain ({files} files) | s | peak MiB |");
+    println!("|---|---|---|");
+    println!(
+        "| ls of one directory ({middle}, 1,000 entries) | {:.3} | {:.1} |",
+        num(&ls, "secs"),
+        mib(&ls)
+    );
+    println!(
+        "| find {name} over {backups} backups | {:.2} | {:.1} |",
+        num(&find, "secs"),
+        mib(&find)
+    );
+    println!(
+        "| partial restore of 1% of the files | {:.2} | {:.1} |",
+        num(&partial, "secs"),
+        mib(&partial)
+    );
+    let read = num(&partial, "read");
+    println!(
+        "partial restore: {:.2}% of the files' bytes, read {:.2} MiB of packs against the full restore's {:.2} MiB: {:.2}%",
+        100.0 * num(&partial, "bytes") / full.restore_bytes.max(1.0),
+        read / 1048576.0,
+        full.restore_read / 1048576.0,
+        100.0 * read / full.restore_read.max(1.0)
     );
 }

@@ -14,6 +14,8 @@ pub struct Progress {
     files_done: AtomicU64,
     bytes_total: AtomicU64,
     files_total: AtomicU64,
+    /// Stored bytes read from the repository's packs.
+    stored_read: AtomicU64,
     finished: AtomicBool,
     /// Set when the operation must stop (cancelled from another process).
     cancelled: AtomicBool,
@@ -53,6 +55,15 @@ impl Progress {
 
     pub fn add_total(&self, n: u64) {
         self.bytes_total.fetch_add(n, Relaxed);
+    }
+
+    pub fn add_stored_read(&self, n: u64) {
+        self.stored_read.fetch_add(n, Relaxed);
+    }
+
+    /// Stored bytes read from packs so far.
+    pub fn stored_read(&self) -> u64 {
+        self.stored_read.load(Relaxed)
     }
 
     pub fn add_files_total(&self, n: u64) {

@@ -167,7 +167,11 @@ fn fill_pack(
     } = kept;
     read_ahead(
         spans(&entries),
-        |span| Ok((span.clone(), read_span(&pack, &entries[span], reads)?)),
+        |span| {
+            let read = read_span(&pack, &entries[span.clone()], reads)?;
+            progress.add_stored_read(read.stored_len() as u64);
+            Ok((span, read))
+        },
         |(span, stored)| {
             progress.check()?;
             for placement in &unit.placements[span] {
@@ -331,7 +335,9 @@ fn write_chunks(
             let entries: Vec<&PackEntry> = run.iter().map(|loc| &loc.entry).collect();
             for span in spans(&entries) {
                 of_chunk.extend(std::iter::repeat_n(read.len(), span.len()));
-                read.push(read_span(pack, &entries[span], reads)?);
+                let stored = read_span(pack, &entries[span], reads)?;
+                progress.add_stored_read(stored.stored_len() as u64);
+                read.push(stored);
             }
         }
         Ok((read, of_chunk))

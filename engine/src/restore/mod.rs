@@ -44,6 +44,8 @@ pub struct RestoreOutcome {
     pub units: u64,
     /// Windows the tree was restored in.
     pub windows: u64,
+    /// Stored bytes read from packs.
+    pub read_bytes: u64,
 }
 
 /// How a restore runs.
@@ -148,6 +150,7 @@ pub fn run_selected(
     }
     meta::apply_dirs(target, &windows.rest())?;
     progress.finish();
+    outcome.read_bytes = progress.stored_read();
     Ok(outcome)
 }
 

@@ -22,8 +22,14 @@ use crate::repository::{PackFile, Repository};
 /// 4 MiB write pieces, 2 MiB spans instead of 8 MiB took the peak of a
 /// restore of 84,030 files from 122-126 MiB to 91 MiB, in the same time.
 const SPAN: u64 = 2 << 20;
-/// Blobs at most this far apart are read together, the gap read and dropped.
+/// Blobs at most this far apart are read together, the gap read and dropped,
+/// as long as a span's gaps stay within the bytes it wants (and any gap of
+/// at most [`SMALL_GAP`] is read): a partial restore that wants every
+/// hundredth small file reads about 1% of a pack, not all of it, while a
+/// restore that wants most of a pack reads it in long spans as before.
 const GAP: u64 = 256 << 10;
+/// A gap this small is always read through: cheaper than another read.
+const SMALL_GAP: u64 = 4 << 10;
 
 /// What a pack's trailer says, read without its body.
 #[derive(Debug)]
@@ -63,20 +69,29 @@ pub fn trailer_of(pack: &PackFile) -> Result<PackTrailer> {
 }
 
 /// Splits `entries` (in the order they are wanted) into runs that are each
-/// read at once: increasing offsets, small gaps, at most `SPAN` bytes.
+/// read at once: increasing offsets, small gaps, at most `SPAN` bytes; the
+/// gaps of a run add up to no more than the bytes it wants, unless each is
+/// at most [`SMALL_GAP`].
 pub fn spans(entries: &[&PackEntry]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < entries.len() {
         let start = entries[i].offset;
         let mut end = start + u64::from(entries[i].stored_len);
+        let mut wanted = u64::from(entries[i].stored_len);
         let mut j = i + 1;
         while let Some(e) = entries.get(j) {
             let e_end = e.offset + u64::from(e.stored_len);
-            if e.offset < end || e.offset - end > GAP || e_end - start > SPAN {
+            if e.offset < end || e_end - start > SPAN {
+                break;
+            }
+            let gap = e.offset - end;
+            let gaps = end - start - wanted;
+            if gap > GAP || (gap > SMALL_GAP && gaps + gap > wanted) {
                 break;
             }
             end = e_end;
+            wanted += u64::from(e.stored_len);
             j += 1;
         }
         out.push(i..j);
@@ -212,6 +227,11 @@ impl<'a> Blob<'a> {
 }
 
 impl Span<'_> {
+    /// The stored bytes the span holds (what was read).
+    pub fn stored_len(&self) -> usize {
+        self.len
+    }
+
     /// The raw bytes of `entry`'s blob, opened and verified (see
     /// [`open_blob`]), expanded into `scratch` when compressed.
     pub fn open<'a>(

@@ -35,9 +35,17 @@ proptest! {
             let last = refs[s.end - 1];
             let bytes = last.offset + u64::from(last.stored_len) - first.offset;
             prop_assert!(s.len() == 1 || bytes <= SPAN);
+            let mut gaps = 0;
+            let mut large = false;
             for w in refs[s.clone()].windows(2) {
-                prop_assert!(w[1].offset - (w[0].offset + u64::from(w[0].stored_len)) <= GAP);
+                let gap = w[1].offset - (w[0].offset + u64::from(w[0].stored_len));
+                prop_assert!(gap <= GAP);
+                gaps += gap;
+                large |= gap > SMALL_GAP;
             }
+            // What a span reads and drops is at most what it wants.
+            let wanted: u64 = refs[s.clone()].iter().map(|e| u64::from(e.stored_len)).sum();
+            prop_assert!(!large || gaps <= wanted, "{} gap bytes for {} wanted", gaps, wanted);
         }
         prop_assert_eq!(next, refs.len());
     }
@@ -198,6 +206,20 @@ fn a_pool_hands_out_the_smallest_buffer_that_fits() {
         pool.give(vec![0; 10]);
     }
     assert_eq!(pool.free.lock().unwrap().len(), POOLED);
+}
+
+#[test]
+fn a_sparse_choice_of_small_blobs_is_read_blob_by_blob() {
+    // Every hundredth of 1,000 blobs of 200 bytes: 19,800-byte gaps.
+    let all = laid_out(&vec![(0, 200); 1000]);
+    let chosen: Vec<&PackEntry> = all.iter().step_by(100).collect();
+    assert_eq!(spans(&chosen).len(), chosen.len());
+    // Every blob: one span.
+    let every: Vec<&PackEntry> = all.iter().collect();
+    assert_eq!(spans(&every), vec![0..1000]);
+    // Every other one: gaps as large as what is wanted, read through.
+    let half: Vec<&PackEntry> = all.iter().step_by(2).collect();
+    assert_eq!(spans(&half), vec![0..500]);
 }
 
 #[test]
