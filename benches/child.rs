@@ -144,7 +144,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let backup = engine.find_backup(id).map_err(|e| e.to_string())?;
             let mut req =
                 RestoreRequest::whole(strata_engine::RestoreTarget::Dir(PathBuf::from(target)));
-            req.selection = strata_engine::select::Selection::new(&[glob.clone()], &[])
+            req.selection = strata_engine::select::Selection::new(std::slice::from_ref(glob), &[])
                 .map_err(|e| e.to_string())?;
             let done = engine
                 .restore_backup(&backup, &req, &progress)
@@ -167,8 +167,8 @@ fn run(args: &[String]) -> Result<(), String> {
             println!("files={entries}");
         }
         ("find", [glob]) => {
-            let pattern =
-                strata_engine::select::Patterns::new(&[glob.clone()]).map_err(|e| e.to_string())?;
+            let pattern = strata_engine::select::Patterns::new(std::slice::from_ref(glob))
+                .map_err(|e| e.to_string())?;
             let mut found = 0u64;
             let backups = engine
                 .find_paths(&pattern, &Default::default(), &mut |_, _| {

@@ -17,9 +17,7 @@
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 
-use std::io::BufReader;
-
-use strata_format::layer::{Entry, LayerMeta, LayerRecord, Records};
+use strata_format::layer::{Entry, LayerMeta, LayerRecord, Stream};
 use strata_format::path;
 
 use strata_format::BackupId;
@@ -84,7 +82,7 @@ const HELD_ENTRIES: u64 = 1024;
 
 /// Where a layer's entries come from.
 enum Source<'a> {
-    Stream(Box<Records<BufReader<BodyReader<'a>>>>),
+    Stream(Box<Stream<BodyReader<'a>>>),
     Held(std::vec::IntoIter<Entry>),
 }
 
@@ -128,10 +126,15 @@ impl Input<'_> {
     }
 }
 
-/// A layer's entries, and its tombstones (which follow the entries). A
-/// small layer is read once, whole; a large one streams its entries, after
-/// a first pass for its tombstones if it has any.
-fn open_input(layer: &ChainLayer, held: u64) -> Result<(Source<'_>, Vec<Vec<u8>>)> {
+/// A layer's entries from the piece that holds `from` (all of them when
+/// `None`), and its tombstones (which follow the entries). A small layer is
+/// read once, whole; a large one streams its entries, after reading its
+/// tombstones: from their own pieces (version 4), else by a first pass.
+fn open_input<'a>(
+    layer: &'a ChainLayer,
+    held: u64,
+    from: Option<&[u8]>,
+) -> Result<(Source<'a>, Vec<Vec<u8>>)> {
     let location = layer.location.as_str();
     let (entry_count, tombstone_count) = (layer.tail.entry_count, layer.tail.tombstone_count);
     let mut tombstones = Vec::with_capacity(tombstone_count.min(1 << 20) as usize);
@@ -142,8 +145,14 @@ fn open_input(layer: &ChainLayer, held: u64) -> Result<(Source<'_>, Vec<Vec<u8>>
     } else {
         0
     });
-    if (whole && entry_count > 0) || tombstone_count > 0 {
-        for record in layer.records()? {
+    let first = match (whole, layer.tail.tombstone_piece()) {
+        (false, Some(piece)) => Some(piece),
+        (true, _) if entry_count > 0 || tombstone_count > 0 => Some(0),
+        (false, None) if tombstone_count > 0 => Some(0),
+        _ => None,
+    };
+    if let Some(piece) = first {
+        for record in layer.records_from(piece)? {
             match record.map_err(|e| Error::format(location, e))? {
                 LayerRecord::Tombstone(t) => tombstones.push(t.path),
                 LayerRecord::Entry(e) if whole => kept.push(e),
@@ -153,7 +162,10 @@ fn open_input(layer: &ChainLayer, held: u64) -> Result<(Source<'_>, Vec<Vec<u8>>
     }
     let entries = match whole {
         true => Source::Held(kept.into_iter()),
-        false => Source::Stream(Box::new(layer.records()?)),
+        false => {
+            let piece = from.map_or(0, |at| layer.tail.piece_for(at));
+            Source::Stream(Box::new(layer.records_from(piece)?))
+        }
     };
     Ok((entries, tombstones))
 }
@@ -168,15 +180,25 @@ impl<'a> MergedView<'a> {
     /// Opens the view of `layers`, full backup first (each verified when
     /// the chain was loaded).
     pub fn new(layers: &'a [ChainLayer]) -> Result<Self> {
-        Self::holding(layers, HELD_ENTRIES)
+        Self::holding(layers, HELD_ENTRIES, None)
     }
 
-    /// [`MergedView::new`], decoding whole the layers of at most `held` entries.
-    fn holding(layers: &'a [ChainLayer], held: u64) -> Result<Self> {
+    /// The view from about `at` on: each layer is read from the piece that
+    /// holds `at` (version 4), so what comes before it is mostly not read.
+    /// Every entry at or after `at` comes as [`MergedView::new`] gives it;
+    /// entries before `at` may come first, and must be skipped (each layer
+    /// starts at its own piece, so they are not the merged tree's).
+    pub fn from(layers: &'a [ChainLayer], at: &[u8]) -> Result<Self> {
+        Self::holding(layers, HELD_ENTRIES, Some(at))
+    }
+
+    /// [`MergedView::new`], decoding whole the layers of at most `held`
+    /// entries, streaming the others from the piece that holds `from`.
+    fn holding(layers: &'a [ChainLayer], held: u64, from: Option<&[u8]>) -> Result<Self> {
         let mut inputs = Vec::with_capacity(layers.len());
         for layer in layers {
             let location = layer.location.as_str();
-            let (entries, tombstones) = open_input(layer, held)?;
+            let (entries, tombstones) = open_input(layer, held, from)?;
             let mut input = Input {
                 location,
                 entries,

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use strata_format::config::RepoConfig;
 use strata_format::layer::{
-    ChunkRef, Entry, EntryKind, Exclusions, Layer, LayerMeta, LayerRecord, LayerStats, LayerWriter,
-    ServiceMeta, Tombstone, Xattr,
+    ChunkRef, Entry, EntryKind, Exclusions, Layer, LayerMeta, LayerRecord, LayerStats, LayerTail,
+    LayerWriter, ServiceMeta, Tombstone, Xattr,
 };
 use strata_format::pack::{self, Compression, PackWriter};
 use strata_format::{BackupId, ChunkId, FileHash, RepositoryId, ShareId};
@@ -229,9 +229,11 @@ fn layer_meta_v4() -> LayerMeta {
     }
 }
 
+/// Version 4 pinned with pieces of about 64 bytes of records, so the body
+/// is several frames and the tombstones start one of their own.
 #[test]
 fn layer_v4_bytes_are_stable() {
-    let mut w = LayerWriter::new(Vec::new()).unwrap();
+    let mut w = LayerWriter::with_pieces_of(Vec::new(), 64).unwrap();
     for e in layer_entries_v3() {
         w.add_entry(&e).unwrap();
     }
@@ -242,6 +244,44 @@ fn layer_v4_bytes_are_stable() {
     let (bytes, _) = w.finish(&layer_meta_v4()).unwrap();
     check("layer-v4.bin", &bytes);
     reads_as("layer-v4.bin", 4, &layer_meta_v4(), layer_entries_v3());
+    // Read from the piece of each entry on: that entry and the rest.
+    let len = bytes.len() as u64;
+    let tail = LayerTail::verify(len, |at, buf| {
+        buf.copy_from_slice(&bytes[at as usize..at as usize + buf.len()]);
+        Ok(())
+    })
+    .unwrap();
+    assert!(tail.pieces.len() >= 3, "{} pieces", tail.pieces.len());
+    let entries = layer_entries_v3();
+    for (i, e) in entries.iter().enumerate() {
+        let piece = tail.piece_for(&e.path);
+        let body =
+            &bytes[(tail.body.start + tail.piece_offset(piece)) as usize..tail.body.end as usize];
+        let read: Vec<Entry> = tail
+            .records_from(piece, body)
+            .unwrap()
+            .map(Result::unwrap)
+            .filter_map(|r| match r {
+                LayerRecord::Entry(e) => Some(e),
+                LayerRecord::Tombstone(_) => None,
+            })
+            .collect();
+        assert!(read.len() >= entries.len() - i && read.ends_with(&entries[i..]));
+    }
+    let tombstones = tail.tombstone_piece().unwrap();
+    let body =
+        &bytes[(tail.body.start + tail.piece_offset(tombstones)) as usize..tail.body.end as usize];
+    let read: Vec<LayerRecord> = tail
+        .records_from(tombstones, body)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        read,
+        vec![LayerRecord::Tombstone(Tombstone {
+            path: b"old".to_vec()
+        })]
+    );
 }
 
 /// Version 4 added the exclusions; version-3 layers read as excluding

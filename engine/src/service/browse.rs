@@ -3,7 +3,8 @@
 //! the layers alone, never a pack.
 //!
 //! Cost: a chain's merged view is streamed in path order, so `ls PATH`
-//! reads the chain's layers up to the end of `PATH`'s subtree and stops;
+//! reads each layer from the piece that holds `PATH` to the end of its
+//! subtree, and stops;
 //! `diff` reads both chains once. Memory stays what a restore's view holds:
 //! one decoded entry per layer of each chain.
 
@@ -142,7 +143,11 @@ impl Engine {
         let vault = self.vault_of(backup)?;
         let layers = load_chain(&vault.repo, &backup.id)?;
         let mut found = at.is_none();
-        for entry in MergedView::new(&layers)? {
+        let view = match at {
+            Some(at) => MergedView::from(&layers, at)?,
+            None => MergedView::new(&layers)?,
+        };
+        for entry in view {
             let entry = entry?;
             if let Some(at) = at {
                 match path::cmp(&entry.path, at) {

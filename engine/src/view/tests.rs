@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use strata_format::config::RepoConfig;
-use strata_format::layer::{EntryKind, LayerMeta, LayerStats, Tombstone};
+use strata_format::layer::{EntryKind, LayerMeta, LayerStats, LayerWriter, Tombstone};
 use strata_format::{BackupId, RepositoryId, ShareId};
 
 use crate::repository::objects::{Cond, MemoryStore, ObjectStore};
@@ -57,7 +57,8 @@ fn repository() -> Repository {
     Repository::init(store, RepoConfig::new(RepositoryId([0; 16]))).unwrap()
 }
 
-/// Writes layer `layer` (of backup `[layer; 16]`) and opens it to stream.
+/// Writes layer `layer` (of backup `[layer; 16]`), in pieces of a record or
+/// two, and opens it to stream.
 fn chain_layer(
     repo: &Repository,
     entries: &[Vec<u8>],
@@ -65,14 +66,17 @@ fn chain_layer(
     layer: u8,
 ) -> Result<ChainLayer> {
     let name = LayerName::first(BackupId([layer; 16]));
-    let mut w = repo.new_layer(name)?;
+    let format = |e| Error::format("test layer", e);
+    let mut w = LayerWriter::with_pieces_of(Vec::new(), 40).map_err(format)?;
     for p in entries {
-        w.add_entry(&entry(p, u32::from(layer)))?;
+        w.add_entry(&entry(p, u32::from(layer))).map_err(format)?;
     }
     for p in tombstones {
-        w.add_tombstone(&Tombstone { path: p.clone() })?;
+        w.add_tombstone(&Tombstone { path: p.clone() })
+            .map_err(format)?;
     }
-    w.publish(&meta(), || Ok(()))?;
+    let (bytes, _) = w.finish(&meta()).map_err(format)?;
+    repo.objects().put(&name.key(), &bytes, Cond::IfAbsent)?;
     repo.open_layer(&name)
 }
 
@@ -106,11 +110,28 @@ proptest! {
         let expected: Vec<Entry> = model.into_values().collect();
         // Every layer streamed, every layer held, and a mix of both.
         for held in [0, 4, u64::MAX] {
-            let view: Vec<Entry> = MergedView::holding(&encoded, held)
+            let view: Vec<Entry> = MergedView::holding(&encoded, held, None)
                 .unwrap()
                 .collect::<Result<_>>()
                 .unwrap();
             prop_assert_eq!(&view, &expected);
+        }
+        // Read from about a path on: from it, the same tree.
+        let mut starts: Vec<Vec<u8>> = expected.iter().map(|e| e.path.clone()).collect();
+        starts.extend([b"a".to_vec(), b"b/a".to_vec(), b"c/c/c".to_vec(), b"a-/z".to_vec()]);
+        for at in starts {
+            let from: Vec<Entry> = MergedView::from(&encoded, &at)
+                .unwrap()
+                .collect::<Result<Vec<Entry>>>()
+                .unwrap()
+                .into_iter()
+                .filter(|e| path::cmp(&e.path, &at) != Ordering::Less)
+                .collect();
+            let want: Vec<&Entry> = expected
+                .iter()
+                .filter(|e| path::cmp(&e.path, &at) != Ordering::Less)
+                .collect();
+            prop_assert_eq!(from.iter().collect::<Vec<_>>(), want);
         }
     }
 }
@@ -118,13 +139,36 @@ proptest! {
 #[test]
 fn a_corrupt_layer_is_reported_with_its_location() {
     let repo = repository();
-    chain_layer(&repo, &[b"a".to_vec()], &[], 7).unwrap();
+    let paths: Vec<Vec<u8>> = (0..50u32)
+        .map(|i| format!("p{i:03}").into_bytes())
+        .collect();
+    let layer = chain_layer(&repo, &paths, &[], 7).unwrap();
+    let (body, pieces) = (layer.tail.body.clone(), layer.tail.pieces.clone());
+    assert!(pieces.len() > 5, "{} pieces", pieces.len());
     let name = LayerName::first(BackupId([7; 16]));
     let store = repo.objects();
-    let mut bytes = store.get(&name.key()).unwrap();
-    let at = bytes.len() / 2;
+    let clean = store.get(&name.key()).unwrap();
+    // A byte of the footer: the layer does not open.
+    let mut bytes = clean.clone();
+    let at = bytes.len() - 40;
     bytes[at] ^= 1;
     store.put(&name.key(), &bytes, Cond::Any).unwrap();
     let err = repo.open_layer(&name).err().unwrap();
     assert!(err.to_string().contains(&name.id.to_string()), "{err}");
+    // A byte of a middle piece: it opens, and reading through that piece
+    // fails, naming the layer; a read from a later piece does not need it.
+    let mut bytes = clean;
+    let middle = &pieces[pieces.len() / 2];
+    bytes[(body.start + middle.offset + middle.len / 2) as usize] ^= 1;
+    store.put(&name.key(), &bytes, Cond::Any).unwrap();
+    let layer = repo.open_layer(&name).unwrap();
+    let failed = layer
+        .records()
+        .unwrap()
+        .find_map(|r| r.err())
+        .expect("damage found");
+    let err = Error::format(layer.location.as_str(), failed);
+    assert!(err.to_string().contains(&name.id.to_string()), "{err}");
+    let after = layer.records_from(pieces.len() / 2 + 1).unwrap();
+    assert!(after.collect::<std::result::Result<Vec<_>, _>>().is_ok());
 }

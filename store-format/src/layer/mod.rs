@@ -3,13 +3,15 @@
 //! ```text
 //! LAYER   = HEADER || BODY || FOOTER
 //! HEADER  = "STRATALY" || version:u32le (= 4; 1 to 3 are still read) 12 bytes
-//! BODY    = one zstd frame; decompressed: RECORD*
+//! BODY    = zstd frames (the pieces); decompressed, one after the other: RECORD*
 //! RECORD  = len:u32le || postcard(Record)
 //! FOOTER  = META || meta_len:u32le || body_len:u64le
 //!           || entry_count:u64le || tombstone_count:u64le || checksum:[32]
-//! META    = postcard(LayerMeta)        (version 1: without `service`;
-//!                                       2 and 3: without `exclusions`)
-//! checksum = BLAKE3(every byte of the layer before it)
+//! META    = postcard(LayerMeta) || postcard([Piece])
+//!           (version 1: without `service`; 2 and 3: without `exclusions`,
+//!           and without the index: the body is one frame)
+//! checksum = BLAKE3(HEADER || FOOTER before it)   (before version 4: of
+//!            every byte of the layer before it)
 //! ```
 //!
 //! The body holds all entries first, strictly increasing in path order
@@ -17,7 +19,7 @@
 //! metadata sits at the end so a writer can stream entries and add the totals
 //! last; a reader checks the checksum before it trusts anything.
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,8 @@ use crate::path;
 
 pub const LAYER_MAGIC: &[u8; 8] = b"STRATALY";
 pub const LAYER_VERSION: u32 = 4;
+/// The first layer version whose body is in pieces, with an index.
+pub const LAYER_VERSION_PIECES: u32 = 4;
 /// The first layer version whose file hashes are [`FileHash::of_chunks`].
 pub const LAYER_VERSION_CHUNK_HASH: u32 = 3;
 /// The oldest layer version this build reads.
@@ -285,124 +289,6 @@ fn check_entry(entry: &Entry, version: u32) -> Result<()> {
     Ok(())
 }
 
-/// Hashes and counts every byte that passes through.
-struct Hashing<W> {
-    inner: W,
-    hasher: blake3::Hasher,
-    written: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Streams a layer to any `Write`: entries in order, then tombstones, then
-/// `finish` with the metadata. Ordering and paths are checked as they come, so
-/// a writer bug cannot produce a layer the reader would reject.
-pub struct LayerWriter<W: Write> {
-    body: zstd::Encoder<'static, Hashing<W>>,
-    last_entry: Option<Vec<u8>>,
-    last_tombstone: Option<Vec<u8>>,
-    entries: u64,
-    tombstones: u64,
-    scratch: Vec<u8>,
-}
-
-/// The zstd window a layer body is written with: 128 KiB (FORMAT.md section 5).
-const WINDOW_LOG: u32 = 17;
-
-impl<W: Write> LayerWriter<W> {
-    pub fn new(out: W) -> Result<Self> {
-        let mut out = Hashing {
-            inner: out,
-            hasher: blake3::Hasher::new(),
-            written: 0,
-        };
-        out.write_all(LAYER_MAGIC)?;
-        out.write_all(&LAYER_VERSION.to_le_bytes())?;
-        let mut body = zstd::Encoder::new(out, 3)?;
-        // A reader holds one window per layer of a chain while it merges them.
-        body.window_log(WINDOW_LOG)?;
-        Ok(LayerWriter {
-            body,
-            last_entry: None,
-            last_tombstone: None,
-            entries: 0,
-            tombstones: 0,
-            scratch: Vec::new(),
-        })
-    }
-
-    fn write_record(&mut self, record: &Record) -> Result<()> {
-        self.scratch.clear();
-        let encoded = postcard::to_extend(record, std::mem::take(&mut self.scratch))
-            .map_err(|e| FormatError::corrupt("layer record", e))?;
-        self.body.write_all(&(encoded.len() as u32).to_le_bytes())?;
-        self.body.write_all(&encoded)?;
-        self.scratch = encoded;
-        Ok(())
-    }
-
-    /// Appends an entry; its path must sort after the previous entry's.
-    pub fn add_entry(&mut self, entry: &Entry) -> Result<()> {
-        if self.tombstones > 0 {
-            return Err(FormatError::Invalid {
-                what: "layer",
-                detail: "entry after tombstones".into(),
-            });
-        }
-        check_entry(entry, LAYER_VERSION).map_err(invalid_from_corrupt)?;
-        check_order(self.last_entry.as_deref(), &entry.path, "entries")
-            .map_err(invalid_from_corrupt)?;
-        self.write_record(&Record::Entry(entry.clone()))?;
-        self.last_entry = Some(entry.path.clone());
-        self.entries += 1;
-        Ok(())
-    }
-
-    /// Appends a tombstone; tombstones come after every entry, in path order.
-    pub fn add_tombstone(&mut self, tombstone: &Tombstone) -> Result<()> {
-        path::validate(&tombstone.path)?;
-        check_order(
-            self.last_tombstone.as_deref(),
-            &tombstone.path,
-            "tombstones",
-        )
-        .map_err(invalid_from_corrupt)?;
-        self.write_record(&Record::Tombstone(tombstone.clone()))?;
-        self.last_tombstone = Some(tombstone.path.clone());
-        self.tombstones += 1;
-        Ok(())
-    }
-
-    /// Writes the footer; returns the underlying writer and the layer's length.
-    pub fn finish(self, meta: &LayerMeta) -> Result<(W, u64)> {
-        let mut out = self.body.finish()?;
-        let body_len = out.written - HEADER_LEN as u64;
-        let meta_bytes =
-            postcard::to_stdvec(meta).map_err(|e| FormatError::corrupt("layer meta", e))?;
-        out.write_all(&meta_bytes)?;
-        out.write_all(&(meta_bytes.len() as u32).to_le_bytes())?;
-        out.write_all(&body_len.to_le_bytes())?;
-        out.write_all(&self.entries.to_le_bytes())?;
-        out.write_all(&self.tombstones.to_le_bytes())?;
-        let checksum = out.hasher.finalize();
-        let total = out.written + 32;
-        let mut inner = out.inner;
-        inner.write_all(checksum.as_bytes())?;
-        inner.flush()?;
-        Ok((inner, total))
-    }
-}
-
 fn invalid_from_corrupt(e: FormatError) -> FormatError {
     match e {
         FormatError::Corrupt { what, detail } => FormatError::Invalid { what, detail },
@@ -433,40 +319,46 @@ pub struct Layer<'a> {
     pub meta: LayerMeta,
     pub entry_count: u64,
     pub tombstone_count: u64,
+    tail: LayerTail,
     body: &'a [u8],
 }
 
 impl<'a> Layer<'a> {
-    /// Verifies the checksum and footer of a whole layer held in memory.
+    /// Verifies the checksum, footer and (version 4) every piece of a whole
+    /// layer held in memory.
     pub fn decode(bytes: &'a [u8]) -> Result<Self> {
-        if bytes.len() < HEADER_LEN + FOOTER_FIXED {
-            return Err(FormatError::corrupt("layer", "too short"));
+        let tail = LayerTail::verify(bytes.len() as u64, |at, buf| {
+            let from = usize::try_from(at).unwrap_or(usize::MAX);
+            let piece = from
+                .checked_add(buf.len())
+                .and_then(|to| bytes.get(from..to))
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(piece);
+            Ok(())
+        })?;
+        let body = &bytes[tail.body.start as usize..tail.body.end as usize];
+        for p in &tail.pieces {
+            let stored = &body[p.offset as usize..(p.offset + p.len) as usize];
+            if blake3::hash(stored).as_bytes() != &p.hash {
+                return Err(FormatError::corrupt(
+                    "layer",
+                    "a piece does not match its hash",
+                ));
+            }
         }
-        let version = stream::check_header(bytes)?;
-        let (signed, checksum) = bytes.split_at(bytes.len() - 32);
-        if blake3::hash(signed).as_bytes() != checksum {
-            return Err(FormatError::corrupt("layer", "checksum mismatch"));
-        }
-        let f = signed.len() - (FOOTER_FIXED - 32);
-        let footer = stream::parse_footer(&signed[f..], signed.len() as u64)?;
-        let at = |r: std::ops::Range<u64>| r.start as usize..r.end as usize;
         Ok(Layer {
-            version,
-            meta: stream::parse_meta(version, &signed[at(footer.meta)])?,
-            entry_count: footer.entry_count,
-            tombstone_count: footer.tombstone_count,
-            body: &bytes[at(footer.body)],
+            version: tail.version,
+            meta: tail.meta.clone(),
+            entry_count: tail.entry_count,
+            tombstone_count: tail.tombstone_count,
+            tail,
+            body,
         })
     }
 
     /// Streams the records; each one is checked (paths, order, counts).
-    pub fn records(&self) -> Result<Records<&'a [u8]>> {
-        Records::new(
-            self.body,
-            self.version,
-            self.entry_count,
-            self.tombstone_count,
-        )
+    pub fn records(&self) -> Result<Stream<&'a [u8]>> {
+        self.tail.records(self.body)
     }
 
     /// Decodes everything at once (tests and small layers).
@@ -504,6 +396,8 @@ pub struct Records<R: BufRead> {
     tombstones: u64,
     expected_entries: u64,
     expected_tombstones: u64,
+    /// The path the first record must have (its piece's, from the index).
+    first: Option<Vec<u8>>,
     done: bool,
 }
 
@@ -511,7 +405,12 @@ impl<R: BufRead> Records<R> {
     /// Streams the records of a body (its bytes exactly, from `body`) of a
     /// layer of `version`, and checks them against the footer's counts at
     /// the end.
-    pub(crate) fn new(body: R, version: u32, entries: u64, tombstones: u64) -> Result<Self> {
+    pub(crate) fn new(
+        body: R,
+        version: u32,
+        (entries, tombstones): (u64, u64),
+        first: Option<Vec<u8>>,
+    ) -> Result<Self> {
         Ok(Records {
             body: io::BufReader::with_capacity(DECODED_PIECE, zstd::Decoder::with_buffer(body)?),
             version,
@@ -522,6 +421,7 @@ impl<R: BufRead> Records<R> {
             tombstones: 0,
             expected_entries: entries,
             expected_tombstones: tombstones,
+            first,
             done: false,
         })
     }
@@ -550,6 +450,18 @@ impl<R: BufRead> Records<R> {
         }
         let record: Record =
             postcard::from_bytes(&self.buf).map_err(|e| FormatError::corrupt("layer record", e))?;
+        if let Some(first) = self.first.take() {
+            let at = match &record {
+                Record::Entry(e) => &e.path,
+                Record::Tombstone(t) => &t.path,
+            };
+            if *at != first {
+                return Err(FormatError::corrupt(
+                    "layer",
+                    "a piece does not start where its index says",
+                ));
+            }
+        }
         match record {
             Record::Entry(entry) => {
                 if self.tombstones > 0 {
@@ -609,8 +521,12 @@ impl<R: BufRead> Iterator for Records<R> {
     }
 }
 
+mod pieces;
 mod stream;
-pub use stream::LayerTail;
+mod write;
+pub use pieces::{Checked, Piece};
+pub use stream::{LayerTail, Stream};
+pub use write::{LayerWriter, PIECE_RAW};
 
 #[cfg(test)]
 mod tests;

@@ -1,14 +1,18 @@
 //! A layer verified and read by byte ranges, without holding it in memory:
-//! [`LayerTail::verify`] hashes it front to back and parses its footer;
-//! [`LayerTail::records`] then streams its body from any reader.
+//! [`LayerTail::verify`] checks its checksum and parses its footer and index
+//! (a layer before version 4 is hashed front to back, its checksum being of
+//! every byte); [`LayerTail::records`] then streams its body from any
+//! reader, and [`LayerTail::records_from`] from the piece that holds a path,
+//! each piece checked against the index as it passes.
 
 use std::io;
 use std::ops::Range;
 
+use super::pieces::{self, Checked, Piece};
 use super::{
     LayerMeta, LayerMetaV1, ServiceMeta, FOOTER_FIXED, HEADER_LEN, LAYER_MAGIC, LAYER_VERSION,
 };
-use super::{Records, LAYER_VERSION_MIN};
+use super::{Records, LAYER_VERSION_MIN, LAYER_VERSION_PIECES};
 use crate::error::{FormatError, Result};
 
 /// Bytes hashed per read while a layer is verified.
@@ -22,9 +26,18 @@ pub struct LayerTail {
     pub meta: LayerMeta,
     pub entry_count: u64,
     pub tombstone_count: u64,
-    /// Where the body (one zstd frame) lies in the layer.
+    /// Where the body lies in the layer.
     pub body: Range<u64>,
+    /// The body's pieces (version 4; before, none: the body is one frame,
+    /// verified with the rest by the checksum).
+    pub pieces: Vec<Piece>,
 }
+
+/// A layer's records as a reader streams them.
+pub type Stream<R> = Records<io::BufReader<Checked<R>>>;
+
+/// Stored bytes buffered while a body is streamed.
+const STORED_PIECE: usize = 64 << 10;
 
 fn bad(detail: &str) -> FormatError {
     FormatError::corrupt("layer", detail)
@@ -81,6 +94,21 @@ pub(super) fn parse_footer(fixed: &[u8], signed_len: u64) -> Result<Footer> {
     })
 }
 
+/// The metadata and (version 4) the index that follows it in META.
+fn parse_meta_and_index(version: u32, bytes: &[u8]) -> Result<(LayerMeta, Vec<Piece>)> {
+    if version < LAYER_VERSION_PIECES {
+        return Ok((parse_meta(version, bytes)?, Vec::new()));
+    }
+    let (meta, rest) = postcard::take_from_bytes::<LayerMeta>(bytes)
+        .map_err(|e| FormatError::corrupt("layer meta", e))?;
+    let (index, rest) = postcard::take_from_bytes::<Vec<Piece>>(rest)
+        .map_err(|e| FormatError::corrupt("layer index", e))?;
+    if !rest.is_empty() {
+        return Err(bad("bytes after the index"));
+    }
+    Ok((meta, index))
+}
+
 pub(super) fn parse_meta(version: u32, bytes: &[u8]) -> Result<LayerMeta> {
     match version {
         1 => postcard::from_bytes::<LayerMetaV1>(bytes).map(LayerMeta::from),
@@ -112,38 +140,101 @@ impl LayerTail {
         let mut header = [0u8; HEADER_LEN];
         read_at(0, &mut header)?;
         let version = check_header(&header)?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; PIECE.min(signed_len as usize)];
-        let mut at = 0u64;
-        while at < signed_len {
-            let n = (signed_len - at).min(buf.len() as u64) as usize;
-            read_at(at, &mut buf[..n])?;
-            hasher.update(&buf[..n]);
-            at += n as u64;
-        }
-        let mut checksum = [0u8; 32];
-        read_at(signed_len, &mut checksum)?;
-        if hasher.finalize().as_bytes() != &checksum {
-            return Err(bad("checksum mismatch"));
-        }
         let fixed_len = FOOTER_FIXED - 32;
         let mut fixed = [0u8; FOOTER_FIXED - 32];
         read_at(signed_len - fixed_len as u64, &mut fixed)?;
-        let footer = parse_footer(&fixed, signed_len)?;
-        let mut meta = vec![0u8; (footer.meta.end - footer.meta.start) as usize];
-        read_at(footer.meta.start, &mut meta)?;
+        let mut checksum = [0u8; 32];
+        read_at(signed_len, &mut checksum)?;
+        let mut hasher = blake3::Hasher::new();
+        let (footer, meta) = if version >= LAYER_VERSION_PIECES {
+            // The checksum covers the header and the footer: the index in
+            // it hashes each piece of the body.
+            let footer = parse_footer(&fixed, signed_len)?;
+            let mut meta = vec![0u8; (footer.meta.end - footer.meta.start) as usize];
+            read_at(footer.meta.start, &mut meta)?;
+            hasher.update(&header);
+            hasher.update(&meta);
+            hasher.update(&fixed);
+            (footer, meta)
+        } else {
+            let mut buf = vec![0u8; PIECE.min(signed_len as usize)];
+            let mut at = 0u64;
+            while at < signed_len {
+                let n = (signed_len - at).min(buf.len() as u64) as usize;
+                read_at(at, &mut buf[..n])?;
+                hasher.update(&buf[..n]);
+                at += n as u64;
+            }
+            let footer = parse_footer(&fixed, signed_len)?;
+            let mut meta = vec![0u8; (footer.meta.end - footer.meta.start) as usize];
+            read_at(footer.meta.start, &mut meta)?;
+            (footer, meta)
+        };
+        if hasher.finalize().as_bytes() != &checksum {
+            return Err(bad("checksum mismatch"));
+        }
+        let (meta, pieces) = parse_meta_and_index(version, &meta)?;
+        if version >= LAYER_VERSION_PIECES {
+            pieces::check(
+                &pieces,
+                footer.body.end - footer.body.start,
+                footer.entry_count,
+            )?;
+        }
         Ok(LayerTail {
             version,
-            meta: parse_meta(version, &meta)?,
+            meta,
             entry_count: footer.entry_count,
             tombstone_count: footer.tombstone_count,
             body: footer.body,
+            pieces,
         })
+    }
+
+    /// The piece to read from for the entries at and after `at` (0 before
+    /// version 4: the body is one piece).
+    pub fn piece_for(&self, at: &[u8]) -> usize {
+        match self.pieces.is_empty() {
+            true => 0,
+            false => pieces::piece_for(&self.pieces, self.entry_count, at),
+        }
+    }
+
+    /// The piece the tombstones start in, where the index says (version 4
+    /// and tombstones); else the tombstones are found by reading the body.
+    pub fn tombstone_piece(&self) -> Option<usize> {
+        pieces::tombstone_piece(&self.pieces, self.entry_count, self.tombstone_count)
+    }
+
+    /// Where piece `piece` starts, from the start of the body.
+    pub fn piece_offset(&self, piece: usize) -> u64 {
+        self.pieces.get(piece).map_or(0, |p| p.offset)
+    }
+
+    /// Streams the records from the start of piece `piece`, read from `body`
+    /// (which yields the body's bytes from [`LayerTail::piece_offset`] on),
+    /// each piece checked against its hash as it passes.
+    pub fn records_from<R: io::Read>(&self, piece: usize, body: R) -> Result<Stream<R>> {
+        let (checked, entries_before, first) = match self.pieces.get(piece) {
+            Some(p) => (
+                Checked::new(body, &self.pieces[piece..]),
+                p.entries_before,
+                (!p.first.is_empty()).then(|| p.first.clone()),
+            ),
+            None if piece == 0 && self.pieces.is_empty() => (Checked::unchecked(body), 0, None),
+            None => return Err(bad("no such piece")),
+        };
+        Records::new(
+            io::BufReader::with_capacity(STORED_PIECE, checked),
+            self.version,
+            (self.entry_count - entries_before, self.tombstone_count),
+            first,
+        )
     }
 
     /// Streams the records of the body read from `body` (which yields
     /// exactly the bytes of [`LayerTail::body`]).
-    pub fn records<R: io::BufRead>(&self, body: R) -> Result<Records<R>> {
-        Records::new(body, self.version, self.entry_count, self.tombstone_count)
+    pub fn records<R: io::Read>(&self, body: R) -> Result<Stream<R>> {
+        self.records_from(0, body)
     }
 }

@@ -1,9 +1,10 @@
-//! A layer read by range from the repository: verified once, then streamed
-//! a piece at a time (what a chain's merged view holds per layer).
+//! A layer read by range from the repository: its footer and index verified
+//! once, then streamed from any piece, each piece verified as it is read
+//! (what a chain's merged view holds per layer).
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 
-use strata_format::layer::{LayerMeta, LayerTail, Records};
+use strata_format::layer::{LayerMeta, LayerTail, Stream};
 
 use crate::error::{Error, Result};
 use crate::repository::objects::ObjectReader;
@@ -36,20 +37,23 @@ impl ChainLayer {
     }
 
     /// Streams its records, read from the repository a piece at a time.
-    pub fn records(&self) -> Result<Records<BufReader<BodyReader<'_>>>> {
+    pub fn records(&self) -> Result<Stream<BodyReader<'_>>> {
+        self.records_from(0)
+    }
+
+    /// Streams its records from the start of piece `piece` (see
+    /// [`LayerTail::piece_for`]), each piece verified as it is read.
+    pub fn records_from(&self, piece: usize) -> Result<Stream<BodyReader<'_>>> {
         let body = BodyReader {
             object: &*self.object,
-            at: self.tail.body.start,
+            at: self.tail.body.start + self.tail.piece_offset(piece),
             end: self.tail.body.end,
         };
         self.tail
-            .records(BufReader::with_capacity(BODY_PIECE, body))
+            .records_from(piece, body)
             .map_err(|e| Error::format(self.location.as_str(), e))
     }
 }
-
-/// Bytes read from a layer object at a time while it is streamed.
-const BODY_PIECE: usize = 64 << 10;
 
 /// The body of a layer object, as a byte stream.
 pub struct BodyReader<'a> {
