@@ -9,10 +9,13 @@
 //! memory follows the number of layers, not the tree; a restore takes the
 //! view a window at a time, an incremental backup walks beside it.
 //!
-//! A large layer is read three times: once to verify its checksum (when the
-//! chain is loaded), once for its tombstones if it has any (they sit at the
-//! end of its body; this also verifies its record counts), once to stream its
-//! entries. A small one is read twice: the checksum, then everything.
+//! A version-4 layer is read once: its footer and index are verified when
+//! the chain is loaded, its tombstones read from their own pieces, its
+//! entries streamed (from the piece that holds a path, for
+//! [`MergedView::from`]), each piece checked against its hash as it passes.
+//! An older layer is read three times: whole to verify its checksum, once
+//! for its tombstones if it has any (they sit at the end of its body), once
+//! to stream its entries. A small layer is decoded whole in one read.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
