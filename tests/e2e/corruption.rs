@@ -243,16 +243,30 @@ fn reseal(layer: &[u8], change: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let (start, end) = (tail.body.start as usize, tail.body.end as usize);
     let mut body = zstd::decode_all(&layer[start..end]).expect("body");
     change(&mut body);
+    // One piece now, which names no first path; its hash is honest.
     let body = zstd::encode_all(body.as_slice(), 3).expect("compress");
-    // FOOTER = META || meta_len:u32 || body_len:u64 || counts:2×u64 || checksum
-    let footer = &layer[end..layer.len() - 32];
-    let meta_len = footer.len() - 28;
+    let index = vec![strata_format::layer::Piece {
+        offset: 0,
+        len: body.len() as u64,
+        hash: *blake3::hash(&body).as_bytes(),
+        entries_before: 0,
+        first: Vec::new(),
+    }];
+    let mut meta = postcard::to_stdvec(&tail.meta).expect("meta");
+    meta.extend_from_slice(&postcard::to_stdvec(&index).expect("index"));
+    // FOOTER = META (with the index) || meta_len:u32 || body_len:u64 ||
+    // counts:2×u64 || checksum over the header and the footer before it.
+    let mut footer = meta.clone();
+    footer.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    footer.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    footer.extend_from_slice(&tail.entry_count.to_le_bytes());
+    footer.extend_from_slice(&tail.tombstone_count.to_le_bytes());
+    let mut signed = blake3::Hasher::new();
+    signed.update(&layer[..start]);
+    signed.update(&footer);
     let mut out = layer[..start].to_vec();
     out.extend_from_slice(&body);
-    out.extend_from_slice(&footer[..meta_len + 4]);
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&footer[meta_len + 12..]);
-    let checksum = blake3::hash(&out);
-    out.extend_from_slice(checksum.as_bytes());
+    out.extend_from_slice(&footer);
+    out.extend_from_slice(signed.finalize().as_bytes());
     out
 }
