@@ -172,3 +172,35 @@ fn a_corrupt_layer_is_reported_with_its_location() {
     let after = layer.records_from(pieces.len() / 2 + 1).unwrap();
     assert!(after.collect::<std::result::Result<Vec<_>, _>>().is_ok());
 }
+
+/// Read from a path on, each streamed layer starts at the piece that holds
+/// it: what comes before that piece is not read (the layers here hold a
+/// record or two a piece; a layer small enough to be held is read whole).
+#[test]
+fn a_view_from_a_path_skips_the_pieces_before_it() {
+    let repo = repository();
+    let paths: Vec<Vec<u8>> = (0..2000u32)
+        .map(|i| format!("d/f{i:05}").into_bytes())
+        .collect();
+    let mut full = vec![b"d".to_vec()];
+    full.extend(paths.iter().cloned());
+    let base = chain_layer(&repo, &full, &[], 1).unwrap();
+    let changed: Vec<Vec<u8>> = paths.iter().step_by(7).cloned().collect();
+    let top = chain_layer(&repo, &changed, &[b"d/f00003".to_vec()], 2).unwrap();
+    assert!(base.tail.pieces.len() > 500 && top.tail.pieces.len() > 100);
+    let layers = [base, top];
+    let at = b"d/f01500".to_vec();
+    let before = MergedView::holding(&layers, 0, Some(&at))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .take_while(|e| path::cmp(&e.path, &at) == Ordering::Less)
+        .count();
+    assert!(before <= 8, "{before} entries before the path were read");
+    let first = MergedView::holding(&layers, 0, Some(&at))
+        .unwrap()
+        .find_map(|e| {
+            let e = e.unwrap();
+            (path::cmp(&e.path, &at) != Ordering::Less).then_some(e)
+        });
+    assert_eq!(first.map(|e| (e.path, e.uid)), Some((at, 1)));
+}
