@@ -121,12 +121,16 @@ fn main() {
         n
     });
     assert_eq!(decoded, count, "every entry decoded");
-    // The body alone: the zstd frame at the start of the layer after its
-    // 12-byte header, decompressed and thrown away.
+    // The body alone: its zstd frames (the pieces), decompressed and thrown
+    // away.
+    let tail = strata_format::layer::LayerTail::verify(layer.len() as u64, |at, buf| {
+        buf.copy_from_slice(&layer[at as usize..at as usize + buf.len()]);
+        Ok(())
+    })
+    .expect("layer");
+    let body = &layer[tail.body.start as usize..tail.body.end as usize];
     let ((), zstd_secs) = best(|| {
-        let mut d = zstd::Decoder::new(&layer[12..])
-            .expect("zstd")
-            .single_frame();
+        let mut d = zstd::Decoder::new(body).expect("zstd");
         let mut buf = vec![0u8; 64 << 10];
         while d.read(&mut buf).expect("read") > 0 {}
     });

@@ -356,9 +356,10 @@ impl<'a> Layer<'a> {
         })
     }
 
-    /// Streams the records; each one is checked (paths, order, counts).
+    /// Streams the records; each one is checked (paths, order, counts),
+    /// the pieces having been checked by [`Layer::decode`].
     pub fn records(&self) -> Result<Stream<&'a [u8]>> {
-        self.tail.records(self.body)
+        self.tail.records_checked(self.body)
     }
 
     /// Decodes everything at once (tests and small layers).

@@ -215,9 +215,21 @@ impl LayerTail {
     /// (which yields the body's bytes from [`LayerTail::piece_offset`] on),
     /// each piece checked against its hash as it passes.
     pub fn records_from<R: io::Read>(&self, piece: usize, body: R) -> Result<Stream<R>> {
+        self.stream(piece, body, true)
+    }
+
+    /// Streams the records of a body whose pieces were all checked already.
+    pub(super) fn records_checked<R: io::Read>(&self, body: R) -> Result<Stream<R>> {
+        self.stream(0, body, false)
+    }
+
+    fn stream<R: io::Read>(&self, piece: usize, body: R, check: bool) -> Result<Stream<R>> {
         let (checked, entries_before, first) = match self.pieces.get(piece) {
             Some(p) => (
-                Checked::new(body, &self.pieces[piece..]),
+                match check {
+                    true => Checked::new(body, &self.pieces[piece..]),
+                    false => Checked::unchecked(body),
+                },
                 p.entries_before,
                 (!p.first.is_empty()).then(|| p.first.clone()),
             ),
