@@ -6,6 +6,8 @@
 
 use std::io::{self, Write};
 
+use zstd::stream::raw::{self, CParameter, InBuffer, Operation, OutBuffer};
+
 use super::pieces::Piece;
 use super::{
     check_entry, check_order, invalid_from_corrupt, Entry, LayerMeta, Record, Tombstone,
@@ -40,20 +42,53 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// The frame being written, or the writer between frames.
-enum Body<W: Write> {
-    Frame {
-        encoder: zstd::Encoder<'static, Counting<W>>,
-        raw: usize,
-    },
-    Between(Counting<W>),
+/// The body being written: one zstd context for every frame (a context
+/// made per frame costs the allocator a fresh one each time), and the frame
+/// open, if any, with the decompressed bytes it holds.
+struct Frames<W> {
+    out: Counting<W>,
+    encoder: raw::Encoder<'static>,
+    buf: Vec<u8>,
+    open: Option<usize>,
+}
+
+impl<W: Write> Frames<W> {
+    /// Compresses `data` into the open frame.
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut input = InBuffer::around(data);
+        while input.pos() < data.len() {
+            let mut output = OutBuffer::around(&mut self.buf[..]);
+            self.encoder.run(&mut input, &mut output)?;
+            let n = output.pos();
+            self.out.write_all(&self.buf[..n])?;
+        }
+        if let Some(raw) = &mut self.open {
+            *raw += data.len();
+        }
+        Ok(())
+    }
+
+    /// Ends the open frame; the context is ready for the next.
+    fn end(&mut self) -> io::Result<()> {
+        loop {
+            let mut output = OutBuffer::around(&mut self.buf[..]);
+            let left = self.encoder.finish(&mut output, true)?;
+            let n = output.pos();
+            self.out.write_all(&self.buf[..n])?;
+            if left == 0 {
+                break;
+            }
+        }
+        self.open = None;
+        self.encoder.reinit()
+    }
 }
 
 /// Streams a layer to any `Write`: entries in order, then tombstones, then
 /// `finish` with the metadata. Ordering and paths are checked as they come, so
 /// a writer bug cannot produce a layer the reader would reject.
 pub struct LayerWriter<W: Write> {
-    body: Option<Body<W>>,
+    body: Frames<W>,
     pieces: Vec<Piece>,
     piece_raw: usize,
     last_entry: Option<Vec<u8>>,
@@ -73,12 +108,20 @@ impl<W: Write> LayerWriter<W> {
     pub fn with_pieces_of(mut out: W, piece_raw: usize) -> Result<Self> {
         out.write_all(LAYER_MAGIC)?;
         out.write_all(&LAYER_VERSION.to_le_bytes())?;
+        let mut encoder = raw::Encoder::new(3)?;
+        // A reader holds one window per layer of a chain while it merges them.
+        encoder.set_parameter(CParameter::WindowLog(WINDOW_LOG))?;
         Ok(LayerWriter {
-            body: Some(Body::Between(Counting {
-                inner: out,
-                written: 0,
-                piece: blake3::Hasher::new(),
-            })),
+            body: Frames {
+                out: Counting {
+                    inner: out,
+                    written: 0,
+                    piece: blake3::Hasher::new(),
+                },
+                encoder,
+                buf: vec![0; 64 << 10],
+                open: None,
+            },
             pieces: Vec::new(),
             piece_raw: piece_raw.max(1),
             last_entry: None,
@@ -89,72 +132,49 @@ impl<W: Write> LayerWriter<W> {
         })
     }
 
-    fn lost() -> FormatError {
-        FormatError::Invalid {
-            what: "layer",
-            detail: "writer used after a failed write".into(),
-        }
-    }
-
-    /// Ends the current frame, if one is open, as a piece of the index.
+    /// Ends the open frame, if any, as a piece of the index.
     fn end_frame(&mut self) -> Result<()> {
-        match self.body.take() {
-            Some(Body::Frame { encoder, .. }) => {
-                let mut out = encoder.finish()?;
-                if let Some(piece) = self.pieces.last_mut() {
-                    piece.len = out.written - piece.offset;
-                    piece.hash = *out.piece.finalize().as_bytes();
-                }
-                out.piece.reset();
-                self.body = Some(Body::Between(out));
-                Ok(())
-            }
-            other => {
-                self.body = other;
-                Ok(())
-            }
+        if self.body.open.is_none() {
+            return Ok(());
         }
+        self.body.end()?;
+        let out = &mut self.body.out;
+        if let Some(piece) = self.pieces.last_mut() {
+            piece.len = out.written - piece.offset;
+            piece.hash = *out.piece.finalize().as_bytes();
+        }
+        out.piece.reset();
+        Ok(())
     }
 
     /// Starts a frame whose first record is at `first`.
-    fn start_frame(&mut self, first: &[u8]) -> Result<()> {
-        let Some(Body::Between(out)) = self.body.take() else {
-            return Err(Self::lost());
-        };
+    fn start_frame(&mut self, first: &[u8]) {
         self.pieces.push(Piece {
-            offset: out.written,
+            offset: self.body.out.written,
             len: 0,
             hash: [0; 32],
             entries_before: self.entries,
             first: first.to_vec(),
         });
-        let mut encoder = zstd::Encoder::new(out, 3)?;
-        // A reader holds one window per layer of a chain while it merges them.
-        encoder.window_log(WINDOW_LOG)?;
-        self.body = Some(Body::Frame { encoder, raw: 0 });
-        Ok(())
+        self.body.open = Some(0);
     }
 
     /// Writes `record`, whose path is `at`, starting a new piece when the
     /// current one is full or `fresh` asks for one.
     fn write_record(&mut self, record: &Record, at: &[u8], fresh: bool) -> Result<()> {
-        let full = match &self.body {
-            Some(Body::Frame { raw, .. }) => fresh || *raw >= self.piece_raw,
-            _ => true,
-        };
+        let full = self
+            .body
+            .open
+            .is_none_or(|raw| fresh || raw >= self.piece_raw);
         if full {
             self.end_frame()?;
-            self.start_frame(at)?;
+            self.start_frame(at);
         }
         self.scratch.clear();
         let encoded = postcard::to_extend(record, std::mem::take(&mut self.scratch))
             .map_err(|e| FormatError::corrupt("layer record", e))?;
-        let Some(Body::Frame { encoder, raw }) = &mut self.body else {
-            return Err(Self::lost());
-        };
-        encoder.write_all(&(encoded.len() as u32).to_le_bytes())?;
-        encoder.write_all(&encoded)?;
-        *raw += 4 + encoded.len();
+        self.body.write(&(encoded.len() as u32).to_le_bytes())?;
+        self.body.write(&encoded)?;
         self.scratch = encoded;
         Ok(())
     }
@@ -202,12 +222,10 @@ impl<W: Write> LayerWriter<W> {
     pub fn finish(mut self, meta: &LayerMeta) -> Result<(W, u64)> {
         if self.pieces.is_empty() {
             // An empty layer still has one (empty) frame.
-            self.start_frame(&[])?;
+            self.start_frame(&[]);
         }
         self.end_frame()?;
-        let Some(Body::Between(out)) = self.body.take() else {
-            return Err(Self::lost());
-        };
+        let out = self.body.out;
         let body_len = out.written;
         // META is the metadata, then the index.
         let mut tail =
