@@ -229,6 +229,31 @@ fn thirty_incrementals_restore_partially_and_dump_as_their_full_restores() {
         });
         assert_same(&expected, &snapshot(&part));
 
+        // ls and find read the same tree from the chain's layers.
+        let listed = env
+            .strata(&["backup", "ls", "-r", "-f", "json", b])
+            .ok()
+            .json()
+            .as_array()
+            .expect("a list")
+            .len();
+        assert_eq!(listed, full.len(), "ls -r of {b}");
+        let logs = env
+            .strata(&["backup", "find", "-f", "json", "nightly/*.log"])
+            .ok()
+            .json();
+        let here = logs
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|r| r["Backup ID"] == b.as_str())
+            .count();
+        let on_disk = full
+            .keys()
+            .filter(|p| p.starts_with("nightly") && p.extension().is_some())
+            .count();
+        assert_eq!(here, on_disk, "find in {b}");
+
         // The same subtree as a tar stream, unpacked by GNU tar.
         let untarred = env.path(&format!("tar-{b}"));
         dump_into(&env, b, "nightly", &untarred);
