@@ -50,6 +50,38 @@ impl Patterns {
         &self.source
     }
 
+    /// The directory every path the patterns can match lies in, when they
+    /// all start with the same literal components (`etc/app/*.conf`:
+    /// `etc/app`); `None` when one can match anywhere.
+    pub fn literal_prefix(&self) -> Option<Vec<u8>> {
+        let mut common: Option<Vec<&str>> = None;
+        for p in &self.source {
+            let trimmed = p.trim_end_matches('/');
+            if !trimmed.contains('/') {
+                return None;
+            }
+            let parts: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
+            // The last component names what matches, not where it lies.
+            let dirs = &parts[..parts.len() - 1];
+            let literal: Vec<&str> = dirs
+                .iter()
+                .take_while(|c| !c.contains(['*', '?', '[', ']', '{', '}', '\\']))
+                .copied()
+                .collect();
+            common = Some(match common {
+                None => literal,
+                Some(c) => c
+                    .iter()
+                    .zip(&literal)
+                    .take_while(|(a, b)| a == b)
+                    .map(|(a, _)| *a)
+                    .collect(),
+            });
+        }
+        let prefix = common?.join("/").into_bytes();
+        (!prefix.is_empty() && path::validate(&prefix).is_ok()).then_some(prefix)
+    }
+
     /// Whether one of the patterns matches the stored path `p` itself.
     pub fn matches(&self, p: &[u8]) -> bool {
         !self.is_empty()

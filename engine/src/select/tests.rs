@@ -57,6 +57,28 @@ fn names_match_at_any_depth_and_paths_from_the_root() {
 }
 
 #[test]
+fn a_literal_leading_directory_is_where_matches_lie() {
+    let prefix = |ps: &[&str]| {
+        Patterns::new(&ps.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+            .expect("valid")
+            .literal_prefix()
+    };
+    assert_eq!(prefix(&["etc/app/*.conf"]), Some(b"etc/app".to_vec()));
+    assert_eq!(prefix(&["/etc/**/x", "etc/app/y"]), Some(b"etc".to_vec()));
+    assert_eq!(prefix(&["etc/app"]), Some(b"etc".to_vec()));
+    assert_eq!(prefix(&["*.conf"]), None);
+    assert_eq!(prefix(&["*/etc/x"]), None);
+    assert_eq!(prefix(&["a/x", "b/y"]), None);
+    assert_eq!(prefix(&["x"]), None);
+    // Whatever matches lies below the prefix.
+    let p = Patterns::new(&["etc/a*/[xy].conf".into()]).expect("valid");
+    let at = p.literal_prefix().expect("a prefix");
+    for m in [&b"etc/ab/x.conf"[..], b"etc/a/y.conf"] {
+        assert!(p.matches(m) && path::is_within(m, &at));
+    }
+}
+
+#[test]
 fn bad_patterns_are_refused() {
     for bad in ["", "/", "a[", "a\0b"] {
         assert!(

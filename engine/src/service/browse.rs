@@ -209,7 +209,8 @@ impl Engine {
 
     /// Hands `visit` each path `pattern` matches in each backup of `scope`,
     /// newest backup first, paths in order within one. Returns how many
-    /// backups were searched. Reads layers only.
+    /// backups were searched. Reads layers only: whole, or from the
+    /// pattern's literal leading directory to its end.
     pub fn find_paths(
         &self,
         pattern: &Patterns,
@@ -227,11 +228,25 @@ impl Engine {
                 && scope.until.is_none_or(|t| b.created_at <= t)
         });
         backups.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
+        // Every match lies below the patterns' literal leading directory,
+        // if they have one: each chain is read from there, until past it.
+        let below = pattern.literal_prefix();
         for b in &backups {
             let vault = self.vault_of(b)?;
             let layers = load_chain(&vault.repo, &b.id)?;
-            for e in MergedView::new(&layers)? {
+            let view = match &below {
+                Some(at) => MergedView::from(&layers, at)?,
+                None => MergedView::new(&layers)?,
+            };
+            for e in view {
                 let e = e?;
+                if let Some(at) = &below {
+                    match path::cmp(&e.path, at) {
+                        Ordering::Less => continue,
+                        Ordering::Greater if !path::is_within(&e.path, at) => break,
+                        _ => {}
+                    }
+                }
                 if pattern.matches(&e.path) {
                     visit(b, &e)?;
                 }
