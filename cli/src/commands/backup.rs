@@ -164,10 +164,10 @@ fn list_types(engine: &Engine, global: &Global) -> Result<u8> {
 
 fn summary(b: &BackupRecord) {
     let secs = (b.duration_ms as f64 / 1000.0).max(1e-3);
-    let dedup = if b.new_bytes > 0 {
-        b.logical_bytes as f64 / b.new_bytes as f64
-    } else {
-        f64::INFINITY
+    // Nothing new: every byte was stored already (no ratio to print).
+    let dedup = match b.new_bytes {
+        0 => "all already stored".to_string(),
+        new => format!("{:.2}x", b.logical_bytes as f64 / new as f64),
     };
     let compression = if b.stored_bytes > 0 {
         b.new_bytes as f64 / b.stored_bytes as f64
@@ -175,7 +175,7 @@ fn summary(b: &BackupRecord) {
         1.0
     };
     eprintln!(
-        "backup {}: {} files, {} dirs, {} logical, {} new, {} stored; dedup {dedup:.2}x, \
+        "backup {}: {} files, {} dirs, {} logical, {} new, {} stored; dedup {dedup}, \
          compression {compression:.2}x; {secs:.2} s, {:.1} MB/s",
         b.id,
         b.file_count,
