@@ -173,6 +173,25 @@ fn open_input<'a>(
     Ok((entries, tombstones))
 }
 
+/// The entries of a chain's merged tree at and below `at` (a stored path;
+/// `None`: the whole tree), in path order: each layer read from the piece
+/// that holds `at`, and no further than the end of its subtree.
+pub fn subtree<'a>(
+    layers: &'a [ChainLayer],
+    at: Option<&'a [u8]>,
+) -> Result<impl Iterator<Item = Result<Entry>> + 'a> {
+    let view = match at {
+        Some(at) => MergedView::from(layers, at)?,
+        None => MergedView::new(layers)?,
+    };
+    let before = move |e: &Result<Entry>| matches!((e, at), (Ok(e), Some(at)) if path::cmp(&e.path, at) == Ordering::Less);
+    let within = move |e: &Result<Entry>| match (e, at) {
+        (Ok(e), Some(at)) => path::is_within(&e.path, at),
+        _ => true,
+    };
+    Ok(view.skip_while(before).take_while(within))
+}
+
 /// Iterator over the entries of a chain's merged tree, in path order.
 pub struct MergedView<'a> {
     inputs: Vec<Input<'a>>,

@@ -29,7 +29,7 @@ pub struct Tree {
 
 impl Tree {
     pub fn load(open: OpenTree<Arc<Engine>>) -> Result<Tree> {
-        let entries = open.entries()?.collect::<Result<Vec<Entry>>>()?;
+        let entries = open.subtree(None)?.collect::<Result<Vec<Entry>>>()?;
         let n = entries.len();
         let find = |p: &[u8]| {
             entries

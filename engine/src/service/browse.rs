@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::repository::LayerName;
 use crate::select::Patterns;
 use crate::store::{BackupFilter, BackupRecord, BackupStatus};
-use crate::view::{load_chain, MergedView};
+use crate::view::{load_chain, subtree, MergedView};
 
 /// How a path differs between two backups (restic's letters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,27 +143,15 @@ impl Engine {
         let vault = self.vault_of(backup)?;
         let layers = load_chain(&vault.repo, &backup.id)?;
         let mut found = at.is_none();
-        let view = match at {
-            Some(at) => MergedView::from(&layers, at)?,
-            None => MergedView::new(&layers)?,
-        };
-        for entry in view {
+        for entry in subtree(&layers, at)? {
             let entry = entry?;
-            if let Some(at) = at {
-                match path::cmp(&entry.path, at) {
-                    Ordering::Less => continue,
-                    Ordering::Equal => {
-                        found = true;
-                        if !matches!(entry.kind, EntryKind::Dir) {
-                            visit(&entry)?;
-                            break;
-                        }
-                        continue;
-                    }
-                    // Past `at`'s subtree: nothing further is listed.
-                    Ordering::Greater if !path::is_within(&entry.path, at) => break,
-                    Ordering::Greater => {}
+            if at == Some(entry.path.as_slice()) {
+                found = true;
+                if !matches!(entry.kind, EntryKind::Dir) {
+                    visit(&entry)?;
+                    break;
                 }
+                continue;
             }
             if listed(&entry.path, at, recursive) {
                 visit(&entry)?;
@@ -234,19 +222,8 @@ impl Engine {
         for b in &backups {
             let vault = self.vault_of(b)?;
             let layers = load_chain(&vault.repo, &b.id)?;
-            let view = match &below {
-                Some(at) => MergedView::from(&layers, at)?,
-                None => MergedView::new(&layers)?,
-            };
-            for e in view {
+            for e in subtree(&layers, below.as_deref())? {
                 let e = e?;
-                if let Some(at) = &below {
-                    match path::cmp(&e.path, at) {
-                        Ordering::Less => continue,
-                        Ordering::Greater if !path::is_within(&e.path, at) => break,
-                        _ => {}
-                    }
-                }
                 if pattern.matches(&e.path) {
                     visit(b, &e)?;
                 }

@@ -58,17 +58,9 @@ impl<E: Borrow<Engine>> OpenTree<E> {
         // name in it carries the content, later ones link to that name.
         let mut moved: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         let mut found = at.is_none();
-        for e in self.entries()? {
+        for e in self.subtree(at)? {
             let e = e?;
-            if let Some(at) = at {
-                if !path::is_within(&e.path, at) {
-                    if found && path::cmp(&e.path, at).is_gt() {
-                        break;
-                    }
-                    continue;
-                }
-                found = true;
-            }
+            found = true;
             let e = match &e.kind {
                 EntryKind::Hardlink { target }
                     if !at.is_none_or(|at| path::is_within(target, at)) =>

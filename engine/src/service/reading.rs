@@ -5,7 +5,6 @@
 //! verified against its id, as a restore verifies it.
 
 use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Mutex;
@@ -13,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use strata_format::layer::{ChunkRef, Entry, EntryKind};
-use strata_format::{path, BackupId, PackId};
+use strata_format::{BackupId, PackId};
 
 use super::{Engine, Vault};
 use crate::error::{Error, Result};
@@ -22,7 +21,7 @@ use crate::repository::packs::read::{read_span, Buffers};
 use crate::repository::{new_uuid, PackFile};
 use crate::restore::plan_locate;
 use crate::store::BackupRecord;
-use crate::view::{load_chain, ChainLayer, MergedView};
+use crate::view::{load_chain, subtree, ChainLayer};
 
 /// How often an open tree renews its lease: well inside [`STALE_AFTER`].
 const RENEW_EVERY: Duration = Duration::from_secs(STALE_AFTER.as_secs() / 6);
@@ -77,30 +76,28 @@ impl<E: Borrow<Engine>> OpenTree<E> {
         &self.backup
     }
 
-    /// The merged tree, streamed in path order.
-    pub fn entries(&self) -> Result<MergedView<'_>> {
-        MergedView::new(&self.layers)
+    /// The entries at and below `at` (`None`: all of them), in path order,
+    /// each layer read from the piece that holds `at`.
+    pub fn subtree<'a>(
+        &'a self,
+        at: Option<&'a [u8]>,
+    ) -> Result<impl Iterator<Item = Result<Entry>> + 'a> {
+        subtree(&self.layers, at)
     }
 
-    /// The entry at `at`; `NotFound` when the tree has none. Streams the
-    /// tree up to it.
+    /// The entry at `at`; `NotFound` when the tree has none.
     pub fn entry(&self, at: &[u8]) -> Result<Entry> {
-        for e in self.entries()? {
-            let e = e?;
-            match path::cmp(&e.path, at) {
-                Ordering::Less => continue,
-                Ordering::Equal => return Ok(e),
-                Ordering::Greater => break,
-            }
+        match self.subtree(Some(at))?.next().transpose()? {
+            Some(e) if e.path == at => Ok(e),
+            _ => Err(Error::NotFound {
+                kind: "path",
+                name: format!(
+                    "{} in backup {}",
+                    String::from_utf8_lossy(at),
+                    self.backup.id
+                ),
+            }),
         }
-        Err(Error::NotFound {
-            kind: "path",
-            name: format!(
-                "{} in backup {}",
-                String::from_utf8_lossy(at),
-                self.backup.id
-            ),
-        })
     }
 
     /// Stored bytes read from packs so far.
@@ -162,30 +159,6 @@ impl<E: Borrow<Engine>> OpenTree<E> {
                 .map_err(|err| Error::io("output", err))?;
         }
         Ok(*size)
-    }
-
-    /// `len` bytes (fewer at the end) of file entry `e` from `offset`.
-    pub fn read_at(&self, e: &Entry, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let EntryKind::File { chunks, .. } = &e.kind else {
-            return Ok(Vec::new());
-        };
-        let end = offset.saturating_add(len as u64);
-        let mut out = Vec::with_capacity(len);
-        let mut at = 0u64;
-        for c in chunks {
-            let next = at + u64::from(c.len);
-            if next > offset && at < end {
-                let bytes = self.chunk(c, &e.path)?;
-                let from = offset.saturating_sub(at) as usize;
-                let to = (end.min(next) - at) as usize;
-                out.extend_from_slice(bytes.get(from..to).unwrap_or_default());
-            }
-            if next >= end {
-                break;
-            }
-            at = next;
-        }
-        Ok(out)
     }
 }
 
