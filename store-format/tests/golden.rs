@@ -252,15 +252,19 @@ fn layer_v4_bytes_are_stable() {
     })
     .unwrap();
     assert!(tail.pieces.len() >= 3, "{} pieces", tail.pieces.len());
-    let entries = layer_entries_v3();
-    for (i, e) in entries.iter().enumerate() {
-        let piece = tail.piece_for(&e.path);
-        let body =
-            &bytes[(tail.body.start + tail.piece_offset(piece)) as usize..tail.body.end as usize];
-        let read: Vec<Entry> = tail
-            .records_from(piece, body)
+    // The records from the start of `piece` to the end of the body.
+    let from = |piece: usize| -> Vec<LayerRecord> {
+        let start = (tail.body.start + tail.piece_offset(piece)) as usize;
+        let body = &bytes[start..tail.body.end as usize];
+        tail.records_from(piece, body)
             .unwrap()
             .map(Result::unwrap)
+            .collect()
+    };
+    let entries = layer_entries_v3();
+    for (i, e) in entries.iter().enumerate() {
+        let read: Vec<Entry> = from(tail.piece_for(&e.path))
+            .into_iter()
             .filter_map(|r| match r {
                 LayerRecord::Entry(e) => Some(e),
                 LayerRecord::Tombstone(_) => None,
@@ -268,14 +272,7 @@ fn layer_v4_bytes_are_stable() {
             .collect();
         assert!(read.len() >= entries.len() - i && read.ends_with(&entries[i..]));
     }
-    let tombstones = tail.tombstone_piece().unwrap();
-    let body =
-        &bytes[(tail.body.start + tail.piece_offset(tombstones)) as usize..tail.body.end as usize];
-    let read: Vec<LayerRecord> = tail
-        .records_from(tombstones, body)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let read = from(tail.tombstone_piece().unwrap());
     assert_eq!(
         read,
         vec![LayerRecord::Tombstone(Tombstone {

@@ -31,12 +31,8 @@ fn dump_writes_a_file_or_a_tree_that_tar_unpacks_exactly() {
         ),
         ("data/random.bin", noise(9 << 20, 1)),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--catalog")
-            .arg(env.path("catalog.db"))
-            .arg("--repository")
-            .arg(&env.repository)
-            .args(["backup", "dump", &b, name])
+        let out = env
+            .command(&["backup", "dump", &b, name])
             .output()
             .expect("dump");
         assert!(

@@ -88,14 +88,22 @@ impl Env {
 
     /// [`Env::strata`] with these environment variables set.
     pub fn strata_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        cmd.envs(vars.iter().copied());
+        run(cmd)
+    }
+
+    /// The `strata` command with this environment's catalog and repository,
+    /// not yet run (for a test that pipes or signals it).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
         cmd.arg("--catalog")
             .arg(self.path("catalog.db"))
             .arg("--repository")
             .arg(&self.repository)
             .args(args)
-            .envs(vars.iter().copied());
-        run(cmd)
+            .env_remove("STRATA_CONFIG");
+        cmd
     }
 }
 

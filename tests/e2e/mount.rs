@@ -39,14 +39,8 @@ struct Mounted {
 impl Mounted {
     fn start(env: &Env, at: &Path) -> Mounted {
         fs::create_dir_all(at).expect("mountpoint");
-        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--catalog")
-            .arg(env.path("catalog.db"))
-            .arg("--repository")
-            .arg(&env.repository)
-            .arg("mount")
-            .arg(at)
-            .env_remove("STRATA_CONFIG")
+        let child = env
+            .command(&["mount", at.to_str().expect("utf8")])
             .stderr(Stdio::piped())
             .spawn()
             .expect("strata mount");

@@ -46,6 +46,14 @@ pub fn subset(
     out
 }
 
+fn share_status(env: &Env, share: &str) -> String {
+    let s = env
+        .strata(&["share", "show", "-f", "json", share])
+        .ok()
+        .json();
+    s["status"].as_str().expect("a status").to_string()
+}
+
 fn restore_selected(env: &Env, backup: &str, target: &Path, selection: &[&str]) -> Run {
     let mut args = vec![
         "backup",
@@ -140,11 +148,7 @@ fn a_partial_restore_refuses_before_changing_anything() {
     // Into the source share: refused, the share is left available.
     let run = env.strata(&["backup", "restore", &b, "--include", "missing"]);
     run.fails(4, "not found");
-    let s = env
-        .strata(&["share", "show", "-f", "json", "share"])
-        .ok()
-        .json();
-    assert_eq!(s["status"], "available", "{s}");
+    assert_eq!(share_status(&env, "share"), "available");
 }
 
 #[test]
@@ -177,11 +181,34 @@ fn a_partial_restore_into_the_source_share_replaces_only_what_it_selects() {
         fs::read(share.join("docs/added-later.txt")).expect("read"),
         b"kept"
     );
-    let s = env
-        .strata(&["share", "show", "-f", "json", "share"])
-        .ok()
-        .json();
-    assert_eq!(s["status"], "available", "{s}");
+    assert_eq!(share_status(&env, "share"), "available");
+
+    // Into another share: only the selection, by the rules of a restore
+    // to a target share.
+    let other = env.path("other");
+    fs::create_dir_all(&other).expect("mkdir");
+    let o = other.to_str().expect("utf8");
+    env.strata(&["share", "create", "--name", "other", "--path", o])
+        .ok();
+    let into = [
+        "backup",
+        "restore",
+        &b,
+        "--target-share",
+        "other",
+        "--include",
+        "docs",
+    ];
+    env.strata(&into).ok();
+    assert_eq!(
+        fs::read(other.join("docs/report.txt")).expect("read"),
+        b"the report"
+    );
+    assert!(
+        !other.join("work").exists(),
+        "an unselected path was restored"
+    );
+    assert_eq!(share_status(&env, "other"), "available");
 }
 
 #[test]
@@ -265,13 +292,8 @@ fn thirty_incrementals_restore_partially_and_dump_as_their_full_restores() {
 /// Runs `backup dump BACKUP PATH | tar x` into `into`.
 pub fn dump_into(env: &Env, backup: &str, at: &str, into: &Path) {
     fs::create_dir_all(into).expect("mkdir");
-    let mut dump = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--catalog")
-        .arg(env.path("catalog.db"))
-        .arg("--repository")
-        .arg(&env.repository)
-        .args(["backup", "dump", backup, at])
-        .env_remove("STRATA_CONFIG")
+    let mut dump = env
+        .command(&["backup", "dump", backup, at])
         .stdout(Stdio::piped())
         .spawn()
         .expect("dump");
