@@ -17,8 +17,11 @@ use crate::args::Global;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub catalog: Option<PathBuf>,
-    /// A directory or an `nfs://` URL.
+    /// A directory, or an `nfs://` or `s3://` URL.
     pub repository: Option<String>,
+    /// `[s3]`: what an `s3://` repository is reached with where its URL
+    /// does not say.
+    pub s3: Option<S3Config>,
     /// `posix` (the default) or `nfs`: with `nfs`, the repository is the
     /// export `backup_mount_export` (`HOST:/PATH`), reached with the
     /// options in `backup_mount_options` (`vers=4.1`, `vers=3`, `port=N`).
@@ -60,6 +63,52 @@ pub struct FileConfig {
     /// `[share_exclusions.NAME]` tables: what every backup of the share
     /// NAME (`"*"`: of every share) leaves out.
     pub share_exclusions: Option<std::collections::BTreeMap<String, ExclusionConfig>>,
+}
+
+/// The `[s3]` table. Keys here are used where the standard AWS environment
+/// variables are not set (the environment wins, as AWS tools do); the
+/// endpoint and region where the location names none.
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+/// Completes an `s3://` location from the `[s3]` table.
+fn with_s3_config(location: &mut Location, s3: Option<&S3Config>) -> Result<()> {
+    let (Location::S3(url), Some(s3)) = (location, s3) else {
+        return Ok(());
+    };
+    if url.endpoint.is_none() {
+        if let Some(endpoint) = &s3.endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                bail!("[s3] endpoint must be an http:// or https:// URL, not {endpoint:?}");
+            }
+            url.endpoint = Some(endpoint.trim_end_matches('/').to_string());
+        }
+    }
+    if url.region.is_none() {
+        url.region.clone_from(&s3.region);
+    }
+    let from_env = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+    match (&s3.access_key_id, &s3.secret_access_key) {
+        (Some(id), Some(secret)) if !from_env => {
+            url.credentials = Some(strata_engine::repository::objects::s3::Credentials {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: s3.session_token.clone(),
+            });
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            bail!("[s3] needs both access_key_id and secret_access_key, or neither")
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A `[share_exclusions.NAME]` table: `backup create`'s exclusion flags.
@@ -255,6 +304,7 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
     };
     let mut repository = repository_location(global, &file)?;
     with_env_retry(&mut repository);
+    with_s3_config(&mut repository, file.s3.as_ref())?;
     // `STRATA_DIRECT_IO=0` turns direct writes off for restores.
     let direct_io = std::env::var("STRATA_DIRECT_IO").map_or(true, |v| v != "0");
     let mut config = EngineConfig::new(catalog, repository);
@@ -357,6 +407,7 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
             .with_context(|| format!("the repository of backup type {name:?}"))?;
         if let Some(location) = &mut repository {
             with_env_retry(location);
+            with_s3_config(location, file.s3.as_ref())?;
         }
         config.backup_types.push(strata_engine::BackupType {
             display_name: t.backup_type_name.clone().unwrap_or_else(|| name.clone()),

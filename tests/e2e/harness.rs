@@ -15,6 +15,8 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     /// `--repository`: `<dir>/repo` unless a test points it elsewhere.
     pub repository: String,
+    /// Environment variables every run gets (an S3 server's keys).
+    pub vars: Vec<(String, String)>,
 }
 
 pub struct Run {
@@ -49,7 +51,11 @@ impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let repository = dir.path().join("repo").display().to_string();
-        Env { dir, repository }
+        Env {
+            dir,
+            repository,
+            vars: Vec::new(),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -73,7 +79,8 @@ impl Env {
             .arg(self.path(catalog))
             .arg("--repository")
             .arg(&self.repository)
-            .args(args);
+            .args(args)
+            .envs(self.vars.iter().map(|(k, v)| (k, v)));
         run(cmd)
     }
 
@@ -102,7 +109,8 @@ impl Env {
             .arg("--repository")
             .arg(&self.repository)
             .args(args)
-            .env_remove("STRATA_CONFIG");
+            .env_remove("STRATA_CONFIG")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)));
         cmd
     }
 }

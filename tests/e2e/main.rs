@@ -23,6 +23,8 @@ mod rebuild;
 mod repack;
 mod rest;
 mod roundtrip;
+mod s3;
+mod s3_server;
 mod service;
 mod shared_repo;
 mod snapshots;

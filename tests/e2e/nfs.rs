@@ -437,6 +437,7 @@ fn a_catalog_bound_to_an_nfs_repository_creates_nothing_elsewhere_on_the_export(
     let elsewhere = Env {
         repository: g.url("deep/elsewhere"),
         dir: env.dir,
+        vars: Vec::new(),
     };
     elsewhere
         .strata(&["backup", "list"])

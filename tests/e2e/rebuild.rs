@@ -96,7 +96,7 @@ fn restore_all(env: &Env, catalog: &str, backups: &[(String, BTreeMap<PathBuf, N
     }
 }
 
-fn lost_catalog_is_rebuilt(env: &Env) {
+pub(crate) fn lost_catalog_is_rebuilt(env: &Env) {
     let backups = history(env);
     let ids: Vec<&str> = backups.iter().map(|(id, _)| id.as_str()).collect();
     let before = shown(env, "catalog.db", &ids);

@@ -59,7 +59,7 @@ fn packs(env: &Env) -> usize {
 
 /// The scenario and more: three catalogs on one repository with
 /// interleaved backups, deletes, cleanups and restores.
-fn three_catalogs(env: &Env, count_packs: bool) {
+pub(crate) fn three_catalogs(env: &Env, count_packs: bool) {
     let dir_a = share(env, "a", 1);
     let dir_b = share(env, "b", 2);
     let mut n = 0;

@@ -11,13 +11,16 @@
 //!   wait.
 //!
 //! A lease is created with [`Cond::IfAbsent`] and its holder renews it
-//! every second (a put of the same bytes under [`Cond::IfMatch`]: a new
-//! version). Both sides create their own lease first and look for the
-//! other's after, so at least one of two racing processes sees the other
-//! and backs off. A lease whose version has not changed for
-//! [`STALE_AFTER`] *of the observer's own clock* belongs to a dead holder
-//! ([`crate::liveness`]) and is deleted on that version only
-//! ([`Cond::IfMatch`]), so a lease renewed meanwhile stays.
+//! every second: a put under [`Cond::IfMatch`] of its holder line and a
+//! renewal count that grows, so every renewal is new bytes and a new
+//! version on any store (an S3 etag is the bytes' MD5). Both sides create
+//! their own lease first and look for the other's after, so at least one of
+//! two racing processes sees the other and backs off. A lease whose version
+//! has not changed for [`STALE_AFTER`] *of the observer's own clock*
+//! belongs to a dead holder ([`crate::liveness`]): it is fenced, overwritten
+//! under [`Cond::IfMatch`] of that version with a line that names no
+//! holder (so a holder that renewed meanwhile keeps it, and one that was
+//! only stalled finds it gone), then deleted.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,8 +66,11 @@ pub enum Holder {
     Exclusive { purpose: Purpose, process: Tag },
 }
 
+/// What a fenced lease holds: no holder's line.
+const FENCED: &[u8] = b"fenced\n";
+
 impl Holder {
-    /// The lease's content: the holder's id, one line.
+    /// The holder's line, which begins the lease's content.
     fn encode(&self) -> Vec<u8> {
         match self {
             Holder::Backup(op) => format!("{op}\n"),
@@ -75,7 +81,7 @@ impl Holder {
 
     /// The holder of an exclusive lease, from its content.
     fn decode_exclusive(bytes: &[u8]) -> Option<Holder> {
-        let text = std::str::from_utf8(bytes).ok()?.trim();
+        let text = std::str::from_utf8(holder_line(bytes)).ok()?.trim();
         let (word, process) = text.split_once('-')?;
         let purpose = [Purpose::Sweep, Purpose::Repack, Purpose::Prune]
             .into_iter()
@@ -87,13 +93,30 @@ impl Holder {
     }
 }
 
+/// The first line of a lease's content, with its newline.
+fn holder_line(content: &[u8]) -> &[u8] {
+    match content.iter().position(|b| *b == b'\n') {
+        Some(end) => &content[..=end],
+        None => content,
+    }
+}
+
+/// A lease's content: the holder's line, then how many times it was
+/// renewed.
+fn content(holder: &[u8], renewals: u64) -> Vec<u8> {
+    let mut out = holder.to_vec();
+    out.extend_from_slice(format!("renewal {renewals}\n").as_bytes());
+    out
+}
+
 /// A lease this process holds; released (deleted) on drop.
 pub struct Lease {
     store: Arc<dyn ObjectStore>,
     key: Key,
-    content: Vec<u8>,
-    /// The version this process last wrote.
-    etag: Mutex<Etag>,
+    /// The holder's line.
+    holder: Vec<u8>,
+    /// The version this process last wrote, and its renewal count.
+    last: Mutex<(Etag, u64)>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -104,15 +127,23 @@ impl std::fmt::Debug for Lease {
 
 impl Lease {
     fn etag(&self) -> Etag {
-        self.etag.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
     }
 
     /// Renews the lease: proves the holder alive. Called by the
     /// operation's heartbeat. A lease taken over is not brought back.
     pub fn renew(&self) -> Result<()> {
-        let renewed = self
-            .store
-            .put(&self.key, &self.content, Cond::IfMatch(self.etag()));
+        let (etag, renewals) = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let renewals = renewals + 1;
+        let renewed = self.store.put(
+            &self.key,
+            &content(&self.holder, renewals),
+            Cond::IfMatch(etag),
+        );
         let etag = match renewed {
             Ok(etag) => etag,
             // A renewal whose answer was lost moved the version: the lease
@@ -125,13 +156,13 @@ impl Lease {
             }
             Err(e) => return Err(e),
         };
-        *self.etag.lock().unwrap_or_else(|p| p.into_inner()) = etag;
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = (etag, renewals);
         Ok(())
     }
 
     fn still_ours(&self) -> Result<bool> {
         match self.store.get(&self.key) {
-            Ok(bytes) => Ok(bytes == self.content),
+            Ok(bytes) => Ok(holder_line(&bytes) == self.holder),
             Err(e) if super::is_not_found(&e) => Ok(false),
             Err(e) => Err(e),
         }
@@ -175,8 +206,13 @@ impl Drop for Lease {
             return;
         }
         let released = self.store.delete(&self.key, Cond::IfMatch(self.etag()));
-        // A version this process lost track of, still holding its content.
-        if matches!(released, Err(Error::Precondition { .. })) && self.still_ours().unwrap_or(false)
+        // A version this process lost track of, still holding its line; or
+        // a store that cannot delete on condition (the lease is this
+        // holder's while it holds its line, and renewed: nobody takes it).
+        if matches!(
+            released,
+            Err(Error::Precondition { .. } | Error::Unsupported(_))
+        ) && self.still_ours().unwrap_or(false)
         {
             let _ = self.store.delete(&self.key, Cond::Any);
         }
@@ -216,22 +252,30 @@ fn is_live(store: &dyn ObjectStore, key: &Key) -> bool {
 }
 
 fn create(store: &Arc<dyn ObjectStore>, key: Key, holder: &Holder) -> Result<Lease> {
-    let content = holder.encode();
-    let etag = store.put(&key, &content, Cond::IfAbsent)?;
+    let holder = holder.encode();
+    let etag = store.put(&key, &content(&holder, 0), Cond::IfAbsent)?;
     Ok(Lease {
         store: store.clone(),
         key,
-        content,
-        etag: Mutex::new(etag),
+        holder,
+        last: Mutex::new((etag, 0)),
     })
 }
 
-/// Deletes the lease at `key` if its holder is dead: on the version judged
-/// stale only, so a holder that renewed meanwhile keeps it.
+/// Removes the lease at `key` if its holder is dead. It is fenced first,
+/// on the version judged stale only (a holder that renewed meanwhile keeps
+/// it; one that stalled finds its line gone and stops), then deleted: on
+/// the fenced version, or, where the store cannot delete on condition,
+/// whatever it is (nobody renews a fenced lease, and a new one is only
+/// created over none).
 fn remove_if_dead(store: &dyn ObjectStore, key: &Key) -> Result<bool> {
     match look(store, key)? {
         Some((etag, false)) => {
-            let _ = store.delete(key, Cond::IfMatch(etag));
+            if let Ok(fenced) = store.put(key, FENCED, Cond::IfMatch(etag)) {
+                if let Err(Error::Unsupported(_)) = store.delete(key, Cond::IfMatch(fenced)) {
+                    let _ = store.delete(key, Cond::Any);
+                }
+            }
             Watch::global().forget(&watched(store, key));
             Ok(true)
         }
@@ -409,6 +453,30 @@ mod tests {
             drop(e);
             shared(&r, "c", Duration::ZERO).unwrap();
             assert!(r.unfinished().unwrap().is_empty());
+        }
+    }
+
+    /// Each renewal is new bytes, so its version moves on a store whose
+    /// etag is the bytes' hash (S3's MD5) as on any other.
+    #[test]
+    fn every_renewal_writes_new_bytes() {
+        for (_dir, r) in repos() {
+            let held = shared(&r, "op", Duration::ZERO).unwrap();
+            let mut seen = vec![r.store.get(held.key()).unwrap()];
+            for _ in 0..3 {
+                held.renew().unwrap();
+                let now = r.store.get(held.key()).unwrap();
+                assert!(!seen.contains(&now), "{now:?}");
+                assert_eq!(holder_line(&now), b"op\n");
+                seen.push(now);
+            }
+            held.verify().unwrap();
+            // Another holder's line is not ours, whatever its renewals.
+            r.store
+                .put(held.key(), &content(b"other\n", 9), Cond::Any)
+                .unwrap();
+            assert!(held.verify().is_err());
+            assert!(held.renew().is_err());
         }
     }
 

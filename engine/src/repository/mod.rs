@@ -87,8 +87,23 @@ pub fn connect(location: &Location, modes: Modes) -> Result<Arc<dyn ObjectStore>
     Ok(match location {
         Location::Posix(dir) => Arc::new(PosixStore::with_modes(dir, modes)?),
         Location::Nfs(url) => Arc::new(NfsStore::connect_with(url, modes)?),
+        Location::S3(url) => Arc::new(connect_s3(url)?),
         Location::Memory(name) => Arc::new(MemoryStore::named(name)),
     })
+}
+
+/// The bucket at `url`, if its server keeps two writers apart: the
+/// repository's leases are conditional puts.
+fn connect_s3(url: &objects::s3::S3Url) -> Result<objects::s3::S3Store> {
+    let store = objects::s3::S3Store::connect(url)?;
+    if !store.honours_conditional_puts() {
+        return Err(Error::Unsupported(format!(
+            "the S3 server of {url} does not hold If-None-Match and If-Match on puts \
+             (several racing creates of one object all succeeded, or a put over a \
+             condition that failed was made): strata's repository locks need them"
+        )));
+    }
+    Ok(store)
 }
 
 /// [`connect`] to a location that must exist already: nothing is created
@@ -107,6 +122,16 @@ pub fn connect_existing(location: &Location, modes: Modes) -> Result<Arc<dyn Obj
                 name: location.to_string(),
             }),
         },
+        Location::S3(url) => {
+            let store = connect_s3(url)?;
+            match store.has_repository()? {
+                true => Ok(Arc::new(store)),
+                false => Err(Error::NotFound {
+                    kind: "repository",
+                    name: location.to_string(),
+                }),
+            }
+        }
         Location::Nfs(url) => match NfsStore::connect_existing(url, modes) {
             Err(e) if is_not_found(&e) => Err(Error::NotFound {
                 kind: "repository",

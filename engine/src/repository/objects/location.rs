@@ -1,4 +1,5 @@
-//! Where a repository is: a directory, or an export reached over NFS.
+//! Where a repository is: a directory, an export reached over NFS, or a
+//! bucket of an S3-compatible store (`s3://`, see [`super::s3::S3Url`]).
 //!
 //! An NFS location is written `nfs://HOST[:PORT]/PATH[?version=3|4.1&...]`,
 //! or given as the seeds' `backup_mount_export = HOST:/PATH` with
@@ -16,6 +17,8 @@ use crate::error::{Error, Result};
 pub enum Location {
     Posix(PathBuf),
     Nfs(NfsUrl),
+    /// A bucket (and a prefix in it) of an S3-compatible store.
+    S3(super::s3::S3Url),
     /// Objects in this process's memory, under a name (fast tests): never
     /// parsed from what an operator writes, since nothing in it outlives
     /// the process.
@@ -49,13 +52,20 @@ fn invalid(what: &str, detail: impl fmt::Display) -> Error {
 }
 
 impl Location {
-    /// Parses a `--repository` value: an `nfs://` URL or a directory.
+    /// Parses a `--repository` value: an `nfs://` or `s3://` URL, or a
+    /// directory.
     pub fn parse(s: &str) -> Result<Location> {
         if let Some(rest) = s.strip_prefix("nfs://") {
             return NfsUrl::parse(s, rest).map(Location::Nfs);
         }
+        if s.starts_with("s3://") {
+            return super::s3::S3Url::parse(s).map(Location::S3);
+        }
         if s.contains("://") {
-            return Err(invalid(s, "only directories and nfs:// URLs are supported"));
+            return Err(invalid(
+                s,
+                "only directories, nfs:// and s3:// URLs are supported",
+            ));
         }
         if s.is_empty() {
             return Err(invalid(s, "empty"));
@@ -277,6 +287,7 @@ impl fmt::Display for Location {
         match self {
             Location::Posix(p) => write!(f, "{}", p.display()),
             Location::Nfs(u) => write!(f, "{u}"),
+            Location::S3(u) => write!(f, "{u}"),
             Location::Memory(name) => write!(f, "memory:{name}"),
         }
     }
@@ -350,7 +361,8 @@ mod tests {
             "nfs://host/e?rsize=1",
             "nfs://host:x/e",
             "nfs://host/e/../f",
-            "s3://bucket/x",
+            "gs://bucket/x",
+            "s3://Bucket/x",
             "",
         ] {
             assert!(

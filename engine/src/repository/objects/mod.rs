@@ -10,6 +10,7 @@
 //! - [`PosixStore`]: a directory, locally mounted NFS exports included;
 //! - [`NfsStore`]: an NFS export reached with a userspace client (NFSv3 or
 //!   NFSv4.1), so no kernel client, mount or root is needed;
+//! - [`s3::S3Store`]: a bucket of an S3-compatible object store;
 //! - [`MemoryStore`]: in memory, for fast tests.
 //!
 //! The first two share [`files::Files`], which builds the object verbs
@@ -34,6 +35,7 @@ mod location;
 mod memory;
 mod nfs;
 mod posix;
+pub mod s3;
 mod wrappers;
 
 pub use location::Location;
@@ -91,8 +93,10 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// One version of an object: a put that replaces it, even with the same
-/// bytes, gives it a new etag.
+/// One version of an object: a put that replaces it with other bytes
+/// gives it a new etag. The same bytes put again may keep the etag (S3's
+/// is their MD5), so a writer that must tell its versions apart (a lease
+/// renewed) writes new bytes each time.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Etag(pub String);
 
@@ -204,8 +208,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     }
 
     /// Removes an object. With [`Cond::Any`] a missing one is not an
-    /// error; with [`Cond::IfMatch`] only that version is removed.
-    /// Durable on return.
+    /// error; with [`Cond::IfMatch`] only that version is removed, or, on
+    /// a store that cannot make a delete conditional (some S3 servers),
+    /// nothing is and the call is `Unsupported`. Durable on return.
     fn delete(&self, key: &Key, cond: Cond) -> Result<()>;
 
     /// Free and total space where the objects live, when the store has
