@@ -138,6 +138,10 @@ impl S3Server {
         assert!(status.success(), "the bucket could not be made on moto");
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -150,7 +150,12 @@ impl Inner {
                 builder = builder.with_token(token);
             }
         }
-        builder = builder.with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+        // Packs and layers carry their own hashes, checked on every read:
+        // hashing each body once more for the signature (SHA-256) would
+        // cost a second pass over every byte for nothing.
+        builder = builder
+            .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
+            .with_unsigned_payload(true);
         let location = url.to_string();
         let client = builder
             .build()
