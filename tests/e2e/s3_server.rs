@@ -138,6 +138,8 @@ impl S3Server {
         assert!(status.success(), "the bucket could not be made on moto");
     }
 
+    /// The server's process (the benchmark counts its CPU time).
+    #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
