@@ -29,6 +29,10 @@ pub struct FileConfig {
     pub backup_mount_export: Option<String>,
     pub backup_mount_options: Option<String>,
     pub project: Option<String>,
+    /// This node's identity (default: the hostname; `STRATA_HOST` wins):
+    /// what its backups record as their host, and its operations and
+    /// leases as their holder.
+    pub host: Option<String>,
     /// `zstd` or `none`.
     pub backup_compression_algorithm: Option<String>,
     pub backup_compression_level: Option<i32>,
@@ -292,6 +296,13 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
         }
         None => (FileConfig::default(), Vec::new()),
     };
+    // The node's identity, before anything reads it.
+    if let Ok(host) = std::env::var("STRATA_HOST") {
+        strata_engine::process::check_host(&host).context("STRATA_HOST")?;
+    }
+    if let Some(host) = &file.host {
+        strata_engine::process::use_host_name(host).context("the config's host")?;
+    }
     let catalog = match global.catalog.clone().or(file.catalog.clone()) {
         // A path, or a URL the engine recognises (and may refuse).
         Some(p) => match p.to_str() {

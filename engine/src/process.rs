@@ -28,11 +28,60 @@ pub fn this_start() -> u64 {
     *START.get_or_init(|| start_time(this_pid()).unwrap_or(0))
 }
 
+/// This node's identity: what backups record as their `host`, operations
+/// and leases as their holder's. `STRATA_HOST` if set, else what
+/// [`use_host_name`] was given (the config's `host`), else the machine's
+/// hostname. Several nodes may run on one machine under names of their
+/// own: a process of another name is judged as a remote one, by its
+/// heartbeat, never by its pid.
 pub fn host_name() -> String {
+    HOST.get_or_init(|| {
+        std::env::var("STRATA_HOST")
+            .ok()
+            .filter(|h| check_host(h).is_ok())
+            .unwrap_or_else(machine_name)
+    })
+    .clone()
+}
+
+static HOST: OnceLock<String> = OnceLock::new();
+
+fn machine_name() -> String {
     rustix::system::uname()
         .nodename()
         .to_string_lossy()
         .into_owned()
+}
+
+/// Makes `name` this node's identity unless `STRATA_HOST` names one. Must
+/// come before anything reads the identity: refused once it is settled.
+pub fn use_host_name(name: &str) -> crate::Result<()> {
+    check_host(name)?;
+    if std::env::var_os("STRATA_HOST").is_some() {
+        return Ok(());
+    }
+    match HOST.set(name.to_string()) {
+        Ok(()) => Ok(()),
+        Err(_) if HOST.get().map(String::as_str) == Some(name) => Ok(()),
+        Err(_) => Err(crate::Error::Bug(
+            "the node's identity was read before it was set".into(),
+        )),
+    }
+}
+
+/// A node identity: 1–253 of letters, digits, `.`, `-` and `_`.
+pub fn check_host(name: &str) -> crate::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    match ok {
+        true => Ok(()),
+        false => Err(crate::Error::InvalidArgument(format!(
+            "invalid node identity {name:?}: 1-253 letters, digits, '.', '-' or '_'"
+        ))),
+    }
 }
 
 /// Whether the process recorded as (`host`, `boot`, `pid`, `start`) still

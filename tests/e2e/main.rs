@@ -16,6 +16,7 @@ mod mount;
 mod mutations;
 mod nfs;
 mod nfs_v3;
+mod nodes;
 mod partial;
 mod prune;
 mod read_data;

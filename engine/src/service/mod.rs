@@ -234,10 +234,7 @@ impl Engine {
         };
         let type_vaults = vaults::type_vaults(&*store, &config, &mut vault, index_for)?;
         store.ensure_project(&config.project)?;
-        let host = rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned();
+        let host = crate::process::host_name();
         Ok(Engine {
             store,
             vault,
