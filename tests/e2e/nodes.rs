@@ -8,16 +8,16 @@ use crate::harness::*;
 
 fn host_of(env: &Env, vars: &[(&str, &str)], config: Option<&str>) -> Run {
     let share = env.path("share");
-    fs::create_dir_all(&share).unwrap();
-    fs::write(share.join("f"), b"data").unwrap();
+    fs::create_dir_all(&share).expect("share");
+    fs::write(share.join("f"), b"data").expect("file");
     let mut args = Vec::new();
     let path;
     if let Some(text) = config {
         path = env.path("node.toml");
-        fs::write(&path, text).unwrap();
-        args.extend(["--config", path.to_str().unwrap()]);
+        fs::write(&path, text).expect("config");
+        args.extend(["--config", path.to_str().expect("utf8")]);
     }
-    args.extend(["backup", "create", share.to_str().unwrap(), "-f", "json"]);
+    args.extend(["backup", "create", share.to_str().expect("utf8"), "-f", "json"]);
     env.strata_with(&args, vars)
 }
 
