@@ -60,6 +60,7 @@ pub mod error;
 pub mod failpoint;
 pub mod index;
 pub mod liveness;
+pub mod pg;
 pub mod process;
 pub mod progress;
 pub mod repository;

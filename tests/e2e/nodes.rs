@@ -17,7 +17,13 @@ fn host_of(env: &Env, vars: &[(&str, &str)], config: Option<&str>) -> Run {
         fs::write(&path, text).expect("config");
         args.extend(["--config", path.to_str().expect("utf8")]);
     }
-    args.extend(["backup", "create", share.to_str().expect("utf8"), "-f", "json"]);
+    args.extend([
+        "backup",
+        "create",
+        share.to_str().expect("utf8"),
+        "-f",
+        "json",
+    ]);
     env.strata_with(&args, vars)
 }
 
