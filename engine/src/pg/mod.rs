@@ -14,8 +14,13 @@
 //! committed (PostgreSQL's `synchronous_commit`, on by default, makes that
 //! durable on the server).
 
+mod backup_writes;
+mod backups;
 mod chunks;
+mod operations;
 mod schema;
+mod shares;
+mod snapshots;
 pub mod testing;
 
 use std::collections::HashMap;
@@ -201,6 +206,14 @@ impl ProjectStore for PgCatalog {
             .query("SELECT name FROM projects ORDER BY name", &[])?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+}
+
+/// An id the catalog holds, parsed; a malformed one is corruption.
+pub(crate) fn id_of<T: std::str::FromStr>(s: &str) -> Result<T> {
+    s.parse().map_err(|_| Error::Corrupt {
+        location: "the PostgreSQL catalog".into(),
+        detail: format!("a malformed id {s:?}"),
+    })
 }
 
 fn count(v: Option<i64>) -> Option<u64> {

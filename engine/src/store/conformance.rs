@@ -293,4 +293,15 @@ mod tests {
         run(&Catalog::open(&dir.path().join("a.db")).unwrap()).unwrap();
         run_concurrent(Arc::new(Catalog::open(&dir.path().join("b.db")).unwrap())).unwrap();
     }
+
+    #[test]
+    fn conformance_service_store_postgres() {
+        let test = "conformance_service_store_postgres";
+        let Some(a) = crate::pg::testing::fresh_database(test).unwrap() else {
+            return;
+        };
+        run(&crate::pg::PgCatalog::open(&a).unwrap()).unwrap();
+        let b = crate::pg::testing::fresh_database(test).unwrap().unwrap();
+        run_concurrent(Arc::new(crate::pg::PgCatalog::open(&b).unwrap())).unwrap();
+    }
 }
