@@ -38,19 +38,22 @@ fn wrong_arguments_exit_2() {
     let run = env.strata(&["share", "list", "-c", "Colour"]);
     assert_ne!(run.code, 0);
     one_line_error(&run);
-    // A database URL is a catalog location the engine knows and does not
-    // serve yet: refused by name, before anything is made.
+    // A database URL that is not one: refused, before anything is made.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     cmd.args([
         "--catalog",
-        "postgresql://db.example/strata",
+        "postgresql://db.example/strata?sslmode=sometimes",
         "--repository",
     ])
     .arg(&env.repository)
     .args(["backup", "list"]);
     let refused = crate::harness::run(cmd);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
-    assert!(refused.stderr.contains("PostgreSQL"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("invalid catalog URL"),
+        "{}",
+        refused.stderr
+    );
     assert!(
         !std::path::Path::new(&env.repository).exists(),
         "a refused catalog made a repository"

@@ -3,6 +3,7 @@
 mod backup_types;
 mod boundaries;
 mod browse;
+mod cluster;
 mod corruption;
 mod crash;
 mod dump;

@@ -3,8 +3,8 @@
 //! own chunk index goes beside it, and builds a fresh store that is swapped
 //! in whole ([`Fresh::swap`]) — a rebuild never edits a live catalog.
 //!
-//! A SQLite file today; `postgresql://` URLs are recognised and refused
-//! until the shared catalog is built.
+//! A SQLite file (the embedded default), or a PostgreSQL database
+//! (`postgresql://…`, [`crate::pg::PgCatalog`]) that several nodes share.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,9 @@ use crate::error::{Error, IoContext, Result};
 pub enum CatalogLocation {
     /// A SQLite database file (with its `-wal` and `-shm` beside it).
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by its URL (`postgresql://USER@HOST/DB`, or
+    /// `?host=/socket/dir` for a Unix socket).
+    Postgres(String),
 }
 
 impl From<PathBuf> for CatalogLocation {
@@ -29,6 +32,7 @@ impl fmt::Display for CatalogLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CatalogLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            CatalogLocation::Postgres(url) => f.write_str(&without_password(url)),
         }
     }
 }
@@ -77,6 +81,24 @@ fn remove_database(path: &Path) -> Result<()> {
     Ok(())
 }
 
+fn postgres_cannot(what: &str) -> Error {
+    Error::Unsupported(format!("a PostgreSQL catalog cannot {what}"))
+}
+
+/// A URL as it may be printed: `user:password@` becomes `user@`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(u, _)| u);
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// Syncs the database at `from`, then renames it over `to` (whose journal
 /// must not be replayed into it) and syncs the directory.
 fn durable_rename(from: &Path, to: &Path) -> Result<()> {
@@ -96,9 +118,9 @@ impl CatalogLocation {
     /// A location as an operator writes it: a path (or `sqlite:PATH`).
     pub fn parse(text: &str) -> Result<CatalogLocation> {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err(Error::Unsupported(
-                "a PostgreSQL catalog is not built yet; give a SQLite file".into(),
-            ));
+            text.parse::<postgres::Config>()
+                .map_err(|e| Error::InvalidArgument(format!("invalid catalog URL: {e}")))?;
+            return Ok(CatalogLocation::Postgres(text.to_string()));
         }
         let path = text.strip_prefix("sqlite:").unwrap_or(text);
         if path.is_empty() || path.contains('\0') {
@@ -109,17 +131,20 @@ impl CatalogLocation {
         Ok(CatalogLocation::Sqlite(PathBuf::from(path)))
     }
 
-    /// Opens (creating if missing) the store there.
+    /// Opens (creating if missing) the SQLite store there; a PostgreSQL
+    /// catalog is opened by [`crate::Engine::open`].
     pub fn open(&self) -> Result<Catalog> {
         match self {
             CatalogLocation::Sqlite(path) => Catalog::open(path),
+            CatalogLocation::Postgres(_) => Err(postgres_cannot("be opened as a SQLite file")),
         }
     }
 
-    /// Whether a store is there already.
+    /// Whether a store is there already (a database server always is).
     pub fn exists(&self) -> bool {
         match self {
             CatalogLocation::Sqlite(path) => path.exists(),
+            CatalogLocation::Postgres(_) => true,
         }
     }
 
@@ -131,6 +156,7 @@ impl CatalogLocation {
             CatalogLocation::Sqlite(path) => {
                 CatalogLocation::Sqlite(sibling(path, &format!(".repository-{repository}.db")))
             }
+            CatalogLocation::Postgres(url) => CatalogLocation::Postgres(url.clone()),
         }
     }
 
@@ -149,6 +175,7 @@ impl CatalogLocation {
                     target: path.clone(),
                 })
             }
+            CatalogLocation::Postgres(_) => Err(postgres_cannot("be rebuilt yet")),
         }
     }
 }
@@ -177,10 +204,13 @@ mod tests {
             CatalogLocation::parse("c.db").unwrap(),
             CatalogLocation::Sqlite("c.db".into())
         );
-        assert!(matches!(
-            CatalogLocation::parse("postgresql://db/strata"),
-            Err(Error::Unsupported(_))
-        ));
+        let pg = CatalogLocation::parse("postgresql://strata:secret@db/strata").unwrap();
+        assert_eq!(
+            pg,
+            CatalogLocation::Postgres("postgresql://strata:secret@db/strata".into())
+        );
+        assert_eq!(pg.to_string(), "postgresql://strata@db/strata");
+        assert!(CatalogLocation::parse("postgresql://db/strata?sslmode=bogus").is_err());
         assert!(CatalogLocation::parse("").is_err());
     }
 

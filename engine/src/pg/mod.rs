@@ -36,6 +36,8 @@ pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 
 /// Connections a catalog opens at most.
 const MAX_CONNECTIONS: u32 = 16;
+/// How long connecting to the server may take, unless the URL says.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a call waits for a free connection (or the server) before
 /// failing.
 const CONNECT_WAIT: Duration = Duration::from_secs(30);
@@ -103,15 +105,24 @@ impl PgCatalog {
     /// Connects to the database at `url` (a `postgresql://` URL, or
     /// libpq's `key=value` form) and brings its schema up to date.
     pub fn open(url: &str) -> Result<PgCatalog> {
-        let config: postgres::Config = url
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e| Error::InvalidArgument(format!("invalid catalog URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let name = describe(&config);
+        // One connection first, so a server that is not there is said at
+        // once, not after the pool's wait.
+        let manager = Manager { config };
+        let first = r2d2::ManageConnection::connect(&manager)
+            .map_err(|e| Error::Catalog(format!("cannot reach {name}: {e}")))?;
+        drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(MAX_CONNECTIONS)
             .min_idle(Some(0))
             .connection_timeout(CONNECT_WAIT)
-            .build(Manager { config })
+            .build(manager)
             .map_err(|e| Error::Catalog(format!("{name}: {e}")))?;
         let catalog = PgCatalog { pool, name };
         schema::migrate(&mut *catalog.conn()?)?;

@@ -1,6 +1,7 @@
 //! Running operations in the PostgreSQL catalog, with heartbeats stamped
-//! on the database server's clock: every node's cleanup then judges an
-//! operation by one clock, whatever its own says.
+//! on the database server's clock (from the first, whatever the
+//! inserting node's clock says): every node's cleanup then judges an
+//! operation by one clock ([`OperationStore::store_clock`]).
 
 use strata_format::BackupId;
 
@@ -10,6 +11,9 @@ use crate::store::{OpKind, Operation, OperationStore};
 
 const COLUMNS: &str = "id, kind, backup_id, share_id, share_status_before, pid, process_start, \
     host, boot_id, started_at, heartbeat_at";
+
+/// The server's clock, in nanoseconds since the epoch.
+const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000)::BIGINT";
 
 fn parse_opt<T: std::str::FromStr>(s: Option<String>) -> Result<Option<T>> {
     s.map(|s| {
@@ -26,7 +30,7 @@ impl OperationStore for PgCatalog {
         self.conn()?.client.execute(
             &format!(
                 "INSERT INTO operations ({COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, {NOW})"
             ),
             &[
                 &op.id,
@@ -39,7 +43,6 @@ impl OperationStore for PgCatalog {
                 &op.host,
                 &op.boot_id,
                 &op.started_at,
-                &op.heartbeat_at,
             ],
         )?;
         Ok(())
@@ -47,9 +50,10 @@ impl OperationStore for PgCatalog {
 
     fn heartbeat(&self, id: &str) -> Result<()> {
         self.conn()?.client.execute(
-            "UPDATE operations SET heartbeat_at = GREATEST(heartbeat_at + 1,
-                (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000000)::BIGINT)
-             WHERE id = $1",
+            &format!(
+                "UPDATE operations SET heartbeat_at = GREATEST(heartbeat_at + 1, {NOW})
+                 WHERE id = $1"
+            ),
             &[&id],
         )?;
         Ok(())
@@ -84,6 +88,14 @@ impl OperationStore for PgCatalog {
                 })
             })
             .collect()
+    }
+
+    fn store_clock(&self) -> Result<Option<i64>> {
+        let row = self
+            .conn()?
+            .client
+            .query_one(&format!("SELECT {NOW}"), &[])?;
+        Ok(Some(row.get(0)))
     }
 
     fn operation_on(&self, backup: BackupId) -> Result<Option<String>> {

@@ -124,11 +124,12 @@ impl Engine {
             report.index_mismatches.truncate(NAMED);
             report.index_mismatches.push(format!("… and {more} more"));
         }
+        let clock = self.store.store_clock()?;
         report.dead_operations = self
             .store
             .operations()?
             .iter()
-            .filter(|op| Self::is_dead(op))
+            .filter(|op| Self::is_dead(op, clock))
             .count() as u64;
         Ok(report)
     }

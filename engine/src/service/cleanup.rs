@@ -38,10 +38,18 @@ pub struct CleanupReport {
 }
 
 impl Engine {
-    pub(super) fn is_dead(op: &Operation) -> bool {
+    /// Whether `op`'s process is gone. `clock` is the store's
+    /// ([`crate::store::OperationStore::store_clock`]), read once for a
+    /// run of judgements.
+    pub(super) fn is_dead(op: &Operation, clock: Option<i64>) -> bool {
         match process::is_alive(&op.host, &op.boot_id, op.pid, op.process_start) {
             Some(alive) => !alive,
-            // Another host's process: dead once its heartbeat has stood
+            // Another node's process, with heartbeats on the store's
+            // clock: dead once its last is older than a lease there.
+            None if clock.is_some() => clock.is_some_and(|now| {
+                now.saturating_sub(op.heartbeat_at) > leases::STALE_AFTER.as_nanos() as i64
+            }),
+            // Heartbeats on each node's clock: dead once it has stood
             // still for STALE_AFTER of our clock (never compared with it).
             None => !Watch::global().alive(
                 &format!("operation/{}", op.id),
@@ -82,18 +90,20 @@ impl Engine {
 
     /// Whether a restore of `backup` is running.
     pub(crate) fn restore_running(&self, backup: BackupId) -> Result<bool> {
+        let clock = self.store.store_clock()?;
         Ok(self.store.operations()?.iter().any(|op| {
-            op.backup_id == Some(backup) && op.kind == OpKind::Restore && !Self::is_dead(op)
+            op.backup_id == Some(backup) && op.kind == OpKind::Restore && !Self::is_dead(op, clock)
         }))
     }
 
     /// Whether the operation running on `backup` (if any) is alive.
     pub(crate) fn operation_alive(&self, backup: BackupId) -> Result<bool> {
+        let clock = self.store.store_clock()?;
         Ok(self
             .store
             .operations()?
             .iter()
-            .any(|op| op.backup_id == Some(backup) && !Self::is_dead(op)))
+            .any(|op| op.backup_id == Some(backup) && !Self::is_dead(op, clock)))
     }
 
     /// Cleans up after dead operations; collects unreferenced packs when
@@ -102,8 +112,9 @@ impl Engine {
     pub fn cleanup(&self, gc_wait: Option<Duration>) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
         let mut wrote_packs = false;
+        let clock = self.store.store_clock()?;
         for op in self.store.operations()? {
-            if !Self::is_dead(&op) {
+            if !Self::is_dead(&op, clock) {
                 continue;
             }
             let what = self.clean_operation(&op)?;

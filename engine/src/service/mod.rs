@@ -179,13 +179,29 @@ impl Engine {
         })
     }
 
-    /// Opens the catalog at `config.catalog` and the
-    /// repositories, creating any that is missing (see
-    /// [`Engine::with_catalog`]). A backup type's own repository gets its
-    /// own chunk index, a SQLite file beside the catalog.
+    /// Opens the catalog at `config.catalog` (a SQLite file, or a
+    /// PostgreSQL database several nodes share) and the repositories,
+    /// creating any that is missing (see [`Engine::with_catalog`]). A
+    /// backup type's own repository gets its own chunk index, a SQLite
+    /// file beside the catalog.
     pub fn open(config: EngineConfig) -> Result<Self> {
         if config.project.is_empty() {
             return Err(Error::InvalidArgument("the project name is empty".into()));
+        }
+        if let CatalogLocation::Postgres(url) = &config.catalog {
+            let shared = crate::pg::PgCatalog::open(url)?;
+            let refuse = |_: &RepositoryId| -> Result<Arc<dyn ChunkIndex>> {
+                Err(Error::Unsupported(
+                    "a backup type with a repository of its own needs a SQLite catalog for now"
+                        .into(),
+                ))
+            };
+            return Engine::with_catalog(
+                Arc::new(shared.clone()),
+                Arc::new(shared),
+                &refuse,
+                config,
+            );
         }
         let catalog = config.catalog.open()?;
         let location = config.catalog.clone();

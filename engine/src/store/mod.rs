@@ -338,6 +338,16 @@ pub trait OperationStore: Send + Sync {
     fn operations(&self) -> Result<Vec<Operation>>;
     /// The operation running on `backup`, if any.
     fn operation_on(&self, backup: BackupId) -> Result<Option<String>>;
+
+    /// Now, on the clock that stamps heartbeats, when every node's
+    /// heartbeats are stamped by one (a database server's): an operation
+    /// of another node is then dead once its heartbeat is older than a
+    /// lease on that clock. `None` (the default): each node stamps its
+    /// own, and an observer watches a heartbeat stand still on its own
+    /// clock instead.
+    fn store_clock(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
 }
 
 /// The service layer's whole store: every part of it, as one object. Each

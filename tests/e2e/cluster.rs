@@ -1,0 +1,309 @@
+//! Several nodes, one service: strata processes with their own identities
+//! (`STRATA_HOST`) on one S3 bucket (moto) and one PostgreSQL catalog.
+//! One `backup list`, shared data stored once, every backup restored from
+//! any node; a node killed mid-backup is finished by another node's
+//! cleanup once its heartbeat is older than a lease on the catalog's
+//! clock, and a node that was stopped past its lease cannot publish.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use strata_engine::repository::objects::s3::S3Store;
+use strata_engine::repository::objects::ObjectStore;
+
+use crate::harness::*;
+use crate::s3_server::{Kind, S3Server};
+
+struct Cluster {
+    env: Env,
+    catalog: String,
+    server: S3Server,
+}
+
+impl Cluster {
+    fn start(test: &str) -> Option<Cluster> {
+        let catalog = strata_engine::pg::testing::fresh_database(test).expect("database")?;
+        let server = S3Server::start(test, Kind::Moto)?;
+        let env = Env {
+            repository: server.url("repo"),
+            ..Env::new()
+        };
+        Some(Cluster {
+            env,
+            catalog,
+            server,
+        })
+    }
+
+    /// `strata` as node `host`.
+    fn node(&self, host: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.args([
+            "--catalog",
+            &self.catalog,
+            "--repository",
+            &self.env.repository,
+        ])
+        .args(args)
+        .env("STRATA_HOST", host)
+        .env_remove("STRATA_CONFIG")
+        .envs(self.server.env());
+        cmd
+    }
+
+    fn run(&self, host: &str, args: &[&str]) -> Run {
+        run(self.node(host, args))
+    }
+
+    fn spawn(&self, host: &str, args: &[&str], vars: &[(&str, &str)]) -> Child {
+        self.node(host, args)
+            .envs(vars.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn strata")
+    }
+
+    fn store(&self) -> S3Store {
+        S3Store::connect(&self.server.parsed("repo")).expect("bucket")
+    }
+
+    /// Bytes of every pack in the bucket.
+    fn pack_bytes(&self) -> u64 {
+        let store = self.store();
+        store
+            .list_all("packs/")
+            .expect("list")
+            .iter()
+            .map(|k| store.stat(k).expect("stat").map_or(0, |m| m.len))
+            .sum()
+    }
+}
+
+fn finished(child: Child) -> Run {
+    let out = child.wait_with_output().expect("wait");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A share of `common` (the same in every share) and `own` MiB of its own.
+fn share(root: &Path, seed: u64, own: usize) {
+    fs::create_dir_all(root.join("sub")).expect("share");
+    fs::write(root.join("common.bin"), noise(6 << 20, 1)).expect("common");
+    fs::write(root.join("sub/own.bin"), noise(own << 20, 1000 + seed)).expect("own");
+    fs::write(root.join("sub/note.txt"), format!("share {seed}\n")).expect("note");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8")
+}
+
+const NODES: [&str; 4] = ["node-0", "node-1", "node-2", "node-3"];
+
+#[test]
+fn four_nodes_back_up_eight_shares_into_one_bucket_and_one_catalog() {
+    let Some(c) = Cluster::start("four_nodes_back_up_eight_shares") else {
+        return;
+    };
+    let shares: Vec<_> = (0..8)
+        .map(|i| {
+            let p = c.env.path(&format!("share{i}"));
+            share(&p, i, 1);
+            p
+        })
+        .collect();
+    // Eight backups at once, two on each node.
+    let running: Vec<Child> = shares
+        .iter()
+        .enumerate()
+        .map(|(i, p)| c.spawn(NODES[i % 4], &["backup", "create", s(p), "-f", "json"], &[]))
+        .collect();
+    let made: Vec<serde_json::Value> = running
+        .into_iter()
+        .map(|child| finished(child).ok().json())
+        .collect();
+    let first_round = c.pack_bytes();
+    // Chunks packed at once by several nodes may each be stored by every
+    // one of them (at most once per backup running): the common file at
+    // most eight times, each share's own data once.
+    assert!(
+        first_round <= (8 * 6 + 8 + 1) << 20,
+        "{first_round} bytes of packs"
+    );
+    // One service: every node lists the eight, made on four nodes.
+    for node in NODES {
+        let listed = c.run(node, &["backup", "list", "-f", "json"]).ok().json();
+        let listed = listed.as_array().expect("list");
+        assert_eq!(listed.len(), 8, "{node}: {listed:?}");
+    }
+    let hosts: std::collections::BTreeSet<String> = made
+        .iter()
+        .map(|b| b["host"].as_str().expect("host").to_string())
+        .collect();
+    assert_eq!(hosts.len(), 4, "{hosts:?}");
+
+    // In steady state a chunk is stored once, whichever node meets it:
+    // new shares with the same common file store only their own bytes.
+    for (i, node) in NODES.iter().enumerate() {
+        let p = c.env.path(&format!("late{i}"));
+        share(&p, 100 + i as u64, 1);
+        let b = c
+            .run(node, &["backup", "create", s(&p), "-f", "json"])
+            .ok()
+            .json();
+        let new = b["new_bytes"].as_u64().expect("new_bytes");
+        assert!(new < 2 << 20, "{node} stored {new} new bytes");
+    }
+
+    // Every backup restores byte-exact from another node than its own.
+    for (i, (b, p)) in made.iter().zip(&shares).enumerate() {
+        let target = c.env.path(&format!("restored{i}"));
+        c.run(
+            NODES[(i + 1) % 4],
+            &[
+                "backup",
+                "restore",
+                b["id"].as_str().expect("id"),
+                "--target-dir",
+                s(&target),
+            ],
+        )
+        .ok();
+        assert_same(&snapshot(p), &snapshot(&target));
+    }
+
+    // Deletes, cleanups and backups on four nodes at once lose nothing.
+    let mut racing = Vec::new();
+    for (i, b) in made.iter().enumerate().take(4) {
+        let id = b["id"].as_str().expect("id").to_string();
+        racing.push(c.spawn(NODES[i], &["backup", "delete", &id], &[]));
+    }
+    racing.push(c.spawn("node-1", &["cleanup"], &[]));
+    for i in 0..2 {
+        let p = c.env.path(&format!("racing{i}"));
+        share(&p, 200 + i, 1);
+        racing.push(c.spawn(NODES[2 + i as usize], &["backup", "create", s(&p)], &[]));
+    }
+    for child in racing {
+        finished(child).ok();
+    }
+    let left = c
+        .run("node-3", &["backup", "list", "-f", "json"])
+        .ok()
+        .json();
+    let left = left.as_array().expect("list").clone();
+    assert_eq!(left.len(), 8 - 4 + 4 + 2, "{left:?}");
+    for (i, b) in made.iter().enumerate().skip(4) {
+        let target = c.env.path(&format!("after{i}"));
+        c.run(
+            "node-0",
+            &[
+                "backup",
+                "restore",
+                b["id"].as_str().expect("id"),
+                "--target-dir",
+                s(&target),
+            ],
+        )
+        .ok();
+        assert_same(&snapshot(&shares[i]), &snapshot(&target));
+    }
+    c.run("node-2", &["check", "--read-data"]).ok();
+}
+
+#[test]
+fn a_dead_node_is_cleaned_up_by_another_and_a_stopped_one_cannot_publish() {
+    let Some(c) = Cluster::start("a_dead_node_is_cleaned_up_by_another") else {
+        return;
+    };
+    let killed_share = c.env.path("killed");
+    share(&killed_share, 1, 2);
+    let stopped_share = c.env.path("stopped");
+    share(&stopped_share, 2, 2);
+    // Each parks after its first pack is published, mid-backup.
+    let park = [("STRATA_FAILPOINTS", "repository.pack_published=sleep(4000)")];
+    let mut killed = c.spawn("node-a", &["backup", "create", s(&killed_share)], &park);
+    let stopped = c.spawn("node-c", &["backup", "create", s(&stopped_share)], &park);
+    std::thread::sleep(Duration::from_millis(2500));
+    killed.kill().expect("kill -9");
+    let _ = killed.wait();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(stopped.id() as i32).expect("pid"),
+        rustix::process::Signal::STOP,
+    )
+    .expect("SIGSTOP");
+
+    // Within the lease both count as running, for every node: nothing of
+    // theirs is cleaned, no pack of theirs swept.
+    let early = c
+        .run("node-b", &["cleanup", "--wait", "0", "-f", "json"])
+        .ok()
+        .json();
+    assert_eq!(early["operations_cleaned"], 0, "{early}");
+    assert_eq!(early["packs_removed"], 0, "{early}");
+    let busy = c
+        .run("node-b", &["backup", "list", "-f", "json"])
+        .ok()
+        .json();
+    assert!(
+        busy.as_array()
+            .expect("list")
+            .iter()
+            .all(|b| b["Status"] == "creating"),
+        "{busy}"
+    );
+
+    // Past the lease, on the catalog's clock: both are dead to node-b,
+    // whose cleanup finishes them by the single-node rules.
+    std::thread::sleep(Duration::from_secs(32));
+    let seen = c.run("node-b", &["check", "-f", "json"]).json();
+    assert_eq!(seen["dead_operations"], 2, "{seen}");
+    c.run("node-b", &["cleanup", "--wait", "0"]).ok();
+    let seen = c.run("node-b", &["check", "-f", "json"]).json();
+    assert_eq!(seen["dead_operations"], 0, "{seen}");
+    let after = c
+        .run("node-b", &["backup", "list", "-f", "json"])
+        .ok()
+        .json();
+    for b in after.as_array().expect("list") {
+        assert_eq!(b["Status"], "error", "{b}");
+    }
+
+    // The stopped node resumes: it finds its lease gone and stops before
+    // it publishes anything.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(stopped.id() as i32).expect("pid"),
+        rustix::process::Signal::CONT,
+    )
+    .expect("SIGCONT");
+    let resumed = finished(stopped);
+    assert_ne!(resumed.code, 0, "{}", resumed.stderr);
+    let layers = c.store().list_all("layers/").expect("layers");
+    assert!(layers.is_empty(), "published after its lease: {layers:?}");
+    for b in after.as_array().expect("list") {
+        let status = c
+            .run(
+                "node-a",
+                &[
+                    "backup",
+                    "show",
+                    b["ID"].as_str().expect("id"),
+                    "-f",
+                    "json",
+                ],
+            )
+            .ok()
+            .json();
+        assert_eq!(status["status"], "error", "{status}");
+    }
+    // Both shares are free again, and a new backup of each works anywhere.
+    for p in [&killed_share, &stopped_share] {
+        c.run("node-b", &["backup", "create", s(p)]).ok();
+    }
+    c.run("node-a", &["check"]).ok();
+}
