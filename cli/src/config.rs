@@ -22,6 +22,10 @@ pub struct FileConfig {
     /// `[s3]`: what an `s3://` repository is reached with where its URL
     /// does not say.
     pub s3: Option<S3Config>,
+    /// `[path_map]`: `"/recorded/prefix" = "/local/prefix"`, where this
+    /// node has the shares other nodes recorded (its mounts of the same
+    /// exports).
+    pub path_map: Option<std::collections::BTreeMap<PathBuf, PathBuf>>,
     /// `posix` (the default) or `nfs`: with `nfs`, the repository is the
     /// export `backup_mount_export` (`HOST:/PATH`), reached with the
     /// options in `backup_mount_options` (`vers=4.1`, `vers=3`, `port=N`).
@@ -319,6 +323,9 @@ pub fn load(global: &Global) -> Result<EngineConfig> {
     // `STRATA_DIRECT_IO=0` turns direct writes off for restores.
     let direct_io = std::env::var("STRATA_DIRECT_IO").map_or(true, |v| v != "0");
     let mut config = EngineConfig::new(catalog, repository);
+    if let Some(map) = &file.path_map {
+        config.path_map = strata_engine::PathMap::new(map.clone()).context("[path_map]")?;
+    }
     config.direct_io = direct_io;
     if let Some(project) = global.project.clone().or(file.project.clone()) {
         config.project = project;

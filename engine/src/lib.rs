@@ -80,6 +80,6 @@ pub use service::shares::NewShare;
 pub use service::{
     BackupResult, BackupType, BackupView, Change, CheckReport, CleanupReport, CreateBackup,
     DataReport, DataSubset, Decision, Difference, Dumped, Engine, EngineConfig, ExportedBackup,
-    FindScope, NewSnapshot, OpenTree, PruneReport, PruneRequest, RebuildReport, RepackReport,
-    RestoreRequest, RestoreTarget, Retention, Rule,
+    FindScope, NewSnapshot, OpenTree, PathMap, PruneReport, PruneRequest, RebuildReport,
+    RepackReport, RestoreRequest, RestoreTarget, Retention, Rule,
 };

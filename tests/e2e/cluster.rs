@@ -307,3 +307,55 @@ fn a_dead_node_is_cleaned_up_by_another_and_a_stopped_one_cannot_publish() {
     }
     c.run("node-a", &["check"]).ok();
 }
+
+/// A share recorded by one node is reached by another through its path
+/// map: node-b mounts the export node-a registered elsewhere, finds the
+/// share by its own directory, backs it up and restores into it there.
+#[test]
+fn a_node_reaches_shares_through_its_path_map() {
+    let Some(c) = Cluster::start("a_node_reaches_shares_through_its_path_map") else {
+        return;
+    };
+    let at_a = c.env.path("mount-a/projects");
+    let at_b = c.env.path("mount-b/projects");
+    share(&at_a, 7, 1);
+    share(&at_b, 7, 1);
+    let first = c
+        .run("node-a", &["backup", "create", s(&at_a), "-f", "json"])
+        .ok()
+        .json();
+    let config = c.env.path("node-b.toml");
+    fs::write(
+        &config,
+        format!(
+            "[path_map]\n\"{}\" = \"{}\"\n",
+            s(&c.env.path("mount-a")),
+            s(&c.env.path("mount-b"))
+        ),
+    )
+    .expect("config");
+    let with_map = |args: &[&str]| {
+        let mut all = vec!["--config", s(&config)];
+        all.extend_from_slice(args);
+        c.run("node-b", &all)
+    };
+    // The same share, found by node-b's own directory.
+    let second = with_map(&["backup", "create", s(&at_b), "-f", "json"])
+        .ok()
+        .json();
+    assert_eq!(second["share_id"], first["share_id"], "{second}");
+    let shares = with_map(&["share", "list", "-f", "json"]).ok().json();
+    assert_eq!(shares.as_array().map(Vec::len), Some(1), "{shares}");
+    // A restore in place writes node-b's mount, not node-a's.
+    fs::remove_file(at_b.join("sub/own.bin")).expect("remove");
+    let before_a = snapshot(&at_a);
+    with_map(&["backup", "restore", first["id"].as_str().expect("id")]).ok();
+    assert_same(&before_a, &snapshot(&at_b));
+    assert_same(&before_a, &snapshot(&at_a));
+    // Without the map, node-b does not know the directory as the share.
+    let unmapped = c
+        .run("node-b", &["backup", "create", s(&at_b), "-f", "json"])
+        .ok()
+        .json();
+    assert_ne!(unmapped["share_id"], first["share_id"], "{unmapped}");
+}

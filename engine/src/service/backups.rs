@@ -196,7 +196,7 @@ impl Engine {
             done: ShareStatus::Available,
             failed: ShareStatus::BackupRestoringError,
         };
-        let target = PathBuf::from(&share.path);
+        let target = self.local_path(&share);
         self.restore_into(
             backup,
             Some((&share, role)),
@@ -549,8 +549,8 @@ impl Engine {
     fn outside_every_share(&self, dir: &Path) -> Result<()> {
         let target = resolved(dir)?;
         for share in self.store.list_shares(None)? {
-            let root = Path::new(&share.path);
-            if target.starts_with(root) || root.starts_with(&target) {
+            let root = self.local_path(&share);
+            if target.starts_with(&root) || root.starts_with(&target) {
                 let which = match share.project == self.config.project {
                     true => format!("share {}", share.name),
                     false => "a share".to_string(),

@@ -355,8 +355,10 @@ impl Engine {
             backup_id: record.id,
             share_id: share.id,
             share_name: share.name.clone(),
-            share_path: PathBuf::from(&share.path),
-            source_path: PathBuf::from(snapshot.as_ref().map_or(&share.path, |s| &s.path)),
+            share_path: self.local_path(&share),
+            source_path: snapshot
+                .as_ref()
+                .map_or_else(|| self.local_path(&share), |s| PathBuf::from(&s.path)),
             data_timestamp_ns: snapshot.as_ref().map(|s| s.created_at),
             project: record.project.clone(),
             name: req.name.clone().unwrap_or_default(),
@@ -429,7 +431,7 @@ impl Engine {
     /// its parent backup had entries, or on another device than then.
     fn check_root(&self, share: &Share, parent: BackupId) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
-        let path = std::path::Path::new(&share.path);
+        let path = &self.local_path(share);
         let meta = std::fs::symlink_metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {
                 kind: "share path",

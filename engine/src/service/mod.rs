@@ -15,6 +15,7 @@ pub(crate) mod export;
 mod gc;
 mod import;
 mod operations;
+mod paths;
 mod prune;
 mod reading;
 mod rebuild;
@@ -37,6 +38,7 @@ pub use check::CheckReport;
 pub use cleanup::CleanupReport;
 pub use dump::Dumped;
 pub use export::ExportedBackup;
+pub use paths::PathMap;
 pub use prune::{Decision, PruneReport, PruneRequest, Retention, Rule};
 pub use reading::OpenTree;
 pub use rebuild::RebuildReport;
@@ -95,6 +97,9 @@ pub struct EngineConfig {
     /// What every backup of a share leaves out, by share name (`*`: every
     /// share); a backup's own exclusions add to these.
     pub share_exclusions: std::collections::BTreeMap<String, strata_format::layer::Exclusions>,
+    /// Where this node has the shares recorded under other paths (another
+    /// node's mounts of the same exports).
+    pub path_map: PathMap,
 }
 
 /// Default [`EngineConfig::gc_memory_bytes`]: exact up to about five
@@ -144,6 +149,7 @@ impl EngineConfig {
             snapshot_roots: Vec::new(),
             repository_modes: crate::repository::objects::Modes::default(),
             share_exclusions: Default::default(),
+            path_map: PathMap::default(),
         }
     }
 }
@@ -332,6 +338,11 @@ impl Engine {
             .backup_types
             .iter()
             .find(|t| &t.display_name == name)
+    }
+
+    /// Where this node has `share`'s tree.
+    pub(crate) fn local_path(&self, share: &crate::store::Share) -> PathBuf {
+        self.config.path_map.local(&share.path)
     }
 
     /// The enabled backup types.

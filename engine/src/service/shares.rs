@@ -231,9 +231,10 @@ impl Engine {
         }
         let canonical = std::fs::canonicalize(path).at(path)?;
         let canonical_str = canonical.display().to_string();
+        let recorded = self.config.path_map.recorded(&canonical);
         if let Some(share) = self
             .store
-            .share_by_path(&self.config.project, &canonical_str)?
+            .share_by_path(&self.config.project, &recorded.display().to_string())?
         {
             return Ok((share, false));
         }
