@@ -355,10 +355,10 @@ impl Engine {
             backup_id: record.id,
             share_id: share.id,
             share_name: share.name.clone(),
-            share_path: self.local_path(&share),
+            share_path: self.local_path(share),
             source_path: snapshot
                 .as_ref()
-                .map_or_else(|| self.local_path(&share), |s| PathBuf::from(&s.path)),
+                .map_or_else(|| self.local_path(share), |s| PathBuf::from(&s.path)),
             data_timestamp_ns: snapshot.as_ref().map(|s| s.created_at),
             project: record.project.clone(),
             name: req.name.clone().unwrap_or_default(),
