@@ -359,3 +359,107 @@ fn a_node_reaches_shares_through_its_path_map() {
         .json();
     assert_ne!(unmapped["share_id"], first["share_id"], "{unmapped}");
 }
+
+impl Cluster {
+    /// `strata serve` as node `host`, on a free loopback port.
+    fn serve(&self, host: &str) -> crate::rest::Server {
+        use std::io::BufRead;
+        let root = self.env.path("share-root");
+        fs::create_dir_all(&root).expect("share root");
+        let mut child = self
+            .node(
+                host,
+                &["serve", "--listen", "127.0.0.1:0", "--share-root", s(&root)],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve");
+        let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("serve exited before listening")
+                .expect("line");
+            if let Some(a) = line.strip_prefix("listening on http://") {
+                break a.to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        crate::rest::Server { child, addr }
+    }
+}
+
+/// `strata serve` on two nodes against one catalog is one REST service:
+/// a backup asked of one is seen, finished and deleted through the other.
+#[test]
+fn two_servers_on_one_catalog_are_one_service() {
+    let Some(c) = Cluster::start("two_servers_on_one_catalog_are_one_service") else {
+        return;
+    };
+    const TOKEN: &str = "alice:proj-a";
+    let dir = c.env.path("data");
+    share(&dir, 3, 1);
+    let created = c
+        .run(
+            "node-0",
+            &[
+                "--project",
+                "proj-a",
+                "share",
+                "create",
+                "--name",
+                "data",
+                "--path",
+                s(&dir),
+                "-f",
+                "json",
+            ],
+        )
+        .ok()
+        .json();
+    let share_id = created["id"].as_str().expect("share id").to_string();
+    let one = c.serve("node-1");
+    let two = c.serve("node-2");
+    let body = serde_json::json!({"share_backup": {"share_id": share_id, "name": "nightly"}});
+    let made = one.call(
+        "POST",
+        "/v2/share-backups",
+        Some(TOKEN),
+        Some(&body.to_string()),
+    );
+    assert_eq!(made.status, 202, "{}", made.text);
+    let id = made.json["share_backup"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // The other server follows it to the end, and lists the same.
+    let done = two.wait_backup(TOKEN, &id, "available");
+    assert_eq!(done["name"], "nightly", "{done}");
+    for server in [&one, &two] {
+        let listed = server.call("GET", "/v2/share-backups/detail", Some(TOKEN), None);
+        let ids: Vec<&str> = listed.json["share_backups"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|b| b["id"].as_str())
+            .collect();
+        assert_eq!(ids, [id.as_str()], "{}", listed.text);
+    }
+    let gone = two.call(
+        "DELETE",
+        &format!("/v2/share-backups/{id}"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(gone.status, 202, "{}", gone.text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = one.call("GET", &format!("/v2/share-backups/{id}"), Some(TOKEN), None);
+        if r.status == 404 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.text);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
