@@ -24,8 +24,12 @@ struct Cluster {
 
 impl Cluster {
     fn start(test: &str) -> Option<Cluster> {
+        Self::start_on(test, Kind::Moto)
+    }
+
+    fn start_on(test: &str, kind: Kind) -> Option<Cluster> {
         let catalog = strata_engine::pg::testing::fresh_database(test).expect("database")?;
-        let server = S3Server::start(test, Kind::Moto)?;
+        let server = S3Server::start(test, kind)?;
         let env = Env {
             repository: server.url("repo"),
             ..Env::new()
@@ -462,4 +466,43 @@ fn two_servers_on_one_catalog_are_one_service() {
         assert!(std::time::Instant::now() < deadline, "{}", r.text);
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// With the catalog keeping the locks, a bucket whose server lets racing
+/// conditional creates through (s3s-fs) is a repository like any other:
+/// nothing of the locks is put in it.
+#[test]
+fn with_a_shared_catalog_the_locks_live_in_the_catalog() {
+    let Some(c) = Cluster::start_on("the_locks_live_in_the_catalog", Kind::S3sFs) else {
+        return;
+    };
+    assert!(!c.store().conditions_hold());
+    let dir = c.env.path("data");
+    share(&dir, 5, 2);
+    let park = [("STRATA_FAILPOINTS", "repository.pack_published=sleep(1500)")];
+    let running = c.spawn(
+        "node-a",
+        &["backup", "create", s(&dir), "-f", "json"],
+        &park,
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let locks = c.store().list_all("locks/").expect("list");
+    assert!(locks.is_empty(), "locks in the bucket: {locks:?}");
+    let made = finished(running).ok().json();
+    // A sweep on another node waits for the lease it finds in the catalog.
+    c.run("node-b", &["cleanup"]).ok();
+    let target = c.env.path("restored");
+    c.run(
+        "node-b",
+        &[
+            "backup",
+            "restore",
+            made["id"].as_str().expect("id"),
+            "--target-dir",
+            s(&target),
+        ],
+    )
+    .ok();
+    assert_same(&snapshot(&dir), &snapshot(&target));
+    c.run("node-a", &["check", "--read-data"]).ok();
 }

@@ -1,8 +1,9 @@
 //! Private S3 servers for one test, on free loopback ports, killed by PID
-//! when dropped: `s3s-fs` (objects in a directory of the test's; it honours
-//! `If-None-Match` and `If-Match` on puts but not on deletes) and
-//! `moto_server` (in memory; it honours them on deletes too). Each accepts
-//! things the other refuses, so the S3 tests run against both.
+//! when dropped: `s3s-fs` (objects in a directory of the test's; it refuses
+//! a put under a failing `If-None-Match` or `If-Match`, but lets racing
+//! ones through and ignores `If-Match` on deletes) and moto (in memory,
+//! served one request at a time, so its conditions hold, on deletes too).
+//! Each accepts things the other refuses.
 //!
 //! `tests/run` installs both under `target/`. Without them the S3 tests
 //! skip with a loud message, unless `STRATA_REQUIRE_S3=1` (set by CI),
@@ -44,6 +45,25 @@ impl Kind {
         std::iter::once(target.join(under_target))
             .chain(std::env::split_paths(&path).map(|d| d.join(name)))
             .find(|p| p.is_file())
+    }
+}
+
+/// moto's server, one request at a time (its launcher's own code, with
+/// `threaded=False`; HTTP/1.0, so no idle connection holds it).
+const MOTO_SERIAL: &str = "import os, sys
+port = int(sys.argv[1])
+os.environ['MOTO_PORT'] = str(port)
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+run_simple('127.0.0.1', port, DomainDispatcherApplication(create_backend_app), threaded=False)
+";
+
+/// The Python of the environment `binary` was installed into.
+fn python_beside(binary: &std::path::Path) -> PathBuf {
+    let python = binary.with_file_name("python3");
+    match python.is_file() {
+        true => python,
+        false => PathBuf::from("python3"),
     }
 }
 
@@ -91,7 +111,12 @@ impl S3Server {
                     .arg(root.path());
             }
             Kind::Moto => {
-                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                // moto's own launcher serves requests on threads and
+                // checks a condition, then writes: racing conditional
+                // creates may all succeed. Served one request at a time,
+                // it holds conditions as S3 does.
+                cmd = Command::new(python_beside(&binary));
+                cmd.args(["-c", MOTO_SERIAL, &port.to_string()]);
             }
         }
         let log = std::fs::File::create(root.path().join("server.log")).expect("log");
@@ -120,12 +145,7 @@ impl S3Server {
     /// moto keeps buckets in memory: one is made through boto3, which
     /// comes with it.
     fn create_bucket_with_boto(&self, moto: &std::path::Path) {
-        let python = moto.with_file_name("python3");
-        let python = if python.is_file() {
-            python
-        } else {
-            PathBuf::from("python3")
-        };
+        let python = python_beside(moto);
         let script = format!(
             "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='{ACCESS_KEY}', \
              aws_secret_access_key='{SECRET_KEY}', region_name='us-east-1').create_bucket(Bucket='{BUCKET}')",

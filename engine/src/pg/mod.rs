@@ -17,6 +17,7 @@
 mod backup_writes;
 mod backups;
 mod chunks;
+mod locks;
 mod operations;
 mod schema;
 mod shares;
@@ -32,6 +33,7 @@ use postgres::{NoTls, Statement};
 use crate::error::{Error, Result};
 use crate::store::{ProjectStore, Quota, QuotaStore, QuotaUsage};
 
+pub use locks::PgLocks;
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 
 /// Connections a catalog opens at most.
@@ -208,6 +210,13 @@ impl ProjectStore for PgCatalog {
             &[&name, &crate::clock::now_ns()],
         )?;
         Ok(())
+    }
+
+    fn repository_locks(
+        &self,
+        repository: &strata_format::RepositoryId,
+    ) -> Option<std::sync::Arc<dyn crate::repository::objects::ObjectStore>> {
+        Some(std::sync::Arc::new(self.locks_of(repository)))
     }
 
     fn projects(&self) -> Result<Vec<String>> {

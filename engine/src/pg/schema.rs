@@ -6,7 +6,8 @@
 use crate::error::{Error, Result};
 
 /// Each step takes the schema from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE projects (
     name TEXT PRIMARY KEY,
@@ -126,7 +127,19 @@ CREATE TABLE layer_chunks (
     PRIMARY KEY (backup_id, chunk_id)
 );
 CREATE INDEX layer_chunks_by_chunk ON layer_chunks(chunk_id);
-"#];
+"#,
+    // 2: the repositories' locks, kept here rather than in put-if-absent.
+    r#"
+CREATE SEQUENCE lock_versions;
+CREATE TABLE repository_locks (
+    repository TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (repository, key)
+);
+"#,
+];
 
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 

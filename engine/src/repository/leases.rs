@@ -298,7 +298,7 @@ fn live_shared(store: &dyn ObjectStore) -> Result<Vec<Key>> {
 /// Takes the shared lease of backup operation `op`, waiting up to `wait`
 /// while the exclusive lease is held.
 pub fn shared(repo: &Repository, op: &str, wait: Duration) -> Result<Lease> {
-    let store = &repo.store;
+    let store = &repo.locks;
     let deadline = Instant::now() + wait;
     let key = layout::shared_lease(op)?;
     let exclusive = layout::exclusive_lease();
@@ -321,7 +321,7 @@ pub fn shared(repo: &Repository, op: &str, wait: Duration) -> Result<Lease> {
 /// Takes the exclusive lease for `purpose`, waiting up to `wait` for it
 /// and for every live shared lease to go.
 pub fn exclusive(repo: &Repository, purpose: Purpose, wait: Duration) -> Result<Lease> {
-    let store = &repo.store;
+    let store = &repo.locks;
     let deadline = Instant::now() + wait;
     let key = layout::exclusive_lease();
     let holder = Holder::Exclusive {
@@ -365,7 +365,7 @@ pub fn exclusive(repo: &Repository, purpose: Purpose, wait: Duration) -> Result<
 /// How many live shared leases (running backups, on any node) there are.
 /// Changes nothing: dead leases are not removed.
 pub fn live_shared_count(repo: &Repository) -> Result<usize> {
-    let store = repo.store.as_ref();
+    let store = repo.locks.as_ref();
     Ok(store
         .list_all(layout::SHARED_LEASES)?
         .iter()
@@ -375,19 +375,19 @@ pub fn live_shared_count(repo: &Repository) -> Result<usize> {
 
 /// Who holds the exclusive lease, if it is held by a holder it names.
 pub fn exclusive_holder(repo: &Repository) -> Option<Holder> {
-    let bytes = repo.store.get(&layout::exclusive_lease()).ok()?;
+    let bytes = repo.locks.get(&layout::exclusive_lease()).ok()?;
     Holder::decode_exclusive(&bytes)
 }
 
 /// Removes the exclusive lease whatever its state (its holder is known dead).
 pub fn break_exclusive(repo: &Repository) {
-    let _ = repo.store.delete(&layout::exclusive_lease(), Cond::Any);
+    let _ = repo.locks.delete(&layout::exclusive_lease(), Cond::Any);
 }
 
 /// Removes the shared lease of operation `op` (its process is gone).
 pub fn break_shared(repo: &Repository, op: &str) {
     if let Ok(key) = layout::shared_lease(op) {
-        let _ = repo.store.delete(&key, Cond::Any);
+        let _ = repo.locks.delete(&key, Cond::Any);
     }
 }
 
@@ -462,17 +462,17 @@ mod tests {
     fn every_renewal_writes_new_bytes() {
         for (_dir, r) in repos() {
             let held = shared(&r, "op", Duration::ZERO).unwrap();
-            let mut seen = vec![r.store.get(held.key()).unwrap()];
+            let mut seen = vec![r.locks.get(held.key()).unwrap()];
             for _ in 0..3 {
                 held.renew().unwrap();
-                let now = r.store.get(held.key()).unwrap();
+                let now = r.locks.get(held.key()).unwrap();
                 assert!(!seen.contains(&now), "{now:?}");
                 assert_eq!(holder_line(&now), b"op\n");
                 seen.push(now);
             }
             held.verify().unwrap();
             // Another holder's line is not ours, whatever its renewals.
-            r.store
+            r.locks
                 .put(held.key(), &content(b"other\n", 9), Cond::Any)
                 .unwrap();
             assert!(held.verify().is_err());
@@ -491,15 +491,15 @@ mod tests {
             assert_eq!(live_shared_count(&r).unwrap(), 1);
             // Unchanged for STALE_AFTER of our clock: dead.
             let long_ago = Instant::now() - STALE_AFTER - Duration::from_secs(1);
-            let meta = r.store.stat(dead.key()).unwrap().unwrap();
-            let name = watched(r.store.as_ref(), dead.key());
+            let meta = r.locks.stat(dead.key()).unwrap().unwrap();
+            let name = watched(r.locks.as_ref(), dead.key());
             Watch::global().seen_since(&name, beat(&meta.etag), long_ago);
             let e = exclusive(&r, Purpose::Prune, Duration::ZERO).unwrap();
-            assert!(r.store.stat(dead.key()).unwrap().is_none());
+            assert!(r.locks.stat(dead.key()).unwrap().is_none());
             // The stalled holder finds out, and does not bring it back.
             assert!(dead.renew().is_err());
             assert!(dead.verify().is_err());
-            assert!(r.store.stat(dead.key()).unwrap().is_none());
+            assert!(r.locks.stat(dead.key()).unwrap().is_none());
             drop(e);
             assert!(exclusive_holder(&r).is_none());
         }

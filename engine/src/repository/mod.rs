@@ -36,6 +36,9 @@ pub use objects::{Location, Unfinished};
 #[derive(Clone)]
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
+    /// Where the repository's leases live: its own store, or a catalog
+    /// that keeps them ([`Repository::with_locks`]).
+    locks: Arc<dyn ObjectStore>,
     config: RepoConfig,
 }
 
@@ -87,23 +90,9 @@ pub fn connect(location: &Location, modes: Modes) -> Result<Arc<dyn ObjectStore>
     Ok(match location {
         Location::Posix(dir) => Arc::new(PosixStore::with_modes(dir, modes)?),
         Location::Nfs(url) => Arc::new(NfsStore::connect_with(url, modes)?),
-        Location::S3(url) => Arc::new(connect_s3(url)?),
+        Location::S3(url) => Arc::new(objects::s3::S3Store::connect(url)?),
         Location::Memory(name) => Arc::new(MemoryStore::named(name)),
     })
-}
-
-/// The bucket at `url`, if its server keeps two writers apart: the
-/// repository's leases are conditional puts.
-fn connect_s3(url: &objects::s3::S3Url) -> Result<objects::s3::S3Store> {
-    let store = objects::s3::S3Store::connect(url)?;
-    if !store.honours_conditional_puts() {
-        return Err(Error::Unsupported(format!(
-            "the S3 server of {url} does not hold If-None-Match and If-Match on puts \
-             (several racing creates of one object all succeeded, or a put over a \
-             condition that failed was made): strata's repository locks need them"
-        )));
-    }
-    Ok(store)
 }
 
 /// [`connect`] to a location that must exist already: nothing is created
@@ -123,7 +112,7 @@ pub fn connect_existing(location: &Location, modes: Modes) -> Result<Arc<dyn Obj
             }),
         },
         Location::S3(url) => {
-            let store = connect_s3(url)?;
+            let store = objects::s3::S3Store::connect(url)?;
             match store.has_repository()? {
                 true => Ok(Arc::new(store)),
                 false => Err(Error::NotFound {
@@ -176,7 +165,11 @@ impl Repository {
         // IfAbsent, so two racing inits cannot both believe they created
         // the repository.
         store.put(&layout::config(), &config.encode(), Cond::IfAbsent)?;
-        Ok(Repository { store, config })
+        Ok(Repository {
+            locks: store.clone(),
+            store,
+            config,
+        })
     }
 
     pub fn open(store: Arc<dyn ObjectStore>) -> Result<Self> {
@@ -192,7 +185,29 @@ impl Repository {
         })?;
         let location = format!("{}/config", store.location());
         let config = RepoConfig::decode(&bytes).map_err(|e| Error::format(location, e))?;
-        Ok(Repository { store, config })
+        Ok(Repository {
+            locks: store.clone(),
+            store,
+            config,
+        })
+    }
+
+    /// This repository with its leases kept in `locks` (a shared
+    /// catalog's) instead of its own store: every process using it must
+    /// do the same, which a catalog bound to it ensures.
+    pub fn with_locks(mut self, locks: Arc<dyn ObjectStore>) -> Repository {
+        self.locks = locks;
+        self
+    }
+
+    /// Whether the repository's store keeps racing conditional puts apart.
+    pub fn conditions_hold(&self) -> bool {
+        self.store.conditions_hold()
+    }
+
+    /// Whether the leases live in the repository's own store.
+    pub fn locks_in_store(&self) -> bool {
+        Arc::ptr_eq(&self.locks, &self.store)
     }
 
     /// Opens the repository in `store`, creating it with `config` if there

@@ -70,6 +70,18 @@ pub(crate) fn bind(
         })?,
         None => Repository::open_or_init(backend, new_repository.clone())?,
     };
+    let repo = match store.repository_locks(&repo.config().repository_id) {
+        Some(locks) => repo.with_locks(locks),
+        None => repo,
+    };
+    if repo.locks_in_store() && !repo.conditions_hold() {
+        return Err(Error::Unsupported(format!(
+            "the object store of {location} does not hold If-None-Match and If-Match on \
+             puts (racing creates of one object both succeeded, or a put over a failing \
+             condition was made): strata's repository locks need them, or a PostgreSQL \
+             catalog to keep them"
+        )));
+    }
     let repo_id = repo.config().repository_id.to_string();
     match bound {
         None => {

@@ -139,6 +139,16 @@ pub trait ProjectStore: Send + Sync {
     /// Records a project (idempotent).
     fn ensure_project(&self, name: &str) -> Result<()>;
     fn projects(&self) -> Result<Vec<String>>;
+
+    /// Where this store keeps the leases of `repository`, when it keeps
+    /// them (a catalog several nodes share); `None`: they live in the
+    /// repository itself.
+    fn repository_locks(
+        &self,
+        _repository: &strata_format::RepositoryId,
+    ) -> Option<std::sync::Arc<dyn crate::repository::objects::ObjectStore>> {
+        None
+    }
 }
 
 /// Each project's limits and what its backups count against them.

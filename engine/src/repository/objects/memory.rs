@@ -138,9 +138,17 @@ impl ObjectWriter for MemoryWriter {
     }
 }
 
-struct MemoryReader {
+/// An object held whole in memory, read by range (also what a store that
+/// fetches small objects whole lends its callers).
+pub(crate) struct MemoryReader {
     body: Bytes,
     location: String,
+}
+
+impl MemoryReader {
+    pub(crate) fn new(body: Bytes, location: String) -> MemoryReader {
+        MemoryReader { body, location }
+    }
 }
 
 impl ObjectReader for MemoryReader {

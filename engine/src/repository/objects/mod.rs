@@ -59,6 +59,7 @@ impl Default for Modes {
     }
 }
 pub use files::Files;
+pub(crate) use memory::MemoryReader;
 pub use memory::MemoryStore;
 pub use nfs::{NfsFs, DEFAULT_RETRY_BUDGET};
 pub use posix::PosixFs;
@@ -222,6 +223,13 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
 
     /// Removes what an unfinished put left. Durable on return.
     fn discard(&self, unfinished: &Unfinished) -> Result<()>;
+
+    /// Whether [`Cond::IfAbsent`] and [`Cond::IfMatch`] on puts keep
+    /// racing writers apart here (some S3 servers check, then write):
+    /// leases can live in this store only where they do.
+    fn conditions_hold(&self) -> bool {
+        true
+    }
 }
 
 /// An object being written, sequentially.

@@ -521,6 +521,10 @@ impl ObjectStore for S3Store {
         self.inner.rt.block_on(signed::unfinished(&self.inner))
     }
 
+    fn conditions_hold(&self) -> bool {
+        self.inner.conditional_puts
+    }
+
     fn discard(&self, unfinished: &Unfinished) -> Result<()> {
         self.inner
             .rt
