@@ -470,7 +470,7 @@ fn two_servers_on_one_catalog_are_one_service() {
 
 /// With the catalog keeping the locks, a bucket whose server lets racing
 /// conditional creates through (s3s-fs) is a repository like any other:
-/// nothing of the locks is put in it.
+/// no lease is put in it, only the name of the catalog that keeps them.
 #[test]
 fn with_a_shared_catalog_the_locks_live_in_the_catalog() {
     let Some(c) = Cluster::start_on("the_locks_live_in_the_catalog", Kind::S3sFs) else {
@@ -486,8 +486,13 @@ fn with_a_shared_catalog_the_locks_live_in_the_catalog() {
         &park,
     );
     std::thread::sleep(Duration::from_millis(1000));
+    // Only the name of the catalog that keeps them.
     let locks = c.store().list_all("locks/").expect("list");
-    assert!(locks.is_empty(), "locks in the bucket: {locks:?}");
+    assert_eq!(
+        locks.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        ["locks/kept-by"],
+        "locks in the bucket"
+    );
     let made = finished(running).ok().json();
     // A sweep on another node waits for the lease it finds in the catalog.
     c.run("node-b", &["cleanup"]).ok();
@@ -505,4 +510,17 @@ fn with_a_shared_catalog_the_locks_live_in_the_catalog() {
     .ok();
     assert_same(&snapshot(&dir), &snapshot(&target));
     c.run("node-a", &["check", "--read-data"]).ok();
+    // A process of another catalog would not see these locks: the
+    // repository names the catalog that keeps them, and others keep away.
+    let other_db = strata_engine::pg::testing::fresh_database("the_locks_live_in_the_catalog")
+        .expect("database")
+        .expect("a server");
+    let sqlite = c.env.path("elsewhere.db");
+    for catalog in [other_db.as_str(), s(&sqlite)] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.args(["--catalog", catalog, "--repository", &c.env.repository])
+            .args(["backup", "list"])
+            .envs(c.server.env());
+        run(cmd).fails(5, "are kept by catalog");
+    }
 }

@@ -95,6 +95,8 @@ pub struct PgCatalog {
     pool: r2d2::Pool<Manager>,
     /// What the catalog is called in messages (its URL without a password).
     name: String,
+    /// The catalog's own id, made when its schema was (`meta.catalog_id`).
+    id: String,
 }
 
 impl std::fmt::Debug for PgCatalog {
@@ -126,8 +128,12 @@ impl PgCatalog {
             .connection_timeout(CONNECT_WAIT)
             .build(manager)
             .map_err(|e| Error::Catalog(format!("{name}: {e}")))?;
-        let catalog = PgCatalog { pool, name };
-        schema::migrate(&mut *catalog.conn()?)?;
+        let mut catalog = PgCatalog {
+            pool,
+            name,
+            id: String::new(),
+        };
+        catalog.id = schema::migrate(&mut *catalog.conn()?)?;
         Ok(catalog)
     }
 
@@ -215,8 +221,14 @@ impl ProjectStore for PgCatalog {
     fn repository_locks(
         &self,
         repository: &strata_format::RepositoryId,
-    ) -> Option<std::sync::Arc<dyn crate::repository::objects::ObjectStore>> {
-        Some(std::sync::Arc::new(self.locks_of(repository)))
+    ) -> Option<(
+        String,
+        std::sync::Arc<dyn crate::repository::objects::ObjectStore>,
+    )> {
+        Some((
+            self.id.clone(),
+            std::sync::Arc::new(self.locks_of(repository)),
+        ))
     }
 
     fn projects(&self) -> Result<Vec<String>> {

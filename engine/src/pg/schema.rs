@@ -148,8 +148,9 @@ const MIGRATION_LOCK: i64 = 0x7374_7261_7461_0001;
 
 /// Brings the schema up to [`SCHEMA_VERSION`], in one transaction under
 /// an advisory lock (nodes that open a new database at once wait for each
-/// other, and each step runs once). A newer schema is refused.
-pub(super) fn migrate(conn: &mut super::Conn) -> Result<()> {
+/// other, and each step runs once), and gives the catalog its id the
+/// first time. A newer schema is refused. The catalog's id.
+pub(super) fn migrate(conn: &mut super::Conn) -> Result<String> {
     let mut tx = conn.client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
@@ -176,6 +177,14 @@ pub(super) fn migrate(conn: &mut super::Conn) -> Result<()> {
         "UPDATE schema_version SET version = $1",
         &[&i64::from(SCHEMA_VERSION)],
     )?;
+    let made = uuid::Uuid::from_bytes(crate::repository::new_uuid()?).to_string();
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('catalog_id', $1) ON CONFLICT (key) DO NOTHING",
+        &[&made],
+    )?;
+    let id: String = tx
+        .query_one("SELECT value FROM meta WHERE key = 'catalog_id'", &[])?
+        .get(0);
     tx.commit()?;
-    Ok(())
+    Ok(id)
 }

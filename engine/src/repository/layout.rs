@@ -94,6 +94,12 @@ pub fn exclusive_lease() -> Key {
     known("locks/exclusive".into())
 }
 
+/// Names the catalog that keeps the repository's leases, when one does
+/// (FORMAT.md section 7a): processes of any other catalog keep away.
+pub fn lock_keeper() -> Key {
+    known("locks/kept-by".into())
+}
+
 pub const SHARED_LEASES: &str = "locks/shared-";
 
 /// A backup's shared lease, named after its operation.

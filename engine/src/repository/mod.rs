@@ -200,6 +200,44 @@ impl Repository {
         self
     }
 
+    /// Agrees with the repository on where its leases live: `keeper` is
+    /// the id of the catalog that keeps them (`None`: they live in the
+    /// repository). The first catalog to keep them names itself in the
+    /// repository; any process whose leases would live elsewhere is then
+    /// refused, since it would not see the others' leases.
+    pub fn agree_on_locks(&self, keeper: Option<&str>) -> Result<()> {
+        let key = layout::lock_keeper();
+        let named = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).trim().to_string();
+        let found = match self.store.get(&key) {
+            Ok(bytes) => Some(named(bytes)),
+            Err(e) if is_not_found(&e) => None,
+            Err(e) => return Err(e),
+        };
+        let found = match (found, keeper) {
+            (None, Some(mine)) => {
+                match self
+                    .store
+                    .put(&key, format!("{mine}\n").as_bytes(), Cond::IfAbsent)
+                {
+                    Ok(_) => return Ok(()),
+                    Err(Error::Precondition { .. }) => Some(named(self.store.get(&key)?)),
+                    Err(e) => return Err(e),
+                }
+            }
+            (found, _) => found,
+        };
+        match (found, keeper) {
+            (None, None) => Ok(()),
+            (Some(theirs), Some(mine)) if theirs == mine => Ok(()),
+            (Some(theirs), _) => Err(Error::InvalidState(format!(
+                "the locks of repository {} are kept by catalog {theirs}; only processes \
+                 of that catalog may use it",
+                self.store.location()
+            ))),
+            (None, Some(_)) => Err(Error::Bug("the lock keeper vanished".into())),
+        }
+    }
+
     /// Whether the repository's store keeps racing conditional puts apart.
     pub fn conditions_hold(&self) -> bool {
         self.store.conditions_hold()

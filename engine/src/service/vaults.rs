@@ -71,8 +71,14 @@ pub(crate) fn bind(
         None => Repository::open_or_init(backend, new_repository.clone())?,
     };
     let repo = match store.repository_locks(&repo.config().repository_id) {
-        Some(locks) => repo.with_locks(locks),
-        None => repo,
+        Some((keeper, locks)) => {
+            repo.agree_on_locks(Some(&keeper))?;
+            repo.with_locks(locks)
+        }
+        None => {
+            repo.agree_on_locks(None)?;
+            repo
+        }
     };
     if repo.locks_in_store() && !repo.conditions_hold() {
         return Err(Error::Unsupported(format!(

@@ -141,12 +141,15 @@ pub trait ProjectStore: Send + Sync {
     fn projects(&self) -> Result<Vec<String>>;
 
     /// Where this store keeps the leases of `repository`, when it keeps
-    /// them (a catalog several nodes share); `None`: they live in the
-    /// repository itself.
+    /// them (a catalog several nodes share), with this store's id;
+    /// `None`: they live in the repository itself.
     fn repository_locks(
         &self,
         _repository: &strata_format::RepositoryId,
-    ) -> Option<std::sync::Arc<dyn crate::repository::objects::ObjectStore>> {
+    ) -> Option<(
+        String,
+        std::sync::Arc<dyn crate::repository::objects::ObjectStore>,
+    )> {
         None
     }
 }
