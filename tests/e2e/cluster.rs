@@ -181,8 +181,34 @@ fn four_nodes_back_up_eight_shares_into_one_bucket_and_one_catalog() {
         assert_same(&snapshot(p), &snapshot(&target));
     }
 
-    // Deletes, cleanups and backups on four nodes at once lose nothing.
+    // A share being backed up on one node is busy for every other.
+    let busy = c.env.path("busy");
+    share(&busy, 300, 2);
+    let park = [("STRATA_FAILPOINTS", "repository.pack_published=sleep(2000)")];
+    let holder = c.spawn("node-0", &["backup", "create", s(&busy)], &park);
+    std::thread::sleep(Duration::from_millis(1200));
+    c.run("node-1", &["backup", "create", s(&busy)])
+        .fails(5, "backup_creating");
+    finished(holder).ok();
+
+    // A share with three backups, which a prune on one node thins while
+    // the others delete, clean up and back up.
+    let pruned = c.env.path("pruned");
+    share(&pruned, 400, 1);
+    for round in 0..3 {
+        fs::write(pruned.join("sub/round.txt"), format!("round {round}\n")).expect("round");
+        c.run(NODES[round], &["backup", "create", s(&pruned)]).ok();
+    }
+    let pruned_tree = snapshot(&pruned);
+
+    // Deletes, a prune, cleanups and backups on four nodes at once lose
+    // nothing.
     let mut racing = Vec::new();
+    racing.push(c.spawn(
+        "node-3",
+        &["backup", "prune", "--share", "pruned", "--keep-last", "1"],
+        &[],
+    ));
     for (i, b) in made.iter().enumerate().take(4) {
         let id = b["id"].as_str().expect("id").to_string();
         racing.push(c.spawn(NODES[i], &["backup", "delete", &id], &[]));
@@ -201,7 +227,41 @@ fn four_nodes_back_up_eight_shares_into_one_bucket_and_one_catalog() {
         .ok()
         .json();
     let left = left.as_array().expect("list").clone();
-    assert_eq!(left.len(), 8 - 4 + 4 + 2, "{left:?}");
+    // Eight, four deleted, four late, one busy, two racing, one pruned.
+    assert_eq!(left.len(), 8 - 4 + 4 + 1 + 2 + 1, "{left:?}");
+    let kept: Vec<_> = left
+        .iter()
+        .filter(|b| {
+            let shown = c
+                .run(
+                    "node-1",
+                    &[
+                        "backup",
+                        "show",
+                        b["ID"].as_str().expect("id"),
+                        "-f",
+                        "json",
+                    ],
+                )
+                .ok()
+                .json();
+            shown["share_id"] == left_share_id(&c, "pruned")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let target = c.env.path("pruned-restored");
+    c.run(
+        "node-2",
+        &[
+            "backup",
+            "restore",
+            kept[0]["ID"].as_str().expect("id"),
+            "--target-dir",
+            s(&target),
+        ],
+    )
+    .ok();
+    assert_same(&pruned_tree, &snapshot(&target));
     for (i, b) in made.iter().enumerate().skip(4) {
         let target = c.env.path(&format!("after{i}"));
         c.run(
@@ -218,6 +278,21 @@ fn four_nodes_back_up_eight_shares_into_one_bucket_and_one_catalog() {
         assert_same(&snapshot(&shares[i]), &snapshot(&target));
     }
     c.run("node-2", &["check", "--read-data"]).ok();
+}
+
+/// The id of the share named `name`.
+fn left_share_id(c: &Cluster, name: &str) -> serde_json::Value {
+    let shares = c
+        .run("node-0", &["share", "list", "-f", "json"])
+        .ok()
+        .json();
+    shares
+        .as_array()
+        .expect("shares")
+        .iter()
+        .find(|sh| sh["Name"] == name)
+        .map(|sh| sh["ID"].clone())
+        .expect("the share")
 }
 
 #[test]
