@@ -195,9 +195,9 @@ fn four_nodes_back_up_eight_shares_into_one_bucket_and_one_catalog() {
     // the others delete, clean up and back up.
     let pruned = c.env.path("pruned");
     share(&pruned, 400, 1);
-    for round in 0..3 {
+    for (round, node) in NODES.iter().take(3).enumerate() {
         fs::write(pruned.join("sub/round.txt"), format!("round {round}\n")).expect("round");
-        c.run(NODES[round], &["backup", "create", s(&pruned)]).ok();
+        c.run(node, &["backup", "create", s(&pruned)]).ok();
     }
     let pruned_tree = snapshot(&pruned);
 
