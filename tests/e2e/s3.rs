@@ -252,3 +252,86 @@ fn the_config_file_reaches_a_bucket() {
     env.strata(&["--config", half.to_str().unwrap(), "backup", "list"])
         .fails(2, "both access_key_id and secret_access_key");
 }
+
+/// The commands beyond backup and restore, on a bucket: ls, find, diff,
+/// dump, a partial restore, export and import into another catalog,
+/// prune (which merges layers), repack and cleanup.
+#[test]
+fn every_command_works_on_a_bucket() {
+    let Some(server) = S3Server::start("every_command_works_on_a_bucket", Kind::Moto) else {
+        return;
+    };
+    let env = s3_env(&server, "repo");
+    let share = env.path("share");
+    build_tree(&share);
+    fs::write(share.join("notes.txt"), b"first\n").unwrap();
+    fs::write(share.join("big.bin"), noise(6 << 20, 3)).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let first = backup(&env, &share);
+    let first_id = first["id"].as_str().unwrap().to_string();
+    fs::write(share.join("notes.txt"), b"second\n").unwrap();
+    fs::write(share.join("big.bin"), noise(6 << 20, 4)).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let tree = snapshot(&share);
+    let second = incremental_backup(&env, &share);
+    let second_id = second["id"].as_str().unwrap().to_string();
+
+    let ls = env.strata(&["backup", "ls", &second_id]).ok();
+    assert!(ls.stdout.contains("notes.txt"), "{}", ls.stdout);
+    let found = env.strata(&["backup", "find", "notes.txt"]).ok();
+    assert_eq!(
+        found.stdout.matches("notes.txt").count(),
+        2,
+        "{}",
+        found.stdout
+    );
+    let diff = env.strata(&["backup", "diff", &first_id, &second_id]).ok();
+    assert!(diff.stdout.contains("big.bin"), "{}", diff.stdout);
+    let dumped = env.strata(&["backup", "dump", &first_id, "notes.txt"]).ok();
+    assert_eq!(dumped.stdout, "first\n");
+    let part = env.path("part");
+    env.strata(&[
+        "backup",
+        "restore",
+        &second_id,
+        "--target-dir",
+        part.to_str().unwrap(),
+        "--include",
+        "notes.txt",
+    ])
+    .ok();
+    assert_eq!(fs::read(part.join("notes.txt")).unwrap(), b"second\n");
+    assert!(!part.join("big.bin").exists());
+
+    // The records, exported, come into another catalog on the same bucket.
+    let export = |id: &str| {
+        let e = env
+            .strata(&["backup", "export", "-f", "json", id])
+            .ok()
+            .json();
+        (
+            e["backup_service"].as_str().unwrap().to_string(),
+            e["backup_url"].as_str().unwrap().to_string(),
+        )
+    };
+    for id in [&first_id, &second_id] {
+        let (service, url) = export(id);
+        env.strata_at("other.db", &["backup", "import", &service, &url])
+            .ok();
+    }
+    let listed = env
+        .strata_at("other.db", &["backup", "list", "-f", "json"])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    // A prune merges the first into the second; a repack and a cleanup
+    // then leave a repository whose every byte is sound.
+    env.strata(&["backup", "prune", "--keep-last", "1"]).ok();
+    env.strata(&["repack", "--max-unused", "0%"]).ok();
+    env.strata(&["cleanup"]).ok();
+    env.strata(&["check", "--read-data"]).ok();
+    let target = env.path("restored");
+    restore_to(&env, &second_id, &target).ok();
+    assert_same(&tree, &snapshot(&target));
+}
