@@ -68,14 +68,7 @@ pub(super) fn status_of(tx: &Transaction<'_>, id: SnapshotId) -> Result<Option<S
 /// The snapshot's status, which must be one of `from`.
 fn expect(tx: &Transaction<'_>, id: SnapshotId, from: &[SnapshotStatus]) -> Result<SnapshotStatus> {
     let current = status_of(tx, id)?.ok_or_else(|| not_found(&id.to_string()))?;
-    if !from.contains(&current) {
-        return Err(Error::InvalidState(format!(
-            "snapshot {id} is {}, expected {}",
-            current.as_str(),
-            crate::store::one_of(from, SnapshotStatus::as_str)
-        )));
-    }
-    Ok(current)
+    crate::store::expected("snapshot", &id, current, from, SnapshotStatus::as_str)
 }
 
 fn set_status(

@@ -41,14 +41,7 @@ fn expect(tx: &mut Transaction<'_>, id: BackupId, from: &[BackupStatus]) -> Resu
             name: id.to_string(),
         });
     };
-    if !from.contains(&current) {
-        return Err(Error::InvalidState(format!(
-            "backup {id} is {}, expected {}",
-            current.as_str(),
-            crate::store::one_of(from, BackupStatus::as_str)
-        )));
-    }
-    Ok(current)
+    crate::store::expected("backup", &id, current, from, BackupStatus::as_str)
 }
 
 fn set_status(tx: &mut Transaction<'_>, id: BackupId, to: BackupStatus) -> Result<()> {

@@ -7,14 +7,13 @@
 //! put, even of the same bytes, is a new one.
 
 use bytes::Bytes;
-use std::io::Write;
 use strata_format::RepositoryId;
 
 use super::PgCatalog;
 use crate::error::{Error, Result};
 use crate::repository::objects::{
-    Cond, Etag, Key, MemoryReader, ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Page,
-    Space, Unfinished, PAGE,
+    Cond, Etag, Gathered, Key, MemoryReader, ObjectMeta, ObjectReader, ObjectStore, ObjectWriter,
+    Page, Space, Unfinished, PAGE,
 };
 
 /// The locks of one repository, in the catalog's `repository_locks`.
@@ -86,42 +85,16 @@ impl PgLocks {
     }
 }
 
-struct LockWriter {
-    store: PgLocks,
-    key: Key,
-    cond: Cond,
-    body: Vec<u8>,
-}
-
-impl Write for LockWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.body.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ObjectWriter for LockWriter {
-    fn commit(self: Box<Self>) -> Result<Etag> {
-        self.store.put_row(&self.key, &self.body, &self.cond)
-    }
-}
-
 impl ObjectStore for PgLocks {
     fn location(&self) -> &str {
         &self.location
     }
 
     fn writer(&self, key: &Key, cond: Cond) -> Result<Box<dyn ObjectWriter>> {
-        Ok(Box::new(LockWriter {
-            store: self.clone(),
-            key: key.clone(),
-            cond,
-            body: Vec::new(),
-        }))
+        let (store, key) = (self.clone(), key.clone());
+        Ok(Box::new(Gathered::new(move |body| {
+            store.put_row(&key, &body, &cond)
+        })))
     }
 
     fn put(&self, key: &Key, body: &[u8], cond: Cond) -> Result<Etag> {

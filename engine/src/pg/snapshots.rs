@@ -47,14 +47,7 @@ fn expect(
     )?;
     let row = row.ok_or_else(|| not_found(&id.to_string()))?;
     let current = SnapshotStatus::parse(&row.get::<_, String>(0))?;
-    if !from.contains(&current) {
-        return Err(Error::InvalidState(format!(
-            "snapshot {id} is {}, expected {}",
-            current.as_str(),
-            crate::store::one_of(from, SnapshotStatus::as_str)
-        )));
-    }
-    Ok(current)
+    crate::store::expected("snapshot", &id, current, from, SnapshotStatus::as_str)
 }
 
 fn set_status(

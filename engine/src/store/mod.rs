@@ -382,6 +382,26 @@ impl<T> ServiceStore for T where
 {
 }
 
+/// A compare-and-set's check of a backup's or snapshot's status, in every
+/// store alike: `current` if it is one of `from`, else `InvalidState`
+/// naming the `kind` and `id`, what it is and what was expected.
+pub(crate) fn expected<S: Copy + PartialEq>(
+    kind: &str,
+    id: &dyn std::fmt::Display,
+    current: S,
+    from: &[S],
+    name: fn(S) -> &'static str,
+) -> Result<S> {
+    match from.contains(&current) {
+        true => Ok(current),
+        false => Err(crate::Error::InvalidState(format!(
+            "{kind} {id} is {}, expected {}",
+            name(current),
+            one_of(from, name)
+        ))),
+    }
+}
+
 /// `from`'s names joined with "or", for messages of a compare-and-set.
 pub(crate) fn one_of<T: Copy>(from: &[T], name: fn(T) -> &'static str) -> String {
     from.iter()

@@ -4,15 +4,14 @@
 //! visible to every later call.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::ops::{Bound, Range};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 
 use super::{
-    io_error, Cond, Etag, Key, ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Page, Space,
-    Unfinished, PAGE,
+    io_error, Cond, Etag, Gathered, Key, ObjectMeta, ObjectReader, ObjectStore, ObjectWriter, Page,
+    Space, Unfinished, PAGE,
 };
 use crate::error::{Error, Result};
 
@@ -101,35 +100,12 @@ impl MemoryStore {
     }
 }
 
-struct MemoryWriter {
-    store: MemoryStore,
-    key: Key,
-    cond: Cond,
-    body: Vec<u8>,
-}
-
-impl Write for MemoryWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.body.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ObjectWriter for MemoryWriter {
-    fn commit(self: Box<Self>) -> Result<Etag> {
-        let MemoryWriter {
-            store,
-            key,
-            cond,
-            body,
-        } = *self;
-        let mut objects = store.lock();
-        if !MemoryStore::holds(&objects, &key, &cond) {
-            return Err(store.precondition(&key));
+impl MemoryStore {
+    /// Publishes `body` at `key` if `cond` holds.
+    fn commit(&self, key: Key, cond: &Cond, body: Vec<u8>) -> Result<Etag> {
+        let mut objects = self.lock();
+        if !MemoryStore::holds(&objects, &key, cond) {
+            return Err(self.precondition(&key));
         }
         objects.version += 1;
         let version = objects.version;
@@ -191,12 +167,10 @@ impl ObjectStore for MemoryStore {
     }
 
     fn writer(&self, key: &Key, cond: Cond) -> Result<Box<dyn ObjectWriter>> {
-        Ok(Box::new(MemoryWriter {
-            store: self.clone(),
-            key: key.clone(),
-            cond,
-            body: Vec::new(),
-        }))
+        let (store, key) = (self.clone(), key.clone());
+        Ok(Box::new(Gathered::new(move |body| {
+            store.commit(key, &cond, body)
+        })))
     }
 
     fn open(&self, key: &Key) -> Result<Box<dyn ObjectReader>> {

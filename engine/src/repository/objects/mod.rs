@@ -282,6 +282,40 @@ pub trait ObjectReader: Send + Sync {
     }
 }
 
+/// A writer that gathers an object's bytes and hands them whole to
+/// `commit`: for stores whose put is one step (memory, one statement).
+pub(crate) struct Gathered<F> {
+    body: Vec<u8>,
+    commit: F,
+}
+
+impl<F: FnOnce(Vec<u8>) -> Result<Etag> + Send> Gathered<F> {
+    pub(crate) fn new(commit: F) -> Gathered<F> {
+        Gathered {
+            body: Vec::new(),
+            commit,
+        }
+    }
+}
+
+impl<F: Send> Write for Gathered<F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.body.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: FnOnce(Vec<u8>) -> Result<Etag> + Send> ObjectWriter for Gathered<F> {
+    fn commit(self: Box<Self>) -> Result<Etag> {
+        let Gathered { body, commit } = *self;
+        commit(body)
+    }
+}
+
 /// A whole put made through [`ObjectStore::writer`].
 pub(crate) fn put_by_writer<S: ObjectStore + ?Sized>(
     store: &S,

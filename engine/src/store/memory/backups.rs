@@ -9,7 +9,7 @@ use super::{Backup, MemoryServiceStore, State};
 use crate::clock::now_ns;
 use crate::error::{Error, Result};
 use crate::store::{
-    one_of, Admission, Admitted, BackupFilter, BackupQuery, BackupReads, BackupRecord, BackupSort,
+    Admission, Admitted, BackupFilter, BackupQuery, BackupReads, BackupRecord, BackupSort,
     BackupStatus, BackupWrites, Problem, Reparent,
 };
 
@@ -56,13 +56,7 @@ impl State {
             .backups
             .get_mut(&id)
             .ok_or_else(|| not_found(&id.to_string()))?;
-        if !from.contains(&b.record.status) {
-            return Err(Error::InvalidState(format!(
-                "backup {id} is {}, expected {}",
-                b.record.status.as_str(),
-                one_of(from, BackupStatus::as_str)
-            )));
-        }
+        crate::store::expected("backup", &id, b.record.status, from, BackupStatus::as_str)?;
         Ok(&mut b.record)
     }
 

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use strata_format::{BackupId, ShareId, SnapshotId};
 
 use super::{
-    one_of, OperationStore, ProjectStore, Quota, QuotaStore, QuotaUsage, Snapshot, SnapshotStatus,
+    OperationStore, ProjectStore, Quota, QuotaStore, QuotaUsage, Snapshot, SnapshotStatus,
     SnapshotStore,
 };
 use crate::clock::now_ns;
@@ -64,13 +64,13 @@ impl State {
             .snapshots
             .get_mut(&id)
             .ok_or_else(|| snapshot_not_found(&id.to_string()))?;
-        if !from.contains(&snapshot.status) {
-            return Err(Error::InvalidState(format!(
-                "snapshot {id} is {}, expected {}",
-                snapshot.status.as_str(),
-                one_of(from, SnapshotStatus::as_str)
-            )));
-        }
+        crate::store::expected(
+            "snapshot",
+            &id,
+            snapshot.status,
+            from,
+            SnapshotStatus::as_str,
+        )?;
         Ok(snapshot)
     }
 
